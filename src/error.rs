@@ -1,0 +1,82 @@
+//! The client's user-facing error: what failed, what to do next, and which
+//! exit status it maps to. Layers return their own error enums; commands
+//! turn them into [`AppError`] with context; `main` prints and exits.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Exit statuses, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything worked.
+    Success = 0,
+    /// A local failure: files, keyring, unexpected I/O.
+    Failure = 1,
+    /// The command line was wrong (clap's own status).
+    Usage = 2,
+    /// Could not connect, TLS failed, or the server broke the protocol.
+    Connection = 3,
+    /// Not registered, or the server refused the credentials.
+    Auth = 4,
+    /// The named user does not exist on the server.
+    UnknownUser = 5,
+    /// A pin did not match or a message failed verification.
+    Trust = 6,
+    /// The server refused the request: name taken, too large, limits.
+    Refused = 7,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// A failure reported to the user: one sentence, optionally a second
+/// saying what to do, and the exit status.
+#[derive(Debug)]
+pub struct AppError {
+    /// Which exit status this failure maps to.
+    pub status: ExitStatus,
+    /// What went wrong.
+    pub message: String,
+    /// What to try next, if anything useful can be said.
+    pub hint: Option<String>,
+}
+
+impl AppError {
+    /// A failure with the given status and message.
+    pub fn new(status: ExitStatus, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A local failure (exit status 1).
+    pub fn local(message: impl Into<String>) -> Self {
+        Self::new(ExitStatus::Failure, message)
+    }
+
+    /// Add what to do next.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// Result type of client commands.
+pub type AppResult<T> = Result<T, AppError>;

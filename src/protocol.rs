@@ -1,0 +1,306 @@
+//! The wire protocol shared by client and server: length-prefixed frames,
+//! the protocol version, typed requests and responses, and user-name rules.
+//!
+//! Every frame is a 4-byte big-endian payload length followed by that many
+//! bytes of UTF-8 JSON. Lengths are checked against a maximum before any
+//! buffer is sized for the payload. The byte-level description lives in
+//! `docs/PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+
+mod bytes;
+mod frame;
+mod names;
+
+pub use bytes::Base64Bytes;
+pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
+pub use names::{NameError, canonical_name, validate_username};
+
+/// The protocol version this build speaks; exchanged in the first frame.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame a client accepts from a server (responses carry pages of
+/// messages, so they may be larger than any single request).
+pub const CLIENT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Most messages a client asks for in one `fetch` page.
+pub const FETCH_PAGE: u32 = 256;
+
+/// Domain-separation prefix of the registration proof (see
+/// [`registration_proof_message`]).
+const REGISTRATION_PROOF_LABEL: &[u8] = b"msgr-register-v1\0";
+
+/// The bytes a registering client signs to prove it holds the private key
+/// of the public key it registers: label, name length, name, key.
+pub fn registration_proof_message(user: &str, public_key_der: &[u8]) -> Vec<u8> {
+    let mut message =
+        Vec::with_capacity(REGISTRATION_PROOF_LABEL.len() + 1 + user.len() + public_key_der.len());
+    message.extend_from_slice(REGISTRATION_PROOF_LABEL);
+    message.push(user.len() as u8);
+    message.extend_from_slice(user.as_bytes());
+    message.extend_from_slice(public_key_der);
+    message
+}
+
+/// A request from client to server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// First frame of every connection: the client's protocol version.
+    Hello {
+        /// Protocol version the client speaks.
+        version: u32,
+    },
+    /// Create an account: name, SubjectPublicKeyInfo DER, and an RSA-PSS
+    /// signature over [`registration_proof_message`].
+    Register {
+        /// Requested user name.
+        user: String,
+        /// The account's RSA public key (SubjectPublicKeyInfo, DER).
+        public_key: Base64Bytes,
+        /// Proof of possession of the matching private key.
+        proof: Base64Bytes,
+    },
+    /// Ask for a session token, returned wrapped to the user's key.
+    Login {
+        /// The account to log in as.
+        user: String,
+    },
+    /// Bind this connection to a user by presenting a session token.
+    Authenticate {
+        /// The account the token belongs to.
+        user: String,
+        /// The 32-byte session token obtained through `login`.
+        token: Base64Bytes,
+    },
+    /// Fetch a user's registered public key.
+    GetKey {
+        /// Whose key to fetch.
+        user: String,
+    },
+    /// Queue a sealed envelope for a recipient (needs authentication).
+    Send {
+        /// The recipient's user name.
+        recipient: String,
+        /// The envelope bytes (see `docs/PROTOCOL.md`).
+        envelope: Base64Bytes,
+    },
+    /// Fetch queued messages with ids greater than `after`, oldest first
+    /// (needs authentication).
+    Fetch {
+        /// Return only messages with an id above this one.
+        after: u64,
+        /// At most this many messages.
+        limit: u32,
+    },
+    /// Delete delivered messages from the queue (needs authentication).
+    Ack {
+        /// Server ids of the messages to delete.
+        ids: Vec<u64>,
+    },
+}
+
+/// A response from server to client; exactly one per request, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Answer to `hello`: the server's version and its size limit.
+    Hello {
+        /// Protocol version the server speaks.
+        version: u32,
+        /// Largest envelope, in bytes, the server accepts.
+        max_envelope: u64,
+    },
+    /// The account exists now (or already existed with the same key).
+    Registered {
+        /// The name as the server stores it.
+        user: String,
+    },
+    /// A fresh session token, RSA-OAEP-wrapped to the user's key.
+    LoginChallenge {
+        /// The wrapped 32-byte token.
+        wrapped_token: Base64Bytes,
+        /// Expiry, seconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// The connection now acts for this user.
+    Authenticated {
+        /// The name as the server stores it.
+        user: String,
+        /// When the presented token expires, seconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// A user's public key.
+    Key {
+        /// The name as the server stores it.
+        user: String,
+        /// SubjectPublicKeyInfo DER.
+        public_key: Base64Bytes,
+    },
+    /// The envelope is stored durably under this server id.
+    Sent {
+        /// Server-assigned, increasing message id.
+        id: u64,
+    },
+    /// A page of queued messages, oldest first.
+    Messages {
+        /// The messages; empty when the queue holds nothing more.
+        messages: Vec<QueuedMessage>,
+    },
+    /// How many of the acknowledged ids were removed.
+    Acked {
+        /// Number of messages deleted.
+        count: u64,
+    },
+    /// The request failed; the connection stays usable unless the frame
+    /// itself was malformed.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// One human sentence.
+        message: String,
+    },
+}
+
+/// One queued message as delivered by `fetch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuedMessage {
+    /// Server-assigned id, used to acknowledge.
+    pub id: u64,
+    /// The authenticated sender, as the server recorded it.
+    pub sender: String,
+    /// The envelope bytes, exactly as sent.
+    pub envelope: Base64Bytes,
+}
+
+/// Machine-readable error codes carried by [`Response::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame or its fields are malformed.
+    BadRequest,
+    /// The client's protocol version is not supported.
+    UnsupportedVersion,
+    /// A user name breaks the naming rules.
+    InvalidName,
+    /// The name is registered already (in some letter case).
+    NameTaken,
+    /// No such user.
+    UnknownUser,
+    /// The request needs an authenticated connection.
+    AuthRequired,
+    /// The token is unknown, expired or belongs to someone else.
+    AuthFailed,
+    /// The envelope or frame exceeds the server's limit.
+    TooLarge,
+    /// The recipient's queue is full.
+    MailboxFull,
+    /// Too many attempts from this address; retry later.
+    RateLimited,
+    /// The server failed internally; the request had no effect.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code's wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidName => "invalid_name",
+            Self::NameTaken => "name_taken",
+            Self::UnknownUser => "unknown_user",
+            Self::AuthRequired => "auth_required",
+            Self::AuthFailed => "auth_failed",
+            Self::TooLarge => "too_large",
+            Self::MailboxFull => "mailbox_full",
+            Self::RateLimited => "rate_limited",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl Request {
+    /// Serialise into one complete frame.
+    pub fn to_frame(&self) -> Vec<u8> {
+        to_frame(self)
+    }
+
+    /// Parse a frame payload.
+    pub fn from_payload(payload: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(payload)
+    }
+}
+
+impl Response {
+    /// Serialise into one complete frame.
+    pub fn to_frame(&self) -> Vec<u8> {
+        to_frame(self)
+    }
+
+    /// Parse a frame payload.
+    pub fn from_payload(payload: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(payload)
+    }
+
+    /// Shorthand for an error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn to_frame<T: Serialize>(value: &T) -> Vec<u8> {
+    let payload = serde_json::to_vec(value).expect("protocol types always serialise");
+    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    encode_frame(&payload, &mut frame);
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_through_a_frame() {
+        let request = Request::Send {
+            recipient: "John".into(),
+            envelope: Base64Bytes(vec![0, 1, 2, 255]),
+        };
+        let frame = request.to_frame();
+        let (payload, used) = decode_frame(&frame, 1024).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(Request::from_payload(payload).unwrap(), request);
+    }
+
+    #[test]
+    fn wire_spelling_is_tagged_json() {
+        let frame = Request::GetKey {
+            user: "John".into(),
+        }
+        .to_frame();
+        assert_eq!(&frame[4..], br#"{"type":"get_key","user":"John"}"#);
+        let error = Response::error(ErrorCode::NameTaken, "taken");
+        let json = serde_json::to_string(&error).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"name_taken","message":"taken"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_request_types_and_fields_are_rejected() {
+        assert!(Request::from_payload(br#"{"type":"shutdown"}"#).is_err());
+        assert!(Request::from_payload(br#"{"type":"login","user":"a","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn proof_message_binds_name_and_key() {
+        let a = registration_proof_message("alice", b"key");
+        let b = registration_proof_message("alicek", b"ey");
+        assert_ne!(a, b);
+    }
+}
