@@ -80,3 +80,48 @@ impl std::error::Error for AppError {}
 
 /// Result type of client commands.
 pub type AppResult<T> = Result<T, AppError>;
+
+impl From<crate::keyring::KeyringError> for AppError {
+    fn from(error: crate::keyring::KeyringError) -> Self {
+        Self::local(error.to_string())
+    }
+}
+
+impl From<crate::net::NetError> for AppError {
+    fn from(error: crate::net::NetError) -> Self {
+        use crate::net::NetError;
+        use crate::protocol::ErrorCode;
+        let status = match &error {
+            NetError::CertificateChanged { .. } => ExitStatus::Trust,
+            NetError::Server { code, .. } => match code {
+                ErrorCode::AuthRequired | ErrorCode::AuthFailed => ExitStatus::Auth,
+                ErrorCode::UnknownUser => ExitStatus::UnknownUser,
+                ErrorCode::InvalidName
+                | ErrorCode::NameTaken
+                | ErrorCode::TooLarge
+                | ErrorCode::MailboxFull
+                | ErrorCode::RateLimited => ExitStatus::Refused,
+                ErrorCode::BadRequest | ErrorCode::UnsupportedVersion | ErrorCode::Internal => {
+                    ExitStatus::Connection
+                }
+            },
+            _ => ExitStatus::Connection,
+        };
+        let hint = match &error {
+            NetError::Connect { .. } => {
+                Some("check that the server is running and that --server is right")
+            }
+            NetError::Tls { .. } => Some("check --ca-cert, or that the address is an msgr server"),
+            NetError::Server {
+                code: ErrorCode::RateLimited | ErrorCode::Internal,
+                ..
+            } => Some("try again later"),
+            _ => None,
+        };
+        let app = Self::new(status, error.to_string());
+        match hint {
+            Some(hint) => app.hint(hint),
+            None => app,
+        }
+    }
+}

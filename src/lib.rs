@@ -9,7 +9,14 @@
 //! formats are specified in `docs/PROTOCOL.md`.
 
 pub mod cli;
+pub mod commands;
+pub mod context;
 pub mod crypto;
+pub mod directory;
 pub mod envelope;
 pub mod error;
+pub mod keyring;
+pub mod net;
 pub mod protocol;
+pub mod server;
+pub mod session;

@@ -1,0 +1,107 @@
+//! Other users' public keys: fetched from the server, pinned on first
+//! sight, and compared with the pin every time after. A key that differs
+//! from its pin is refused until the user replaces the pin deliberately.
+
+use crate::crypto::PublicKey;
+use crate::error::{AppError, AppResult, ExitStatus};
+use crate::keyring::Account;
+use crate::net::{Connection, NetError, unexpected};
+use crate::protocol::{ErrorCode, Request, Response};
+
+/// How a fetched key relates to the pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinStatus {
+    /// No pin existed; the key is pinned now.
+    New,
+    /// The key equals the pin.
+    Unchanged,
+    /// The key differed and replaced the pin on request.
+    Replaced,
+}
+
+/// A user's key as fetched and checked.
+#[derive(Debug)]
+pub struct CheckedKey {
+    /// The name as the server spells it.
+    pub name: String,
+    /// The key, equal to the pin now.
+    pub key: PublicKey,
+    /// How it related to the pin before.
+    pub status: PinStatus,
+}
+
+/// Fetch `name`'s key and check it against the pin; pin it if new. A
+/// changed key is a trust error unless `replace` is set.
+pub fn fetch_checked(
+    connection: &mut Connection,
+    account: &Account,
+    name: &str,
+    replace: bool,
+) -> AppResult<CheckedKey> {
+    let (name, key) = fetch(connection, name)?;
+    let status = match account.contact(&name)? {
+        None => PinStatus::New,
+        Some(pinned) if pinned.key == key => PinStatus::Unchanged,
+        Some(_) if replace => PinStatus::Replaced,
+        Some(pinned) => return Err(key_changed(&name, &pinned.key, &key)),
+    };
+    if status != PinStatus::Unchanged {
+        account.pin_contact(&name, &key)?;
+    }
+    Ok(CheckedKey { name, key, status })
+}
+
+/// The pinned key of `name`, fetching and pinning it if there is none.
+pub fn pinned_or_fetch(
+    connection: &mut Connection,
+    account: &Account,
+    name: &str,
+) -> AppResult<PublicKey> {
+    match account.contact(name)? {
+        Some(contact) => Ok(contact.key),
+        None => Ok(fetch_checked(connection, account, name, false)?.key),
+    }
+}
+
+/// The trust error for a key that differs from its pin.
+pub fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> AppError {
+    AppError::new(
+        ExitStatus::Trust,
+        format!(
+            "the key the server offers for {name} does not match the pinned one: pinned fingerprint {}, offered fingerprint {}",
+            pinned.fingerprint(),
+            offered.fingerprint()
+        ),
+    )
+    .hint(format!(
+        "if {name} really has a new key, confirm its fingerprint with them and run `msgr key {name} --replace`"
+    ))
+}
+
+fn fetch(connection: &mut Connection, name: &str) -> AppResult<(String, PublicKey)> {
+    let response = connection
+        .request(&Request::GetKey {
+            user: name.to_owned(),
+        })
+        .map_err(|error| match error {
+            NetError::Server {
+                code: ErrorCode::UnknownUser,
+                ..
+            } => AppError::new(
+                ExitStatus::UnknownUser,
+                format!("there is no user named {name} on this server"),
+            )
+            .hint("check the spelling of the name"),
+            other => other.into(),
+        })?;
+    let Response::Key { user, public_key } = response else {
+        return Err(unexpected(&response).into());
+    };
+    let key = PublicKey::from_der(&public_key.0).map_err(|e| {
+        AppError::new(
+            ExitStatus::Connection,
+            format!("the server sent an unusable key for {name}: {e}"),
+        )
+    })?;
+    Ok((user, key))
+}

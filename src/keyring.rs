@@ -1,0 +1,357 @@
+//! The client's local state, kept in the config directory:
+//!
+//! ```text
+//! config.toml                      default server, user, CA file
+//! known_servers.toml               pinned server certificate fingerprints
+//! accounts/<user>@<host:port>/     one folder per account (mode 0700)
+//!     identity.pem                 the private key, PKCS#8 PEM (mode 0600)
+//!     account.toml                 written once the server confirmed registration
+//!     session.toml                 the session token and its expiry
+//!     contacts.toml                pinned public keys of other users
+//!     seen.txt                     ids of messages already shown
+//!     lock                         held while a command uses the account
+//! ```
+//!
+//! Every write is atomic and each account is locked for the duration of a
+//! command, so concurrent invocations (two cron jobs) cannot corrupt it.
+
+mod files;
+mod known_servers;
+mod records;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::crypto::{CryptoError, PrivateKey, PublicKey};
+use crate::protocol::canonical_name;
+
+pub use known_servers::KnownServers;
+pub use records::{Contact, Session, SessionToken};
+
+use files::{check_private, create_private_dir, lock_exclusive, read_optional, write_atomic};
+use records::{AccountRecord, ContactRecord, SessionRecord};
+
+/// Failures reading or writing the keyring.
+#[derive(Debug, Error)]
+pub enum KeyringError {
+    /// A file operation failed.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A secret file is readable by group or others.
+    #[error("{} is accessible by other users (mode {mode:o}); run `chmod 600 {}` and try again", path.display(), path.display())]
+    TooOpen {
+        /// The secret file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file exists but cannot be understood.
+    #[error("{} is damaged ({detail}); restore it from a backup or remove it", path.display())]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The stored private key is unusable.
+    #[error("the private key in {} is unusable: {source}", path.display())]
+    BadIdentity {
+        /// The key file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        source: CryptoError,
+    },
+}
+
+impl KeyringError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn corrupt(path: &Path, detail: impl ToString) -> Self {
+        Self::Corrupt {
+            path: path.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The config directory holding every account's state.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    dir: PathBuf,
+}
+
+impl Keyring {
+    /// Open (creating, owner-only) the config directory.
+    pub fn open(dir: &Path) -> Result<Self, KeyringError> {
+        create_private_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The config directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Open one account's folder and lock it until the returned value is
+    /// dropped. `user` must already be a validated name and `server` a
+    /// validated `host:port`.
+    pub fn account(&self, user: &str, server: &str) -> Result<Account, KeyringError> {
+        let dir = self.dir.join("accounts").join(format!(
+            "{}@{}",
+            canonical_name(user),
+            server.to_ascii_lowercase()
+        ));
+        create_private_dir(&dir)?;
+        let lock = lock_exclusive(&dir.join("lock"))?;
+        Ok(Account { dir, _lock: lock })
+    }
+
+    /// The pinned server certificates.
+    pub fn known_servers(&self) -> KnownServers {
+        KnownServers::new(&self.dir)
+    }
+}
+
+/// One account's folder, locked against other msgr processes.
+#[derive(Debug)]
+pub struct Account {
+    dir: PathBuf,
+    /// Held for the lifetime of this value; closing the file unlocks.
+    _lock: File,
+}
+
+impl Account {
+    /// The account's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the private key file.
+    pub fn identity_path(&self) -> PathBuf {
+        self.dir.join("identity.pem")
+    }
+
+    /// Whether a private key is stored.
+    pub fn has_identity(&self) -> bool {
+        self.identity_path().exists()
+    }
+
+    /// Whether the server confirmed this account's registration.
+    pub fn is_registered(&self) -> bool {
+        self.dir.join("account.toml").exists()
+    }
+
+    /// Load the private key, refusing a file others could read.
+    pub fn load_identity(&self) -> Result<PrivateKey, KeyringError> {
+        let path = self.identity_path();
+        check_private(&path)?;
+        let pem = std::fs::read_to_string(&path).map_err(|e| KeyringError::io(&path, e))?;
+        PrivateKey::from_pkcs8_pem(&pem)
+            .map_err(|source| KeyringError::BadIdentity { path, source })
+    }
+
+    /// Store the private key (mode 0600).
+    pub fn save_identity(&self, key: &PrivateKey) -> Result<(), KeyringError> {
+        let path = self.identity_path();
+        let pem = key
+            .to_pkcs8_pem()
+            .map_err(|source| KeyringError::BadIdentity {
+                path: path.clone(),
+                source,
+            })?;
+        write_atomic(&path, pem.as_bytes())
+    }
+
+    /// Delete a private key the server never accepted.
+    pub fn remove_identity(&self) -> Result<(), KeyringError> {
+        let path = self.identity_path();
+        std::fs::remove_file(&path).map_err(|e| KeyringError::io(&path, e))
+    }
+
+    /// Record that the server confirmed the registration.
+    pub fn mark_registered(&self, user: &str, fingerprint: &str) -> Result<(), KeyringError> {
+        let record = AccountRecord {
+            user: user.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        self.write_toml("account.toml", &record)
+    }
+
+    /// The stored session, if any.
+    pub fn load_session(&self) -> Result<Option<Session>, KeyringError> {
+        let record: Option<SessionRecord> = self.read_toml("session.toml")?;
+        let path = self.dir.join("session.toml");
+        record
+            .map(|r| {
+                r.into_session()
+                    .map_err(|detail| KeyringError::corrupt(&path, detail))
+            })
+            .transpose()
+    }
+
+    /// Store a session token.
+    pub fn save_session(&self, session: &Session) -> Result<(), KeyringError> {
+        self.write_toml("session.toml", &SessionRecord::from_session(session))
+    }
+
+    /// The pinned key of `name`, if pinned.
+    pub fn contact(&self, name: &str) -> Result<Option<Contact>, KeyringError> {
+        let path = self.dir.join("contacts.toml");
+        let contacts = self.contacts()?;
+        contacts
+            .get(&canonical_name(name))
+            .map(|record| {
+                record
+                    .to_contact()
+                    .map_err(|detail| KeyringError::corrupt(&path, detail))
+            })
+            .transpose()
+    }
+
+    /// Pin `key` as `name`'s key, replacing any earlier pin.
+    pub fn pin_contact(&self, name: &str, key: &PublicKey) -> Result<(), KeyringError> {
+        let mut contacts = self.contacts()?;
+        contacts.insert(canonical_name(name), ContactRecord::new(name, key));
+        self.write_toml("contacts.toml", &contacts)
+    }
+
+    fn contacts(&self) -> Result<BTreeMap<String, ContactRecord>, KeyringError> {
+        Ok(self.read_toml("contacts.toml")?.unwrap_or_default())
+    }
+
+    /// Ids (as written by [`seen_key`]) of messages already shown.
+    pub fn load_seen(&self) -> Result<HashSet<String>, KeyringError> {
+        let path = self.dir.join("seen.txt");
+        let Some(bytes) = read_optional(&path)? else {
+            return Ok(HashSet::new());
+        };
+        let text = String::from_utf8(bytes).map_err(|e| KeyringError::corrupt(&path, e))?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// Store the set of shown message ids.
+    pub fn save_seen(&self, seen: &HashSet<String>) -> Result<(), KeyringError> {
+        let mut lines: Vec<&str> = seen.iter().map(String::as_str).collect();
+        lines.sort_unstable();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        write_atomic(&self.dir.join("seen.txt"), text.as_bytes())
+    }
+
+    fn read_toml<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, KeyringError> {
+        read_toml(&self.dir.join(name))
+    }
+
+    fn write_toml<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), KeyringError> {
+        write_toml(&self.dir.join(name), value)
+    }
+}
+
+/// The replay-guard key of a message: sender (case-folded) and message id.
+pub fn seen_key(sender: &str, message_id: &[u8]) -> String {
+    let hex: String = message_id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{} {hex}", canonical_name(sender))
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, KeyringError> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes).map_err(|e| KeyringError::corrupt(path, e))?;
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| KeyringError::corrupt(path, e.message()))
+}
+
+fn write_toml<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), KeyringError> {
+    let text = toml::to_string(value).expect("keyring records always serialise");
+    write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::test_keys;
+
+    fn account() -> (tempfile::TempDir, Account) {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::open(&dir.path().join("cfg")).unwrap();
+        let account = keyring.account("Alice", "localhost:12000").unwrap();
+        (dir, account)
+    }
+
+    #[test]
+    fn identity_round_trips_with_private_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, account) = account();
+        assert!(!account.has_identity());
+        account.save_identity(&test_keys()[0]).unwrap();
+        let loaded = account.load_identity().unwrap();
+        assert_eq!(loaded.public_key(), test_keys()[0].public_key());
+        let mode = std::fs::metadata(account.identity_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(account.dir().ends_with("accounts/alice@localhost:12000"));
+    }
+
+    #[test]
+    fn contacts_are_pinned_case_insensitively() {
+        let (_dir, account) = account();
+        assert!(account.contact("John").unwrap().is_none());
+        account
+            .pin_contact("John", &test_keys()[1].public_key())
+            .unwrap();
+        let contact = account.contact("JOHN").unwrap().unwrap();
+        assert_eq!(contact.name, "John");
+        assert_eq!(contact.key, test_keys()[1].public_key());
+    }
+
+    #[test]
+    fn sessions_and_seen_ids_round_trip() {
+        let (_dir, account) = account();
+        assert!(account.load_session().unwrap().is_none());
+        let session = Session {
+            token: SessionToken::new(vec![9; 32]),
+            expires_at: 42,
+        };
+        account.save_session(&session).unwrap();
+        let loaded = account.load_session().unwrap().unwrap();
+        assert_eq!(loaded.token.expose(), &[9; 32]);
+        assert_eq!(loaded.expires_at, 42);
+
+        let seen: HashSet<String> = [seen_key("Alice", &[1, 2]), seen_key("bob", &[3])].into();
+        account.save_seen(&seen).unwrap();
+        assert_eq!(account.load_seen().unwrap(), seen);
+        assert_eq!(seen_key("ALICE", &[1, 2]), "alice 0102");
+    }
+
+    #[test]
+    fn damaged_files_are_reported_not_ignored() {
+        let (_dir, account) = account();
+        std::fs::write(account.dir().join("contacts.toml"), "not = [toml").unwrap();
+        assert!(matches!(
+            account.contact("John"),
+            Err(KeyringError::Corrupt { .. })
+        ));
+    }
+}

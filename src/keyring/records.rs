@@ -1,0 +1,107 @@
+//! The serialised forms of keyring files and the values they hold.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::PublicKey;
+
+/// A session token: a bearer secret, so `Debug` never shows it.
+#[derive(Clone)]
+pub struct SessionToken(zeroize::Zeroizing<Vec<u8>>);
+
+impl SessionToken {
+    /// Wrap raw token bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(zeroize::Zeroizing::new(bytes))
+    }
+
+    /// The raw token, for sending to the server.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(redacted)")
+    }
+}
+
+/// A session token and when it expires.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The bearer token.
+    pub token: SessionToken,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// A pinned contact key.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    /// The name as the server spells it.
+    pub name: String,
+    /// The pinned key.
+    pub key: PublicKey,
+}
+
+/// `account.toml`: written once the server confirmed registration.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct AccountRecord {
+    pub user: String,
+    pub fingerprint: String,
+}
+
+/// `session.toml`.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SessionRecord {
+    token: String,
+    expires_at: u64,
+}
+
+impl SessionRecord {
+    pub fn from_session(session: &Session) -> Self {
+        Self {
+            token: STANDARD.encode(session.token.expose()),
+            expires_at: session.expires_at,
+        }
+    }
+
+    pub fn into_session(self) -> Result<Session, String> {
+        let token = STANDARD.decode(&self.token).map_err(|e| e.to_string())?;
+        Ok(Session {
+            token: SessionToken::new(token),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// One entry of `contacts.toml`, keyed by the case-folded name.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ContactRecord {
+    name: String,
+    fingerprint: String,
+    public_key: String,
+}
+
+impl ContactRecord {
+    pub fn new(name: &str, key: &PublicKey) -> Self {
+        Self {
+            name: name.to_owned(),
+            fingerprint: key.fingerprint(),
+            public_key: STANDARD.encode(key.to_der()),
+        }
+    }
+
+    pub fn to_contact(&self) -> Result<Contact, String> {
+        let der = STANDARD
+            .decode(&self.public_key)
+            .map_err(|e| e.to_string())?;
+        let key = PublicKey::from_der(&der).map_err(|e| e.to_string())?;
+        Ok(Contact {
+            name: self.name.clone(),
+            key,
+        })
+    }
+}

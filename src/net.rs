@@ -1,0 +1,215 @@
+//! The client's connection to a server: TCP with TCP_NODELAY, TLS 1.3 with
+//! the verification policy of [`trust`], the version exchange, and one
+//! request/response at a time over frames. Error responses from the server
+//! become [`NetError::Server`] in one place, [`Connection::request`].
+
+mod address;
+pub mod trust;
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use thiserror::Error;
+
+use crate::protocol::{
+    CLIENT_MAX_FRAME, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, decode_frame,
+};
+
+pub use address::{AddrError, ServerAddr};
+use trust::{TrustOutcome, TrustPolicy, Verifier};
+
+/// How long to wait for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for any single read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Failures talking to the server.
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// No address of the server accepted a TCP connection.
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        /// The server as given.
+        server: String,
+        /// The last connection error.
+        source: io::Error,
+    },
+    /// The server's certificate differs from the pinned one.
+    #[error("the certificate fingerprint of {server} has changed")]
+    CertificateChanged {
+        /// The server as given.
+        server: String,
+        /// Fingerprint on record.
+        pinned: String,
+        /// Fingerprint presented now.
+        presented: String,
+    },
+    /// The TLS handshake failed (including certificate verification).
+    #[error("TLS with {server} failed: {source}")]
+    Tls {
+        /// The server as given.
+        server: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The connection broke or timed out.
+    #[error("connection to the server failed: {0}")]
+    Io(#[from] io::Error),
+    /// The server sent something that is not valid protocol.
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+    /// The server answered with an error response.
+    #[error("{message}")]
+    Server {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// The server's sentence.
+        message: String,
+    },
+}
+
+/// An open, verified connection that has completed the version exchange.
+pub struct Connection {
+    tls: StreamOwned<ClientConnection, TcpStream>,
+    buffer: Vec<u8>,
+    max_envelope: u64,
+    new_pin: Option<String>,
+}
+
+impl Connection {
+    /// Connect to `server`, verify it under `policy`, and exchange versions.
+    pub fn open(server: &ServerAddr, policy: TrustPolicy) -> Result<Self, NetError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = Arc::new(Verifier::new(policy, provider.clone()));
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3 is supported by the provider")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let session = ClientConnection::new(Arc::new(config), server.server_name())
+            .map_err(|e| NetError::Protocol(e.to_string()))?;
+        let socket = connect_tcp(server)?;
+        let mut tls = StreamOwned::new(session, socket);
+        while tls.conn.is_handshaking() {
+            if let Err(source) = tls.conn.complete_io(&mut tls.sock) {
+                return Err(match verifier.outcome() {
+                    Some(TrustOutcome::Changed { pinned, presented }) => {
+                        NetError::CertificateChanged {
+                            server: server.to_string(),
+                            pinned,
+                            presented,
+                        }
+                    }
+                    _ => NetError::Tls {
+                        server: server.to_string(),
+                        source,
+                    },
+                });
+            }
+        }
+        let new_pin = match verifier.outcome() {
+            Some(TrustOutcome::NewPin(fingerprint)) => Some(fingerprint),
+            _ => None,
+        };
+        let mut connection = Self {
+            tls,
+            buffer: Vec::new(),
+            max_envelope: 0,
+            new_pin,
+        };
+        connection.hello()?;
+        Ok(connection)
+    }
+
+    /// The fingerprint to pin if this was the first contact with the server.
+    pub fn new_pin(&self) -> Option<&str> {
+        self.new_pin.as_deref()
+    }
+
+    /// Largest envelope the server accepts.
+    pub fn max_envelope(&self) -> u64 {
+        self.max_envelope
+    }
+
+    /// Send one request and wait for its response; error responses become
+    /// [`NetError::Server`].
+    pub fn request(&mut self, request: &Request) -> Result<Response, NetError> {
+        self.tls.write_all(&request.to_frame())?;
+        self.tls.flush()?;
+        match self.read_response()? {
+            Response::Error { code, message } => Err(NetError::Server { code, message }),
+            response => Ok(response),
+        }
+    }
+
+    fn hello(&mut self) -> Result<(), NetError> {
+        match self.request(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })? {
+            Response::Hello { max_envelope, .. } => {
+                self.max_envelope = max_envelope;
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn read_response(&mut self) -> Result<Response, NetError> {
+        loop {
+            match decode_frame(&self.buffer, CLIENT_MAX_FRAME) {
+                Ok(Some((payload, used))) => {
+                    let response = Response::from_payload(payload)
+                        .map_err(|e| NetError::Protocol(format!("unreadable response: {e}")));
+                    self.buffer.drain(..used);
+                    return response;
+                }
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, max }) => {
+                    return Err(NetError::Protocol(format!(
+                        "response of {len} bytes exceeds the client limit of {max}"
+                    )));
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let read = self.tls.read(&mut chunk)?;
+            if read == 0 {
+                return Err(NetError::Protocol(
+                    "the server closed the connection".into(),
+                ));
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// The error for a response of the wrong type.
+pub fn unexpected(response: &Response) -> NetError {
+    NetError::Protocol(format!("unexpected response {response:?}"))
+}
+
+fn connect_tcp(server: &ServerAddr) -> Result<TcpStream, NetError> {
+    let connect_error = |source| NetError::Connect {
+        server: server.to_string(),
+        source,
+    };
+    let addresses = (server.host(), server.port())
+        .to_socket_addrs()
+        .map_err(connect_error)?;
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+            Ok(socket) => {
+                socket.set_nodelay(true)?;
+                socket.set_read_timeout(Some(IO_TIMEOUT))?;
+                socket.set_write_timeout(Some(IO_TIMEOUT))?;
+                return Ok(socket);
+            }
+            Err(error) => last_error = error,
+        }
+    }
+    Err(connect_error(last_error))
+}

@@ -1,0 +1,156 @@
+//! One framed connection: owns the byte stream and its read buffer and
+//! moves whole frames in and out. The frame codec itself is the pure
+//! [`crate::protocol::decode_frame`]; this type only feeds it bytes, so a
+//! length prefix above the limit is refused before any buffer grows for it.
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::{FrameError, Request, Response, decode_frame};
+
+/// Bytes requested from the stream per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A request as read off the wire: parsed, or the reason it did not parse.
+pub type Incoming = Result<Request, serde_json::Error>;
+
+/// Why a connection ended abnormally.
+#[derive(Debug, Error)]
+pub enum ConnectionError {
+    /// The TLS handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    /// The peer did not finish the TLS handshake in time.
+    #[error("TLS handshake timed out")]
+    HandshakeTimeout,
+    /// The peer neither sent nor received anything for too long.
+    #[error("peer stalled for longer than the idle timeout")]
+    Timeout,
+    /// The stream ended inside a frame.
+    #[error("peer closed the connection in the middle of a frame")]
+    Truncated,
+    /// The peer announced a frame above the limit; the stream cannot be
+    /// resynchronised.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// Reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stream that carries length-prefixed JSON frames.
+pub struct Connection<S> {
+    stream: S,
+    /// Received bytes not yet consumed as frames.
+    buffer: Vec<u8>,
+    /// Largest payload accepted.
+    max_frame: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wrap `stream`, refusing frames with payloads above `max_frame` bytes.
+    pub fn new(stream: S, max_frame: usize) -> Self {
+        Self {
+            stream,
+            buffer: Vec::with_capacity(READ_CHUNK),
+            max_frame,
+        }
+    }
+
+    /// The next request, or `None` when the peer closed the stream between
+    /// frames.
+    pub async fn read_request(&mut self) -> Result<Option<Incoming>, ConnectionError> {
+        loop {
+            if let Some((payload, used)) = decode_frame(&self.buffer, self.max_frame)? {
+                let request = Request::from_payload(payload);
+                self.buffer.drain(..used);
+                return Ok(Some(request));
+            }
+            self.buffer.reserve(READ_CHUNK);
+            match self.stream.read_buf(&mut self.buffer).await {
+                Ok(0) if self.buffer.is_empty() => return Ok(None),
+                Ok(0) => return Err(ConnectionError::Truncated),
+                Ok(_) => {}
+                // A TLS peer that leaves without close_notify, between frames.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof && self.buffer.is_empty() =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Send one response frame.
+    pub async fn write_response(&mut self, response: &Response) -> std::io::Result<()> {
+        self.stream.write_all(&response.to_frame()).await?;
+        self.stream.flush().await
+    }
+
+    /// Close the sending side (TLS close_notify); errors are moot by now.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    fn pair(max_frame: usize) -> (Connection<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (server, client) = tokio::io::duplex(64);
+        (Connection::new(server, max_frame), client)
+    }
+
+    #[tokio::test]
+    async fn reads_frames_split_across_small_writes() {
+        let (mut connection, mut client) = pair(1024);
+        let mut frames = Request::Login { user: "a".into() }.to_frame();
+        frames.extend(Request::Ack { ids: vec![1, 2] }.to_frame());
+        frames.extend(b"\0\0\0\x02{}");
+        tokio::spawn(async move {
+            for chunk in frames.chunks(3) {
+                client.write_all(chunk).await.unwrap();
+            }
+        });
+        let first = connection.read_request().await.unwrap().unwrap().unwrap();
+        assert_eq!(first, Request::Login { user: "a".into() });
+        let second = connection.read_request().await.unwrap().unwrap().unwrap();
+        assert_eq!(second, Request::Ack { ids: vec![1, 2] });
+        assert!(connection.read_request().await.unwrap().unwrap().is_err());
+        assert!(connection.read_request().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn oversized_length_fails_before_the_payload() {
+        let (mut connection, mut client) = pair(1024);
+        client.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            connection.read_request().await,
+            Err(ConnectionError::Frame(FrameError::TooLarge { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn eof_inside_a_frame_is_an_error() {
+        let (mut connection, mut client) = pair(1024);
+        client.write_all(b"\0\0\0\x09{").await.unwrap();
+        drop(client);
+        assert!(matches!(
+            connection.read_request().await,
+            Err(ConnectionError::Truncated)
+        ));
+    }
+
+    #[tokio::test]
+    async fn responses_are_framed() {
+        let (mut connection, mut client) = pair(1024);
+        let response = Response::error(ErrorCode::Internal, "x");
+        connection.write_response(&response).await.unwrap();
+        let mut frame = vec![0; response.to_frame().len()];
+        client.read_exact(&mut frame).await.unwrap();
+        assert_eq!(frame, response.to_frame());
+    }
+}

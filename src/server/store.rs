@@ -1,0 +1,118 @@
+//! The server's storage contract: accounts, login sessions and queued
+//! envelopes. [`Store`] is synchronous and object-safe so the handler can
+//! run it on blocking threads and so that another backend (a networked
+//! database shared by several server processes) can replace the embedded
+//! SQLite one in [`super::sqlite`].
+
+use thiserror::Error;
+
+/// Database id of an account.
+pub type UserId = i64;
+
+/// SHA-256 of a session token; the server never stores the token itself.
+pub type TokenHash = [u8; 32];
+
+/// A failure of the storage backend; the request it served had no effect.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database holds something this build cannot interpret.
+    #[error("database is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Database id.
+    pub id: UserId,
+    /// The name as first registered (its letter case is kept).
+    pub name: String,
+    /// SubjectPublicKeyInfo DER of the account's RSA key.
+    pub public_key: Vec<u8>,
+}
+
+/// What [`Store::register`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// A new account was created.
+    Created(User),
+    /// The name was registered already with this very key: a retried
+    /// registration, which succeeds again without change.
+    AlreadyRegisteredSameKey(User),
+    /// The name (in some letter case) belongs to a different key.
+    NameTaken,
+}
+
+/// A live login session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// The account the session acts for.
+    pub user_id: UserId,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// One queued envelope as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Increasing server id.
+    pub id: u64,
+    /// The sender's name as registered.
+    pub sender: String,
+    /// The envelope bytes exactly as sent.
+    pub envelope: Vec<u8>,
+}
+
+/// Which page of a recipient's queue [`Store::fetch`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Only messages with a greater id.
+    pub after: u64,
+    /// At most this many messages.
+    pub limit: u32,
+    /// Stop before the envelopes' total size would exceed this many bytes,
+    /// except that a non-empty queue always yields at least one message.
+    pub max_bytes: usize,
+}
+
+/// Durable storage behind the server. Every method is one atomic unit: it
+/// either happens completely and durably or not at all.
+pub trait Store: Send + Sync {
+    /// Create an account unless its name (compared case-insensitively) is
+    /// taken. `name` must already satisfy the naming rules.
+    fn register(&self, name: &str, public_key: &[u8]) -> Result<RegisterOutcome, StoreError>;
+
+    /// Look an account up by name, ignoring letter case.
+    fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;
+
+    /// Record a session; `now` lets the store drop expired ones on the way.
+    fn create_session(
+        &self,
+        user_id: UserId,
+        token_hash: &TokenHash,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The session with this token hash, unless it has expired by `now`.
+    fn find_session(&self, token_hash: &TokenHash, now: u64)
+    -> Result<Option<Session>, StoreError>;
+
+    /// Queue an envelope durably and return its id.
+    fn enqueue(
+        &self,
+        recipient: UserId,
+        sender: UserId,
+        envelope: &[u8],
+    ) -> Result<u64, StoreError>;
+
+    /// A page of the recipient's queue, oldest first.
+    fn fetch(&self, recipient: UserId, page: Page) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Delete the recipient's messages with these ids; others' messages and
+    /// unknown ids are left alone. Returns how many were deleted.
+    fn ack(&self, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,234 @@
+//! The server's TLS material: a TLS 1.3-only rustls configuration built
+//! either from the operator's PEM files (`--cert`/`--key`) or from a
+//! self-signed certificate that is made on first start, saved in the data
+//! directory and reused afterwards, so that clients' pins stay valid.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+use crate::crypto::fingerprint;
+
+/// File name of the generated certificate in the data directory.
+pub const CERT_FILE: &str = "cert.pem";
+/// File name of the generated certificate's private key.
+pub const KEY_FILE: &str = "key.pem";
+
+/// Names the generated certificate is valid for, besides the host name.
+const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Why no TLS configuration could be built.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// The certificate chain file is missing, unreadable or not PEM.
+    #[error("cannot use the certificate file {}: {reason}", path.display())]
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The private key file is missing, unreadable or not PEM.
+    #[error("cannot use the private key file {}: {reason}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the pair (unsupported key, key not matching).
+    #[error("the certificate in {} and the key in {} are not a usable pair: {source}", cert.display(), key.display())]
+    Config {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+    /// Making the self-signed certificate failed.
+    #[error("cannot make a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// Saving the self-signed certificate failed.
+    #[error("cannot save {}: {source}", path.display())]
+    Save {
+        /// The file being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A ready server configuration and the fingerprint clients will see.
+#[derive(Debug)]
+pub struct ServerTls {
+    /// The rustls configuration for the accept loop.
+    pub config: Arc<ServerConfig>,
+    /// `SHA256:…` of the leaf certificate's DER, as clients pin it.
+    pub fingerprint: String,
+}
+
+/// Build the configuration from a PEM certificate chain and PEM private key.
+pub fn from_files(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
+    let chain = load_chain(cert)?;
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::Key {
+        path: key.to_owned(),
+        reason: pem_reason(error, "private key"),
+    })?;
+    let fingerprint = fingerprint(chain[0].as_ref());
+    let config = server_config(chain, private_key).map_err(|source| TlsError::Config {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        source,
+    })?;
+    Ok(ServerTls {
+        config: Arc::new(config),
+        fingerprint,
+    })
+}
+
+/// Use the self-signed certificate in `data_dir`, making it first if there
+/// is none yet.
+pub fn self_signed(data_dir: &Path) -> Result<ServerTls, TlsError> {
+    let cert = data_dir.join(CERT_FILE);
+    let key = data_dir.join(KEY_FILE);
+    // The key is saved before the certificate, so a certificate on disk
+    // always has its key; a lone key from an interrupted start is replaced.
+    if !cert.exists() {
+        generate(data_dir)?;
+    }
+    from_files(&cert, &key)
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+}
+
+fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let error = |error| TlsError::Cert {
+        path: path.to_owned(),
+        reason: pem_reason(error, "certificate"),
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(error)?;
+    if chain.is_empty() {
+        return Err(error(pem::Error::NoItemsFound));
+    }
+    Ok(chain)
+}
+
+fn pem_reason(error: pem::Error, what: &str) -> String {
+    match error {
+        pem::Error::NoItemsFound => format!("it holds no PEM {what}"),
+        pem::Error::Io(error) => error.to_string(),
+        other => format!("it is not valid PEM ({other})"),
+    }
+}
+
+/// Make a new self-signed certificate and save it with its key.
+fn generate(data_dir: &Path) -> Result<(), TlsError> {
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(subject_alt_names())?;
+    let key_pem = zeroize::Zeroizing::new(key_pair.serialize_pem());
+    write_atomically(&data_dir.join(KEY_FILE), key_pem.as_bytes())?;
+    write_atomically(&data_dir.join(CERT_FILE), cert.pem().as_bytes())?;
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|source| TlsError::Save {
+            path: data_dir.to_owned(),
+            source,
+        })
+}
+
+/// The local names plus this machine's host name, when it is a plain DNS
+/// name a certificate can carry.
+fn subject_alt_names() -> Vec<String> {
+    let mut names: Vec<String> = LOCAL_NAMES.iter().map(|&name| name.to_owned()).collect();
+    let host = gethostname::gethostname()
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.');
+    if !host.is_empty() && host.chars().all(plain) && !names.contains(&host) {
+        names.push(host);
+    }
+    names
+}
+
+/// Write `contents` to `path` so that readers see the old file or the
+/// whole new one: a 0600 temporary file beside it, fsync, rename.
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let save = || -> std::io::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        file.write_all(contents)?;
+        file.as_file().sync_all()?;
+        file.persist(path)?;
+        Ok(())
+    };
+    save().map_err(|source| TlsError::Save {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_certificate_is_made_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = self_signed(dir.path()).unwrap();
+        let second = self_signed(dir.path()).unwrap();
+        assert_eq!(first.fingerprint, second.fingerprint);
+        assert!(first.fingerprint.starts_with("SHA256:"));
+        for file in [CERT_FILE, KEY_FILE] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = dir.path().join(CERT_FILE);
+        self_signed(dir.path()).unwrap();
+        let missing = dir.path().join("missing.pem");
+        let error = from_files(&missing, &dir.path().join(KEY_FILE)).unwrap_err();
+        assert!(matches!(&error, TlsError::Cert { path, .. } if *path == missing));
+        // A certificate file is no private key.
+        let error = from_files(&generated, &generated).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot use the private key file {}: it holds no PEM private key",
+                generated.display()
+            )
+        );
+    }
+
+    #[test]
+    fn host_name_joins_the_local_names() {
+        let names = subject_alt_names();
+        assert_eq!(names[..3], LOCAL_NAMES);
+        assert!(names.len() <= 4);
+    }
+}

@@ -1,0 +1,187 @@
+//! Accounts and usage errors: names, registration, key files, and the
+//! documented exit statuses for what a user can get wrong.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{World, msgr_bare};
+use predicates::prelude::*;
+
+#[test]
+fn a_name_taken_in_another_case_is_refused_and_leaves_no_key() {
+    let world = World::new();
+    world.register("Alice");
+    world
+        .msgr("alice")
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::ends_with(format!(
+            "msgr: the name alice is already taken on localhost:{}; choose another name with --user\n",
+            world.server.port
+        )));
+    let accounts = world.config_dir("alice").join("accounts");
+    let leftover: Vec<_> = std::fs::read_dir(accounts)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().file_name())
+        .filter(|name| name == "identity.pem")
+        .collect();
+    assert!(leftover.is_empty(), "the refused key was removed");
+}
+
+#[test]
+fn registering_twice_from_one_keyring_is_refused() {
+    let world = World::new();
+    world.register("Alice");
+    world
+        .msgr("Alice")
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "Alice is already registered on localhost:",
+        ))
+        .stderr(predicate::str::contains("msgr login"));
+}
+
+#[test]
+fn the_private_key_is_owner_only_and_an_open_one_is_refused() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let account = world
+        .config_dir("Alice")
+        .join(format!("accounts/alice@localhost:{}", world.server.port));
+    let key = account.join("identity.pem");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&account), 0o700);
+    assert_eq!(mode(&world.config_dir("Alice")), 0o700);
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    world
+        .msgr("Alice")
+        .args(["create", "John", "hi"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "accessible by other users (mode 644)",
+        ))
+        .stderr(predicate::str::contains("chmod 600"));
+}
+
+#[test]
+fn an_unknown_recipient_is_a_clear_error() {
+    let world = World::new();
+    world.register("Alice");
+    world
+        .msgr("Alice")
+        .args(["create", "Nobody", "hello?"])
+        .assert()
+        .code(5)
+        .stdout("")
+        .stderr(
+            "msgr: there is no user named Nobody on this server; check the spelling of the name\n",
+        );
+}
+
+#[test]
+fn commands_before_registering_say_to_register() {
+    let world = World::new();
+    for command in ["read", "login"] {
+        world
+            .msgr("Ghost")
+            .arg(command)
+            .assert()
+            .code(4)
+            .stderr(predicate::str::contains("run `msgr register` first"));
+    }
+}
+
+#[test]
+fn bad_names_and_missing_options_are_usage_errors() {
+    let world = World::new();
+    world.msgr("bad/name").arg("read").assert().code(2).stderr(
+        "msgr: user name \"bad/name\" may only contain letters, digits, '.', '_' and '-'\n",
+    );
+    world.register("Alice");
+    world
+        .msgr("Alice")
+        .args(["create", &"x".repeat(33), "hi"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("longer than 32 characters"));
+    let config = tempfile::tempdir().unwrap();
+    msgr_bare()
+        .arg("--config-dir")
+        .arg(config.path())
+        .args(["--user", "Alice", "read"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no server given"));
+    msgr_bare().arg("frobnicate").assert().code(2);
+}
+
+#[test]
+fn an_unreachable_server_is_a_connection_error() {
+    let config = tempfile::tempdir().unwrap();
+    // Bind and drop a listener to find a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    msgr_bare()
+        .arg("--config-dir")
+        .arg(config.path())
+        .args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--user",
+            "Alice",
+            "key",
+            "John",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(format!(
+            "msgr: cannot connect to 127.0.0.1:{port}"
+        )))
+        .stderr(predicate::str::contains("check that the server is running"));
+}
+
+#[test]
+fn settings_come_from_the_environment_and_config_toml() {
+    let world = World::new();
+    world.register("Alice");
+    let config = world.config_dir("Alice");
+    std::fs::write(
+        config.join("config.toml"),
+        format!(
+            "server = \"localhost:{}\"\nuser = \"Alice\"\n",
+            world.server.port
+        ),
+    )
+    .unwrap();
+    msgr_bare()
+        .env("MSGR_CONFIG_DIR", &config)
+        .args(["key", "Alice"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("Alice SHA256:"));
+    // The environment overrides the file; here it names an unknown user.
+    msgr_bare()
+        .env("MSGR_CONFIG_DIR", &config)
+        .env("MSGR_USER", "Ghost")
+        .arg("read")
+        .assert()
+        .code(4);
+}

@@ -1,0 +1,224 @@
+//! Shared helpers for the end-to-end tests: a real `msgr serve` on a free
+//! loopback port with its own data dir, and a command builder that runs the
+//! real client with its own config dir and nothing from the environment.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use tempfile::TempDir;
+
+/// A running `msgr serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Kept open so the server never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The bound port.
+    pub port: u16,
+    /// The certificate fingerprint the server printed.
+    pub fingerprint: String,
+    /// The data dir (database and certificate).
+    pub data_dir: PathBuf,
+    /// Where the server's stderr (its log) goes.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Start a server on a free port with `data_dir`.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, 0, &[])
+    }
+
+    /// Start a server on `port` (0 for a free one) with extra arguments.
+    pub fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(cargo_bin("msgr"))
+            .args([
+                "serve",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .env_remove("MSGR_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("msgr serve starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let listening = read_line(&mut stdout, &log);
+        let addr = listening
+            .strip_prefix("msgr listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {listening:?}"))
+            .to_owned();
+        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        let fingerprint_line = read_line(&mut stdout, &log);
+        let fingerprint = fingerprint_line
+            .strip_prefix("certificate fingerprint ")
+            .unwrap_or_else(|| panic!("unexpected second line {fingerprint_line:?}"))
+            .to_owned();
+        Self {
+            child,
+            _stdout: stdout,
+            addr,
+            port,
+            fingerprint,
+            data_dir: data_dir.to_owned(),
+            log,
+        }
+    }
+
+    /// Send `signal` (a `kill -s` name) and wait for the process to exit;
+    /// returns its exit status.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -s {signal} failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Open the server's database directly (as an attacker with disk
+    /// access would).
+    pub fn database(&self) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open(self.data_dir.join("msgr.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_line(reader: &mut BufReader<ChildStdout>, log: &Path) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(
+        !line.is_empty(),
+        "server exited before printing its address; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    line.trim_end().to_owned()
+}
+
+/// One test's world: a temp dir holding the server's data dir and every
+/// client config dir, and the running server.
+pub struct World {
+    /// Root of all of this test's files.
+    pub dir: TempDir,
+    /// The server.
+    pub server: Server,
+}
+
+impl World {
+    /// A fresh server in a fresh temp dir.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(&dir.path().join("server"));
+        Self { dir, server }
+    }
+
+    /// Stop the server with SIGTERM and start it again on the same port
+    /// with the same data dir.
+    pub fn restart(&mut self) {
+        let status = self.server.signal_and_wait("TERM");
+        assert!(status.success(), "server exited with {status}");
+        self.server = Server::start_with(&self.server.data_dir.clone(), self.server.port, &[]);
+    }
+
+    /// The config dir of `user` (each user has their own, as on separate
+    /// machines).
+    pub fn config_dir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("clients").join(user)
+    }
+
+    /// `msgr --server ... --user USER --config-dir ...` with a clean
+    /// environment.
+    pub fn msgr(&self, user: &str) -> assert_cmd::Command {
+        let mut command = msgr_bare();
+        command
+            .arg("--server")
+            .arg(format!("localhost:{}", self.server.port))
+            .arg("--user")
+            .arg(user)
+            .arg("--config-dir")
+            .arg(self.config_dir(user));
+        command
+    }
+
+    /// Register `user` with a 2048-bit key (fast) and assert success.
+    pub fn register(&self, user: &str) {
+        self.msgr(user)
+            .args(["register", "--bits", "2048"])
+            .assert()
+            .success();
+    }
+
+    /// Send `body` from `from` to `to` and assert success.
+    pub fn send(&self, from: &str, to: &str, body: &str) {
+        self.msgr(from)
+            .args(["create", to, body])
+            .assert()
+            .success();
+    }
+
+    /// Run `read` as `user`; returns (exit code, stdout, stderr).
+    pub fn read(&self, user: &str) -> (i32, String, String) {
+        let output = self.msgr(user).arg("read").output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// The client binary with no msgr settings inherited from the environment.
+pub fn msgr_bare() -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::cargo_bin("msgr").unwrap();
+    for var in [
+        "MSGR_SERVER",
+        "MSGR_USER",
+        "MSGR_CONFIG_DIR",
+        "MSGR_CA_CERT",
+        "MSGR_DATA_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .env("RUST_BACKTRACE", "0")
+        .timeout(Duration::from_secs(60));
+    command
+}

@@ -1,0 +1,180 @@
+//! What the client refuses: a changed server certificate, a changed
+//! contact key, and envelopes tampered with on the server.
+
+mod common;
+
+use common::{Server, World};
+use predicates::prelude::*;
+
+#[test]
+fn a_changed_server_certificate_is_refused_with_both_fingerprints() {
+    let mut world = World::new();
+    world.register("Alice");
+    let old = world.server.fingerprint.clone();
+    let port = world.server.port;
+    world.server.signal_and_wait("TERM");
+    // Another server (a new certificate) now answers on the same address.
+    world.server = Server::start_with(&world.dir.path().join("impostor"), port, &[]);
+    let new = world.server.fingerprint.clone();
+    assert_ne!(old, new);
+
+    world
+        .msgr("Alice")
+        .arg("read")
+        .assert()
+        .code(6)
+        .stdout("")
+        .stderr(predicate::str::contains("fingerprint"))
+        .stderr(predicate::str::contains(&old))
+        .stderr(predicate::str::contains(&new))
+        .stderr(predicate::str::contains("known_servers.toml"));
+}
+
+#[test]
+fn ca_cert_option_trusts_the_given_certificate_without_pinning() {
+    let world = World::new();
+    let cert = world.server.data_dir.join("cert.pem");
+    world
+        .msgr("Alice")
+        .arg("--ca-cert")
+        .arg(&cert)
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pinned").not());
+    assert!(
+        !world
+            .config_dir("Alice")
+            .join("known_servers.toml")
+            .exists()
+    );
+
+    // A certificate that is not the server's is a TLS failure.
+    let other = tempfile::tempdir().unwrap();
+    let other_server = Server::start(other.path());
+    world
+        .msgr("Alice")
+        .arg("--ca-cert")
+        .arg(other_server.data_dir.join("cert.pem"))
+        .arg("login")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with("msgr: TLS with localhost:"));
+}
+
+/// The fingerprint `msgr key NAME` prints for `name`, as `user` sees it.
+fn fingerprint_of(world: &World, user: &str, name: &str) -> String {
+    let output = world.msgr(user).args(["key", name]).output().unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    line.trim_end().rsplit_once(' ').unwrap().1.to_owned()
+}
+
+#[test]
+fn a_changed_contact_key_is_refused_until_replaced_deliberately() {
+    let world = World::new();
+    for user in ["Alice", "John", "Carol"] {
+        world.register(user);
+    }
+    let john = fingerprint_of(&world, "Alice", "John");
+    let carol = fingerprint_of(&world, "Alice", "Carol");
+    // The server starts handing out Carol's key as John's.
+    world
+        .server
+        .database()
+        .execute(
+            "UPDATE users SET public_key = (SELECT public_key FROM users WHERE name = 'Carol') WHERE name = 'John'",
+            [],
+        )
+        .unwrap();
+
+    for args in [
+        &["create", "John", "for John only"][..],
+        &["key", "John"][..],
+    ] {
+        world
+            .msgr("Alice")
+            .args(args)
+            .assert()
+            .code(6)
+            .stderr(predicate::str::contains(&john))
+            .stderr(predicate::str::contains(&carol))
+            .stderr(predicate::str::contains("msgr key John --replace"));
+    }
+    let queued: i64 = world
+        .server
+        .database()
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 0, "nothing was sent to the substituted key");
+
+    world
+        .msgr("Alice")
+        .args(["key", "John", "--replace"])
+        .assert()
+        .success()
+        .stdout(format!("John {carol}\n"));
+}
+
+#[test]
+fn a_tampered_envelope_is_refused_and_never_printed() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "the secret plan");
+    world.send("Alice", "John", "an honest note");
+    let db = world.server.database();
+    let (id, mut envelope): (i64, Vec<u8>) = db
+        .query_row(
+            "SELECT id, envelope FROM messages ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let middle = envelope.len() / 2;
+    envelope[middle] ^= 0x40;
+    db.execute(
+        "UPDATE messages SET envelope = ?1 WHERE id = ?2",
+        rusqlite::params![envelope, id],
+    )
+    .unwrap();
+
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 6, "stderr: {stderr}");
+    assert!(!stdout.contains("secret plan"), "tampered message printed");
+    assert!(
+        stdout.contains("an honest note"),
+        "the queue was not blocked"
+    );
+    assert!(stderr.contains("failed verification"), "{stderr}");
+    assert!(stderr.contains("discarded"), "{stderr}");
+
+    let (code, stdout, _) = world.read("John");
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, ""),
+        "the bad message was acknowledged"
+    );
+}
+
+#[test]
+fn a_message_moved_to_another_recipient_is_refused() {
+    let world = World::new();
+    for user in ["Alice", "John", "Carol"] {
+        world.register(user);
+    }
+    world.send("Alice", "John", "for John");
+    // The server re-queues John's envelope for Carol.
+    world
+        .server
+        .database()
+        .execute(
+            "UPDATE messages SET recipient_id = (SELECT id FROM users WHERE name = 'Carol')",
+            [],
+        )
+        .unwrap();
+    let (code, stdout, stderr) = world.read("Carol");
+    assert_eq!(code, 6);
+    assert!(!stdout.contains("for John"));
+    assert!(stderr.contains("addressed to John"), "{stderr}");
+}
