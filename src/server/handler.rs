@@ -77,7 +77,8 @@ async fn serve(
         let response = Response::error(ErrorCode::TooLarge, format!("{error}; closing"));
         let _ = timeout(limits.idle_timeout, connection.write_response(&response)).await;
     }
-    connection.close().await;
+    // Bounded too: a peer that stopped reading must not stall shutdown.
+    let _ = timeout(limits.idle_timeout, connection.close()).await;
     result
 }
 

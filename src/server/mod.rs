@@ -1,5 +1,5 @@
 //! The server: an accept loop over a listener it is given ([`run`]), one
-//! task per connection ([`handler`]), the storage contract ([`store`]) and
+//! task per connection (`handler`), the storage contract ([`store`]) and
 //! its SQLite implementation ([`sqlite`]), and the TLS material ([`tls`]).
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
@@ -92,7 +92,8 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(permits));
     let context = Arc::new(handler::Context {
         store,
         limits,

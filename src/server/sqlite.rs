@@ -2,7 +2,7 @@
 //! directory. Write-ahead logging with `synchronous=FULL` makes every
 //! committed change (an acknowledged `send` above all) survive a killed
 //! process and a power loss. The schema is versioned with
-//! `PRAGMA user_version` and upgraded by [`MIGRATIONS`] on open.
+//! `PRAGMA user_version` and upgraded by the `MIGRATIONS` list on open.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
