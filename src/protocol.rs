@@ -26,6 +26,13 @@ pub const CLIENT_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Most messages a client asks for in one `fetch` page.
 pub const FETCH_PAGE: u32 = 256;
 
+/// Longest wait one `fetch` may ask for; longer waits repeat the request.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 /// Domain-separation prefix of the registration proof (see
 /// [`registration_proof_message`]).
 const REGISTRATION_PROOF_LABEL: &[u8] = b"msgr-register-v1\0";
@@ -92,12 +99,20 @@ pub enum Request {
         after: u64,
         /// At most this many messages.
         limit: u32,
+        /// If nothing is queued, wait up to this many milliseconds (capped
+        /// at [`MAX_WAIT_MS`]) for a message to arrive; 0 or absent answers
+        /// at once.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        wait_ms: u64,
     },
     /// Delete delivered messages from the queue (needs authentication).
     Ack {
         /// Server ids of the messages to delete.
         ids: Vec<u64>,
     },
+    /// End the session whose token authenticated this connection (needs
+    /// authentication); the token is useless afterwards.
+    Logout,
 }
 
 /// A response from server to client; exactly one per request, in order.
@@ -152,6 +167,8 @@ pub enum Response {
         /// Number of messages deleted.
         count: u64,
     },
+    /// The session is ended.
+    LoggedOut,
     /// The request failed; the connection stays usable unless the frame
     /// itself was malformed.
     Error {
@@ -289,6 +306,20 @@ mod tests {
             json,
             r#"{"type":"error","code":"name_taken","message":"taken"}"#
         );
+    }
+
+    #[test]
+    fn fetch_without_wait_omits_the_field() {
+        let frame = Request::Fetch {
+            after: 1,
+            limit: 2,
+            wait_ms: 0,
+        }
+        .to_frame();
+        assert_eq!(&frame[4..], br#"{"type":"fetch","after":1,"limit":2}"#);
+        let waiting = Request::from_payload(br#"{"type":"fetch","after":0,"limit":1,"wait_ms":5}"#);
+        assert!(matches!(waiting, Ok(Request::Fetch { wait_ms: 5, .. })));
+        assert_eq!(&Request::Logout.to_frame()[4..], br#"{"type":"logout"}"#);
     }
 
     #[test]

@@ -100,7 +100,12 @@ struct Client {
 impl Client {
     /// Connect and finish the TLS handshake (no `hello` yet).
     fn connect(server: &Server) -> Self {
-        let tcp = TcpStream::connect(&server.addr).unwrap();
+        Self::connect_to(&server.addr)
+    }
+
+    /// Connect to `addr` (`127.0.0.1:PORT`) and finish the TLS handshake.
+    fn connect_to(addr: &str) -> Self {
+        let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let tls = ClientConnection::new(client_config(), name).unwrap();
@@ -179,9 +184,14 @@ impl Client {
     }
 
     fn fetch(&mut self) -> Vec<QueuedMessage> {
+        self.fetch_waiting(0)
+    }
+
+    fn fetch_waiting(&mut self, wait_ms: u64) -> Vec<QueuedMessage> {
         match self.request(&Request::Fetch {
             after: 0,
             limit: 100,
+            wait_ms,
         }) {
             Response::Messages { messages } => messages,
             other => panic!("fetch: {other:?}"),
@@ -318,6 +328,71 @@ fn register_login_send_fetch_and_ack() {
     assert_eq!(acked(&mut sender), Response::Acked { count: 0 });
     assert_eq!(acked(&mut reader), Response::Acked { count: 1 });
     assert!(reader.fetch().is_empty());
+}
+
+#[test]
+fn a_waiting_fetch_returns_when_a_message_is_stored() {
+    let (_dir, server) = start();
+    let [alice, john, _] = keys();
+    let mut reader = Client::greeted(&server);
+    reader.register("Alice", alice);
+    reader.register("John", john);
+    reader.log_in("John", john);
+
+    let started = std::time::Instant::now();
+    assert!(
+        reader.fetch_waiting(300).is_empty(),
+        "an empty queue times out"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    let sender_server = server.addr.clone();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut sender = Client::connect_to(&sender_server);
+        sender.hello(PROTOCOL_VERSION);
+        sender.log_in("Alice", &keys()[0]);
+        sender.request(&sealed("Alice", "John", b"wake up"))
+    });
+    let started = std::time::Instant::now();
+    let messages = reader.fetch_waiting(20_000);
+    assert_eq!(messages.len(), 1, "woken by the new message");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no polling delay"
+    );
+    assert!(matches!(sender.join().unwrap(), Response::Sent { .. }));
+}
+
+#[test]
+fn logout_ends_the_session_for_good() {
+    let (_dir, server) = start();
+    let [alice, ..] = keys();
+    let mut client = Client::greeted(&server);
+    client.register("Alice", alice);
+    let Response::LoginChallenge { wrapped_token, .. } = client.request(&Request::Login {
+        user: "Alice".into(),
+    }) else {
+        panic!("login failed");
+    };
+    let token = Base64Bytes(alice.unwrap(&wrapped_token.0).unwrap().to_vec());
+    let authenticate = Request::Authenticate {
+        user: "Alice".into(),
+        token,
+    };
+    assert!(matches!(
+        client.request(&authenticate),
+        Response::Authenticated { .. }
+    ));
+    assert_eq!(client.request(&Request::Logout), Response::LoggedOut);
+    assert_eq!(
+        error_code(&client.request(&Request::Logout)),
+        ErrorCode::AuthRequired
+    );
+    assert_eq!(
+        error_code(&client.request(&authenticate)),
+        ErrorCode::AuthFailed
+    );
 }
 
 #[test]

@@ -108,6 +108,7 @@ impl Reader<'_> {
         let response = self.connection.request(&Request::Fetch {
             after,
             limit: FETCH_PAGE,
+            wait_ms: 0,
         })?;
         match response {
             Response::Messages { messages } => Ok(messages),

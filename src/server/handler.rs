@@ -19,13 +19,14 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
 use super::connection::{Connection, ConnectionError, Incoming};
+use super::mailbox::Mailboxes;
 use super::store::{Page, RegisterOutcome, Store, StoreError, TokenHash, User};
 use super::{Limits, unix_now};
 use crate::crypto::PublicKey;
 use crate::envelope;
 use crate::protocol::{
-    Base64Bytes, ErrorCode, FETCH_PAGE, PROTOCOL_VERSION, QueuedMessage, Request, Response,
-    canonical_name, registration_proof_message, validate_username,
+    Base64Bytes, ErrorCode, FETCH_PAGE, MAX_WAIT_MS, PROTOCOL_VERSION, QueuedMessage, Request,
+    Response, canonical_name, registration_proof_message, validate_username,
 };
 
 /// A fetched page stops growing once its envelopes would exceed this many
@@ -43,6 +44,8 @@ pub struct Context {
     pub limits: Limits,
     /// Performs the TLS handshake.
     pub acceptor: TlsAcceptor,
+    /// Wakes readers waiting for new messages.
+    pub mailboxes: Mailboxes,
 }
 
 /// Serve one accepted socket to the end, logging how it ended.
@@ -71,6 +74,7 @@ async fn serve(
     let mut handler = Handler {
         context,
         identity: None,
+        shutdown: shutdown.clone(),
     };
     let result = converse(&mut connection, &mut handler, shutdown).await;
     if let Err(ConnectionError::Frame(error)) = &result {
@@ -188,6 +192,8 @@ impl From<StoreError> for Refusal {
 /// The account a connection acts for after `authenticate`.
 struct Identity {
     user: User,
+    /// The session's token hash, for `logout`.
+    token_hash: TokenHash,
     /// When the presented session expires.
     expires_at: u64,
 }
@@ -196,6 +202,8 @@ struct Identity {
 struct Handler<'a> {
     context: &'a Context,
     identity: Option<Identity>,
+    /// Ends a waiting `fetch` early when the server shuts down.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Handler<'_> {
@@ -220,8 +228,13 @@ impl Handler<'_> {
                 recipient,
                 envelope,
             } => self.send(recipient, envelope.0).await,
-            Request::Fetch { after, limit } => self.fetch(after, limit).await,
+            Request::Fetch {
+                after,
+                limit,
+                wait_ms,
+            } => self.fetch(after, limit, wait_ms).await,
             Request::Ack { ids } => self.ack(ids).await,
+            Request::Logout => self.logout().await,
         };
         result.unwrap_or_else(|refusal| {
             info!(
@@ -353,6 +366,7 @@ impl Handler<'_> {
         };
         self.identity = Some(Identity {
             user,
+            token_hash: hash,
             expires_at: session.expires_at,
         });
         Ok(response)
@@ -385,19 +399,48 @@ impl Handler<'_> {
             .with_store(move |store| store.enqueue(recipient_id, sender_id, &envelope))
             .await?;
         info!(id, recipient = %recipient.name, bytes, "message queued");
+        self.context.mailboxes.notify(recipient_id);
         Ok(Response::Sent { id })
     }
 
-    async fn fetch(&self, after: u64, limit: u32) -> Result<Response, Refusal> {
+    /// A page of messages; with `wait_ms`, an empty queue is watched until
+    /// a message is stored, the wait ends, or the server shuts down.
+    async fn fetch(&self, after: u64, limit: u32, wait_ms: u64) -> Result<Response, Refusal> {
         let user_id = self.identity()?.id;
         let page = Page {
             after,
             limit: limit.min(FETCH_PAGE),
             max_bytes: MAX_PAGE_BYTES,
         };
-        let stored = self
-            .with_store(move |store| store.fetch(user_id, page))
-            .await?;
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
+        let mut shutdown = self.shutdown.clone();
+        let stored = loop {
+            let signal = self.context.mailboxes.subscribe(user_id);
+            let (stored, woken) = {
+                // Listen before looking, so a message stored in between
+                // still wakes this reader.
+                let notified = signal.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let stored = self
+                    .with_store(move |store| store.fetch(user_id, page))
+                    .await;
+                let woken = match &stored {
+                    Ok(messages) if messages.is_empty() => tokio::select! {
+                        _ = &mut notified => true,
+                        _ = tokio::time::sleep_until(deadline) => false,
+                        _ = shutdown.changed() => false,
+                    },
+                    _ => false,
+                };
+                (stored, woken)
+            };
+            self.context.mailboxes.release(user_id, signal);
+            if !woken {
+                break stored?;
+            }
+        };
         let messages = stored
             .into_iter()
             .map(|message| QueuedMessage {
@@ -407,6 +450,16 @@ impl Handler<'_> {
             })
             .collect();
         Ok(Response::Messages { messages })
+    }
+
+    async fn logout(&mut self) -> Result<Response, Refusal> {
+        self.identity()?;
+        let identity = self.identity.take().expect("checked above");
+        let hash = identity.token_hash;
+        self.with_store(move |store| store.delete_session(&hash))
+            .await?;
+        info!(user = %identity.user.name, "logged out");
+        Ok(Response::LoggedOut)
     }
 
     async fn ack(&self, ids: Vec<u64>) -> Result<Response, Refusal> {
@@ -460,5 +513,6 @@ fn request_kind(request: &Request) -> &'static str {
         Request::Send { .. } => "send",
         Request::Fetch { .. } => "fetch",
         Request::Ack { .. } => "ack",
+        Request::Logout => "logout",
     }
 }

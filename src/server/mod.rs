@@ -9,6 +9,7 @@
 
 mod connection;
 mod handler;
+mod mailbox;
 pub mod sqlite;
 pub mod store;
 pub mod tls;
@@ -98,6 +99,7 @@ pub async fn run(
         store,
         limits,
         acceptor: TlsAcceptor::from(tls),
+        mailboxes: mailbox::Mailboxes::default(),
     });
     let (notify_shutdown, _) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);

@@ -200,6 +200,14 @@ impl Store for SqliteStore {
         Ok(session)
     }
 
+    fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
+        let deleted = self
+            .conn()
+            .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+            .execute([&token_hash[..]])?;
+        Ok(deleted > 0)
+    }
+
     fn enqueue(
         &self,
         recipient: UserId,

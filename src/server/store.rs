@@ -101,6 +101,9 @@ pub trait Store: Send + Sync {
     fn find_session(&self, token_hash: &TokenHash, now: u64)
     -> Result<Option<Session>, StoreError>;
 
+    /// End a session; returns whether it existed.
+    fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
+
     /// Queue an envelope durably and return its id.
     fn enqueue(
         &self,
