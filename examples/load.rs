@@ -1,0 +1,287 @@
+//! Load generator: drives a running `msgr serve` over loopback with many
+//! concurrent clients and reports messages per second and p50/p99 latency,
+//! then checks that every acknowledged message is queued exactly once.
+//!
+//! Two modes:
+//! - `oneshot`: a fresh TCP + TLS connection per message, as the CLI does
+//!   (connect, hello, authenticate, send);
+//! - `persistent`: one connection per client, sending pre-sealed envelopes
+//!   as fast as acknowledgements come back.
+//!
+//! It registers its own sender and recipient with random names, so it can
+//! run against any server. Envelopes are sealed once up front (a pool
+//! reused round-robin) so the figures measure the server and transport,
+//! not the sender's RSA signature. See BENCHMARKS.md for the commands.
+//!
+//! ```text
+//! cargo run --release --example load -- --server localhost:12000 \
+//!     --mode persistent --clients 64 --messages 100000
+//! ```
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use msgr::crypto::PrivateKey;
+use msgr::envelope::{self, Header};
+use msgr::net::trust::TrustPolicy;
+use msgr::net::{Connection, ServerAddr};
+use msgr::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, registration_proof_message};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+struct Options {
+    /// Server to load, HOST:PORT (loopback only).
+    #[arg(long)]
+    server: ServerAddr,
+    /// One connection per message, or one per client.
+    #[arg(long, value_enum, default_value_t = Mode::Persistent)]
+    mode: Mode,
+    /// Concurrent clients (threads).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Messages to send in all.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 24)]
+    body_bytes: usize,
+    /// Leave the messages queued instead of draining them after checking
+    /// (to measure a server holding a large queue).
+    #[arg(long)]
+    keep: bool,
+    /// Skip the exactly-once check (for quickly filling a queue).
+    #[arg(long)]
+    no_verify: bool,
+}
+
+/// How clients connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// A new TLS connection per message.
+    Oneshot,
+    /// One TLS connection per client for all its messages.
+    Persistent,
+}
+
+/// An account the generator registered, with a live session token.
+struct Account {
+    name: String,
+    key: PrivateKey,
+    token: Vec<u8>,
+}
+
+/// Size of the pool of pre-sealed envelopes reused round-robin.
+const ENVELOPE_POOL: usize = 64;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = Options::parse();
+    let suffix = std::process::id();
+    let sender = create_account(&options.server, &format!("load-s-{suffix}"))?;
+    let recipient = create_account(&options.server, &format!("load-r-{suffix}"))?;
+    let body = vec![b'x'; options.body_bytes];
+    let pool: Vec<Vec<u8>> = (0..ENVELOPE_POOL)
+        .map(|_| {
+            let header = Header::new(&sender.name, &recipient.name);
+            envelope::seal(&header, &body, &sender.key, &recipient.key.public_key())
+        })
+        .collect::<Result<_, _>>()?;
+    let pool = Arc::new(pool);
+    let sender = Arc::new(sender);
+
+    eprintln!(
+        "sending {} messages from {} {:?} clients to {}",
+        options.messages, options.clients, options.mode, options.server
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..options.clients)
+        .map(|_| {
+            let (server, sender, pool, next) = (
+                options.server.clone(),
+                Arc::clone(&sender),
+                Arc::clone(&pool),
+                Arc::clone(&next),
+            );
+            let (mode, total, recipient) = (options.mode, options.messages, recipient.name.clone());
+            std::thread::spawn(move || {
+                worker(&server, mode, &sender, &recipient, &pool, &next, total)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(options.messages as usize);
+    let mut acknowledged = Vec::with_capacity(options.messages as usize);
+    for handle in workers {
+        let result = handle.join().expect("worker panicked")?;
+        latencies.extend(result.latencies);
+        acknowledged.extend(result.ids);
+    }
+    let elapsed = started.elapsed();
+    report(&options, elapsed, &mut latencies);
+
+    if !options.no_verify {
+        verify_exactly_once(&options, &recipient, &acknowledged)?;
+    }
+    Ok(())
+}
+
+/// What one client thread did.
+struct WorkerResult {
+    latencies: Vec<Duration>,
+    ids: Vec<u64>,
+}
+
+fn worker(
+    server: &ServerAddr,
+    mode: Mode,
+    sender: &Account,
+    recipient: &str,
+    pool: &[Vec<u8>],
+    next: &AtomicU64,
+    total: u64,
+) -> Result<WorkerResult, String> {
+    let mut result = WorkerResult {
+        latencies: Vec::new(),
+        ids: Vec::new(),
+    };
+    let mut connection = None;
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= total {
+            return Ok(result);
+        }
+        let started = Instant::now();
+        if mode == Mode::Oneshot || connection.is_none() {
+            connection = Some(authenticated(server, sender)?);
+        }
+        let connection = connection.as_mut().expect("connected above");
+        let envelope = pool[n as usize % pool.len()].clone();
+        let response = connection
+            .request(&Request::Send {
+                recipient: recipient.to_owned(),
+                envelope: Base64Bytes(envelope),
+            })
+            .map_err(|e| format!("send failed: {e}"))?;
+        let Response::Sent { id } = response else {
+            return Err(format!("unexpected response {response:?}"));
+        };
+        result.latencies.push(started.elapsed());
+        result.ids.push(id);
+    }
+}
+
+/// A connection acting for `account`.
+fn authenticated(server: &ServerAddr, account: &Account) -> Result<Connection, String> {
+    let mut connection = connect(server)?;
+    let response = connection
+        .request(&Request::Authenticate {
+            user: account.name.clone(),
+            token: Base64Bytes(account.token.clone()),
+        })
+        .map_err(|e| format!("authenticate failed: {e}"))?;
+    match response {
+        Response::Authenticated { .. } => Ok(connection),
+        other => Err(format!("unexpected response {other:?}")),
+    }
+}
+
+fn connect(server: &ServerAddr) -> Result<Connection, String> {
+    // A benchmark on loopback: accept the server's certificate as on first use.
+    Connection::open(server, TrustPolicy::FirstUse { pinned: None }).map_err(|e| e.to_string())
+}
+
+/// Register `name` with a fresh 2048-bit key and log in.
+fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn std::error::Error>> {
+    let key = PrivateKey::generate(2048)?;
+    let public = key.public_key().to_der();
+    let proof = key.sign(&registration_proof_message(name, &public))?;
+    let mut connection = connect(server)?;
+    connection.request(&Request::Register {
+        user: name.to_owned(),
+        public_key: Base64Bytes(public),
+        proof: Base64Bytes(proof),
+    })?;
+    let Response::LoginChallenge { wrapped_token, .. } = connection.request(&Request::Login {
+        user: name.to_owned(),
+    })?
+    else {
+        return Err("login did not return a challenge".into());
+    };
+    let token = key.unwrap(&wrapped_token.0)?.to_vec();
+    Ok(Account {
+        name: name.to_owned(),
+        key,
+        token,
+    })
+}
+
+fn report(options: &Options, elapsed: Duration, latencies: &mut [Duration]) {
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies
+            .get(index)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "mode={:?} clients={} messages={} seconds={:.3} rate={:.0} msg/s p50={:.3} ms p99={:.3} ms",
+        options.mode,
+        options.clients,
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(0.50),
+        percentile(0.99),
+    );
+}
+
+/// Fetch the recipient's whole queue: it must hold exactly the acknowledged
+/// ids, each once. Then acknowledge them all unless `--keep`.
+fn verify_exactly_once(
+    options: &Options,
+    recipient: &Account,
+    acknowledged: &[u64],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut connection = authenticated(&options.server, recipient)?;
+    let mut queued = Vec::with_capacity(acknowledged.len());
+    let mut after = 0;
+    loop {
+        let response = connection.request(&Request::Fetch {
+            after,
+            limit: FETCH_PAGE,
+            wait_ms: 0,
+        })?;
+        let Response::Messages { messages } = response else {
+            return Err(format!("unexpected response {response:?}").into());
+        };
+        let Some(last) = messages.last() else { break };
+        after = last.id;
+        queued.extend(messages.iter().map(|m| m.id));
+    }
+    let expected: HashSet<u64> = acknowledged.iter().copied().collect();
+    let found: HashSet<u64> = queued.iter().copied().collect();
+    if expected.len() != acknowledged.len() || found.len() != queued.len() || expected != found {
+        return Err(format!(
+            "exactly-once check FAILED: {} acknowledged ({} distinct), {} queued ({} distinct)",
+            acknowledged.len(),
+            expected.len(),
+            queued.len(),
+            found.len()
+        )
+        .into());
+    }
+    println!(
+        "verified: all {} acknowledged messages queued exactly once",
+        queued.len()
+    );
+    if !options.keep {
+        for chunk in queued.chunks(FETCH_PAGE as usize) {
+            connection.request(&Request::Ack {
+                ids: chunk.to_vec(),
+            })?;
+        }
+    }
+    Ok(())
+}
