@@ -15,11 +15,11 @@ use aws_lc_rs::rsa::{
     KeyPair, KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
     PrivateDecryptingKey, PublicEncryptingKey,
 };
-use aws_lc_rs::signature::KeyPair as _;
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rsa::pkcs8::der::{SecretDocument, pem::LineEnding};
+use rsa::pkcs8::{EncodePublicKey, PrivateKeyInfo};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -48,12 +48,19 @@ pub enum CryptoError {
 }
 
 /// An account's RSA private key. Never printed: `Debug` shows only the size.
+///
+/// Loading checks the encoding and reads the public half; the two
+/// private-key forms are built (and validated by aws-lc, which costs about
+/// as much as one signature) only on first use, as a command needs one of
+/// them at most: `create` signs, `read` decrypts.
 pub struct PrivateKey {
     /// The PKCS#8 DER encoding, wiped on drop.
     pkcs8: Zeroizing<Vec<u8>>,
-    /// Parsed (and validated) when the key is loaded; signs.
-    signing: KeyPair,
-    /// Parsed on first use: only `read` and `login` decrypt.
+    /// The public half, read from the encoding.
+    public: PublicKey,
+    /// Built on first signature.
+    signing: OnceLock<KeyPair>,
+    /// Built on first decryption.
     decrypting: OnceLock<OaepPrivateDecryptingKey>,
 }
 
@@ -79,14 +86,19 @@ impl PrivateKey {
 
     /// Parse an unencrypted PKCS#8 DER private key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let signing = KeyPair::from_pkcs8(der).map_err(|e| CryptoError::BadKey(e.to_string()))?;
-        let bits = signing.public_modulus_len() * 8;
-        if !ALLOWED_BITS.contains(&bits) {
-            return Err(CryptoError::UnsupportedSize(bits));
-        }
+        let bad = |e: &dyn std::fmt::Display| CryptoError::BadKey(e.to_string());
+        let info = PrivateKeyInfo::try_from(der).map_err(|e| bad(&e))?;
+        let key = rsa::pkcs1::RsaPrivateKey::try_from(info.private_key).map_err(|e| bad(&e))?;
+        let public = rsa::RsaPublicKey::new(
+            rsa::BigUint::from_bytes_be(key.modulus.as_bytes()),
+            rsa::BigUint::from_bytes_be(key.public_exponent.as_bytes()),
+        )
+        .map_err(|e| bad(&e))?;
+        let public_der = public.to_public_key_der().map_err(|e| bad(&e))?;
         Ok(Self {
             pkcs8: Zeroizing::new(der.to_vec()),
-            signing,
+            public: PublicKey::from_der(public_der.as_bytes())?,
+            signing: OnceLock::new(),
             decrypting: OnceLock::new(),
         })
     }
@@ -117,27 +129,27 @@ impl PrivateKey {
 
     /// Size of the modulus in bits.
     pub fn bits(&self) -> usize {
-        self.signing.public_modulus_len() * 8
+        self.public.bits()
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        let der = AsDer::<PublicKeyX509Der>::as_der(self.signing.public_key())
-            .expect("an RSA public key always encodes");
-        PublicKey::from_der(der.as_ref()).expect("a validated key pair has a usable public key")
+        self.public.clone()
     }
 
     /// RSA-PSS-SHA256 signature (MGF1-SHA256, 32-byte salt) over `message`.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut signature = vec![0; self.signing.public_modulus_len()];
-        self.signing
-            .sign(
-                &RSA_PSS_SHA256,
-                &SystemRandom::new(),
-                message,
-                &mut signature,
-            )
-            .map_err(|_| CryptoError::Rsa)?;
+        let key = built_once(&self.signing, || {
+            KeyPair::from_pkcs8(&self.pkcs8).map_err(|e| CryptoError::BadKey(e.to_string()))
+        })?;
+        let mut signature = vec![0; key.public_modulus_len()];
+        key.sign(
+            &RSA_PSS_SHA256,
+            &SystemRandom::new(),
+            message,
+            &mut signature,
+        )
+        .map_err(|_| CryptoError::Rsa)?;
         Ok(signature)
     }
 
@@ -154,14 +166,24 @@ impl PrivateKey {
     }
 
     fn decrypting_key(&self) -> Result<&OaepPrivateDecryptingKey, CryptoError> {
-        if let Some(key) = self.decrypting.get() {
-            return Ok(key);
-        }
-        let key = PrivateDecryptingKey::from_pkcs8(&self.pkcs8)
-            .map_err(|e| CryptoError::BadKey(e.to_string()))?;
-        let key = OaepPrivateDecryptingKey::new(key).map_err(|_| CryptoError::Rsa)?;
-        Ok(self.decrypting.get_or_init(|| key))
+        built_once(&self.decrypting, || {
+            let key = PrivateDecryptingKey::from_pkcs8(&self.pkcs8)
+                .map_err(|e| CryptoError::BadKey(e.to_string()))?;
+            OaepPrivateDecryptingKey::new(key).map_err(|_| CryptoError::Rsa)
+        })
     }
+}
+
+/// The value in `cell`, built by `build` the first time.
+fn built_once<T>(
+    cell: &OnceLock<T>,
+    build: impl FnOnce() -> Result<T, CryptoError>,
+) -> Result<&T, CryptoError> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = build()?;
+    Ok(cell.get_or_init(|| value))
 }
 
 /// An RSA public key: a contact's, the server's record of an account's, or
@@ -318,6 +340,17 @@ mod tests {
             .encrypt(&mut rng, rsa::Oaep::new::<Sha256>(), &[6; 32])
             .unwrap();
         assert_eq!(key.unwrap(&wrapped).unwrap().as_slice(), &[6; 32]);
+    }
+
+    #[test]
+    fn a_damaged_private_key_fails_when_used_not_with_a_panic() {
+        let mut der = test_key().to_pkcs8_der().to_vec();
+        let index = der.len() - 10; // inside the last CRT coefficient
+        der[index] ^= 1;
+        if let Ok(key) = PrivateKey::from_pkcs8_der(&der) {
+            assert!(matches!(key.sign(b"x"), Err(CryptoError::BadKey(_))));
+            assert!(matches!(key.unwrap(&[0; 256]), Err(CryptoError::BadKey(_))));
+        }
     }
 
     #[test]
