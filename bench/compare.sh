@@ -28,8 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release --quiet --bin msgr --example load
-MSGR_BIN=$PWD/target/release/msgr
-LOAD_BIN=$PWD/target/release/examples/load
+target_dir=$(realpath "${CARGO_TARGET_DIR:-target}")
+MSGR_BIN=$target_dir/release/msgr
+LOAD_BIN=$target_dir/release/examples/load
 
 work=$(mktemp -d)
 mkdir -p "$OUT"
@@ -61,6 +62,8 @@ persistence true
 persistence_location $work/mq/
 set_tcp_nodelay true
 max_queued_messages 0
+# stay the invoking user, who owns the temporary directory
+user root
 CONF
 mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
 MQ_PID=$!; pids+=("$MQ_PID")
