@@ -1,0 +1,49 @@
+//! Envelope seal and open at 100 B, 10 KiB and 1 MiB bodies with 2048- and
+//! 3072-bit keys. Each includes one RSA private-key operation (the sender's
+//! signature, or the recipient's unwrapping of the content key), which
+//! dominates at small sizes.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use msgr::crypto::PrivateKey;
+use msgr::envelope::{self, Header};
+
+const BODY_SIZES: [(usize, &str); 3] = [(100, "100B"), (10 * 1024, "10KiB"), (1024 * 1024, "1MiB")];
+
+fn seal_and_open(c: &mut Criterion) {
+    for bits in [2048, 3072] {
+        let sender = PrivateKey::generate(bits).unwrap();
+        let recipient = PrivateKey::generate(bits).unwrap();
+        let recipient_public = recipient.public_key();
+        let sender_public = sender.public_key();
+        let mut group = c.benchmark_group(format!("envelope/rsa{bits}"));
+        for (size, label) in BODY_SIZES {
+            let body = vec![0x5a; size];
+            group.throughput(Throughput::Bytes(size as u64));
+            group.bench_with_input(BenchmarkId::new("seal", label), &body, |b, body| {
+                b.iter(|| {
+                    let header = Header::new("Alice", "John");
+                    envelope::seal(&header, body, &sender, &recipient_public).unwrap()
+                })
+            });
+            let sealed = envelope::seal(
+                &Header::new("Alice", "John"),
+                &body,
+                &sender,
+                &recipient_public,
+            )
+            .unwrap();
+            group.bench_with_input(BenchmarkId::new("open", label), &sealed, |b, sealed| {
+                b.iter(|| {
+                    envelope::parse(sealed)
+                        .unwrap()
+                        .open("John", &recipient, &sender_public)
+                        .unwrap()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, seal_and_open);
+criterion_main!(benches);
