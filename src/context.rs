@@ -1,27 +1,19 @@
-//! Resolving the global options (flag, then environment, then
-//! `config.toml`, then default) into what client commands need: the server,
-//! the account name, the keyring and the trust policy; and opening the
-//! account and the connection from them.
+//! What client commands share once the settings are resolved: the
+//! validated server and account name, the keyring, the trust policy, the
+//! passphrase source and the output; and opening the account, its key and
+//! the connection from them.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::cli::GlobalArgs;
+use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::{Account, Keyring};
+use crate::keyring::{Account, AccountDir, Keyring, KeyringError, StoredKey};
 use crate::net::trust::TrustPolicy;
 use crate::net::{Connection, NetError, ServerAddr};
+use crate::output::Output;
+use crate::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
 use crate::protocol::validate_username;
-
-/// `config.toml`: defaults for the global options.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    server: Option<String>,
-    user: Option<String>,
-    ca_cert: Option<PathBuf>,
-}
+use crate::settings::Settings;
 
 /// Everything a client command needs to know before doing its work.
 #[derive(Debug)]
@@ -32,42 +24,99 @@ pub struct ClientContext {
     pub user: String,
     /// The config directory.
     pub keyring: Keyring,
+    /// Where results and diagnostics go.
+    pub output: Output,
     ca_cert: Option<PathBuf>,
+    passphrase: PassphraseSource,
 }
 
 impl ClientContext {
-    /// Resolve the global options; fails before any file or network work
-    /// if a value is missing or malformed.
-    pub fn from_args(args: &GlobalArgs) -> AppResult<Self> {
-        let config_dir = match &args.config_dir {
-            Some(dir) => dir.clone(),
-            None => default_config_dir()?,
-        };
-        let file = load_config(&config_dir.join("config.toml"))?;
-        let server = args.server.clone().or(file.server).ok_or_else(|| {
-            AppError::new(ExitStatus::Usage, "no server given")
+    /// Validate the settings; fails before any network work if a value is
+    /// missing or malformed.
+    pub fn new(settings: Settings, output: Output) -> AppResult<Self> {
+        let server = settings.server.ok_or_else(|| {
+            AppError::usage("no server given")
                 .hint("pass --server HOST:PORT, set MSGR_SERVER, or put server = \"HOST:PORT\" in config.toml")
         })?;
         let server: ServerAddr = server
             .parse()
-            .map_err(|e: crate::net::AddrError| AppError::new(ExitStatus::Usage, e.to_string()))?;
-        let user = args.user.clone().or(file.user).ok_or_else(|| {
-            AppError::new(ExitStatus::Usage, "no user given")
+            .map_err(|e: crate::net::AddrError| AppError::usage(e.to_string()))?;
+        let user = settings.user.ok_or_else(|| {
+            AppError::usage("no user given")
                 .hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml")
         })?;
-        validate_username(&user).map_err(|e| AppError::new(ExitStatus::Usage, e.to_string()))?;
-        let keyring = Keyring::open(&config_dir)?;
+        validate_username(&user).map_err(|e| AppError::usage(e.to_string()))?;
+        let keyring = Keyring::open(&settings.config_dir)?;
         Ok(Self {
             server,
             user,
             keyring,
-            ca_cert: args.ca_cert.clone().or(file.ca_cert),
+            output,
+            ca_cert: settings.ca_cert,
+            passphrase: settings.passphrase,
         })
+    }
+
+    /// This account's folder, unlocked.
+    pub fn account_dir(&self) -> AppResult<AccountDir> {
+        Ok(self
+            .keyring
+            .account_dir(&self.user, &self.server.to_string())?)
     }
 
     /// Open and lock this account's folder.
     pub fn account(&self) -> AppResult<Account> {
-        Ok(self.keyring.account(&self.user, &self.server.to_string())?)
+        Ok(self.account_dir()?.lock()?)
+    }
+
+    /// The CA file the server is verified with, if one was given.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
+    }
+
+    /// Where a new key's passphrase comes from.
+    pub fn passphrase(&self) -> &PassphraseSource {
+        &self.passphrase
+    }
+
+    /// The account's private key, unlocked with its passphrase if it has
+    /// one; an authentication error saying how to get a key if there is
+    /// none.
+    pub fn identity(&self, account: &Account) -> AppResult<PrivateKey> {
+        if !account.has_identity() {
+            return Err(AppError::new(
+                ExitStatus::Auth,
+                format!(
+                    "there is no key for {} on {} in this keyring",
+                    self.user, self.server
+                ),
+            )
+            .hint("run `msgr register` first, or check --user, --server and --config-dir"));
+        }
+        let encrypted = match account.load_identity()? {
+            StoredKey::Plain(key) => return Ok(key),
+            StoredKey::Encrypted(encrypted) => encrypted,
+        };
+        let attempts = if self.passphrase.is_interactive() {
+            PROMPT_ATTEMPTS
+        } else {
+            1
+        };
+        let mut last = None;
+        for _ in 0..attempts {
+            let passphrase = self.passphrase.unlock(encrypted.path())?;
+            match encrypted.decrypt(passphrase.expose()) {
+                Ok(key) => return Ok(key),
+                Err(error @ KeyringError::WrongPassphrase { .. }) => {
+                    if self.passphrase.is_interactive() {
+                        self.output.warning("that passphrase is wrong");
+                    }
+                    last = Some(error);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(last.expect("at least one attempt was made").into())
     }
 
     /// Connect to the server under the trust policy, pinning its
@@ -96,49 +145,20 @@ impl ClientContext {
         })?;
         if let Some(fingerprint) = connection.new_pin() {
             known.pin(&server, fingerprint)?;
-            eprintln!(
-                "msgr: first connection to {server}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)"
-            );
+            self.output.notice(&format!(
+                "first connection to {server}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)"
+            ));
         }
         Ok(connection)
     }
-}
-
-fn default_config_dir() -> AppResult<PathBuf> {
-    directories::ProjectDirs::from("", "", "msgr")
-        .map(|dirs| dirs.config_dir().to_owned())
-        .ok_or_else(|| {
-            AppError::local("cannot find a configuration directory for this user")
-                .hint("pass --config-dir DIR or set MSGR_CONFIG_DIR")
-        })
-}
-
-fn load_config(path: &Path) -> AppResult<ConfigFile> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
-        Err(e) => {
-            return Err(AppError::local(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    toml::from_str(&text).map_err(|e| {
-        AppError::local(format!("{} is not valid: {}", path.display(), e.message()))
-            .hint("the known keys are server, user and ca_cert")
-    })
 }
 
 fn load_ca_file(path: &Path) -> AppResult<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let unreadable = |detail: String| {
-        AppError::new(
-            ExitStatus::Usage,
-            format!("cannot use --ca-cert {}: {detail}", path.display()),
-        )
-        .hint("give a PEM file holding the server's CA or its certificate")
+        AppError::usage(format!("cannot use --ca-cert {}: {detail}", path.display()))
+            .hint("give a PEM file holding the server's CA or its certificate")
     };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| unreadable(e.to_string()))?

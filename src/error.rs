@@ -5,18 +5,20 @@
 use std::fmt;
 use std::process::ExitCode;
 
-/// Exit statuses, documented in the README.
+/// Exit statuses, documented in the README. Each has a stable snake_case
+/// [`code`](ExitStatus::code) that JSON error objects carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Everything worked.
     Success = 0,
     /// A local failure: files, keyring, unexpected I/O.
     Failure = 1,
-    /// The command line was wrong (clap's own status).
+    /// The command line or a setting was wrong (clap's own status).
     Usage = 2,
     /// Could not connect, TLS failed, or the server broke the protocol.
     Connection = 3,
-    /// Not registered, or the server refused the credentials.
+    /// Not registered, the server refused the credentials, or the
+    /// passphrase of the key was wrong.
     Auth = 4,
     /// The named user does not exist on the server.
     UnknownUser = 5,
@@ -24,6 +26,25 @@ pub enum ExitStatus {
     Trust = 6,
     /// The server refused the request: name taken, too large, limits.
     Refused = 7,
+    /// A message reached some of its recipients but not all.
+    Partial = 8,
+}
+
+impl ExitStatus {
+    /// The stable machine-readable name of this status.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "local",
+            Self::Usage => "usage",
+            Self::Connection => "connection",
+            Self::Auth => "auth",
+            Self::UnknownUser => "unknown_user",
+            Self::Trust => "trust",
+            Self::Refused => "refused",
+            Self::Partial => "partial",
+        }
+    }
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -59,10 +80,20 @@ impl AppError {
         Self::new(ExitStatus::Failure, message)
     }
 
+    /// A usage error (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ExitStatus::Usage, message)
+    }
+
     /// Add what to do next.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// The failure to write results to standard output.
+    pub fn stdout(error: std::io::Error) -> Self {
+        Self::local(format!("cannot write to standard output: {error}"))
     }
 }
 
@@ -83,7 +114,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl From<crate::keyring::KeyringError> for AppError {
     fn from(error: crate::keyring::KeyringError) -> Self {
-        Self::local(error.to_string())
+        use crate::keyring::KeyringError;
+        match error {
+            KeyringError::WrongPassphrase { .. } => Self::new(ExitStatus::Auth, error.to_string())
+                .hint("check MSGR_PASSPHRASE or --passphrase-file, or type the passphrase again"),
+            other => Self::local(other.to_string()),
+        }
     }
 }
 
@@ -123,5 +159,34 @@ impl From<crate::net::NetError> for AppError {
             Some(hint) => app.hint(hint),
             None => app,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_snake_case_names() {
+        let all = [
+            ExitStatus::Success,
+            ExitStatus::Failure,
+            ExitStatus::Usage,
+            ExitStatus::Connection,
+            ExitStatus::Auth,
+            ExitStatus::UnknownUser,
+            ExitStatus::Trust,
+            ExitStatus::Refused,
+            ExitStatus::Partial,
+        ];
+        for (number, status) in all.iter().enumerate() {
+            assert_eq!(*status as usize, number, "statuses are numbered in order");
+            let code = status.code();
+            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        let mut codes: Vec<_> = all.iter().map(|s| s.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
     }
 }

@@ -4,7 +4,8 @@
 //! config.toml                      default server, user, CA file
 //! known_servers.toml               pinned server certificate fingerprints
 //! accounts/<user>@<host:port>/     one folder per account (mode 0700)
-//!     identity.pem                 the private key, PKCS#8 PEM (mode 0600)
+//!     identity.pem                 the private key, PKCS#8 PEM, encrypted if
+//!                                  registered with a passphrase (mode 0600)
 //!     account.toml                 written once the server confirmed registration
 //!     session.toml                 the session token and its expiry
 //!     contacts.toml                pinned public keys of other users
@@ -12,10 +13,13 @@
 //!     lock                         held while a command uses the account
 //! ```
 //!
-//! Every write is atomic and each account is locked for the duration of a
-//! command, so concurrent invocations (two cron jobs) cannot corrupt it.
+//! Every write is atomic, and whoever reads or changes an account's files
+//! holds its lock ([`AccountDir::lock`]): one-shot commands for their whole
+//! run, `read --follow` only while it handles a page of messages. So
+//! concurrent invocations (two cron jobs) cannot corrupt it.
 
 mod files;
+mod identity;
 mod known_servers;
 mod records;
 
@@ -28,11 +32,14 @@ use thiserror::Error;
 use crate::crypto::{CryptoError, PrivateKey, PublicKey};
 use crate::protocol::canonical_name;
 
+pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
-pub use records::{Contact, Session, SessionToken};
+pub use records::{Contact, Registration, Session, SessionToken};
 
-use files::{check_private, create_private_dir, lock_exclusive, read_optional, write_atomic};
-use records::{AccountRecord, ContactRecord, SessionRecord};
+pub use files::{create_private_dir, write_atomic};
+
+use files::{check_private, lock_exclusive, read_optional};
+use records::{ContactRecord, SessionRecord};
 
 /// Failures reading or writing the keyring.
 #[derive(Debug, Error)]
@@ -68,6 +75,12 @@ pub enum KeyringError {
         path: PathBuf,
         /// Why it cannot be used.
         source: CryptoError,
+    },
+    /// The passphrase does not decrypt the private key.
+    #[error("the passphrase does not unlock the private key in {}", path.display())]
+    WrongPassphrase {
+        /// The key file.
+        path: PathBuf,
     },
 }
 
@@ -107,23 +120,40 @@ impl Keyring {
         &self.dir
     }
 
-    /// Open one account's folder and lock it until the returned value is
-    /// dropped. `user` must already be a validated name and `server` a
-    /// validated `host:port`.
-    pub fn account(&self, user: &str, server: &str) -> Result<Account, KeyringError> {
+    /// One account's folder, created if missing but not locked. `user`
+    /// must already be a validated name and `server` a validated
+    /// `host:port`.
+    pub fn account_dir(&self, user: &str, server: &str) -> Result<AccountDir, KeyringError> {
         let dir = self.dir.join("accounts").join(format!(
             "{}@{}",
             canonical_name(user),
             server.to_ascii_lowercase()
         ));
         create_private_dir(&dir)?;
-        let lock = lock_exclusive(&dir.join("lock"))?;
-        Ok(Account { dir, _lock: lock })
+        Ok(AccountDir { dir })
     }
 
     /// The pinned server certificates.
     pub fn known_servers(&self) -> KnownServers {
         KnownServers::new(&self.dir)
+    }
+}
+
+/// One account's folder, not locked: it can only be locked.
+#[derive(Debug, Clone)]
+pub struct AccountDir {
+    dir: PathBuf,
+}
+
+impl AccountDir {
+    /// Lock the account against other msgr processes, waiting for them,
+    /// until the returned value is dropped.
+    pub fn lock(&self) -> Result<Account, KeyringError> {
+        let lock = lock_exclusive(&self.dir.join("lock"))?;
+        Ok(Account {
+            dir: self.dir.clone(),
+            _lock: lock,
+        })
     }
 }
 
@@ -156,25 +186,34 @@ impl Account {
         self.dir.join("account.toml").exists()
     }
 
-    /// Load the private key, refusing a file others could read.
-    pub fn load_identity(&self) -> Result<PrivateKey, KeyringError> {
+    /// Load the private key, refusing a file others could read; an
+    /// encrypted key is returned still encrypted.
+    pub fn load_identity(&self) -> Result<StoredKey, KeyringError> {
         let path = self.identity_path();
         check_private(&path)?;
         let pem = std::fs::read_to_string(&path).map_err(|e| KeyringError::io(&path, e))?;
-        PrivateKey::from_pkcs8_pem(&pem)
-            .map_err(|source| KeyringError::BadIdentity { path, source })
+        identity::parse(&path, pem)
     }
 
-    /// Store the private key (mode 0600).
-    pub fn save_identity(&self, key: &PrivateKey) -> Result<(), KeyringError> {
+    /// Store the private key (mode 0600), encrypted under `passphrase` if
+    /// one is given.
+    pub fn save_identity(
+        &self,
+        key: &PrivateKey,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(), KeyringError> {
         let path = self.identity_path();
-        let pem = key
-            .to_pkcs8_pem()
-            .map_err(|source| KeyringError::BadIdentity {
+        let pem =
+            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
                 path: path.clone(),
                 source,
             })?;
         write_atomic(&path, pem.as_bytes())
+    }
+
+    /// Whether the stored private key is protected by a passphrase.
+    pub fn identity_is_encrypted(&self) -> Result<bool, KeyringError> {
+        Ok(matches!(self.load_identity()?, StoredKey::Encrypted(_)))
     }
 
     /// Delete a private key the server never accepted.
@@ -185,11 +224,16 @@ impl Account {
 
     /// Record that the server confirmed the registration.
     pub fn mark_registered(&self, user: &str, fingerprint: &str) -> Result<(), KeyringError> {
-        let record = AccountRecord {
+        let record = Registration {
             user: user.to_owned(),
             fingerprint: fingerprint.to_owned(),
         };
         self.write_toml("account.toml", &record)
+    }
+
+    /// What the server confirmed at registration, if it did.
+    pub fn registration(&self) -> Result<Option<Registration>, KeyringError> {
+        self.read_toml("account.toml")
     }
 
     /// The stored session, if any.
@@ -207,6 +251,16 @@ impl Account {
     /// Store a session token.
     pub fn save_session(&self, session: &Session) -> Result<(), KeyringError> {
         self.write_toml("session.toml", &SessionRecord::from_session(session))
+    }
+
+    /// Forget the session token, if there is one.
+    pub fn remove_session(&self) -> Result<(), KeyringError> {
+        let path = self.dir.join("session.toml");
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(KeyringError::io(&path, e)),
+        }
     }
 
     /// The pinned key of `name`, if pinned.
@@ -228,6 +282,19 @@ impl Account {
         let mut contacts = self.contacts()?;
         contacts.insert(canonical_name(name), ContactRecord::new(name, key));
         self.write_toml("contacts.toml", &contacts)
+    }
+
+    /// Every pinned contact, ordered by case-folded name.
+    pub fn all_contacts(&self) -> Result<Vec<Contact>, KeyringError> {
+        let path = self.dir.join("contacts.toml");
+        self.contacts()?
+            .values()
+            .map(|record| {
+                record
+                    .to_contact()
+                    .map_err(|detail| KeyringError::corrupt(&path, detail))
+            })
+            .collect()
     }
 
     fn contacts(&self) -> Result<BTreeMap<String, ContactRecord>, KeyringError> {
@@ -265,10 +332,10 @@ impl Account {
     }
 }
 
-/// The replay-guard key of a message: sender (case-folded) and message id.
-pub fn seen_key(sender: &str, message_id: &[u8]) -> String {
-    let hex: String = message_id.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{} {hex}", canonical_name(sender))
+/// The replay-guard key of a message: sender (case-folded) and message id
+/// (lowercase hex).
+pub fn seen_key(sender: &str, message_id_hex: &str) -> String {
+    format!("{} {message_id_hex}", canonical_name(sender))
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, KeyringError> {
@@ -294,7 +361,11 @@ mod tests {
     fn account() -> (tempfile::TempDir, Account) {
         let dir = tempfile::tempdir().unwrap();
         let keyring = Keyring::open(&dir.path().join("cfg")).unwrap();
-        let account = keyring.account("Alice", "localhost:12000").unwrap();
+        let account = keyring
+            .account_dir("Alice", "localhost:12000")
+            .unwrap()
+            .lock()
+            .unwrap();
         (dir, account)
     }
 
@@ -303,8 +374,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let (_dir, account) = account();
         assert!(!account.has_identity());
-        account.save_identity(&test_keys()[0]).unwrap();
-        let loaded = account.load_identity().unwrap();
+        account.save_identity(&test_keys()[0], None).unwrap();
+        let StoredKey::Plain(loaded) = account.load_identity().unwrap() else {
+            panic!("an unencrypted key was saved");
+        };
         assert_eq!(loaded.public_key(), test_keys()[0].public_key());
         let mode = std::fs::metadata(account.identity_path())
             .unwrap()
@@ -324,6 +397,16 @@ mod tests {
         let contact = account.contact("JOHN").unwrap().unwrap();
         assert_eq!(contact.name, "John");
         assert_eq!(contact.key, test_keys()[1].public_key());
+        account
+            .pin_contact("carol", &test_keys()[2].public_key())
+            .unwrap();
+        let names: Vec<_> = account
+            .all_contacts()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["carol", "John"]);
     }
 
     #[test]
@@ -338,11 +421,14 @@ mod tests {
         let loaded = account.load_session().unwrap().unwrap();
         assert_eq!(loaded.token.expose(), &[9; 32]);
         assert_eq!(loaded.expires_at, 42);
+        account.remove_session().unwrap();
+        account.remove_session().unwrap();
+        assert!(account.load_session().unwrap().is_none());
 
-        let seen: HashSet<String> = [seen_key("Alice", &[1, 2]), seen_key("bob", &[3])].into();
+        let seen: HashSet<String> = [seen_key("Alice", "0102"), seen_key("bob", "03")].into();
         account.save_seen(&seen).unwrap();
         assert_eq!(account.load_seen().unwrap(), seen);
-        assert_eq!(seen_key("ALICE", &[1, 2]), "alice 0102");
+        assert_eq!(seen_key("ALICE", "0102"), "alice 0102");
     }
 
     #[test]

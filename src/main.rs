@@ -1,18 +1,25 @@
-//! The `msgr` binary: parse the command line, run the command, and turn a
-//! failure into one line on stderr and its exit status.
+//! The `msgr` binary: parse the command line, set up logging and output,
+//! run the command, and turn a failure into one report on stderr and its
+//! exit status.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use msgr::cli::Cli;
 use msgr::error::ExitStatus;
+use msgr::output::{self, Output};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match msgr::commands::run(cli) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return output::report_usage_error(error),
+    };
+    msgr::logging::init(cli.command.is_serve(), cli.global.verbose, cli.global.quiet);
+    let mut output = Output::new(cli.global.json.unwrap_or(false), cli.global.quiet);
+    match msgr::commands::run(cli, &mut output) {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
-            eprintln!("msgr: {error}");
+            output.error(&error);
             error.status.into()
         }
     }

@@ -1,18 +1,21 @@
 //! The client's connection to a server: TCP with TCP_NODELAY, TLS 1.3 with
 //! the verification policy of [`trust`], the version exchange, and one
 //! request/response at a time over frames. Error responses from the server
-//! become [`NetError::Server`] in one place, [`Connection::request`].
+//! become [`NetError::Server`] in one place, [`Connection::request`]. A
+//! request the server may hold (a waiting `fetch`) gets a longer read
+//! timeout, and a [`Canceller`] can end the connection from another thread.
 
 mod address;
 pub mod trust;
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use thiserror::Error;
+use tracing::{debug, info};
 
 use crate::protocol::{
     CLIENT_MAX_FRAME, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, decode_frame,
@@ -93,6 +96,7 @@ impl Connection {
         let session = ClientConnection::new(Arc::new(config), server.server_name())
             .map_err(|e| NetError::Protocol(e.to_string()))?;
         let socket = connect_tcp(server)?;
+        debug!(%server, "TCP connected; TLS handshake");
         let mut tls = StreamOwned::new(session, socket);
         while tls.conn.is_handshaking() {
             if let Err(source) = tls.conn.complete_io(&mut tls.sock) {
@@ -122,7 +126,14 @@ impl Connection {
             new_pin,
         };
         connection.hello()?;
+        info!(%server, max_envelope = connection.max_envelope, "connected");
         Ok(connection)
+    }
+
+    /// A handle that can end this connection from another thread, waking
+    /// a request blocked on the server.
+    pub fn canceller(&self) -> io::Result<Canceller> {
+        Ok(Canceller(self.tls.sock.try_clone()?))
     }
 
     /// The fingerprint to pin if this was the first contact with the server.
@@ -144,6 +155,19 @@ impl Connection {
             Response::Error { code, message } => Err(NetError::Server { code, message }),
             response => Ok(response),
         }
+    }
+
+    /// [`request`](Self::request) for a request the server may hold for
+    /// up to `held` before answering; the read timeout grows to match.
+    pub fn request_held(
+        &mut self,
+        request: &Request,
+        held: Duration,
+    ) -> Result<Response, NetError> {
+        self.tls.sock.set_read_timeout(Some(IO_TIMEOUT + held))?;
+        let response = self.request(request);
+        self.tls.sock.set_read_timeout(Some(IO_TIMEOUT))?;
+        response
     }
 
     fn hello(&mut self) -> Result<(), NetError> {
@@ -183,6 +207,19 @@ impl Connection {
             }
             self.buffer.extend_from_slice(&chunk[..read]);
         }
+    }
+}
+
+/// Ends a [`Connection`] from another thread: its blocked read returns and
+/// every later request fails.
+#[derive(Debug)]
+pub struct Canceller(TcpStream);
+
+impl Canceller {
+    /// Shut the connection down.
+    pub fn cancel(&self) {
+        // Already closed is as good as closed.
+        let _ = self.0.shutdown(Shutdown::Both);
     }
 }
 

@@ -1,9 +1,11 @@
 //! Logging in and authenticating a connection. Commands that act for the
 //! user call [`authenticate`], which reuses the stored token and logs in
 //! again on the same connection when the token is missing, expired or
-//! refused, so unattended jobs never break on expiry.
+//! refused, so unattended jobs never break on expiry. [`end`] logs out.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::debug;
 
 use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
@@ -32,14 +34,16 @@ pub fn authenticate(
     if let Some(session) = account.load_session()?
         && session.expires_at > now_secs() + EXPIRY_MARGIN_SECS
     {
+        debug!("presenting the stored session token");
         match present(connection, user, &session.token) {
             Err(NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
-            }) => {}
+            }) => debug!("the server refused the stored token"),
             result => return result.map_err(AppError::from),
         }
     }
+    debug!("logging in");
     let session = login(connection, account, user, identity)?;
     Ok(present(connection, user, &session.token)?)
 }
@@ -87,6 +91,23 @@ pub fn login(
     };
     account.save_session(&session)?;
     Ok(session)
+}
+
+/// End the session of `token` on the server. A token the server no longer
+/// accepts (expired, or ended before) counts as ended.
+pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> AppResult<()> {
+    match present(connection, user, token) {
+        Ok(_) => {}
+        Err(NetError::Server {
+            code: ErrorCode::AuthFailed,
+            ..
+        }) => return Ok(()),
+        Err(other) => return Err(other.into()),
+    }
+    match connection.request(&Request::Logout)? {
+        Response::LoggedOut => Ok(()),
+        other => Err(unexpected(&other).into()),
+    }
 }
 
 fn present(

@@ -1,235 +1,23 @@
-//! The server on raw frames: a real `msgr serve` process, and a bare TLS
-//! client (trusting any certificate) that writes requests and reads
-//! responses byte for byte, without the msgr client in between.
+//! The server on raw frames: a real `msgr serve` process, and the bare TLS
+//! client of `common::raw` that writes requests and reads responses byte
+//! for byte, without the msgr client in between. Hostile input, limits and
+//! authentication edges have their own `hardening_*` files.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::Server;
-use msgr::crypto::{PrivateKey, fingerprint};
-use msgr::envelope::{self, Header};
-use msgr::protocol::{
-    Base64Bytes, ErrorCode, PROTOCOL_VERSION, QueuedMessage, Request, Response,
-    registration_proof_message,
-};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use common::raw::{Client, error_code, keys, sealed};
+use msgr::crypto::fingerprint;
+use msgr::envelope;
+use msgr::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
 use tempfile::TempDir;
-
-/// How long a test waits for any one response.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Three 2048-bit identity keys, generated once per test binary.
-fn keys() -> &'static [PrivateKey; 3] {
-    static KEYS: OnceLock<[PrivateKey; 3]> = OnceLock::new();
-    KEYS.get_or_init(|| std::array::from_fn(|_| PrivateKey::generate(2048).unwrap()))
-}
-
-/// Accepts every certificate (the tests compare fingerprints themselves)
-/// but still checks handshake signatures.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn client_config() -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// A raw protocol connection.
-struct Client {
-    stream: StreamOwned<ClientConnection, TcpStream>,
-}
-
-impl Client {
-    /// Connect and finish the TLS handshake (no `hello` yet).
-    fn connect(server: &Server) -> Self {
-        Self::connect_to(&server.addr)
-    }
-
-    /// Connect to `addr` (`127.0.0.1:PORT`) and finish the TLS handshake.
-    fn connect_to(addr: &str) -> Self {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        let tls = ClientConnection::new(client_config(), name).unwrap();
-        let mut stream = StreamOwned::new(tls, tcp);
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock).unwrap();
-        }
-        Self { stream }
-    }
-
-    /// Connect and exchange `hello`.
-    fn greeted(server: &Server) -> Self {
-        let mut client = Self::connect(server);
-        assert!(matches!(
-            client.hello(PROTOCOL_VERSION),
-            Response::Hello {
-                version: PROTOCOL_VERSION,
-                ..
-            }
-        ));
-        client
-    }
-
-    fn hello(&mut self, version: u32) -> Response {
-        self.request(&Request::Hello { version })
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-        self.stream.flush().unwrap();
-    }
-
-    fn request(&mut self, request: &Request) -> Response {
-        self.send_raw(&request.to_frame());
-        self.response()
-    }
-
-    fn response(&mut self) -> Response {
-        let mut prefix = [0; 4];
-        self.stream.read_exact(&mut prefix).unwrap();
-        let mut payload = vec![0; u32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut payload).unwrap();
-        Response::from_payload(&payload).unwrap()
-    }
-
-    /// Whether the server has closed the connection.
-    fn is_closed(&mut self) -> bool {
-        matches!(self.stream.read(&mut [0; 1]), Ok(0) | Err(_))
-    }
-
-    fn register(&mut self, user: &str, key: &PrivateKey) -> Response {
-        let der = key.public_key().to_der();
-        let proof = key.sign(&registration_proof_message(user, &der)).unwrap();
-        self.request(&Request::Register {
-            user: user.into(),
-            public_key: Base64Bytes(der),
-            proof: Base64Bytes(proof),
-        })
-    }
-
-    /// Log in and authenticate as `user`; returns the name as the server
-    /// stores it.
-    fn log_in(&mut self, user: &str, key: &PrivateKey) -> String {
-        let response = self.request(&Request::Login { user: user.into() });
-        let Response::LoginChallenge { wrapped_token, .. } = response else {
-            panic!("login as {user}: {response:?}");
-        };
-        let token = key.unwrap(&wrapped_token.0).unwrap();
-        match self.request(&Request::Authenticate {
-            user: user.into(),
-            token: Base64Bytes(token.to_vec()),
-        }) {
-            Response::Authenticated { user, .. } => user,
-            other => panic!("authenticate: {other:?}"),
-        }
-    }
-
-    fn fetch(&mut self) -> Vec<QueuedMessage> {
-        self.fetch_waiting(0)
-    }
-
-    fn fetch_waiting(&mut self, wait_ms: u64) -> Vec<QueuedMessage> {
-        match self.request(&Request::Fetch {
-            after: 0,
-            limit: 100,
-            wait_ms,
-        }) {
-            Response::Messages { messages } => messages,
-            other => panic!("fetch: {other:?}"),
-        }
-    }
-}
 
 fn start() -> (TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"));
     (dir, server)
-}
-
-fn error_code(response: &Response) -> ErrorCode {
-    match response {
-        Response::Error { code, .. } => *code,
-        other => panic!("expected an error response, got {other:?}"),
-    }
-}
-
-fn sealed(from: &str, to: &str, body: &[u8]) -> Request {
-    let [alice, john, _] = keys();
-    let (sender, recipient) = if from == "Alice" {
-        (alice, john)
-    } else {
-        (john, alice)
-    };
-    let envelope = envelope::seal(
-        &Header::new(from, to),
-        body,
-        sender,
-        &recipient.public_key(),
-    )
-    .unwrap();
-    Request::Send {
-        recipient: to.into(),
-        envelope: Base64Bytes(envelope),
-    }
 }
 
 #[test]
@@ -349,8 +137,7 @@ fn a_waiting_fetch_returns_when_a_message_is_stored() {
     let sender_server = server.addr.clone();
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
-        let mut sender = Client::connect_to(&sender_server);
-        sender.hello(PROTOCOL_VERSION);
+        let mut sender = Client::connect_to(&sender_server).greet();
         sender.log_in("Alice", &keys()[0]);
         sender.request(&sealed("Alice", "John", b"wake up"))
     });
@@ -370,18 +157,9 @@ fn logout_ends_the_session_for_good() {
     let [alice, ..] = keys();
     let mut client = Client::greeted(&server);
     client.register("Alice", alice);
-    let Response::LoginChallenge { wrapped_token, .. } = client.request(&Request::Login {
-        user: "Alice".into(),
-    }) else {
-        panic!("login failed");
-    };
-    let token = Base64Bytes(alice.unwrap(&wrapped_token.0).unwrap().to_vec());
-    let authenticate = Request::Authenticate {
-        user: "Alice".into(),
-        token,
-    };
+    let token = client.login("Alice", alice);
     assert!(matches!(
-        client.request(&authenticate),
+        client.authenticate("Alice", &token),
         Response::Authenticated { .. }
     ));
     assert_eq!(client.request(&Request::Logout), Response::LoggedOut);
@@ -390,7 +168,7 @@ fn logout_ends_the_session_for_good() {
         ErrorCode::AuthRequired
     );
     assert_eq!(
-        error_code(&client.request(&authenticate)),
+        error_code(&client.authenticate("Alice", &token)),
         ErrorCode::AuthFailed
     );
 }

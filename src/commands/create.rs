@@ -1,46 +1,102 @@
-//! `msgr create RECIPIENT [MESSAGE]`: seal a message to the recipient's
-//! checked key and queue it on the server.
+//! `msgr create RECIPIENT[,RECIPIENT...] [MESSAGE]`: seal one envelope per
+//! recipient, each to that recipient's checked key, and queue them all on
+//! one connection. The result names who got the message; if some did not,
+//! the command fails naming them (exit status 8 when others did get it).
 
-use std::io::Read;
+use std::io::{Read, Write};
+
+use serde::Serialize;
 
 use crate::cli::CreateArgs;
 use crate::context::ClientContext;
+use crate::crypto::PrivateKey;
 use crate::directory;
 use crate::envelope::{self, Header};
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::net::unexpected;
-use crate::protocol::{Base64Bytes, Request, Response, validate_username};
+use crate::keyring::Account;
+use crate::net::{Connection, unexpected};
+use crate::output::{Human, Render, hex};
+use crate::protocol::{Base64Bytes, Request, Response, canonical_name, validate_username};
 use crate::session;
-
-use super::require_identity;
 
 /// Most bytes read from standard input; servers accept far less.
 const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Send one message and print where it went.
+/// Send one message to every recipient and report where it went.
 pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
-    validate_username(&args.recipient)
-        .map_err(|e| AppError::new(ExitStatus::Usage, e.to_string()))?;
+    let recipients = recipients(&args.recipients.0)?;
     let body = read_body(args.message.as_deref())?;
     let account = context.account()?;
-    let identity = require_identity(context, &account)?;
+    let identity = context.identity(&account)?;
     let mut connection = context.connect()?;
     check_size(body.len() as u64, connection.max_envelope())?;
     let me = session::authenticate(&mut connection, &account, &context.user, &identity)?;
-    let recipient = directory::fetch_checked(&mut connection, &account, &args.recipient, false)?;
-    let header = Header::new(&me, &recipient.name);
-    let sealed = envelope::seal(&header, &body, &identity, &recipient.key)
-        .map_err(|e| AppError::local(format!("cannot seal the message: {e}")))?;
-    check_size(sealed.len() as u64, connection.max_envelope())?;
-    let response = connection.request(&Request::Send {
-        recipient: recipient.name.clone(),
-        envelope: Base64Bytes(sealed),
-    })?;
-    let Response::Sent { .. } = response else {
-        return Err(unexpected(&response).into());
+    let mut outcome = Outcome {
+        from: &me,
+        sent: Vec::new(),
+        failed: Vec::new(),
     };
-    println!("Sent to {}", recipient.name);
-    Ok(())
+    let mut sender = Sender {
+        connection: &mut connection,
+        account: &account,
+        identity: &identity,
+        me: &me,
+        body: &body,
+    };
+    for name in &recipients {
+        match sender.send(name) {
+            Ok(sent) => outcome.sent.push(sent),
+            Err(error) => outcome.failed.push(Failed::new(name, error)),
+        }
+    }
+    context.output.emit(&outcome).map_err(AppError::stdout)?;
+    outcome.into_result(context)
+}
+
+/// The recipients, validated, without repeats (letter case ignored).
+fn recipients(names: &[String]) -> AppResult<Vec<String>> {
+    let mut unique: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        validate_username(name).map_err(|e| AppError::usage(e.to_string()))?;
+        if !unique
+            .iter()
+            .any(|kept| canonical_name(kept) == canonical_name(name))
+        {
+            unique.push(name.clone());
+        }
+    }
+    Ok(unique)
+}
+
+/// Everything needed to seal and queue the message for one recipient.
+struct Sender<'a> {
+    connection: &'a mut Connection,
+    account: &'a Account,
+    identity: &'a PrivateKey,
+    me: &'a str,
+    body: &'a [u8],
+}
+
+impl Sender<'_> {
+    /// Check the recipient's key, seal, and queue.
+    fn send(&mut self, name: &str) -> AppResult<Sent> {
+        let recipient = directory::fetch_checked(self.connection, self.account, name, false)?;
+        let header = Header::new(self.me, &recipient.name);
+        let sealed = envelope::seal(&header, self.body, self.identity, &recipient.key)
+            .map_err(|e| AppError::local(format!("cannot seal the message: {e}")))?;
+        check_size(sealed.len() as u64, self.connection.max_envelope())?;
+        let response = self.connection.request(&Request::Send {
+            recipient: recipient.name.clone(),
+            envelope: Base64Bytes(sealed),
+        })?;
+        let Response::Sent { .. } = response else {
+            return Err(unexpected(&response).into());
+        };
+        Ok(Sent {
+            to: recipient.name,
+            id: hex(&header.message_id),
+        })
+    }
 }
 
 /// The body: the argument, or standard input when it is absent or `-`.
@@ -68,4 +124,121 @@ fn check_size(size: u64, limit: u64) -> AppResult<()> {
         .hint("send a smaller message"));
     }
     Ok(())
+}
+
+/// The result of `create`: who got the message and who did not.
+#[derive(Serialize)]
+struct Outcome<'a> {
+    from: &'a str,
+    sent: Vec<Sent>,
+    failed: Vec<Failed>,
+}
+
+/// One recipient that got the message.
+#[derive(Serialize)]
+struct Sent {
+    /// The recipient as the server spells the name.
+    to: String,
+    /// The message id the recipient's `read` shows.
+    id: String,
+}
+
+/// One recipient that did not get the message, and why.
+#[derive(Serialize)]
+struct Failed {
+    to: String,
+    code: &'static str,
+    message: String,
+    hint: Option<String>,
+    #[serde(skip)]
+    error: AppError,
+}
+
+impl Failed {
+    fn new(to: &str, error: AppError) -> Self {
+        Self {
+            to: to.to_owned(),
+            code: error.status.code(),
+            message: error.message.clone(),
+            hint: error.hint.clone(),
+            error,
+        }
+    }
+}
+
+impl Outcome<'_> {
+    /// Success if everyone got the message; otherwise the failure: the
+    /// recipient's own error when there was one, else a summary that names
+    /// who did not get it (after a warning per recipient).
+    fn into_result(mut self, context: &ClientContext) -> AppResult<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        if self.sent.is_empty() && self.failed.len() == 1 {
+            return Err(self.failed.remove(0).error);
+        }
+        for failed in &self.failed {
+            context
+                .output
+                .warning(&format!("not sent to {}: {}", failed.to, failed.error));
+        }
+        let missed = names(self.failed.iter().map(|f| f.to.as_str()));
+        if self.sent.is_empty() {
+            let status = self.failed[0].error.status;
+            return Err(AppError::new(
+                status,
+                format!("the message was sent to nobody: not to {missed}"),
+            )
+            .hint("fix the problems above and send it again"));
+        }
+        let reached = names(self.sent.iter().map(|s| s.to.as_str()));
+        Err(AppError::new(
+            ExitStatus::Partial,
+            format!("the message was sent to {reached} but not to {missed}"),
+        )
+        .hint(format!(
+            "fix the problems above and send it again to {missed} only"
+        )))
+    }
+}
+
+/// `a, b and c`.
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+impl Render for Outcome<'_> {
+    fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
+        for sent in &self.sent {
+            writeln!(out, "Sent to {}", sent.to)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_validated_and_deduplicated() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            recipients(&names(&["John", "carol", "JOHN"])).unwrap(),
+            ["John", "carol"]
+        );
+        let error = recipients(&names(&["John", ""])).unwrap_err();
+        assert_eq!(error.status, ExitStatus::Usage);
+    }
+
+    #[test]
+    fn names_read_as_a_list() {
+        assert_eq!(names(["a"].into_iter()), "a");
+        assert_eq!(names(["a", "b"].into_iter()), "a and b");
+        assert_eq!(names(["a", "b", "c"].into_iter()), "a, b and c");
+    }
 }

@@ -1,22 +1,42 @@
 //! `msgr login`: get a fresh session token and keep it in the keyring.
 
-use crate::context::ClientContext;
-use crate::error::AppResult;
-use crate::session;
+use std::io::Write;
 
-use super::{format_time, require_identity};
+use serde::Serialize;
+
+use crate::context::ClientContext;
+use crate::error::{AppError, AppResult};
+use crate::output::{Human, Render, rfc3339_seconds};
+use crate::session;
 
 /// Log in and report until when the session is valid.
 pub fn run(context: &ClientContext) -> AppResult<()> {
     let account = context.account()?;
-    let identity = require_identity(context, &account)?;
+    let identity = context.identity(&account)?;
     let mut connection = context.connect()?;
     let session = session::login(&mut connection, &account, &context.user, &identity)?;
-    println!(
-        "Logged in as {} on {}; the session is valid until {}",
-        context.user,
-        context.server,
-        format_time(session.expires_at * 1000)
-    );
-    Ok(())
+    let record = LoggedIn {
+        user: &context.user,
+        server: context.server.to_string(),
+        expires_at: rfc3339_seconds(session.expires_at * 1000),
+    };
+    context.output.emit(&record).map_err(AppError::stdout)
+}
+
+/// The result of `login`.
+#[derive(Serialize)]
+struct LoggedIn<'a> {
+    user: &'a str,
+    server: String,
+    expires_at: String,
+}
+
+impl Render for LoggedIn<'_> {
+    fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "Logged in as {} on {}; the session is valid until {}",
+            self.user, self.server, self.expires_at
+        )
+    }
 }

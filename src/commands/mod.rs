@@ -1,53 +1,47 @@
 //! One module per subcommand, each with its `run` function; [`run`] routes
 //! the parsed command line to them.
 
+pub mod completions;
+pub mod contacts;
 pub mod create;
 pub mod key;
 pub mod login;
+pub mod logout;
+pub mod man;
 pub mod read;
 pub mod register;
 pub mod serve;
+pub mod whoami;
 
 use crate::cli::{Cli, Command};
 use crate::context::ClientContext;
-use crate::crypto::PrivateKey;
-use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::Account;
+use crate::error::AppResult;
+use crate::output::Output;
+use crate::settings::Settings;
 
-/// Run the command the user asked for.
-pub fn run(cli: Cli) -> AppResult<()> {
-    if let Command::Serve(args) = &cli.command {
-        return serve::run(args);
-    }
-    let context = ClientContext::from_args(&cli.global)?;
+/// Run the command the user asked for. Client commands first resolve the
+/// settings, which may switch `output` to JSON.
+pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
     match &cli.command {
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(args) => return serve::run(args),
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
+        _ => {}
+    }
+    let settings = Settings::load(&cli.global)?;
+    output.set_json(settings.json);
+    let context = ClientContext::new(settings, *output)?;
+    match &cli.command {
         Command::Register(args) => register::run(&context, args),
         Command::Login => login::run(&context),
         Command::Key(args) => key::run(&context, args),
         Command::Create(args) => create::run(&context, args),
-        Command::Read => read::run(&context),
+        Command::Read(args) => read::run(&context, args),
+        Command::Whoami => whoami::run(&context),
+        Command::Contacts => contacts::run(&context),
+        Command::Logout => logout::run(&context),
+        Command::Serve(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
     }
-}
-
-/// The account's private key, or an authentication error saying how to
-/// get one.
-fn require_identity(context: &ClientContext, account: &Account) -> AppResult<PrivateKey> {
-    if !account.has_identity() {
-        return Err(AppError::new(
-            ExitStatus::Auth,
-            format!(
-                "there is no key for {} on {} in this keyring",
-                context.user, context.server
-            ),
-        )
-        .hint("run `msgr register` first, or check --user, --server and --config-dir"));
-    }
-    Ok(account.load_identity()?)
-}
-
-/// RFC 3339 (UTC, whole seconds) rendering of milliseconds since the epoch.
-fn format_time(millis: u64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-    humantime::format_rfc3339_seconds(time).to_string()
 }

@@ -1,199 +1,168 @@
-//! `msgr read`: fetch queued messages oldest first, verify and decrypt
-//! each, print it, and acknowledge only what was written out. Messages
-//! already shown (a redelivery after a crash, or a replay) are acknowledged
-//! without being shown again.
+//! `msgr read`: print queued messages oldest first — all of them, or at
+//! most `--limit`, after waiting up to `--wait` seconds for the first, or
+//! on and on with `--follow` — through the [`Inbox`]. Bodies are printed as
+//! text; a body that is not UTF-8 is shown as base64 in JSON, and kept
+//! queued with a notice in human mode. With `--out-dir` every body is
+//! saved to its own file named by message id and the path is printed.
 
-use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+
+use crate::cli::ReadArgs;
 use crate::context::ClientContext;
-use crate::crypto::PrivateKey;
-use crate::directory;
-use crate::envelope;
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::{Account, seen_key};
-use crate::net::{Connection, unexpected};
-use crate::protocol::{FETCH_PAGE, QueuedMessage, Request, Response, canonical_name};
-use crate::session;
+use crate::inbox::{Delivery, Inbox, Mode, Opened, Sink};
+use crate::keyring::{create_private_dir, write_atomic};
+use crate::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 
-use super::{format_time, require_identity};
-
-/// What became of one queued message.
-enum Outcome {
-    /// Verified, decrypted and written out: acknowledge.
-    Shown,
-    /// Shown before: acknowledge silently.
-    Duplicate,
-    /// Failed verification or decryption: acknowledge so it does not block
-    /// the queue, never show, report.
-    Discarded(String),
-    /// Cannot be judged now (the sender's key is unavailable): leave it
-    /// queued and report.
-    Held(String),
-}
-
-/// Everything one `read` needs while it works through the queue.
-struct Reader<'a> {
-    connection: Connection,
-    account: &'a Account,
-    identity: PrivateKey,
-    me: String,
-    seen: HashSet<String>,
-}
-
-/// Read, print and acknowledge every queued message.
-pub fn run(context: &ClientContext) -> AppResult<()> {
-    let account = context.account()?;
-    let identity = require_identity(context, &account)?;
-    let mut connection = context.connect()?;
-    let me = session::authenticate(&mut connection, &account, &context.user, &identity)?;
-    let mut reader = Reader {
-        connection,
-        account: &account,
-        identity,
-        me,
-        seen: account.load_seen()?,
+/// Read, print and acknowledge messages as the arguments say.
+pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
+    let mode = match (args.follow, args.wait) {
+        (true, _) => Mode::Follow,
+        (false, Some(seconds)) => Mode::WaitUntil(Instant::now() + Duration::from_secs(seconds)),
+        (false, None) => Mode::Drain,
     };
-    let mut out = std::io::stdout().lock();
-    let (mut shown, mut problems) = (0usize, 0usize);
-    let mut after = 0;
-    loop {
-        let page = reader.fetch(after)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        let mut acknowledge = Vec::with_capacity(page.len());
-        let mut write_error = None;
-        for message in &page {
-            match reader.deliver(message, &mut out) {
-                Ok(Outcome::Shown) => {
-                    shown += 1;
-                    acknowledge.push(message.id);
-                }
-                Ok(Outcome::Duplicate) => acknowledge.push(message.id),
-                Ok(Outcome::Discarded(reason)) => {
-                    problems += 1;
-                    eprintln!("msgr: {reason}; it was discarded");
-                    acknowledge.push(message.id);
-                }
-                Ok(Outcome::Held(reason)) => {
-                    problems += 1;
-                    eprintln!("msgr: {reason}; it stays queued");
-                }
-                Err(error) => {
-                    write_error = Some(error);
-                    break;
-                }
-            }
-        }
-        reader.finish_page(acknowledge)?;
-        if let Some(error) = write_error {
-            return Err(error);
-        }
+    if let Some(dir) = &args.out_dir {
+        create_private_dir(dir)?;
     }
-    if problems > 0 {
+    let mut printer = Printer {
+        output: &context.output,
+        out_dir: args.out_dir.as_deref(),
+    };
+    let tally = Inbox::open(context)?.read(mode, args.limit, &mut printer)?;
+    if tally.problems > 0 {
         return Err(AppError::new(
             ExitStatus::Trust,
-            format!("{problems} message(s) could not be verified and were not shown"),
+            format!(
+                "{} message(s) could not be verified and were not shown",
+                tally.problems
+            ),
         )
         .hint("ask the senders to check their keys, or check your pins with `msgr key NAME`"));
     }
-    if shown == 0 && std::io::stdout().is_terminal() {
-        eprintln!("msgr: no new messages");
+    if tally.shown == 0 && !context.output.is_json() && std::io::stdout().is_terminal() {
+        context.output.notice("no new messages");
     }
     Ok(())
 }
 
-impl Reader<'_> {
-    fn fetch(&mut self, after: u64) -> AppResult<Vec<QueuedMessage>> {
-        let response = self.connection.request(&Request::Fetch {
-            after,
-            limit: FETCH_PAGE,
-            wait_ms: 0,
-        })?;
-        match response {
-            Response::Messages { messages } => Ok(messages),
-            other => Err(unexpected(&other).into()),
-        }
-    }
+/// The [`Sink`] of `read`: stdout, and files in `--out-dir`.
+struct Printer<'a> {
+    output: &'a Output,
+    out_dir: Option<&'a Path>,
+}
 
-    /// Judge one message and, if genuine and new, write it to `out`. Only a
-    /// failure to write is an `Err`.
-    fn deliver(&mut self, message: &QueuedMessage, out: &mut impl Write) -> AppResult<Outcome> {
-        let parsed = match envelope::parse(&message.envelope.0) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                return Ok(Outcome::Discarded(format!(
-                    "message {} is unreadable ({e})",
-                    message.id
-                )));
-            }
-        };
-        let sender = parsed.header.sender.clone();
-        if canonical_name(&sender) != canonical_name(&message.sender) {
-            return Ok(Outcome::Discarded(format!(
-                "message {} claims to be from {sender} but was sent by {}",
-                message.id, message.sender
-            )));
-        }
-        let key = seen_key(&sender, &parsed.header.message_id);
-        if self.seen.contains(&key) {
-            return Ok(Outcome::Duplicate);
-        }
-        let sender_key =
-            match directory::pinned_or_fetch(&mut self.connection, self.account, &sender) {
-                Ok(sender_key) => sender_key,
-                Err(e) => {
-                    return Ok(Outcome::Held(format!(
-                        "message {} from {sender}: {e}",
-                        message.id
+impl Sink for Printer<'_> {
+    fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery> {
+        let body = match self.out_dir {
+            Some(dir) => Body::Saved(save(dir, &message.id, message.body)?),
+            None => match std::str::from_utf8(message.body) {
+                Ok(text) => Body::Text(text),
+                Err(_) if self.output.is_json() => Body::Base64(STANDARD.encode(message.body)),
+                Err(_) => {
+                    return Ok(Delivery::Kept(format!(
+                        "the message from {} sent {} has a binary body of {} bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`",
+                        message.sender,
+                        rfc3339_seconds(message.sent_at_ms),
+                        message.body.len()
                     )));
                 }
-            };
-        let body = match parsed.open(&self.me, &self.identity, &sender_key) {
-            Ok(body) => body,
-            Err(e) => {
-                return Ok(Outcome::Discarded(format!(
-                    "message {} from {sender} failed verification: {e}",
-                    message.id
-                )));
-            }
+            },
         };
-        write_message(out, &sender, parsed.header.sent_at_ms, &body)
-            .map_err(|e| AppError::local(format!("cannot write to standard output: {e}")))?;
-        self.seen.insert(key);
-        Ok(Outcome::Shown)
-    }
-
-    /// Remember what was shown, then acknowledge the page's handled
-    /// messages, in that order: a crash in between redelivers messages that
-    /// are then recognised as already shown.
-    fn finish_page(&mut self, acknowledge: Vec<u64>) -> AppResult<()> {
-        if acknowledge.is_empty() {
-            return Ok(());
-        }
-        self.account.save_seen(&self.seen)?;
-        match self
-            .connection
-            .request(&Request::Ack { ids: acknowledge })?
-        {
-            Response::Acked { .. } => Ok(()),
-            other => Err(unexpected(&other).into()),
-        }
+        let record = MessageRecord {
+            id: &message.id,
+            from: message.sender,
+            to: message.recipient,
+            sent_at: rfc3339_millis(message.sent_at_ms),
+            sent_at_ms: message.sent_at_ms,
+            body,
+        };
+        self.output.emit(&record).map_err(AppError::stdout)?;
+        Ok(Delivery::Written)
     }
 }
 
-/// One message as shown to the user: headers, a blank line, the body.
-fn write_message(
-    out: &mut impl Write,
-    sender: &str,
-    sent_at_ms: u64,
-    body: &[u8],
-) -> std::io::Result<()> {
-    write!(out, "From: {sender}\nDate: {}\n\n", format_time(sent_at_ms))?;
-    out.write_all(body)?;
-    if !body.ends_with(b"\n") {
-        out.write_all(b"\n")?;
+/// Write `body` to `DIR/ID`, durably. A file of that name with the same
+/// contents (left by a read that crashed before acknowledging) is fine;
+/// one with other contents is never overwritten.
+fn save(dir: &Path, id: &str, body: &[u8]) -> AppResult<PathBuf> {
+    let path = dir.join(id);
+    match std::fs::read(&path) {
+        Ok(existing) if existing == body => return Ok(path),
+        Ok(_) => {
+            return Err(AppError::local(format!(
+                "{} exists already with other contents",
+                path.display()
+            ))
+            .hint("move it away and read again; the message stays queued"));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(AppError::local(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
     }
-    out.write_all(b"\n")?;
-    out.flush()
+    write_atomic(&path, body)?;
+    Ok(path)
+}
+
+/// One message as `read` prints it.
+#[derive(Serialize)]
+struct MessageRecord<'a> {
+    id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    sent_at: String,
+    #[serde(skip)]
+    sent_at_ms: u64,
+    #[serde(flatten)]
+    body: Body<'a>,
+}
+
+/// The body, or where it went.
+#[derive(Serialize)]
+enum Body<'a> {
+    /// A UTF-8 body.
+    #[serde(rename = "body")]
+    Text(&'a str),
+    /// Any other body, base64 (JSON only).
+    #[serde(rename = "body_base64")]
+    Base64(String),
+    /// The file the body was saved to.
+    #[serde(rename = "path")]
+    Saved(PathBuf),
+}
+
+impl Render for MessageRecord<'_> {
+    /// Mail-like headers, a blank line, the body, a blank line.
+    fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
+        out.label("From:")?;
+        out.write_all(b" ")?;
+        out.untrusted(self.from)?;
+        out.write_all(b"\n")?;
+        out.label("Date:")?;
+        writeln!(out, " {}", rfc3339_seconds(self.sent_at_ms))?;
+        match &self.body {
+            Body::Text(text) => {
+                out.write_all(b"\n")?;
+                out.untrusted(text)?;
+                if !text.ends_with('\n') {
+                    out.write_all(b"\n")?;
+                }
+            }
+            Body::Base64(encoded) => writeln!(out, "\n{encoded}")?,
+            Body::Saved(path) => {
+                out.label("Saved:")?;
+                writeln!(out, " {}", path.display())?;
+            }
+        }
+        out.write_all(b"\n")
+    }
 }

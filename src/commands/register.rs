@@ -1,11 +1,17 @@
-//! `msgr register`: make a key pair, keep it in the keyring, and register
-//! the name and public key on the server with proof of possession.
+//! `msgr register`: make a key pair (passphrase-protected on request), keep
+//! it in the keyring, and register the name and public key on the server
+//! with proof of possession.
+
+use std::io::Write;
+
+use serde::Serialize;
 
 use crate::cli::RegisterArgs;
 use crate::context::ClientContext;
 use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::net::{NetError, unexpected};
+use crate::output::{Human, Render};
 use crate::protocol::{Base64Bytes, ErrorCode, Request, Response, registration_proof_message};
 
 /// Register the account. A key left by an interrupted registration is
@@ -23,15 +29,25 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
             account.identity_path().display()
         )));
     }
-    let mut connection = context.connect()?;
-    let identity = if account.has_identity() {
-        account.load_identity()?
-    } else {
-        let key = PrivateKey::generate(args.bits).map_err(|e| AppError::local(e.to_string()))?;
-        account.save_identity(&key)?;
-        key
+    let passphrase = match args.passphrase {
+        true => Some(context.passphrase().choose()?),
+        false => None,
     };
-    let public_der = identity.public_key().to_der();
+    let mut connection = context.connect()?;
+    let fresh = !account.has_identity();
+    let identity = if !fresh {
+        context.identity(&account)?
+    } else {
+        let _spinner = context
+            .output
+            .spinner(&format!("generating a {}-bit RSA key", args.bits));
+        PrivateKey::generate(args.bits).map_err(|e| AppError::local(e.to_string()))?
+    };
+    if fresh || passphrase.is_some() {
+        account.save_identity(&identity, passphrase.as_ref().map(|p| p.expose()))?;
+    }
+    let public_key = identity.public_key();
+    let public_der = public_key.to_der();
     let proof = identity
         .sign(&registration_proof_message(user, &public_der))
         .map_err(|e| AppError::local(e.to_string()))?;
@@ -42,10 +58,16 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     };
     match connection.request(&request) {
         Ok(Response::Registered { user: name }) => {
-            let fingerprint = identity.public_key().fingerprint();
+            let fingerprint = public_key.fingerprint();
             account.mark_registered(&name, &fingerprint)?;
-            println!("Registered {name} on {server}; key fingerprint {fingerprint}");
-            Ok(())
+            let record = Registered {
+                user: &name,
+                server: server.to_string(),
+                fingerprint,
+                bits: public_key.bits(),
+                passphrase_protected: account.identity_is_encrypted()?,
+            };
+            context.output.emit(&record).map_err(AppError::stdout)
         }
         Ok(other) => Err(unexpected(&other).into()),
         Err(NetError::Server {
@@ -60,5 +82,25 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
             Err(AppError::new(ExitStatus::Refused, message).hint("choose another name with --user"))
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// The result of `register`.
+#[derive(Serialize)]
+struct Registered<'a> {
+    user: &'a str,
+    server: String,
+    fingerprint: String,
+    bits: usize,
+    passphrase_protected: bool,
+}
+
+impl Render for Registered<'_> {
+    fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "Registered {} on {}; key fingerprint {}",
+            self.user, self.server, self.fingerprint
+        )
     }
 }

@@ -6,12 +6,12 @@
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
@@ -26,12 +26,10 @@ const DEFAULT_LOG_FILTER: &str = "info";
 /// Run the server until it is told to stop; exit status 0 after a clean
 /// shutdown.
 pub fn run(args: &ServeArgs) -> Result<(), AppError> {
-    if args.max_connections == 0 {
-        return Err(AppError::new(
-            ExitStatus::Usage,
-            "--max-connections must be at least 1",
-        ));
-    }
+    let limits = Limits::from_args(args).map_err(|error| {
+        AppError::new(ExitStatus::Usage, error.to_string())
+            .hint("see `msgr serve --help` for each limit's range and default")
+    })?;
     init_logging();
     let data_dir = prepare_data_dir(args)?;
     let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
@@ -41,7 +39,7 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
         .enable_all()
         .build()
         .map_err(|error| AppError::local(format!("cannot start the async runtime: {error}")))?;
-    runtime.block_on(serve(listener, tls, store, Limits::from(args)))?;
+    runtime.block_on(serve(listener, tls, store, limits))?;
     drop(runtime);
     info!("shut down cleanly");
     Ok(())
@@ -99,7 +97,29 @@ fn prepare_data_dir(args: &ServeArgs) -> AppResult<PathBuf> {
             ))
             .hint("pass --data-dir with a directory you can write to")
         })?;
+    restrict_to_owner(&dir).map_err(|error| {
+        AppError::local(format!(
+            "cannot restrict the data directory {} to its owner: {error}",
+            dir.display()
+        ))
+        .hint("make it mode 0700 and owned by the user running msgr serve")
+    })?;
     Ok(dir)
+}
+
+/// The data directory holds the TLS key and everyone's queued mail: if
+/// group or others may enter it (it existed already), make it 0700.
+fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        warn!(
+            dir = %dir.display(),
+            was = format!("{mode:o}"),
+            "the data directory was open to other users; restricted it to its owner (0700)"
+        );
+    }
+    Ok(())
 }
 
 fn open_store(data_dir: &Path) -> AppResult<SqliteStore> {

@@ -47,9 +47,11 @@ pub struct Contact {
 }
 
 /// `account.toml`: written once the server confirmed registration.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct AccountRecord {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registration {
+    /// The name as the server stores it.
     pub user: String,
+    /// Fingerprint of the registered public key.
     pub fingerprint: String,
 }
 

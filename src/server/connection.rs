@@ -20,9 +20,12 @@ pub enum ConnectionError {
     /// The TLS handshake failed.
     #[error("TLS handshake failed: {0}")]
     Handshake(std::io::Error),
-    /// The peer did not finish the TLS handshake in time.
-    #[error("TLS handshake timed out")]
+    /// The peer did not finish the TLS handshake and `hello` in time.
+    #[error("TLS handshake and hello not completed within the handshake timeout")]
     HandshakeTimeout,
+    /// Newer connections evicted this one before it was greeted.
+    #[error("dropped before its hello: too many connections waiting to be admitted")]
+    Evicted,
     /// The peer neither sent nor received anything for too long.
     #[error("peer stalled for longer than the idle timeout")]
     Timeout,
@@ -131,6 +134,19 @@ mod tests {
             connection.read_request().await,
             Err(ConnectionError::Frame(FrameError::TooLarge { .. }))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_buffer_grows_with_bytes_received_not_with_the_announced_length() {
+        let (mut connection, mut client) = pair(1 << 30);
+        client.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
+        client.write_all(b"{\"type\":").await.unwrap();
+        drop(client);
+        assert!(matches!(
+            connection.read_request().await,
+            Err(ConnectionError::Truncated)
+        ));
+        assert!(connection.buffer.capacity() <= 4 * READ_CHUNK);
     }
 
     #[tokio::test]

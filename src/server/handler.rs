@@ -1,32 +1,29 @@
-//! One client connection: TLS handshake, the `hello` exchange, then one
-//! response per request until the peer leaves, stalls, breaks the framing
-//! or the server shuts down. A bad request gets an error response and the
-//! connection stays usable; storage runs on blocking threads.
+//! Requests on a greeted connection, one at a time: each gets one
+//! response, refusals become error responses, and storage runs on
+//! blocking threads. Unauthenticated requests that cost a disk write
+//! (`login`, `register`) are rate-limited per source address.
 //!
-//! Logs name the peer, request types and outcomes, never tokens, keys or
-//! envelope bytes.
+//! Logs name request types and outcomes, never tokens, keys or envelope
+//! bytes.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::timeout;
-use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
-use super::connection::{Connection, ConnectionError, Incoming};
-use super::mailbox::Mailboxes;
-use super::store::{Page, RegisterOutcome, Store, StoreError, TokenHash, User};
-use super::{Limits, unix_now};
+use super::ratelimit::RateLimiter;
+use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User};
+use super::{Context, unix_now};
 use crate::crypto::PublicKey;
 use crate::envelope;
 use crate::protocol::{
-    Base64Bytes, ErrorCode, FETCH_PAGE, MAX_WAIT_MS, PROTOCOL_VERSION, QueuedMessage, Request,
-    Response, canonical_name, registration_proof_message, validate_username,
+    Base64Bytes, ErrorCode, FETCH_PAGE, MAX_WAIT_MS, QueuedMessage, Request, Response,
+    canonical_name, registration_proof_message, validate_username,
 };
 
 /// A fetched page stops growing once its envelopes would exceed this many
@@ -35,128 +32,6 @@ const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Bytes of a session token.
 const TOKEN_LEN: usize = 32;
-
-/// What every connection shares.
-pub struct Context {
-    /// The accounts, sessions and queues.
-    pub store: Arc<dyn Store>,
-    /// Sizes and timeouts.
-    pub limits: Limits,
-    /// Performs the TLS handshake.
-    pub acceptor: TlsAcceptor,
-    /// Wakes readers waiting for new messages.
-    pub mailboxes: Mailboxes,
-}
-
-/// Serve one accepted socket to the end, logging how it ended.
-pub async fn handle(socket: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    info!("connection opened");
-    match serve(socket, &context, &mut shutdown).await {
-        Ok(()) => info!("connection closed"),
-        Err(error) => info!(%error, "connection closed"),
-    }
-}
-
-async fn serve(
-    socket: TcpStream,
-    context: &Context,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
-    let limits = &context.limits;
-    let stream = tokio::select! {
-        biased;
-        _ = shutdown.changed() => return Ok(()),
-        stream = timeout(limits.handshake_timeout, context.acceptor.accept(socket)) => {
-            stream.map_err(|_| ConnectionError::HandshakeTimeout)?.map_err(ConnectionError::Handshake)?
-        }
-    };
-    let mut connection = Connection::new(stream, limits.max_frame());
-    let mut handler = Handler {
-        context,
-        identity: None,
-        shutdown: shutdown.clone(),
-    };
-    let result = converse(&mut connection, &mut handler, shutdown).await;
-    if let Err(ConnectionError::Frame(error)) = &result {
-        let response = Response::error(ErrorCode::TooLarge, format!("{error}; closing"));
-        let _ = timeout(limits.idle_timeout, connection.write_response(&response)).await;
-    }
-    // Bounded too: a peer that stopped reading must not stall shutdown.
-    let _ = timeout(limits.idle_timeout, connection.close()).await;
-    result
-}
-
-/// The `hello` exchange, then requests until the end.
-async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<S>,
-    handler: &mut Handler<'_>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
-    let idle = handler.context.limits.idle_timeout;
-    let Some(first) = next_request(connection, shutdown, idle).await? else {
-        return Ok(());
-    };
-    let greeting = greet(first, handler.context.limits.max_message_bytes);
-    let greeted = matches!(greeting, Response::Hello { .. });
-    send(connection, &greeting, idle).await?;
-    if !greeted {
-        return Ok(());
-    }
-    while let Some(incoming) = next_request(connection, shutdown, idle).await? {
-        let response = match incoming {
-            Ok(request) => handler.respond(request).await,
-            Err(error) => {
-                info!("malformed request");
-                Response::error(ErrorCode::BadRequest, format!("malformed request: {error}"))
-            }
-        };
-        send(connection, &response, idle).await?;
-    }
-    Ok(())
-}
-
-/// The next request, or `None` once the peer has left or the server is
-/// shutting down. Shutdown wins over a request that is already waiting.
-async fn next_request<S: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<S>,
-    shutdown: &mut watch::Receiver<bool>,
-    idle: std::time::Duration,
-) -> Result<Option<Incoming>, ConnectionError> {
-    tokio::select! {
-        biased;
-        _ = shutdown.changed() => Ok(None),
-        read = timeout(idle, connection.read_request()) => read.map_err(|_| ConnectionError::Timeout)?,
-    }
-}
-
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<S>,
-    response: &Response,
-    idle: std::time::Duration,
-) -> Result<(), ConnectionError> {
-    timeout(idle, connection.write_response(response))
-        .await
-        .map_err(|_| ConnectionError::Timeout)?
-        .map_err(ConnectionError::from)
-}
-
-/// The answer to the first frame: `hello` back, or why not.
-fn greet(first: Incoming, max_envelope: u64) -> Response {
-    match first {
-        Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => Response::Hello {
-            version: PROTOCOL_VERSION,
-            max_envelope,
-        },
-        Ok(Request::Hello { version }) => Response::error(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "this server speaks protocol version {PROTOCOL_VERSION}, not {version}; \
-                 use a matching version of msgr"
-            ),
-        ),
-        _ => Response::error(ErrorCode::BadRequest, "the first request must be hello"),
-    }
-}
 
 /// A request refused with an error response.
 #[derive(Debug)]
@@ -199,16 +74,28 @@ struct Identity {
 }
 
 /// Per-connection request state.
-struct Handler<'a> {
+pub struct Handler<'a> {
     context: &'a Context,
+    /// The peer's address, charged for rate-limited requests.
+    peer: IpAddr,
     identity: Option<Identity>,
     /// Ends a waiting `fetch` early when the server shuts down.
     shutdown: watch::Receiver<bool>,
 }
 
-impl Handler<'_> {
+impl<'a> Handler<'a> {
+    /// A handler for a newly greeted connection from `peer`.
+    pub fn new(context: &'a Context, peer: IpAddr, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            context,
+            peer,
+            identity: None,
+            shutdown,
+        }
+    }
+
     /// Answer one request; refusals become error responses.
-    async fn respond(&mut self, request: Request) -> Response {
+    pub async fn respond(&mut self, request: Request) -> Response {
         let kind = request_kind(&request);
         info!(request = kind, "request");
         let result = match request {
@@ -243,6 +130,19 @@ impl Handler<'_> {
                 "request refused"
             );
             Response::error(refusal.code, refusal.message)
+        })
+    }
+
+    /// Spend one of the peer's tokens for `what`, or refuse.
+    fn charge(&self, limiter: &RateLimiter, what: &str) -> Result<(), Refusal> {
+        limiter.check(self.peer, Instant::now()).map_err(|wait| {
+            Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many {what} requests from your address; try again in {} seconds",
+                    wait.as_secs().max(1)
+                ),
+            )
         })
     }
 
@@ -289,6 +189,7 @@ impl Handler<'_> {
         der: Vec<u8>,
         proof: &[u8],
     ) -> Result<Response, Refusal> {
+        self.charge(&self.context.registrations, "register")?;
         check_name(&name)?;
         let key = PublicKey::from_der(&der).map_err(|error| {
             Refusal::new(
@@ -319,6 +220,7 @@ impl Handler<'_> {
     }
 
     async fn login(&self, name: String) -> Result<Response, Refusal> {
+        self.charge(&self.context.logins, "login")?;
         let user = self.known_user(name).await?;
         let key = PublicKey::from_der(&user.public_key).map_err(|e| Refusal::internal(&e))?;
         let mut token = zeroize::Zeroizing::new([0u8; TOKEN_LEN]);
@@ -395,12 +297,18 @@ impl Handler<'_> {
         let recipient = self.known_user(recipient).await?;
         check_addressing(&envelope, sender, &recipient)?;
         let (recipient_id, sender_id, bytes) = (recipient.id, sender.id, envelope.len());
-        let id = self
-            .with_store(move |store| store.enqueue(recipient_id, sender_id, &envelope))
+        let quota = self.context.limits.mailbox;
+        let enqueued = self
+            .with_store(move |store| store.enqueue(recipient_id, sender_id, envelope, quota))
             .await?;
-        info!(id, recipient = %recipient.name, bytes, "message queued");
-        self.context.mailboxes.notify(recipient_id);
-        Ok(Response::Sent { id })
+        match enqueued {
+            Enqueued::Queued(id) => {
+                info!(id, recipient = %recipient.name, bytes, "message queued");
+                self.context.mailboxes.notify(recipient_id);
+                Ok(Response::Sent { id })
+            }
+            Enqueued::MailboxFull(usage) => Err(mailbox_full(&recipient.name, usage)),
+        }
     }
 
     /// A page of messages; with `wait_ms`, an empty queue is watched until
@@ -492,6 +400,23 @@ fn check_addressing(envelope: &[u8], sender: &User, recipient: &User) -> Result<
         )));
     }
     Ok(())
+}
+
+/// The refusal for a recipient whose queue is at its quota.
+fn mailbox_full(recipient: &str, usage: Usage) -> Refusal {
+    info!(
+        recipient,
+        queued = usage.messages,
+        bytes = usage.bytes,
+        "mailbox full"
+    );
+    Refusal::new(
+        ErrorCode::MailboxFull,
+        format!(
+            "{recipient}'s mailbox on this server is full, so the message was not sent; \
+             try again after {recipient} has read their messages"
+        ),
+    )
 }
 
 fn check_name(name: &str) -> Result<(), Refusal> {

@@ -1,15 +1,22 @@
-//! The server: an accept loop over a listener it is given ([`run`]), one
-//! task per connection (`handler`), the storage contract ([`store`]) and
-//! its SQLite implementation ([`sqlite`]), and the TLS material ([`tls`]).
+//! The server: an accept loop over a listener it is given ([`run`]), the
+//! admission of new connections (`admission`), one task per connection
+//! (`peer`, framing in `connection`, requests in `handler`), per-address
+//! rate limits (`ratelimit`), the limits themselves ([`limits`]), the
+//! storage contract ([`store`]) and its SQLite implementation with group
+//! commit ([`sqlite`]), and the TLS material ([`tls`]).
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
 //! stops accepting and flips a watch channel; each connection finishes the
 //! request it is serving, then drops its receiver; [`run`] returns once all
 //! receivers are gone, so the caller can close the store cleanly.
 
+mod admission;
 mod connection;
 mod handler;
+pub mod limits;
 mod mailbox;
+mod peer;
+mod ratelimit;
 pub mod sqlite;
 pub mod store;
 pub mod tls;
@@ -19,62 +26,36 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
+pub use limits::Limits;
 pub use store::Store;
 
-use crate::cli::ServeArgs;
-
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a connection may sit between requests (or stall mid-frame).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Room in a frame beyond the base64 envelope: JSON keys, names, quoting.
-const FRAME_SLACK: u64 = 64 * 1024;
+use admission::Admission;
+use ratelimit::RateLimiter;
 
 /// Pause after a failed `accept` (such as running out of file
 /// descriptors) before trying again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// The server's limits.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest envelope accepted, in bytes.
-    pub max_message_bytes: u64,
-    /// Lifetime of a login session.
-    pub session_ttl: Duration,
-    /// Connections served at once; further ones wait to be accepted.
-    pub max_connections: usize,
-    /// Deadline for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Deadline for each read of a request and write of a response.
-    pub idle_timeout: Duration,
-}
-
-impl Limits {
-    /// Largest frame payload read: a base64-encoded maximal envelope plus
-    /// JSON overhead, never beyond what a 32-bit length can announce.
-    pub fn max_frame(&self) -> usize {
-        let base64 = self.max_message_bytes.saturating_mul(4) / 3;
-        let max = base64.saturating_add(FRAME_SLACK).min(u64::from(u32::MAX));
-        usize::try_from(max).unwrap_or(usize::MAX)
-    }
-}
-
-impl From<&ServeArgs> for Limits {
-    fn from(args: &ServeArgs) -> Self {
-        Self {
-            max_message_bytes: args.max_message_bytes,
-            session_ttl: Duration::from_secs(args.session_ttl),
-            max_connections: args.max_connections,
-            handshake_timeout: HANDSHAKE_TIMEOUT,
-            idle_timeout: IDLE_TIMEOUT,
-        }
-    }
+/// What every connection shares.
+struct Context {
+    /// The accounts, sessions and queues.
+    store: Arc<dyn Store>,
+    /// Sizes, timeouts, quotas and rates.
+    limits: Limits,
+    /// Performs the TLS handshake.
+    acceptor: TlsAcceptor,
+    /// Pending connections and service slots.
+    admission: Arc<Admission>,
+    /// Wakes readers waiting for new messages.
+    mailboxes: mailbox::Mailboxes,
+    /// `login` requests per source address.
+    logins: RateLimiter,
+    /// `register` requests per source address.
+    registrations: RateLimiter,
 }
 
 /// Seconds since the Unix epoch.
@@ -93,25 +74,20 @@ pub async fn run(
     limits: Limits,
     shutdown: impl Future,
 ) {
-    let permits = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(permits));
-    let context = Arc::new(handler::Context {
+    let context = Arc::new(Context {
         store,
-        limits,
         acceptor: TlsAcceptor::from(tls),
+        admission: Admission::new(limits.max_pending, limits.max_connections),
         mailboxes: mailbox::Mailboxes::default(),
+        logins: RateLimiter::new(limits.logins),
+        registrations: RateLimiter::new(limits.registrations),
+        limits,
     });
     let (notify_shutdown, _) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // Wait for a free slot before accepting, so excess clients queue in
-        // the kernel's backlog instead of holding sockets here.
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = Arc::clone(&slots).acquire_owned() => {
-                permit.expect("the connection semaphore is never closed")
-            }
-        };
+        // Always accept: admission, not the kernel backlog, decides who
+        // waits, so that idle sockets cannot crowd real clients out.
         let (socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -128,14 +104,15 @@ pub async fn run(
         if let Err(error) = socket.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        let connection = handler::handle(socket, Arc::clone(&context), notify_shutdown.subscribe());
-        tokio::spawn(
-            async move {
-                connection.await;
-                drop(permit);
-            }
-            .instrument(info_span!("connection", %peer)),
+        let pending = context.admission.admit();
+        let connection = peer::handle(
+            socket,
+            peer,
+            pending,
+            Arc::clone(&context),
+            notify_shutdown.subscribe(),
         );
+        tokio::spawn(connection.instrument(info_span!("connection", %peer)));
     }
     drop(listener);
     info!(

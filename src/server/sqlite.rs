@@ -1,116 +1,82 @@
 //! The embedded [`Store`]: one SQLite file, `msgr.db`, in the data
 //! directory. Write-ahead logging with `synchronous=FULL` makes every
 //! committed change (an acknowledged `send` above all) survive a killed
-//! process and a power loss. The schema is versioned with
-//! `PRAGMA user_version` and upgraded by the `MIGRATIONS` list on open.
+//! process and a power loss. Writes go through one writer thread that
+//! commits concurrent writes together ([`writer`], group commit); reads use
+//! a few read-only connections ([`readers`]). The schema is versioned
+//! ([`schema`]).
+
+mod readers;
+mod schema;
+mod writer;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::{
-    Page, RegisterOutcome, Session, Store, StoreError, StoredMessage, TokenHash, User, UserId,
+    Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoredMessage, TokenHash,
+    Usage, User, UserId,
 };
 use super::unix_now;
 use crate::protocol::canonical_name;
+use readers::Readers;
+use writer::Writer;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "msgr.db";
-
-/// How long a statement waits for another process's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Schema migrations in order; the database's `user_version` counts how
-/// many have been applied. Append only: never edit a released entry.
-const MIGRATIONS: &[&str] = &["
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        name_key TEXT NOT NULL UNIQUE,
-        public_key BLOB NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    CREATE TABLE sessions (
-        token_hash BLOB PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        expires_at INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        recipient_id INTEGER NOT NULL REFERENCES users(id),
-        sender_id INTEGER NOT NULL REFERENCES users(id),
-        envelope BLOB NOT NULL,
-        received_at INTEGER NOT NULL
-    );
-    CREATE INDEX messages_by_recipient ON messages (recipient_id, id);
-"];
 
 /// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
 const SQL_MAX: u64 = i64::MAX as u64;
 
 /// [`Store`] on an embedded SQLite database.
 pub struct SqliteStore {
-    /// The one connection; SQLite serialises writers anyway.
-    conn: Mutex<Connection>,
+    /// Every change goes through here. Declared first so it is dropped
+    /// (finishing queued writes) before the readers close.
+    writer: Writer,
+    /// Lookups and fetches.
+    readers: Readers,
 }
 
 impl SqliteStore {
     /// Open (or create) `msgr.db` in `dir` and bring its schema up to date.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(dir.join(DB_FILE))?;
-        configure(&conn)?;
-        migrate(&mut conn)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock rolled its transaction back when
-        // the transaction was dropped, so the connection is still sound.
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let path = dir.join(DB_FILE);
+        restrict_files(&path)
+            .map_err(|error| StoreError::Corrupt(format!("cannot secure {DB_FILE}: {error}")))?;
+        let mut conn = Connection::open(&path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let readers = Readers::open(&path)?;
+        let writer = Writer::start(conn)
+            .map_err(|error| StoreError::Corrupt(format!("cannot start the writer: {error}")))?;
+        Ok(Self { writer, readers })
     }
 }
 
-fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!(
-            "the database cannot use write-ahead logging (journal mode stays {mode})"
-        )));
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
-}
-
-/// Apply the migrations the database lacks, one transaction each. The
-/// version is re-read under the write lock, so servers starting together
-/// on one file do not apply a migration twice.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        let applied = usize::try_from(version).unwrap_or(usize::MAX);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt(format!(
-                "schema version {version} is newer than this build of msgr understands"
-            )));
+/// Create the database file owner-only (SQLite gives its log files the
+/// same mode) and tighten an existing one and its logs if others may read.
+fn restrict_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
         }
-        let Some(sql) = MIGRATIONS.get(applied) else {
-            return Ok(());
-        };
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version + 1)?;
-        tx.commit()?;
     }
+    Ok(())
 }
 
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
@@ -129,35 +95,125 @@ fn find_user(conn: &Connection, name: &str) -> Result<Option<User>, StoreError> 
     Ok(user)
 }
 
+/// Insert the account unless its name is taken; compare keys if it is.
+fn register(
+    conn: &Connection,
+    name: &str,
+    public_key: &[u8],
+) -> Result<RegisterOutcome, StoreError> {
+    // Insert-or-ignore decides atomically even when several processes
+    // share the file; the loser then compares keys.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO users (name, name_key, public_key, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
+        )?
+        .execute(params![
+            name,
+            canonical_name(name),
+            public_key,
+            unix_now().min(SQL_MAX)
+        ])?;
+    let user = find_user(conn, name)?
+        .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
+    Ok(if inserted == 1 {
+        RegisterOutcome::Created(user)
+    } else if user.public_key == public_key {
+        RegisterOutcome::AlreadyRegisteredSameKey(user)
+    } else {
+        RegisterOutcome::NameTaken
+    })
+}
+
+/// What `recipient` has queued, from the trigger-kept totals.
+fn usage(conn: &Connection, recipient: UserId) -> Result<Usage, StoreError> {
+    let usage = conn
+        .prepare_cached("SELECT messages, bytes FROM queue_totals WHERE recipient_id = ?1")?
+        .query_row([recipient], |row| {
+            Ok(Usage {
+                messages: row.get(0)?,
+                bytes: row.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(usage.unwrap_or_default())
+}
+
+/// Check the quota and insert, in the caller's transaction.
+fn enqueue(
+    conn: &Connection,
+    recipient: UserId,
+    sender: UserId,
+    envelope: &[u8],
+    quota: Quota,
+) -> Result<Enqueued, StoreError> {
+    let usage = usage(conn, recipient)?;
+    if usage.exceeds_with(envelope.len() as u64, quota) {
+        return Ok(Enqueued::MailboxFull(usage));
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        recipient,
+        sender,
+        envelope,
+        unix_now().min(SQL_MAX)
+    ])?;
+    let id = u64::try_from(conn.last_insert_rowid())
+        .map_err(|_| StoreError::Corrupt("negative message id".into()))?;
+    Ok(Enqueued::Queued(id))
+}
+
+fn fetch(
+    conn: &Connection,
+    recipient: UserId,
+    page: Page,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT m.id, u.name, m.envelope FROM messages m
+         JOIN users u ON u.id = m.sender_id
+         WHERE m.recipient_id = ?1 AND m.id > ?2
+         ORDER BY m.id LIMIT ?3",
+    )?;
+    let mut rows = statement.query(params![recipient, page.after.min(SQL_MAX), page.limit])?;
+    let mut messages = Vec::new();
+    let mut total = 0usize;
+    while let Some(row) = rows.next()? {
+        let message = StoredMessage {
+            id: row.get(0)?,
+            sender: row.get(1)?,
+            envelope: row.get(2)?,
+        };
+        total = total.saturating_add(message.envelope.len());
+        if total > page.max_bytes && !messages.is_empty() {
+            break;
+        }
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+fn ack(conn: &Connection, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {
+    let mut statement =
+        conn.prepare_cached("DELETE FROM messages WHERE recipient_id = ?1 AND id = ?2")?;
+    let mut deleted = 0;
+    for &id in ids.iter().filter(|&&id| id <= SQL_MAX) {
+        deleted += statement.execute(params![recipient, id])? as u64;
+    }
+    Ok(deleted)
+}
+
 impl Store for SqliteStore {
     fn register(&self, name: &str, public_key: &[u8]) -> Result<RegisterOutcome, StoreError> {
-        let conn = self.conn();
-        // Insert-or-ignore decides atomically even when several processes
-        // share the file; the loser then compares keys.
-        let inserted = conn
-            .prepare_cached(
-                "INSERT INTO users (name, name_key, public_key, created_at)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
-            )?
-            .execute(params![
-                name,
-                canonical_name(name),
-                public_key,
-                unix_now().min(SQL_MAX)
-            ])?;
-        let user = find_user(&conn, name)?
-            .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
-        Ok(if inserted == 1 {
-            RegisterOutcome::Created(user)
-        } else if user.public_key == public_key {
-            RegisterOutcome::AlreadyRegisteredSameKey(user)
-        } else {
-            RegisterOutcome::NameTaken
-        })
+        let (name, public_key) = (name.to_owned(), public_key.to_vec());
+        self.writer
+            .write(move |conn| register(conn, &name, &public_key))
     }
 
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        find_user(&self.conn(), name)
+        self.readers.read(|conn| find_user(conn, name))
     }
 
     fn create_session(
@@ -167,16 +223,16 @@ impl Store for SqliteStore {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
-            .execute([now.min(SQL_MAX)])?;
-        tx.prepare_cached(
-            "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![&token_hash[..], user_id, expires_at.min(SQL_MAX)])?;
-        tx.commit()?;
-        Ok(())
+        let token_hash = *token_hash;
+        self.writer.write(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+                .execute([now.min(SQL_MAX)])?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&token_hash[..], user_id, expires_at.min(SQL_MAX)])?;
+            Ok(())
+        })
     }
 
     fn find_session(
@@ -184,90 +240,51 @@ impl Store for SqliteStore {
         token_hash: &TokenHash,
         now: u64,
     ) -> Result<Option<Session>, StoreError> {
-        let session = self
-            .conn()
-            .prepare_cached(
-                "SELECT user_id, expires_at FROM sessions
-                 WHERE token_hash = ?1 AND expires_at > ?2",
-            )?
-            .query_row(params![&token_hash[..], now.min(SQL_MAX)], |row| {
-                Ok(Session {
-                    user_id: row.get(0)?,
-                    expires_at: row.get(1)?,
+        self.readers.read(|conn| {
+            let session = conn
+                .prepare_cached(
+                    "SELECT user_id, expires_at FROM sessions
+                     WHERE token_hash = ?1 AND expires_at > ?2",
+                )?
+                .query_row(params![&token_hash[..], now.min(SQL_MAX)], |row| {
+                    Ok(Session {
+                        user_id: row.get(0)?,
+                        expires_at: row.get(1)?,
+                    })
                 })
-            })
-            .optional()?;
-        Ok(session)
+                .optional()?;
+            Ok(session)
+        })
     }
 
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
-        let deleted = self
-            .conn()
-            .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
-            .execute([&token_hash[..]])?;
-        Ok(deleted > 0)
+        let token_hash = *token_hash;
+        self.writer.write(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+                .execute([&token_hash[..]])?;
+            Ok(deleted > 0)
+        })
     }
 
     fn enqueue(
         &self,
         recipient: UserId,
         sender: UserId,
-        envelope: &[u8],
-    ) -> Result<u64, StoreError> {
-        let conn = self.conn();
-        conn.prepare_cached(
-            "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            recipient,
-            sender,
-            envelope,
-            unix_now().min(SQL_MAX)
-        ])?;
-        u64::try_from(conn.last_insert_rowid())
-            .map_err(|_| StoreError::Corrupt("negative message id".into()))
+        envelope: Vec<u8>,
+        quota: Quota,
+    ) -> Result<Enqueued, StoreError> {
+        self.writer
+            .write(move |conn| enqueue(conn, recipient, sender, &envelope, quota))
     }
 
     fn fetch(&self, recipient: UserId, page: Page) -> Result<Vec<StoredMessage>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare_cached(
-            "SELECT m.id, u.name, m.envelope FROM messages m
-             JOIN users u ON u.id = m.sender_id
-             WHERE m.recipient_id = ?1 AND m.id > ?2
-             ORDER BY m.id LIMIT ?3",
-        )?;
-        let mut rows = statement.query(params![recipient, page.after.min(SQL_MAX), page.limit])?;
-        let mut messages = Vec::new();
-        let mut total = 0usize;
-        while let Some(row) = rows.next()? {
-            let message = StoredMessage {
-                id: row.get(0)?,
-                sender: row.get(1)?,
-                envelope: row.get(2)?,
-            };
-            total = total.saturating_add(message.envelope.len());
-            if total > page.max_bytes && !messages.is_empty() {
-                break;
-            }
-            messages.push(message);
-        }
-        Ok(messages)
+        self.readers.read(|conn| fetch(conn, recipient, page))
     }
 
     fn ack(&self, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut deleted = 0;
-        {
-            let mut statement =
-                tx.prepare_cached("DELETE FROM messages WHERE recipient_id = ?1 AND id = ?2")?;
-            for &id in ids.iter().filter(|&&id| id <= SQL_MAX) {
-                deleted += statement.execute(params![recipient, id])? as u64;
-            }
-        }
-        tx.commit()?;
-        Ok(deleted)
+        let ids = ids.to_vec();
+        self.writer.write(move |conn| ack(conn, recipient, &ids))
     }
 }
 
@@ -294,6 +311,26 @@ mod tests {
             limit,
             max_bytes,
         }
+    }
+
+    const ROOMY: Quota = Quota {
+        max_messages: 1000,
+        max_bytes: 1 << 20,
+    };
+
+    fn queue(store: &SqliteStore, to: &User, from: &User, envelope: &[u8]) -> u64 {
+        match store
+            .enqueue(to.id, from.id, envelope.to_vec(), ROOMY)
+            .unwrap()
+        {
+            Enqueued::Queued(id) => id,
+            full => panic!("{full:?}"),
+        }
+    }
+
+    /// A second connection to the store's file, as another process.
+    fn inspect(dir: &tempfile::TempDir) -> Connection {
+        Connection::open(dir.path().join(DB_FILE)).unwrap()
     }
 
     fn ids(messages: &[StoredMessage]) -> Vec<u64> {
@@ -328,9 +365,9 @@ mod tests {
         let (_dir, store) = open();
         let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
         let sent: Vec<u64> = (0..5u8)
-            .map(|i| store.enqueue(john.id, alice.id, &[i; 10]).unwrap())
+            .map(|i| queue(&store, &john, &alice, &[i; 10]))
             .collect();
-        let for_alice = store.enqueue(alice.id, john.id, b"hi").unwrap();
+        let for_alice = queue(&store, &alice, &john, b"hi");
 
         let first = store.fetch(john.id, page(0, 2, 1 << 20)).unwrap();
         assert_eq!(ids(&first), sent[..2]);
@@ -355,7 +392,7 @@ mod tests {
         let (_dir, store) = open();
         let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
         let sent: Vec<u64> = (0..3)
-            .map(|_| store.enqueue(john.id, alice.id, &[0; 100]).unwrap())
+            .map(|_| queue(&store, &john, &alice, &[0; 100]))
             .collect();
         assert_eq!(
             ids(&store.fetch(john.id, page(0, 10, 250)).unwrap()),
@@ -375,7 +412,7 @@ mod tests {
 
     #[test]
     fn expired_sessions_are_ignored_and_pruned() {
-        let (_dir, store) = open();
+        let (dir, store) = open();
         let alice = user(&store, "Alice");
         store.create_session(alice.id, &[1; 32], 100, 50).unwrap();
         let live = Session {
@@ -387,8 +424,7 @@ mod tests {
         assert_eq!(store.find_session(&[2; 32], 0).unwrap(), None);
 
         store.create_session(alice.id, &[2; 32], 300, 200).unwrap();
-        let remaining: i64 = store
-            .conn()
+        let remaining: i64 = inspect(&dir)
             .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
         assert_eq!(remaining, 1);
@@ -398,28 +434,102 @@ mod tests {
     fn reopening_keeps_data_and_schema_version() {
         let (dir, store) = open();
         let alice = user(&store, "Alice");
-        let id = store.enqueue(alice.id, alice.id, b"note").unwrap();
+        let id = queue(&store, &alice, &alice, b"note");
         drop(store);
+        assert!(
+            !dir.path().join("msgr.db-wal").exists(),
+            "closing checkpoints the log"
+        );
         let store = SqliteStore::open(dir.path()).unwrap();
-        let version: usize = store
-            .conn()
+        let version: usize = inspect(&dir)
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, MIGRATIONS.len());
+        assert_eq!(version, schema::MIGRATIONS.len());
         assert_eq!(ids(&store.fetch(alice.id, page(0, 10, 100)).unwrap()), [id]);
     }
 
     #[test]
     fn a_newer_schema_is_refused() {
         let (dir, store) = open();
-        store
-            .conn()
-            .pragma_update(None, "user_version", MIGRATIONS.len() + 1)
-            .unwrap();
         drop(store);
+        inspect(&dir)
+            .pragma_update(None, "user_version", schema::MIGRATIONS.len() + 1)
+            .unwrap();
         assert!(matches!(
             SqliteStore::open(dir.path()),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_full_mailbox_refuses_by_count_and_by_bytes_until_acknowledged() {
+        let (_dir, store) = open();
+        let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+        let quota = Quota {
+            max_messages: 2,
+            max_bytes: 25,
+        };
+        let send = |len: usize| {
+            store
+                .enqueue(john.id, alice.id, vec![0; len], quota)
+                .unwrap()
+        };
+        let Enqueued::Queued(first) = send(10) else {
+            panic!("first fits")
+        };
+        let full = Enqueued::MailboxFull(Usage {
+            messages: 1,
+            bytes: 10,
+        });
+        assert_eq!(send(16), full, "26 bytes would exceed 25");
+        assert!(matches!(send(15), Enqueued::Queued(_)));
+        assert!(matches!(
+            send(1),
+            Enqueued::MailboxFull(Usage { messages: 2, .. })
+        ));
+        // Another recipient's queue is separate.
+        assert!(matches!(
+            store
+                .enqueue(alice.id, john.id, vec![0; 10], quota)
+                .unwrap(),
+            Enqueued::Queued(_)
+        ));
+        store.ack(john.id, &[first]).unwrap();
+        assert!(matches!(send(10), Enqueued::Queued(_)));
+    }
+
+    #[test]
+    fn concurrent_enqueues_all_commit_with_distinct_ids() {
+        let (dir, store) = open();
+        let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+        let (threads, each) = (16, 20);
+        let ids: Vec<u64> = std::thread::scope(|scope| {
+            let senders: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (store, alice, john) = (&store, &alice, &john);
+                    scope.spawn(move || {
+                        (0..each)
+                            .map(|i| queue(store, john, alice, format!("{t}-{i}").as_bytes()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            senders
+                .into_iter()
+                .flat_map(|s| s.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), threads * each);
+        drop(store);
+        // Everything acknowledged is on disk, and the totals agree.
+        let db = inspect(&dir);
+        let stored: i64 = db
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        let counted: i64 = db
+            .query_row("SELECT messages FROM queue_totals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((stored, counted), ((threads * each) as i64, stored));
     }
 }

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The database holds something this build cannot interpret.
     #[error("database is inconsistent: {0}")]
     Corrupt(String),
+    /// The write was not committed: its group commit failed, or the
+    /// writer has stopped.
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
 }
 
 /// A registered account.
@@ -78,6 +82,41 @@ pub struct Page {
     pub max_bytes: usize,
 }
 
+/// The most one recipient may have queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Most queued messages.
+    pub max_messages: u64,
+    /// Most queued envelope bytes.
+    pub max_bytes: u64,
+}
+
+/// What one recipient has queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Queued messages.
+    pub messages: u64,
+    /// Their envelopes' total size in bytes.
+    pub bytes: u64,
+}
+
+impl Usage {
+    /// Whether one more envelope of `len` bytes would break `quota`.
+    pub fn exceeds_with(&self, len: u64, quota: Quota) -> bool {
+        self.messages.saturating_add(1) > quota.max_messages
+            || self.bytes.saturating_add(len) > quota.max_bytes
+    }
+}
+
+/// What [`Store::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored durably under this id.
+    Queued(u64),
+    /// Refused, nothing stored: the recipient's queue is at its quota.
+    MailboxFull(Usage),
+}
+
 /// Durable storage behind the server. Every method is one atomic unit: it
 /// either happens completely and durably or not at all.
 pub trait Store: Send + Sync {
@@ -104,13 +143,15 @@ pub trait Store: Send + Sync {
     /// End a session; returns whether it existed.
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
 
-    /// Queue an envelope durably and return its id.
+    /// Queue an envelope durably, unless that would take the recipient's
+    /// queue beyond `quota` (checked atomically with the insert).
     fn enqueue(
         &self,
         recipient: UserId,
         sender: UserId,
-        envelope: &[u8],
-    ) -> Result<u64, StoreError>;
+        envelope: Vec<u8>,
+        quota: Quota,
+    ) -> Result<Enqueued, StoreError>;
 
     /// A page of the recipient's queue, oldest first.
     fn fetch(&self, recipient: UserId, page: Page) -> Result<Vec<StoredMessage>, StoreError>;

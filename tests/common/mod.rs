@@ -4,6 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod client;
+pub mod raw;
+
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -27,6 +31,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// Where the server's stderr (its log) goes.
     pub log: PathBuf,
+    /// The extra `serve` arguments it was started with.
+    extra: Vec<String>,
 }
 
 impl Server {
@@ -37,6 +43,12 @@ impl Server {
 
     /// Start a server on `port` (0 for a free one) with extra arguments.
     pub fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+        Self::start_logging(data_dir, port, extra, "debug")
+    }
+
+    /// Start a server like [`Server::start_with`], logging with the
+    /// `RUST_LOG` filter `log_filter`.
+    pub fn start_logging(data_dir: &Path, port: u16, extra: &[&str], log_filter: &str) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
@@ -50,7 +62,7 @@ impl Server {
             ])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", log_filter)
             .env_remove("MSGR_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -77,7 +89,23 @@ impl Server {
             fingerprint,
             data_dir: data_dir.to_owned(),
             log,
+            extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
         }
+    }
+
+    /// Stop the server with `signal` (`TERM`, `KILL`, …) and start it again
+    /// on the same port with the same data dir and arguments; returns how
+    /// the old process exited.
+    pub fn restart_after(&mut self, signal: &str) -> std::process::ExitStatus {
+        let status = self.signal_and_wait(signal);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        *self = Self::start_with(&self.data_dir.clone(), self.port, &extra);
+        status
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Send `signal` (a `kill -s` name) and wait for the process to exit;
@@ -150,6 +178,13 @@ impl World {
         Self { dir, server }
     }
 
+    /// A fresh server started with extra `serve` arguments.
+    pub fn with_server_args(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start_with(&dir.path().join("server"), 0, extra);
+        Self { dir, server }
+    }
+
     /// Stop the server with SIGTERM and start it again on the same port
     /// with the same data dir.
     pub fn restart(&mut self) {
@@ -168,14 +203,28 @@ impl World {
     /// environment.
     pub fn msgr(&self, user: &str) -> assert_cmd::Command {
         let mut command = msgr_bare();
+        command.args(self.account_args(user));
         command
-            .arg("--server")
-            .arg(format!("localhost:{}", self.server.port))
-            .arg("--user")
-            .arg(user)
-            .arg("--config-dir")
-            .arg(self.config_dir(user));
+    }
+
+    /// The same command as [`World::msgr`] as a plain process, for tests
+    /// that run it in the background, feed or starve its pipes, or kill it.
+    pub fn msgr_process(&self, user: &str) -> Command {
+        let mut command = msgr_std();
+        command.args(self.account_args(user));
         command
+    }
+
+    /// `--server ... --user USER --config-dir ...`.
+    fn account_args(&self, user: &str) -> [OsString; 6] {
+        [
+            "--server".into(),
+            format!("localhost:{}", self.server.port).into(),
+            "--user".into(),
+            user.into(),
+            "--config-dir".into(),
+            self.config_dir(user).into(),
+        ]
     }
 
     /// Register `user` with a 2048-bit key (fast) and assert success.
@@ -205,20 +254,33 @@ impl World {
     }
 }
 
+/// Whether the long-running (soak) variants of the tests were asked for
+/// with `MSGR_SOAK=1`.
+pub fn soak() -> bool {
+    std::env::var_os("MSGR_SOAK").is_some_and(|value| value == "1")
+}
+
 /// The client binary with no msgr settings inherited from the environment.
 pub fn msgr_bare() -> assert_cmd::Command {
-    let mut command = assert_cmd::Command::cargo_bin("msgr").unwrap();
+    let mut command = assert_cmd::Command::from_std(msgr_std());
+    command.timeout(Duration::from_secs(60));
+    command
+}
+
+/// [`msgr_bare`] as a plain process (no timeout: the caller waits).
+pub fn msgr_std() -> Command {
+    let mut command = Command::new(cargo_bin("msgr"));
     for var in [
         "MSGR_SERVER",
         "MSGR_USER",
         "MSGR_CONFIG_DIR",
         "MSGR_CA_CERT",
         "MSGR_DATA_DIR",
+        "MSGR_JSON",
+        "MSGR_PASSPHRASE",
     ] {
         command.env_remove(var);
     }
-    command
-        .env("RUST_BACKTRACE", "0")
-        .timeout(Duration::from_secs(60));
+    command.env("RUST_BACKTRACE", "0");
     command
 }

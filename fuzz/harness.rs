@@ -1,0 +1,85 @@
+//! The bodies of the fuzz targets, shared by `fuzz_targets/*.rs` (run with
+//! `cargo fuzz`) and by `tests/hardening_fuzz.rs` (which replays saved
+//! inputs and a seeded batch of random ones under `cargo test`). Each must
+//! never panic, whatever the bytes; the assertions inside are properties
+//! that must hold for every input the decoders accept.
+
+use std::sync::OnceLock;
+
+use msgr::crypto::PrivateKey;
+use msgr::envelope::{self, Header, MAGIC};
+use msgr::protocol::{Request, Response, decode_frame};
+
+/// Frame limit used while fuzzing: small, so both sides of the check are
+/// reached often.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// Decode frames from `data` as the server and the client do, parse each
+/// payload as a request and as a response, and check that whatever parses
+/// survives re-encoding unchanged.
+pub fn frame_request(data: &[u8]) {
+    let mut rest = data;
+    while let Ok(Some((payload, used))) = decode_frame(rest, MAX_FRAME) {
+        assert!(used > 0 && used <= rest.len());
+        if let Ok(request) = Request::from_payload(payload) {
+            let again = reparse(&request.to_frame(), Request::from_payload);
+            assert_eq!(again, request);
+        }
+        if let Ok(response) = Response::from_payload(payload) {
+            let again = reparse(&response.to_frame(), Response::from_payload);
+            assert_eq!(again, response);
+        }
+        rest = &rest[used..];
+    }
+}
+
+fn reparse<T, E: std::fmt::Debug>(frame: &[u8], parse: impl Fn(&[u8]) -> Result<T, E>) -> T {
+    let (payload, used) = decode_frame(frame, usize::MAX)
+        .expect("no limit")
+        .expect("a whole frame");
+    assert_eq!(used, frame.len());
+    parse(payload).expect("an encoded value parses")
+}
+
+/// The fixed fuzzing keys: Alice sends, John receives.
+pub fn keys() -> &'static (PrivateKey, PrivateKey) {
+    static KEYS: OnceLock<(PrivateKey, PrivateKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let load = |pem| PrivateKey::from_pkcs8_pem(pem).expect("a valid test key");
+        (
+            load(include_str!("keys/alice.pem")),
+            load(include_str!("keys/john.pem")),
+        )
+    })
+}
+
+/// Parse `data` as an envelope and open it as John from Alice; then sign
+/// its fields with Alice's key, so opening gets past the signature to the
+/// recipient check, the key unwrap and the decryption.
+pub fn envelope(data: &[u8]) {
+    let Ok(parsed) = envelope::parse(data) else {
+        return;
+    };
+    let (alice, john) = keys();
+    let _ = parsed.open("John", john, &alice.public_key());
+    let signed = &data[..signed_len(&parsed.header, data)];
+    let signature = alice.sign(signed).expect("signing works");
+    let mut resigned = signed.to_vec();
+    resigned.extend_from_slice(&(signature.len() as u16).to_be_bytes());
+    resigned.extend_from_slice(&signature);
+    let reparsed = envelope::parse(&resigned).expect("re-signing keeps the layout");
+    assert_eq!(reparsed.header, parsed.header);
+    let _ = reparsed.open("John", john, &alice.public_key());
+}
+
+/// Bytes covered by the signature of an envelope that parsed: the header,
+/// the wrapped key with its length, the nonce, and the ciphertext with its
+/// length (layout in docs/PROTOCOL.md §9.2).
+fn signed_len(header: &Header, data: &[u8]) -> usize {
+    let names = header.sender.len() + header.recipient.len();
+    let header_len = MAGIC.len() + 1 + 2 + names + envelope::MESSAGE_ID_LEN + 8;
+    let wrapped_len = u16::from_be_bytes([data[header_len], data[header_len + 1]]) as usize;
+    let length_at = header_len + 2 + wrapped_len + envelope::NONCE_LEN;
+    let ciphertext_len = u32::from_be_bytes(data[length_at..length_at + 4].try_into().unwrap());
+    length_at + 4 + ciphertext_len as usize
+}

@@ -1,0 +1,387 @@
+//! The recipient's side of the queue: fetch pages oldest first (waiting
+//! for new messages when asked, without polling: the server holds the
+//! request until a message is stored), verify and decrypt each message,
+//! hand the genuine new ones to a [`Sink`], then remember them as seen and
+//! acknowledge them — in that order, so a crash in between redelivers
+//! messages that are then recognised and not shown twice.
+//!
+//! The account stays unlocked while waiting on the server and is locked
+//! for each page (re-reading the seen ids), so a long `read --follow` never
+//! blocks other commands of the same account, and two readers never show
+//! one message twice.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use crate::context::ClientContext;
+use crate::crypto::PrivateKey;
+use crate::directory;
+use crate::envelope;
+use crate::error::{AppError, AppResult};
+use crate::interrupt::Interrupt;
+use crate::keyring::{Account, AccountDir, seen_key};
+use crate::net::{Connection, NetError, unexpected};
+use crate::output::hex;
+use crate::protocol::{
+    ErrorCode, FETCH_PAGE, MAX_WAIT_MS, QueuedMessage, Request, Response, canonical_name,
+};
+use crate::session;
+
+/// A verified, decrypted message.
+#[derive(Debug)]
+pub struct Opened<'a> {
+    /// The sender's random message id, as lowercase hex.
+    pub id: String,
+    /// The sender, as the envelope names them.
+    pub sender: &'a str,
+    /// The recipient, as the envelope names them.
+    pub recipient: &'a str,
+    /// Send time, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// The plaintext body.
+    pub body: &'a [u8],
+}
+
+/// What a [`Sink`] did with a message.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Written out in full: acknowledge it.
+    Written,
+    /// Not written out, for the given reason: leave it queued.
+    Kept(String),
+}
+
+/// Where genuine messages go. An `Err` (such as a closed stdout) stops the
+/// read; what was delivered before it is still acknowledged.
+pub trait Sink {
+    /// Write `message` out.
+    fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery>;
+}
+
+/// How long to keep reading.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Read what is queued and stop.
+    Drain,
+    /// If nothing is queued, wait until this instant for a message; then
+    /// read what is queued and stop.
+    WaitUntil(Instant),
+    /// Read and wait for more until interrupted.
+    Follow,
+}
+
+/// What a read did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Messages written out.
+    pub shown: u64,
+    /// Messages that failed verification or could not be judged.
+    pub problems: u64,
+}
+
+/// What became of one queued message.
+enum Outcome {
+    /// Written out: acknowledge.
+    Shown,
+    /// Shown before: acknowledge silently.
+    Duplicate,
+    /// Failed verification or decryption: acknowledge so it does not block
+    /// the queue, never show, report.
+    Discarded(String),
+    /// Cannot be judged now (the sender's key is unavailable): leave it
+    /// queued and report.
+    Held(String),
+    /// Genuine, but the sink left it queued: report.
+    Kept(String),
+}
+
+/// An authenticated connection reading one account's queue.
+pub struct Inbox<'a> {
+    context: &'a ClientContext,
+    connection: Connection,
+    home: AccountDir,
+    identity: PrivateKey,
+    me: String,
+    /// The id of the last message fetched; the next page starts after it.
+    after: u64,
+}
+
+impl<'a> Inbox<'a> {
+    /// Unlock the key, connect and authenticate.
+    pub fn open(context: &'a ClientContext) -> AppResult<Self> {
+        let home = context.account_dir()?;
+        let account = home.lock()?;
+        let identity = context.identity(&account)?;
+        let mut connection = context.connect()?;
+        let me = session::authenticate(&mut connection, &account, &context.user, &identity)?;
+        drop(account);
+        Ok(Self {
+            context,
+            connection,
+            home,
+            identity,
+            me,
+            after: 0,
+        })
+    }
+
+    /// Read in `mode`, at most `limit` messages, into `sink`.
+    pub fn read(
+        &mut self,
+        mode: Mode,
+        limit: Option<u32>,
+        sink: &mut dyn Sink,
+    ) -> AppResult<Tally> {
+        let interrupt = match mode {
+            Mode::Drain => None,
+            Mode::WaitUntil(_) | Mode::Follow => Some(
+                self.connection
+                    .canceller()
+                    .and_then(Interrupt::install)
+                    .map_err(|e| AppError::local(format!("cannot catch signals: {e}")))?,
+            ),
+        };
+        let mut tally = Tally::default();
+        loop {
+            let room = match limit {
+                Some(limit) => u64::from(limit).saturating_sub(tally.shown),
+                None => u64::from(FETCH_PAGE),
+            };
+            if room == 0 {
+                break;
+            }
+            let first_pending = tally.shown == 0 && tally.problems == 0;
+            let wait = wait_for(mode, first_pending);
+            let page_size = room.min(u64::from(FETCH_PAGE)) as u32;
+            let page = match (&interrupt, wait.is_zero()) {
+                (Some(interrupt), false) => {
+                    match interrupt.during(|| self.fetch(page_size, wait)) {
+                        Some(page) => page?,
+                        None => break,
+                    }
+                }
+                _ => self.fetch(page_size, wait)?,
+            };
+            if page.is_empty() {
+                if wait.is_zero() {
+                    break;
+                }
+                continue;
+            }
+            self.after = page.last().expect("the page is not empty").id;
+            let stopped = self.handle_page(&page, sink, &mut tally, interrupt.as_ref())?;
+            if stopped {
+                break;
+            }
+        }
+        Ok(tally)
+    }
+
+    /// One page of messages, waiting up to `wait` for the first.
+    fn fetch(&mut self, limit: u32, wait: Duration) -> AppResult<Vec<QueuedMessage>> {
+        let wait_ms = wait.as_millis() as u64;
+        debug!(after = self.after, limit, wait_ms, "fetch");
+        let request = Request::Fetch {
+            after: self.after,
+            limit,
+            wait_ms,
+        };
+        match self.call(&request, wait, None)? {
+            Response::Messages { messages } => Ok(messages),
+            other => Err(unexpected(&other).into()),
+        }
+    }
+
+    /// Send `request`, which the server may hold for up to `held`. If the
+    /// session expired meanwhile (a long `--follow`), log in again on this
+    /// connection and send it once more; `locked` is the account if the
+    /// caller holds its lock already.
+    fn call(
+        &mut self,
+        request: &Request,
+        held: Duration,
+        locked: Option<&Account>,
+    ) -> AppResult<Response> {
+        match self.connection.request_held(request, held) {
+            Err(NetError::Server {
+                code: ErrorCode::AuthFailed,
+                ..
+            }) => {
+                debug!("the session expired; logging in again");
+                let relocked;
+                let account = match locked {
+                    Some(account) => account,
+                    None => {
+                        relocked = self.home.lock()?;
+                        &relocked
+                    }
+                };
+                let (user, identity) = (&self.context.user, &self.identity);
+                session::authenticate(&mut self.connection, account, user, identity)?;
+                Ok(self.connection.request_held(request, held)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Judge and deliver a page under the account lock, then remember and
+    /// acknowledge what was handled. Returns whether a stop was requested.
+    fn handle_page(
+        &mut self,
+        page: &[QueuedMessage],
+        sink: &mut dyn Sink,
+        tally: &mut Tally,
+        interrupt: Option<&Interrupt>,
+    ) -> AppResult<bool> {
+        let account = self.home.lock()?;
+        let mut seen = account.load_seen()?;
+        let mut acknowledge = Vec::with_capacity(page.len());
+        let mut failure = None;
+        let mut stopped = false;
+        for message in page {
+            match self.judge(&account, &mut seen, message, sink) {
+                Ok(Outcome::Shown) => {
+                    tally.shown += 1;
+                    acknowledge.push(message.id);
+                }
+                Ok(Outcome::Duplicate) => acknowledge.push(message.id),
+                Ok(Outcome::Discarded(reason)) => {
+                    tally.problems += 1;
+                    self.context
+                        .output
+                        .warning(&format!("{reason}; it was discarded"));
+                    acknowledge.push(message.id);
+                }
+                Ok(Outcome::Held(reason)) => {
+                    tally.problems += 1;
+                    self.context
+                        .output
+                        .warning(&format!("{reason}; it stays queued"));
+                }
+                Ok(Outcome::Kept(reason)) => self.context.output.warning(&reason),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+            if interrupt.is_some_and(Interrupt::requested) {
+                stopped = true;
+                break;
+            }
+        }
+        if !acknowledge.is_empty() {
+            account.save_seen(&seen)?;
+            let ack = Request::Ack { ids: acknowledge };
+            match self.call(&ack, Duration::ZERO, Some(&account))? {
+                Response::Acked { .. } => {}
+                other => return Err(unexpected(&other).into()),
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(stopped),
+        }
+    }
+
+    /// Verify and decrypt one message and, if genuine and new, deliver it.
+    /// Only a failure of the sink is an `Err`.
+    fn judge(
+        &mut self,
+        account: &Account,
+        seen: &mut HashSet<String>,
+        message: &QueuedMessage,
+        sink: &mut dyn Sink,
+    ) -> AppResult<Outcome> {
+        let parsed = match envelope::parse(&message.envelope.0) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return Ok(Outcome::Discarded(format!(
+                    "message {} is unreadable ({e})",
+                    message.id
+                )));
+            }
+        };
+        let header = &parsed.header;
+        let sender = header.sender.as_str();
+        if canonical_name(sender) != canonical_name(&message.sender) {
+            return Ok(Outcome::Discarded(format!(
+                "message {} claims to be from {sender} but was sent by {}",
+                message.id, message.sender
+            )));
+        }
+        let id = hex(&header.message_id);
+        let key = seen_key(sender, &id);
+        if seen.contains(&key) {
+            return Ok(Outcome::Duplicate);
+        }
+        let sender_key = match directory::pinned_or_fetch(&mut self.connection, account, sender) {
+            Ok(sender_key) => sender_key,
+            Err(e) => {
+                return Ok(Outcome::Held(format!(
+                    "message {} from {sender}: {e}",
+                    message.id
+                )));
+            }
+        };
+        let body = match parsed.open(&self.me, &self.identity, &sender_key) {
+            Ok(body) => body,
+            Err(e) => {
+                return Ok(Outcome::Discarded(format!(
+                    "message {} from {sender} failed verification: {e}",
+                    message.id
+                )));
+            }
+        };
+        let opened = Opened {
+            id,
+            sender,
+            recipient: &header.recipient,
+            sent_at_ms: header.sent_at_ms,
+            body: &body,
+        };
+        match sink.deliver(&opened)? {
+            Delivery::Written => {
+                seen.insert(key);
+                Ok(Outcome::Shown)
+            }
+            Delivery::Kept(reason) => Ok(Outcome::Kept(reason)),
+        }
+    }
+}
+
+/// How long the next fetch may wait on the server.
+fn wait_for(mode: Mode, first_pending: bool) -> Duration {
+    let most = Duration::from_millis(MAX_WAIT_MS);
+    match mode {
+        Mode::Drain => Duration::ZERO,
+        Mode::Follow => most,
+        Mode::WaitUntil(deadline) if first_pending => {
+            deadline.saturating_duration_since(Instant::now()).min(most)
+        }
+        Mode::WaitUntil(_) => Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_capped_and_end_with_the_first_message() {
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(wait_for(Mode::Drain, true), Duration::ZERO);
+        assert_eq!(
+            wait_for(Mode::Follow, false),
+            Duration::from_millis(MAX_WAIT_MS)
+        );
+        assert_eq!(
+            wait_for(Mode::WaitUntil(far), true),
+            Duration::from_millis(MAX_WAIT_MS)
+        );
+        assert_eq!(wait_for(Mode::WaitUntil(far), false), Duration::ZERO);
+        let past = Instant::now();
+        assert_eq!(wait_for(Mode::WaitUntil(past), true), Duration::ZERO);
+    }
+}

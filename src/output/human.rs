@@ -1,0 +1,123 @@
+//! The human form of output: optional colour (decided by `anstream` from
+//! the terminal, `NO_COLOR`, `CLICOLOR` and `CLICOLOR_FORCE`) and text from
+//! other people (message bodies, server messages) made harmless on a
+//! terminal, where control characters could rewrite the screen.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use anstyle::Style;
+
+/// Whether colour escapes may be written to `stream`.
+pub(super) fn color_enabled<S: anstream::stream::RawStream>(stream: &S) -> bool {
+    !matches!(
+        anstream::AutoStream::choice(stream),
+        anstream::ColorChoice::Never
+    )
+}
+
+/// A writer for the human form of results and diagnostics.
+pub struct Human<'a> {
+    out: &'a mut dyn Write,
+    /// Colour escapes are wanted.
+    color: bool,
+    /// The stream is a terminal, so untrusted text is neutralised.
+    terminal: bool,
+}
+
+impl<'a> Human<'a> {
+    /// Wrap `out`, writing colour only if `color` and neutralising control
+    /// characters in untrusted text if `terminal`.
+    pub fn new(out: &'a mut dyn Write, color: bool, terminal: bool) -> Self {
+        Self {
+            out,
+            color,
+            terminal,
+        }
+    }
+
+    /// Write `text` (trusted) in `style` when colour is on.
+    pub fn styled(&mut self, style: Style, text: &str) -> io::Result<()> {
+        if self.color {
+            write!(self.out, "{style}{text}{style:#}")
+        } else {
+            self.out.write_all(text.as_bytes())
+        }
+    }
+
+    /// Write a bold label such as `From:`.
+    pub fn label(&mut self, text: &str) -> io::Result<()> {
+        self.styled(Style::new().bold(), text)
+    }
+
+    /// Write text that someone else chose. On a terminal, control
+    /// characters other than newline and tab are shown in caret notation
+    /// (`^[`) or as `\u{…}` instead of being obeyed.
+    pub fn untrusted(&mut self, text: &str) -> io::Result<()> {
+        if !self.terminal {
+            return self.out.write_all(text.as_bytes());
+        }
+        self.out.write_all(neutralise(text).as_bytes())
+    }
+}
+
+impl Write for Human<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `text` with every control character except `\n` and `\t` made visible.
+fn neutralise(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => shown.push(c),
+            '\u{0}'..='\u{1f}' => {
+                shown.push('^');
+                shown.push(char::from(c as u8 ^ 0x40));
+            }
+            '\u{7f}' => shown.push_str("^?"),
+            c if c.is_control() => {
+                let _ = write!(shown, "\\u{{{:x}}}", c as u32);
+            }
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            neutralise("a\x1b[2Jb\r\n\tc\x7f\u{9b}"),
+            "a^[[2Jb^M\n\tc^?\\u{9b}"
+        );
+        assert_eq!(neutralise("héllo wörld"), "héllo wörld");
+    }
+
+    #[test]
+    fn styles_and_neutralising_follow_the_flags() {
+        let mut buffer = Vec::new();
+        let mut out = Human::new(&mut buffer, false, false);
+        out.label("From:").unwrap();
+        out.untrusted("\x1b").unwrap();
+        assert_eq!(buffer, b"From:\x1b");
+
+        let mut buffer = Vec::new();
+        let mut out = Human::new(&mut buffer, true, true);
+        out.label("From:").unwrap();
+        out.untrusted("\x1b").unwrap();
+        let text = String::from_utf8(buffer).unwrap();
+        assert!(text.starts_with("\x1b[1mFrom:"), "{text:?}");
+        assert!(text.ends_with("^["), "{text:?}");
+    }
+}

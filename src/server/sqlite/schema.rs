@@ -1,0 +1,102 @@
+//! The database's settings and versioned schema: write-ahead logging with
+//! `synchronous=FULL`, and the `MIGRATIONS` list that `PRAGMA user_version`
+//! counts.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::server::store::StoreError;
+
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations in order; the database's `user_version` counts how
+/// many have been applied. Append only: never edit a released entry.
+pub(super) const MIGRATIONS: &[&str] = &[
+    "
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL UNIQUE,
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient_id INTEGER NOT NULL REFERENCES users(id),
+        sender_id INTEGER NOT NULL REFERENCES users(id),
+        envelope BLOB NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_recipient ON messages (recipient_id, id);
+    ",
+    // Per-recipient totals for the mailbox quota, kept by triggers so that
+    // every insert and delete (whoever makes it) keeps them exact.
+    "
+    CREATE TABLE queue_totals (
+        recipient_id INTEGER PRIMARY KEY REFERENCES users(id),
+        messages INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );
+    INSERT INTO queue_totals (recipient_id, messages, bytes)
+        SELECT recipient_id, count(*), sum(length(envelope)) FROM messages
+        GROUP BY recipient_id;
+    CREATE TRIGGER queue_totals_after_insert AFTER INSERT ON messages BEGIN
+        INSERT OR IGNORE INTO queue_totals (recipient_id, messages, bytes)
+            VALUES (NEW.recipient_id, 0, 0);
+        UPDATE queue_totals
+            SET messages = messages + 1, bytes = bytes + length(NEW.envelope)
+            WHERE recipient_id = NEW.recipient_id;
+    END;
+    CREATE TRIGGER queue_totals_after_delete AFTER DELETE ON messages BEGIN
+        UPDATE queue_totals
+            SET messages = messages - 1, bytes = bytes - length(OLD.envelope)
+            WHERE recipient_id = OLD.recipient_id;
+    END;
+    ",
+];
+
+/// Settings every connection needs: wait for other writers, and (once per
+/// file, but harmless again) write-ahead logging with full syncs.
+pub(super) fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "the database cannot use write-ahead logging (journal mode stays {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Apply the migrations the database lacks, one transaction each. The
+/// version is re-read under the write lock, so servers starting together
+/// on one file do not apply a migration twice.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let applied = usize::try_from(version).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "schema version {version} is newer than this build of msgr understands"
+            )));
+        }
+        let Some(sql) = MIGRATIONS.get(applied) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}

@@ -1,0 +1,150 @@
+//! Bodies of any bytes: text is printed as text; a body that is not UTF-8
+//! stays queued with a notice in human mode, and `--out-dir` saves every
+//! body to its own file named by message id.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::World;
+use common::client::json_lines;
+use predicates::prelude::*;
+
+const BINARY: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff];
+
+#[test]
+fn a_binary_body_stays_queued_in_human_mode_with_a_notice() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world
+        .msgr("Alice")
+        .args(["create", "John", "-"])
+        .write_stdin(BINARY)
+        .assert()
+        .success();
+    world.send("Alice", "John", "a text after it");
+    // The text after it is shown once; the binary body stays for later.
+    for text_shown in [true, false] {
+        let shown = predicate::str::contains("\n\na text after it\n\n");
+        world
+            .msgr("John")
+            .arg("read")
+            .assert()
+            .success()
+            .stdout(if text_shown {
+                shown.boxed()
+            } else {
+                predicate::str::is_empty().boxed()
+            })
+            .stderr(predicate::str::is_match(
+                r"^msgr: the message from Alice sent \S+ has a binary body of 10 bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`\n$",
+            )
+            .unwrap());
+    }
+    world
+        .msgr("John")
+        .args(["--json", "read"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("body_base64"));
+}
+
+#[test]
+fn out_dir_saves_each_body_under_its_message_id() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let sent = world
+        .msgr("Alice")
+        .args(["--json", "create", "John"])
+        .write_stdin(BINARY)
+        .output()
+        .unwrap();
+    let id = json_lines(&sent.stdout)[0]["sent"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world.send("Alice", "John", "text goes to a file too");
+    let out = world.dir.path().join("inbox");
+
+    let output = world
+        .msgr("John")
+        .arg("--json")
+        .args(["read", "--out-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let messages = json_lines(&output.stdout);
+    assert_eq!(messages.len(), 2);
+    let binary_path = out.join(&id);
+    assert_eq!(messages[0]["path"], binary_path.to_str().unwrap());
+    assert!(messages[0].get("body").is_none() && messages[0].get("body_base64").is_none());
+    assert_eq!(std::fs::read(&binary_path).unwrap(), BINARY);
+    let mode = std::fs::metadata(&binary_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "bodies are private");
+    let text_path = messages[1]["path"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(text_path).unwrap(),
+        "text goes to a file too"
+    );
+    let (code, stdout, _) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (0, ""), "both were acknowledged");
+}
+
+#[test]
+fn out_dir_in_human_mode_prints_the_paths_and_never_overwrites() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let sent = world
+        .msgr("Alice")
+        .args(["--json", "create", "John", "first"])
+        .output()
+        .unwrap();
+    let id = json_lines(&sent.stdout)[0]["sent"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = world.dir.path().join("inbox");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(&id), "someone else's file").unwrap();
+    world
+        .msgr("John")
+        .args(["read", "--out-dir"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "exists already with other contents",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(out.join(&id)).unwrap(),
+        "someone else's file"
+    );
+
+    std::fs::remove_file(out.join(&id)).unwrap();
+    let path = out.join(&id).display().to_string();
+    let output = world
+        .msgr("John")
+        .args(["read", "--out-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.starts_with("From: Alice\nDate: "), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!("\nSaved: {path}\n\n")),
+        "{stdout}"
+    );
+}

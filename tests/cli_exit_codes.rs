@@ -1,0 +1,233 @@
+//! One test per exit status a user can hit (see the table in the README and
+//! `ExitStatus` in src/error.rs), each also checking the stable `code` of
+//! the JSON error object.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::client::json_error;
+use common::{Server, World, msgr_bare};
+use predicates::prelude::*;
+
+#[test]
+fn status_1_local_failure() {
+    let world = World::new();
+    world.register("Alice");
+    let key = world.config_dir("Alice").join(format!(
+        "accounts/alice@localhost:{}/identity.pem",
+        world.server.port
+    ));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "login"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    json_error(&output, "local");
+}
+
+#[test]
+fn status_2_usage() {
+    let world = World::new();
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "create"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    json_error(&output, "usage");
+    let output = world
+        .msgr("bad/name")
+        .args(["--json", "read"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    json_error(&output, "usage");
+}
+
+#[test]
+fn status_3_cannot_connect() {
+    let config = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = msgr_bare()
+        .arg("--config-dir")
+        .arg(config.path())
+        .args(["--server", &format!("127.0.0.1:{port}"), "--user", "Alice"])
+        .args(["--json", "key", "John"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let error = json_error(&output, "connection");
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("server is running")
+    );
+}
+
+#[test]
+fn status_4_not_registered_or_bad_credentials() {
+    let world = World::new();
+    let output = world
+        .msgr("Ghost")
+        .args(["--json", "login"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    json_error(&output, "auth");
+
+    // A keyring holding another user's key under Alice's name: the
+    // server's login challenge cannot be opened.
+    world.register("Alice");
+    world.register("Bob");
+    let account = |user: &str| {
+        world.config_dir(user).join(format!(
+            "accounts/{}@localhost:{}",
+            user.to_lowercase(),
+            world.server.port
+        ))
+    };
+    std::fs::remove_file(account("Alice").join("session.toml")).ok();
+    std::fs::copy(
+        account("Bob").join("identity.pem"),
+        account("Alice").join("identity.pem"),
+    )
+    .unwrap();
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "login"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let error = json_error(&output, "auth");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be decrypted"),
+        "{error}"
+    );
+}
+
+#[test]
+fn status_5_unknown_recipient() {
+    let world = World::new();
+    world.register("Alice");
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "key", "Nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(5));
+    json_error(&output, "unknown_user");
+}
+
+#[test]
+fn status_6_changed_server_certificate() {
+    let mut world = World::new();
+    world.register("Alice");
+    let port = world.server.port;
+    world.server.signal_and_wait("TERM");
+    world.server = Server::start_with(&world.dir.path().join("impostor"), port, &[]);
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "read"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    let error = json_error(&output, "trust");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&world.server.fingerprint)
+    );
+}
+
+#[test]
+fn status_6_message_failing_verification() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "to be tampered with");
+    let db = world.server.database();
+    let mut envelope: Vec<u8> = db
+        .query_row("SELECT envelope FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let last = envelope.len() - 1;
+    envelope[last] ^= 1;
+    db.execute(
+        "UPDATE messages SET envelope = ?1",
+        rusqlite::params![envelope],
+    )
+    .unwrap();
+    let output = world
+        .msgr("John")
+        .args(["--json", "read"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(output.stdout.is_empty(), "nothing shown");
+    let lines = common::client::json_lines(&output.stderr);
+    assert_eq!(lines[0]["level"], "warning");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed verification")
+    );
+    json_error(&output, "trust");
+}
+
+#[test]
+fn status_7_message_refused_by_a_size_limit() {
+    let world = World::with_server_args(&["--max-message-bytes", "2048"]);
+    world.register("Alice");
+    world.register("John");
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "create", "John"])
+        .write_stdin(vec![b'x'; 4096])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    let error = json_error(&output, "refused");
+    assert!(
+        error["message"].as_str().unwrap().contains("2048"),
+        "{error}"
+    );
+    // Small enough before sealing, too large once sealed.
+    world
+        .msgr("Alice")
+        .args(["create", "John"])
+        .write_stdin(vec![b'x'; 1800])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("once sealed"));
+    world.send("Alice", "John", "short is fine");
+}
+
+#[test]
+fn status_8_some_recipients_missed() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "create", "John,Nobody", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(8));
+    let error = json_error(&output, "partial");
+    assert_eq!(
+        error["message"],
+        "the message was sent to John but not to Nobody"
+    );
+}

@@ -1,0 +1,183 @@
+//! Shell integration: completion scripts, manual pages, colour and the
+//! spinner only on a terminal (and never with NO_COLOR), and `-v`, `-q`
+//! and `RUST_LOG` for client and server logs.
+
+mod common;
+
+use common::{Server, World, msgr_bare};
+use predicates::prelude::*;
+
+#[test]
+fn completions_are_printed_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _msgr"),
+        ("zsh", "#compdef msgr"),
+        ("fish", "complete -c msgr"),
+        ("elvish", "edit:completion:arg-completer[msgr]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        msgr_bare()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(marker))
+            .stdout(predicate::str::contains("whoami"))
+            .stderr("");
+    }
+    msgr_bare().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn bash_accepts_the_completion_script() {
+    let script = msgr_bare()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap()
+        .stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("msgr.bash");
+    std::fs::write(&path, script).unwrap();
+    assert_cmd::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p msgr", path.display()))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("_msgr"));
+}
+
+#[test]
+fn man_pages_are_roff_for_msgr_and_each_command() {
+    msgr_bare()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH msgr 1"))
+        .stdout(predicate::str::contains("msgr\\-read(1)"));
+    msgr_bare()
+        .args(["man", "read"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH msgr-read 1"))
+        .stdout(predicate::str::contains("\\-\\-follow"));
+    msgr_bare()
+        .args(["man", "frobnicate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "msgr has no command named frobnicate",
+        ));
+}
+
+#[test]
+fn colour_and_the_spinner_appear_only_on_a_terminal() {
+    let world = World::new();
+    // Piped: plain text.
+    world.register("John");
+    world.send("John", "John", "to myself");
+    world
+        .msgr("John")
+        .arg("read")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\x1b").not());
+    world.send("John", "John", "again");
+
+    // A terminal: a spinner while the key is made, bold labels, a red
+    // error prefix.
+    let (ok, screen) = world.on_terminal("Alice", &["register", "--bits", "2048"], "", &[]);
+    assert!(ok, "{screen}");
+    assert!(screen.contains("generating a 2048-bit RSA key"), "{screen}");
+    let (ok, screen) = world.on_terminal("John", &["read"], "", &[]);
+    assert!(ok, "{screen}");
+    assert!(screen.contains("\x1b[1mFrom:\x1b[0m John"), "{screen:?}");
+    let (ok, screen) = world.on_terminal("Nobody", &["login"], "", &[]);
+    assert!(!ok);
+    assert!(
+        screen.contains("\x1b[1m\x1b[31mmsgr:\x1b[0m "),
+        "{screen:?}"
+    );
+
+    // NO_COLOR: no escapes, even on a terminal.
+    world.send("John", "John", "once more");
+    let (ok, screen) = world.on_terminal("John", &["read"], "", &[("NO_COLOR", "1")]);
+    assert!(ok, "{screen}");
+    assert!(screen.contains("From: John"), "{screen:?}");
+    assert!(!screen.contains('\x1b'), "{screen:?}");
+}
+
+#[test]
+fn message_text_cannot_drive_the_terminal() {
+    let world = World::new();
+    world.register("John");
+    world.send("John", "John", "\x1b]0;owned\x07\x1b[2Jtext");
+    let (ok, screen) = world.on_terminal("John", &["read"], "", &[("NO_COLOR", "1")]);
+    assert!(ok, "{screen}");
+    assert!(screen.contains("^[]0;owned^G^[[2Jtext"), "{screen:?}");
+}
+
+#[test]
+fn verbosity_flags_and_rust_log_control_client_logs() {
+    let world = World::new();
+    world.register("Alice");
+    // Quiet by default.
+    world
+        .msgr("Alice")
+        .args(["key", "Alice"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pinned the key"));
+    world
+        .msgr("Alice")
+        .args(["key", "Alice"])
+        .assert()
+        .success()
+        .stderr("");
+    world
+        .msgr("Alice")
+        .args(["-v", "key", "Alice"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("INFO msgr::net: connected"))
+        .stderr(predicate::str::contains("DEBUG").not());
+    world
+        .msgr("Alice")
+        .env("RUST_LOG", "msgr=debug")
+        .args(["key", "Alice"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("DEBUG msgr::net"));
+    // The flag beats RUST_LOG, and -q drops notices too.
+    world.register("John");
+    world
+        .msgr("Alice")
+        .env("RUST_LOG", "debug")
+        .args(["-q", "key", "John"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("John SHA256:"))
+        .stderr("");
+}
+
+#[test]
+fn verbosity_flags_control_server_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its helper sets RUST_LOG=debug; -q overrides it down to warnings.
+    let quiet = Server::start_with(&dir.path().join("quiet"), 0, &["-q"]);
+    let world = World {
+        dir: tempfile::tempdir().unwrap(),
+        server: quiet,
+    };
+    world.register("Alice");
+    world.send("Alice", "Alice", "hello");
+    let log = world.server.log_text();
+    assert!(!log.contains("INFO") && !log.contains("DEBUG"), "{log}");
+
+    let loud = Server::start_logging(&dir.path().join("loud"), 0, &["-vv"], "warn");
+    let world = World {
+        dir: tempfile::tempdir().unwrap(),
+        server: loud,
+    };
+    world.register("Alice");
+    let log = world.server.log_text();
+    assert!(log.contains("DEBUG"), "{log}");
+}

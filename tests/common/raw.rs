@@ -1,0 +1,294 @@
+//! A bare protocol client for server tests: real TLS 1.3 (trusting any
+//! certificate; tests compare fingerprints themselves), then requests and
+//! responses written and read byte for byte, without the msgr client in
+//! between, so tests can send exactly what a hostile peer would.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use msgr::crypto::PrivateKey;
+use msgr::envelope::{self, Header};
+use msgr::protocol::{
+    Base64Bytes, ErrorCode, PROTOCOL_VERSION, QueuedMessage, Request, Response,
+    registration_proof_message,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+
+use super::Server;
+
+/// How long a test waits for any one response.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Three 2048-bit identity keys (Alice, John, spare), generated once per
+/// test binary.
+pub fn keys() -> &'static [PrivateKey; 3] {
+    static KEYS: OnceLock<[PrivateKey; 3]> = OnceLock::new();
+    KEYS.get_or_init(|| std::array::from_fn(|_| PrivateKey::generate(2048).unwrap()))
+}
+
+/// Accepts every certificate but still checks handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// TLS 1.3 client settings that accept any server certificate.
+pub fn client_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A fresh TLS client session for `localhost`.
+pub fn tls_session() -> ClientConnection {
+    ClientConnection::new(client_config(), ServerName::try_from("localhost").unwrap()).unwrap()
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (such as
+/// 127.0.0.2), so tests can act as several source addresses.
+pub fn tcp_from(source: IpAddr, addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(addr).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// A raw protocol connection.
+pub struct Client {
+    /// The TLS stream.
+    pub stream: StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl Client {
+    /// Connect and finish the TLS handshake (no `hello` yet).
+    pub fn connect(server: &Server) -> Self {
+        Self::connect_to(&server.addr)
+    }
+
+    /// Connect to `addr` (`127.0.0.1:PORT`) and finish the TLS handshake.
+    pub fn connect_to(addr: &str) -> Self {
+        Self::over(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Finish the TLS handshake over `tcp`.
+    pub fn over(tcp: TcpStream) -> Self {
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut stream = StreamOwned::new(tls_session(), tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).unwrap();
+        }
+        Self { stream }
+    }
+
+    /// Connect and exchange `hello`.
+    pub fn greeted(server: &Server) -> Self {
+        Self::connect(server).greet()
+    }
+
+    /// Exchange `hello` on this connection and assert it succeeded.
+    pub fn greet(mut self) -> Self {
+        let response = self.hello(PROTOCOL_VERSION);
+        assert!(
+            matches!(
+                response,
+                Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    ..
+                }
+            ),
+            "hello: {response:?}"
+        );
+        self
+    }
+
+    /// Send `hello` with `version`.
+    pub fn hello(&mut self, version: u32) -> Response {
+        self.request(&Request::Hello { version })
+    }
+
+    /// Write bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Send one request and read its response.
+    pub fn request(&mut self, request: &Request) -> Response {
+        self.send_raw(&request.to_frame());
+        self.response()
+    }
+
+    /// Read one response frame.
+    pub fn response(&mut self) -> Response {
+        let mut prefix = [0; 4];
+        self.stream.read_exact(&mut prefix).unwrap();
+        let mut payload = vec![0; u32::from_be_bytes(prefix) as usize];
+        self.stream.read_exact(&mut payload).unwrap();
+        Response::from_payload(&payload).unwrap()
+    }
+
+    /// Whether the server has closed the connection (waiting up to
+    /// [`READ_TIMEOUT`] for it to happen).
+    pub fn is_closed(&mut self) -> bool {
+        matches!(self.stream.read(&mut [0; 1]), Ok(0) | Err(_))
+    }
+
+    /// Register `user` with `key`, with a valid proof.
+    pub fn register(&mut self, user: &str, key: &PrivateKey) -> Response {
+        let der = key.public_key().to_der();
+        let proof = key.sign(&registration_proof_message(user, &der)).unwrap();
+        self.request(&Request::Register {
+            user: user.into(),
+            public_key: Base64Bytes(der),
+            proof: Base64Bytes(proof),
+        })
+    }
+
+    /// Ask for a session as `user` and unwrap the token with `key`.
+    pub fn login(&mut self, user: &str, key: &PrivateKey) -> Base64Bytes {
+        let response = self.request(&Request::Login { user: user.into() });
+        let Response::LoginChallenge { wrapped_token, .. } = response else {
+            panic!("login as {user}: {response:?}");
+        };
+        Base64Bytes(key.unwrap(&wrapped_token.0).unwrap().to_vec())
+    }
+
+    /// Present `token` for `user`.
+    pub fn authenticate(&mut self, user: &str, token: &Base64Bytes) -> Response {
+        self.request(&Request::Authenticate {
+            user: user.into(),
+            token: token.clone(),
+        })
+    }
+
+    /// Log in and authenticate as `user`; returns the name as the server
+    /// stores it.
+    pub fn log_in(&mut self, user: &str, key: &PrivateKey) -> String {
+        let token = self.login(user, key);
+        match self.authenticate(user, &token) {
+            Response::Authenticated { user, .. } => user,
+            other => panic!("authenticate: {other:?}"),
+        }
+    }
+
+    /// Fetch the first page of the queue without waiting.
+    pub fn fetch(&mut self) -> Vec<QueuedMessage> {
+        self.fetch_waiting(0)
+    }
+
+    /// Fetch the first page, waiting up to `wait_ms` for a message.
+    pub fn fetch_waiting(&mut self, wait_ms: u64) -> Vec<QueuedMessage> {
+        match self.request(&Request::Fetch {
+            after: 0,
+            limit: 100,
+            wait_ms,
+        }) {
+            Response::Messages { messages } => messages,
+            other => panic!("fetch: {other:?}"),
+        }
+    }
+}
+
+/// The code of an error response; panics on any other response.
+pub fn error_code(response: &Response) -> ErrorCode {
+    match response {
+        Response::Error { code, .. } => *code,
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
+
+/// A `send` of `body` sealed between Alice (`keys()[0]`) and John
+/// (`keys()[1]`), in the direction `from` → `to`.
+pub fn sealed(from: &str, to: &str, body: &[u8]) -> Request {
+    let [alice, john, _] = keys();
+    let (sender, recipient) = if from == "Alice" {
+        (alice, john)
+    } else {
+        (john, alice)
+    };
+    let envelope = envelope::seal(
+        &Header::new(from, to),
+        body,
+        sender,
+        &recipient.public_key(),
+    )
+    .unwrap();
+    Request::Send {
+        recipient: to.into(),
+        envelope: Base64Bytes(envelope),
+    }
+}
+
+/// A server with Alice and John registered, and a connection
+/// authenticated as `who`.
+pub fn signed_in(server: &Server, who: &str) -> Client {
+    let [alice, john, _] = keys();
+    let mut client = Client::greeted(server);
+    client.register("Alice", alice);
+    client.register("John", john);
+    let key = if who == "Alice" { alice } else { john };
+    client.log_in(who, key);
+    client
+}

@@ -1,0 +1,236 @@
+//! Crash safety (issue 3, item 6): a server killed with SIGKILL in the
+//! middle of a burst of creates delivers every create that reported
+//! success exactly once after it restarts; a reader that dies between
+//! receiving and acknowledging loses nothing and duplicates nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::raw::Client;
+use common::{Server, World};
+
+/// Server flags that keep the rate limits out of the way of the crowd.
+const ROOMY: &[&str] = &[
+    "--max-logins-per-minute",
+    "10000",
+    "--max-registrations-per-hour",
+    "10000",
+];
+
+/// Poll `done` every 20 ms for up to 60 s.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` (a child not yet reaped) has died.
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// How often each line starting with `prefix` appears in `text`.
+fn line_counts<'a>(text: &'a str, prefix: &str) -> BTreeMap<&'a str, usize> {
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(prefix)) {
+        *counts.entry(line).or_default() += 1;
+    }
+    counts
+}
+
+/// Senders creating to John in a loop, recording what reported success.
+struct Load<'a> {
+    world: &'a World,
+    succeeded: Mutex<Vec<String>>,
+    successes: AtomicUsize,
+    failures: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Load<'_> {
+    /// Create numbered messages as `sender` until stopped.
+    fn run(&self, sender: &str) {
+        for n in 0.. {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let body = format!("crash-{sender}-{n}");
+            let output = self
+                .world
+                .msgr(sender)
+                .args(["create", "John", &body])
+                .output();
+            if output.unwrap().status.success() {
+                self.succeeded.lock().unwrap().push(body);
+                self.successes.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn successes(&self) -> usize {
+        self.successes.load(Ordering::SeqCst)
+    }
+}
+
+/// Kill the server `pid` with SIGKILL and wait until it is dead.
+fn kill_9(pid: u32) {
+    let killed = Command::new("kill")
+        .args(["-s", "KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until("the server to die", || is_dead(pid));
+}
+
+#[test]
+fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
+    // MSGR_SOAK=1: more kills, longer bursts.
+    let (kills, burst) = if common::soak() { (5, 40) } else { (1, 8) };
+    let mut world = World::with_server_args(ROOMY);
+    let senders = ["s0", "s1", "s2", "s3"];
+    for user in senders.iter().chain(&["John"]) {
+        world.register(user);
+    }
+    let (port, data_dir) = (world.server.port, world.server.data_dir.clone());
+    let load = Load {
+        world: &world,
+        succeeded: Mutex::default(),
+        successes: AtomicUsize::new(0),
+        failures: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    };
+    let last = std::thread::scope(|scope| {
+        for sender in senders {
+            let load = &load;
+            scope.spawn(move || load.run(sender));
+        }
+        let mut pid = load.world.server.pid();
+        let mut restarted = None;
+        for _ in 0..kills {
+            let before = load.successes();
+            wait_until("creates before the kill", || load.successes() >= before + burst);
+            kill_9(pid);
+            let server = Server::start_with(&data_dir, port, ROOMY);
+            pid = server.pid();
+            restarted = Some(server);
+        }
+        let before = load.successes();
+        wait_until("creates after the restart", || load.successes() >= before + burst);
+        load.stop.store(true, Ordering::SeqCst);
+        restarted.expect("at least one kill")
+    });
+    assert!(
+        load.failures.load(Ordering::SeqCst) > 0,
+        "some create ran into a dead server"
+    );
+    let succeeded = load.succeeded.into_inner().unwrap();
+    world.server = last;
+
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    let counts = line_counts(&stdout, "crash-");
+    for body in &succeeded {
+        assert_eq!(counts.get(body.as_str()), Some(&1), "{body}");
+    }
+    // A create that failed may still have been stored, but never twice.
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    let (code, stdout, _) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (0, ""));
+}
+
+/// John's queued messages, counted in the server's database.
+fn queued(world: &World) -> i64 {
+    world
+        .server
+        .database()
+        .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+        .unwrap()
+}
+
+/// Queue `n` messages of about `size` bytes from Alice to John, each on a
+/// line of its own starting with `body-`.
+fn queue_bodies(world: &World, n: usize, size: usize) {
+    for i in 0..n {
+        let body = format!("body-{i}-{}", "x".repeat(size));
+        world.send("Alice", "John", &body);
+    }
+}
+
+#[test]
+fn a_reader_that_leaves_without_acknowledging_loses_nothing() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    queue_bodies(&world, 3, 10);
+    // A raw client receives everything as John, then vanishes without ack.
+    let john = msgr::crypto::PrivateKey::from_pkcs8_pem(
+        &std::fs::read_to_string(world.config_dir("John").join(format!(
+            "accounts/john@localhost:{}/identity.pem",
+            world.server.port
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut reader = Client::greeted(&world.server);
+    reader.log_in("John", &john);
+    assert_eq!(reader.fetch().len(), 3);
+    drop(reader);
+    assert_eq!(queued(&world), 3);
+
+    let (code, stdout, _) = world.read("John");
+    assert_eq!(code, 0);
+    let counts = line_counts(&stdout, "body-");
+    assert_eq!((counts.len(), counts.values().max()), (3, Some(&1)));
+    assert_eq!(queued(&world), 0);
+}
+
+#[test]
+fn a_read_killed_before_its_ack_is_redelivered_and_then_shown_once() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    // More than a pipe holds, so the reader blocks writing its output
+    // before it can acknowledge anything.
+    queue_bodies(&world, 6, 30_000);
+    let mut read = world
+        .msgr_process("John")
+        .arg("read")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0; 1024];
+    read.stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert!(first.starts_with(b"From: Alice"));
+    read.kill().unwrap();
+    read.wait().unwrap();
+    assert_eq!(queued(&world), 6, "nothing was acknowledged");
+
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    let counts = line_counts(&stdout, "body-");
+    assert_eq!((counts.len(), counts.values().max()), (6, Some(&1)));
+    let (code, stdout, _) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (0, ""));
+    assert_eq!(queued(&world), 0);
+}

@@ -1,0 +1,265 @@
+//! Bounded resources (issue 3, item 1): every limit is a `serve` flag with
+//! a checked range, a full mailbox and a busy source address get clear
+//! refusals, silent connections are timed out, and connections beyond the
+//! limit wait without starving those in service.
+
+mod common;
+
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::raw::{Client, error_code, keys, sealed, signed_in, tcp_from};
+use common::{Server, World, msgr_bare};
+use msgr::protocol::{ErrorCode, Request, Response};
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+fn start(extra: &[&str]) -> (TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), 0, extra);
+    (dir, server)
+}
+
+/// `msgr serve 0` with `flags`, expected to refuse to start.
+fn refused_serve(flags: &[&str]) -> assert_cmd::assert::Assert {
+    let dir = tempfile::tempdir().unwrap();
+    msgr_bare()
+        .args(["serve", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(dir.path())
+        .args(flags)
+        .assert()
+        .code(2)
+}
+
+#[test]
+fn limits_out_of_range_stop_the_server_before_it_starts() {
+    refused_serve(&["--max-message-bytes", "8388609"]).stderr(predicate::str::contains(
+        "--max-message-bytes is at most 8388608 (8 MiB), so that every message fits in one \
+         response to a client",
+    ));
+    for flag in [
+        "--max-connections",
+        "--max-pending",
+        "--idle-timeout",
+        "--handshake-timeout",
+        "--max-logins-per-minute",
+        "--session-ttl",
+    ] {
+        refused_serve(&[flag, "0"]).stderr(predicate::str::contains(format!(
+            "{flag} must be at least 1"
+        )));
+    }
+    refused_serve(&["--max-queued-bytes", "10"]).stderr(predicate::str::contains(
+        "--max-queued-bytes must be at least --max-message-bytes",
+    ));
+}
+
+#[test]
+fn the_data_dir_and_database_are_made_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("server");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Server::start_with(&data_dir, 0, &[]);
+    let mode = |name: &str| {
+        let meta = std::fs::metadata(data_dir.join(name)).unwrap();
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    for file in ["msgr.db", "msgr.db-wal", "msgr.db-shm", "key.pem"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    assert!(server.log_text().contains("restricted it to its owner"));
+}
+
+#[test]
+fn the_largest_allowed_messages_reach_the_reader_one_page_each() {
+    let world = World::with_server_args(&["--max-message-bytes", "8388608"]);
+    world.register("Alice");
+    world.register("John");
+    let body = "x".repeat(8 * 1024 * 1024 - 4096);
+    for _ in 0..2 {
+        world
+            .msgr("Alice")
+            .args(["create", "John", "-"])
+            .write_stdin(body.clone())
+            .assert()
+            .success();
+    }
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.matches(&body).count(), 2);
+}
+
+#[test]
+fn a_full_mailbox_is_a_clear_refusal_until_the_recipient_reads() {
+    let world = World::with_server_args(&["--max-queued-messages", "2"]);
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "one");
+    world.send("Alice", "John", "two");
+    world
+        .msgr("Alice")
+        .args(["create", "John", "three"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "John's mailbox on this server is full, so the message was not sent; \
+             try again after John has read their messages",
+        ));
+    let (code, stdout, _) = world.read("John");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("one") && stdout.contains("two") && !stdout.contains("three"));
+    world.send("Alice", "John", "three");
+}
+
+#[test]
+fn the_mailbox_byte_quota_counts_envelope_bytes() {
+    let (_dir, server) = start(&["--max-message-bytes", "2000", "--max-queued-bytes", "2000"]);
+    let mut client = signed_in(&server, "Alice");
+    let mut queued = 0;
+    let refused = loop {
+        let request = sealed("Alice", "John", b"fill");
+        let Request::Send { envelope, .. } = &request else {
+            unreachable!()
+        };
+        let size = envelope.0.len();
+        match client.request(&request) {
+            Response::Sent { .. } => queued += size,
+            other => break (other, size),
+        }
+        assert!(queued <= 2000, "the quota was passed");
+    };
+    assert_eq!(error_code(&refused.0), ErrorCode::MailboxFull);
+    assert!(queued + refused.1 > 2000);
+    // Alice's own queue is not John's.
+    let mut john = Client::greeted(&server);
+    john.log_in("John", &keys()[1]);
+    let reply = john.request(&sealed("John", "Alice", b"room here"));
+    assert!(matches!(reply, Response::Sent { .. }), "{reply:?}");
+}
+
+#[test]
+fn logins_and_registrations_are_rate_limited_per_source_address() {
+    let (_dir, server) = start(&[
+        "--max-logins-per-minute",
+        "2",
+        "--max-registrations-per-hour",
+        "2",
+    ]);
+    let [alice, john, carol] = keys();
+    let mut client = Client::greeted(&server);
+    client.register("Alice", alice);
+    client.register("John", john);
+    let refused = client.register("Carol", carol);
+    assert_eq!(error_code(&refused), ErrorCode::RateLimited);
+    let Response::Error { message, .. } = refused else {
+        unreachable!()
+    };
+    assert!(
+        message.starts_with("too many register requests from your address; try again in "),
+        "{message}"
+    );
+    let token = client.login("Alice", alice);
+    client.login("John", john);
+    let refused = client.request(&Request::Login {
+        user: "Alice".into(),
+    });
+    assert_eq!(error_code(&refused), ErrorCode::RateLimited);
+    // A session already held still works: only new logins are limited.
+    assert!(matches!(
+        client.authenticate("Alice", &token),
+        Response::Authenticated { .. }
+    ));
+    // Another source address has its own allowance.
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut elsewhere = Client::over(tcp_from(other, &server.addr)).greet();
+    assert!(matches!(
+        elsewhere.register("Carol", carol),
+        Response::Registered { .. }
+    ));
+    elsewhere.log_in("Carol", carol);
+}
+
+#[test]
+fn a_rate_limited_client_exits_7_and_says_to_wait() {
+    let world = World::with_server_args(&["--max-registrations-per-hour", "1"]);
+    world.register("Alice");
+    world
+        .msgr("John")
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "too many register requests from your address; try again in",
+        ));
+}
+
+/// How long until the server closes `socket`, which sends nothing more.
+fn time_to_close(socket: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let result = socket.read_to_end(&mut sink);
+    assert!(
+        !matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "not closed within 10 s"
+    );
+    started.elapsed()
+}
+
+#[test]
+fn silent_connections_are_closed_after_the_timeouts() {
+    let (_dir, server) = start(&["--handshake-timeout", "1", "--idle-timeout", "2"]);
+    // No TLS at all.
+    let mut silent = TcpStream::connect(&server.addr).unwrap();
+    let waited = time_to_close(&mut silent);
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    // TLS, but no hello: the handshake timeout covers the hello too.
+    let mut unannounced = Client::connect(&server);
+    assert!(time_to_close(&mut unannounced.stream.sock) < Duration::from_secs(3));
+    // Greeted, then idle: the idle timeout.
+    let mut idle = Client::greeted(&server);
+    let waited = time_to_close(&mut idle.stream.sock);
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    // Half a frame, then nothing: the idle timeout too.
+    let mut stalled = Client::greeted(&server);
+    stalled.send_raw(b"\0\0\0\x40{\"type\"");
+    let waited = time_to_close(&mut stalled.stream.sock);
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_without_starving_those_in_service() {
+    let (_dir, server) = start(&["--max-connections", "1"]);
+    let mut served = Client::greeted(&server);
+    let mut waiting = Client::connect(&server);
+    waiting.send_raw(&Request::Hello { version: 1 }.to_frame());
+    waiting
+        .stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0; 1];
+    assert!(
+        std::io::Read::read(&mut waiting.stream, &mut byte).is_err(),
+        "no hello back while the only slot is taken"
+    );
+    for _ in 0..5 {
+        let response = served.request(&Request::GetKey {
+            user: "nobody".into(),
+        });
+        assert_eq!(error_code(&response), ErrorCode::UnknownUser);
+    }
+    drop(served);
+    waiting
+        .stream
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(matches!(waiting.response(), Response::Hello { .. }));
+}
