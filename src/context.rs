@@ -82,7 +82,7 @@ impl ClientContext {
     /// The account's private key, unlocked with its passphrase if it has
     /// one; an authentication error saying how to get a key if there is
     /// none.
-    pub fn identity(&self, account: &Account) -> AppResult<PrivateKey> {
+    pub fn identity(&self, account: &AccountDir) -> AppResult<PrivateKey> {
         if !account.has_identity() {
             return Err(AppError::new(
                 ExitStatus::Auth,

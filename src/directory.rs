@@ -4,7 +4,7 @@
 
 use crate::crypto::PublicKey;
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::Account;
+use crate::keyring::{AccountAccess, Contact};
 use crate::net::{Connection, NetError, unexpected};
 use crate::protocol::{ErrorCode, Request, Response};
 
@@ -31,33 +31,56 @@ pub struct CheckedKey {
 }
 
 /// Fetch `name`'s key and check it against the pin; pin it if new. A
-/// changed key is a trust error unless `replace` is set.
+/// changed key is a trust error unless `replace` is set. The pin is
+/// checked again under the account lock before it is written, so a pin
+/// made meanwhile by another msgr process is never overwritten unasked.
 pub fn fetch_checked(
     connection: &mut Connection,
-    account: &Account,
+    account: &impl AccountAccess,
     name: &str,
     replace: bool,
 ) -> AppResult<CheckedKey> {
     let (name, key) = fetch(connection, name)?;
-    let status = match account.contact(&name)? {
-        None => PinStatus::New,
-        Some(pinned) if pinned.key == key => PinStatus::Unchanged,
-        Some(_) if replace => PinStatus::Replaced,
-        Some(pinned) => return Err(key_changed(&name, &pinned.key, &key)),
-    };
-    if status != PinStatus::Unchanged {
-        account.pin_contact(&name, &key)?;
+    let status = pin_status(account.files().contact(&name)?, &name, &key, replace)?;
+    if status == PinStatus::Unchanged {
+        return Ok(CheckedKey { name, key, status });
     }
+    let status = account.locked(|locked| {
+        let status = match pin_status(locked.contact(&name)?, &name, &key, replace) {
+            Ok(status) => status,
+            Err(changed) => return Ok(Err(changed)),
+        };
+        if status != PinStatus::Unchanged {
+            locked.pin_contact(&name, &key)?;
+        }
+        Ok(Ok(status))
+    })??;
     Ok(CheckedKey { name, key, status })
+}
+
+/// How `key` relates to the pin, or the trust error if it differs and is
+/// not to be replaced.
+fn pin_status(
+    pinned: Option<Contact>,
+    name: &str,
+    key: &PublicKey,
+    replace: bool,
+) -> AppResult<PinStatus> {
+    match pinned {
+        None => Ok(PinStatus::New),
+        Some(pinned) if pinned.key == *key => Ok(PinStatus::Unchanged),
+        Some(_) if replace => Ok(PinStatus::Replaced),
+        Some(pinned) => Err(key_changed(name, &pinned.key, key)),
+    }
 }
 
 /// The pinned key of `name`, fetching and pinning it if there is none.
 pub fn pinned_or_fetch(
     connection: &mut Connection,
-    account: &Account,
+    account: &impl AccountAccess,
     name: &str,
 ) -> AppResult<PublicKey> {
-    match account.contact(name)? {
+    match account.files().contact(name)? {
         Some(contact) => Ok(contact.key),
         None => Ok(fetch_checked(connection, account, name, false)?.key),
     }

@@ -10,13 +10,16 @@
 //!     session.toml                 the session token and its expiry
 //!     contacts.toml                pinned public keys of other users
 //!     seen.txt                     ids of messages already shown
-//!     lock                         held while a command uses the account
+//!     lock                         held while a command changes the account
 //! ```
 //!
-//! Every write is atomic, and whoever reads or changes an account's files
-//! holds its lock ([`AccountDir::lock`]): one-shot commands for their whole
-//! run, `read --follow` only while it handles a page of messages. So
-//! concurrent invocations (two cron jobs) cannot corrupt it.
+//! Every write is atomic (temporary file, fsync, rename), so reading never
+//! needs a lock. Every change is made under the account's lock
+//! ([`AccountDir::lock`], [`AccountAccess`]): `read` holds it while it
+//! handles a page of messages, so two readers never show one message twice;
+//! `create` takes it only for the rare change it makes (a new pin or token),
+//! so cron jobs sending from one account run in parallel. Concurrent
+//! invocations cannot corrupt the keyring.
 
 mod files;
 mod identity;
@@ -139,7 +142,8 @@ impl Keyring {
     }
 }
 
-/// One account's folder, not locked: it can only be locked.
+/// One account's folder, not locked. Reading needs no lock, as every file
+/// is replaced atomically; changing anything needs [`AccountDir::lock`].
 #[derive(Debug, Clone)]
 pub struct AccountDir {
     dir: PathBuf,
@@ -151,21 +155,11 @@ impl AccountDir {
     pub fn lock(&self) -> Result<Account, KeyringError> {
         let lock = lock_exclusive(&self.dir.join("lock"))?;
         Ok(Account {
-            dir: self.dir.clone(),
+            files: self.clone(),
             _lock: lock,
         })
     }
-}
 
-/// One account's folder, locked against other msgr processes.
-#[derive(Debug)]
-pub struct Account {
-    dir: PathBuf,
-    /// Held for the lifetime of this value; closing the file unlocks.
-    _lock: File,
-}
-
-impl Account {
     /// The account's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -195,40 +189,9 @@ impl Account {
         identity::parse(&path, pem)
     }
 
-    /// Store the private key (mode 0600), encrypted under `passphrase` if
-    /// one is given.
-    pub fn save_identity(
-        &self,
-        key: &PrivateKey,
-        passphrase: Option<&[u8]>,
-    ) -> Result<(), KeyringError> {
-        let path = self.identity_path();
-        let pem =
-            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
-                path: path.clone(),
-                source,
-            })?;
-        write_atomic(&path, pem.as_bytes())
-    }
-
     /// Whether the stored private key is protected by a passphrase.
     pub fn identity_is_encrypted(&self) -> Result<bool, KeyringError> {
         Ok(matches!(self.load_identity()?, StoredKey::Encrypted(_)))
-    }
-
-    /// Delete a private key the server never accepted.
-    pub fn remove_identity(&self) -> Result<(), KeyringError> {
-        let path = self.identity_path();
-        std::fs::remove_file(&path).map_err(|e| KeyringError::io(&path, e))
-    }
-
-    /// Record that the server confirmed the registration.
-    pub fn mark_registered(&self, user: &str, fingerprint: &str) -> Result<(), KeyringError> {
-        let record = Registration {
-            user: user.to_owned(),
-            fingerprint: fingerprint.to_owned(),
-        };
-        self.write_toml("account.toml", &record)
     }
 
     /// What the server confirmed at registration, if it did.
@@ -248,21 +211,6 @@ impl Account {
             .transpose()
     }
 
-    /// Store a session token.
-    pub fn save_session(&self, session: &Session) -> Result<(), KeyringError> {
-        self.write_toml("session.toml", &SessionRecord::from_session(session))
-    }
-
-    /// Forget the session token, if there is one.
-    pub fn remove_session(&self) -> Result<(), KeyringError> {
-        let path = self.dir.join("session.toml");
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(KeyringError::io(&path, e)),
-        }
-    }
-
     /// The pinned key of `name`, if pinned.
     pub fn contact(&self, name: &str) -> Result<Option<Contact>, KeyringError> {
         let path = self.dir.join("contacts.toml");
@@ -275,13 +223,6 @@ impl Account {
                     .map_err(|detail| KeyringError::corrupt(&path, detail))
             })
             .transpose()
-    }
-
-    /// Pin `key` as `name`'s key, replacing any earlier pin.
-    pub fn pin_contact(&self, name: &str, key: &PublicKey) -> Result<(), KeyringError> {
-        let mut contacts = self.contacts()?;
-        contacts.insert(canonical_name(name), ContactRecord::new(name, key));
-        self.write_toml("contacts.toml", &contacts)
     }
 
     /// Every pinned contact, ordered by case-folded name.
@@ -311,6 +252,85 @@ impl Account {
         Ok(text.lines().map(str::to_owned).collect())
     }
 
+    fn read_toml<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, KeyringError> {
+        read_toml(&self.dir.join(name))
+    }
+}
+
+/// One account's folder, locked against other msgr processes: the only way
+/// to change its files. It reads like an [`AccountDir`].
+#[derive(Debug)]
+pub struct Account {
+    files: AccountDir,
+    /// Held for the lifetime of this value; closing the file unlocks.
+    _lock: File,
+}
+
+impl std::ops::Deref for Account {
+    type Target = AccountDir;
+
+    fn deref(&self) -> &AccountDir {
+        &self.files
+    }
+}
+
+impl Account {
+    /// Store the private key (mode 0600), encrypted under `passphrase` if
+    /// one is given.
+    pub fn save_identity(
+        &self,
+        key: &PrivateKey,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(), KeyringError> {
+        let path = self.identity_path();
+        let pem =
+            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
+                path: path.clone(),
+                source,
+            })?;
+        write_atomic(&path, pem.as_bytes())
+    }
+
+    /// Delete a private key the server never accepted.
+    pub fn remove_identity(&self) -> Result<(), KeyringError> {
+        let path = self.identity_path();
+        std::fs::remove_file(&path).map_err(|e| KeyringError::io(&path, e))
+    }
+
+    /// Record that the server confirmed the registration.
+    pub fn mark_registered(&self, user: &str, fingerprint: &str) -> Result<(), KeyringError> {
+        let record = Registration {
+            user: user.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        self.write_toml("account.toml", &record)
+    }
+
+    /// Store a session token.
+    pub fn save_session(&self, session: &Session) -> Result<(), KeyringError> {
+        self.write_toml("session.toml", &SessionRecord::from_session(session))
+    }
+
+    /// Forget the session token, if there is one.
+    pub fn remove_session(&self) -> Result<(), KeyringError> {
+        let path = self.dir.join("session.toml");
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(KeyringError::io(&path, e)),
+        }
+    }
+
+    /// Pin `key` as `name`'s key, replacing any earlier pin.
+    pub fn pin_contact(&self, name: &str, key: &PublicKey) -> Result<(), KeyringError> {
+        let mut contacts = self.contacts()?;
+        contacts.insert(canonical_name(name), ContactRecord::new(name, key));
+        self.write_toml("contacts.toml", &contacts)
+    }
+
     /// Store the set of shown message ids.
     pub fn save_seen(&self, seen: &HashSet<String>) -> Result<(), KeyringError> {
         let mut lines: Vec<&str> = seen.iter().map(String::as_str).collect();
@@ -320,15 +340,48 @@ impl Account {
         write_atomic(&self.dir.join("seen.txt"), text.as_bytes())
     }
 
-    fn read_toml<T: serde::de::DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Option<T>, KeyringError> {
-        read_toml(&self.dir.join(name))
-    }
-
     fn write_toml<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), KeyringError> {
         write_toml(&self.dir.join(name), value)
+    }
+}
+
+/// Access to an account for one command: reads never wait for other msgr
+/// processes, and a change takes the account's lock for just that change
+/// unless the caller holds it already (so nothing locks twice).
+pub trait AccountAccess {
+    /// The account's files, for reading.
+    fn files(&self) -> &AccountDir;
+
+    /// Run `change` with the account locked.
+    fn locked<T>(
+        &self,
+        change: impl FnOnce(&Account) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError>;
+}
+
+impl AccountAccess for AccountDir {
+    fn files(&self) -> &AccountDir {
+        self
+    }
+
+    fn locked<T>(
+        &self,
+        change: impl FnOnce(&Account) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        change(&self.lock()?)
+    }
+}
+
+impl AccountAccess for Account {
+    fn files(&self) -> &AccountDir {
+        self
+    }
+
+    fn locked<T>(
+        &self,
+        change: impl FnOnce(&Account) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        change(self)
     }
 }
 

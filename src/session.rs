@@ -9,7 +9,7 @@ use tracing::debug;
 
 use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::{Account, Session, SessionToken};
+use crate::keyring::{AccountAccess, Session, SessionToken};
 use crate::net::{Connection, NetError, unexpected};
 use crate::protocol::{Base64Bytes, ErrorCode, Request, Response};
 
@@ -27,11 +27,11 @@ pub fn now_secs() -> u64 {
 /// it.
 pub fn authenticate(
     connection: &mut Connection,
-    account: &Account,
+    account: &impl AccountAccess,
     user: &str,
     identity: &PrivateKey,
 ) -> AppResult<String> {
-    if let Some(session) = account.load_session()?
+    if let Some(session) = account.files().load_session()?
         && session.expires_at > now_secs() + EXPIRY_MARGIN_SECS
     {
         debug!("presenting the stored session token");
@@ -52,7 +52,7 @@ pub fn authenticate(
 /// it in the keyring.
 pub fn login(
     connection: &mut Connection,
-    account: &Account,
+    account: &impl AccountAccess,
     user: &str,
     identity: &PrivateKey,
 ) -> AppResult<Session> {
@@ -89,7 +89,7 @@ pub fn login(
         token: SessionToken::new(token.to_vec()),
         expires_at,
     };
-    account.save_session(&session)?;
+    account.locked(|locked| locked.save_session(&session))?;
     Ok(session)
 }
 

@@ -13,7 +13,7 @@ use crate::crypto::PrivateKey;
 use crate::directory;
 use crate::envelope::{self, Header};
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::Account;
+use crate::keyring::AccountDir;
 use crate::net::{Connection, unexpected};
 use crate::output::{Human, Render, hex};
 use crate::protocol::{Base64Bytes, Request, Response, canonical_name, validate_username};
@@ -26,7 +26,9 @@ const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
 pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     let recipients = recipients(&args.recipients.0)?;
     let body = read_body(args.message.as_deref())?;
-    let account = context.account()?;
+    // Unlocked: concurrent creates from one account (cron jobs) run in
+    // parallel; the rare change (a new pin, a new token) locks briefly.
+    let account = context.account_dir()?;
     let identity = context.identity(&account)?;
     let mut connection = context.connect()?;
     check_size(body.len() as u64, connection.max_envelope())?;
@@ -71,7 +73,7 @@ fn recipients(names: &[String]) -> AppResult<Vec<String>> {
 /// Everything needed to seal and queue the message for one recipient.
 struct Sender<'a> {
     connection: &'a mut Connection,
-    account: &'a Account,
+    account: &'a AccountDir,
     identity: &'a PrivateKey,
     me: &'a str,
     body: &'a [u8],
