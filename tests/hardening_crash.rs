@@ -124,14 +124,18 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
         let mut restarted = None;
         for _ in 0..kills {
             let before = load.successes();
-            wait_until("creates before the kill", || load.successes() >= before + burst);
+            wait_until("creates before the kill", || {
+                load.successes() >= before + burst
+            });
             kill_9(pid);
             let server = Server::start_with(&data_dir, port, ROOMY);
             pid = server.pid();
             restarted = Some(server);
         }
         let before = load.successes();
-        wait_until("creates after the restart", || load.successes() >= before + burst);
+        wait_until("creates after the restart", || {
+            load.successes() >= before + burst
+        });
         load.stop.store(true, Ordering::SeqCst);
         restarted.expect("at least one kill")
     });

@@ -2,26 +2,23 @@
 //! listening socket, announce the address and certificate fingerprint on
 //! stdout, then run [`crate::server::run`] until SIGINT or SIGTERM.
 //! Everything that can fail at start-up fails here, before the first
-//! connection, with a hint; logs go to stderr through `tracing`.
+//! connection, with a hint; logs go to stderr through `tracing` (set up by
+//! [`crate::logging`] before this runs).
 
 use std::future::Future;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::server::sqlite::SqliteStore;
 use crate::server::tls::{self, ServerTls};
 use crate::server::{self, Limits, Store};
-
-/// Log filter used when `RUST_LOG` is not set.
-const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Run the server until it is told to stop; exit status 0 after a clean
 /// shutdown.
@@ -30,7 +27,6 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
         AppError::new(ExitStatus::Usage, error.to_string())
             .hint("see `msgr serve --help` for each limit's range and default")
     })?;
-    init_logging();
     let data_dir = prepare_data_dir(args)?;
     let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
     let tls = load_tls(args, &data_dir)?;
@@ -61,18 +57,6 @@ async fn serve(
         .map_err(|error| AppError::local(format!("cannot write to standard output: {error}")))?;
     server::run(listener, tls.config, store, limits, shutdown).await;
     Ok(())
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    // A subscriber installed earlier (by an embedding program) wins.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .try_init();
 }
 
 /// The data directory, created with mode 0700 if missing.

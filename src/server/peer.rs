@@ -24,6 +24,10 @@ use super::connection::{Connection, ConnectionError, Incoming};
 use super::handler::Handler;
 use crate::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
 
+/// How long the last words to a leaving peer (an error, close_notify) may
+/// take.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Serve one accepted socket to the end, logging how it ended.
 pub async fn handle(
     socket: TcpStream,
@@ -60,13 +64,22 @@ async fn serve(
         limits.max_frame(),
     );
     let result = converse(&mut connection, gate, context, peer, &mut shutdown).await;
-    if let Err(ConnectionError::Frame(error)) = &result {
-        let response = Response::error(ErrorCode::TooLarge, format!("{error}; closing"));
-        let _ = timeout(limits.idle_timeout, connection.write_response(&response)).await;
-    }
-    // Bounded too: a peer that stopped reading must not stall shutdown.
-    let _ = timeout(limits.idle_timeout, connection.close()).await;
+    // Bounded: a peer that stopped reading must not hold the socket, nor
+    // stall shutdown.
+    let _ = timeout(FAREWELL_TIMEOUT, farewell(connection, &result)).await;
     result
+}
+
+/// Tell a peer that broke the framing why, then close (TLS close_notify).
+async fn farewell<S: AsyncRead + AsyncWrite + Unpin>(
+    mut connection: Connection<S>,
+    result: &Result<(), ConnectionError>,
+) {
+    if let Err(ConnectionError::Frame(error)) = result {
+        let response = Response::error(ErrorCode::TooLarge, format!("{error}; closing"));
+        let _ = connection.write_response(&response).await;
+    }
+    connection.close().await;
 }
 
 /// Admission's bounds: eviction by newer connections, shutdown, and one

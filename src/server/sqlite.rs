@@ -2,32 +2,28 @@
 //! directory. Write-ahead logging with `synchronous=FULL` makes every
 //! committed change (an acknowledged `send` above all) survive a killed
 //! process and a power loss. Writes go through one writer thread that
-//! commits concurrent writes together ([`writer`], group commit); reads use
-//! a few read-only connections ([`readers`]). The schema is versioned
-//! ([`schema`]).
+//! commits concurrent writes together (`writer`, group commit); reads use
+//! a few read-only connections (`readers`). The schema is versioned
+//! (`schema`).
 
+mod queries;
 mod readers;
 mod schema;
 mod writer;
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use super::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoredMessage, TokenHash,
-    Usage, User, UserId,
+    User, UserId,
 };
-use super::unix_now;
-use crate::protocol::canonical_name;
 use readers::Readers;
 use writer::Writer;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "msgr.db";
-
-/// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
-const SQL_MAX: u64 = i64::MAX as u64;
 
 /// [`Store`] on an embedded SQLite database.
 pub struct SqliteStore {
@@ -43,13 +39,14 @@ impl SqliteStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
         restrict_files(&path)
-            .map_err(|error| StoreError::Corrupt(format!("cannot secure {DB_FILE}: {error}")))?;
+            .map_err(|error| StoreError::Setup(format!("cannot secure {DB_FILE}: {error}")))?;
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
         let readers = Readers::open(&path)?;
-        let writer = Writer::start(conn)
-            .map_err(|error| StoreError::Corrupt(format!("cannot start the writer: {error}")))?;
+        let writer = Writer::start(conn).map_err(|error| {
+            StoreError::Setup(format!("cannot start the writer thread: {error}"))
+        })?;
         Ok(Self { writer, readers })
     }
 }
@@ -79,141 +76,15 @@ fn restrict_files(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        public_key: row.get(2)?,
-    })
-}
-
-fn find_user(conn: &Connection, name: &str) -> Result<Option<User>, StoreError> {
-    let user = conn
-        .prepare_cached("SELECT id, name, public_key FROM users WHERE name_key = ?1")?
-        .query_row([canonical_name(name)], user_from_row)
-        .optional()?;
-    Ok(user)
-}
-
-/// Insert the account unless its name is taken; compare keys if it is.
-fn register(
-    conn: &Connection,
-    name: &str,
-    public_key: &[u8],
-) -> Result<RegisterOutcome, StoreError> {
-    // Insert-or-ignore decides atomically even when several processes
-    // share the file; the loser then compares keys.
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO users (name, name_key, public_key, created_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
-        )?
-        .execute(params![
-            name,
-            canonical_name(name),
-            public_key,
-            unix_now().min(SQL_MAX)
-        ])?;
-    let user = find_user(conn, name)?
-        .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
-    Ok(if inserted == 1 {
-        RegisterOutcome::Created(user)
-    } else if user.public_key == public_key {
-        RegisterOutcome::AlreadyRegisteredSameKey(user)
-    } else {
-        RegisterOutcome::NameTaken
-    })
-}
-
-/// What `recipient` has queued, from the trigger-kept totals.
-fn usage(conn: &Connection, recipient: UserId) -> Result<Usage, StoreError> {
-    let usage = conn
-        .prepare_cached("SELECT messages, bytes FROM queue_totals WHERE recipient_id = ?1")?
-        .query_row([recipient], |row| {
-            Ok(Usage {
-                messages: row.get(0)?,
-                bytes: row.get(1)?,
-            })
-        })
-        .optional()?;
-    Ok(usage.unwrap_or_default())
-}
-
-/// Check the quota and insert, in the caller's transaction.
-fn enqueue(
-    conn: &Connection,
-    recipient: UserId,
-    sender: UserId,
-    envelope: &[u8],
-    quota: Quota,
-) -> Result<Enqueued, StoreError> {
-    let usage = usage(conn, recipient)?;
-    if usage.exceeds_with(envelope.len() as u64, quota) {
-        return Ok(Enqueued::MailboxFull(usage));
-    }
-    conn.prepare_cached(
-        "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        recipient,
-        sender,
-        envelope,
-        unix_now().min(SQL_MAX)
-    ])?;
-    let id = u64::try_from(conn.last_insert_rowid())
-        .map_err(|_| StoreError::Corrupt("negative message id".into()))?;
-    Ok(Enqueued::Queued(id))
-}
-
-fn fetch(
-    conn: &Connection,
-    recipient: UserId,
-    page: Page,
-) -> Result<Vec<StoredMessage>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT m.id, u.name, m.envelope FROM messages m
-         JOIN users u ON u.id = m.sender_id
-         WHERE m.recipient_id = ?1 AND m.id > ?2
-         ORDER BY m.id LIMIT ?3",
-    )?;
-    let mut rows = statement.query(params![recipient, page.after.min(SQL_MAX), page.limit])?;
-    let mut messages = Vec::new();
-    let mut total = 0usize;
-    while let Some(row) = rows.next()? {
-        let message = StoredMessage {
-            id: row.get(0)?,
-            sender: row.get(1)?,
-            envelope: row.get(2)?,
-        };
-        total = total.saturating_add(message.envelope.len());
-        if total > page.max_bytes && !messages.is_empty() {
-            break;
-        }
-        messages.push(message);
-    }
-    Ok(messages)
-}
-
-fn ack(conn: &Connection, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {
-    let mut statement =
-        conn.prepare_cached("DELETE FROM messages WHERE recipient_id = ?1 AND id = ?2")?;
-    let mut deleted = 0;
-    for &id in ids.iter().filter(|&&id| id <= SQL_MAX) {
-        deleted += statement.execute(params![recipient, id])? as u64;
-    }
-    Ok(deleted)
-}
-
 impl Store for SqliteStore {
     fn register(&self, name: &str, public_key: &[u8]) -> Result<RegisterOutcome, StoreError> {
         let (name, public_key) = (name.to_owned(), public_key.to_vec());
         self.writer
-            .write(move |conn| register(conn, &name, &public_key))
+            .write(move |conn| queries::register(conn, &name, &public_key))
     }
 
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        self.readers.read(|conn| find_user(conn, name))
+        self.readers.read(|conn| queries::find_user(conn, name))
     }
 
     fn create_session(
@@ -224,15 +95,8 @@ impl Store for SqliteStore {
         now: u64,
     ) -> Result<(), StoreError> {
         let token_hash = *token_hash;
-        self.writer.write(move |conn| {
-            conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
-                .execute([now.min(SQL_MAX)])?;
-            conn.prepare_cached(
-                "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![&token_hash[..], user_id, expires_at.min(SQL_MAX)])?;
-            Ok(())
-        })
+        self.writer
+            .write(move |conn| queries::create_session(conn, user_id, &token_hash, expires_at, now))
     }
 
     fn find_session(
@@ -240,31 +104,14 @@ impl Store for SqliteStore {
         token_hash: &TokenHash,
         now: u64,
     ) -> Result<Option<Session>, StoreError> {
-        self.readers.read(|conn| {
-            let session = conn
-                .prepare_cached(
-                    "SELECT user_id, expires_at FROM sessions
-                     WHERE token_hash = ?1 AND expires_at > ?2",
-                )?
-                .query_row(params![&token_hash[..], now.min(SQL_MAX)], |row| {
-                    Ok(Session {
-                        user_id: row.get(0)?,
-                        expires_at: row.get(1)?,
-                    })
-                })
-                .optional()?;
-            Ok(session)
-        })
+        self.readers
+            .read(|conn| queries::find_session(conn, token_hash, now))
     }
 
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
         let token_hash = *token_hash;
-        self.writer.write(move |conn| {
-            let deleted = conn
-                .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
-                .execute([&token_hash[..]])?;
-            Ok(deleted > 0)
-        })
+        self.writer
+            .write(move |conn| queries::delete_session(conn, &token_hash))
     }
 
     fn enqueue(
@@ -275,22 +122,25 @@ impl Store for SqliteStore {
         quota: Quota,
     ) -> Result<Enqueued, StoreError> {
         self.writer
-            .write(move |conn| enqueue(conn, recipient, sender, &envelope, quota))
+            .write(move |conn| queries::enqueue(conn, recipient, sender, &envelope, quota))
     }
 
     fn fetch(&self, recipient: UserId, page: Page) -> Result<Vec<StoredMessage>, StoreError> {
-        self.readers.read(|conn| fetch(conn, recipient, page))
+        self.readers
+            .read(|conn| queries::fetch(conn, recipient, page))
     }
 
     fn ack(&self, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {
         let ids = ids.to_vec();
-        self.writer.write(move |conn| ack(conn, recipient, &ids))
+        self.writer
+            .write(move |conn| queries::ack(conn, recipient, &ids))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::store::Usage;
 
     fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();

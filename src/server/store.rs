@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The database holds something this build cannot interpret.
     #[error("database is inconsistent: {0}")]
     Corrupt(String),
+    /// The database's files or threads could not be set up.
+    #[error("cannot set up the database: {0}")]
+    Setup(String),
     /// The write was not committed: its group commit failed, or the
     /// writer has stopped.
     #[error("the write was not committed: {0}")]

@@ -31,8 +31,6 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// Where the server's stderr (its log) goes.
     pub log: PathBuf,
-    /// The extra `serve` arguments it was started with.
-    extra: Vec<String>,
 }
 
 impl Server {
@@ -89,18 +87,7 @@ impl Server {
             fingerprint,
             data_dir: data_dir.to_owned(),
             log,
-            extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
         }
-    }
-
-    /// Stop the server with `signal` (`TERM`, `KILL`, …) and start it again
-    /// on the same port with the same data dir and arguments; returns how
-    /// the old process exited.
-    pub fn restart_after(&mut self, signal: &str) -> std::process::ExitStatus {
-        let status = self.signal_and_wait(signal);
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        *self = Self::start_with(&self.data_dir.clone(), self.port, &extra);
-        status
     }
 
     /// The server's process id.

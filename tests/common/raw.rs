@@ -281,8 +281,8 @@ pub fn sealed(from: &str, to: &str, body: &[u8]) -> Request {
     }
 }
 
-/// A server with Alice and John registered, and a connection
-/// authenticated as `who`.
+/// Register Alice and John (`keys()[0]` and `[1]`) on `server`, and return
+/// a connection authenticated as `who`.
 pub fn signed_in(server: &Server, who: &str) -> Client {
     let [alice, john, _] = keys();
     let mut client = Client::greeted(server);

@@ -1,0 +1,194 @@
+//! The SQL behind [`super::SqliteStore`]: one function per operation, each
+//! run on the connection it is given (the writer's batch transaction or a
+//! read connection), so the group commit decides when changes become
+//! durable.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::protocol::canonical_name;
+use crate::server::store::{
+    Enqueued, Page, Quota, RegisterOutcome, Session, StoreError, StoredMessage, TokenHash, Usage,
+    User, UserId,
+};
+use crate::server::unix_now;
+
+/// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
+const SQL_MAX: u64 = i64::MAX as u64;
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        public_key: row.get(2)?,
+    })
+}
+
+/// The account with this name in any letter case.
+pub(super) fn find_user(conn: &Connection, name: &str) -> Result<Option<User>, StoreError> {
+    let user = conn
+        .prepare_cached("SELECT id, name, public_key FROM users WHERE name_key = ?1")?
+        .query_row([canonical_name(name)], user_from_row)
+        .optional()?;
+    Ok(user)
+}
+
+/// Insert the account unless its name is taken; compare keys if it is.
+pub(super) fn register(
+    conn: &Connection,
+    name: &str,
+    public_key: &[u8],
+) -> Result<RegisterOutcome, StoreError> {
+    // Insert-or-ignore decides atomically even when several processes
+    // share the file; the loser then compares keys.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO users (name, name_key, public_key, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
+        )?
+        .execute(params![
+            name,
+            canonical_name(name),
+            public_key,
+            unix_now().min(SQL_MAX)
+        ])?;
+    let user = find_user(conn, name)?
+        .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
+    Ok(if inserted == 1 {
+        RegisterOutcome::Created(user)
+    } else if user.public_key == public_key {
+        RegisterOutcome::AlreadyRegisteredSameKey(user)
+    } else {
+        RegisterOutcome::NameTaken
+    })
+}
+
+/// What `recipient` has queued, from the trigger-kept totals.
+fn usage(conn: &Connection, recipient: UserId) -> Result<Usage, StoreError> {
+    let usage = conn
+        .prepare_cached("SELECT messages, bytes FROM queue_totals WHERE recipient_id = ?1")?
+        .query_row([recipient], |row| {
+            Ok(Usage {
+                messages: row.get(0)?,
+                bytes: row.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(usage.unwrap_or_default())
+}
+
+/// Check the quota and insert, in the caller's transaction.
+pub(super) fn enqueue(
+    conn: &Connection,
+    recipient: UserId,
+    sender: UserId,
+    envelope: &[u8],
+    quota: Quota,
+) -> Result<Enqueued, StoreError> {
+    let usage = usage(conn, recipient)?;
+    if usage.exceeds_with(envelope.len() as u64, quota) {
+        return Ok(Enqueued::MailboxFull(usage));
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        recipient,
+        sender,
+        envelope,
+        unix_now().min(SQL_MAX)
+    ])?;
+    let id = u64::try_from(conn.last_insert_rowid())
+        .map_err(|_| StoreError::Corrupt("negative message id".into()))?;
+    Ok(Enqueued::Queued(id))
+}
+
+/// A page of the recipient's queue, oldest first, within its byte budget.
+pub(super) fn fetch(
+    conn: &Connection,
+    recipient: UserId,
+    page: Page,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT m.id, u.name, m.envelope FROM messages m
+         JOIN users u ON u.id = m.sender_id
+         WHERE m.recipient_id = ?1 AND m.id > ?2
+         ORDER BY m.id LIMIT ?3",
+    )?;
+    let mut rows = statement.query(params![recipient, page.after.min(SQL_MAX), page.limit])?;
+    let mut messages = Vec::new();
+    let mut total = 0usize;
+    while let Some(row) = rows.next()? {
+        let message = StoredMessage {
+            id: row.get(0)?,
+            sender: row.get(1)?,
+            envelope: row.get(2)?,
+        };
+        total = total.saturating_add(message.envelope.len());
+        if total > page.max_bytes && !messages.is_empty() {
+            break;
+        }
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// Delete the recipient's messages with these ids.
+pub(super) fn ack(conn: &Connection, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {
+    let mut statement =
+        conn.prepare_cached("DELETE FROM messages WHERE recipient_id = ?1 AND id = ?2")?;
+    let mut deleted = 0;
+    for &id in ids.iter().filter(|&&id| id <= SQL_MAX) {
+        deleted += statement.execute(params![recipient, id])? as u64;
+    }
+    Ok(deleted)
+}
+
+/// Record a session, dropping the expired ones on the way.
+pub(super) fn create_session(
+    conn: &Connection,
+    user_id: UserId,
+    token_hash: &TokenHash,
+    expires_at: u64,
+    now: u64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+        .execute([now.min(SQL_MAX)])?;
+    conn.prepare_cached(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![&token_hash[..], user_id, expires_at.min(SQL_MAX)])?;
+    Ok(())
+}
+
+/// The live session with this token hash.
+pub(super) fn find_session(
+    conn: &Connection,
+    token_hash: &TokenHash,
+    now: u64,
+) -> Result<Option<Session>, StoreError> {
+    let session = conn
+        .prepare_cached(
+            "SELECT user_id, expires_at FROM sessions
+             WHERE token_hash = ?1 AND expires_at > ?2",
+        )?
+        .query_row(params![&token_hash[..], now.min(SQL_MAX)], |row| {
+            Ok(Session {
+                user_id: row.get(0)?,
+                expires_at: row.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(session)
+}
+
+/// End a session; whether it existed.
+pub(super) fn delete_session(
+    conn: &Connection,
+    token_hash: &TokenHash,
+) -> Result<bool, StoreError> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+        .execute([&token_hash[..]])?;
+    Ok(deleted > 0)
+}
