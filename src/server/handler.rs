@@ -14,7 +14,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::ratelimit::RateLimiter;
 use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User};
@@ -97,7 +97,7 @@ impl<'a> Handler<'a> {
     /// Answer one request; refusals become error responses.
     pub async fn respond(&mut self, request: Request) -> Response {
         let kind = request_kind(&request);
-        info!(request = kind, "request");
+        debug!(request = kind, "request");
         let result = match request {
             Request::Hello { .. } => Err(Refusal::new(
                 ErrorCode::BadRequest,
@@ -294,20 +294,20 @@ impl<'a> Handler<'a> {
                 ),
             ));
         }
-        let recipient = self.known_user(recipient).await?;
-        check_addressing(&envelope, sender, &recipient)?;
-        let (recipient_id, sender_id, bytes) = (recipient.id, sender.id, envelope.len());
-        let quota = self.context.limits.mailbox;
-        let enqueued = self
-            .with_store(move |store| store.enqueue(recipient_id, sender_id, envelope, quota))
-            .await?;
-        match enqueued {
-            Enqueued::Queued(id) => {
-                info!(id, recipient = %recipient.name, bytes, "message queued");
-                self.context.mailboxes.notify(recipient_id);
+        check_name(&recipient)?;
+        check_addressing(&envelope, &sender.name, &recipient)?;
+        let (quota, bytes) = (self.context.limits.mailbox, envelope.len());
+        let queued = Arc::clone(&self.context.store)
+            .enqueue_for(recipient, sender.id, envelope, quota)
+            .await?
+            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user on this server"))?;
+        match queued {
+            (recipient, Enqueued::Queued(id)) => {
+                debug!(id, recipient = %recipient.name, bytes, "message queued");
+                self.context.mailboxes.notify(recipient.id);
                 Ok(Response::Sent { id })
             }
-            Enqueued::MailboxFull(usage) => Err(mailbox_full(&recipient.name, usage)),
+            (recipient, Enqueued::MailboxFull(usage)) => Err(mailbox_full(&recipient.name, usage)),
         }
     }
 
@@ -382,21 +382,21 @@ impl<'a> Handler<'a> {
 /// The envelope must parse and name the authenticated sender and the
 /// requested recipient, so nobody can queue mail that claims another
 /// sender or sits in the wrong queue.
-fn check_addressing(envelope: &[u8], sender: &User, recipient: &User) -> Result<(), Refusal> {
+fn check_addressing(envelope: &[u8], sender: &str, recipient: &str) -> Result<(), Refusal> {
     let bad = |message: String| Refusal::new(ErrorCode::BadRequest, message);
     let header = envelope::parse(envelope)
         .map_err(|error| bad(error.to_string()))?
         .header;
-    if canonical_name(&header.sender) != canonical_name(&sender.name) {
+    if canonical_name(&header.sender) != canonical_name(sender) {
         return Err(bad(format!(
-            "the envelope names {} as its sender, but this connection acts for {}",
-            header.sender, sender.name
+            "the envelope names {} as its sender, but this connection acts for {sender}",
+            header.sender
         )));
     }
-    if canonical_name(&header.recipient) != canonical_name(&recipient.name) {
+    if canonical_name(&header.recipient) != canonical_name(recipient) {
         return Err(bad(format!(
-            "the envelope is addressed to {}, not to {}",
-            header.recipient, recipient.name
+            "the envelope is addressed to {}, not to {recipient}",
+            header.recipient
         )));
     }
     Ok(())

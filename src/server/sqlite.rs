@@ -12,12 +12,13 @@ mod schema;
 mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
 use super::store::{
-    Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoredMessage, TokenHash,
-    User, UserId,
+    Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoreFuture, StoredMessage,
+    TokenHash, User, UserId,
 };
 use readers::Readers;
 use writer::Writer;
@@ -128,6 +129,25 @@ impl Store for SqliteStore {
     fn fetch(&self, recipient: UserId, page: Page) -> Result<Vec<StoredMessage>, StoreError> {
         self.readers
             .read(|conn| queries::fetch(conn, recipient, page))
+    }
+
+    /// Runs both steps in the writer's next group commit, so a message
+    /// costs no thread of its own while it waits for the fsync.
+    fn enqueue_for(
+        self: Arc<Self>,
+        recipient: String,
+        sender: UserId,
+        envelope: Vec<u8>,
+        quota: Quota,
+    ) -> StoreFuture<Option<(User, Enqueued)>> {
+        let committed = self.writer.submit(move |conn| {
+            let Some(user) = queries::find_user(conn, &recipient)? else {
+                return Ok(None);
+            };
+            let enqueued = queries::enqueue(conn, user.id, sender, &envelope, quota)?;
+            Ok(Some((user, enqueued)))
+        });
+        Box::pin(committed.wait())
     }
 
     fn ack(&self, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {

@@ -4,6 +4,10 @@
 //! database shared by several server processes) can replace the embedded
 //! SQLite one in [`super::sqlite`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Database id of an account.
@@ -122,6 +126,9 @@ pub enum Enqueued {
 
 /// Durable storage behind the server. Every method is one atomic unit: it
 /// either happens completely and durably or not at all.
+/// A store operation's result, delivered without blocking the caller.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
 pub trait Store: Send + Sync {
     /// Create an account unless its name (compared case-insensitively) is
     /// taken. `name` must already satisfy the naming rules.
@@ -158,6 +165,35 @@ pub trait Store: Send + Sync {
 
     /// A page of the recipient's queue, oldest first.
     fn fetch(&self, recipient: UserId, page: Page) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Look up the user named `recipient` and queue `envelope` for them as
+    /// [`Store::enqueue`] does, answering through the returned future
+    /// (`None` for an unknown recipient) once the outcome is durable. This
+    /// is every message's path, so it must not block the caller's thread;
+    /// the default runs the two steps on a blocking thread, and a backend
+    /// that can answer asynchronously should do so instead.
+    fn enqueue_for(
+        self: Arc<Self>,
+        recipient: String,
+        sender: UserId,
+        envelope: Vec<u8>,
+        quota: Quota,
+    ) -> StoreFuture<Option<(User, Enqueued)>>
+    where
+        Self: 'static,
+    {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let Some(user) = self.find_user(&recipient)? else {
+                    return Ok(None);
+                };
+                let enqueued = self.enqueue(user.id, sender, envelope, quota)?;
+                Ok(Some((user, enqueued)))
+            })
+            .await
+            .map_err(|error| StoreError::NotCommitted(error.to_string()))?
+        })
+    }
 
     /// Delete the recipient's messages with these ids; others' messages and
     /// unknown ids are left alone. Returns how many were deleted.

@@ -8,7 +8,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
+
 use std::thread::JoinHandle;
+use tokio::sync::oneshot;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tracing::{debug, error};
@@ -46,13 +48,23 @@ impl Writer {
     }
 
     /// Run `op` in the next group commit and return its result once that
-    /// commit is durable.
+    /// commit is durable, blocking the calling thread until then.
     pub(super) fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (done, outcome) = mpsc::sync_channel(1);
+        self.submit(op).wait_blocking()
+    }
+
+    /// Queue `op` for the next group commit; its result arrives through the
+    /// returned [`Committed`] once that commit is durable.
+    pub(super) fn submit<T, F>(&self, op: F) -> Committed<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, outcome) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = op(conn);
             let succeeded = result.is_ok();
@@ -66,14 +78,34 @@ impl Writer {
             });
             (succeeded, reply)
         });
-        let abandoned = || StoreError::NotCommitted("the database writer has stopped".into());
-        self.jobs
+        // If the writer has stopped, the job and its reply sender are
+        // dropped here and the caller learns it from the closed channel.
+        let _ = self
+            .jobs
             .as_ref()
             .expect("jobs is only taken when dropping")
-            .send(job)
-            .map_err(|_| abandoned())?;
-        outcome.recv().map_err(|_| abandoned())?
+            .send(job);
+        Committed(outcome)
     }
+}
+
+/// The pending result of a write handed to the writer thread.
+pub(super) struct Committed<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Committed<T> {
+    /// Wait for the commit on a thread that may block.
+    pub(super) fn wait_blocking(self) -> Result<T, StoreError> {
+        self.0.blocking_recv().map_err(|_| abandoned())?
+    }
+
+    /// Wait for the commit without blocking a thread.
+    pub(super) async fn wait(self) -> Result<T, StoreError> {
+        self.0.await.map_err(|_| abandoned())?
+    }
+}
+
+fn abandoned() -> StoreError {
+    StoreError::NotCommitted("the database writer has stopped".into())
 }
 
 impl Drop for Writer {
