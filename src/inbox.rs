@@ -25,7 +25,8 @@ use crate::keyring::{Account, AccountDir, seen_key};
 use crate::net::{Connection, NetError, unexpected};
 use crate::output::hex;
 use crate::protocol::{
-    ErrorCode, FETCH_PAGE, MAX_WAIT_MS, QueuedMessage, Request, Response, canonical_name,
+    ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response,
+    canonical_name,
 };
 use crate::session;
 
@@ -171,12 +172,23 @@ impl<'a> Inbox<'a> {
                 continue;
             }
             self.after = page.last().expect("the page is not empty").id;
+            let drained = wait.is_zero() && self.page_was_last(&page, page_size);
             let stopped = self.handle_page(&page, sink, &mut tally, interrupt.as_ref())?;
-            if stopped {
+            if stopped || drained {
                 break;
             }
         }
         Ok(tally)
+    }
+
+    /// Whether `page` held everything queued when it was fetched: it has
+    /// fewer messages than asked for, and so few bytes that the server's
+    /// page size limit cannot have cut it short. Saves asking for an empty
+    /// page at the end of every read.
+    fn page_was_last(&self, page: &[QueuedMessage], asked: u32) -> bool {
+        let bytes: u64 = page.iter().map(|m| m.envelope.0.len() as u64).sum();
+        page.len() < asked as usize
+            && bytes + self.connection.max_envelope() <= MAX_PAGE_BYTES as u64
     }
 
     /// One page of messages, waiting up to `wait` for the first.

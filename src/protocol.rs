@@ -26,6 +26,10 @@ pub const CLIENT_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Most messages a client asks for in one `fetch` page.
 pub const FETCH_PAGE: u32 = 256;
 
+/// Most bytes of envelopes in one `fetch` page; a page always holds at
+/// least one message, so a larger single envelope still arrives alone.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Longest wait one `fetch` may ask for; longer waits repeat the request.
 pub const MAX_WAIT_MS: u64 = 30_000;
 

@@ -22,13 +22,9 @@ use super::{Context, unix_now};
 use crate::crypto::PublicKey;
 use crate::envelope;
 use crate::protocol::{
-    Base64Bytes, ErrorCode, FETCH_PAGE, MAX_WAIT_MS, QueuedMessage, Request, Response,
-    canonical_name, registration_proof_message, validate_username,
+    Base64Bytes, ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request,
+    Response, canonical_name, registration_proof_message, validate_username,
 };
-
-/// A fetched page stops growing once its envelopes would exceed this many
-/// bytes, keeping responses well below the client's frame limit.
-const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Bytes of a session token.
 const TOKEN_LEN: usize = 32;
