@@ -10,7 +10,6 @@
 //! blocks other commands of the same account, and two readers never show
 //! one message twice.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -21,7 +20,7 @@ use crate::directory;
 use crate::envelope;
 use crate::error::{AppError, AppResult};
 use crate::interrupt::Interrupt;
-use crate::keyring::{Account, AccountDir, seen_key};
+use crate::keyring::{Account, AccountDir, SeenIds, seen_key};
 use crate::net::{Connection, NetError, unexpected};
 use crate::output::hex;
 use crate::protocol::{
@@ -302,7 +301,7 @@ impl<'a> Inbox<'a> {
     fn judge(
         &mut self,
         account: &Account,
-        seen: &mut HashSet<String>,
+        seen: &mut SeenIds,
         message: &QueuedMessage,
         sink: &mut dyn Sink,
     ) -> AppResult<Outcome> {

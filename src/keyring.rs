@@ -9,11 +9,12 @@
 //!     account.toml                 written once the server confirmed registration
 //!     session.toml                 the session token and its expiry
 //!     contacts.toml                pinned public keys of other users
-//!     seen.txt                     ids of messages already shown
+//!     seen.txt                     ids of messages already shown (append-only)
 //!     lock                         held while a command changes the account
 //! ```
 //!
-//! Every write is atomic (temporary file, fsync, rename), so reading never
+//! Every write is atomic — a temporary file, fsync, rename; `seen.txt` only
+//! grows, by appends whose torn tail a reader ignores — so reading never
 //! needs a lock. Every change is made under the account's lock
 //! ([`AccountDir::lock`], [`AccountAccess`]): `read` holds it while it
 //! handles a page of messages, so two readers never show one message twice;
@@ -41,7 +42,7 @@ pub use records::{Contact, Registration, Session, SessionToken};
 
 pub use files::{create_private_dir, write_atomic};
 
-use files::{check_private, lock_exclusive, read_optional};
+use files::{append_lines, check_private, lock_exclusive, read_optional};
 use records::{ContactRecord, SessionRecord};
 
 /// Failures reading or writing the keyring.
@@ -243,13 +244,21 @@ impl AccountDir {
     }
 
     /// Ids (as written by [`seen_key`]) of messages already shown.
-    pub fn load_seen(&self) -> Result<HashSet<String>, KeyringError> {
+    pub fn load_seen(&self) -> Result<SeenIds, KeyringError> {
         let path = self.dir.join("seen.txt");
         let Some(bytes) = read_optional(&path)? else {
-            return Ok(HashSet::new());
+            return Ok(SeenIds::default());
         };
-        let text = String::from_utf8(bytes).map_err(|e| KeyringError::corrupt(&path, e))?;
-        Ok(text.lines().map(str::to_owned).collect())
+        // Only complete lines count: a crash may leave a fragment.
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&[][..], |end| &bytes[..=end]);
+        let text = std::str::from_utf8(complete).map_err(|e| KeyringError::corrupt(&path, e))?;
+        Ok(SeenIds {
+            known: text.lines().map(str::to_owned).collect(),
+            added: Vec::new(),
+        })
     }
 
     fn read_toml<T: serde::de::DeserializeOwned>(
@@ -331,13 +340,18 @@ impl Account {
         self.write_toml("contacts.toml", &contacts)
     }
 
-    /// Store the set of shown message ids.
-    pub fn save_seen(&self, seen: &HashSet<String>) -> Result<(), KeyringError> {
-        let mut lines: Vec<&str> = seen.iter().map(String::as_str).collect();
-        lines.sort_unstable();
-        let mut text = lines.join("\n");
-        text.push('\n');
-        write_atomic(&self.dir.join("seen.txt"), text.as_bytes())
+    /// Record the ids added to `seen` since it was loaded (one append,
+    /// one fsync).
+    pub fn save_seen(&self, seen: &SeenIds) -> Result<(), KeyringError> {
+        if seen.added.is_empty() {
+            return Ok(());
+        }
+        let mut lines = String::new();
+        for key in &seen.added {
+            lines.push_str(key);
+            lines.push('\n');
+        }
+        append_lines(&self.dir.join("seen.txt"), lines.as_bytes())
     }
 
     fn write_toml<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), KeyringError> {
@@ -382,6 +396,28 @@ impl AccountAccess for Account {
         change: impl FnOnce(&Account) -> Result<T, KeyringError>,
     ) -> Result<T, KeyringError> {
         change(self)
+    }
+}
+
+/// The replay guard: ids of messages already shown, and which of them were
+/// added since loading (what [`Account::save_seen`] appends).
+#[derive(Debug, Default)]
+pub struct SeenIds {
+    known: HashSet<String>,
+    added: Vec<String>,
+}
+
+impl SeenIds {
+    /// Whether the message with this [`seen_key`] was shown already.
+    pub fn contains(&self, key: &str) -> bool {
+        self.known.contains(key)
+    }
+
+    /// Remember a message as shown.
+    pub fn insert(&mut self, key: String) {
+        if self.known.insert(key.clone()) {
+            self.added.push(key);
+        }
     }
 }
 
@@ -478,9 +514,16 @@ mod tests {
         account.remove_session().unwrap();
         assert!(account.load_session().unwrap().is_none());
 
-        let seen: HashSet<String> = [seen_key("Alice", "0102"), seen_key("bob", "03")].into();
+        let mut seen = account.load_seen().unwrap();
+        seen.insert(seen_key("Alice", "0102"));
         account.save_seen(&seen).unwrap();
-        assert_eq!(account.load_seen().unwrap(), seen);
+        let mut seen = account.load_seen().unwrap();
+        assert!(seen.contains("alice 0102"));
+        seen.insert(seen_key("bob", "03"));
+        account.save_seen(&seen).unwrap();
+        let seen = account.load_seen().unwrap();
+        assert!(seen.contains("alice 0102") && seen.contains("bob 03"));
+        assert!(!seen.contains("carol 04"));
         assert_eq!(seen_key("ALICE", "0102"), "alice 0102");
     }
 

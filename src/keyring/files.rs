@@ -44,6 +44,44 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), KeyringError> {
         .map_err(|e| KeyringError::io(dir, e))
 }
 
+/// Append `lines` (each ending in a newline) to `path`, created with mode
+/// 0600 if missing, and make them durable with one fsync. A line left
+/// incomplete by a crash is closed first, so it can never merge with the
+/// next; readers ignore such a fragment. Cheaper than [`write_atomic`] for a
+/// file that only grows: one fsync, no rewrite.
+pub fn append_lines(path: &Path, lines: &[u8]) -> Result<(), KeyringError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let created = !path.exists();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(SECRET_MODE)
+        .open(path)
+        .map_err(|e| KeyringError::io(path, e))?;
+    let io = |e| KeyringError::io(path, e);
+    let mut last = [b'\n'];
+    if file.seek(SeekFrom::End(0)).map_err(io)? > 0 {
+        file.seek(SeekFrom::End(-1)).map_err(io)?;
+        file.read_exact(&mut last).map_err(io)?;
+    }
+    let mut data = Vec::with_capacity(lines.len() + 1);
+    if last[0] != b'\n' {
+        data.push(b'\n');
+    }
+    data.extend_from_slice(lines);
+    file.write_all(&data)
+        .and_then(|()| file.sync_data())
+        .map_err(io)?;
+    if created {
+        let dir = path.parent().expect("keyring files live in a folder");
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| KeyringError::io(dir, e))?;
+    }
+    Ok(())
+}
+
 /// Read a file, or `None` if it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, KeyringError> {
     match fs::read(path) {
@@ -101,6 +139,26 @@ mod tests {
             fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temp files left"
+        );
+    }
+
+    #[test]
+    fn appended_lines_survive_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        append_lines(&path, b"one\n").unwrap();
+        // A crash mid-append leaves a fragment without its newline.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"tw")
+            .unwrap();
+        append_lines(&path, b"three\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one\ntw\nthree\n");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
         );
     }
 
