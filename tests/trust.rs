@@ -178,3 +178,65 @@ fn a_message_moved_to_another_recipient_is_refused() {
     assert!(!stdout.contains("for John"));
     assert!(stderr.contains("addressed to John"), "{stderr}");
 }
+
+#[test]
+fn serve_uses_a_certificate_made_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        dir.path().join("server_cert.pem"),
+        dir.path().join("server_key.pem"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let cert_arg = cert.to_str().unwrap();
+    let key_arg = key.to_str().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        0,
+        &["--cert", cert_arg, "--key", key_arg],
+    );
+    // The announced fingerprint is that of the given certificate.
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in", cert_arg])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(server.fingerprint, msgr::crypto::fingerprint(&der));
+    assert!(
+        !server.data_dir.join("cert.pem").exists(),
+        "no certificate was generated"
+    );
+
+    common::msgr_bare()
+        .arg("--config-dir")
+        .arg(dir.path().join("client"))
+        .args([
+            "--server",
+            &format!("localhost:{}", server.port),
+            "--user",
+            "Alice",
+        ])
+        .args(["--ca-cert", cert_arg, "register", "--bits", "2048"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pinned").not());
+}
