@@ -14,7 +14,7 @@ mod names;
 
 pub use bytes::Base64Bytes;
 pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
-pub use names::{NameError, canonical_name, validate_username};
+pub use names::{MAX_NAME_LEN, NameError, canonical_name, validate_username};
 
 /// The protocol version this build speaks; exchanged in the first frame.
 pub const PROTOCOL_VERSION: u32 = 1;
