@@ -33,6 +33,14 @@ pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Longest wait one `fetch` may ask for; longer waits repeat the request.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
+/// Seconds since the Unix epoch, the unit of every expiry on the wire
+/// (`expires_at`); both sides compare expiries against it.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }

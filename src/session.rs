@@ -3,25 +3,16 @@
 //! again on the same connection when the token is missing, expired or
 //! refused, so unattended jobs never break on expiry. [`end`] logs out.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tracing::debug;
 
 use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::keyring::{AccountAccess, Session, SessionToken};
 use crate::net::{Connection, NetError, unexpected};
-use crate::protocol::{Base64Bytes, ErrorCode, Request, Response};
+use crate::protocol::{Base64Bytes, ErrorCode, Request, Response, unix_now};
 
 /// Tokens this close to expiry are renewed rather than used.
 const EXPIRY_MARGIN_SECS: u64 = 60;
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Make `connection` act for `user`; returns the name as the server spells
 /// it.
@@ -32,7 +23,7 @@ pub fn authenticate(
     identity: &PrivateKey,
 ) -> AppResult<String> {
     if let Some(session) = account.files().load_session()?
-        && session.expires_at > now_secs() + EXPIRY_MARGIN_SECS
+        && session.expires_at > unix_now() + EXPIRY_MARGIN_SECS
     {
         debug!("presenting the stored session token");
         match present(connection, user, &session.token) {

@@ -9,13 +9,14 @@ use serde::Serialize;
 use crate::context::ClientContext;
 use crate::error::{AppError, AppResult};
 use crate::output::{Human, Render};
-use crate::session::{self, now_secs};
+use crate::protocol::unix_now;
+use crate::session;
 
 /// Log out and report whether there was a session to end.
 pub fn run(context: &ClientContext) -> AppResult<()> {
     let account = context.account()?;
     let session = account.load_session()?;
-    let live = session.filter(|s| s.expires_at > now_secs());
+    let live = session.filter(|s| s.expires_at > unix_now());
     if let Some(session) = &live {
         let mut connection = context.connect()?;
         session::end(&mut connection, &context.user, &session.token)?;

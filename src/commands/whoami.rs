@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::context::ClientContext;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::output::{Human, Render, rfc3339_seconds};
-use crate::session::now_secs;
+use crate::protocol::unix_now;
 
 /// Print the account's local state.
 pub fn run(context: &ClientContext) -> AppResult<()> {
@@ -37,7 +37,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
         session_expires_at: session
             .as_ref()
             .map(|s| rfc3339_seconds(s.expires_at * 1000)),
-        session_valid: session.is_some_and(|s| s.expires_at > now_secs()),
+        session_valid: session.is_some_and(|s| s.expires_at > unix_now()),
     };
     context.output.emit(&record).map_err(AppError::stdout)
 }

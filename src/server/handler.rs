@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, error, info};
 
+use super::Context;
 use super::ratelimit::RateLimiter;
 use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User};
-use super::{Context, unix_now};
 use crate::crypto::PublicKey;
 use crate::envelope;
+use crate::protocol::unix_now;
 use crate::protocol::{
     Base64Bytes, ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request,
     Response, canonical_name, registration_proof_message, validate_username,

@@ -23,7 +23,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -56,13 +56,6 @@ struct Context {
     logins: RateLimiter,
     /// `register` requests per source address.
     registrations: RateLimiter,
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Serve connections from `listener` until `shutdown` completes, then let
