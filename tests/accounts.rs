@@ -51,9 +51,7 @@ fn the_private_key_is_owner_only_and_an_open_one_is_refused() {
     let world = World::new();
     world.register("Alice");
     world.register("John");
-    let account = world
-        .config_dir("Alice")
-        .join(format!("accounts/alice@localhost:{}", world.server.port));
+    let account = world.account_dir("Alice");
     let key = account.join("identity.pem");
     let mode =
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
@@ -133,12 +131,7 @@ fn bad_names_and_missing_options_are_usage_errors() {
 #[test]
 fn an_unreachable_server_is_a_connection_error() {
     let config = tempfile::tempdir().unwrap();
-    // Bind and drop a listener to find a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::unused_port();
     msgr_bare()
         .arg("--config-dir")
         .arg(config.path())

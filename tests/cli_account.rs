@@ -123,10 +123,7 @@ fn logout_ends_the_session_locally_and_on_the_server() {
             .unwrap()
     };
     assert_eq!(sessions(), 1);
-    let session_file = world.config_dir("Alice").join(format!(
-        "accounts/alice@localhost:{}/session.toml",
-        world.server.port
-    ));
+    let session_file = world.account_dir("Alice").join("session.toml");
     assert!(session_file.exists());
 
     world

@@ -14,10 +14,7 @@ use predicates::prelude::*;
 fn status_1_local_failure() {
     let world = World::new();
     world.register("Alice");
-    let key = world.config_dir("Alice").join(format!(
-        "accounts/alice@localhost:{}/identity.pem",
-        world.server.port
-    ));
+    let key = world.account_dir("Alice").join("identity.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     let output = world
         .msgr("Alice")
@@ -50,11 +47,7 @@ fn status_2_usage() {
 #[test]
 fn status_3_cannot_connect() {
     let config = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::unused_port();
     let output = msgr_bare()
         .arg("--config-dir")
         .arg(config.path())
@@ -87,17 +80,10 @@ fn status_4_not_registered_or_bad_credentials() {
     // server's login challenge cannot be opened.
     world.register("Alice");
     world.register("Bob");
-    let account = |user: &str| {
-        world.config_dir(user).join(format!(
-            "accounts/{}@localhost:{}",
-            user.to_lowercase(),
-            world.server.port
-        ))
-    };
-    std::fs::remove_file(account("Alice").join("session.toml")).ok();
+    std::fs::remove_file(world.account_dir("Alice").join("session.toml")).ok();
     std::fs::copy(
-        account("Bob").join("identity.pem"),
-        account("Alice").join("identity.pem"),
+        world.account_dir("Bob").join("identity.pem"),
+        world.account_dir("Alice").join("identity.pem"),
     )
     .unwrap();
     let output = world

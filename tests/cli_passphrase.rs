@@ -13,11 +13,7 @@ use common::client::json_object;
 use predicates::prelude::*;
 
 fn identity(world: &World, user: &str) -> PathBuf {
-    world.config_dir(user).join(format!(
-        "accounts/{}@localhost:{}/identity.pem",
-        user.to_lowercase(),
-        world.server.port
-    ))
+    world.account_dir(user).join("identity.pem")
 }
 
 /// Alice with a key protected by "correct horse", and John.

@@ -173,10 +173,7 @@ fn several_requests_share_the_session_and_relogin_is_automatic() {
     world.register("John");
     // No explicit login: create logs in on its own and keeps the token.
     world.send("Alice", "John", "first");
-    let session = world.config_dir("Alice").join(format!(
-        "accounts/alice@localhost:{}/session.toml",
-        world.server.port
-    ));
+    let session = world.account_dir("Alice").join("session.toml");
     assert!(session.exists(), "token kept in the keyring");
     // A token the server no longer knows is replaced on the same run.
     world

@@ -186,6 +186,15 @@ impl World {
         self.dir.path().join("clients").join(user)
     }
 
+    /// The keyring folder of `user`'s account on this server.
+    pub fn account_dir(&self, user: &str) -> PathBuf {
+        self.config_dir(user).join(format!(
+            "accounts/{}@localhost:{}",
+            user.to_lowercase(),
+            self.server.port
+        ))
+    }
+
     /// `msgr --server ... --user USER --config-dir ...` with a clean
     /// environment.
     pub fn msgr(&self, user: &str) -> assert_cmd::Command {
@@ -245,6 +254,16 @@ impl World {
 /// with `MSGR_SOAK=1`.
 pub fn soak() -> bool {
     std::env::var_os("MSGR_SOAK").is_some_and(|value| value == "1")
+}
+
+/// A loopback port nothing listens on: bound by a listener that is
+/// dropped at once.
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The client binary with no msgr settings inherited from the environment.
