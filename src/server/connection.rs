@@ -1,7 +1,8 @@
-//! One framed connection: owns the byte stream and its read buffer and
-//! moves whole frames in and out. The frame codec itself is the pure
-//! [`crate::protocol::decode_frame`]; this type only feeds it bytes, so a
-//! length prefix above the limit is refused before any buffer grows for it.
+//! One framed connection: owns the byte stream, its read buffer and the
+//! responses not yet written, and moves whole frames in and out. The frame
+//! codec itself is the pure [`crate::protocol::decode_frame`]; this type
+//! only feeds it bytes, so a length prefix above the limit is refused
+//! before any buffer grows for it.
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -46,6 +47,8 @@ pub struct Connection<S> {
     stream: S,
     /// Received bytes not yet consumed as frames.
     buffer: Vec<u8>,
+    /// Response frames queued for the next flush.
+    outgoing: Vec<u8>,
     /// Largest payload accepted.
     max_frame: usize,
 }
@@ -56,12 +59,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Self {
             stream,
             buffer: Vec::with_capacity(READ_CHUNK),
+            outgoing: Vec::new(),
             max_frame,
         }
     }
 
     /// The next request, or `None` when the peer closed the stream between
     /// frames.
+    ///
+    /// Cancel-safe: bytes are only appended to the buffer (by a cancel-safe
+    /// `read_buf`), and a frame leaves it only when its request is
+    /// returned, so a read dropped part-way loses nothing.
     pub async fn read_request(&mut self) -> Result<Option<Incoming>, ConnectionError> {
         loop {
             if let Some((payload, used)) = decode_frame(&self.buffer, self.max_frame)? {
@@ -85,15 +93,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Send one response frame.
+    /// Send one response frame (and any queued before it).
     pub async fn write_response(&mut self, response: &Response) -> std::io::Result<()> {
-        self.stream.write_all(&response.to_frame()).await?;
+        self.queue_response(response);
+        self.flush().await
+    }
+
+    /// Queue one response frame for the next [`Connection::flush`], so
+    /// that responses ready together go out in one write.
+    pub fn queue_response(&mut self, response: &Response) {
+        let frame = response.to_frame();
+        if self.outgoing.is_empty() {
+            self.outgoing = frame;
+        } else {
+            self.outgoing.extend_from_slice(&frame);
+        }
+    }
+
+    /// Write the queued response frames and flush the stream.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        let frames = std::mem::take(&mut self.outgoing);
+        self.stream.write_all(&frames).await?;
         self.stream.flush().await
     }
 
-    /// Close the sending side (TLS close_notify); errors are moot by now.
+    /// Close the sending side (TLS close_notify), then read and discard
+    /// until the peer closes too: closing a socket with bytes unread makes
+    /// the kernel reset the connection, destroying responses still on their
+    /// way to a peer that pipelined more requests. The caller bounds the
+    /// wait; errors are moot by now.
     pub async fn close(mut self) {
         let _ = self.stream.shutdown().await;
+        let mut discarded = vec![0; READ_CHUNK];
+        while let Ok(1..) = self.stream.read(&mut discarded).await {}
     }
 }
 
@@ -161,12 +193,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn responses_are_framed() {
+    async fn a_cancelled_read_loses_nothing() {
         let (mut connection, mut client) = pair(1024);
-        let response = Response::error(ErrorCode::Internal, "x");
-        connection.write_response(&response).await.unwrap();
-        let mut frame = vec![0; response.to_frame().len()];
-        client.read_exact(&mut frame).await.unwrap();
-        assert_eq!(frame, response.to_frame());
+        let frame = Request::Login { user: "a".into() }.to_frame();
+        client.write_all(&frame[..6]).await.unwrap();
+        let cancelled = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            connection.read_request(),
+        );
+        assert!(cancelled.await.is_err(), "half a frame is not a request");
+        client.write_all(&frame[6..]).await.unwrap();
+        let request = connection.read_request().await.unwrap().unwrap().unwrap();
+        assert_eq!(request, Request::Login { user: "a".into() });
+    }
+
+    #[tokio::test]
+    async fn responses_are_framed_in_order() {
+        let (mut connection, mut client) = pair(1024);
+        let first = Response::error(ErrorCode::Internal, "x");
+        let second = Response::Sent { id: 7 };
+        let mut expected = first.to_frame();
+        expected.extend(second.to_frame());
+        let mut frames = vec![0; expected.len()];
+        let reader = tokio::spawn(async move {
+            client.read_exact(&mut frames).await.unwrap();
+            frames
+        });
+        connection.queue_response(&first);
+        connection.write_response(&second).await.unwrap();
+        assert_eq!(reader.await.unwrap(), expected);
     }
 }

@@ -1,12 +1,19 @@
-//! Requests on a greeted connection, one at a time: each gets one
-//! response, refusals become error responses, and storage runs on
-//! blocking threads. Unauthenticated requests that cost a disk write
-//! (`login`, `register`) are rate-limited per source address.
+//! Requests on a greeted connection: each gets one response, refusals
+//! become error responses, and storage runs on blocking threads or the
+//! store's writer. A `send` is answered in two steps, so that the
+//! connection can read on while its write commits: [`Handler::send`]
+//! checks it and hands it to the store at once, and the future it returns
+//! yields the response once the write is durable. Every other request is
+//! answered whole by [`Handler::respond`]. Unauthenticated requests that
+//! cost a disk write (`login`, `register`) are rate-limited per source
+//! address.
 //!
 //! Logs name request types and outcomes, never tokens, keys or envelope
 //! bytes.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +25,9 @@ use tracing::{debug, error, info};
 
 use super::Context;
 use super::ratelimit::RateLimiter;
-use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User};
+use super::store::{
+    Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User, UserId,
+};
 use crate::crypto::PublicKey;
 use crate::envelope;
 use crate::protocol::unix_now;
@@ -29,6 +38,10 @@ use crate::protocol::{
 
 /// Bytes of a session token.
 const TOKEN_LEN: usize = 32;
+
+/// The response to a `send` handed to the store, ready once its write is
+/// durable (or at once, if the `send` was refused before that).
+pub type Answer<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
 
 /// A request refused with an error response.
 #[derive(Debug)]
@@ -111,7 +124,7 @@ impl<'a> Handler<'a> {
             Request::Send {
                 recipient,
                 envelope,
-            } => self.send(recipient, envelope.0).await,
+            } => self.submit(recipient, envelope.0).await,
             Request::Fetch {
                 after,
                 limit,
@@ -120,14 +133,17 @@ impl<'a> Handler<'a> {
             Request::Ack { ids } => self.ack(ids).await,
             Request::Logout => self.logout().await,
         };
-        result.unwrap_or_else(|refusal| {
-            info!(
-                request = kind,
-                code = refusal.code.as_str(),
-                "request refused"
-            );
-            Response::error(refusal.code, refusal.message)
-        })
+        answer(kind, result)
+    }
+
+    /// Check a `send` and hand it to the store at once, so that it joins
+    /// the next group commit while the caller reads on. The returned future
+    /// yields the response once the write is durable, or at once if a check
+    /// refused the `send`; it borrows the shared context, not this handler.
+    pub fn send(&self, recipient: String, envelope: Vec<u8>) -> Answer<'a> {
+        debug!(request = "send", "request");
+        let outcome = self.submit(recipient, envelope);
+        Box::pin(async move { answer("send", outcome.await) })
     }
 
     /// Spend one of the peer's tokens for `what`, or refuse.
@@ -279,7 +295,43 @@ impl<'a> Handler<'a> {
         })
     }
 
-    async fn send(&self, recipient: String, envelope: Vec<u8>) -> Result<Response, Refusal> {
+    /// The synchronous part of a `send`: its checks, then the hand-off to
+    /// the store. The future finishes it once the write is durable.
+    fn submit(
+        &self,
+        recipient: String,
+        envelope: Vec<u8>,
+    ) -> impl Future<Output = Result<Response, Refusal>> + Send + use<'a> {
+        let context = self.context;
+        let bytes = envelope.len();
+        let queued = self.check_send(&recipient, &envelope).map(|sender| {
+            Arc::clone(&context.store).enqueue_for(
+                recipient,
+                sender,
+                envelope,
+                context.limits.mailbox,
+            )
+        });
+        async move {
+            let queued = queued?.await?.ok_or_else(|| {
+                Refusal::new(ErrorCode::UnknownUser, "no such user on this server")
+            })?;
+            match queued {
+                (recipient, Enqueued::Queued(id)) => {
+                    debug!(id, recipient = %recipient.name, bytes, "message queued");
+                    context.mailboxes.notify(recipient.id);
+                    Ok(Response::Sent { id })
+                }
+                (recipient, Enqueued::MailboxFull(usage)) => {
+                    Err(mailbox_full(&recipient.name, usage))
+                }
+            }
+        }
+    }
+
+    /// The sender of a `send` of `envelope` to `recipient`, if the
+    /// connection may send it.
+    fn check_send(&self, recipient: &str, envelope: &[u8]) -> Result<UserId, Refusal> {
         let sender = self.identity()?;
         let max = self.context.limits.max_message_bytes;
         if envelope.len() as u64 > max {
@@ -291,21 +343,9 @@ impl<'a> Handler<'a> {
                 ),
             ));
         }
-        check_name(&recipient)?;
-        check_addressing(&envelope, &sender.name, &recipient)?;
-        let (quota, bytes) = (self.context.limits.mailbox, envelope.len());
-        let queued = Arc::clone(&self.context.store)
-            .enqueue_for(recipient, sender.id, envelope, quota)
-            .await?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user on this server"))?;
-        match queued {
-            (recipient, Enqueued::Queued(id)) => {
-                debug!(id, recipient = %recipient.name, bytes, "message queued");
-                self.context.mailboxes.notify(recipient.id);
-                Ok(Response::Sent { id })
-            }
-            (recipient, Enqueued::MailboxFull(usage)) => Err(mailbox_full(&recipient.name, usage)),
-        }
+        check_name(recipient)?;
+        check_addressing(envelope, &sender.name, recipient)?;
+        Ok(sender.id)
     }
 
     /// A page of messages; with `wait_ms`, an empty queue is watched until
@@ -374,6 +414,19 @@ impl<'a> Handler<'a> {
             .await?;
         Ok(Response::Acked { count })
     }
+}
+
+/// The response to a `kind` request: its result, or its refusal as an
+/// error response.
+fn answer(kind: &'static str, result: Result<Response, Refusal>) -> Response {
+    result.unwrap_or_else(|refusal| {
+        info!(
+            request = kind,
+            code = refusal.code.as_str(),
+            "request refused"
+        );
+        Response::error(refusal.code, refusal.message)
+    })
 }
 
 /// The envelope must parse and name the authenticated sender and the

@@ -7,8 +7,9 @@
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
 //! stops accepting and flips a watch channel; each connection finishes the
-//! request it is serving, then drops its receiver; [`run`] returns once all
-//! receivers are gone, so the caller can close the store cleanly.
+//! request it is serving and answers the `send`s it has read ahead, then
+//! drops its receiver; [`run`] returns once all receivers are gone, so the
+//! caller can close the store cleanly.
 
 mod admission;
 mod connection;

@@ -1,12 +1,21 @@
 //! One client connection from accept to close: admission (TLS handshake,
 //! `hello` and a free slot, bounded by the handshake timeout and by
-//! eviction, see [`super::admission`]), then one response per request until
-//! the peer leaves, stalls, breaks the framing or the server shuts down. A
-//! bad request gets an error response and the connection stays usable.
+//! eviction, see [`super::admission`]), then one response per request, in
+//! request order, until the peer leaves, stalls, breaks the framing or the
+//! server shuts down. A bad request gets an error response and the
+//! connection stays usable.
+//!
+//! Pipelined `send`s are read ahead: each is handed to the store as soon as
+//! it arrives, so that sends waiting for their commit share it with the
+//! ones read after them, up to [`MAX_SENDS_IN_FLIGHT`] sends and
+//! [`MAX_BYTES_IN_FLIGHT`] envelope bytes per connection. Any other request
+//! is handled only once every `send` before it has been answered, so it
+//! sees their effects exactly as if they had come one at a time.
 //!
 //! Logs name the peer, request types and outcomes, never tokens, keys or
 //! envelope bytes.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,18 +24,29 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::info;
 
 use super::Context;
 use super::admission::Pending;
 use super::connection::{Connection, ConnectionError, Incoming};
-use super::handler::Handler;
+use super::handler::{Answer, Handler};
 use crate::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
 
 /// How long the last words to a leaving peer (an error, close_notify) may
 /// take.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most `send`s of one connection handed to the store and not yet
+/// answered; the next waits, and reading stops, until the oldest is
+/// answered.
+const MAX_SENDS_IN_FLIGHT: usize = 64;
+
+/// Most envelope bytes in the `send`s of one connection handed to the
+/// store and not yet answered; a `send` that would exceed it waits, and
+/// reading stops, until enough older ones are answered. A `send` with none
+/// before it always goes, so a single message of the largest size does.
+const MAX_BYTES_IN_FLIGHT: usize = 16 * 1024 * 1024;
 
 /// Serve one accepted socket to the end, logging how it ended.
 pub async fn handle(
@@ -131,31 +151,163 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     };
     drop(gate);
     send(connection, &greeting, idle).await?;
-    let mut handler = Handler::new(context, peer.ip(), shutdown.clone());
-    while let Some(incoming) = next_request(connection, shutdown, idle).await? {
+    Conversation {
+        connection,
+        handler: Handler::new(context, peer.ip(), shutdown.clone()),
+        in_flight: InFlight::default(),
+        idle,
+        idle_deadline: Instant::now() + idle,
+    }
+    .run(shutdown)
+    .await
+}
+
+/// The requests of a greeted connection and their responses.
+struct Conversation<'c, 'a, S> {
+    connection: &'c mut Connection<S>,
+    handler: Handler<'a>,
+    /// `send`s handed to the store and not yet answered.
+    in_flight: InFlight<'a>,
+    idle: Duration,
+    /// When to stop waiting for the next request if no `send` is in flight
+    /// by then: the idle timeout after the last response was written.
+    idle_deadline: Instant,
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conversation<'_, 'a, S> {
+    /// Serve requests until the peer leaves, stalls or breaks the framing,
+    /// or the server shuts down; then answer the `send`s in flight (they
+    /// will be committed) before returning why the conversation ended.
+    async fn run(mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ConnectionError> {
+        let ended = loop {
+            tokio::select! {
+                biased;
+                // Shutdown wins over a request that is already waiting.
+                _ = shutdown.changed() => break Ok(()),
+                response = self.in_flight.oldest() => self.answered(response).await?,
+                read = self.connection.read_request() => match read {
+                    Ok(Some(incoming)) => self.start(incoming).await?,
+                    ended => break ended.map(|_| ()),
+                },
+                () = sleep_until(self.idle_deadline), if self.in_flight.is_empty() => {
+                    break Err(ConnectionError::Timeout);
+                }
+            }
+        };
+        self.answer_all().await?;
+        ended
+    }
+
+    /// Take on a request that has arrived: a `send` goes to the store at
+    /// once and is answered later; anything else is answered once every
+    /// `send` before it has been.
+    async fn start(&mut self, incoming: Incoming) -> Result<(), ConnectionError> {
+        let incoming = match incoming {
+            Ok(Request::Send {
+                recipient,
+                envelope,
+            }) => {
+                let bytes = envelope.0.len();
+                while !self.in_flight.has_room(bytes) {
+                    let response = self.in_flight.oldest().await;
+                    self.answered(response).await?;
+                }
+                let answer = self.handler.send(recipient, envelope.0);
+                self.in_flight.push(answer, bytes);
+                return Ok(());
+            }
+            other => other,
+        };
+        self.answer_all().await?;
         let response = match incoming {
-            Ok(request) => handler.respond(request).await,
+            Ok(request) => self.handler.respond(request).await,
             Err(error) => {
                 info!("malformed request");
                 Response::error(ErrorCode::BadRequest, format!("malformed request: {error}"))
             }
         };
-        send(connection, &response, idle).await?;
+        self.connection.queue_response(&response);
+        self.flush().await
     }
-    Ok(())
+
+    /// Answer every `send` in flight, oldest first.
+    async fn answer_all(&mut self) -> Result<(), ConnectionError> {
+        while !self.in_flight.is_empty() {
+            let response = self.in_flight.oldest().await;
+            self.answered(response).await?;
+        }
+        Ok(())
+    }
+
+    /// Write `response`, the oldest `send`'s, and with it the responses of
+    /// the following `send`s that are ready as well; flush once.
+    async fn answered(&mut self, response: Response) -> Result<(), ConnectionError> {
+        self.connection.queue_response(&response);
+        while let Some(response) = self.in_flight.ready().await {
+            self.connection.queue_response(&response);
+        }
+        self.flush().await
+    }
+
+    /// Write the queued responses within the idle timeout, which then
+    /// starts afresh for the next request.
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        timeout(self.idle, self.connection.flush())
+            .await
+            .map_err(|_| ConnectionError::Timeout)??;
+        self.idle_deadline = Instant::now() + self.idle;
+        Ok(())
+    }
 }
 
-/// The next request, or `None` once the peer has left or the server is
-/// shutting down. Shutdown wins over a request that is already waiting.
-async fn next_request<S: AsyncRead + AsyncWrite + Unpin>(
-    connection: &mut Connection<S>,
-    shutdown: &mut watch::Receiver<bool>,
-    idle: Duration,
-) -> Result<Option<Incoming>, ConnectionError> {
-    tokio::select! {
-        biased;
-        _ = shutdown.changed() => Ok(None),
-        read = timeout(idle, connection.read_request()) => read.map_err(|_| ConnectionError::Timeout)?,
+/// The `send`s of a connection handed to the store and not yet answered,
+/// oldest first, with their envelope sizes. Their writes make progress
+/// without being polled; only the oldest is waited for.
+#[derive(Default)]
+struct InFlight<'a> {
+    answers: VecDeque<(Answer<'a>, usize)>,
+    /// The envelope bytes of `answers`.
+    bytes: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// Whether a `send` of `bytes` envelope bytes may join now.
+    fn has_room(&self, bytes: usize) -> bool {
+        self.answers.is_empty()
+            || (self.answers.len() < MAX_SENDS_IN_FLIGHT
+                && self.bytes + bytes <= MAX_BYTES_IN_FLIGHT)
+    }
+
+    fn push(&mut self, answer: Answer<'a>, bytes: usize) {
+        self.answers.push_back((answer, bytes));
+        self.bytes += bytes;
+    }
+
+    /// The oldest `send`'s response once it is ready, that `send` then
+    /// removed; never, while none is in flight. Cancel-safe: a `send` is
+    /// removed only together with its response.
+    async fn oldest(&mut self) -> Response {
+        let Some((answer, bytes)) = self.answers.front_mut() else {
+            return std::future::pending().await;
+        };
+        let (response, bytes) = (answer.await, *bytes);
+        self.answers.pop_front();
+        self.bytes -= bytes;
+        response
+    }
+
+    /// The oldest `send`'s response if it is ready now, as
+    /// [`InFlight::oldest`].
+    async fn ready(&mut self) -> Option<Response> {
+        tokio::select! {
+            biased;
+            response = self.oldest() => Some(response),
+            () = std::future::ready(()) => None,
+        }
     }
 }
 

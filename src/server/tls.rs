@@ -110,10 +110,14 @@ fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
+        .with_single_cert(chain, key)?;
+    // msgr clients never resume a TLS session, so issuing tickets would
+    // only cost both sides work on every connection.
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -180,6 +180,14 @@ impl Client {
         self.response()
     }
 
+    /// Write `requests` in one go, without waiting for any response, then
+    /// read their responses.
+    pub fn pipeline(&mut self, requests: &[Request]) -> Vec<Response> {
+        let frames: Vec<u8> = requests.iter().flat_map(Request::to_frame).collect();
+        self.send_raw(&frames);
+        requests.iter().map(|_| self.response()).collect()
+    }
+
     /// Read one response frame.
     pub fn response(&mut self) -> Response {
         let mut prefix = [0; 4];

@@ -1,0 +1,202 @@
+//! Pipelined requests on one connection: the server reads `send`s ahead so
+//! that they share group commits, yet answers every request in order, and
+//! handles any other request only after the sends before it are answered.
+
+mod common;
+
+use std::io::Read;
+
+use common::Server;
+use common::raw::{Client, error_code, keys, sealed, signed_in};
+use msgr::envelope::{self, Header};
+use msgr::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
+use tempfile::TempDir;
+
+fn start(extra: &[&str]) -> (TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), 0, extra);
+    (dir, server)
+}
+
+/// A `send` of `body` from Alice to her own queue.
+fn note_to_self(body: &[u8]) -> Request {
+    let alice = &keys()[0];
+    let header = Header::new("Alice", "Alice");
+    let envelope = envelope::seal(&header, body, alice, &alice.public_key()).unwrap();
+    Request::Send {
+        recipient: "Alice".into(),
+        envelope: Base64Bytes(envelope),
+    }
+}
+
+/// The ids of `sent` responses; panics on any other response.
+fn sent_ids(responses: &[Response]) -> Vec<u64> {
+    responses
+        .iter()
+        .map(|response| match response {
+            Response::Sent { id } => *id,
+            other => panic!("expected sent, got {other:?}"),
+        })
+        .collect()
+}
+
+fn assert_increasing(ids: &[u64]) {
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+}
+
+fn first_page() -> Request {
+    Request::Fetch {
+        after: 0,
+        limit: FETCH_PAGE,
+        wait_ms: 0,
+    }
+}
+
+#[test]
+fn pipelined_sends_are_answered_in_order_and_a_fetch_after_them_sees_them_all() {
+    let (_dir, server) = start(&[]);
+    let mut alice = signed_in(&server, "Alice");
+    let mut requests: Vec<Request> = (0..200)
+        .map(|n| note_to_self(format!("note {n}").as_bytes()))
+        .collect();
+    requests.push(first_page());
+
+    let mut responses = alice.pipeline(&requests);
+    let Some(Response::Messages { messages }) = responses.pop() else {
+        panic!("fetch: {responses:?}");
+    };
+    let ids = sent_ids(&responses);
+    assert_eq!(ids.len(), 200);
+    assert_increasing(&ids);
+    let fetched: Vec<u64> = messages.iter().map(|message| message.id).collect();
+    assert_eq!(fetched, ids);
+    for (message, request) in messages.iter().zip(&requests) {
+        let Request::Send { envelope, .. } = request else {
+            unreachable!()
+        };
+        assert_eq!(message.envelope, *envelope);
+    }
+}
+
+#[test]
+fn a_refused_send_gets_its_error_in_its_place_between_successful_ones() {
+    let (_dir, server) = start(&[]);
+    let mut alice = signed_in(&server, "Alice");
+    let [alice_key, john_key, _] = keys();
+    let to_nobody = envelope::seal(
+        &Header::new("Alice", "Nobody"),
+        b"lost",
+        alice_key,
+        &john_key.public_key(),
+    )
+    .unwrap();
+    let Request::Send {
+        envelope: for_john, ..
+    } = sealed("Alice", "John", b"for John")
+    else {
+        unreachable!()
+    };
+    let requests = [
+        sealed("Alice", "John", b"one"),
+        // Refused once the store finds no such user.
+        Request::Send {
+            recipient: "Nobody".into(),
+            envelope: Base64Bytes(to_nobody),
+        },
+        sealed("Alice", "John", b"two"),
+        // Refused at once: the envelope is addressed to John.
+        Request::Send {
+            recipient: "Alice".into(),
+            envelope: for_john,
+        },
+        sealed("Alice", "John", b"three"),
+    ];
+
+    let responses = alice.pipeline(&requests);
+    assert_eq!(error_code(&responses[1]), ErrorCode::UnknownUser);
+    assert_eq!(error_code(&responses[3]), ErrorCode::BadRequest);
+    let ids = sent_ids(&[
+        responses[0].clone(),
+        responses[2].clone(),
+        responses[4].clone(),
+    ]);
+    assert_increasing(&ids);
+
+    let mut john = Client::greeted(&server);
+    john.log_in("John", john_key);
+    let fetched: Vec<u64> = john.fetch().iter().map(|message| message.id).collect();
+    assert_eq!(fetched, ids);
+}
+
+#[test]
+fn authentication_and_logout_take_effect_for_the_sends_pipelined_after_them() {
+    let (_dir, server) = start(&[]);
+    let mut client = signed_in(&server, "John");
+    let token = client.login("Alice", &keys()[0]);
+    let requests = [
+        Request::Authenticate {
+            user: "Alice".into(),
+            token,
+        },
+        sealed("Alice", "John", b"hi"),
+        Request::Logout,
+        sealed("Alice", "John", b"too late"),
+    ];
+
+    let responses = client.pipeline(&requests);
+    assert!(
+        matches!(responses[0], Response::Authenticated { .. }),
+        "{responses:?}"
+    );
+    assert!(
+        matches!(responses[1], Response::Sent { .. }),
+        "{responses:?}"
+    );
+    assert_eq!(responses[2], Response::LoggedOut);
+    assert_eq!(error_code(&responses[3]), ErrorCode::AuthRequired);
+}
+
+#[test]
+fn pipelined_largest_messages_beyond_the_byte_bound_all_get_through() {
+    let (_dir, server) = start(&["--max-message-bytes", "8388608"]);
+    let mut alice = signed_in(&server, "Alice");
+    // Three 8 MiB envelopes: more than one connection may have in flight.
+    let body = vec![b'x'; 8 * 1024 * 1024 - 4096];
+    let requests: Vec<Request> = (0..3).map(|_| sealed("Alice", "John", &body)).collect();
+    let ids = sent_ids(&alice.pipeline(&requests));
+    assert_increasing(&ids);
+}
+
+#[test]
+fn a_shutdown_amid_pipelined_sends_exits_cleanly_and_keeps_every_answered_send() {
+    let (_dir, mut server) = start(&[]);
+    let mut alice = signed_in(&server, "Alice");
+    let frames: Vec<u8> = (0..200)
+        .flat_map(|n| sealed("Alice", "John", format!("message {n}").as_bytes()).to_frame())
+        .collect();
+    alice.send_raw(&frames);
+    let status = server.signal_and_wait("TERM");
+    assert!(status.success(), "exit status {status}");
+
+    // The server stops reading requests, answers those it has taken on,
+    // and closes only after reading what is left, so the kernel does not
+    // reset the connection and drop answers still in transit.
+    let mut received = Vec::new();
+    alice
+        .stream
+        .read_to_end(&mut received)
+        .expect("the connection ends with close_notify, not a reset");
+    let mut responses = Vec::new();
+    let mut rest = &received[..];
+    while let Ok(Some((payload, used))) = msgr::protocol::decode_frame(rest, 1 << 24) {
+        responses.push(Response::from_payload(payload).unwrap());
+        rest = &rest[used..];
+    }
+    let ids = sent_ids(&responses);
+    assert_increasing(&ids);
+    let stored: u64 = server
+        .database()
+        .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(stored, ids.len() as u64, "every stored send was answered");
+}
