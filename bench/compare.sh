@@ -13,6 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-60}
+# hyperfine runs one command's runs back to back, so drift in a shared
+# machine's load lands on one side; one-shot jobs are therefore timed in
+# ROUNDS alternating rounds of RUNS/ROUNDS runs each, and medians are taken
+# over all the runs.
+ROUNDS=${ROUNDS:-5}
 LEVELS=${LEVELS:-"1000 10000 100000 1000000"}
 OUT=${OUT:-target/bench-compare}
 BODY='Hello John! How are you?'
@@ -34,12 +39,30 @@ LOAD_BIN=$target_dir/release/examples/load
 
 work=$(mktemp -d)
 mkdir -p "$OUT"
+rm -f "$OUT"/*.json
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"]*1000))' "$1" "$2"; }
+# rounds NAME HYPERFINE-ARGS...: time in ROUNDS rounds, into $OUT/NAME-R.json
+rounds() {
+  local name=$1; shift
+  for round in $(seq "$ROUNDS"); do
+    hyperfine -N --runs $((RUNS / ROUNDS)) --export-json "$OUT/$name-$round.json" --style none "$@" >/dev/null
+  done
+}
+# median NAME INDEX: median ms of the INDEXth command over $OUT/NAME.json or
+# all of its rounds
+median() {
+  python3 - "$OUT" "$1" "$2" <<'PY'
+import glob, json, statistics, sys
+out, name, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
+files = glob.glob(f"{out}/{name}.json") + glob.glob(f"{out}/{name}-[0-9]*.json")
+times = [t for f in files for t in json.load(open(f))["results"][index]["times"]]
+print("%.2f" % (statistics.median(times) * 1000))
+PY
+}
 ratio() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$1" "$2"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 peak_rss_kib() { # median peak RSS (KiB) of a command over 15 runs
@@ -93,26 +116,26 @@ echo "msgr $($MSGR_BIN --version | cut -d' ' -f2) on port $MSGR_PORT, $(mosquitt
 echo
 
 # --- 1. one-shot create vs mosquitto_pub -q 1 -----------------------------------
-hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$OUT/create.json" --style basic \
+rounds create --warmup 3 \
   "$M --user Alice create John '$BODY'" \
-  "mosquitto_pub ${MQ[*]} -q 1 -t msgs/john -m '$BODY'" >/dev/null
+  "mosquitto_pub ${MQ[*]} -q 1 -t msgs/john -m '$BODY'"
 $M --user John read >/dev/null; mosquitto_sub "${MQ[@]}" -c -i john -q 1 -t msgs/john -W 1 >/dev/null 2>&1 || true
-create_ms=$(median "$OUT/create.json" 0); pub_ms=$(median "$OUT/create.json" 1)
+create_ms=$(median create 0); pub_ms=$(median create 1)
 
 # --- 2. one-shot read of one stored message vs mosquitto_sub -C 1 -------------
-hyperfine -N --runs "$RUNS" --export-json "$OUT/read.json" --style basic \
+rounds read \
   --prepare "$M --user Alice create John '$BODY'" \
   --prepare "mosquitto_pub ${MQ[*]} -q 1 -t msgs/john -m '$BODY'" \
   "$M --user John read" \
-  "mosquitto_sub ${MQ[*]} -c -i john -q 1 -t msgs/john -C 1" >/dev/null
-read_ms=$(median "$OUT/read.json" 0); sub_ms=$(median "$OUT/read.json" 1)
+  "mosquitto_sub ${MQ[*]} -c -i john -q 1 -t msgs/john -C 1"
+read_ms=$(median read 0); sub_ms=$(median read 1)
 
 # --- 3. 2000 one-shot publishes, 8 in parallel ---------------------------------
 hyperfine --runs 3 --export-json "$OUT/parallel.json" --style basic \
   "seq 2000 | xargs -P 8 -I{} $M --user Alice create Bulk 'message {}'" \
   "seq 2000 | xargs -P 8 -I{} mosquitto_pub ${MQ[*]} -q 1 -t msgs/bulk -m 'message {}'" >/dev/null
-par_msgr=$(python3 -c "print('%.0f' % (2000/($(median "$OUT/parallel.json" 0)/1000)))")
-par_mq=$(python3 -c "print('%.0f' % (2000/($(median "$OUT/parallel.json" 1)/1000)))")
+par_msgr=$(python3 -c "print('%.0f' % (2000/($(median parallel 0)/1000)))")
+par_mq=$(python3 -c "print('%.0f' % (2000/($(median parallel 1)/1000)))")
 
 # --- 4. persistent connections ------------------------------------------------
 persistent=$("$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 64 --messages 100000 | tail -2)
@@ -137,11 +160,11 @@ for level in $(printf "%s\n" $LEVELS 250000 | sort -n | uniq); do
     queued=$level
   fi
   if [ "$level" = 250000 ]; then msgr_rss=$(rss_kib "$MSGR_PID"); continue; fi
-  hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/growth-$level.json" --style basic \
+  rounds "growth-$level" --warmup 3 \
     --prepare "true" --prepare "$M --user Alice create John '$BODY'" \
-    "$M --user Alice create John '$BODY'" "$M --user John read" >/dev/null
+    "$M --user Alice create John '$BODY'" "$M --user John read"
   $M --user John read >/dev/null
-  growth+="| $level | $(median "$OUT/growth-$level.json" 0) | $(median "$OUT/growth-$level.json" 1) |"$'\n'
+  growth+="| $level | $(median "growth-$level" 0) | $(median "growth-$level" 1) |"$'\n'
 done
 [ -n "${msgr_rss:-}" ] || msgr_rss=0
 seq 250000 | sed 's/^/held /' | mosquitto_pub "${MQ[@]}" -q 1 -t msgs/hoard -l

@@ -6,7 +6,8 @@
 //! - `oneshot`: a fresh TCP + TLS connection per message, as the CLI does
 //!   (connect, hello, authenticate, send);
 //! - `persistent`: one connection per client, sending pre-sealed envelopes
-//!   as fast as acknowledgements come back.
+//!   as fast as acknowledgements come back, with `--window` sends pipelined
+//!   per connection (like an MQTT client's in-flight window).
 //!
 //! It registers its own sender and recipient with random names, so it can
 //! run against any server. Envelopes are sealed once up front (a pool
@@ -18,7 +19,7 @@
 //!     --mode persistent --clients 64 --messages 100000
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use clap::{Parser, ValueEnum};
 use msgr::crypto::PrivateKey;
 use msgr::envelope::{self, Header};
 use msgr::net::trust::TrustPolicy;
-use msgr::net::{Connection, ServerAddr};
+use msgr::net::{Connection, NetError, ServerAddr};
 use msgr::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, registration_proof_message};
 
 /// Command-line options.
@@ -45,6 +46,11 @@ struct Options {
     /// Messages to send in all.
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
+    /// Sends in flight per persistent connection: each client keeps this
+    /// many requests pipelined, sending the next as each acknowledgement
+    /// comes back.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    window: u16,
     /// Body size in bytes.
     #[arg(long, default_value_t = 24)]
     body_bytes: usize,
@@ -105,9 +111,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Arc::clone(&pool),
                 Arc::clone(&next),
             );
-            let (mode, total, recipient) = (options.mode, options.messages, recipient.name.clone());
+            let (mode, total, window) = (options.mode, options.messages, options.window);
+            let recipient = recipient.name.clone();
             std::thread::spawn(move || {
-                worker(&server, mode, &sender, &recipient, &pool, &next, total)
+                let job = Job {
+                    server: &server,
+                    sender: &sender,
+                    recipient: &recipient,
+                    pool: &pool,
+                    next: &next,
+                    total,
+                };
+                match mode {
+                    Mode::Oneshot => oneshot_worker(&job),
+                    Mode::Persistent => persistent_worker(&job, usize::from(window)),
+                }
             })
         })
         .collect();
@@ -133,42 +151,87 @@ struct WorkerResult {
     ids: Vec<u64>,
 }
 
-fn worker(
-    server: &ServerAddr,
-    mode: Mode,
-    sender: &Account,
-    recipient: &str,
-    pool: &[Vec<u8>],
-    next: &AtomicU64,
+/// What a client thread needs to send its share of the messages.
+struct Job<'a> {
+    server: &'a ServerAddr,
+    sender: &'a Account,
+    recipient: &'a str,
+    pool: &'a [Vec<u8>],
+    /// The number of the next message to send, shared by all clients.
+    next: &'a AtomicU64,
     total: u64,
-) -> Result<WorkerResult, String> {
+}
+
+impl Job<'_> {
+    /// The number of this client's next message, or `None` once all are
+    /// taken.
+    fn take(&self) -> Option<u64> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        (n < self.total).then_some(n)
+    }
+
+    /// The `send` request for message `n`.
+    fn request(&self, n: u64) -> Request {
+        Request::Send {
+            recipient: self.recipient.to_owned(),
+            envelope: Base64Bytes(self.pool[n as usize % self.pool.len()].clone()),
+        }
+    }
+}
+
+/// The id in a `sent` response.
+fn sent_id(response: Result<Response, NetError>) -> Result<u64, String> {
+    match response.map_err(|e| format!("send failed: {e}"))? {
+        Response::Sent { id } => Ok(id),
+        other => Err(format!("unexpected response {other:?}")),
+    }
+}
+
+/// One fresh connection per message, as the CLI does.
+fn oneshot_worker(job: &Job<'_>) -> Result<WorkerResult, String> {
     let mut result = WorkerResult {
         latencies: Vec::new(),
         ids: Vec::new(),
     };
-    let mut connection = None;
-    loop {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        if n >= total {
-            return Ok(result);
-        }
+    while let Some(n) = job.take() {
         let started = Instant::now();
-        if mode == Mode::Oneshot || connection.is_none() {
-            connection = Some(authenticated(server, sender)?);
-        }
-        let connection = connection.as_mut().expect("connected above");
-        let envelope = pool[n as usize % pool.len()].clone();
-        let response = connection
-            .request(&Request::Send {
-                recipient: recipient.to_owned(),
-                envelope: Base64Bytes(envelope),
-            })
-            .map_err(|e| format!("send failed: {e}"))?;
-        let Response::Sent { id } = response else {
-            return Err(format!("unexpected response {response:?}"));
-        };
+        let mut connection = authenticated(job.server, job.sender)?;
+        result
+            .ids
+            .push(sent_id(connection.request(&job.request(n)))?);
         result.latencies.push(started.elapsed());
-        result.ids.push(id);
+    }
+    Ok(result)
+}
+
+/// One connection for all of this client's messages, with up to `window`
+/// sends in flight; a message's latency runs from its request being queued
+/// to its acknowledgement.
+fn persistent_worker(job: &Job<'_>, window: usize) -> Result<WorkerResult, String> {
+    let mut result = WorkerResult {
+        latencies: Vec::new(),
+        ids: Vec::new(),
+    };
+    let mut connection = authenticated(job.server, job.sender)?;
+    let mut in_flight = VecDeque::with_capacity(window);
+    let mut taking = true;
+    loop {
+        while taking && in_flight.len() < window {
+            match job.take() {
+                Some(n) => {
+                    connection
+                        .write_request(&job.request(n))
+                        .map_err(|e| format!("send failed: {e}"))?;
+                    in_flight.push_back(Instant::now());
+                }
+                None => taking = false,
+            }
+        }
+        let Some(started) = in_flight.pop_front() else {
+            return Ok(result);
+        };
+        result.ids.push(sent_id(connection.read_response())?);
+        result.latencies.push(started.elapsed());
     }
 }
 
@@ -225,8 +288,12 @@ fn report(options: &Options, elapsed: Duration, latencies: &mut [Duration]) {
             .get(index)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
+    let window = match options.mode {
+        Mode::Oneshot => 1,
+        Mode::Persistent => options.window,
+    };
     println!(
-        "mode={:?} clients={} messages={} seconds={:.3} rate={:.0} msg/s p50={:.3} ms p99={:.3} ms",
+        "mode={:?} clients={} window={window} messages={} seconds={:.3} rate={:.0} msg/s p50={:.3} ms p99={:.3} ms",
         options.mode,
         options.clients,
         latencies.len(),

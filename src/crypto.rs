@@ -165,6 +165,13 @@ impl PrivateKey {
         Ok(plaintext)
     }
 
+    /// Build the decryption form now (as a command that will decrypt can
+    /// do on another thread while it waits for the network) rather than at
+    /// the first [`unwrap`](Self::unwrap).
+    pub fn prepare_decryption(&self) -> Result<(), CryptoError> {
+        self.decrypting_key().map(drop)
+    }
+
     fn decrypting_key(&self) -> Result<&OaepPrivateDecryptingKey, CryptoError> {
         built_once(&self.decrypting, || {
             let key = PrivateDecryptingKey::from_pkcs8(&self.pkcs8)

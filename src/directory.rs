@@ -40,7 +40,29 @@ pub fn fetch_checked(
     name: &str,
     replace: bool,
 ) -> AppResult<CheckedKey> {
-    let (name, key) = fetch(connection, name)?;
+    check_answer(
+        account,
+        name,
+        connection.request(&key_request(name)),
+        replace,
+    )
+}
+
+/// The request for `name`'s key, for callers that send it themselves.
+pub fn key_request(name: &str) -> Request {
+    Request::GetKey {
+        user: name.to_owned(),
+    }
+}
+
+/// [`fetch_checked`] for an `answer` to [`key_request`] already read.
+pub fn check_answer(
+    account: &impl AccountAccess,
+    name: &str,
+    answer: Result<Response, NetError>,
+    replace: bool,
+) -> AppResult<CheckedKey> {
+    let (name, key) = parse_key(name, answer)?;
     let status = pin_status(account.files().contact(&name)?, &name, &key, replace)?;
     if status == PinStatus::Unchanged {
         return Ok(CheckedKey { name, key, status });
@@ -101,22 +123,18 @@ pub fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> AppEr
     ))
 }
 
-fn fetch(connection: &mut Connection, name: &str) -> AppResult<(String, PublicKey)> {
-    let response = connection
-        .request(&Request::GetKey {
-            user: name.to_owned(),
-        })
-        .map_err(|error| match error {
-            NetError::Server {
-                code: ErrorCode::UnknownUser,
-                ..
-            } => AppError::new(
-                ExitStatus::UnknownUser,
-                format!("there is no user named {name} on this server"),
-            )
-            .hint("check the spelling of the name"),
-            other => other.into(),
-        })?;
+fn parse_key(name: &str, answer: Result<Response, NetError>) -> AppResult<(String, PublicKey)> {
+    let response = answer.map_err(|error| match error {
+        NetError::Server {
+            code: ErrorCode::UnknownUser,
+            ..
+        } => AppError::new(
+            ExitStatus::UnknownUser,
+            format!("there is no user named {name} on this server"),
+        )
+        .hint("check the spelling of the name"),
+        other => other.into(),
+    })?;
     let Response::Key { user, public_key } = response else {
         return Err(unexpected(&response).into());
     };

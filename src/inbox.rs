@@ -97,33 +97,40 @@ enum Outcome {
     Kept(String),
 }
 
-/// An authenticated connection reading one account's queue.
+/// A connection reading one account's queue; it authenticates in the
+/// flight of its first request.
 pub struct Inbox<'a> {
     context: &'a ClientContext,
     connection: Connection,
     home: AccountDir,
     identity: PrivateKey,
-    me: String,
+    /// The user as the server spells the name, once authenticated.
+    me: Option<String>,
     /// The id of the last message fetched; the next page starts after it.
     after: u64,
+    /// The ids of an acknowledgement whose answer is not read yet.
+    unanswered_ack: Option<Vec<u64>>,
 }
 
 impl<'a> Inbox<'a> {
-    /// Unlock the key, connect and authenticate.
+    /// Unlock the key and connect.
     pub fn open(context: &'a ClientContext) -> AppResult<Self> {
         let home = context.account_dir()?;
-        let account = home.lock()?;
-        let identity = context.identity(&account)?;
-        let mut connection = context.connect()?;
-        let me = session::authenticate(&mut connection, &account, &context.user, &identity)?;
-        drop(account);
+        let identity = context.identity(&home)?;
+        // The decryption form of the key is built while connecting; an
+        // unusable key is reported when a message is opened.
+        let connection = std::thread::scope(|scope| {
+            scope.spawn(|| identity.prepare_decryption());
+            context.connect()
+        })?;
         Ok(Self {
             context,
             connection,
             home,
             identity,
-            me,
+            me: None,
             after: 0,
+            unanswered_ack: None,
         })
     }
 
@@ -152,6 +159,8 @@ impl<'a> Inbox<'a> {
             if room == 0 {
                 break;
             }
+            // Outside the interruptible wait, so a stop lets it finish.
+            self.settle_ack()?;
             let first_pending = tally.shown == 0 && tally.problems == 0;
             let wait = wait_for(mode, first_pending);
             let page_size = room.min(u64::from(FETCH_PAGE)) as u32;
@@ -171,23 +180,14 @@ impl<'a> Inbox<'a> {
                 continue;
             }
             self.after = page.last().expect("the page is not empty").id;
-            let drained = wait.is_zero() && self.page_was_last(&page, page_size);
+            let max_envelope = self.connection.max_envelope()?;
+            let drained = wait.is_zero() && page_was_last(&page, page_size, max_envelope);
             let stopped = self.handle_page(&page, sink, &mut tally, interrupt.as_ref())?;
             if stopped || drained {
                 break;
             }
         }
         Ok(tally)
-    }
-
-    /// Whether `page` held everything queued when it was fetched: it has
-    /// fewer messages than asked for, and so few bytes that the server's
-    /// page size limit cannot have cut it short. Saves asking for an empty
-    /// page at the end of every read.
-    fn page_was_last(&self, page: &[QueuedMessage], asked: u32) -> bool {
-        let bytes: u64 = page.iter().map(|m| m.envelope.0.len() as u64).sum();
-        page.len() < asked as usize
-            && bytes + self.connection.max_envelope() <= MAX_PAGE_BYTES as u64
     }
 
     /// One page of messages, waiting up to `wait` for the first.
@@ -199,41 +199,78 @@ impl<'a> Inbox<'a> {
             limit,
             wait_ms,
         };
-        match self.call(&request, wait, None)? {
+        match self.call(&request, wait)? {
             Response::Messages { messages } => Ok(messages),
             other => Err(unexpected(&other).into()),
         }
     }
 
-    /// Send `request`, which the server may hold for up to `held`. If the
+    /// Send `request`, which the server may hold for up to `held`; the
+    /// first request carries the authentication in its flight. If the
     /// session expired meanwhile (a long `--follow`), log in again on this
-    /// connection and send it once more; `locked` is the account if the
-    /// caller holds its lock already.
-    fn call(
-        &mut self,
-        request: &Request,
-        held: Duration,
-        locked: Option<&Account>,
-    ) -> AppResult<Response> {
+    /// connection and send it once more.
+    fn call(&mut self, request: &Request, held: Duration) -> AppResult<Response> {
+        let (user, identity) = (&self.context.user, &self.identity);
+        if self.me.is_none() {
+            let (me, answer) = session::authenticate_then(
+                &mut self.connection,
+                &self.home,
+                user,
+                identity,
+                request,
+                held,
+            )?;
+            self.me = Some(me);
+            return Ok(answer?);
+        }
         match self.connection.request_held(request, held) {
             Err(NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
             }) => {
                 debug!("the session expired; logging in again");
-                let relocked;
-                let account = match locked {
-                    Some(account) => account,
-                    None => {
-                        relocked = self.home.lock()?;
-                        &relocked
-                    }
-                };
-                let (user, identity) = (&self.context.user, &self.identity);
-                session::authenticate(&mut self.connection, account, user, identity)?;
+                session::authenticate(&mut self.connection, &self.home, user, identity)?;
                 Ok(self.connection.request_held(request, held)?)
             }
             other => Ok(other?),
+        }
+    }
+
+    /// Acknowledge `ids` without waiting: the answer is read before the
+    /// next request, or never if the read ends first. An acknowledgement
+    /// that is lost with the connection costs nothing: the ids are
+    /// remembered as seen, so the next read acknowledges them again
+    /// without showing them.
+    fn acknowledge(&mut self, ids: Vec<u64>) -> AppResult<()> {
+        self.connection
+            .write_request(&Request::Ack { ids: ids.clone() })?;
+        self.connection.flush()?;
+        self.unanswered_ack = Some(ids);
+        Ok(())
+    }
+
+    /// Read the answer to the acknowledgement sent last, if unread; every
+    /// later request waits for this. If the session expired meanwhile, log
+    /// in again and acknowledge once more.
+    fn settle_ack(&mut self) -> AppResult<()> {
+        let Some(ids) = self.unanswered_ack.take() else {
+            return Ok(());
+        };
+        let answer = match self.connection.read_response() {
+            Err(NetError::Server {
+                code: ErrorCode::AuthFailed,
+                ..
+            }) => {
+                debug!("the session expired; logging in again");
+                let (user, identity) = (&self.context.user, &self.identity);
+                session::authenticate(&mut self.connection, &self.home, user, identity)?;
+                self.connection.request(&Request::Ack { ids })?
+            }
+            other => other?,
+        };
+        match answer {
+            Response::Acked { .. } => Ok(()),
+            other => Err(unexpected(&other).into()),
         }
     }
 
@@ -284,11 +321,7 @@ impl<'a> Inbox<'a> {
         }
         if !acknowledge.is_empty() {
             account.save_seen(&seen)?;
-            let ack = Request::Ack { ids: acknowledge };
-            match self.call(&ack, Duration::ZERO, Some(&account))? {
-                Response::Acked { .. } => {}
-                other => return Err(unexpected(&other).into()),
-            }
+            self.acknowledge(acknowledge)?;
         }
         match failure {
             Some(error) => Err(error),
@@ -336,7 +369,11 @@ impl<'a> Inbox<'a> {
                 )));
             }
         };
-        let body = match parsed.open(&self.me, &self.identity, &sender_key) {
+        let me = self
+            .me
+            .as_deref()
+            .expect("a page is fetched after authenticating");
+        let body = match parsed.open(me, &self.identity, &sender_key) {
             Ok(body) => body,
             Err(e) => {
                 return Ok(Outcome::Discarded(format!(
@@ -360,6 +397,15 @@ impl<'a> Inbox<'a> {
             Delivery::Kept(reason) => Ok(Outcome::Kept(reason)),
         }
     }
+}
+
+/// Whether `page` held everything queued when it was fetched: it has fewer
+/// messages than asked for, and so few bytes that the server's page size
+/// limit cannot have cut it short. Saves asking for an empty page at the
+/// end of every read.
+fn page_was_last(page: &[QueuedMessage], asked: u32, max_envelope: u64) -> bool {
+    let bytes: u64 = page.iter().map(|m| m.envelope.0.len() as u64).sum();
+    page.len() < asked as usize && bytes + max_envelope <= MAX_PAGE_BYTES as u64
 }
 
 /// How long the next fetch may wait on the server.

@@ -1,7 +1,11 @@
 //! The client's connection to a server: TCP with TCP_NODELAY, TLS 1.3 with
-//! the verification policy of [`trust`], the version exchange, and one
-//! request/response at a time over frames. Error responses from the server
-//! become [`NetError::Server`] in one place, [`Connection::request`]. A
+//! the verification policy of [`trust`], the version exchange, and framed
+//! requests. Requests may be pipelined: [`Connection::write_request`]
+//! queues one and [`Connection::read_response`] sends what is queued and
+//! reads the next answer, so several requests share one flight; the
+//! `hello` itself leaves with the handshake's last flight and is answered
+//! with the first response read. Error responses from the server become
+//! [`NetError::Server`] in one place, [`Connection::read_response`]. A
 //! request the server may hold (a waiting `fetch`) gets a longer read
 //! timeout, and a [`Canceller`] can end the connection from another thread.
 
@@ -74,16 +78,18 @@ pub enum NetError {
     },
 }
 
-/// An open, verified connection that has completed the version exchange.
+/// An open, verified connection; the version exchange is completed with
+/// the first response read.
 pub struct Connection {
     tls: StreamOwned<ClientConnection, TcpStream>,
     buffer: Vec<u8>,
-    max_envelope: u64,
+    /// Largest envelope the server accepts, once its `hello` has been read.
+    max_envelope: Option<u64>,
     new_pin: Option<String>,
 }
 
 impl Connection {
-    /// Connect to `server`, verify it under `policy`, and exchange versions.
+    /// Connect to `server` and verify it under `policy`; `hello` is queued.
     pub fn open(server: &ServerAddr, policy: TrustPolicy) -> Result<Self, NetError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = Arc::new(Verifier::new(policy, provider.clone()));
@@ -93,8 +99,19 @@ impl Connection {
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
-        let session = ClientConnection::new(Arc::new(config), server.server_name())
+        let mut session = ClientConnection::new(Arc::new(config), server.server_name())
             .map_err(|e| NetError::Protocol(e.to_string()))?;
+        // Queued requests are held whole until the next flush; they are
+        // already in memory as frames, so no limit is needed.
+        session.set_buffer_limit(None);
+        // Held until the handshake completes (after verification), then
+        // sent with the client's last handshake flight.
+        session.writer().write_all(
+            &Request::Hello {
+                version: PROTOCOL_VERSION,
+            }
+            .to_frame(),
+        )?;
         let socket = connect_tcp(server)?;
         debug!(%server, "TCP connected; TLS handshake");
         let mut tls = StreamOwned::new(session, socket);
@@ -119,15 +136,13 @@ impl Connection {
             Some(TrustOutcome::NewPin(fingerprint)) => Some(fingerprint),
             _ => None,
         };
-        let mut connection = Self {
+        debug!(%server, "TLS established");
+        Ok(Self {
             tls,
             buffer: Vec::new(),
-            max_envelope: 0,
+            max_envelope: None,
             new_pin,
-        };
-        connection.hello()?;
-        info!(%server, max_envelope = connection.max_envelope, "connected");
-        Ok(connection)
+        })
     }
 
     /// A handle that can end this connection from another thread, waking
@@ -141,17 +156,42 @@ impl Connection {
         self.new_pin.as_deref()
     }
 
-    /// Largest envelope the server accepts.
-    pub fn max_envelope(&self) -> u64 {
-        self.max_envelope
+    /// Largest envelope the server accepts (reading its `hello` if that
+    /// has not been read yet).
+    pub fn max_envelope(&mut self) -> Result<u64, NetError> {
+        match self.max_envelope {
+            Some(max_envelope) => Ok(max_envelope),
+            None => self.greeting(),
+        }
     }
 
     /// Send one request and wait for its response; error responses become
-    /// [`NetError::Server`].
+    /// [`NetError::Server`]. Requests queued before it must have been
+    /// answered.
     pub fn request(&mut self, request: &Request) -> Result<Response, NetError> {
-        self.tls.write_all(&request.to_frame())?;
+        self.write_request(request)?;
+        self.read_response()
+    }
+
+    /// Queue `request` without waiting: it is sent with the next flush, and
+    /// its response is the one [`read_response`](Self::read_response)
+    /// returns after those of the requests queued before it.
+    pub fn write_request(&mut self, request: &Request) -> Result<(), NetError> {
+        self.tls.conn.writer().write_all(&request.to_frame())?;
+        Ok(())
+    }
+
+    /// Send what is queued without waiting for answers.
+    pub fn flush(&mut self) -> Result<(), NetError> {
         self.tls.flush()?;
-        match self.read_response()? {
+        Ok(())
+    }
+
+    /// Send what is queued and read the next response; error responses
+    /// become [`NetError::Server`].
+    pub fn read_response(&mut self) -> Result<Response, NetError> {
+        self.max_envelope()?;
+        match self.read_frame()? {
             Response::Error { code, message } => Err(NetError::Server { code, message }),
             response => Ok(response),
         }
@@ -164,25 +204,35 @@ impl Connection {
         request: &Request,
         held: Duration,
     ) -> Result<Response, NetError> {
+        self.write_request(request)?;
+        self.read_response_held(held)
+    }
+
+    /// [`read_response`](Self::read_response) for a request the server may
+    /// hold for up to `held`.
+    pub fn read_response_held(&mut self, held: Duration) -> Result<Response, NetError> {
         self.tls.sock.set_read_timeout(Some(IO_TIMEOUT + held))?;
-        let response = self.request(request);
+        let response = self.read_response();
         self.tls.sock.set_read_timeout(Some(IO_TIMEOUT))?;
         response
     }
 
-    fn hello(&mut self) -> Result<(), NetError> {
-        match self.request(&Request::Hello {
-            version: PROTOCOL_VERSION,
-        })? {
+    /// Read the answer to the `hello` queued by [`open`](Self::open).
+    fn greeting(&mut self) -> Result<u64, NetError> {
+        match self.read_frame()? {
             Response::Hello { max_envelope, .. } => {
-                self.max_envelope = max_envelope;
-                Ok(())
+                info!(max_envelope, "connected");
+                self.max_envelope = Some(max_envelope);
+                Ok(max_envelope)
             }
+            Response::Error { code, message } => Err(NetError::Server { code, message }),
             other => Err(unexpected(&other)),
         }
     }
 
-    fn read_response(&mut self) -> Result<Response, NetError> {
+    /// Flush, then read one response frame.
+    fn read_frame(&mut self) -> Result<Response, NetError> {
+        self.flush()?;
         loop {
             match decode_frame(&self.buffer, CLIENT_MAX_FRAME) {
                 Ok(Some((payload, used))) => {

@@ -70,10 +70,11 @@ impl Output {
     }
 
     /// Write one result to stdout and flush it, so that a reader of a pipe
-    /// sees each record as soon as it is complete.
+    /// sees each record as soon as it is complete (and in one write, not
+    /// line by line).
     pub fn emit(&self, record: &impl Render) -> io::Result<()> {
         let stdout = io::stdout();
-        let mut out = stdout.lock();
+        let mut out = io::BufWriter::new(stdout.lock());
         if self.json {
             serde_json::to_writer(&mut out, record)?;
             out.write_all(b"\n")?;

@@ -3,6 +3,8 @@
 //! again on the same connection when the token is missing, expired or
 //! refused, so unattended jobs never break on expiry. [`end`] logs out.
 
+use std::time::Duration;
+
 use tracing::debug;
 
 use crate::crypto::PrivateKey;
@@ -22,11 +24,8 @@ pub fn authenticate(
     user: &str,
     identity: &PrivateKey,
 ) -> AppResult<String> {
-    if let Some(session) = account.files().load_session()?
-        && session.expires_at > unix_now() + EXPIRY_MARGIN_SECS
-    {
-        debug!("presenting the stored session token");
-        match present(connection, user, &session.token) {
+    if let Some(token) = stored_token(account)? {
+        match present(connection, user, &token) {
             Err(NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
@@ -34,6 +33,58 @@ pub fn authenticate(
             result => return result.map_err(AppError::from),
         }
     }
+    log_in_and_present(connection, account, user, identity)
+}
+
+/// [`authenticate`], with `next` sent in the same flight as the stored
+/// token: returns the name and `next`'s response, read with up to `held`
+/// of waiting. If the token is refused, `next` (refused too, without
+/// effect, on an unauthenticated connection) is sent again after a fresh
+/// login.
+pub fn authenticate_then(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &str,
+    identity: &PrivateKey,
+    next: &Request,
+    held: Duration,
+) -> AppResult<(String, Result<Response, NetError>)> {
+    if let Some(token) = stored_token(account)? {
+        connection.write_request(&authenticate_request(user, &token))?;
+        connection.write_request(next)?;
+        let presented = connection.read_response().and_then(authenticated);
+        let answer = connection.read_response_held(held);
+        match presented {
+            Err(NetError::Server {
+                code: ErrorCode::AuthFailed,
+                ..
+            }) => debug!("the server refused the stored token"),
+            Ok(me) => return Ok((me, answer)),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let me = log_in_and_present(connection, account, user, identity)?;
+    Ok((me, connection.request_held(next, held)))
+}
+
+/// The stored session token, unless it is missing or about to expire.
+fn stored_token(account: &impl AccountAccess) -> AppResult<Option<SessionToken>> {
+    Ok(account
+        .files()
+        .load_session()?
+        .filter(|session| session.expires_at > unix_now() + EXPIRY_MARGIN_SECS)
+        .map(|session| {
+            debug!("presenting the stored session token");
+            session.token
+        }))
+}
+
+fn log_in_and_present(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &str,
+    identity: &PrivateKey,
+) -> AppResult<String> {
     debug!("logging in");
     let session = login(connection, account, user, identity)?;
     Ok(present(connection, user, &session.token)?)
@@ -106,10 +157,20 @@ fn present(
     user: &str,
     token: &SessionToken,
 ) -> Result<String, NetError> {
-    let response = connection.request(&Request::Authenticate {
+    connection
+        .request(&authenticate_request(user, token))
+        .and_then(authenticated)
+}
+
+fn authenticate_request(user: &str, token: &SessionToken) -> Request {
+    Request::Authenticate {
         user: user.to_owned(),
         token: Base64Bytes(token.expose().to_vec()),
-    })?;
+    }
+}
+
+/// The name from an `authenticated` response.
+fn authenticated(response: Response) -> Result<String, NetError> {
     match response {
         Response::Authenticated { user, .. } => Ok(user),
         other => Err(unexpected(&other)),

@@ -140,6 +140,11 @@ fn follow_logs_in_again_when_its_session_expires() {
     let lines: Vec<String> = (0..8).map(|_| follower.next_line()).collect();
     assert_eq!(lines[2], "before expiry", "{lines:?}");
     assert_eq!(lines[7], "after expiry", "{lines:?}");
+    // That message answered a fetch made before the expiry; the next one
+    // needs a fetch, and so a login, after it.
+    world.send("Alice", "John", "after logging in again");
+    let lines: Vec<String> = (0..5).map(|_| follower.next_line()).collect();
+    assert_eq!(lines[4], "after logging in again", "{lines:?}");
     follower.signal("TERM");
     let (status, _, stderr) = follower.finish();
     assert!(status.success(), "{stderr}");

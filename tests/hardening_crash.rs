@@ -158,15 +158,6 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
     assert_eq!((code, stdout.as_str()), (0, ""));
 }
 
-/// John's queued messages, counted in the server's database.
-fn queued(world: &World) -> i64 {
-    world
-        .server
-        .database()
-        .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
-        .unwrap()
-}
-
 /// Queue `n` messages of about `size` bytes from Alice to John, each on a
 /// line of its own starting with `body-`.
 fn queue_bodies(world: &World, n: usize, size: usize) {
@@ -191,13 +182,13 @@ fn a_reader_that_leaves_without_acknowledging_loses_nothing() {
     reader.log_in("John", &john);
     assert_eq!(reader.fetch().len(), 3);
     drop(reader);
-    assert_eq!(queued(&world), 3);
+    assert_eq!(world.queued(), 3);
 
     let (code, stdout, _) = world.read("John");
     assert_eq!(code, 0);
     let counts = line_counts(&stdout, "body-");
     assert_eq!((counts.len(), counts.values().max()), (3, Some(&1)));
-    assert_eq!(queued(&world), 0);
+    world.assert_queued_soon(0);
 }
 
 #[test]
@@ -224,7 +215,7 @@ fn a_read_killed_before_its_ack_is_redelivered_and_then_shown_once() {
     assert!(first.starts_with(b"From: Alice"));
     read.kill().unwrap();
     read.wait().unwrap();
-    assert_eq!(queued(&world), 6, "nothing was acknowledged");
+    assert_eq!(world.queued(), 6, "nothing was acknowledged");
 
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "{stderr}");
@@ -232,5 +223,5 @@ fn a_read_killed_before_its_ack_is_redelivered_and_then_shown_once() {
     assert_eq!((counts.len(), counts.values().max()), (6, Some(&1)));
     let (code, stdout, _) = world.read("John");
     assert_eq!((code, stdout.as_str()), (0, ""));
-    assert_eq!(queued(&world), 0);
+    world.assert_queued_soon(0);
 }

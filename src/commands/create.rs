@@ -4,17 +4,18 @@
 //! the command fails naming them (exit status 8 when others did get it).
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cli::CreateArgs;
 use crate::context::ClientContext;
 use crate::crypto::PrivateKey;
-use crate::directory;
-use crate::envelope::{self, Header};
+use crate::directory::{self, CheckedKey};
+use crate::envelope::{self, EnvelopeError, Header};
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::AccountDir;
-use crate::net::{Connection, unexpected};
+use crate::keyring::{AccountDir, Contact};
+use crate::net::{Connection, NetError, unexpected};
 use crate::output::{Human, Render, hex};
 use crate::protocol::{Base64Bytes, Request, Response, canonical_name, validate_username};
 use crate::session;
@@ -30,9 +31,33 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     // parallel; the rare change (a new pin, a new token) locks briefly.
     let account = context.account_dir()?;
     let identity = context.identity(&account)?;
-    let mut connection = context.connect()?;
-    check_size(body.len() as u64, connection.max_envelope())?;
-    let me = session::authenticate(&mut connection, &account, &context.user, &identity)?;
+    // While this thread connects, authenticates and asks for the first
+    // recipient's key in one flight, a second one seals for that recipient
+    // under the names and key the keyring expects.
+    let guess = match (account.registration()?, account.contact(&recipients[0])?) {
+        (Some(registration), Some(contact)) => Some((registration.user, contact)),
+        _ => None,
+    };
+    let (connected, presealed) = std::thread::scope(|scope| {
+        let sealing = guess.map(|(me, recipient)| {
+            scope.spawn(|| Presealed::seal(me, recipient, &body, &identity))
+        });
+        let connected = context.connect().and_then(|mut connection| {
+            let (me, key_answer) = session::authenticate_then(
+                &mut connection,
+                &account,
+                &context.user,
+                &identity,
+                &directory::key_request(&recipients[0]),
+                Duration::ZERO,
+            )?;
+            Ok((connection, me, key_answer))
+        });
+        let presealed = sealing.map(|handle| handle.join().expect("sealing does not panic"));
+        (connected, presealed)
+    });
+    let (mut connection, me, key_answer) = connected?;
+    check_size(body.len() as u64, connection.max_envelope()?)?;
     let mut outcome = Outcome {
         from: &me,
         sent: Vec::new(),
@@ -45,8 +70,12 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
         me: &me,
         body: &body,
     };
+    let mut head_start = Some(HeadStart {
+        key_answer,
+        presealed,
+    });
     for name in &recipients {
-        match sender.send(name) {
+        match sender.send(name, head_start.take()) {
             Ok(sent) => outcome.sent.push(sent),
             Err(error) => outcome.failed.push(Failed::new(name, error)),
         }
@@ -80,13 +109,25 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Check the recipient's key, seal, and queue.
-    fn send(&mut self, name: &str) -> AppResult<Sent> {
-        let recipient = directory::fetch_checked(self.connection, self.account, name, false)?;
-        let header = Header::new(self.me, &recipient.name);
-        let sealed = envelope::seal(&header, self.body, self.identity, &recipient.key)
-            .map_err(|e| AppError::local(format!("cannot seal the message: {e}")))?;
-        check_size(sealed.len() as u64, self.connection.max_envelope())?;
+    /// Check the recipient's key (from the head start if there is one,
+    /// else asked for now), seal (unless sealed already for what the server
+    /// confirms), and queue.
+    fn send(&mut self, name: &str, head_start: Option<HeadStart>) -> AppResult<Sent> {
+        let (key_answer, presealed) = match head_start {
+            Some(head_start) => (head_start.key_answer, head_start.presealed),
+            None => (self.connection.request(&directory::key_request(name)), None),
+        };
+        let recipient = directory::check_answer(self.account, name, key_answer, false)?;
+        let (header, sealed) = presealed
+            .and_then(|presealed| presealed.confirmed(self.me, &recipient))
+            .unwrap_or_else(|| {
+                let header = Header::new(self.me, &recipient.name);
+                let sealed = envelope::seal(&header, self.body, self.identity, &recipient.key);
+                (header, sealed)
+            });
+        let sealed =
+            sealed.map_err(|e| AppError::local(format!("cannot seal the message: {e}")))?;
+        check_size(sealed.len() as u64, self.connection.max_envelope()?)?;
         let response = self.connection.request(&Request::Send {
             recipient: recipient.name.clone(),
             envelope: Base64Bytes(sealed),
@@ -98,6 +139,49 @@ impl Sender<'_> {
             to: recipient.name,
             id: hex(&header.message_id),
         })
+    }
+}
+
+/// What the first recipient's round trip brought: the answer to the key
+/// request sent with the authentication, and an envelope sealed meanwhile.
+struct HeadStart {
+    key_answer: Result<Response, NetError>,
+    presealed: Option<Presealed>,
+}
+
+/// An envelope sealed before the server confirmed the sender's name and
+/// the recipient's name and key it assumes (from the keyring: the
+/// registration and the pin).
+struct Presealed {
+    me: String,
+    recipient: Contact,
+    header: Header,
+    sealed: Result<Vec<u8>, EnvelopeError>,
+}
+
+impl Presealed {
+    /// Seal `body` from `me` to the pinned `recipient`.
+    fn seal(me: String, recipient: Contact, body: &[u8], identity: &PrivateKey) -> Self {
+        let header = Header::new(&me, &recipient.name);
+        let sealed = envelope::seal(&header, body, identity, &recipient.key);
+        Self {
+            me,
+            recipient,
+            header,
+            sealed,
+        }
+    }
+
+    /// The header and envelope, if the server confirmed all they assume.
+    fn confirmed(
+        self,
+        me: &str,
+        recipient: &CheckedKey,
+    ) -> Option<(Header, Result<Vec<u8>, EnvelopeError>)> {
+        (self.me == me
+            && self.recipient.name == recipient.name
+            && self.recipient.key == recipient.key)
+            .then_some((self.header, self.sealed))
     }
 }
 

@@ -239,6 +239,25 @@ impl World {
             .success();
     }
 
+    /// Messages the server holds, counted in its database.
+    pub fn queued(&self) -> i64 {
+        self.server
+            .database()
+            .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Wait (up to ten seconds) until the server holds `expected` messages:
+    /// `read` does not wait for the answer to its last acknowledgement, so
+    /// the server may still be committing it when `read` exits.
+    pub fn assert_queued_soon(&self, expected: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.queued() != expected && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(self.queued(), expected, "messages left on the server");
+    }
+
     /// Run `read` as `user`; returns (exit code, stdout, stderr).
     pub fn read(&self, user: &str) -> (i32, String, String) {
         let output = self.msgr(user).arg("read").output().unwrap();
