@@ -138,7 +138,12 @@ par_msgr=$(python3 -c "print('%.0f' % (2000/($(median parallel 0)/1000)))")
 par_mq=$(python3 -c "print('%.0f' % (2000/($(median parallel 1)/1000)))")
 
 # --- 4. persistent connections ------------------------------------------------
-persistent=$("$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 64 --messages 100000 | tail -2)
+# 8 connections with 16 sends in flight each; then one connection with 20
+# in flight, as mosquitto_pub -l keeps (its default max_inflight), and 64
+# connections sending one at a time.
+persistent=$("$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 8 --window 16 --messages 100000 | tail -2)
+persistent_one=$("$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 1 --window 20 --messages 100000 | tail -2)
+persistent_unpipelined=$("$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 64 --window 1 --messages 100000 | tail -2)
 seq 20000 | sed 's/^/line /' > "$work/lines"
 lines_s=$( { /usr/bin/time -f %e mosquitto_pub "${MQ[@]}" -q 1 -t msgs/lines -l < "$work/lines" >/dev/null; } 2>&1 | tail -1)
 lines_rate=$(python3 -c "print('%.0f' % (20000/$lines_s))")
@@ -155,7 +160,7 @@ growth=""
 queued=0
 for level in $(printf "%s\n" $LEVELS 250000 | sort -n | uniq); do
   if [ "$level" -gt "$queued" ]; then
-    "$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 64 \
+    "$LOAD_BIN" --server "localhost:$MSGR_PORT" --mode persistent --clients 8 --window 16 \
       --messages $((level - queued)) --keep --no-verify >/dev/null
     queued=$level
   fi
@@ -177,7 +182,9 @@ cat <<REPORT
 | one-shot create vs mosquitto_pub -q 1, median wall | $create_ms ms | $pub_ms ms | $(ratio "$create_ms" "$pub_ms") |
 | one-shot read of one message vs mosquitto_sub -C 1 | $read_ms ms | $sub_ms ms | $(ratio "$read_ms" "$sub_ms") |
 | 2000 one-shot publishes, 8 in parallel | $par_msgr msg/s | $par_mq msg/s | $(ratio "$par_msgr" "$par_mq") (higher is better) |
-| persistent connections | ${persistent//$'\n'/; } | $lines_rate msg/s (one connection, -l, no fsync) | |
+| persistent connections, 8 × 16 in flight | ${persistent//$'\n'/; } | $lines_rate msg/s (one connection, -l, no fsync) | |
+| persistent, one connection, 20 in flight | ${persistent_one//$'\n'/; } | $lines_rate msg/s | |
+| persistent, 64 connections, one at a time | ${persistent_unpipelined//$'\n'/; } | | |
 | client peak RSS, one create | $((create_rss / 1024)) MiB | $((pub_rss / 1024)) MiB | $(ratio "$create_rss" "$pub_rss") |
 | server RSS with 250,000 queued | $((msgr_rss / 1024)) MiB | $((mq_rss / 1024)) MiB | $(ratio "$msgr_rss" "$mq_rss") |
 
