@@ -227,13 +227,18 @@ impl<'a> Inbox<'a> {
             Err(NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
-            }) => {
-                debug!("the session expired; logging in again");
-                session::authenticate(&mut self.connection, &self.home, user, identity)?;
-                Ok(self.connection.request_held(request, held)?)
-            }
+            }) => self.again_after_login(request, held),
             other => Ok(other?),
         }
+    }
+
+    /// Log in again on this connection (the session expired) and send
+    /// `request` once more.
+    fn again_after_login(&mut self, request: &Request, held: Duration) -> AppResult<Response> {
+        debug!("the session expired; logging in again");
+        let (user, identity) = (&self.context.user, &self.identity);
+        session::authenticate(&mut self.connection, &self.home, user, identity)?;
+        Ok(self.connection.request_held(request, held)?)
     }
 
     /// Acknowledge `ids` without waiting: the answer is read before the
@@ -260,12 +265,7 @@ impl<'a> Inbox<'a> {
             Err(NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
-            }) => {
-                debug!("the session expired; logging in again");
-                let (user, identity) = (&self.context.user, &self.identity);
-                session::authenticate(&mut self.connection, &self.home, user, identity)?;
-                self.connection.request(&Request::Ack { ids })?
-            }
+            }) => self.again_after_login(&Request::Ack { ids }, Duration::ZERO)?,
             other => other?,
         };
         match answer {

@@ -88,6 +88,15 @@ impl Load<'_> {
     }
 }
 
+/// Sets its flag when dropped, also while unwinding.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Kill the server `pid` with SIGKILL and wait until it is dead.
 fn kill_9(pid: u32) {
     let killed = Command::new("kill")
@@ -116,6 +125,9 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
         stop: AtomicBool::new(false),
     };
     let last = std::thread::scope(|scope| {
+        // A failed wait below must stop the senders, or the scope would
+        // wait for them forever instead of reporting the failure.
+        let _stop = StopOnDrop(&load.stop);
         for sender in senders {
             let load = &load;
             scope.spawn(move || load.run(sender));
@@ -136,7 +148,6 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
         wait_until("creates after the restart", || {
             load.successes() >= before + burst
         });
-        load.stop.store(true, Ordering::SeqCst);
         restarted.expect("at least one kill")
     });
     assert!(

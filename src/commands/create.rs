@@ -322,6 +322,51 @@ mod tests {
     }
 
     #[test]
+    fn a_presealed_envelope_is_used_only_for_what_the_server_confirms() {
+        let [alice, john, other] = crate::crypto::test_keys();
+        let preseal = || {
+            let pin = Contact {
+                name: "John".into(),
+                key: john.public_key(),
+            };
+            Presealed::seal("Alice".into(), pin, b"hi", alice)
+        };
+        let confirmed = |name: &str, key: &PrivateKey| CheckedKey {
+            name: name.into(),
+            key: key.public_key(),
+            status: directory::PinStatus::Unchanged,
+        };
+        let (header, sealed) = preseal()
+            .confirmed("Alice", &confirmed("John", john))
+            .expect("everything it assumed was confirmed");
+        assert_eq!(
+            (header.sender.as_str(), header.recipient.as_str()),
+            ("Alice", "John")
+        );
+        let sealed = sealed.unwrap();
+        let opened = envelope::parse(&sealed).unwrap();
+        assert_eq!(
+            opened.open("John", john, &alice.public_key()).unwrap(),
+            b"hi"
+        );
+        assert!(
+            preseal()
+                .confirmed("alice", &confirmed("John", john))
+                .is_none()
+        );
+        assert!(
+            preseal()
+                .confirmed("Alice", &confirmed("Johnny", john))
+                .is_none()
+        );
+        assert!(
+            preseal()
+                .confirmed("Alice", &confirmed("John", other))
+                .is_none()
+        );
+    }
+
+    #[test]
     fn names_read_as_a_list() {
         assert_eq!(names(["a"].into_iter()), "a");
         assert_eq!(names(["a", "b"].into_iter()), "a and b");
