@@ -31,32 +31,8 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     // parallel; the rare change (a new pin, a new token) locks briefly.
     let account = context.account_dir()?;
     let identity = context.identity(&account)?;
-    // While this thread connects, authenticates and asks for the first
-    // recipient's key in one flight, a second one seals for that recipient
-    // under the names and key the keyring expects.
-    let guess = match (account.registration()?, account.contact(&recipients[0])?) {
-        (Some(registration), Some(contact)) => Some((registration.user, contact)),
-        _ => None,
-    };
-    let (connected, presealed) = std::thread::scope(|scope| {
-        let sealing = guess.map(|(me, recipient)| {
-            scope.spawn(|| Presealed::seal(me, recipient, &body, &identity))
-        });
-        let connected = context.connect().and_then(|mut connection| {
-            let (me, key_answer) = session::authenticate_then(
-                &mut connection,
-                &account,
-                &context.user,
-                &identity,
-                &directory::key_request(&recipients[0]),
-                Duration::ZERO,
-            )?;
-            Ok((connection, me, key_answer))
-        });
-        let presealed = sealing.map(|handle| handle.join().expect("sealing does not panic"));
-        (connected, presealed)
-    });
-    let (mut connection, me, key_answer) = connected?;
+    let (mut connection, me, head_start) =
+        connect_with_head_start(context, &account, &identity, &recipients[0], &body)?;
     check_size(body.len() as u64, connection.max_envelope()?)?;
     let mut outcome = Outcome {
         from: &me,
@@ -70,10 +46,7 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
         me: &me,
         body: &body,
     };
-    let mut head_start = Some(HeadStart {
-        key_answer,
-        presealed,
-    });
+    let mut head_start = Some(head_start);
     for name in &recipients {
         match sender.send(name, head_start.take()) {
             Ok(sent) => outcome.sent.push(sent),
@@ -82,6 +55,51 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     }
     context.output.emit(&outcome).map_err(AppError::stdout)?;
     outcome.into_result(context)
+}
+
+/// Connect and authenticate, asking in the same flight for the key of
+/// `first`, the first recipient; meanwhile a second thread seals `body`
+/// for `first` under the names and key the keyring expects. Returns the
+/// connection and the user's name as the server spells it.
+fn connect_with_head_start(
+    context: &ClientContext,
+    account: &AccountDir,
+    identity: &PrivateKey,
+    first: &str,
+    body: &[u8],
+) -> AppResult<(Connection, String, HeadStart)> {
+    // A guess only: a file it cannot read means no head start, and the
+    // pin is read again (and any problem reported) when the key is checked.
+    let guess = match (account.registration(), account.contact(first)) {
+        (Ok(Some(registration)), Ok(Some(contact))) => Some((registration.user, contact)),
+        _ => None,
+    };
+    let (connected, presealed) = std::thread::scope(|scope| {
+        let sealing = guess
+            .map(|(me, recipient)| scope.spawn(|| Presealed::seal(me, recipient, body, identity)));
+        let connected = context.connect().and_then(|mut connection| {
+            let (me, key_answer) = session::authenticate_then(
+                &mut connection,
+                account,
+                &context.user,
+                identity,
+                &directory::key_request(first),
+                Duration::ZERO,
+            )?;
+            Ok((connection, me, key_answer))
+        });
+        let presealed = sealing.map(|handle| handle.join().expect("sealing does not panic"));
+        (connected, presealed)
+    });
+    let (connection, me, key_answer) = connected?;
+    Ok((
+        connection,
+        me,
+        HeadStart {
+            key_answer,
+            presealed,
+        },
+    ))
 }
 
 /// The recipients, validated, without repeats (letter case ignored).
