@@ -146,6 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// What one client thread did.
+#[derive(Default)]
 struct WorkerResult {
     latencies: Vec<Duration>,
     ids: Vec<u64>,
@@ -189,10 +190,7 @@ fn sent_id(response: Result<Response, NetError>) -> Result<u64, String> {
 
 /// One fresh connection per message, as the CLI does.
 fn oneshot_worker(job: &Job<'_>) -> Result<WorkerResult, String> {
-    let mut result = WorkerResult {
-        latencies: Vec::new(),
-        ids: Vec::new(),
-    };
+    let mut result = WorkerResult::default();
     while let Some(n) = job.take() {
         let started = Instant::now();
         let mut connection = authenticated(job.server, job.sender)?;
@@ -208,10 +206,7 @@ fn oneshot_worker(job: &Job<'_>) -> Result<WorkerResult, String> {
 /// sends in flight; a message's latency runs from its request being queued
 /// to its acknowledgement.
 fn persistent_worker(job: &Job<'_>, window: usize) -> Result<WorkerResult, String> {
-    let mut result = WorkerResult {
-        latencies: Vec::new(),
-        ids: Vec::new(),
-    };
+    let mut result = WorkerResult::default();
     let mut connection = authenticated(job.server, job.sender)?;
     let mut in_flight = VecDeque::with_capacity(window);
     let mut taking = true;
