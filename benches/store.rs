@@ -33,7 +33,13 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, UserId) {
             .unwrap()
             .public_key()
             .to_der();
-        store.register(name, &key).unwrap();
+        let prekey = msgr::protocol::SignedPrekey {
+            id: 1,
+            public_key: msgr::protocol::Base64Bytes(vec![1; 32]),
+            created_at: 0,
+            signature: msgr::protocol::Base64Bytes(vec![2; 256]),
+        };
+        store.register(name, &key, &prekey).unwrap();
         store.find_user(name).unwrap().unwrap().id
     };
     let (alice, john, bystander) = (id("alice"), id("john"), id("bystander"));

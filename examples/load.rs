@@ -26,10 +26,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use msgr::crypto::PrivateKey;
-use msgr::envelope::{self, Header};
+use msgr::crypto::agreement::AgreementSecret;
+use msgr::envelope::{self, Header, RecipientPrekey};
 use msgr::net::trust::TrustPolicy;
 use msgr::net::{Connection, NetError, ServerAddr};
-use msgr::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, registration_proof_message};
+use msgr::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, SignedPrekey, unix_now};
+use msgr::signing;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -76,6 +78,8 @@ enum Mode {
 struct Account {
     name: String,
     key: PrivateKey,
+    /// The signed prekey messages to the account are sealed to.
+    prekey: RecipientPrekey,
     token: Vec<u8>,
 }
 
@@ -91,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool: Vec<Vec<u8>> = (0..ENVELOPE_POOL)
         .map(|_| {
             let header = Header::new(&sender.name, &recipient.name);
-            envelope::seal(&header, &body, &sender.key, &recipient.key.public_key())
+            envelope::seal(&header, &body, &sender.key, &recipient.prekey)
         })
         .collect::<Result<_, _>>()?;
     let pool = Arc::new(pool);
@@ -250,28 +254,42 @@ fn connect(server: &ServerAddr) -> Result<Connection, String> {
     Connection::open(server, TrustPolicy::FirstUse { pinned: None }).map_err(|e| e.to_string())
 }
 
-/// Register `name` with a fresh 2048-bit key and log in.
+/// Register `name` with a fresh 2048-bit key and a prekey, and log in.
 fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn std::error::Error>> {
     let key = PrivateKey::generate(2048)?;
+    let prekey = AgreementSecret::generate()?;
+    let signed_prekey = SignedPrekey::sign(name, 1, unix_now(), &prekey, &key)?;
     let public = key.public_key().to_der();
-    let proof = key.sign(&registration_proof_message(name, &public))?;
     let mut connection = connect(server)?;
+    let digest = *connection.certificate_digest();
+    let proof = key.sign(&signing::registration(&digest, name, &public))?;
     connection.request(&Request::Register {
         user: name.to_owned(),
         public_key: Base64Bytes(public),
+        signed_prekey,
         proof: Base64Bytes(proof),
     })?;
-    let Response::LoginChallenge { wrapped_token, .. } = connection.request(&Request::Login {
+    let Response::LoginChallenge { nonce } = connection.request(&Request::Login {
         user: name.to_owned(),
     })?
     else {
         return Err("login did not return a challenge".into());
     };
-    let token = key.unwrap(&wrapped_token.0)?.to_vec();
+    let signature = key.sign(&signing::login(&digest, name, &nonce.0))?;
+    let Response::LoggedIn { token, .. } = connection.request(&Request::LoginProof {
+        signature: Base64Bytes(signature),
+    })?
+    else {
+        return Err("the login proof was not accepted".into());
+    };
     Ok(Account {
         name: name.to_owned(),
         key,
-        token,
+        prekey: RecipientPrekey {
+            id: 1,
+            public_key: prekey.public_key()?,
+        },
+        token: token.0,
     })
 }
 

@@ -7,8 +7,10 @@
 use std::sync::OnceLock;
 
 use msgr::crypto::PrivateKey;
-use msgr::envelope::{self, Header, MAGIC};
+use msgr::crypto::agreement::{AgreementSecret, X25519_LEN};
+use msgr::envelope::{self, Header, MAGIC, RecipientPrekey};
 use msgr::protocol::{Request, Response, decode_frame};
+use msgr::signing;
 
 /// Frame limit used while fuzzing: small, so both sides of the check are
 /// reached often.
@@ -53,33 +55,47 @@ pub fn keys() -> &'static (PrivateKey, PrivateKey) {
     })
 }
 
+/// John's fixed prekey, whatever its number.
+pub fn john_prekey() -> &'static AgreementSecret {
+    static PREKEY: OnceLock<AgreementSecret> = OnceLock::new();
+    PREKEY.get_or_init(|| AgreementSecret::from_bytes(&[0x4a; X25519_LEN]).expect("a valid key"))
+}
+
+/// John's prekey as a sender addresses it.
+pub fn to_john() -> RecipientPrekey {
+    RecipientPrekey {
+        id: 1,
+        public_key: john_prekey().public_key().expect("a valid key"),
+    }
+}
+
 /// Parse `data` as an envelope and open it as John from Alice; then sign
 /// its fields with Alice's key, so opening gets past the signature to the
-/// recipient check, the key unwrap and the decryption.
+/// recipient check, the key agreement and the decryption.
 pub fn envelope(data: &[u8]) {
     let Ok(parsed) = envelope::parse(data) else {
         return;
     };
-    let (alice, john) = keys();
-    let _ = parsed.open("John", john, &alice.public_key());
+    let (alice, _) = keys();
+    let _ = parsed.open("John", &alice.public_key(), |_| Some(john_prekey()));
     let signed = &data[..signed_len(&parsed.header, data)];
-    let signature = alice.sign(signed).expect("signing works");
+    let signature = alice
+        .sign(&signing::envelope(signed))
+        .expect("signing works");
     let mut resigned = signed.to_vec();
     resigned.extend_from_slice(&(signature.len() as u16).to_be_bytes());
     resigned.extend_from_slice(&signature);
     let reparsed = envelope::parse(&resigned).expect("re-signing keeps the layout");
     assert_eq!(reparsed.header, parsed.header);
-    let _ = reparsed.open("John", john, &alice.public_key());
+    let _ = reparsed.open("John", &alice.public_key(), |_| Some(john_prekey()));
 }
 
-/// Bytes covered by the signature of an envelope that parsed: the header,
-/// the wrapped key with its length, the nonce, and the ciphertext with its
-/// length (layout in docs/PROTOCOL.md §9.2).
+/// Bytes covered by the signature of an envelope that parsed: the header
+/// (through the ephemeral key) and the ciphertext with its length (layout
+/// in docs/PROTOCOL.md, "Envelope").
 fn signed_len(header: &Header, data: &[u8]) -> usize {
     let names = header.sender.len() + header.recipient.len();
-    let header_len = MAGIC.len() + 1 + 2 + names + envelope::MESSAGE_ID_LEN + 8;
-    let wrapped_len = u16::from_be_bytes([data[header_len], data[header_len + 1]]) as usize;
-    let length_at = header_len + 2 + wrapped_len + envelope::NONCE_LEN;
-    let ciphertext_len = u32::from_be_bytes(data[length_at..length_at + 4].try_into().unwrap());
-    length_at + 4 + ciphertext_len as usize
+    let header_len = MAGIC.len() + 1 + 2 + names + envelope::MESSAGE_ID_LEN + 8 + 4 + X25519_LEN;
+    let ciphertext_len = u32::from_be_bytes(data[header_len..header_len + 4].try_into().unwrap());
+    header_len + 4 + ciphertext_len as usize
 }

@@ -68,6 +68,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
+    /// Whether `create` and `read` may pin the key of a user seen for the
+    /// first time (`first-use`, with a notice) or only `msgr key` may
+    /// (`explicit`) [default: first-use].
+    #[arg(long, global = true, env = "MSGR_PIN_POLICY", value_name = "POLICY")]
+    pub pin_policy: Option<PinPolicyArg>,
+
     /// Log more (repeat for more detail); overrides RUST_LOG.
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -75,6 +81,16 @@ pub struct GlobalArgs {
     /// Drop notices and log only what is more serious than usual.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// The values of `--pin-policy` (and `pin_policy` in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinPolicyArg {
+    /// Pin on first contact, with a notice.
+    FirstUse,
+    /// Pin only with `msgr key NAME`.
+    Explicit,
 }
 
 /// The subcommands.
@@ -130,10 +146,10 @@ pub struct KeyArgs {
     /// Whose key to fetch.
     pub name: String,
 
-    /// Accept a key that differs from the pinned one (after checking its
-    /// fingerprint with its owner).
-    #[arg(long)]
-    pub replace: bool,
+    /// Pin the key only if it has this fingerprint (as its owner's `msgr
+    /// whoami` shows it), replacing a different pinned key.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub expect: Option<String>,
 }
 
 /// `msgr create`.

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::crypto::PrivateKey;
+use crate::directory::PinPolicy;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::keyring::{Account, AccountDir, Keyring, KeyringError, StoredKey};
 use crate::net::trust::TrustPolicy;
@@ -28,6 +29,7 @@ pub struct ClientContext {
     pub output: Output,
     ca_cert: Option<PathBuf>,
     passphrase: PassphraseSource,
+    pin_policy: PinPolicy,
 }
 
 impl ClientContext {
@@ -54,6 +56,7 @@ impl ClientContext {
             output,
             ca_cert: settings.ca_cert,
             passphrase: settings.passphrase,
+            pin_policy: settings.pin_policy,
         })
     }
 
@@ -72,6 +75,11 @@ impl ClientContext {
     /// The CA file the server is verified with, if one was given.
     pub fn ca_cert(&self) -> Option<&Path> {
         self.ca_cert.as_deref()
+    }
+
+    /// Whether `create` and `read` may pin keys on first contact.
+    pub fn pin_policy(&self) -> PinPolicy {
+        self.pin_policy
     }
 
     /// Where a new key's passphrase comes from.

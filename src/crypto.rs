@@ -1,28 +1,30 @@
-//! Identity keys and the RSA primitives msgr uses: key generation and PKCS#8
-//! storage, RSA-PSS-SHA256 signatures, RSA-OAEP-SHA256 key wrapping, and
-//! SHA-256 fingerprints. The message envelope built from them is in
+//! The primitives msgr uses, all on aws-lc-rs (the crypto provider rustls
+//! uses too): RSA identity keys that only ever sign [`Statement`]s
+//! (RSA-PSS-SHA256; key generation and PKCS#8 storage), X25519 key
+//! agreement for prekeys ([`agreement`]), SHA-256, fingerprints and the
+//! random generator. The envelope built from them is in
 //! [`crate::envelope`]; both are specified in `docs/PROTOCOL.md`.
 //!
-//! The operations run on aws-lc-rs (the crypto provider rustls uses too):
-//! its private-key operations are several times faster than a pure-Rust
-//! implementation, and they are the floor of every `create` and `read`.
+//! One key, one purpose: an identity key signs and never decrypts, so no
+//! server can turn a client into a decryption oracle for it.
+
+pub mod agreement;
 
 use std::sync::OnceLock;
 
+use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{
-    KeyPair, KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
-};
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicEncryptingKey};
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rsa::pkcs8::der::{SecretDocument, pem::LineEnding};
 use rsa::pkcs8::{EncodePublicKey, PrivateKeyInfo};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+use crate::signing::Statement;
 
 /// Key sizes `register --bits` accepts and servers take.
 pub const ALLOWED_BITS: [usize; 3] = [2048, 3072, 4096];
@@ -42,17 +44,18 @@ pub enum CryptoError {
     /// The PEM or DER encoding could not be parsed as an RSA key.
     #[error("not a valid RSA key: {0}")]
     BadKey(String),
-    /// An RSA operation failed (bad padding, wrong key, corrupt input).
-    #[error("RSA operation failed")]
-    Rsa,
+    /// A key operation failed (generation, signing, key agreement).
+    #[error("a key operation failed")]
+    Failed,
 }
 
 /// An account's RSA private key. Never printed: `Debug` shows only the size.
 ///
-/// Loading checks the encoding and reads the public half; the two
-/// private-key forms are built (and validated by aws-lc, which costs about
-/// as much as one signature) only on first use, as a command needs one of
-/// them at most: `create` signs, `read` decrypts.
+/// Loading checks the encoding and reads the public half; the signing form
+/// is built (and validated by aws-lc, which costs about as much as one
+/// signature) only on first use, or ahead of it by
+/// [`prepare`](Self::prepare), as many commands (a `read` with a live
+/// session) never sign.
 pub struct PrivateKey {
     /// The PKCS#8 DER encoding, wiped on drop.
     pkcs8: Zeroizing<Vec<u8>>,
@@ -60,8 +63,6 @@ pub struct PrivateKey {
     public: PublicKey,
     /// Built on first signature.
     signing: OnceLock<KeyPair>,
-    /// Built on first decryption.
-    decrypting: OnceLock<OaepPrivateDecryptingKey>,
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -79,8 +80,8 @@ impl PrivateKey {
             4096 => KeySize::Rsa4096,
             other => return Err(CryptoError::UnsupportedSize(other)),
         };
-        let key = PrivateDecryptingKey::generate(size).map_err(|_| CryptoError::Rsa)?;
-        let der = AsDer::<Pkcs8V1Der>::as_der(&key).map_err(|_| CryptoError::Rsa)?;
+        let key = KeyPair::generate(size).map_err(|_| CryptoError::Failed)?;
+        let der = AsDer::<Pkcs8V1Der>::as_der(&key).map_err(|_| CryptoError::Failed)?;
         Self::from_pkcs8_der(der.as_ref())
     }
 
@@ -99,7 +100,6 @@ impl PrivateKey {
             pkcs8: Zeroizing::new(der.to_vec()),
             public: PublicKey::from_der(public_der.as_bytes())?,
             signing: OnceLock::new(),
-            decrypting: OnceLock::new(),
         })
     }
 
@@ -137,46 +137,31 @@ impl PrivateKey {
         self.public.clone()
     }
 
-    /// RSA-PSS-SHA256 signature (MGF1-SHA256, 32-byte salt) over `message`.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = built_once(&self.signing, || {
-            KeyPair::from_pkcs8(&self.pkcs8).map_err(|e| CryptoError::BadKey(e.to_string()))
-        })?;
+    /// RSA-PSS-SHA256 signature (MGF1-SHA256, 32-byte salt) over a
+    /// statement.
+    pub fn sign(&self, statement: &Statement) -> Result<Vec<u8>, CryptoError> {
+        let key = self.signing_key()?;
         let mut signature = vec![0; key.public_modulus_len()];
         key.sign(
             &RSA_PSS_SHA256,
             &SystemRandom::new(),
-            message,
+            statement.as_bytes(),
             &mut signature,
         )
-        .map_err(|_| CryptoError::Rsa)?;
+        .map_err(|_| CryptoError::Failed)?;
         Ok(signature)
     }
 
-    /// Undo [`PublicKey::wrap`]: RSA-OAEP-SHA256 decryption.
-    pub fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let key = self.decrypting_key()?;
-        let mut plaintext = Zeroizing::new(vec![0; key.min_output_size()]);
-        let len = key
-            .decrypt(&OAEP_SHA256_MGF1SHA256, wrapped, &mut plaintext, None)
-            .map_err(|_| CryptoError::Rsa)?
-            .len();
-        plaintext.truncate(len);
-        Ok(plaintext)
+    /// Build the signing form now (as a command that will sign can do on
+    /// another thread while it waits for the network) rather than at the
+    /// first [`sign`](Self::sign).
+    pub fn prepare(&self) -> Result<(), CryptoError> {
+        self.signing_key().map(drop)
     }
 
-    /// Build the decryption form now (as a command that will decrypt can
-    /// do on another thread while it waits for the network) rather than at
-    /// the first [`unwrap`](Self::unwrap).
-    pub fn prepare_decryption(&self) -> Result<(), CryptoError> {
-        self.decrypting_key().map(drop)
-    }
-
-    fn decrypting_key(&self) -> Result<&OaepPrivateDecryptingKey, CryptoError> {
-        built_once(&self.decrypting, || {
-            let key = PrivateDecryptingKey::from_pkcs8(&self.pkcs8)
-                .map_err(|e| CryptoError::BadKey(e.to_string()))?;
-            OaepPrivateDecryptingKey::new(key).map_err(|_| CryptoError::Rsa)
+    fn signing_key(&self) -> Result<&KeyPair, CryptoError> {
+        built_once(&self.signing, || {
+            KeyPair::from_pkcs8(&self.pkcs8).map_err(|e| CryptoError::BadKey(e.to_string()))
         })
     }
 }
@@ -193,16 +178,17 @@ fn built_once<T>(
     Ok(cell.get_or_init(|| value))
 }
 
-/// An RSA public key: a contact's, the server's record of an account's, or
-/// one's own.
+/// An RSA identity public key: a contact's, the server's record of an
+/// account's, or one's own. It verifies signatures; nothing is ever
+/// encrypted to it.
 #[derive(Clone)]
 pub struct PublicKey {
     /// SubjectPublicKeyInfo DER, normalised; identity of the key.
     der: Vec<u8>,
+    /// Size of the modulus in bits.
+    bits: usize,
     /// Parsed for RSA-PSS verification.
     verifying: ParsedPublicKey,
-    /// Parsed for RSA-OAEP encryption.
-    encrypting: PublicEncryptingKey,
 }
 
 impl PartialEq for PublicKey {
@@ -222,13 +208,15 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// Parse SubjectPublicKeyInfo DER, refusing sizes outside [`ALLOWED_BITS`].
     pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let encrypting =
+        // aws-lc parses and measures RSA public keys through this type; it
+        // is dropped here, never used to encrypt.
+        let parsed =
             PublicEncryptingKey::from_der(der).map_err(|e| CryptoError::BadKey(e.to_string()))?;
-        let bits = encrypting.key_size_bits();
+        let bits = parsed.key_size_bits();
         if !ALLOWED_BITS.contains(&bits) {
             return Err(CryptoError::UnsupportedSize(bits));
         }
-        let der = AsDer::<PublicKeyX509Der>::as_der(&encrypting)
+        let der = AsDer::<PublicKeyX509Der>::as_der(&parsed)
             .map_err(|_| CryptoError::BadKey("cannot encode the key".into()))?
             .as_ref()
             .to_vec();
@@ -236,8 +224,8 @@ impl PublicKey {
             .map_err(|e| CryptoError::BadKey(e.to_string()))?;
         Ok(Self {
             der,
+            bits,
             verifying,
-            encrypting,
         })
     }
 
@@ -248,7 +236,7 @@ impl PublicKey {
 
     /// Size of the modulus in bits.
     pub fn bits(&self) -> usize {
-        self.encrypting.key_size_bits()
+        self.bits
     }
 
     /// `SHA256:` and the unpadded base64 SHA-256 of the DER encoding.
@@ -257,27 +245,32 @@ impl PublicKey {
     }
 
     /// Check an RSA-PSS-SHA256 signature made by [`PrivateKey::sign`].
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.verifying.verify_sig(message, signature).is_ok()
-    }
-
-    /// RSA-OAEP-SHA256 (MGF1-SHA256, empty label) encryption of a short secret.
-    pub fn wrap(&self, secret: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key =
-            OaepPublicEncryptingKey::new(self.encrypting.clone()).map_err(|_| CryptoError::Rsa)?;
-        let mut ciphertext = vec![0; key.ciphertext_size()];
-        let len = key
-            .encrypt(&OAEP_SHA256_MGF1SHA256, secret, &mut ciphertext, None)
-            .map_err(|_| CryptoError::Rsa)?
-            .len();
-        ciphertext.truncate(len);
-        Ok(ciphertext)
+    pub fn verify(&self, statement: &Statement, signature: &[u8]) -> bool {
+        self.verifying
+            .verify_sig(statement.as_bytes(), signature)
+            .is_ok()
     }
 }
 
 /// OpenSSH-style fingerprint of any DER blob: `SHA256:` and unpadded base64.
 pub fn fingerprint(der: &[u8]) -> String {
-    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(der)))
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(sha256(der)))
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    digest(&SHA256, data)
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 digests are 32 bytes")
+}
+
+/// `N` bytes from the operating system's random generator (through
+/// aws-lc). Failing to get randomness is not recoverable.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator works");
+    bytes
 }
 
 /// Three 2048-bit keys generated once and shared by the unit tests.
@@ -298,16 +291,11 @@ mod tests {
     #[test]
     fn sign_and_verify() {
         let key = test_key();
-        let signature = key.sign(b"hello").unwrap();
-        assert!(key.public_key().verify(b"hello", &signature));
-        assert!(!key.public_key().verify(b"hellO", &signature));
-    }
-
-    #[test]
-    fn wrap_and_unwrap() {
-        let key = test_key();
-        let wrapped = key.public_key().wrap(&[7; 32]).unwrap();
-        assert_eq!(key.unwrap(&wrapped).unwrap().as_slice(), &[7; 32]);
+        let statement = crate::signing::envelope(b"hello");
+        let signature = key.sign(&statement).unwrap();
+        assert!(key.public_key().verify(&statement, &signature));
+        let other = crate::signing::envelope(b"hellO");
+        assert!(!key.public_key().verify(&other, &signature));
     }
 
     #[test]
@@ -322,31 +310,30 @@ mod tests {
         assert!(public.fingerprint().starts_with("SHA256:"));
     }
 
-    /// The formats must not depend on the library: check each operation
-    /// against the pure-Rust `rsa` crate's implementation of the same
-    /// standard (PSS with a 32-byte salt, OAEP with SHA-256 and an empty label).
+    /// The format must not depend on the library: check a signature with
+    /// the pure-Rust `rsa` crate's implementation of the same standard (PSS
+    /// with SHA-256 and a 32-byte salt).
     #[test]
-    fn signatures_and_wrapped_keys_match_an_independent_implementation() {
-        use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+    fn signatures_match_an_independent_implementation() {
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::sha2::{Digest, Sha256};
         let key = test_key();
         let reference = rsa::RsaPublicKey::from_public_key_der(&key.public_key().to_der()).unwrap();
-        let signature = key.sign(b"message").unwrap();
-        let digest = Sha256::digest(b"message");
+        let statement = crate::signing::envelope(b"message");
+        let signature = key.sign(&statement).unwrap();
+        let digest = Sha256::digest(statement.as_bytes());
         reference
             .verify(rsa::Pss::new::<Sha256>(), &digest, &signature)
             .expect("an RSA-PSS-SHA256 signature with a 32-byte salt");
+    }
 
-        let reference_private = rsa::RsaPrivateKey::from_pkcs8_der(&key.to_pkcs8_der()).unwrap();
-        let wrapped = key.public_key().wrap(&[5; 32]).unwrap();
-        let unwrapped = reference_private
-            .decrypt(rsa::Oaep::new::<Sha256>(), &wrapped)
-            .unwrap();
-        assert_eq!(unwrapped, [5; 32]);
-        let mut rng = rand::rngs::OsRng;
-        let wrapped = reference
-            .encrypt(&mut rng, rsa::Oaep::new::<Sha256>(), &[6; 32])
-            .unwrap();
-        assert_eq!(key.unwrap(&wrapped).unwrap().as_slice(), &[6; 32]);
+    #[test]
+    fn sha256_and_random_bytes() {
+        assert_eq!(
+            crate::output::hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(random_bytes::<16>(), random_bytes::<16>());
     }
 
     #[test]
@@ -355,8 +342,8 @@ mod tests {
         let index = der.len() - 10; // inside the last CRT coefficient
         der[index] ^= 1;
         if let Ok(key) = PrivateKey::from_pkcs8_der(&der) {
-            assert!(matches!(key.sign(b"x"), Err(CryptoError::BadKey(_))));
-            assert!(matches!(key.unwrap(&[0; 256]), Err(CryptoError::BadKey(_))));
+            let statement = crate::signing::envelope(b"x");
+            assert!(matches!(key.sign(&statement), Err(CryptoError::BadKey(_))));
         }
     }
 

@@ -16,16 +16,16 @@ use tracing::debug;
 
 use crate::context::ClientContext;
 use crate::crypto::PrivateKey;
-use crate::directory;
+use crate::directory::{self, PinStatus};
 use crate::envelope;
 use crate::error::{AppError, AppResult};
 use crate::interrupt::Interrupt;
-use crate::keyring::{Account, AccountDir, SeenIds, seen_key};
+use crate::keyring::{Account, AccountDir, Prekeys, SeenIds, seen_key};
 use crate::net::{Connection, NetError, unexpected};
 use crate::output::hex;
 use crate::protocol::{
     ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response,
-    canonical_name,
+    canonical_name, printable,
 };
 use crate::session;
 
@@ -42,6 +42,8 @@ pub struct Opened<'a> {
     pub sent_at_ms: u64,
     /// The plaintext body.
     pub body: &'a [u8],
+    /// Whether the sender's key was pinned on reading this message.
+    pub sender_pin: PinStatus,
 }
 
 /// What a [`Sink`] did with a message.
@@ -117,12 +119,7 @@ impl<'a> Inbox<'a> {
     pub fn open(context: &'a ClientContext) -> AppResult<Self> {
         let home = context.account_dir()?;
         let identity = context.identity(&home)?;
-        // The decryption form of the key is built while connecting; an
-        // unusable key is reported when a message is opened.
-        let connection = std::thread::scope(|scope| {
-            scope.spawn(|| identity.prepare_decryption());
-            context.connect()
-        })?;
+        let connection = context.connect()?;
         Ok(Self {
             context,
             connection,
@@ -285,11 +282,12 @@ impl<'a> Inbox<'a> {
     ) -> AppResult<bool> {
         let account = self.home.lock()?;
         let mut seen = account.load_seen()?;
+        let prekeys = account.load_prekeys()?;
         let mut acknowledge = Vec::with_capacity(page.len());
         let mut failure = None;
         let mut stopped = false;
         for message in page {
-            match self.judge(&account, &mut seen, message, sink) {
+            match self.judge(&account, &prekeys, &mut seen, message, sink) {
                 Ok(Outcome::Shown) => {
                     tally.shown += 1;
                     acknowledge.push(message.id);
@@ -334,6 +332,7 @@ impl<'a> Inbox<'a> {
     fn judge(
         &mut self,
         account: &Account,
+        prekeys: &Prekeys,
         seen: &mut SeenIds,
         message: &QueuedMessage,
         sink: &mut dyn Sink,
@@ -351,8 +350,9 @@ impl<'a> Inbox<'a> {
         let sender = header.sender.as_str();
         if canonical_name(sender) != canonical_name(&message.sender) {
             return Ok(Outcome::Discarded(format!(
-                "message {} claims to be from {sender} but was sent by {}",
-                message.id, message.sender
+                "message {} claims to be from {sender} but the server says {:?} sent it",
+                message.id,
+                printable(&message.sender)
             )));
         }
         let id = hex(&header.message_id);
@@ -360,8 +360,17 @@ impl<'a> Inbox<'a> {
         if seen.contains(&key) {
             return Ok(Outcome::Duplicate);
         }
-        let sender_key = match directory::pinned_or_fetch(&mut self.connection, account, sender) {
-            Ok(sender_key) => sender_key,
+        let policy = self.context.pin_policy();
+        let pinned = directory::pinned_or_fetch(&mut self.connection, account, sender, policy);
+        let (sender_key, sender_pin) = match pinned {
+            Ok((key, status)) => {
+                if status == PinStatus::New {
+                    self.context
+                        .output
+                        .pinned_on_sight(sender, &key.fingerprint());
+                }
+                (key, status)
+            }
             Err(e) => {
                 return Ok(Outcome::Held(format!(
                     "message {} from {sender}: {e}",
@@ -373,7 +382,7 @@ impl<'a> Inbox<'a> {
             .me
             .as_deref()
             .expect("a page is fetched after authenticating");
-        let body = match parsed.open(me, &self.identity, &sender_key) {
+        let body = match parsed.open(me, &sender_key, |id| prekeys.secret(id)) {
             Ok(body) => body,
             Err(e) => {
                 return Ok(Outcome::Discarded(format!(
@@ -388,6 +397,7 @@ impl<'a> Inbox<'a> {
             recipient: &header.recipient,
             sent_at_ms: header.sent_at_ms,
             body: &body,
+            sender_pin,
         };
         match sink.deliver(&opened)? {
             Delivery::Written => {

@@ -8,6 +8,7 @@
 //!                                  registered with a passphrase (mode 0600)
 //!     account.toml                 written once the server confirmed registration
 //!     session.toml                 the session token and its expiry
+//!     prekeys.toml                 private halves of the signed prekeys (mode 0600)
 //!     contacts.toml                pinned public keys of other users
 //!     seen.txt                     ids of messages already shown (append-only)
 //!     lock                         held while a command changes the account
@@ -25,6 +26,7 @@
 mod files;
 mod identity;
 mod known_servers;
+mod prekeys;
 mod records;
 
 use std::collections::{BTreeMap, HashSet};
@@ -33,16 +35,18 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::crypto::{CryptoError, PrivateKey, PublicKey};
+use crate::crypto::{CryptoError, PrivateKey};
 use crate::protocol::canonical_name;
 
 pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
+pub use prekeys::{Prekey, Prekeys};
 pub use records::{Contact, Registration, Session, SessionToken};
 
 pub use files::{create_private_dir, write_atomic};
 
 use files::{append_lines, check_private, lock_exclusive, read_optional};
+use prekeys::PrekeysFile;
 use records::{ContactRecord, SessionRecord};
 
 /// Failures reading or writing the keyring.
@@ -212,6 +216,18 @@ impl AccountDir {
             .transpose()
     }
 
+    /// The account's signed prekeys (none before the first is made).
+    pub fn load_prekeys(&self) -> Result<Prekeys, KeyringError> {
+        let path = self.dir.join("prekeys.toml");
+        if path.exists() {
+            check_private(&path)?;
+        }
+        let file: Option<PrekeysFile> = self.read_toml("prekeys.toml")?;
+        file.unwrap_or_default()
+            .into_prekeys()
+            .map_err(|detail| KeyringError::corrupt(&path, detail))
+    }
+
     /// The pinned key of `name`, if pinned.
     pub fn contact(&self, name: &str) -> Result<Option<Contact>, KeyringError> {
         let path = self.dir.join("contacts.toml");
@@ -325,18 +341,28 @@ impl Account {
 
     /// Forget the session token, if there is one.
     pub fn remove_session(&self) -> Result<(), KeyringError> {
-        let path = self.dir.join("session.toml");
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(KeyringError::io(&path, e)),
-        }
+        remove_optional(&self.dir.join("session.toml"))
     }
 
-    /// Pin `key` as `name`'s key, replacing any earlier pin.
-    pub fn pin_contact(&self, name: &str, key: &PublicKey) -> Result<(), KeyringError> {
+    /// Store the account's signed prekeys.
+    pub fn save_prekeys(&self, prekeys: &Prekeys) -> Result<(), KeyringError> {
+        let path = self.dir.join("prekeys.toml");
+        let file = PrekeysFile::from_prekeys(prekeys).map_err(|source| {
+            KeyringError::corrupt(&path, format!("cannot encode a prekey: {source}"))
+        })?;
+        self.write_toml("prekeys.toml", &file)
+    }
+
+    /// Forget the signed prekeys of a registration the server refused.
+    pub fn remove_prekeys(&self) -> Result<(), KeyringError> {
+        remove_optional(&self.dir.join("prekeys.toml"))
+    }
+
+    /// Pin `contact` (its key, and the signed prekey last seen for it),
+    /// replacing any earlier pin of the name.
+    pub fn pin_contact(&self, contact: &Contact) -> Result<(), KeyringError> {
         let mut contacts = self.contacts()?;
-        contacts.insert(canonical_name(name), ContactRecord::new(name, key));
+        contacts.insert(canonical_name(&contact.name), ContactRecord::new(contact));
         self.write_toml("contacts.toml", &contacts)
     }
 
@@ -427,6 +453,15 @@ pub fn seen_key(sender: &str, message_id_hex: &str) -> String {
     format!("{} {message_id_hex}", canonical_name(sender))
 }
 
+/// Delete `path` if it exists.
+fn remove_optional(path: &Path) -> Result<(), KeyringError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(KeyringError::io(path, e)),
+    }
+}
+
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, KeyringError> {
     let Some(bytes) = read_optional(path)? else {
         return Ok(None);
@@ -480,14 +515,27 @@ mod tests {
     fn contacts_are_pinned_case_insensitively() {
         let (_dir, account) = account();
         assert!(account.contact("John").unwrap().is_none());
+        let prekey = crate::envelope::RecipientPrekey {
+            id: 3,
+            public_key: [4; 32],
+        };
         account
-            .pin_contact("John", &test_keys()[1].public_key())
+            .pin_contact(&Contact {
+                name: "John".into(),
+                key: test_keys()[1].public_key(),
+                prekey: Some(prekey),
+            })
             .unwrap();
         let contact = account.contact("JOHN").unwrap().unwrap();
         assert_eq!(contact.name, "John");
         assert_eq!(contact.key, test_keys()[1].public_key());
+        assert_eq!(contact.prekey, Some(prekey));
         account
-            .pin_contact("carol", &test_keys()[2].public_key())
+            .pin_contact(&Contact {
+                name: "carol".into(),
+                key: test_keys()[2].public_key(),
+                prekey: None,
+            })
             .unwrap();
         let names: Vec<_> = account
             .all_contacts()

@@ -31,3 +31,4 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod signing;

@@ -21,9 +21,12 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use thiserror::Error;
 use tracing::{debug, info};
 
+use crate::crypto::sha256;
 use crate::protocol::{
     CLIENT_MAX_FRAME, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, decode_frame,
+    printable,
 };
+use crate::signing::CertificateDigest;
 
 pub use address::{AddrError, ServerAddr};
 use trust::{TrustOutcome, TrustPolicy, Verifier};
@@ -73,7 +76,8 @@ pub enum NetError {
     Server {
         /// Machine-readable reason.
         code: ErrorCode,
-        /// The server's sentence.
+        /// The server's sentence, with control and bidirectional-formatting
+        /// characters made visible.
         message: String,
     },
 }
@@ -86,6 +90,8 @@ pub struct Connection {
     /// Largest envelope the server accepts, once its `hello` has been read.
     max_envelope: Option<u64>,
     new_pin: Option<String>,
+    /// SHA-256 of the certificate the server presented.
+    certificate_digest: CertificateDigest,
 }
 
 impl Connection {
@@ -136,12 +142,17 @@ impl Connection {
             Some(TrustOutcome::NewPin(fingerprint)) => Some(fingerprint),
             _ => None,
         };
+        let certificate_digest = match tls.conn.peer_certificates() {
+            Some([end_entity, ..]) => sha256(end_entity.as_ref()),
+            _ => return Err(NetError::Protocol("the server sent no certificate".into())),
+        };
         debug!(%server, "TLS established");
         Ok(Self {
             tls,
             buffer: Vec::new(),
             max_envelope: None,
             new_pin,
+            certificate_digest,
         })
     }
 
@@ -154,6 +165,12 @@ impl Connection {
     /// The fingerprint to pin if this was the first contact with the server.
     pub fn new_pin(&self) -> Option<&str> {
         self.new_pin.as_deref()
+    }
+
+    /// SHA-256 of the server's certificate, which login and registration
+    /// statements are bound to.
+    pub fn certificate_digest(&self) -> &CertificateDigest {
+        &self.certificate_digest
     }
 
     /// Largest envelope the server accepts (reading its `hello` if that
@@ -192,7 +209,7 @@ impl Connection {
     pub fn read_response(&mut self) -> Result<Response, NetError> {
         self.max_envelope()?;
         match self.read_frame()? {
-            Response::Error { code, message } => Err(NetError::Server { code, message }),
+            Response::Error { code, message } => Err(server_error(code, &message)),
             response => Ok(response),
         }
     }
@@ -225,7 +242,7 @@ impl Connection {
                 self.max_envelope = Some(max_envelope);
                 Ok(max_envelope)
             }
-            Response::Error { code, message } => Err(NetError::Server { code, message }),
+            Response::Error { code, message } => Err(server_error(code, &message)),
             other => Err(unexpected(&other)),
         }
     }
@@ -273,9 +290,18 @@ impl Canceller {
     }
 }
 
-/// The error for a response of the wrong type.
+/// The error for a response of the wrong type; it names the type only, as
+/// the fields are the server's choice.
 pub fn unexpected(response: &Response) -> NetError {
-    NetError::Protocol(format!("unexpected response {response:?}"))
+    NetError::Protocol(format!("unexpected response {}", response.kind()))
+}
+
+/// An error response, its sentence made safe to print.
+fn server_error(code: ErrorCode, message: &str) -> NetError {
+    NetError::Server {
+        code,
+        message: printable(message).into_owned(),
+    }
 }
 
 fn connect_tcp(server: &ServerAddr) -> Result<TcpStream, NetError> {

@@ -51,6 +51,11 @@ struct Diagnostic<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<Option<&'a str>>,
+    /// For a new pin: whose key, and its fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
 }
 
 impl Output {
@@ -93,6 +98,25 @@ impl Output {
         }
     }
 
+    /// A key was pinned for `user` on sight (by `create` or `read`):
+    /// always said, even with `-q`, as it is the moment a substituted key
+    /// would slip in. JSON mode adds `user` and `fingerprint` fields to the
+    /// notice.
+    pub fn pinned_on_sight(&self, user: &str, fingerprint: &str) {
+        let message = format!(
+            "pinned the key of {user} seen for the first time: {fingerprint}; compare it with the fingerprint `msgr whoami` shows {user}"
+        );
+        self.write_diagnostic(&Diagnostic {
+            level: Level::Notice,
+            code: None,
+            exit_status: None,
+            message: &message,
+            hint: None,
+            user: Some(user),
+            fingerprint: Some(fingerprint),
+        });
+    }
+
     /// Something went wrong but the command goes on.
     pub fn warning(&self, message: &str) {
         self.diagnostic(Level::Warning, message, None);
@@ -115,29 +139,29 @@ impl Output {
     }
 
     fn diagnostic(&self, level: Level, message: &str, error: Option<&AppError>) {
+        self.write_diagnostic(&Diagnostic {
+            level,
+            code: error.map(|e| e.status.code()),
+            exit_status: error.map(|e| e.status as u8),
+            message,
+            hint: error.map(|e| e.hint.as_deref()),
+            user: None,
+            fingerprint: None,
+        });
+    }
+
+    fn write_diagnostic(&self, line: &Diagnostic<'_>) {
         let stderr = io::stderr();
         let mut err = stderr.lock();
         // Nothing sensible is left to do if stderr itself fails.
         let _ = if self.json {
-            let line = Diagnostic {
-                level,
-                code: error.map(|e| e.status.code()),
-                exit_status: error.map(|e| e.status as u8),
-                message,
-                hint: error.map(|e| e.hint.as_deref()),
-            };
-            let mut bytes = serde_json::to_vec(&line).expect("diagnostics always serialise");
+            let mut bytes = serde_json::to_vec(line).expect("diagnostics always serialise");
             bytes.push(b'\n');
             err.write_all(&bytes)
         } else {
             let color = human::color_enabled(&stderr);
             let mut out = Human::new(&mut err, color, stderr.is_terminal());
-            human_diagnostic(
-                &mut out,
-                level,
-                message,
-                error.and_then(|e| e.hint.as_deref()),
-            )
+            human_diagnostic(&mut out, line.level, line.message, line.hint.flatten())
         };
     }
 }

@@ -11,13 +11,23 @@ use serde::{Deserialize, Serialize};
 mod bytes;
 mod frame;
 mod names;
+mod prekey;
+mod text;
 
 pub use bytes::Base64Bytes;
 pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
 pub use names::{MAX_NAME_LEN, NameError, canonical_name, validate_username};
+pub use prekey::SignedPrekey;
+pub use text::printable;
 
 /// The protocol version this build speaks; exchanged in the first frame.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Bytes of the nonce in a login challenge.
+pub const LOGIN_NONCE_LEN: usize = 32;
+
+/// Bytes of a session token.
+pub const TOKEN_LEN: usize = 32;
 
 /// Largest frame a client accepts from a server (responses carry pages of
 /// messages, so they may be larger than any single request).
@@ -45,22 +55,6 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
-/// Domain-separation prefix of the registration proof (see
-/// [`registration_proof_message`]).
-const REGISTRATION_PROOF_LABEL: &[u8] = b"msgr-register-v1\0";
-
-/// The bytes a registering client signs to prove it holds the private key
-/// of the public key it registers: label, name length, name, key.
-pub fn registration_proof_message(user: &str, public_key_der: &[u8]) -> Vec<u8> {
-    let mut message =
-        Vec::with_capacity(REGISTRATION_PROOF_LABEL.len() + 1 + user.len() + public_key_der.len());
-    message.extend_from_slice(REGISTRATION_PROOF_LABEL);
-    message.push(user.len() as u8);
-    message.extend_from_slice(user.as_bytes());
-    message.extend_from_slice(public_key_der);
-    message
-}
-
 /// A request from client to server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -70,20 +64,30 @@ pub enum Request {
         /// Protocol version the client speaks.
         version: u32,
     },
-    /// Create an account: name, SubjectPublicKeyInfo DER, and an RSA-PSS
-    /// signature over [`registration_proof_message`].
+    /// Create an account: name, identity key, its first signed prekey, and
+    /// an RSA-PSS signature over [`crate::signing::registration`].
     Register {
         /// Requested user name.
         user: String,
-        /// The account's RSA public key (SubjectPublicKeyInfo, DER).
+        /// The account's RSA identity key (SubjectPublicKeyInfo, DER).
         public_key: Base64Bytes,
-        /// Proof of possession of the matching private key.
+        /// The prekey messages to the account are encrypted to.
+        signed_prekey: SignedPrekey,
+        /// Proof of possession of the identity key, bound to this server.
         proof: Base64Bytes,
     },
-    /// Ask for a session token, returned wrapped to the user's key.
+    /// Start a login: the server answers with a challenge for this
+    /// connection.
     Login {
         /// The account to log in as.
         user: String,
+    },
+    /// Answer the challenge with an RSA-PSS signature over
+    /// [`crate::signing::login`]; on success the connection acts for the
+    /// user and the answer carries a new session token.
+    LoginProof {
+        /// The signature.
+        signature: Base64Bytes,
     },
     /// Bind this connection to a user by presenting a session token.
     Authenticate {
@@ -96,6 +100,11 @@ pub enum Request {
     GetKey {
         /// Whose key to fetch.
         user: String,
+    },
+    /// Replace the account's signed prekey (needs authentication).
+    PublishPrekey {
+        /// The new prekey, signed by the account's identity key.
+        signed_prekey: SignedPrekey,
     },
     /// Queue a sealed envelope for a recipient (needs authentication).
     Send {
@@ -143,10 +152,18 @@ pub enum Response {
         /// The name as the server stores it.
         user: String,
     },
-    /// A fresh session token, RSA-OAEP-wrapped to the user's key.
+    /// The challenge a `login_proof` must sign.
     LoginChallenge {
-        /// The wrapped 32-byte token.
-        wrapped_token: Base64Bytes,
+        /// 32 random bytes, good for one answer on this connection.
+        nonce: Base64Bytes,
+    },
+    /// The login succeeded: the connection acts for the user, and the
+    /// token authenticates later connections until it expires.
+    LoggedIn {
+        /// The name as the server stores it.
+        user: String,
+        /// The 32-byte session token.
+        token: Base64Bytes,
         /// Expiry, seconds since the Unix epoch.
         expires_at: u64,
     },
@@ -157,13 +174,18 @@ pub enum Response {
         /// When the presented token expires, seconds since the Unix epoch.
         expires_at: u64,
     },
-    /// A user's public key.
+    /// A user's keys.
     Key {
         /// The name as the server stores it.
         user: String,
-        /// SubjectPublicKeyInfo DER.
+        /// The identity key, SubjectPublicKeyInfo DER.
         public_key: Base64Bytes,
+        /// The prekey to encrypt to; absent if the account has published
+        /// none yet.
+        signed_prekey: Option<SignedPrekey>,
     },
+    /// The signed prekey is stored.
+    PrekeyPublished,
     /// The envelope is stored durably under this server id.
     Sent {
         /// Server-assigned, increasing message id.
@@ -197,7 +219,8 @@ pub enum Response {
 pub struct QueuedMessage {
     /// Server-assigned id, used to acknowledge.
     pub id: u64,
-    /// The authenticated sender, as the server recorded it.
+    /// The authenticated sender, as the server recorded it (clients trust
+    /// only the signed envelope, and check that the two agree).
     pub sender: String,
     /// The envelope bytes, exactly as sent.
     pub envelope: Base64Bytes,
@@ -251,6 +274,23 @@ impl ErrorCode {
 }
 
 impl Request {
+    /// The request's wire name, for logs that must not show its fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Register { .. } => "register",
+            Self::Login { .. } => "login",
+            Self::LoginProof { .. } => "login_proof",
+            Self::Authenticate { .. } => "authenticate",
+            Self::GetKey { .. } => "get_key",
+            Self::PublishPrekey { .. } => "publish_prekey",
+            Self::Send { .. } => "send",
+            Self::Fetch { .. } => "fetch",
+            Self::Ack { .. } => "ack",
+            Self::Logout => "logout",
+        }
+    }
+
     /// Serialise into one complete frame.
     pub fn to_frame(&self) -> Vec<u8> {
         to_frame(self)
@@ -263,6 +303,25 @@ impl Request {
 }
 
 impl Response {
+    /// The response's wire name, for messages that must not show its
+    /// fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Registered { .. } => "registered",
+            Self::LoginChallenge { .. } => "login_challenge",
+            Self::LoggedIn { .. } => "logged_in",
+            Self::Authenticated { .. } => "authenticated",
+            Self::Key { .. } => "key",
+            Self::PrekeyPublished => "prekey_published",
+            Self::Sent { .. } => "sent",
+            Self::Messages { .. } => "messages",
+            Self::Acked { .. } => "acked",
+            Self::LoggedOut => "logged_out",
+            Self::Error { .. } => "error",
+        }
+    }
+
     /// Serialise into one complete frame.
     pub fn to_frame(&self) -> Vec<u8> {
         to_frame(self)
@@ -341,9 +400,26 @@ mod tests {
     }
 
     #[test]
-    fn proof_message_binds_name_and_key() {
-        let a = registration_proof_message("alice", b"key");
-        let b = registration_proof_message("alicek", b"ey");
-        assert_ne!(a, b);
+    fn kinds_are_the_wire_names() {
+        for request in [
+            Request::Logout,
+            Request::Login { user: "a".into() },
+            Request::LoginProof {
+                signature: Base64Bytes(vec![1]),
+            },
+        ] {
+            let json = serde_json::to_value(&request).unwrap();
+            assert_eq!(json["type"], request.kind());
+        }
+        for response in [
+            Response::LoggedOut,
+            Response::PrekeyPublished,
+            Response::LoginChallenge {
+                nonce: Base64Bytes(vec![1]),
+            },
+        ] {
+            let json = serde_json::to_value(&response).unwrap();
+            assert_eq!(json["type"], response.kind());
+        }
     }
 }

@@ -1,7 +1,11 @@
 //! Logging in and authenticating a connection. Commands that act for the
 //! user call [`authenticate`], which reuses the stored token and logs in
 //! again on the same connection when the token is missing, expired or
-//! refused, so unattended jobs never break on expiry. [`end`] logs out.
+//! refused, so unattended jobs never break on expiry. Logging in answers
+//! the server's challenge with a signature bound to the server's
+//! certificate, the name and the challenge ([`crate::signing::login`]):
+//! nothing the server sends is ever decrypted. [`end`] logs out. The
+//! names the server answers with must be the account's own.
 
 use std::time::Duration;
 
@@ -11,36 +15,40 @@ use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::keyring::{AccountAccess, Session, SessionToken};
 use crate::net::{Connection, NetError, unexpected};
-use crate::protocol::{Base64Bytes, ErrorCode, Request, Response, unix_now};
+use crate::protocol::{
+    Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, SignedPrekey, TOKEN_LEN,
+    canonical_name, printable, unix_now, validate_username,
+};
+use crate::signing;
 
 /// Tokens this close to expiry are renewed rather than used.
 const EXPIRY_MARGIN_SECS: u64 = 60;
 
-/// Make `connection` act for `user`; returns the name as the server spells
-/// it.
+/// Make `connection` act for `user`, and make sure the server holds the
+/// account's signed prekey; returns the name as the server spells it.
 pub fn authenticate(
     connection: &mut Connection,
     account: &impl AccountAccess,
     user: &str,
     identity: &PrivateKey,
 ) -> AppResult<String> {
-    if let Some(token) = stored_token(account)? {
-        match present(connection, user, &token) {
-            Err(NetError::Server {
-                code: ErrorCode::AuthFailed,
-                ..
-            }) => debug!("the server refused the stored token"),
-            result => return result.map_err(AppError::from),
-        }
-    }
-    log_in_and_present(connection, account, user, identity)
+    let me = match stored_token(account)? {
+        Some(token) => present(connection, user, &token)?,
+        None => None,
+    };
+    let me = match me {
+        Some(me) => me,
+        None => login(connection, account, user, identity)?.0,
+    };
+    publish_prekey(connection, account, &me, identity)?;
+    Ok(me)
 }
 
 /// [`authenticate`], with `next` sent in the same flight as the stored
 /// token: returns the name and `next`'s response, read with up to `held`
 /// of waiting. If the token is refused, `next` (refused too, without
 /// effect, on an unauthenticated connection) is sent again after a fresh
-/// login.
+/// login; if the prekey is yet to be published, `next` waits for that.
 pub fn authenticate_then(
     connection: &mut Connection,
     account: &impl AccountAccess,
@@ -49,22 +57,32 @@ pub fn authenticate_then(
     next: &Request,
     held: Duration,
 ) -> AppResult<(String, Result<Response, NetError>)> {
-    if let Some(token) = stored_token(account)? {
+    let token = stored_token(account)?;
+    if let Some(token) = token.filter(|_| prekey_is_published(account)) {
         connection.write_request(&authenticate_request(user, &token))?;
         connection.write_request(next)?;
-        let presented = connection.read_response().and_then(authenticated);
+        let presented = connection.read_response();
         let answer = connection.read_response_held(held);
         match presented {
             Err(NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
             }) => debug!("the server refused the stored token"),
-            Ok(me) => return Ok((me, answer)),
+            Ok(response) => return Ok((authenticated(user, response)?, answer)),
             Err(other) => return Err(other.into()),
         }
     }
-    let me = log_in_and_present(connection, account, user, identity)?;
+    let me = authenticate(connection, account, user, identity)?;
     Ok((me, connection.request_held(next, held)))
+}
+
+/// Whether the server confirmed the account's current signed prekey (a
+/// keyring that cannot be read counts as not, and says why later).
+fn prekey_is_published(account: &impl AccountAccess) -> bool {
+    account
+        .files()
+        .load_prekeys()
+        .is_ok_and(|prekeys| prekeys.current().is_some_and(|current| current.published))
 }
 
 /// The stored session token, unless it is missing or about to expire.
@@ -79,26 +97,16 @@ fn stored_token(account: &impl AccountAccess) -> AppResult<Option<SessionToken>>
         }))
 }
 
-fn log_in_and_present(
-    connection: &mut Connection,
-    account: &impl AccountAccess,
-    user: &str,
-    identity: &PrivateKey,
-) -> AppResult<String> {
-    debug!("logging in");
-    let session = login(connection, account, user, identity)?;
-    Ok(present(connection, user, &session.token)?)
-}
-
-/// Ask the server for a new token, unwrap it with the private key and keep
-/// it in the keyring.
+/// Log in: answer the server's challenge with a signature, keep the new
+/// token in the keyring, and return the name as the server spells it with
+/// the session. The connection acts for the user afterwards.
 pub fn login(
     connection: &mut Connection,
     account: &impl AccountAccess,
     user: &str,
     identity: &PrivateKey,
-) -> AppResult<Session> {
-    let response = connection
+) -> AppResult<(String, Session)> {
+    let challenge = connection
         .request(&Request::Login {
             user: user.to_owned(),
         })
@@ -113,38 +121,138 @@ pub fn login(
             .hint("run `msgr register` first"),
             other => other.into(),
         })?;
-    let Response::LoginChallenge {
-        wrapped_token,
-        expires_at,
-    } = response
-    else {
-        return Err(unexpected(&response).into());
+    debug!("logging in");
+    let Response::LoginChallenge { nonce } = challenge else {
+        return Err(unexpected(&challenge).into());
     };
-    let token = identity.unwrap(&wrapped_token.0).map_err(|_| {
-        AppError::new(
-            ExitStatus::Auth,
-            format!("the server's login challenge for {user} could not be decrypted with this keyring's key"),
-        )
-        .hint("the account on the server belongs to a different key; register another name")
-    })?;
+    if nonce.0.len() != LOGIN_NONCE_LEN {
+        return Err(NetError::Protocol(format!(
+            "the login challenge is {} bytes, not {LOGIN_NONCE_LEN}",
+            nonce.0.len()
+        ))
+        .into());
+    }
+    let statement = signing::login(connection.certificate_digest(), user, &nonce.0);
+    let signature = identity
+        .sign(&statement)
+        .map_err(|e| AppError::local(format!("cannot sign the login: {e}")))?;
+    let answer = connection
+        .request(&Request::LoginProof {
+            signature: Base64Bytes(signature),
+        })
+        .map_err(|error| match error {
+            NetError::Server {
+                code: ErrorCode::AuthFailed,
+                ..
+            } => AppError::new(
+                ExitStatus::Auth,
+                format!("the server refused this keyring's key as {user}'s"),
+            )
+            .hint("the account on the server belongs to a different key; register another name"),
+            other => other.into(),
+        })?;
+    let Response::LoggedIn {
+        user: me,
+        token,
+        expires_at,
+    } = answer
+    else {
+        return Err(unexpected(&answer).into());
+    };
+    let me = own_name(user, me)?;
+    if token.0.len() != TOKEN_LEN {
+        return Err(NetError::Protocol("the session token has the wrong length".into()).into());
+    }
     let session = Session {
-        token: SessionToken::new(token.to_vec()),
+        token: SessionToken::new(token.0),
         expires_at,
     };
     account.locked(|locked| locked.save_session(&session))?;
-    Ok(session)
+    Ok((me, session))
+}
+
+/// Make sure the server holds the account's current signed prekey, making
+/// the first one for a keyring that has none (one made before prekeys
+/// existed). `connection` must act for `me`.
+pub fn publish_prekey(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    me: &str,
+    identity: &PrivateKey,
+) -> AppResult<()> {
+    if prekey_is_published(account) {
+        return Ok(());
+    }
+    let signed = account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        if prekeys.current().is_some_and(|current| current.published) {
+            return Ok(None);
+        }
+        if prekeys.current().is_none() {
+            prekeys
+                .add_new(unix_now())
+                .map_err(|e| crate::keyring::KeyringError::BadIdentity {
+                    path: locked.dir().join("prekeys.toml"),
+                    source: e,
+                })?;
+            locked.save_prekeys(&prekeys)?;
+        }
+        let current = prekeys.current().expect("made above");
+        Ok(Some(
+            SignedPrekey::sign(
+                me,
+                current.id,
+                current.created_at,
+                &current.secret,
+                identity,
+            )
+            .map_err(|source| crate::keyring::KeyringError::BadIdentity {
+                path: locked.identity_path(),
+                source,
+            }),
+        ))
+    })?;
+    let Some(signed) = signed else {
+        return Ok(());
+    };
+    let signed = signed?;
+    debug!(id = signed.id, "publishing the signed prekey");
+    let id = signed.id;
+    match connection.request(&Request::PublishPrekey {
+        signed_prekey: signed,
+    })? {
+        Response::PrekeyPublished => {}
+        other => return Err(unexpected(&other).into()),
+    }
+    account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        prekeys.mark_published(id);
+        locked.save_prekeys(&prekeys)
+    })?;
+    Ok(())
+}
+
+/// The name the server answered with, if it is `user`'s in some letter
+/// case; anything else means the server is not acting for this account.
+pub fn own_name(user: &str, answered: String) -> AppResult<String> {
+    if validate_username(&answered).is_ok() && canonical_name(&answered) == canonical_name(user) {
+        return Ok(answered);
+    }
+    Err(AppError::new(
+        ExitStatus::Trust,
+        format!(
+            "acting as {user}, the server answered for {:?}",
+            printable(&answered)
+        ),
+    )
+    .hint("the server is not answering truthfully; tell its operator"))
 }
 
 /// End the session of `token` on the server. A token the server no longer
 /// accepts (expired, or ended before) counts as ended.
 pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> AppResult<()> {
-    match present(connection, user, token) {
-        Ok(_) => {}
-        Err(NetError::Server {
-            code: ErrorCode::AuthFailed,
-            ..
-        }) => return Ok(()),
-        Err(other) => return Err(other.into()),
+    if present(connection, user, token)?.is_none() {
+        return Ok(());
     }
     match connection.request(&Request::Logout)? {
         Response::LoggedOut => Ok(()),
@@ -152,14 +260,24 @@ pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> App
     }
 }
 
+/// Present `token`: the name the server acts for now, or `None` if it
+/// refused the token.
 fn present(
     connection: &mut Connection,
     user: &str,
     token: &SessionToken,
-) -> Result<String, NetError> {
-    connection
-        .request(&authenticate_request(user, token))
-        .and_then(authenticated)
+) -> AppResult<Option<String>> {
+    match connection.request(&authenticate_request(user, token)) {
+        Err(NetError::Server {
+            code: ErrorCode::AuthFailed,
+            ..
+        }) => {
+            debug!("the server refused the stored token");
+            Ok(None)
+        }
+        Err(other) => Err(other.into()),
+        Ok(response) => authenticated(user, response).map(Some),
+    }
 }
 
 fn authenticate_request(user: &str, token: &SessionToken) -> Request {
@@ -169,10 +287,10 @@ fn authenticate_request(user: &str, token: &SessionToken) -> Request {
     }
 }
 
-/// The name from an `authenticated` response.
-fn authenticated(response: Response) -> Result<String, NetError> {
+/// The name from an `authenticated` response, checked to be `user`'s.
+fn authenticated(user: &str, response: Response) -> AppResult<String> {
     match response {
-        Response::Authenticated { user, .. } => Ok(user),
-        other => Err(unexpected(&other)),
+        Response::Authenticated { user: me, .. } => own_name(user, me),
+        other => Err(unexpected(&other).into()),
     }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, PinPolicyArg};
+use crate::directory::PinPolicy;
 use crate::error::{AppError, AppResult};
 use crate::passphrase::{self, PassphraseSource};
 
@@ -23,6 +24,7 @@ struct ConfigFile {
     ca_cert: Option<PathBuf>,
     json: Option<bool>,
     passphrase_file: Option<PathBuf>,
+    pin_policy: Option<PinPolicyArg>,
 }
 
 /// The resolved global options.
@@ -40,6 +42,8 @@ pub struct Settings {
     pub json: bool,
     /// Where the passphrase of a protected key comes from.
     pub passphrase: PassphraseSource,
+    /// Whether `create` and `read` may pin keys on first contact.
+    pub pin_policy: PinPolicy,
 }
 
 impl Settings {
@@ -65,6 +69,10 @@ impl Settings {
             ca_cert: args.ca_cert.clone().or(file.ca_cert.map(in_dir)),
             json: args.json.or(file.json).unwrap_or(false),
             passphrase,
+            pin_policy: match args.pin_policy.or(file.pin_policy) {
+                Some(PinPolicyArg::Explicit) => PinPolicy::Explicit,
+                Some(PinPolicyArg::FirstUse) | None => PinPolicy::FirstUse,
+            },
             config_dir,
         })
     }
@@ -92,7 +100,7 @@ fn load_config(path: &Path) -> AppResult<ConfigFile> {
     };
     toml::from_str(&text).map_err(|e| {
         AppError::usage(format!("{} is not valid: {}", path.display(), e.message()))
-            .hint("the known keys are server, user, ca_cert, json and passphrase_file")
+            .hint("the known keys are server, user, ca_cert, json, passphrase_file and pin_policy")
     })
 }
 
@@ -128,6 +136,25 @@ mod tests {
         let defaults = settings(dir.path(), "", &[]);
         assert_eq!(defaults.server, None);
         assert!(!defaults.json);
+        assert_eq!(defaults.pin_policy, PinPolicy::FirstUse);
+    }
+
+    #[test]
+    fn the_pin_policy_comes_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let strict = "pin_policy = \"explicit\"\n";
+        assert_eq!(
+            settings(dir.path(), strict, &[]).pin_policy,
+            PinPolicy::Explicit
+        );
+        let flag = settings(dir.path(), strict, &["--pin-policy", "first-use"]);
+        assert_eq!(flag.pin_policy, PinPolicy::FirstUse);
+        assert!(load_config_text(dir.path(), "pin_policy = \"sometimes\"\n").is_err());
+    }
+
+    fn load_config_text(dir: &Path, text: &str) -> AppResult<ConfigFile> {
+        std::fs::write(dir.join(CONFIG_FILE), text).unwrap();
+        load_config(&dir.join(CONFIG_FILE))
     }
 
     #[test]

@@ -37,9 +37,14 @@ fn a_binary_body_stays_queued_in_human_mode_with_a_notice() {
             } else {
                 predicate::str::is_empty().boxed()
             })
-            .stderr(predicate::str::is_match(
-                r"^msgr: the message from Alice sent \S+ has a binary body of 10 bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`\n$",
-            )
+            .stderr(predicate::str::is_match(format!(
+                r"^{}msgr: the message from Alice sent \S+ has a binary body of 10 bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`\n$",
+                if text_shown {
+                    r"msgr: pinned the key of Alice seen for the first time: SHA256:\S+; compare it with the fingerprint `msgr whoami` shows Alice\n"
+                } else {
+                    ""
+                }
+            ))
             .unwrap());
     }
     world

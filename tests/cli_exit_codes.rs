@@ -76,8 +76,8 @@ fn status_4_not_registered_or_bad_credentials() {
     assert_eq!(output.status.code(), Some(4));
     json_error(&output, "auth");
 
-    // A keyring holding another user's key under Alice's name: the
-    // server's login challenge cannot be opened.
+    // A keyring holding another user's key under Alice's name: the server
+    // refuses its answer to the login challenge.
     world.register("Alice");
     world.register("Bob");
     std::fs::remove_file(world.account_dir("Alice").join("session.toml")).ok();
@@ -93,11 +93,8 @@ fn status_4_not_registered_or_bad_credentials() {
         .unwrap();
     assert_eq!(output.status.code(), Some(4));
     let error = json_error(&output, "auth");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("could not be decrypted"),
+    assert_eq!(
+        error["message"], "the server refused this keyring's key as Alice's",
         "{error}"
     );
 }
@@ -162,9 +159,10 @@ fn status_6_message_failing_verification() {
     assert_eq!(output.status.code(), Some(6));
     assert!(output.stdout.is_empty(), "nothing shown");
     let lines = common::client::json_lines(&output.stderr);
-    assert_eq!(lines[0]["level"], "warning");
+    assert_eq!(lines[0]["level"], "notice", "Alice's key is pinned first");
+    assert_eq!(lines[1]["level"], "warning");
     assert!(
-        lines[0]["message"]
+        lines[1]["message"]
             .as_str()
             .unwrap()
             .contains("failed verification")

@@ -164,9 +164,24 @@ fn read_prints_one_object_per_message_with_text_or_base64_bodies() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.stderr.is_empty());
+    // The one notice: Alice's key was pinned on sight.
+    let notices = json_lines(&output.stderr);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["level"], "notice");
+    assert_eq!(notices[0]["user"], "Alice");
+    let alice = world
+        .msgr("Alice")
+        .args(["--json", "whoami"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        notices[0]["fingerprint"],
+        json_object(&alice.stdout)["fingerprint"]
+    );
     let messages = json_lines(&output.stdout);
     assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["sender_pin"], "new");
+    assert_eq!(messages[1]["sender_pin"], "pinned");
     for message in &messages {
         assert_eq!(message["from"], "Alice");
         assert_eq!(message["to"], "John");

@@ -151,7 +151,10 @@ fn follow_logs_in_again_when_its_session_expires() {
     let log = world.server.log_text();
     let logins = log
         .lines()
-        .filter(|line| line.contains("authenticated") && line.contains("user=John"))
+        .filter(|line| {
+            (line.contains("authenticated") || line.contains("logged in"))
+                && line.contains("user=John")
+        })
         .count();
     assert!(logins >= 2, "John logged in again: {log}");
     let (code, stdout, _) = world.read("John");

@@ -204,7 +204,13 @@ fn invalid_fields_get_precise_errors() {
             ErrorCode::BadRequest,
         ),
         (
-            register("Carol", der, alice.sign(b"something else").unwrap()),
+            register(
+                "Carol",
+                der,
+                alice
+                    .sign(&msgr::signing::envelope(b"something else"))
+                    .unwrap(),
+            ),
             ErrorCode::BadRequest,
         ),
         (send("", b"x"), ErrorCode::InvalidName),
@@ -327,6 +333,7 @@ fn register(user: &str, public_key: Vec<u8>, proof: Vec<u8>) -> Request {
     Request::Register {
         user: user.into(),
         public_key: Base64Bytes(public_key),
+        signed_prekey: common::raw::signed_prekey(user, 0),
         proof: Base64Bytes(proof),
     }
 }

@@ -238,7 +238,12 @@ fn connections_beyond_the_limit_wait_without_starving_those_in_service() {
     let (_dir, server) = start(&["--max-connections", "1"]);
     let mut served = Client::greeted(&server);
     let mut waiting = Client::connect(&server);
-    waiting.send_raw(&Request::Hello { version: 1 }.to_frame());
+    waiting.send_raw(
+        &Request::Hello {
+            version: msgr::protocol::PROTOCOL_VERSION,
+        }
+        .to_frame(),
+    );
     waiting
         .stream
         .sock

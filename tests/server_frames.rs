@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use common::raw::{Client, error_code, keys, sealed};
+use common::raw::{Client, error_code, keys, prekeys, sealed};
 use msgr::crypto::fingerprint;
 use msgr::envelope;
 use msgr::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
@@ -108,7 +108,9 @@ fn register_login_send_fetch_and_ack() {
     assert_eq!(messages.len(), 1);
     assert_eq!((messages[0].id, messages[0].sender.as_str()), (id, "Alice"));
     let parsed = envelope::parse(&messages[0].envelope.0).unwrap();
-    let body = parsed.open("John", john, &alice.public_key()).unwrap();
+    let body = parsed
+        .open("John", &alice.public_key(), |_| Some(&prekeys()[1]))
+        .unwrap();
     assert_eq!(body, b"Hello John!");
 
     // Alice cannot acknowledge John's mail away; John can.

@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 
 use common::Server;
-use common::raw::{Client, error_code, keys, sealed, signed_in};
+use common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
 use msgr::envelope::{self, Header};
 use msgr::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
 use tempfile::TempDir;
@@ -22,7 +22,7 @@ fn start(extra: &[&str]) -> (TempDir, Server) {
 fn note_to_self(body: &[u8]) -> Request {
     let alice = &keys()[0];
     let header = Header::new("Alice", "Alice");
-    let envelope = envelope::seal(&header, body, alice, &alice.public_key()).unwrap();
+    let envelope = envelope::seal(&header, body, alice, &recipient_prekey(0)).unwrap();
     Request::Send {
         recipient: "Alice".into(),
         envelope: Base64Bytes(envelope),
@@ -82,12 +82,12 @@ fn pipelined_sends_are_answered_in_order_and_a_fetch_after_them_sees_them_all() 
 fn a_refused_send_gets_its_error_in_its_place_between_successful_ones() {
     let (_dir, server) = start(&[]);
     let mut alice = signed_in(&server, "Alice");
-    let [alice_key, john_key, _] = keys();
+    let alice_key = &keys()[0];
     let to_nobody = envelope::seal(
         &Header::new("Alice", "Nobody"),
         b"lost",
         alice_key,
-        &john_key.public_key(),
+        &recipient_prekey(1),
     )
     .unwrap();
     let Request::Send {
@@ -123,7 +123,7 @@ fn a_refused_send_gets_its_error_in_its_place_between_successful_ones() {
     assert_increasing(&ids);
 
     let mut john = Client::greeted(&server);
-    john.log_in("John", john_key);
+    john.log_in("John", &keys()[1]);
     let fetched: Vec<u64> = john.fetch().iter().map(|message| message.id).collect();
     assert_eq!(fetched, ids);
 }

@@ -78,13 +78,14 @@ fn a_changed_contact_key_is_refused_until_replaced_deliberately() {
     }
     let john = fingerprint_of(&world, "Alice", "John");
     let carol = fingerprint_of(&world, "Alice", "Carol");
-    // The server starts handing out Carol's key as John's.
+    // The server starts handing out Carol's key as John's (and no prekey,
+    // as Carol's prekey is signed as hers, not John's).
     world
         .server
         .database()
-        .execute(
-            "UPDATE users SET public_key = (SELECT public_key FROM users WHERE name = 'Carol') WHERE name = 'John'",
-            [],
+        .execute_batch(
+            "UPDATE users SET public_key = (SELECT public_key FROM users WHERE name = 'Carol') WHERE name = 'John';
+             DELETE FROM signed_prekeys WHERE user_id = (SELECT id FROM users WHERE name = 'John');",
         )
         .unwrap();
 
@@ -99,7 +100,9 @@ fn a_changed_contact_key_is_refused_until_replaced_deliberately() {
             .code(6)
             .stderr(predicate::str::contains(&john))
             .stderr(predicate::str::contains(&carol))
-            .stderr(predicate::str::contains("msgr key John --replace"));
+            .stderr(predicate::str::contains(
+                "msgr key John --expect FINGERPRINT",
+            ));
     }
     let queued: i64 = world
         .server
@@ -108,9 +111,19 @@ fn a_changed_contact_key_is_refused_until_replaced_deliberately() {
         .unwrap();
     assert_eq!(queued, 0, "nothing was sent to the substituted key");
 
+    // Accepting a fingerprint other than the one offered changes nothing.
     world
         .msgr("Alice")
-        .args(["key", "John", "--replace"])
+        .args(["key", "John", "--expect", &john])
+        .assert()
+        .code(6)
+        .stderr(format!(
+            "msgr: the server offers the key {carol} for John, not the expected {john}; nothing was pinned; \
+             check the fingerprint with John again; if it is right, the server is not handing out John's key\n"
+        ));
+    world
+        .msgr("Alice")
+        .args(["key", "John", "--expect", &carol])
         .assert()
         .success()
         .stdout(format!("John {carol}\n"));

@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::cli::CreateArgs;
 use crate::context::ClientContext;
 use crate::crypto::PrivateKey;
-use crate::directory::{self, CheckedKey};
-use crate::envelope::{self, EnvelopeError, Header};
+use crate::directory::{self, CheckedKey, PinStatus};
+use crate::envelope::{self, EnvelopeError, Header, RecipientPrekey};
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::keyring::{AccountDir, Contact};
 use crate::net::{Connection, NetError, unexpected};
@@ -40,6 +40,7 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
         failed: Vec::new(),
     };
     let mut sender = Sender {
+        context,
         connection: &mut connection,
         account: &account,
         identity: &identity,
@@ -59,7 +60,8 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
 
 /// Connect and authenticate, asking in the same flight for the key of
 /// `first`, the first recipient; meanwhile a second thread seals `body`
-/// for `first` under the names and key the keyring expects. Returns the
+/// for `first` under the names and keys the keyring expects (or, with
+/// nothing to expect, readies the key for signing). Returns the
 /// connection and the user's name as the server spells it.
 fn connect_with_head_start(
     context: &ClientContext,
@@ -75,8 +77,15 @@ fn connect_with_head_start(
         _ => None,
     };
     let (connected, presealed) = std::thread::scope(|scope| {
-        let sealing = guess
-            .map(|(me, recipient)| scope.spawn(|| Presealed::seal(me, recipient, body, identity)));
+        let sealing = scope.spawn(|| {
+            let presealed =
+                guess.and_then(|(me, recipient)| Presealed::seal(me, recipient, body, identity));
+            if presealed.is_none() {
+                // A key that cannot sign is reported when it signs.
+                let _ = identity.prepare();
+            }
+            presealed
+        });
         let connected = context.connect().and_then(|mut connection| {
             let (me, key_answer) = session::authenticate_then(
                 &mut connection,
@@ -88,7 +97,7 @@ fn connect_with_head_start(
             )?;
             Ok((connection, me, key_answer))
         });
-        let presealed = sealing.map(|handle| handle.join().expect("sealing does not panic"));
+        let presealed = sealing.join().expect("sealing does not panic");
         (connected, presealed)
     });
     let (connection, me, key_answer) = connected?;
@@ -119,6 +128,7 @@ fn recipients(names: &[String]) -> AppResult<Vec<String>> {
 
 /// Everything needed to seal and queue the message for one recipient.
 struct Sender<'a> {
+    context: &'a ClientContext,
     connection: &'a mut Connection,
     account: &'a AccountDir,
     identity: &'a PrivateKey,
@@ -135,12 +145,24 @@ impl Sender<'_> {
             Some(head_start) => (head_start.key_answer, head_start.presealed),
             None => (self.connection.request(&directory::key_request(name)), None),
         };
-        let recipient = directory::check_answer(self.account, name, key_answer, false)?;
+        let acceptance = directory::Acceptance {
+            policy: self.context.pin_policy(),
+            expect: None,
+        };
+        let recipient = directory::check_answer(self.account, name, key_answer, acceptance)?;
+        if recipient.status == PinStatus::New {
+            self.context
+                .output
+                .pinned_on_sight(&recipient.name, &recipient.key.fingerprint());
+        }
+        let Some(prekey) = recipient.prekey else {
+            return Err(no_prekey(&recipient.name));
+        };
         let (header, sealed) = presealed
             .and_then(|presealed| presealed.confirmed(self.me, &recipient))
             .unwrap_or_else(|| {
                 let header = Header::new(self.me, &recipient.name);
-                let sealed = envelope::seal(&header, self.body, self.identity, &recipient.key);
+                let sealed = envelope::seal(&header, self.body, self.identity, &prekey);
                 (header, sealed)
             });
         let sealed =
@@ -160,6 +182,17 @@ impl Sender<'_> {
     }
 }
 
+/// The refusal for a recipient with no signed prekey to encrypt to.
+fn no_prekey(name: &str) -> AppError {
+    AppError::new(
+        ExitStatus::Refused,
+        format!("{name} has not published an encryption key on this server yet, so nothing was sent"),
+    )
+    .hint(format!(
+        "ask {name} to run any msgr command that logs in (such as `msgr read`) with this version, then send again"
+    ))
+}
+
 /// What the first recipient's round trip brought: the answer to the key
 /// request sent with the authentication, and an envelope sealed meanwhile.
 struct HeadStart {
@@ -168,26 +201,30 @@ struct HeadStart {
 }
 
 /// An envelope sealed before the server confirmed the sender's name and
-/// the recipient's name and key it assumes (from the keyring: the
+/// the recipient's name, key and prekey it assumes (from the keyring: the
 /// registration and the pin).
 struct Presealed {
     me: String,
     recipient: Contact,
+    prekey: RecipientPrekey,
     header: Header,
     sealed: Result<Vec<u8>, EnvelopeError>,
 }
 
 impl Presealed {
-    /// Seal `body` from `me` to the pinned `recipient`.
-    fn seal(me: String, recipient: Contact, body: &[u8], identity: &PrivateKey) -> Self {
+    /// Seal `body` from `me` to the pinned `recipient`'s prekey, if the pin
+    /// holds one.
+    fn seal(me: String, recipient: Contact, body: &[u8], identity: &PrivateKey) -> Option<Self> {
+        let prekey = recipient.prekey?;
         let header = Header::new(&me, &recipient.name);
-        let sealed = envelope::seal(&header, body, identity, &recipient.key);
-        Self {
+        let sealed = envelope::seal(&header, body, identity, &prekey);
+        Some(Self {
             me,
             recipient,
+            prekey,
             header,
             sealed,
-        }
+        })
     }
 
     /// The header and envelope, if the server confirmed all they assume.
@@ -198,7 +235,8 @@ impl Presealed {
     ) -> Option<(Header, Result<Vec<u8>, EnvelopeError>)> {
         (self.me == me
             && self.recipient.name == recipient.name
-            && self.recipient.key == recipient.key)
+            && self.recipient.key == recipient.key
+            && Some(self.prekey) == recipient.prekey)
             .then_some((self.header, self.sealed))
     }
 }
@@ -342,16 +380,23 @@ mod tests {
     #[test]
     fn a_presealed_envelope_is_used_only_for_what_the_server_confirms() {
         let [alice, john, other] = crate::crypto::test_keys();
+        let john_prekey = crate::crypto::agreement::AgreementSecret::generate().unwrap();
+        let prekey = RecipientPrekey {
+            id: 1,
+            public_key: john_prekey.public_key().unwrap(),
+        };
         let preseal = || {
             let pin = Contact {
                 name: "John".into(),
                 key: john.public_key(),
+                prekey: Some(prekey),
             };
-            Presealed::seal("Alice".into(), pin, b"hi", alice)
+            Presealed::seal("Alice".into(), pin, b"hi", alice).expect("the pin has a prekey")
         };
         let confirmed = |name: &str, key: &PrivateKey| CheckedKey {
             name: name.into(),
             key: key.public_key(),
+            prekey: Some(prekey),
             status: directory::PinStatus::Unchanged,
         };
         let (header, sealed) = preseal()
@@ -364,9 +409,16 @@ mod tests {
         let sealed = sealed.unwrap();
         let opened = envelope::parse(&sealed).unwrap();
         assert_eq!(
-            opened.open("John", john, &alice.public_key()).unwrap(),
+            opened
+                .open("John", &alice.public_key(), |_| Some(&john_prekey))
+                .unwrap(),
             b"hi"
         );
+        let rotated = CheckedKey {
+            prekey: Some(RecipientPrekey { id: 2, ..prekey }),
+            ..confirmed("John", john)
+        };
+        assert!(preseal().confirmed("Alice", &rotated).is_none());
         assert!(
             preseal()
                 .confirmed("alice", &confirmed("John", john))

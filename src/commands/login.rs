@@ -1,4 +1,5 @@
-//! `msgr login`: get a fresh session token and keep it in the keyring.
+//! `msgr login`: get a fresh session token and keep it in the keyring (and
+//! publish the account's signed prekey if the server lacks it).
 
 use std::io::Write;
 
@@ -14,9 +15,10 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     let account = context.account()?;
     let identity = context.identity(&account)?;
     let mut connection = context.connect()?;
-    let session = session::login(&mut connection, &account, &context.user, &identity)?;
+    let (me, session) = session::login(&mut connection, &account, &context.user, &identity)?;
+    session::publish_prekey(&mut connection, &account, &me, &identity)?;
     let record = LoggedIn {
-        user: &context.user,
+        user: &me,
         server: context.server.to_string(),
         expires_at: rfc3339_seconds(session.expires_at * 1000),
     };

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cli::ReadArgs;
 use crate::context::ClientContext;
+use crate::directory::PinStatus;
 use crate::error::{AppError, AppResult, ExitStatus};
 use crate::inbox::{Delivery, Inbox, Mode, Opened, Sink};
 use crate::keyring::{create_private_dir, write_atomic};
@@ -80,6 +81,10 @@ impl Sink for Printer<'_> {
             to: message.recipient,
             sent_at: rfc3339_millis(message.sent_at_ms),
             sent_at_ms: message.sent_at_ms,
+            sender_pin: match message.sender_pin {
+                PinStatus::New => "new",
+                PinStatus::Unchanged | PinStatus::Replaced => "pinned",
+            },
             body,
         };
         self.output.emit(&record).map_err(AppError::stdout)?;
@@ -122,6 +127,9 @@ struct MessageRecord<'a> {
     sent_at: String,
     #[serde(skip)]
     sent_at_ms: u64,
+    /// `new` if the sender's key was pinned on reading this message,
+    /// `pinned` if it was pinned before.
+    sender_pin: &'static str,
     #[serde(flatten)]
     body: Body<'a>,
 }

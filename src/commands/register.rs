@@ -1,6 +1,7 @@
-//! `msgr register`: make a key pair (passphrase-protected on request), keep
-//! it in the keyring, and register the name and public key on the server
-//! with proof of possession.
+//! `msgr register`: make an identity key pair (passphrase-protected on
+//! request) and a first signed prekey, keep them in the keyring, and
+//! register the name, the public key and the prekey on the server with a
+//! proof of possession bound to that server.
 
 use std::io::Write;
 
@@ -10,9 +11,12 @@ use crate::cli::RegisterArgs;
 use crate::context::ClientContext;
 use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
+use crate::keyring::Account;
 use crate::net::{NetError, unexpected};
 use crate::output::{Human, Render};
-use crate::protocol::{Base64Bytes, ErrorCode, Request, Response, registration_proof_message};
+use crate::protocol::{Base64Bytes, ErrorCode, Request, Response, SignedPrekey, unix_now};
+use crate::session::own_name;
+use crate::signing;
 
 /// Register the account. A key left by an interrupted registration is
 /// reused, so retrying is safe; a refused name removes the unused key.
@@ -48,16 +52,24 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     }
     let public_key = identity.public_key();
     let public_der = public_key.to_der();
+    let signed_prekey = first_prekey(&account, user, &identity)?;
+    let prekey_id = signed_prekey.id;
+    let statement = signing::registration(connection.certificate_digest(), user, &public_der);
     let proof = identity
-        .sign(&registration_proof_message(user, &public_der))
+        .sign(&statement)
         .map_err(|e| AppError::local(e.to_string()))?;
     let request = Request::Register {
         user: user.clone(),
         public_key: Base64Bytes(public_der),
+        signed_prekey,
         proof: Base64Bytes(proof),
     };
     match connection.request(&request) {
         Ok(Response::Registered { user: name }) => {
+            let name = own_name(user, name)?;
+            let mut prekeys = account.load_prekeys()?;
+            prekeys.mark_published(prekey_id);
+            account.save_prekeys(&prekeys)?;
             let fingerprint = public_key.fingerprint();
             account.mark_registered(&name, &fingerprint)?;
             let record = Registered {
@@ -75,6 +87,7 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
             message,
         }) => {
             account.remove_identity()?;
+            account.remove_prekeys()?;
             let message = match code {
                 ErrorCode::NameTaken => format!("the name {user} is already taken on {server}"),
                 _ => message,
@@ -83,6 +96,27 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// The account's first signed prekey (made now, or left by an interrupted
+/// registration), signed by `identity`.
+fn first_prekey(account: &Account, user: &str, identity: &PrivateKey) -> AppResult<SignedPrekey> {
+    let mut prekeys = account.load_prekeys()?;
+    if prekeys.current().is_none() {
+        prekeys
+            .add_new(unix_now())
+            .map_err(|e| AppError::local(format!("cannot make a prekey: {e}")))?;
+        account.save_prekeys(&prekeys)?;
+    }
+    let current = prekeys.current().expect("made above");
+    SignedPrekey::sign(
+        user,
+        current.id,
+        current.created_at,
+        &current.secret,
+        identity,
+    )
+    .map_err(|e| AppError::local(format!("cannot sign the prekey: {e}")))
 }
 
 /// The result of `register`.

@@ -55,7 +55,7 @@ async fn serve(
         .map_err(|error| AppError::local(format!("cannot use the listening socket: {error}")))?;
     announce(&listener, &tls.fingerprint)
         .map_err(|error| AppError::local(format!("cannot write to standard output: {error}")))?;
-    server::run(listener, tls.config, store, limits, shutdown).await;
+    server::run(listener, tls, store, limits, shutdown).await;
     Ok(())
 }
 

@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 
 use pkcs8::pkcs5::{pbes2, scrypt};
 use pkcs8::{EncryptedPrivateKeyInfo, LineEnding, PrivateKeyInfo, SecretDocument};
-use rand::RngCore;
-use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
 use super::KeyringError;
-use crate::crypto::{CryptoError, PrivateKey};
+use crate::crypto::{CryptoError, PrivateKey, random_bytes};
 
 /// PEM label of an encrypted key.
 const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
@@ -96,10 +94,8 @@ pub(super) fn encode(
     let bad = |e: &dyn std::fmt::Display| CryptoError::BadKey(e.to_string());
     let der = key.to_pkcs8_der();
     let info = PrivateKeyInfo::try_from(der.as_slice()).map_err(|e| bad(&e))?;
-    let mut salt = [0u8; 16];
-    let mut iv = [0u8; 16];
-    OsRng.fill_bytes(&mut salt);
-    OsRng.fill_bytes(&mut iv);
+    let salt: [u8; 16] = random_bytes();
+    let iv: [u8; 16] = random_bytes();
     let cost = scrypt::Params::new(SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, DERIVED_KEY_LEN)
         .expect("the scrypt constants are valid");
     let params = pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).map_err(|e| bad(&e))?;

@@ -5,6 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::PublicKey;
+use crate::envelope::RecipientPrekey;
 
 /// A session token: a bearer secret, so `Debug` never shows it.
 #[derive(Clone)]
@@ -42,8 +43,11 @@ pub struct Session {
 pub struct Contact {
     /// The name as the server spells it.
     pub name: String,
-    /// The pinned key.
+    /// The pinned identity key.
     pub key: PublicKey,
+    /// The signed prekey last seen for the contact, its signature checked
+    /// against `key`; lets `create` seal before the server confirms it.
+    pub prekey: Option<RecipientPrekey>,
 }
 
 /// `account.toml`: written once the server confirmed registration.
@@ -85,14 +89,22 @@ pub(super) struct ContactRecord {
     name: String,
     fingerprint: String,
     public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prekey_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prekey: Option<String>,
 }
 
 impl ContactRecord {
-    pub fn new(name: &str, key: &PublicKey) -> Self {
+    pub fn new(contact: &Contact) -> Self {
         Self {
-            name: name.to_owned(),
-            fingerprint: key.fingerprint(),
-            public_key: STANDARD.encode(key.to_der()),
+            name: contact.name.clone(),
+            fingerprint: contact.key.fingerprint(),
+            public_key: STANDARD.encode(contact.key.to_der()),
+            prekey_id: contact.prekey.map(|prekey| prekey.id),
+            prekey: contact
+                .prekey
+                .map(|prekey| STANDARD.encode(prekey.public_key)),
         }
     }
 
@@ -101,9 +113,20 @@ impl ContactRecord {
             .decode(&self.public_key)
             .map_err(|e| e.to_string())?;
         let key = PublicKey::from_der(&der).map_err(|e| e.to_string())?;
+        let prekey = match (self.prekey_id, &self.prekey) {
+            (Some(id), Some(public_key)) => {
+                let public_key = STANDARD.decode(public_key).map_err(|e| e.to_string())?;
+                let public_key = public_key
+                    .try_into()
+                    .map_err(|_| "a prekey is not 32 bytes long".to_owned())?;
+                Some(RecipientPrekey { id, public_key })
+            }
+            _ => None,
+        };
         Ok(Contact {
             name: self.name.clone(),
             key,
+            prekey,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Server certificate verification: `--ca-cert` (a CA, or the server's own
-//! certificate), else the system's roots, else the fingerprint pinned on
-//! first use. The verifier records what it decided so the caller can pin a
+//! certificate), else the fingerprint pinned for the server (which binds:
+//! no other certificate is accepted, even one the system's roots vouch
+//! for), else the system's roots, else pin on first use. The verifier records what it decided so the caller can pin a
 //! new server or report a changed one with both fingerprints.
 
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,8 @@ use crate::crypto::fingerprint;
 pub enum TrustPolicy {
     /// Only certificates that chain to, or equal, one of these.
     CaCertificates(Vec<CertificateDer<'static>>),
-    /// System roots, else this pinned fingerprint, else pin on first use.
+    /// This pinned fingerprint only; without one, system roots, else pin
+    /// on first use.
     FirstUse {
         /// The fingerprint pinned for this `host:port`, if any.
         pinned: Option<String>,
@@ -118,29 +120,28 @@ impl ServerCertVerifier for Verifier {
             }
             TrustPolicy::FirstUse { pinned } => {
                 let presented = fingerprint(end_entity);
-                if pinned.as_deref() == Some(presented.as_str())
-                    || self
+                let outcome = match pinned {
+                    Some(pinned) if *pinned == presented => TrustOutcome::Trusted,
+                    Some(pinned) => TrustOutcome::Changed {
+                        pinned: pinned.clone(),
+                        presented,
+                    },
+                    None if self
                         .chains_to(system_roots(), end_entity, intermediates, server_name, now)
-                        .is_ok()
-                {
-                    self.record(TrustOutcome::Trusted);
-                    return Ok(ServerCertVerified::assertion());
-                }
-                match pinned {
-                    Some(pinned) => {
-                        self.record(TrustOutcome::Changed {
-                            pinned: pinned.clone(),
-                            presented,
-                        });
-                        Err(rustls::Error::General(
-                            "server certificate fingerprint changed".into(),
-                        ))
+                        .is_ok() =>
+                    {
+                        TrustOutcome::Trusted
                     }
-                    None => {
-                        self.record(TrustOutcome::NewPin(presented));
-                        Ok(ServerCertVerified::assertion())
-                    }
+                    None => TrustOutcome::NewPin(presented),
+                };
+                let changed = matches!(outcome, TrustOutcome::Changed { .. });
+                self.record(outcome);
+                if changed {
+                    return Err(rustls::Error::General(
+                        "server certificate fingerprint changed".into(),
+                    ));
                 }
+                Ok(ServerCertVerified::assertion())
             }
         }
     }

@@ -3,10 +3,11 @@
 //! other people (message bodies, server messages) made harmless on a
 //! terminal, where control characters could rewrite the screen.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use anstyle::Style;
+
+use crate::protocol::printable;
 
 /// Whether colour escapes may be written to `stream`.
 pub(super) fn color_enabled<S: anstream::stream::RawStream>(stream: &S) -> bool {
@@ -50,14 +51,14 @@ impl<'a> Human<'a> {
         self.styled(Style::new().bold(), text)
     }
 
-    /// Write text that someone else chose. On a terminal, control
-    /// characters other than newline and tab are shown in caret notation
-    /// (`^[`) or as `\u{…}` instead of being obeyed.
+    /// Write text that someone else chose. On a terminal, control and
+    /// bidirectional-formatting characters are shown instead of being
+    /// obeyed ([`printable`]).
     pub fn untrusted(&mut self, text: &str) -> io::Result<()> {
         if !self.terminal {
             return self.out.write_all(text.as_bytes());
         }
-        self.out.write_all(neutralise(text).as_bytes())
+        self.out.write_all(printable(text).as_bytes())
     }
 }
 
@@ -71,38 +72,9 @@ impl Write for Human<'_> {
     }
 }
 
-/// `text` with every control character except `\n` and `\t` made visible.
-fn neutralise(text: &str) -> String {
-    let mut shown = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\t' => shown.push(c),
-            '\u{0}'..='\u{1f}' => {
-                shown.push('^');
-                shown.push(char::from(c as u8 ^ 0x40));
-            }
-            '\u{7f}' => shown.push_str("^?"),
-            c if c.is_control() => {
-                let _ = write!(shown, "\\u{{{:x}}}", c as u32);
-            }
-            c => shown.push(c),
-        }
-    }
-    shown
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_shown_not_obeyed() {
-        assert_eq!(
-            neutralise("a\x1b[2Jb\r\n\tc\x7f\u{9b}"),
-            "a^[[2Jb^M\n\tc^?\\u{9b}"
-        );
-        assert_eq!(neutralise("héllo wörld"), "héllo wörld");
-    }
 
     #[test]
     fn styles_and_neutralising_follow_the_flags() {

@@ -17,9 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::RngCore;
-use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, error, info};
 
@@ -28,16 +25,14 @@ use super::ratelimit::RateLimiter;
 use super::store::{
     Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User, UserId,
 };
-use crate::crypto::PublicKey;
+use crate::crypto::{PublicKey, random_bytes, sha256};
 use crate::envelope;
-use crate::protocol::unix_now;
 use crate::protocol::{
-    Base64Bytes, ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request,
-    Response, canonical_name, registration_proof_message, validate_username,
+    Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, canonical_name, unix_now,
+    validate_username,
 };
-
-/// Bytes of a session token.
-const TOKEN_LEN: usize = 32;
+use crate::signing;
 
 /// The response to a `send` handed to the store, ready once its write is
 /// durable (or at once, if the `send` was refused before that).
@@ -77,6 +72,9 @@ impl From<StoreError> for Refusal {
 /// The account a connection acts for after `authenticate`.
 struct Identity {
     user: User,
+    /// The account's identity key, which every envelope it sends must be
+    /// signed with.
+    key: PublicKey,
     /// The session's token hash, for `logout`.
     token_hash: TokenHash,
     /// When the presented session expires.
@@ -89,6 +87,9 @@ pub struct Handler<'a> {
     /// The peer's address, charged for rate-limited requests.
     peer: IpAddr,
     identity: Option<Identity>,
+    /// The account and nonce of the last `login`, until a `login_proof`
+    /// answers it (once).
+    challenge: Option<(User, [u8; LOGIN_NONCE_LEN])>,
     /// Ends a waiting `fetch` early when the server shuts down.
     shutdown: watch::Receiver<bool>,
 }
@@ -100,13 +101,14 @@ impl<'a> Handler<'a> {
             context,
             peer,
             identity: None,
+            challenge: None,
             shutdown,
         }
     }
 
     /// Answer one request; refusals become error responses.
     pub async fn respond(&mut self, request: Request) -> Response {
-        let kind = request_kind(&request);
+        let kind = request.kind();
         debug!(request = kind, "request");
         let result = match request {
             Request::Hello { .. } => Err(Refusal::new(
@@ -116,11 +118,17 @@ impl<'a> Handler<'a> {
             Request::Register {
                 user,
                 public_key,
+                signed_prekey,
                 proof,
-            } => self.register(user, public_key.0, &proof.0).await,
+            } => {
+                self.register(user, public_key.0, signed_prekey, &proof.0)
+                    .await
+            }
             Request::Login { user } => self.login(user).await,
+            Request::LoginProof { signature } => self.login_proof(&signature.0).await,
             Request::Authenticate { user, token } => self.authenticate(user, &token.0).await,
             Request::GetKey { user } => self.get_key(user).await,
+            Request::PublishPrekey { signed_prekey } => self.publish_prekey(signed_prekey).await,
             Request::Send {
                 recipient,
                 envelope,
@@ -181,6 +189,11 @@ impl<'a> Handler<'a> {
 
     /// The authenticated account, or `auth_required`/`auth_failed`.
     fn identity(&self) -> Result<&User, Refusal> {
+        self.session().map(|identity| &identity.user)
+    }
+
+    /// The authenticated session, or `auth_required`/`auth_failed`.
+    fn session(&self) -> Result<&Identity, Refusal> {
         let identity = self.identity.as_ref().ok_or_else(|| {
             Refusal::new(
                 ErrorCode::AuthRequired,
@@ -193,13 +206,14 @@ impl<'a> Handler<'a> {
                 "the session has expired; log in again",
             ));
         }
-        Ok(&identity.user)
+        Ok(identity)
     }
 
     async fn register(
         &self,
         name: String,
         der: Vec<u8>,
+        prekey: SignedPrekey,
         proof: &[u8],
     ) -> Result<Response, Refusal> {
         self.charge(&self.context.registrations, "register")?;
@@ -210,15 +224,17 @@ impl<'a> Handler<'a> {
                 format!("unusable public key: {error}"),
             )
         })?;
-        if !key.verify(&registration_proof_message(&name, &der), proof) {
+        let statement = signing::registration(&self.context.certificate_digest, &name, &der);
+        if !key.verify(&statement, proof) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
-                "the registration proof is not a signature by the given key",
+                "the registration proof is not a signature by the given key for this server and name",
             ));
         }
+        check_prekey(&prekey, &name, &key)?;
         let der = key.to_der();
         let outcome = self
-            .with_store(move |store| store.register(&name, &der))
+            .with_store(move |store| store.register(&name, &der, &prekey))
             .await?;
         match outcome {
             RegisterOutcome::Created(user) | RegisterOutcome::AlreadyRegisteredSameKey(user) => {
@@ -232,24 +248,56 @@ impl<'a> Handler<'a> {
         }
     }
 
-    async fn login(&self, name: String) -> Result<Response, Refusal> {
+    /// Answer a `login` with a fresh challenge for this connection.
+    async fn login(&mut self, name: String) -> Result<Response, Refusal> {
+        self.challenge = None;
         self.charge(&self.context.logins, "login")?;
         let user = self.known_user(name).await?;
+        let nonce = random_bytes();
+        self.challenge = Some((user, nonce));
+        Ok(Response::LoginChallenge {
+            nonce: Base64Bytes(nonce.to_vec()),
+        })
+    }
+
+    /// Check the answer to this connection's challenge; if it is the
+    /// account's signature, start a session and act for the account.
+    async fn login_proof(&mut self, signature: &[u8]) -> Result<Response, Refusal> {
+        let (user, nonce) = self.challenge.take().ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::BadRequest,
+                "there is no login challenge to answer on this connection; send login first",
+            )
+        })?;
+        self.identity = None;
         let key = PublicKey::from_der(&user.public_key).map_err(|e| Refusal::internal(&e))?;
-        let mut token = zeroize::Zeroizing::new([0u8; TOKEN_LEN]);
-        OsRng.fill_bytes(token.as_mut());
-        let wrapped = key
-            .wrap(token.as_ref())
-            .map_err(|e| Refusal::internal(&e))?;
-        let hash = token_hash(token.as_ref());
+        let statement = signing::login(&self.context.certificate_digest, &user.name, &nonce);
+        if !key.verify(&statement, signature) {
+            return Err(Refusal::new(
+                ErrorCode::AuthFailed,
+                "the login proof is not a signature by this account's key; log in again",
+            ));
+        }
+        let token: zeroize::Zeroizing<[u8; TOKEN_LEN]> = zeroize::Zeroizing::new(random_bytes());
+        let hash = sha256(token.as_ref());
         let now = unix_now();
         let expires_at = now.saturating_add(self.context.limits.session_ttl.as_secs());
-        self.with_store(move |store| store.create_session(user.id, &hash, expires_at, now))
+        let user_id = user.id;
+        self.with_store(move |store| store.create_session(user_id, &hash, expires_at, now))
             .await?;
-        Ok(Response::LoginChallenge {
-            wrapped_token: Base64Bytes(wrapped),
+        info!(user = %user.name, "logged in");
+        let response = Response::LoggedIn {
+            user: user.name.clone(),
+            token: Base64Bytes(token.to_vec()),
             expires_at,
-        })
+        };
+        self.identity = Some(Identity {
+            user,
+            key,
+            token_hash: hash,
+            expires_at,
+        });
+        Ok(response)
     }
 
     async fn authenticate(&mut self, name: String, token: &[u8]) -> Result<Response, Refusal> {
@@ -263,7 +311,7 @@ impl<'a> Handler<'a> {
         if token.len() != TOKEN_LEN {
             return Err(failed());
         }
-        let hash = token_hash(token);
+        let hash = sha256(token);
         let now = unix_now();
         let (user, session) = self
             .with_store(move |store| Ok((store.find_user(&name)?, store.find_session(&hash, now)?)))
@@ -274,6 +322,7 @@ impl<'a> Handler<'a> {
         if session.user_id != user.id {
             return Err(failed());
         }
+        let key = PublicKey::from_der(&user.public_key).map_err(|e| Refusal::internal(&e))?;
         info!(user = %user.name, "authenticated");
         let response = Response::Authenticated {
             user: user.name.clone(),
@@ -281,6 +330,7 @@ impl<'a> Handler<'a> {
         };
         self.identity = Some(Identity {
             user,
+            key,
             token_hash: hash,
             expires_at: session.expires_at,
         });
@@ -289,10 +339,24 @@ impl<'a> Handler<'a> {
 
     async fn get_key(&self, name: String) -> Result<Response, Refusal> {
         let user = self.known_user(name).await?;
+        let user_id = user.id;
+        let signed_prekey = self
+            .with_store(move |store| store.signed_prekey(user_id))
+            .await?;
         Ok(Response::Key {
             user: user.name,
             public_key: Base64Bytes(user.public_key),
+            signed_prekey,
         })
+    }
+
+    async fn publish_prekey(&self, prekey: SignedPrekey) -> Result<Response, Refusal> {
+        let identity = self.session()?;
+        check_prekey(&prekey, &identity.user.name, &identity.key)?;
+        let user_id = identity.user.id;
+        self.with_store(move |store| store.set_signed_prekey(user_id, &prekey))
+            .await?;
+        Ok(Response::PrekeyPublished)
     }
 
     /// The synchronous part of a `send`: its checks, then the hand-off to
@@ -332,7 +396,7 @@ impl<'a> Handler<'a> {
     /// The sender of a `send` of `envelope` to `recipient`, if the
     /// connection may send it.
     fn check_send(&self, recipient: &str, envelope: &[u8]) -> Result<UserId, Refusal> {
-        let sender = self.identity()?;
+        let sender = self.session()?;
         let max = self.context.limits.max_message_bytes;
         if envelope.len() as u64 > max {
             return Err(Refusal::new(
@@ -344,8 +408,8 @@ impl<'a> Handler<'a> {
             ));
         }
         check_name(recipient)?;
-        check_addressing(envelope, &sender.name, recipient)?;
-        Ok(sender.id)
+        check_envelope(envelope, sender, recipient)?;
+        Ok(sender.user.id)
     }
 
     /// A page of messages; with `wait_ms`, an empty queue is watched until
@@ -429,17 +493,19 @@ fn answer(kind: &'static str, result: Result<Response, Refusal>) -> Response {
     })
 }
 
-/// The envelope must parse and name the authenticated sender and the
-/// requested recipient, so nobody can queue mail that claims another
-/// sender or sits in the wrong queue.
-fn check_addressing(envelope: &[u8], sender: &str, recipient: &str) -> Result<(), Refusal> {
+/// The envelope must parse, name the authenticated sender exactly as
+/// registered and the requested recipient, and carry the sender's
+/// signature, so nobody can queue mail that claims another sender, sits in
+/// the wrong queue, or is junk that only takes mailbox space. (Recipients
+/// check all of it again: this check protects the queues, not the trust.)
+fn check_envelope(envelope: &[u8], sender: &Identity, recipient: &str) -> Result<(), Refusal> {
     let bad = |message: String| Refusal::new(ErrorCode::BadRequest, message);
-    let header = envelope::parse(envelope)
-        .map_err(|error| bad(error.to_string()))?
-        .header;
-    if canonical_name(&header.sender) != canonical_name(sender) {
+    let parsed = envelope::parse(envelope).map_err(|error| bad(error.to_string()))?;
+    let header = &parsed.header;
+    let name = &sender.user.name;
+    if header.sender != *name {
         return Err(bad(format!(
-            "the envelope names {} as its sender, but this connection acts for {sender}",
+            "the envelope names {} as its sender, but this connection acts for {name}",
             header.sender
         )));
     }
@@ -449,7 +515,23 @@ fn check_addressing(envelope: &[u8], sender: &str, recipient: &str) -> Result<()
             header.recipient
         )));
     }
+    if !parsed.is_signed_by(&sender.key) {
+        return Err(bad(format!(
+            "the envelope is not signed by {name}'s registered key"
+        )));
+    }
     Ok(())
+}
+
+/// A prekey must be signed by `owner`'s identity key.
+fn check_prekey(prekey: &SignedPrekey, owner: &str, key: &PublicKey) -> Result<(), Refusal> {
+    match prekey.verify(owner, key) {
+        Some(_) => Ok(()),
+        None => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "the signed prekey is not a 32-byte X25519 key signed by the account's key",
+        )),
+    }
 }
 
 /// The refusal for a recipient whose queue is at its quota.
@@ -471,23 +553,4 @@ fn mailbox_full(recipient: &str, usage: Usage) -> Refusal {
 
 fn check_name(name: &str) -> Result<(), Refusal> {
     validate_username(name).map_err(|error| Refusal::new(ErrorCode::InvalidName, error.to_string()))
-}
-
-fn token_hash(token: &[u8]) -> TokenHash {
-    Sha256::digest(token).into()
-}
-
-/// The request's wire name, for logs that must not show its fields.
-fn request_kind(request: &Request) -> &'static str {
-    match request {
-        Request::Hello { .. } => "hello",
-        Request::Register { .. } => "register",
-        Request::Login { .. } => "login",
-        Request::Authenticate { .. } => "authenticate",
-        Request::GetKey { .. } => "get_key",
-        Request::Send { .. } => "send",
-        Request::Fetch { .. } => "fetch",
-        Request::Ack { .. } => "ack",
-        Request::Logout => "logout",
-    }
 }

@@ -34,8 +34,10 @@ use tracing::{Instrument, info, info_span, warn};
 pub use limits::Limits;
 pub use store::Store;
 
+use crate::signing::CertificateDigest;
 use admission::Admission;
 use ratelimit::RateLimiter;
+use tls::ServerTls;
 
 /// Pause after a failed `accept` (such as running out of file
 /// descriptors) before trying again.
@@ -49,6 +51,9 @@ struct Context {
     limits: Limits,
     /// Performs the TLS handshake.
     acceptor: TlsAcceptor,
+    /// SHA-256 of the certificate it presents, which login and
+    /// registration statements must name.
+    certificate_digest: CertificateDigest,
     /// Pending connections and service slots.
     admission: Arc<Admission>,
     /// Wakes readers waiting for new messages.
@@ -63,14 +68,15 @@ struct Context {
 /// open connections finish their current request and return.
 pub async fn run(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: ServerTls,
     store: Arc<dyn Store>,
     limits: Limits,
     shutdown: impl Future,
 ) {
     let context = Arc::new(Context {
         store,
-        acceptor: TlsAcceptor::from(tls),
+        acceptor: TlsAcceptor::from(tls.config),
+        certificate_digest: tls.certificate_digest,
         admission: Admission::new(limits.max_pending, limits.max_connections),
         mailboxes: mailbox::Mailboxes::default(),
         logins: RateLimiter::new(limits.logins),

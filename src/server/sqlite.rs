@@ -20,6 +20,7 @@ use super::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoreFuture, StoredMessage,
     TokenHash, User, UserId,
 };
+use crate::protocol::SignedPrekey;
 use readers::Readers;
 use writer::Writer;
 
@@ -78,10 +79,25 @@ fn restrict_files(db: &Path) -> std::io::Result<()> {
 }
 
 impl Store for SqliteStore {
-    fn register(&self, name: &str, public_key: &[u8]) -> Result<RegisterOutcome, StoreError> {
-        let (name, public_key) = (name.to_owned(), public_key.to_vec());
+    fn register(
+        &self,
+        name: &str,
+        public_key: &[u8],
+        prekey: &SignedPrekey,
+    ) -> Result<RegisterOutcome, StoreError> {
+        let (name, public_key, prekey) = (name.to_owned(), public_key.to_vec(), prekey.clone());
         self.writer
-            .write(move |conn| queries::register(conn, &name, &public_key))
+            .write(move |conn| queries::register(conn, &name, &public_key, &prekey))
+    }
+
+    fn set_signed_prekey(&self, user: UserId, prekey: &SignedPrekey) -> Result<(), StoreError> {
+        let prekey = prekey.clone();
+        self.writer
+            .write(move |conn| queries::set_signed_prekey(conn, user, &prekey))
+    }
+
+    fn signed_prekey(&self, user: UserId) -> Result<Option<SignedPrekey>, StoreError> {
+        self.readers.read(|conn| queries::signed_prekey(conn, user))
     }
 
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError> {
@@ -168,8 +184,17 @@ mod tests {
         (dir, store)
     }
 
+    fn prekey(id: u32) -> SignedPrekey {
+        SignedPrekey {
+            id,
+            public_key: crate::protocol::Base64Bytes(vec![id as u8; 32]),
+            created_at: 1000 + u64::from(id),
+            signature: crate::protocol::Base64Bytes(vec![9; 256]),
+        }
+    }
+
     fn user(store: &SqliteStore, name: &str) -> User {
-        match store.register(name, name.as_bytes()).unwrap() {
+        match store.register(name, name.as_bytes(), &prekey(1)).unwrap() {
             RegisterOutcome::Created(user) => user,
             other => panic!("registering {name}: {other:?}"),
         }
@@ -213,9 +238,10 @@ mod tests {
         let alice = user(&store, "Alice");
         assert_eq!(alice.name, "Alice");
         assert_eq!(
-            store.register("alice", b"other key").unwrap(),
+            store.register("alice", b"other key", &prekey(2)).unwrap(),
             RegisterOutcome::NameTaken
         );
+        assert_eq!(store.signed_prekey(alice.id).unwrap(), Some(prekey(1)));
         assert_eq!(store.find_user("ALICE").unwrap(), Some(alice));
         assert_eq!(store.find_user("bob").unwrap(), None);
     }
@@ -225,9 +251,20 @@ mod tests {
         let (_dir, store) = open();
         let alice = user(&store, "Alice");
         assert_eq!(
-            store.register("Alice", b"Alice").unwrap(),
-            RegisterOutcome::AlreadyRegisteredSameKey(alice)
+            store.register("Alice", b"Alice", &prekey(2)).unwrap(),
+            RegisterOutcome::AlreadyRegisteredSameKey(alice.clone())
         );
+        assert_eq!(store.signed_prekey(alice.id).unwrap(), Some(prekey(2)));
+    }
+
+    #[test]
+    fn a_published_prekey_replaces_the_last() {
+        let (_dir, store) = open();
+        let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+        store.set_signed_prekey(alice.id, &prekey(5)).unwrap();
+        assert_eq!(store.signed_prekey(alice.id).unwrap(), Some(prekey(5)));
+        assert_eq!(store.signed_prekey(john.id).unwrap(), Some(prekey(1)));
+        assert_eq!(store.signed_prekey(9999).unwrap(), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::protocol::SignedPrekey;
+
 /// Database id of an account.
 pub type UserId = i64;
 
@@ -130,9 +132,22 @@ pub enum Enqueued {
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
 pub trait Store: Send + Sync {
-    /// Create an account unless its name (compared case-insensitively) is
-    /// taken. `name` must already satisfy the naming rules.
-    fn register(&self, name: &str, public_key: &[u8]) -> Result<RegisterOutcome, StoreError>;
+    /// Create an account with its signed prekey unless its name (compared
+    /// case-insensitively) is taken; a registration repeated with the same
+    /// key replaces the prekey. `name` must already satisfy the naming
+    /// rules, and the prekey's signature must have been checked.
+    fn register(
+        &self,
+        name: &str,
+        public_key: &[u8],
+        prekey: &SignedPrekey,
+    ) -> Result<RegisterOutcome, StoreError>;
+
+    /// Replace the account's signed prekey (its signature checked).
+    fn set_signed_prekey(&self, user: UserId, prekey: &SignedPrekey) -> Result<(), StoreError>;
+
+    /// The account's signed prekey, if it has one.
+    fn signed_prekey(&self, user: UserId) -> Result<Option<SignedPrekey>, StoreError>;
 
     /// Look an account up by name, ignoring letter case.
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;

@@ -12,7 +12,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
-use crate::crypto::fingerprint;
+use crate::crypto::{fingerprint, sha256};
+use crate::signing::CertificateDigest;
 
 /// File name of the generated certificate in the data directory.
 pub const CERT_FILE: &str = "cert.pem";
@@ -71,6 +72,9 @@ pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     /// `SHA256:…` of the leaf certificate's DER, as clients pin it.
     pub fingerprint: String,
+    /// SHA-256 of the leaf certificate's DER, which login and registration
+    /// statements are bound to.
+    pub certificate_digest: CertificateDigest,
 }
 
 /// Build the configuration from a PEM certificate chain and PEM private key.
@@ -81,6 +85,7 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
         reason: pem_reason(error, "private key"),
     })?;
     let fingerprint = fingerprint(chain[0].as_ref());
+    let certificate_digest = sha256(chain[0].as_ref());
     let config = server_config(chain, private_key).map_err(|source| TlsError::Config {
         cert: cert.to_owned(),
         key: key.to_owned(),
@@ -89,6 +94,7 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
     Ok(ServerTls {
         config: Arc::new(config),
         fingerprint,
+        certificate_digest,
     })
 }
 

@@ -8,12 +8,13 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use msgr::crypto::PrivateKey;
-use msgr::envelope::{self, Header};
+use msgr::crypto::agreement::AgreementSecret;
+use msgr::crypto::{PrivateKey, sha256};
+use msgr::envelope::{self, Header, RecipientPrekey};
 use msgr::protocol::{
-    Base64Bytes, ErrorCode, PROTOCOL_VERSION, QueuedMessage, Request, Response,
-    registration_proof_message,
+    Base64Bytes, ErrorCode, PROTOCOL_VERSION, QueuedMessage, Request, Response, SignedPrekey,
 };
+use msgr::signing::{self, CertificateDigest};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -29,6 +30,25 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn keys() -> &'static [PrivateKey; 3] {
     static KEYS: OnceLock<[PrivateKey; 3]> = OnceLock::new();
     KEYS.get_or_init(|| std::array::from_fn(|_| PrivateKey::generate(2048).unwrap()))
+}
+
+/// The signed prekeys (number 1) of the three [`keys`], in the same order.
+pub fn prekeys() -> &'static [AgreementSecret; 3] {
+    static PREKEYS: OnceLock<[AgreementSecret; 3]> = OnceLock::new();
+    PREKEYS.get_or_init(|| std::array::from_fn(|_| AgreementSecret::generate().unwrap()))
+}
+
+/// The prekey of `keys()[index]` as a sender addresses it.
+pub fn recipient_prekey(index: usize) -> RecipientPrekey {
+    RecipientPrekey {
+        id: 1,
+        public_key: prekeys()[index].public_key().unwrap(),
+    }
+}
+
+/// `user`'s signed prekey number 1 made with `keys()[index]`.
+pub fn signed_prekey(user: &str, index: usize) -> SignedPrekey {
+    SignedPrekey::sign(user, 1, 1_700_000_000, &prekeys()[index], &keys()[index]).unwrap()
 }
 
 /// Accepts every certificate but still checks handshake signatures.
@@ -203,24 +223,47 @@ impl Client {
         matches!(self.stream.read(&mut [0; 1]), Ok(0) | Err(_))
     }
 
-    /// Register `user` with `key`, with a valid proof.
+    /// SHA-256 of the certificate the server presented.
+    pub fn certificate_digest(&self) -> CertificateDigest {
+        sha256(self.stream.conn.peer_certificates().unwrap()[0].as_ref())
+    }
+
+    /// Register `user` with `key` (one of [`keys`], whose prekey goes with
+    /// it), with a valid proof.
     pub fn register(&mut self, user: &str, key: &PrivateKey) -> Response {
+        let index = keys()
+            .iter()
+            .position(|k| std::ptr::eq(k, key))
+            .expect("one of keys()");
         let der = key.public_key().to_der();
-        let proof = key.sign(&registration_proof_message(user, &der)).unwrap();
+        let statement = signing::registration(&self.certificate_digest(), user, &der);
         self.request(&Request::Register {
             user: user.into(),
             public_key: Base64Bytes(der),
-            proof: Base64Bytes(proof),
+            signed_prekey: signed_prekey(user, index),
+            proof: Base64Bytes(key.sign(&statement).unwrap()),
         })
     }
 
-    /// Ask for a session as `user` and unwrap the token with `key`.
-    pub fn login(&mut self, user: &str, key: &PrivateKey) -> Base64Bytes {
+    /// Log in as `user`, answering the challenge with `key`; the
+    /// connection acts for `user` afterwards. Returns the name as the
+    /// server stores it and the new token.
+    pub fn login_as(&mut self, user: &str, key: &PrivateKey) -> (String, Base64Bytes) {
         let response = self.request(&Request::Login { user: user.into() });
-        let Response::LoginChallenge { wrapped_token, .. } = response else {
+        let Response::LoginChallenge { nonce } = response else {
             panic!("login as {user}: {response:?}");
         };
-        Base64Bytes(key.unwrap(&wrapped_token.0).unwrap().to_vec())
+        let statement = signing::login(&self.certificate_digest(), user, &nonce.0);
+        let signature = Base64Bytes(key.sign(&statement).unwrap());
+        match self.request(&Request::LoginProof { signature }) {
+            Response::LoggedIn { user, token, .. } => (user, token),
+            other => panic!("login proof as {user}: {other:?}"),
+        }
+    }
+
+    /// Log in as `user` with `key`; returns the new token.
+    pub fn login(&mut self, user: &str, key: &PrivateKey) -> Base64Bytes {
+        self.login_as(user, key).1
     }
 
     /// Present `token` for `user`.
@@ -231,14 +274,9 @@ impl Client {
         })
     }
 
-    /// Log in and authenticate as `user`; returns the name as the server
-    /// stores it.
+    /// Log in as `user`; returns the name as the server stores it.
     pub fn log_in(&mut self, user: &str, key: &PrivateKey) -> String {
-        let token = self.login(user, key);
-        match self.authenticate(user, &token) {
-            Response::Authenticated { user, .. } => user,
-            other => panic!("authenticate: {other:?}"),
-        }
+        self.login_as(user, key).0
     }
 
     /// Fetch the first page of the queue without waiting.
@@ -270,17 +308,12 @@ pub fn error_code(response: &Response) -> ErrorCode {
 /// A `send` of `body` sealed between Alice (`keys()[0]`) and John
 /// (`keys()[1]`), in the direction `from` → `to`.
 pub fn sealed(from: &str, to: &str, body: &[u8]) -> Request {
-    let [alice, john, _] = keys();
-    let (sender, recipient) = if from == "Alice" {
-        (alice, john)
-    } else {
-        (john, alice)
-    };
+    let (sender, recipient) = if from == "Alice" { (0, 1) } else { (1, 0) };
     let envelope = envelope::seal(
         &Header::new(from, to),
         body,
-        sender,
-        &recipient.public_key(),
+        &keys()[sender],
+        &recipient_prekey(recipient),
     )
     .unwrap();
     Request::Send {

@@ -5,8 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::protocol::canonical_name;
-use crate::protocol::unix_now;
+use crate::protocol::{Base64Bytes, SignedPrekey, canonical_name, unix_now};
 use crate::server::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, StoreError, StoredMessage, TokenHash, Usage,
     User, UserId,
@@ -33,10 +32,13 @@ pub(super) fn find_user(conn: &Connection, name: &str) -> Result<Option<User>, S
 }
 
 /// Insert the account unless its name is taken; compare keys if it is.
+/// The prekey is stored for a new account and for a repeated registration
+/// with the same key.
 pub(super) fn register(
     conn: &Connection,
     name: &str,
     public_key: &[u8],
+    prekey: &SignedPrekey,
 ) -> Result<RegisterOutcome, StoreError> {
     // Insert-or-ignore decides atomically even when several processes
     // share the file; the loser then compares keys.
@@ -53,13 +55,65 @@ pub(super) fn register(
         ])?;
     let user = find_user(conn, name)?
         .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
-    Ok(if inserted == 1 {
+    let outcome = if inserted == 1 {
         RegisterOutcome::Created(user)
     } else if user.public_key == public_key {
         RegisterOutcome::AlreadyRegisteredSameKey(user)
     } else {
-        RegisterOutcome::NameTaken
-    })
+        return Ok(RegisterOutcome::NameTaken);
+    };
+    let (RegisterOutcome::Created(user) | RegisterOutcome::AlreadyRegisteredSameKey(user)) =
+        &outcome
+    else {
+        unreachable!("a name taken by another key returned above");
+    };
+    set_signed_prekey(conn, user.id, prekey)?;
+    Ok(outcome)
+}
+
+/// Store `prekey` as the account's signed prekey, replacing any other.
+pub(super) fn set_signed_prekey(
+    conn: &Connection,
+    user: UserId,
+    prekey: &SignedPrekey,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO signed_prekeys (user_id, id, public_key, created_at, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id) DO UPDATE SET id = excluded.id,
+             public_key = excluded.public_key, created_at = excluded.created_at,
+             signature = excluded.signature",
+    )?
+    .execute(params![
+        user,
+        prekey.id,
+        prekey.public_key.0,
+        prekey.created_at.min(SQL_MAX),
+        prekey.signature.0
+    ])?;
+    Ok(())
+}
+
+/// The account's signed prekey, if it has published one.
+pub(super) fn signed_prekey(
+    conn: &Connection,
+    user: UserId,
+) -> Result<Option<SignedPrekey>, StoreError> {
+    let prekey = conn
+        .prepare_cached(
+            "SELECT id, public_key, created_at, signature FROM signed_prekeys
+             WHERE user_id = ?1",
+        )?
+        .query_row([user], |row| {
+            Ok(SignedPrekey {
+                id: row.get(0)?,
+                public_key: Base64Bytes(row.get(1)?),
+                created_at: row.get(2)?,
+                signature: Base64Bytes(row.get(3)?),
+            })
+        })
+        .optional()?;
+    Ok(prekey)
 }
 
 /// What `recipient` has queued, from the trigger-kept totals.

@@ -61,6 +61,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
             WHERE recipient_id = OLD.recipient_id;
     END;
     ",
+    // The signed prekey messages to each account are encrypted to.
+    "
+    CREATE TABLE signed_prekeys (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        signature BLOB NOT NULL
+    );
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per
