@@ -12,8 +12,9 @@ use std::time::Duration;
 use tracing::debug;
 
 use crate::crypto::PrivateKey;
+use crate::crypto::agreement::AgreementSecret;
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::{AccountAccess, Session, SessionToken};
+use crate::keyring::{AccountAccess, Prekey, Prekeys, Session, SessionToken};
 use crate::net::{Connection, NetError, unexpected};
 use crate::protocol::{
     Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, SignedPrekey, TOKEN_LEN,
@@ -183,41 +184,13 @@ pub fn publish_prekey(
     if prekey_is_published(account) {
         return Ok(());
     }
-    let signed = account.locked(|locked| {
-        let mut prekeys = locked.load_prekeys()?;
-        if prekeys.current().is_some_and(|current| current.published) {
-            return Ok(None);
-        }
-        if prekeys.current().is_none() {
-            prekeys
-                .add_new(unix_now())
-                .map_err(|e| crate::keyring::KeyringError::BadIdentity {
-                    path: locked.dir().join("prekeys.toml"),
-                    source: e,
-                })?;
-            locked.save_prekeys(&prekeys)?;
-        }
-        let current = prekeys.current().expect("made above");
-        Ok(Some(
-            SignedPrekey::sign(
-                me,
-                current.id,
-                current.created_at,
-                &current.secret,
-                identity,
-            )
-            .map_err(|source| crate::keyring::KeyringError::BadIdentity {
-                path: locked.identity_path(),
-                source,
-            }),
-        ))
-    })?;
-    let Some(signed) = signed else {
+    let prekeys = prekeys_with_current(account)?;
+    let current = prekeys.current().expect("made if missing");
+    if current.published {
         return Ok(());
-    };
-    let signed = signed?;
-    debug!(id = signed.id, "publishing the signed prekey");
-    let id = signed.id;
+    }
+    let signed = sign_prekey(current, me, identity)?;
+    debug!(id = current.id, "publishing the signed prekey");
     match connection.request(&Request::PublishPrekey {
         signed_prekey: signed,
     })? {
@@ -226,10 +199,36 @@ pub fn publish_prekey(
     }
     account.locked(|locked| {
         let mut prekeys = locked.load_prekeys()?;
-        prekeys.mark_published(id);
+        prekeys.mark_published(current.id);
         locked.save_prekeys(&prekeys)
     })?;
     Ok(())
+}
+
+/// The account's prekeys, the first made and saved now if there is none.
+pub fn prekeys_with_current(account: &impl AccountAccess) -> AppResult<Prekeys> {
+    let fresh = AgreementSecret::generate()
+        .map_err(|e| AppError::local(format!("cannot make a prekey: {e}")))?;
+    Ok(account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        if prekeys.current().is_none() {
+            prekeys.add(fresh, unix_now());
+            locked.save_prekeys(&prekeys)?;
+        }
+        Ok(prekeys)
+    })?)
+}
+
+/// `prekey` signed by `identity` as `owner`'s.
+pub fn sign_prekey(prekey: &Prekey, owner: &str, identity: &PrivateKey) -> AppResult<SignedPrekey> {
+    SignedPrekey::sign(
+        owner,
+        prekey.id,
+        prekey.created_at,
+        &prekey.secret,
+        identity,
+    )
+    .map_err(|e| AppError::local(format!("cannot sign the prekey: {e}")))
 }
 
 /// The name the server answered with, if it is `user`'s in some letter

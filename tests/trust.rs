@@ -253,3 +253,76 @@ fn serve_uses_a_certificate_made_with_openssl() {
         .success()
         .stderr(predicate::str::contains("pinned").not());
 }
+
+/// A certificate for `localhost` issued by a CA of its own: written to
+/// `dir` as `ca.pem`, `cert.pem` and `key.pem`.
+fn issue_certificate(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn a_pinned_certificate_binds_even_against_one_the_system_roots_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let issued = dir.path().join("issued");
+    issue_certificate(&issued);
+    let (cert, key) = (issued.join("cert.pem"), issued.join("key.pem"));
+    let server = Server::start_with(
+        &dir.path().join("server"),
+        0,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = server.port;
+    let world = World { dir, server };
+    // The test CA stands in for the system's roots.
+    let with_roots = |user: &str| {
+        let mut command = world.msgr(user);
+        command.env("SSL_CERT_FILE", issued.join("ca.pem"));
+        command
+    };
+    // Without a pin, a certificate the roots vouch for is trusted as is.
+    with_roots("Alice")
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pinned").not());
+    assert!(
+        !world
+            .config_dir("Alice")
+            .join("known_servers.toml")
+            .exists()
+    );
+
+    // With a pin (another certificate seen here before), the pin binds.
+    let pinned = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    std::fs::write(
+        world.config_dir("Alice").join("known_servers.toml"),
+        format!("\"localhost:{port}\" = \"{pinned}\"\n"),
+    )
+    .unwrap();
+    with_roots("Alice")
+        .arg("login")
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains(format!(
+            "the certificate of localhost:{port} does not match the pinned one: pinned fingerprint {pinned}, presented fingerprint {}",
+            world.server.fingerprint
+        )));
+}

@@ -11,11 +11,10 @@ use crate::cli::RegisterArgs;
 use crate::context::ClientContext;
 use crate::crypto::PrivateKey;
 use crate::error::{AppError, AppResult, ExitStatus};
-use crate::keyring::Account;
 use crate::net::{NetError, unexpected};
 use crate::output::{Human, Render};
-use crate::protocol::{Base64Bytes, ErrorCode, Request, Response, SignedPrekey, unix_now};
-use crate::session::own_name;
+use crate::protocol::{Base64Bytes, ErrorCode, Request, Response};
+use crate::session::{self, own_name};
 use crate::signing;
 
 /// Register the account. A key left by an interrupted registration is
@@ -52,8 +51,11 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     }
     let public_key = identity.public_key();
     let public_der = public_key.to_der();
-    let signed_prekey = first_prekey(&account, user, &identity)?;
-    let prekey_id = signed_prekey.id;
+    // Made now, or left by an interrupted registration.
+    let prekeys = session::prekeys_with_current(&account)?;
+    let current = prekeys.current().expect("made if missing");
+    let signed_prekey = session::sign_prekey(current, user, &identity)?;
+    let prekey_id = current.id;
     let statement = signing::registration(connection.certificate_digest(), user, &public_der);
     let proof = identity
         .sign(&statement)
@@ -96,27 +98,6 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
         }
         Err(error) => Err(error.into()),
     }
-}
-
-/// The account's first signed prekey (made now, or left by an interrupted
-/// registration), signed by `identity`.
-fn first_prekey(account: &Account, user: &str, identity: &PrivateKey) -> AppResult<SignedPrekey> {
-    let mut prekeys = account.load_prekeys()?;
-    if prekeys.current().is_none() {
-        prekeys
-            .add_new(unix_now())
-            .map_err(|e| AppError::local(format!("cannot make a prekey: {e}")))?;
-        account.save_prekeys(&prekeys)?;
-    }
-    let current = prekeys.current().expect("made above");
-    SignedPrekey::sign(
-        user,
-        current.id,
-        current.created_at,
-        &current.secret,
-        identity,
-    )
-    .map_err(|e| AppError::local(format!("cannot sign the prekey: {e}")))
 }
 
 /// The result of `register`.

@@ -44,18 +44,19 @@ impl Prekeys {
             .map(|key| &key.secret)
     }
 
-    /// Add a fresh prekey, numbered after the newest; returns it.
-    pub fn add_new(&mut self, created_at: u64) -> Result<&Prekey, CryptoError> {
+    /// Add `secret` as a new prekey made at `created_at`, numbered after
+    /// the newest; returns it.
+    pub fn add(&mut self, secret: AgreementSecret, created_at: u64) -> &Prekey {
         let id = self
             .current()
             .map_or(1, |key| key.id.wrapping_add(1).max(1));
         self.keys.push(Prekey {
             id,
             created_at,
-            secret: AgreementSecret::generate()?,
+            secret,
             published: false,
         });
-        Ok(self.keys.last().expect("just pushed"))
+        self.keys.last().expect("just pushed")
     }
 
     /// Record that the server confirmed prekey `id`.
@@ -130,8 +131,9 @@ mod tests {
     fn new_prekeys_are_numbered_in_order_and_round_trip() {
         let mut prekeys = Prekeys::default();
         assert!(prekeys.current().is_none());
-        assert_eq!(prekeys.add_new(10).unwrap().id, 1);
-        assert_eq!(prekeys.add_new(20).unwrap().id, 2);
+        let fresh = || AgreementSecret::generate().unwrap();
+        assert_eq!(prekeys.add(fresh(), 10).id, 1);
+        assert_eq!(prekeys.add(fresh(), 20).id, 2);
         prekeys.mark_published(2);
         let file = PrekeysFile::from_prekeys(&prekeys).unwrap();
         let text = toml::to_string(&file).unwrap();

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod client;
+pub mod mitm;
 pub mod raw;
 
 use std::ffi::OsString;
@@ -198,8 +199,14 @@ impl World {
     /// `msgr --server ... --user USER --config-dir ...` with a clean
     /// environment.
     pub fn msgr(&self, user: &str) -> assert_cmd::Command {
+        self.msgr_at(user, self.server.port)
+    }
+
+    /// [`World::msgr`] talking to `localhost:PORT` instead of the server
+    /// (such as a proxy in front of it).
+    pub fn msgr_at(&self, user: &str, port: u16) -> assert_cmd::Command {
         let mut command = msgr_bare();
-        command.args(self.account_args(user));
+        command.args(self.account_args(user, port));
         command
     }
 
@@ -207,15 +214,15 @@ impl World {
     /// that run it in the background, feed or starve its pipes, or kill it.
     pub fn msgr_process(&self, user: &str) -> Command {
         let mut command = msgr_std();
-        command.args(self.account_args(user));
+        command.args(self.account_args(user, self.server.port));
         command
     }
 
-    /// `--server ... --user USER --config-dir ...`.
-    fn account_args(&self, user: &str) -> [OsString; 6] {
+    /// `--server localhost:PORT --user USER --config-dir ...`.
+    fn account_args(&self, user: &str, port: u16) -> [OsString; 6] {
         [
             "--server".into(),
-            format!("localhost:{}", self.server.port).into(),
+            format!("localhost:{port}").into(),
             "--user".into(),
             user.into(),
             "--config-dir".into(),
@@ -303,6 +310,9 @@ pub fn msgr_std() -> Command {
         "MSGR_DATA_DIR",
         "MSGR_JSON",
         "MSGR_PASSPHRASE",
+        "MSGR_PIN_POLICY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
     ] {
         command.env_remove(var);
     }
