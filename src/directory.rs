@@ -95,7 +95,12 @@ pub fn check_answer(
     let offered = parse_key(name, answer)?;
     let pinned = account.files().contact(name)?;
     let status = pin_status(pinned.as_ref(), &offered.identified(), acceptance)?;
-    let offered = offered.with_checked_prekey()?;
+    // A prekey pinned with this very key was checked when it was pinned.
+    let checked_before = match (&pinned, status) {
+        (Some(pin), PinStatus::Unchanged) => pin.prekey,
+        _ => None,
+    };
+    let offered = offered.with_checked_prekey(checked_before)?;
     if status == PinStatus::Unchanged
         && pinned.is_some_and(|pin| pin.prekey == offered.prekey || offered.prekey.is_none())
     {
@@ -147,8 +152,9 @@ struct Offered {
 }
 
 impl Offered {
-    /// The answer with its prekey checked against its identity key.
-    fn with_checked_prekey(self) -> AppResult<Verified> {
+    /// The answer with its prekey checked against its identity key, unless
+    /// it is `checked_before`.
+    fn with_checked_prekey(self, checked_before: Option<RecipientPrekey>) -> AppResult<Verified> {
         let Self {
             name,
             key,
@@ -156,6 +162,9 @@ impl Offered {
         } = self;
         let prekey = match signed_prekey {
             None => None,
+            Some(signed) if checked_before.is_some_and(|known| signed.names(&known)) => {
+                checked_before
+            }
             Some(signed) => Some(RecipientPrekey {
                 id: signed.id,
                 public_key: signed.verify(&name, &key).ok_or_else(|| {

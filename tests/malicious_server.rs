@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex};
 use common::World;
 use common::client::json_object;
 use common::mitm::Mitm;
-use common::raw::{Client, error_code, keys, prekeys, sealed, signed_in, signed_prekey};
+use common::raw::{
+    Client, error_code, keys, prekeys, recipient_prekey, sealed, signed_in, signed_prekey,
+};
 use msgr::crypto::{PrivateKey, sha256};
-use msgr::envelope::{self, Header, RecipientPrekey};
+use msgr::envelope::{self, Header};
 use msgr::protocol::{Base64Bytes, ErrorCode, QueuedMessage, Request, Response, SignedPrekey};
 use msgr::signing;
 use predicates::prelude::*;
@@ -312,6 +314,26 @@ fn a_prekey_the_pinned_key_did_not_sign_is_refused() {
         mitm.port
     ));
     assert!(!contacts.exists(), "nothing pinned");
+    // With John and his real prekey pinned, a substitute under the same
+    // prekey number is refused all the same.
+    armed.store(false, Ordering::SeqCst);
+    world
+        .msgr_at("Alice", mitm.port)
+        .args(["key", "John"])
+        .assert()
+        .success();
+    let pinned = std::fs::read(&contacts).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    world
+        .msgr_at("Alice", mitm.port)
+        .args(["create", "John", "hello"])
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains(
+            "the server offers a prekey for John that John's key",
+        ));
+    assert_eq!(sends(&mitm.requests()), 0);
+    assert_eq!(std::fs::read(&contacts).unwrap(), pinned);
 }
 
 #[test]
@@ -443,30 +465,18 @@ fn envelopes_for_someone_else_open_for_nobody() {
 fn the_server_refuses_envelopes_its_sender_did_not_sign() {
     let world = World::new();
     let mut alice = signed_in(&world.server, "Alice");
-    let forged = envelope::seal(
-        &Header::new("Alice", "John"),
-        b"junk",
-        &keys()[2],
-        &RecipientPrekey {
-            id: 1,
-            public_key: prekeys()[1].public_key().unwrap(),
-        },
-    )
-    .unwrap();
+    let to_john = recipient_prekey(1);
+    let forged = envelope::seal(&Header::new("Alice", "John"), b"junk", &keys()[2], &to_john);
     let misspelt = envelope::seal(
         &Header::new("alice", "John"),
         b"not as registered",
         &keys()[0],
-        &RecipientPrekey {
-            id: 1,
-            public_key: prekeys()[1].public_key().unwrap(),
-        },
-    )
-    .unwrap();
+        &to_john,
+    );
     for envelope in [forged, misspelt] {
         let response = alice.request(&Request::Send {
             recipient: "John".into(),
-            envelope: Base64Bytes(envelope),
+            envelope: Base64Bytes(envelope.unwrap()),
         });
         assert_eq!(error_code(&response), ErrorCode::BadRequest, "{response:?}");
     }

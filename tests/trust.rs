@@ -326,3 +326,62 @@ fn a_pinned_certificate_binds_even_against_one_the_system_roots_trust() {
             world.server.fingerprint
         )));
 }
+
+#[test]
+fn an_account_from_before_prekeys_publishes_one_on_its_next_command() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    // John's account as it was before prekeys: none on either side.
+    std::fs::remove_file(world.account_dir("John").join("prekeys.toml")).unwrap();
+    world
+        .server
+        .database()
+        .execute("DELETE FROM signed_prekeys", [])
+        .unwrap();
+    world
+        .msgr("Alice")
+        .args(["create", "John", "too early"])
+        .assert()
+        .code(7)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "msgr: John has not published an encryption key on this server yet, so nothing was sent",
+        ));
+    assert_eq!(world.queued(), 0);
+    // Any command of John's that logs in publishes one.
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");
+    world.send("Alice", "John", "now it works");
+    let (code, stdout, _) = world.read("John");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("\n\nnow it works\n"), "{stdout}");
+}
+
+#[test]
+fn the_explicit_pin_policy_leaves_messages_from_unpinned_senders_queued() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "from someone John never pinned");
+    std::fs::write(
+        world.config_dir("John").join("config.toml"),
+        "pin_policy = \"explicit\"\n",
+    )
+    .unwrap();
+    world
+        .msgr("John")
+        .arg("read")
+        .assert()
+        .code(6)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "Alice's key is not pinned, and the pin policy is explicit; pin it with `msgr key Alice`",
+        ))
+        .stderr(predicate::str::contains("it stays queued"));
+    assert_eq!(world.queued(), 1);
+    world.msgr("John").args(["key", "Alice"]).assert().success();
+    let (code, stdout, _) = world.read("John");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("from someone John never pinned"));
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Base64Bytes;
 use crate::crypto::agreement::{AgreementPublic, AgreementSecret};
 use crate::crypto::{CryptoError, PrivateKey, PublicKey};
+use crate::envelope::RecipientPrekey;
 use crate::signing;
 
 /// A signed prekey.
@@ -44,6 +45,11 @@ impl SignedPrekey {
             created_at,
             signature: Base64Bytes(signature),
         })
+    }
+
+    /// Whether this is the prekey `known` (same number, same key).
+    pub fn names(&self, known: &RecipientPrekey) -> bool {
+        self.id == known.id && self.public_key.0 == known.public_key
     }
 
     /// The X25519 key, if `identity` signed it as `owner`'s.

@@ -184,7 +184,7 @@ impl<'a> Handler<'a> {
     async fn known_user(&self, name: String) -> Result<User, Refusal> {
         check_name(&name)?;
         let user = self.with_store(move |store| store.find_user(&name)).await?;
-        user.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user on this server"))
+        user.ok_or_else(unknown_user)
     }
 
     /// The authenticated account, or `auth_required`/`auth_failed`.
@@ -338,11 +338,17 @@ impl<'a> Handler<'a> {
     }
 
     async fn get_key(&self, name: String) -> Result<Response, Refusal> {
-        let user = self.known_user(name).await?;
-        let user_id = user.id;
-        let signed_prekey = self
-            .with_store(move |store| store.signed_prekey(user_id))
+        check_name(&name)?;
+        let found = self
+            .with_store(move |store| {
+                let Some(user) = store.find_user(&name)? else {
+                    return Ok(None);
+                };
+                let prekey = store.signed_prekey(user.id)?;
+                Ok(Some((user, prekey)))
+            })
             .await?;
+        let (user, signed_prekey) = found.ok_or_else(unknown_user)?;
         Ok(Response::Key {
             user: user.name,
             public_key: Base64Bytes(user.public_key),
@@ -377,9 +383,7 @@ impl<'a> Handler<'a> {
             )
         });
         async move {
-            let queued = queued?.await?.ok_or_else(|| {
-                Refusal::new(ErrorCode::UnknownUser, "no such user on this server")
-            })?;
+            let queued = queued?.await?.ok_or_else(unknown_user)?;
             match queued {
                 (recipient, Enqueued::Queued(id)) => {
                     debug!(id, recipient = %recipient.name, bytes, "message queued");
@@ -549,6 +553,10 @@ fn mailbox_full(recipient: &str, usage: Usage) -> Refusal {
              try again after {recipient} has read their messages"
         ),
     )
+}
+
+fn unknown_user() -> Refusal {
+    Refusal::new(ErrorCode::UnknownUser, "no such user on this server")
 }
 
 fn check_name(name: &str) -> Result<(), Refusal> {
