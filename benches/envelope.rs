@@ -4,9 +4,9 @@
 //! X25519 agreement.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use msgr::crypto::PrivateKey;
-use msgr::crypto::agreement::AgreementSecret;
-use msgr::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::crypto::PrivateKey;
+use msgr::wire::crypto::agreement::AgreementSecret;
+use msgr::wire::envelope::{self, Header, RecipientPrekey};
 
 const BODY_SIZES: [(usize, &str); 3] = [(100, "100B"), (10 * 1024, "10KiB"), (1024 * 1024, "1MiB")];
 

@@ -2,7 +2,7 @@
 //! typical (1 KiB) and maximal (1 MiB) size, through JSON and base64.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use msgr::protocol::{Base64Bytes, Request, decode_frame};
+use msgr::wire::protocol::{Base64Bytes, Request, decode_frame};
 
 fn frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame");

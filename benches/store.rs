@@ -29,15 +29,15 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, UserId) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let id = |name: &str| {
-        let key = msgr::crypto::PrivateKey::generate(2048)
+        let key = msgr::wire::crypto::PrivateKey::generate(2048)
             .unwrap()
             .public_key()
             .to_der();
-        let prekey = msgr::protocol::SignedPrekey {
+        let prekey = msgr::wire::protocol::SignedPrekey {
             id: 1,
-            public_key: msgr::protocol::Base64Bytes(vec![1; 32]),
+            public_key: msgr::wire::protocol::Base64Bytes(vec![1; 32]),
             created_at: 0,
-            signature: msgr::protocol::Base64Bytes(vec![2; 256]),
+            signature: msgr::wire::protocol::Base64Bytes(vec![2; 256]),
         };
         store.register(name, &key, &prekey).unwrap();
         store.find_user(name).unwrap().unwrap().id

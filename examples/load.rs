@@ -25,13 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use msgr::crypto::PrivateKey;
-use msgr::crypto::agreement::AgreementSecret;
-use msgr::envelope::{self, Header, RecipientPrekey};
-use msgr::net::trust::TrustPolicy;
-use msgr::net::{Connection, NetError, ServerAddr};
-use msgr::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, SignedPrekey, unix_now};
-use msgr::signing;
+use msgr::client::net::trust::TrustPolicy;
+use msgr::client::net::{Connection, NetError, ServerAddr};
+use msgr::wire::crypto::PrivateKey;
+use msgr::wire::crypto::agreement::AgreementSecret;
+use msgr::wire::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, SignedPrekey, unix_now};
+use msgr::wire::signing;
 
 /// Command-line options.
 #[derive(Debug, Parser)]

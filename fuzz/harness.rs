@@ -6,11 +6,11 @@
 
 use std::sync::OnceLock;
 
-use msgr::crypto::PrivateKey;
-use msgr::crypto::agreement::{AgreementSecret, X25519_LEN};
-use msgr::envelope::{self, Header, MAGIC, RecipientPrekey};
-use msgr::protocol::{Request, Response, decode_frame};
-use msgr::signing;
+use msgr::wire::crypto::PrivateKey;
+use msgr::wire::crypto::agreement::{AgreementSecret, X25519_LEN};
+use msgr::wire::envelope::{self, Header, MAGIC, RecipientPrekey};
+use msgr::wire::protocol::{Request, Response, decode_frame};
+use msgr::wire::signing;
 
 /// Frame limit used while fuzzing: small, so both sides of the check are
 /// reached often.

@@ -5,18 +5,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use msgr::cli::Cli;
-use msgr::error::ExitStatus;
-use msgr::output::{self, Output};
+use msgr::cli::args::Cli;
+use msgr::cli::error::ExitStatus;
+use msgr::cli::output::{self, Output};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return output::report_usage_error(error),
     };
-    msgr::logging::init(cli.command.is_serve(), cli.global.verbose, cli.global.quiet);
+    msgr::cli::logging::init(cli.command.is_serve(), cli.global.verbose, cli.global.quiet);
     let mut output = Output::new(cli.global.json.unwrap_or(false), cli.global.quiet);
-    match msgr::commands::run(cli, &mut output) {
+    match msgr::cli::commands::run(cli, &mut output) {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
             output.error(&error);

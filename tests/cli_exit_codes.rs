@@ -1,5 +1,5 @@
 //! One test per exit status a user can hit (see the table in the README and
-//! `ExitStatus` in src/error.rs), each also checking the stable `code` of
+//! `ExitStatus` in src/cli/error.rs), each also checking the stable `code` of
 //! the JSON error object.
 
 mod common;

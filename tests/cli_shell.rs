@@ -137,7 +137,9 @@ fn verbosity_flags_and_rust_log_control_client_logs() {
         .args(["-v", "key", "Alice"])
         .assert()
         .success()
-        .stderr(predicate::str::contains("INFO msgr::net: connected"))
+        .stderr(predicate::str::contains(
+            "INFO msgr::client::net: connected",
+        ))
         .stderr(predicate::str::contains("DEBUG").not());
     world
         .msgr("Alice")
@@ -145,7 +147,7 @@ fn verbosity_flags_and_rust_log_control_client_logs() {
         .args(["key", "Alice"])
         .assert()
         .success()
-        .stderr(predicate::str::contains("DEBUG msgr::net"));
+        .stderr(predicate::str::contains("DEBUG msgr::client::net"));
     // The flag beats RUST_LOG, and -q drops notices too.
     world.register("John");
     world

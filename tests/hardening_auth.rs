@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::raw::{Client, error_code, keys, sealed};
 use common::{Server, World};
-use msgr::protocol::{Base64Bytes, ErrorCode, Request, Response};
+use msgr::wire::protocol::{Base64Bytes, ErrorCode, Request, Response};
 use tempfile::TempDir;
 
 fn start(extra: &[&str]) -> (TempDir, Server) {
@@ -117,7 +117,7 @@ fn malformed_tokens_are_refused_and_the_connection_stays_usable() {
         br#"{"type":"authenticate","user":"Alice","token":42}"#,
     ] {
         let mut frame = Vec::new();
-        msgr::protocol::encode_frame(payload, &mut frame);
+        msgr::wire::protocol::encode_frame(payload, &mut frame);
         client.send_raw(&frame);
         assert_eq!(error_code(&client.response()), ErrorCode::BadRequest);
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::World;
 use common::raw::{Client, keys, sealed};
-use msgr::protocol::{Request, Response};
+use msgr::wire::protocol::{Request, Response};
 
 /// Server flags that keep the rate limits out of the way of the crowd.
 const ROOMY: &[&str] = &[

@@ -185,7 +185,7 @@ fn a_reader_that_leaves_without_acknowledging_loses_nothing() {
     world.register("John");
     queue_bodies(&world, 3, 10);
     // A raw client receives everything as John, then vanishes without ack.
-    let john = msgr::crypto::PrivateKey::from_pkcs8_pem(
+    let john = msgr::wire::crypto::PrivateKey::from_pkcs8_pem(
         &std::fs::read_to_string(world.account_dir("John").join("identity.pem")).unwrap(),
     )
     .unwrap();

@@ -10,8 +10,8 @@ mod harness;
 
 use std::path::Path;
 
-use msgr::envelope::{Header, seal};
-use msgr::protocol::{Base64Bytes, Request};
+use msgr::wire::envelope::{Header, seal};
+use msgr::wire::protocol::{Base64Bytes, Request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

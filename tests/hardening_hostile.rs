@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 use common::raw::{Client, READ_TIMEOUT, error_code, keys, sealed, signed_in};
-use msgr::protocol::{Base64Bytes, ErrorCode, PROTOCOL_VERSION, Request, Response};
+use msgr::wire::protocol::{Base64Bytes, ErrorCode, PROTOCOL_VERSION, Request, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
@@ -58,7 +58,7 @@ fn finish_and_collect_errors(client: &mut Client) -> Vec<ErrorCode> {
     }
     let mut codes = Vec::new();
     let mut rest = &bytes[..];
-    while let Some((payload, used)) = msgr::protocol::decode_frame(rest, 1 << 24).unwrap() {
+    while let Some((payload, used)) = msgr::wire::protocol::decode_frame(rest, 1 << 24).unwrap() {
         codes.push(error_code(&Response::from_payload(payload).unwrap()));
         rest = &rest[used..];
     }
@@ -140,7 +140,7 @@ fn well_framed_garbage_gets_bad_request_and_the_connection_stays() {
     payloads.extend((0..30).map(|_| (0..rng.gen_range(1..512)).map(|_| rng.r#gen()).collect()));
     for payload in payloads {
         let mut frame = Vec::new();
-        msgr::protocol::encode_frame(&payload, &mut frame);
+        msgr::wire::protocol::encode_frame(&payload, &mut frame);
         client.send_raw(&frame);
         assert_eq!(error_code(&client.response()), ErrorCode::BadRequest);
     }
@@ -208,7 +208,7 @@ fn invalid_fields_get_precise_errors() {
                 "Carol",
                 der,
                 alice
-                    .sign(&msgr::signing::envelope(b"something else"))
+                    .sign(&msgr::wire::signing::envelope(b"something else"))
                     .unwrap(),
             ),
             ErrorCode::BadRequest,
@@ -248,7 +248,7 @@ fn bad_base64_in_a_field_is_a_bad_request() {
     let mut client = Client::greeted(&server);
     let payload = br#"{"type":"register","user":"Carol","public_key":"@@@","proof":""}"#;
     let mut frame = Vec::new();
-    msgr::protocol::encode_frame(payload, &mut frame);
+    msgr::wire::protocol::encode_frame(payload, &mut frame);
     client.send_raw(&frame);
     assert_eq!(error_code(&client.response()), ErrorCode::BadRequest);
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::raw::{Client, error_code, keys, sealed, signed_in, tcp_from};
 use common::{Server, World, msgr_bare};
-use msgr::protocol::{ErrorCode, Request, Response};
+use msgr::wire::protocol::{ErrorCode, Request, Response};
 use predicates::prelude::*;
 use tempfile::TempDir;
 
@@ -240,7 +240,7 @@ fn connections_beyond_the_limit_wait_without_starving_those_in_service() {
     let mut waiting = Client::connect(&server);
     waiting.send_raw(
         &Request::Hello {
-            version: msgr::protocol::PROTOCOL_VERSION,
+            version: msgr::wire::protocol::PROTOCOL_VERSION,
         }
         .to_frame(),
     );

@@ -16,10 +16,12 @@ use common::mitm::Mitm;
 use common::raw::{
     Client, error_code, keys, prekeys, recipient_prekey, sealed, signed_in, signed_prekey,
 };
-use msgr::crypto::{PrivateKey, sha256};
-use msgr::envelope::{self, Header};
-use msgr::protocol::{Base64Bytes, ErrorCode, QueuedMessage, Request, Response, SignedPrekey};
-use msgr::signing;
+use msgr::wire::crypto::{PrivateKey, sha256};
+use msgr::wire::envelope::{self, Header};
+use msgr::wire::protocol::{
+    Base64Bytes, ErrorCode, QueuedMessage, Request, Response, SignedPrekey,
+};
+use msgr::wire::signing;
 use predicates::prelude::*;
 
 /// The certificate digest the real server (and so the proxy) presents.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::Server;
 use common::raw::{Client, error_code, keys, prekeys, sealed};
-use msgr::crypto::fingerprint;
-use msgr::envelope;
-use msgr::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
+use msgr::wire::crypto::fingerprint;
+use msgr::wire::envelope;
+use msgr::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
 use tempfile::TempDir;
 
 fn start() -> (TempDir, Server) {

@@ -8,8 +8,8 @@ use std::io::Read;
 
 use common::Server;
 use common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
-use msgr::envelope::{self, Header};
-use msgr::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
+use msgr::wire::envelope::{self, Header};
+use msgr::wire::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
 use tempfile::TempDir;
 
 fn start(extra: &[&str]) -> (TempDir, Server) {
@@ -188,7 +188,7 @@ fn a_shutdown_amid_pipelined_sends_exits_cleanly_and_keeps_every_answered_send()
         .expect("the connection ends with close_notify, not a reset");
     let mut responses = Vec::new();
     let mut rest = &received[..];
-    while let Ok(Some((payload, used))) = msgr::protocol::decode_frame(rest, 1 << 24) {
+    while let Ok(Some((payload, used))) = msgr::wire::protocol::decode_frame(rest, 1 << 24) {
         responses.push(Response::from_payload(payload).unwrap());
         rest = &rest[used..];
     }

@@ -233,7 +233,7 @@ fn serve_uses_a_certificate_made_with_openssl() {
         .output()
         .unwrap()
         .stdout;
-    assert_eq!(server.fingerprint, msgr::crypto::fingerprint(&der));
+    assert_eq!(server.fingerprint, msgr::wire::crypto::fingerprint(&der));
     assert!(
         !server.data_dir.join("cert.pem").exists(),
         "no certificate was generated"

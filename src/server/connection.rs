@@ -1,13 +1,13 @@
 //! One framed connection: owns the byte stream, its read buffer and the
 //! responses not yet written, and moves whole frames in and out. The frame
-//! codec itself is the pure [`crate::protocol::decode_frame`]; this type
+//! codec itself is the pure [`crate::wire::protocol::decode_frame`]; this type
 //! only feeds it bytes, so a length prefix above the limit is refused
 //! before any buffer grows for it.
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::protocol::{FrameError, Request, Response, decode_frame};
+use crate::wire::protocol::{FrameError, Request, Response, decode_frame};
 
 /// Bytes requested from the stream per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -132,7 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::wire::protocol::ErrorCode;
 
     fn pair(max_frame: usize) -> (Connection<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let (server, client) = tokio::io::duplex(64);

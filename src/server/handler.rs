@@ -25,14 +25,14 @@ use super::ratelimit::RateLimiter;
 use super::store::{
     Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User, UserId,
 };
-use crate::crypto::{PublicKey, random_bytes, sha256};
-use crate::envelope;
-use crate::protocol::{
+use crate::wire::crypto::{PublicKey, random_bytes, sha256};
+use crate::wire::envelope;
+use crate::wire::protocol::{
     Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
     QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, canonical_name, unix_now,
     validate_username,
 };
-use crate::signing;
+use crate::wire::signing;
 
 /// The response to a `send` handed to the store, ready once its write is
 /// durable (or at once, if the `send` was refused before that).

@@ -7,8 +7,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::store::Quota;
-use crate::cli::ServeArgs;
-use crate::protocol::CLIENT_MAX_FRAME;
+use crate::cli::args::ServeArgs;
+use crate::wire::protocol::CLIENT_MAX_FRAME;
 
 /// Default largest envelope: a 1 MiB body plus room for the envelope's
 /// keys, names and signature.
@@ -178,7 +178,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::ServeArgs;
+    use crate::cli::args::ServeArgs;
 
     /// Just the serve arguments, parsed as `msgr serve` would.
     #[derive(Parser)]

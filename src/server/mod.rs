@@ -34,7 +34,7 @@ use tracing::{Instrument, info, info_span, warn};
 pub use limits::Limits;
 pub use store::Store;
 
-use crate::signing::CertificateDigest;
+use crate::wire::signing::CertificateDigest;
 use admission::Admission;
 use ratelimit::RateLimiter;
 use tls::ServerTls;

@@ -31,7 +31,7 @@ use super::Context;
 use super::admission::Pending;
 use super::connection::{Connection, ConnectionError, Incoming};
 use super::handler::{Answer, Handler};
-use crate::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
+use crate::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
 
 /// How long the last words to a leaving peer (an error, close_notify) may
 /// take.

@@ -20,7 +20,7 @@ use super::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoreFuture, StoredMessage,
     TokenHash, User, UserId,
 };
-use crate::protocol::SignedPrekey;
+use crate::wire::protocol::SignedPrekey;
 use readers::Readers;
 use writer::Writer;
 
@@ -187,9 +187,9 @@ mod tests {
     fn prekey(id: u32) -> SignedPrekey {
         SignedPrekey {
             id,
-            public_key: crate::protocol::Base64Bytes(vec![id as u8; 32]),
+            public_key: crate::wire::protocol::Base64Bytes(vec![id as u8; 32]),
             created_at: 1000 + u64::from(id),
-            signature: crate::protocol::Base64Bytes(vec![9; 256]),
+            signature: crate::wire::protocol::Base64Bytes(vec![9; 256]),
         }
     }
 

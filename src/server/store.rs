@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::protocol::SignedPrekey;
+use crate::wire::protocol::SignedPrekey;
 
 /// Database id of an account.
 pub type UserId = i64;

@@ -12,8 +12,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
-use crate::crypto::{fingerprint, sha256};
-use crate::signing::CertificateDigest;
+use crate::wire::crypto::{fingerprint, sha256};
+use crate::wire::signing::CertificateDigest;
 
 /// File name of the generated certificate in the data directory.
 pub const CERT_FILE: &str = "cert.pem";

@@ -8,13 +8,13 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use msgr::crypto::agreement::AgreementSecret;
-use msgr::crypto::{PrivateKey, sha256};
-use msgr::envelope::{self, Header, RecipientPrekey};
-use msgr::protocol::{
+use msgr::wire::crypto::agreement::AgreementSecret;
+use msgr::wire::crypto::{PrivateKey, sha256};
+use msgr::wire::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::protocol::{
     Base64Bytes, ErrorCode, PROTOCOL_VERSION, QueuedMessage, Request, Response, SignedPrekey,
 };
-use msgr::signing::{self, CertificateDigest};
+use msgr::wire::signing::{self, CertificateDigest};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

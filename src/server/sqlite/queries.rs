@@ -5,11 +5,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::protocol::{Base64Bytes, SignedPrekey, canonical_name, unix_now};
 use crate::server::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, StoreError, StoredMessage, TokenHash, Usage,
     User, UserId,
 };
+use crate::wire::protocol::{Base64Bytes, SignedPrekey, canonical_name, unix_now};
 
 /// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
 const SQL_MAX: u64 = i64::MAX as u64;

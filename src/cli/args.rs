@@ -1,0 +1,236 @@
+//! Command-line definitions: the global options and one args struct per
+//! subcommand. Parsing only; the work lives in [`crate::cli::commands`].
+
+use std::path::PathBuf;
+
+use clap::builder::{BoolishValueParser, TypedValueParser};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+mod serve;
+
+pub use serve::ServeArgs;
+
+/// End-to-end encrypted messaging: one binary for server and client.
+#[derive(Debug, Parser)]
+#[command(name = "msgr", version, about, long_about = None)]
+pub struct Cli {
+    /// Global client options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every client command shares. Each setting comes from the flag,
+/// else its environment variable, else its `config.toml` key, else the
+/// default.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Server to talk to.
+    #[arg(long, global = true, env = "MSGR_SERVER", value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// Account name on that server.
+    #[arg(long, global = true, env = "MSGR_USER", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Where config.toml, keys, tokens and pins are kept [default: the
+    /// platform config dir].
+    #[arg(long, global = true, env = "MSGR_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Verify the server against this CA or certificate (PEM) instead of
+    /// system roots and first-use pinning.
+    #[arg(long, global = true, env = "MSGR_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Print results as JSON (one object per line) and errors as JSON
+    /// objects on stderr; `--json=false` overrides config.toml.
+    #[arg(
+        long,
+        global = true,
+        env = "MSGR_JSON",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        hide_possible_values = true
+    )]
+    pub json: Option<bool>,
+
+    /// Read the key's passphrase from the first line of this file (else
+    /// MSGR_PASSPHRASE, else config.toml's passphrase_file, else a
+    /// terminal prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Whether `create` and `read` may pin the key of a user seen for the
+    /// first time (`first-use`, with a notice) or only `msgr key` may
+    /// (`explicit`) [default: first-use].
+    #[arg(long, global = true, env = "MSGR_PIN_POLICY", value_name = "POLICY")]
+    pub pin_policy: Option<PinPolicyArg>,
+
+    /// Log more (repeat for more detail); overrides RUST_LOG.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Drop notices and log only what is more serious than usual.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The values of `--pin-policy` (and `pin_policy` in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinPolicyArg {
+    /// Pin on first contact, with a notice.
+    FirstUse,
+    /// Pin only with `msgr key NAME`.
+    Explicit,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create a key pair and register the account on the server.
+    Register(RegisterArgs),
+    /// Get a fresh session token (other commands do this on their own).
+    Login,
+    /// Fetch, pin and show a user's public key fingerprint.
+    Key(KeyArgs),
+    /// Send an encrypted message to one or more users.
+    Create(CreateArgs),
+    /// Receive, verify, decrypt and print queued messages.
+    Read(ReadArgs),
+    /// Show the account, its key fingerprint, the server pin and the
+    /// session's expiry (without contacting the server).
+    Whoami,
+    /// List the pinned keys of other users with their fingerprints.
+    Contacts,
+    /// End the session on the server and forget its token.
+    Logout,
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print a manual page (roff).
+    Man(ManArgs),
+}
+
+impl Command {
+    /// Whether this is the server rather than a client command.
+    pub fn is_serve(&self) -> bool {
+        matches!(self, Self::Serve(_))
+    }
+}
+
+/// `msgr register`.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// RSA key size.
+    #[arg(long, default_value_t = 3072, value_parser = clap::builder::PossibleValuesParser::new(["2048", "3072", "4096"]).map(|s| s.parse::<usize>().expect("listed values are numbers")))]
+    pub bits: usize,
+
+    /// Protect the private key with a passphrase (encrypted PKCS#8).
+    #[arg(long)]
+    pub passphrase: bool,
+}
+
+/// `msgr key`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Whose key to fetch.
+    pub name: String,
+
+    /// Pin the key only if it has this fingerprint (as its owner's `msgr
+    /// whoami` shows it), replacing a different pinned key.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub expect: Option<String>,
+}
+
+/// `msgr create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Who receives the message; several names separated by commas.
+    #[arg(value_name = "RECIPIENT[,RECIPIENT...]", value_parser = parse_recipients)]
+    pub recipients: Recipients,
+
+    /// The message; omitted or `-` reads the body (any bytes) from
+    /// standard input.
+    pub message: Option<String>,
+}
+
+/// The names in a comma-separated recipient list, as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipients(pub Vec<String>);
+
+fn parse_recipients(list: &str) -> Result<Recipients, std::convert::Infallible> {
+    Ok(Recipients(list.split(',').map(str::to_owned).collect()))
+}
+
+/// `msgr read`.
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// If nothing is queued, wait up to this long for a message.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "follow")]
+    pub wait: Option<u64>,
+
+    /// Stay connected and print each message as it arrives, until
+    /// interrupted (SIGINT or SIGTERM).
+    #[arg(long, short)]
+    pub follow: bool,
+
+    /// Read at most this many messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+
+    /// Write each body to its own file in this folder, named by message
+    /// id, and print the paths instead of the bodies.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// `msgr completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+/// `msgr man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print [default: the msgr(1) overview].
+    pub command: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn recipients_split_on_commas_and_json_takes_an_optional_value() {
+        let cli = Cli::try_parse_from(["msgr", "--json", "create", "John,Carol", "Hi"]).unwrap();
+        assert_eq!(cli.global.json, Some(true));
+        let Command::Create(args) = cli.command else {
+            panic!("create expected")
+        };
+        assert_eq!(args.recipients.0, ["John", "Carol"]);
+        assert_eq!(args.message.as_deref(), Some("Hi"));
+        let cli = Cli::try_parse_from(["msgr", "read", "--json=false"]).unwrap();
+        assert_eq!(cli.global.json, Some(false));
+        assert!(Cli::try_parse_from(["msgr", "read", "--limit", "0"]).is_err());
+        assert!(Cli::try_parse_from(["msgr", "read", "--wait", "1", "--follow"]).is_err());
+        assert!(Cli::try_parse_from(["msgr", "-v", "-q", "read"]).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! One module per subcommand, each with its `run` function; [`run`] routes
+//! the parsed command line to them.
+
+pub mod completions;
+pub mod contacts;
+pub mod create;
+pub mod key;
+pub mod login;
+pub mod logout;
+pub mod man;
+pub mod read;
+pub mod register;
+pub mod serve;
+pub mod whoami;
+
+use crate::cli::args::{Cli, Command};
+use crate::cli::context::ClientContext;
+use crate::cli::error::AppResult;
+use crate::cli::output::Output;
+use crate::client::settings::Settings;
+
+/// Run the command the user asked for. Client commands first resolve the
+/// settings, which may switch `output` to JSON.
+pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
+    match &cli.command {
+        Command::Serve(args) => return serve::run(args),
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
+        _ => {}
+    }
+    let settings = Settings::load(&cli.global)?;
+    output.set_json(settings.json);
+    let context = ClientContext::new(settings, *output)?;
+    match &cli.command {
+        Command::Register(args) => register::run(&context, args),
+        Command::Login => login::run(&context),
+        Command::Key(args) => key::run(&context, args),
+        Command::Create(args) => create::run(&context, args),
+        Command::Read(args) => read::run(&context, args),
+        Command::Whoami => whoami::run(&context),
+        Command::Contacts => contacts::run(&context),
+        Command::Logout => logout::run(&context),
+        Command::Serve(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
+    }
+}

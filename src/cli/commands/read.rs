@@ -1,0 +1,176 @@
+//! `msgr read`: print queued messages oldest first — all of them, or at
+//! most `--limit`, after waiting up to `--wait` seconds for the first, or
+//! on and on with `--follow` — through the [`Inbox`]. Bodies are printed as
+//! text; a body that is not UTF-8 is shown as base64 in JSON, and kept
+//! queued with a notice in human mode. With `--out-dir` every body is
+//! saved to its own file named by message id and the path is printed.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+
+use crate::cli::args::ReadArgs;
+use crate::cli::context::ClientContext;
+use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
+use crate::client::directory::PinStatus;
+use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Sink};
+use crate::client::keyring::{create_private_dir, write_atomic};
+
+/// Read, print and acknowledge messages as the arguments say.
+pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
+    let mode = match (args.follow, args.wait) {
+        (true, _) => Mode::Follow,
+        (false, Some(seconds)) => Mode::WaitUntil(Instant::now() + Duration::from_secs(seconds)),
+        (false, None) => Mode::Drain,
+    };
+    if let Some(dir) = &args.out_dir {
+        create_private_dir(dir)?;
+    }
+    let mut printer = Printer {
+        output: &context.output,
+        out_dir: args.out_dir.as_deref(),
+    };
+    let tally = Inbox::open(context)?.read(mode, args.limit, &mut printer)?;
+    if tally.problems > 0 {
+        return Err(AppError::new(
+            ExitStatus::Trust,
+            format!(
+                "{} message(s) could not be verified and were not shown",
+                tally.problems
+            ),
+        )
+        .hint("ask the senders to check their keys, or check your pins with `msgr key NAME`"));
+    }
+    if tally.shown == 0 && !context.output.is_json() && std::io::stdout().is_terminal() {
+        context.output.notice("no new messages");
+    }
+    Ok(())
+}
+
+/// The [`Sink`] of `read`: stdout, and files in `--out-dir`.
+struct Printer<'a> {
+    output: &'a Output,
+    out_dir: Option<&'a Path>,
+}
+
+impl Sink for Printer<'_> {
+    fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery> {
+        let body = match self.out_dir {
+            Some(dir) => Body::Saved(save(dir, &message.id, message.body)?),
+            None => match std::str::from_utf8(message.body) {
+                Ok(text) => Body::Text(text),
+                Err(_) if self.output.is_json() => Body::Base64(STANDARD.encode(message.body)),
+                Err(_) => {
+                    return Ok(Delivery::Kept(format!(
+                        "the message from {} sent {} has a binary body of {} bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`",
+                        message.sender,
+                        rfc3339_seconds(message.sent_at_ms),
+                        message.body.len()
+                    )));
+                }
+            },
+        };
+        let record = MessageRecord {
+            id: &message.id,
+            from: message.sender,
+            to: message.recipient,
+            sent_at: rfc3339_millis(message.sent_at_ms),
+            sent_at_ms: message.sent_at_ms,
+            sender_pin: match message.sender_pin {
+                PinStatus::New => "new",
+                PinStatus::Unchanged | PinStatus::Replaced => "pinned",
+            },
+            body,
+        };
+        self.output.emit(&record).map_err(AppError::stdout)?;
+        Ok(Delivery::Written)
+    }
+}
+
+/// Write `body` to `DIR/ID`, durably. A file of that name with the same
+/// contents (left by a read that crashed before acknowledging) is fine;
+/// one with other contents is never overwritten.
+fn save(dir: &Path, id: &str, body: &[u8]) -> AppResult<PathBuf> {
+    let path = dir.join(id);
+    match std::fs::read(&path) {
+        Ok(existing) if existing == body => return Ok(path),
+        Ok(_) => {
+            return Err(AppError::local(format!(
+                "{} exists already with other contents",
+                path.display()
+            ))
+            .hint("move it away and read again; the message stays queued"));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(AppError::local(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    write_atomic(&path, body)?;
+    Ok(path)
+}
+
+/// One message as `read` prints it.
+#[derive(Serialize)]
+struct MessageRecord<'a> {
+    id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    sent_at: String,
+    #[serde(skip)]
+    sent_at_ms: u64,
+    /// `new` if the sender's key was pinned on reading this message,
+    /// `pinned` if it was pinned before.
+    sender_pin: &'static str,
+    #[serde(flatten)]
+    body: Body<'a>,
+}
+
+/// The body, or where it went.
+#[derive(Serialize)]
+enum Body<'a> {
+    /// A UTF-8 body.
+    #[serde(rename = "body")]
+    Text(&'a str),
+    /// Any other body, base64 (JSON only).
+    #[serde(rename = "body_base64")]
+    Base64(String),
+    /// The file the body was saved to.
+    #[serde(rename = "path")]
+    Saved(PathBuf),
+}
+
+impl Render for MessageRecord<'_> {
+    /// Mail-like headers, a blank line, the body, a blank line.
+    fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
+        out.label("From:")?;
+        out.write_all(b" ")?;
+        out.untrusted(self.from)?;
+        out.write_all(b"\n")?;
+        out.label("Date:")?;
+        writeln!(out, " {}", rfc3339_seconds(self.sent_at_ms))?;
+        match &self.body {
+            Body::Text(text) => {
+                out.write_all(b"\n")?;
+                out.untrusted(text)?;
+                if !text.ends_with('\n') {
+                    out.write_all(b"\n")?;
+                }
+            }
+            Body::Base64(encoded) => writeln!(out, "\n{encoded}")?,
+            Body::Saved(path) => {
+                out.label("Saved:")?;
+                writeln!(out, " {}", path.display())?;
+            }
+        }
+        out.write_all(b"\n")
+    }
+}

@@ -1,0 +1,83 @@
+//! `msgr whoami`: what this keyring knows about the account — name,
+//! server, key fingerprint and protection, how the server is trusted, and
+//! the session's expiry. Local only: it does not contact the server.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::context::ClientContext;
+use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::output::{Human, Render, rfc3339_seconds};
+use crate::wire::protocol::unix_now;
+
+/// Print the account's local state.
+pub fn run(context: &ClientContext) -> AppResult<()> {
+    let account = context.account()?;
+    let registration = account.registration()?.ok_or_else(|| {
+        AppError::new(
+            ExitStatus::Auth,
+            format!(
+                "{} is not registered on {} from this keyring",
+                context.user, context.server
+            ),
+        )
+        .hint("run `msgr register` first, or check --user, --server and --config-dir")
+    })?;
+    let server = context.server.to_string();
+    let session = account.load_session()?;
+    let record = WhoAmI {
+        user: registration.user,
+        server: server.clone(),
+        fingerprint: registration.fingerprint,
+        passphrase_protected: account.identity_is_encrypted()?,
+        server_pin: context.keyring.known_servers().get(&server)?,
+        ca_cert: context.ca_cert(),
+        session_expires_at: session
+            .as_ref()
+            .map(|s| rfc3339_seconds(s.expires_at * 1000)),
+        session_valid: session.is_some_and(|s| s.expires_at > unix_now()),
+    };
+    context.output.emit(&record).map_err(AppError::stdout)
+}
+
+/// The result of `whoami`.
+#[derive(Serialize)]
+struct WhoAmI<'a> {
+    user: String,
+    server: String,
+    fingerprint: String,
+    passphrase_protected: bool,
+    /// The pinned certificate fingerprint, if the server was pinned.
+    server_pin: Option<String>,
+    /// The CA file the server is verified with instead, if any.
+    ca_cert: Option<&'a Path>,
+    session_expires_at: Option<String>,
+    session_valid: bool,
+}
+
+impl Render for WhoAmI<'_> {
+    fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
+        out.label("Account:")?;
+        writeln!(out, " {} on {}", self.user, self.server)?;
+        out.label("Key:    ")?;
+        let protection = match self.passphrase_protected {
+            true => "passphrase-protected",
+            false => "not passphrase-protected",
+        };
+        writeln!(out, " {} ({protection})", self.fingerprint)?;
+        out.label("Server: ")?;
+        match (&self.ca_cert, &self.server_pin) {
+            (Some(file), _) => writeln!(out, " verified with --ca-cert {}", file.display())?,
+            (None, Some(pin)) => writeln!(out, " certificate pinned as {pin}")?,
+            (None, None) => writeln!(out, " not pinned yet")?,
+        }
+        out.label("Session:")?;
+        match (&self.session_expires_at, self.session_valid) {
+            (Some(at), true) => writeln!(out, " valid until {at}"),
+            (Some(at), false) => writeln!(out, " expired at {at}; the next command logs in"),
+            (None, _) => writeln!(out, " none; the next command logs in"),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! What client commands share once the settings are resolved: the
+//! validated server and account name, the keyring, the trust policy, the
+//! passphrase source and the output; and opening the account, its key and
+//! the connection from them.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::output::Output;
+use crate::client::directory::PinPolicy;
+use crate::client::keyring::{Account, AccountDir, Keyring, KeyringError, StoredKey};
+use crate::client::net::trust::TrustPolicy;
+use crate::client::net::{Connection, NetError, ServerAddr};
+use crate::client::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
+use crate::client::settings::Settings;
+use crate::wire::crypto::PrivateKey;
+use crate::wire::protocol::validate_username;
+
+/// Everything a client command needs to know before doing its work.
+#[derive(Debug)]
+pub struct ClientContext {
+    /// The server to talk to.
+    pub server: ServerAddr,
+    /// The account name, validated.
+    pub user: String,
+    /// The config directory.
+    pub keyring: Keyring,
+    /// Where results and diagnostics go.
+    pub output: Output,
+    ca_cert: Option<PathBuf>,
+    passphrase: PassphraseSource,
+    pin_policy: PinPolicy,
+}
+
+impl ClientContext {
+    /// Validate the settings; fails before any network work if a value is
+    /// missing or malformed.
+    pub fn new(settings: Settings, output: Output) -> AppResult<Self> {
+        let server = settings.server.ok_or_else(|| {
+            AppError::usage("no server given")
+                .hint("pass --server HOST:PORT, set MSGR_SERVER, or put server = \"HOST:PORT\" in config.toml")
+        })?;
+        let server: ServerAddr = server
+            .parse()
+            .map_err(|e: crate::client::net::AddrError| AppError::usage(e.to_string()))?;
+        let user = settings.user.ok_or_else(|| {
+            AppError::usage("no user given")
+                .hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml")
+        })?;
+        validate_username(&user).map_err(|e| AppError::usage(e.to_string()))?;
+        let keyring = Keyring::open(&settings.config_dir)?;
+        Ok(Self {
+            server,
+            user,
+            keyring,
+            output,
+            ca_cert: settings.ca_cert,
+            passphrase: settings.passphrase,
+            pin_policy: settings.pin_policy,
+        })
+    }
+
+    /// This account's folder, unlocked.
+    pub fn account_dir(&self) -> AppResult<AccountDir> {
+        Ok(self
+            .keyring
+            .account_dir(&self.user, &self.server.to_string())?)
+    }
+
+    /// Open and lock this account's folder.
+    pub fn account(&self) -> AppResult<Account> {
+        Ok(self.account_dir()?.lock()?)
+    }
+
+    /// The CA file the server is verified with, if one was given.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
+    }
+
+    /// Whether `create` and `read` may pin keys on first contact.
+    pub fn pin_policy(&self) -> PinPolicy {
+        self.pin_policy
+    }
+
+    /// Where a new key's passphrase comes from.
+    pub fn passphrase(&self) -> &PassphraseSource {
+        &self.passphrase
+    }
+
+    /// The account's private key, unlocked with its passphrase if it has
+    /// one; an authentication error saying how to get a key if there is
+    /// none.
+    pub fn identity(&self, account: &AccountDir) -> AppResult<PrivateKey> {
+        if !account.has_identity() {
+            return Err(AppError::new(
+                ExitStatus::Auth,
+                format!(
+                    "there is no key for {} on {} in this keyring",
+                    self.user, self.server
+                ),
+            )
+            .hint("run `msgr register` first, or check --user, --server and --config-dir"));
+        }
+        let encrypted = match account.load_identity()? {
+            StoredKey::Plain(key) => return Ok(key),
+            StoredKey::Encrypted(encrypted) => encrypted,
+        };
+        let attempts = if self.passphrase.is_interactive() {
+            PROMPT_ATTEMPTS
+        } else {
+            1
+        };
+        let mut last = None;
+        for _ in 0..attempts {
+            let passphrase = self.passphrase.unlock(encrypted.path())?;
+            match encrypted.decrypt(passphrase.expose()) {
+                Ok(key) => return Ok(key),
+                Err(error @ KeyringError::WrongPassphrase { .. }) => {
+                    if self.passphrase.is_interactive() {
+                        self.output.warning("that passphrase is wrong");
+                    }
+                    last = Some(error);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(last.expect("at least one attempt was made").into())
+    }
+
+    /// Connect to the server under the trust policy, pinning its
+    /// certificate on first use (with a notice on stderr).
+    pub fn connect(&self) -> AppResult<Connection> {
+        let known = self.keyring.known_servers();
+        let server = self.server.to_string();
+        let policy = match &self.ca_cert {
+            Some(path) => TrustPolicy::CaCertificates(load_ca_file(path)?),
+            None => TrustPolicy::FirstUse {
+                pinned: known.get(&server)?,
+            },
+        };
+        let connection = Connection::open(&self.server, policy).map_err(|error| match error {
+            NetError::CertificateChanged { pinned, presented, .. } => AppError::new(
+                ExitStatus::Trust,
+                format!(
+                    "the certificate of {server} does not match the pinned one: pinned fingerprint {pinned}, presented fingerprint {presented}"
+                ),
+            )
+            .hint(format!(
+                "if the server's certificate was replaced on purpose, confirm the new fingerprint with its operator and delete the {server} line from {}",
+                known.path().display()
+            )),
+            other => other.into(),
+        })?;
+        if let Some(fingerprint) = connection.new_pin() {
+            known.pin(&server, fingerprint)?;
+            self.output.notice(&format!(
+                "first connection to {server}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)"
+            ));
+        }
+        Ok(connection)
+    }
+}
+
+fn load_ca_file(path: &Path) -> AppResult<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let unreadable = |detail: String| {
+        AppError::usage(format!("cannot use --ca-cert {}: {detail}", path.display()))
+            .hint("give a PEM file holding the server's CA or its certificate")
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(unreadable("it holds no certificate".into()));
+    }
+    Ok(certs)
+}

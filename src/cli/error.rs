@@ -1,0 +1,192 @@
+//! The client's user-facing error: what failed, what to do next, and which
+//! exit status it maps to. Layers return their own error enums; commands
+//! turn them into [`AppError`] with context; `main` prints and exits.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Exit statuses, documented in the README. Each has a stable snake_case
+/// [`code`](ExitStatus::code) that JSON error objects carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything worked.
+    Success = 0,
+    /// A local failure: files, keyring, unexpected I/O.
+    Failure = 1,
+    /// The command line or a setting was wrong (clap's own status).
+    Usage = 2,
+    /// Could not connect, TLS failed, or the server broke the protocol.
+    Connection = 3,
+    /// Not registered, the server refused the credentials, or the
+    /// passphrase of the key was wrong.
+    Auth = 4,
+    /// The named user does not exist on the server.
+    UnknownUser = 5,
+    /// A pin did not match or a message failed verification.
+    Trust = 6,
+    /// The server refused the request: name taken, too large, limits.
+    Refused = 7,
+    /// A message reached some of its recipients but not all.
+    Partial = 8,
+}
+
+impl ExitStatus {
+    /// The stable machine-readable name of this status.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "local",
+            Self::Usage => "usage",
+            Self::Connection => "connection",
+            Self::Auth => "auth",
+            Self::UnknownUser => "unknown_user",
+            Self::Trust => "trust",
+            Self::Refused => "refused",
+            Self::Partial => "partial",
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// A failure reported to the user: one sentence, optionally a second
+/// saying what to do, and the exit status.
+#[derive(Debug)]
+pub struct AppError {
+    /// Which exit status this failure maps to.
+    pub status: ExitStatus,
+    /// What went wrong.
+    pub message: String,
+    /// What to try next, if anything useful can be said.
+    pub hint: Option<String>,
+}
+
+impl AppError {
+    /// A failure with the given status and message.
+    pub fn new(status: ExitStatus, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A local failure (exit status 1).
+    pub fn local(message: impl Into<String>) -> Self {
+        Self::new(ExitStatus::Failure, message)
+    }
+
+    /// A usage error (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ExitStatus::Usage, message)
+    }
+
+    /// Add what to do next.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The failure to write results to standard output.
+    pub fn stdout(error: std::io::Error) -> Self {
+        Self::local(format!("cannot write to standard output: {error}"))
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// Result type of client commands.
+pub type AppResult<T> = Result<T, AppError>;
+
+impl From<crate::client::keyring::KeyringError> for AppError {
+    fn from(error: crate::client::keyring::KeyringError) -> Self {
+        use crate::client::keyring::KeyringError;
+        match error {
+            KeyringError::WrongPassphrase { .. } => Self::new(ExitStatus::Auth, error.to_string())
+                .hint("check MSGR_PASSPHRASE or --passphrase-file, or type the passphrase again"),
+            other => Self::local(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::client::net::NetError> for AppError {
+    fn from(error: crate::client::net::NetError) -> Self {
+        use crate::client::net::NetError;
+        use crate::wire::protocol::ErrorCode;
+        let status = match &error {
+            NetError::CertificateChanged { .. } => ExitStatus::Trust,
+            NetError::Server { code, .. } => match code {
+                ErrorCode::AuthRequired | ErrorCode::AuthFailed => ExitStatus::Auth,
+                ErrorCode::UnknownUser => ExitStatus::UnknownUser,
+                ErrorCode::InvalidName
+                | ErrorCode::NameTaken
+                | ErrorCode::TooLarge
+                | ErrorCode::MailboxFull
+                | ErrorCode::RateLimited => ExitStatus::Refused,
+                ErrorCode::BadRequest | ErrorCode::UnsupportedVersion | ErrorCode::Internal => {
+                    ExitStatus::Connection
+                }
+            },
+            _ => ExitStatus::Connection,
+        };
+        let hint = match &error {
+            NetError::Connect { .. } => {
+                Some("check that the server is running and that --server is right")
+            }
+            NetError::Tls { .. } => Some("check --ca-cert, or that the address is an msgr server"),
+            NetError::Server {
+                code: ErrorCode::RateLimited | ErrorCode::Internal,
+                ..
+            } => Some("try again later"),
+            _ => None,
+        };
+        let app = Self::new(status, error.to_string());
+        match hint {
+            Some(hint) => app.hint(hint),
+            None => app,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_snake_case_names() {
+        let all = [
+            ExitStatus::Success,
+            ExitStatus::Failure,
+            ExitStatus::Usage,
+            ExitStatus::Connection,
+            ExitStatus::Auth,
+            ExitStatus::UnknownUser,
+            ExitStatus::Trust,
+            ExitStatus::Refused,
+            ExitStatus::Partial,
+        ];
+        for (number, status) in all.iter().enumerate() {
+            assert_eq!(*status as usize, number, "statuses are numbered in order");
+            let code = status.code();
+            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        let mut codes: Vec<_> = all.iter().map(|s| s.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+}

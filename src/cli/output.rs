@@ -1,0 +1,281 @@
+//! The one place that decides how results and diagnostics look. Commands
+//! hand typed records (each implementing [`Render`] and `Serialize`) to
+//! [`Output::emit`]; in human mode they are written as text, in JSON mode
+//! as one JSON object per line. Diagnostics go to stderr: `msgr: …` lines
+//! for people, JSON objects with a `level` (and for errors a stable `code`)
+//! in JSON mode. Colour and the progress spinner appear only on a terminal
+//! and never when `NO_COLOR` is set.
+
+mod human;
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::error::{AppError, ExitStatus};
+
+pub use human::Human;
+
+/// A command's result, printable for people and serialisable for scripts.
+pub trait Render: Serialize {
+    /// Write the human form, ending with a newline.
+    fn human(&self, out: &mut Human<'_>) -> io::Result<()>;
+}
+
+/// How this invocation talks to its caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    json: bool,
+    quiet: bool,
+}
+
+/// How serious a diagnostic on stderr is.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Level {
+    Notice,
+    Warning,
+    Error,
+}
+
+/// A diagnostic as JSON mode writes it.
+#[derive(Serialize)]
+struct Diagnostic<'a> {
+    level: Level,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_status: Option<u8>,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<Option<&'a str>>,
+    /// For a new pin: whose key, and its fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
+}
+
+impl Output {
+    /// Output in JSON (`json`) or human form; `quiet` drops notices.
+    pub fn new(json: bool, quiet: bool) -> Self {
+        Self { json, quiet }
+    }
+
+    /// Switch JSON mode on or off (once settings are resolved).
+    pub fn set_json(&mut self, json: bool) {
+        self.json = json;
+    }
+
+    /// Whether results are JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Write one result to stdout and flush it, so that a reader of a pipe
+    /// sees each record as soon as it is complete (and in one write, not
+    /// line by line).
+    pub fn emit(&self, record: &impl Render) -> io::Result<()> {
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        if self.json {
+            serde_json::to_writer(&mut out, record)?;
+            out.write_all(b"\n")?;
+        } else {
+            let color = human::color_enabled(&stdout);
+            let terminal = stdout.is_terminal();
+            record.human(&mut Human::new(&mut out, color, terminal))?;
+        }
+        out.flush()
+    }
+
+    /// Something the user may want to know; dropped by `-q`.
+    pub fn notice(&self, message: &str) {
+        if !self.quiet {
+            self.diagnostic(Level::Notice, message, None);
+        }
+    }
+
+    /// A key was pinned for `user` on sight (by `create` or `read`):
+    /// always said, even with `-q`, as it is the moment a substituted key
+    /// would slip in. JSON mode adds `user` and `fingerprint` fields to the
+    /// notice.
+    pub fn pinned_on_sight(&self, user: &str, fingerprint: &str) {
+        let message = format!(
+            "pinned the key of {user} seen for the first time: {fingerprint}; compare it with the fingerprint `msgr whoami` shows {user}"
+        );
+        self.write_diagnostic(&Diagnostic {
+            level: Level::Notice,
+            code: None,
+            exit_status: None,
+            message: &message,
+            hint: None,
+            user: Some(user),
+            fingerprint: Some(fingerprint),
+        });
+    }
+
+    /// Something went wrong but the command goes on.
+    pub fn warning(&self, message: &str) {
+        self.diagnostic(Level::Warning, message, None);
+    }
+
+    /// Report the failure that ends the command.
+    pub fn error(&self, error: &AppError) {
+        self.diagnostic(Level::Error, &error.message, Some(error));
+    }
+
+    /// A spinner on stderr while `message` is going on, shown only on a
+    /// terminal in human mode; it disappears when the value is dropped.
+    pub fn spinner(&self, message: &str) -> Spinner {
+        if self.json || self.quiet || !io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(message.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Spinner(Some(bar))
+    }
+
+    fn diagnostic(&self, level: Level, message: &str, error: Option<&AppError>) {
+        self.write_diagnostic(&Diagnostic {
+            level,
+            code: error.map(|e| e.status.code()),
+            exit_status: error.map(|e| e.status as u8),
+            message,
+            hint: error.map(|e| e.hint.as_deref()),
+            user: None,
+            fingerprint: None,
+        });
+    }
+
+    fn write_diagnostic(&self, line: &Diagnostic<'_>) {
+        let stderr = io::stderr();
+        let mut err = stderr.lock();
+        // Nothing sensible is left to do if stderr itself fails.
+        let _ = if self.json {
+            let mut bytes = serde_json::to_vec(line).expect("diagnostics always serialise");
+            bytes.push(b'\n');
+            err.write_all(&bytes)
+        } else {
+            let color = human::color_enabled(&stderr);
+            let mut out = Human::new(&mut err, color, stderr.is_terminal());
+            human_diagnostic(&mut out, line.level, line.message, line.hint.flatten())
+        };
+    }
+}
+
+/// `msgr: MESSAGE[; HINT]`, the prefix coloured by level.
+fn human_diagnostic(
+    out: &mut Human<'_>,
+    level: Level,
+    message: &str,
+    hint: Option<&str>,
+) -> io::Result<()> {
+    out.styled(level_style(level), "msgr:")?;
+    out.write_all(b" ")?;
+    out.untrusted(message)?;
+    if let Some(hint) = hint {
+        out.write_all(b"; ")?;
+        out.untrusted(hint)?;
+    }
+    out.write_all(b"\n")
+}
+
+fn level_style(level: Level) -> anstyle::Style {
+    use anstyle::{AnsiColor, Style};
+    match level {
+        Level::Notice => Style::new().bold(),
+        Level::Warning => Style::new().bold().fg_color(Some(AnsiColor::Yellow.into())),
+        Level::Error => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+    }
+}
+
+/// A running spinner; cleared from the terminal on drop.
+pub struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Report a command line clap refused (or print the help or version it
+/// asked for) and return the exit status. In JSON mode — `--json` among
+/// the arguments or `MSGR_JSON` set — the error is a JSON object like every
+/// other error; `config.toml` is not consulted, as the command line that
+/// would locate it was not understood.
+pub fn report_usage_error(error: clap::Error) -> ExitCode {
+    if !error.use_stderr() || !json_requested() {
+        error.exit();
+    }
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let usage = AppError::usage(message).hint("run `msgr --help` for the usage");
+    Output::new(true, false).error(&usage);
+    ExitStatus::Usage.into()
+}
+
+/// Whether JSON output was asked for on the raw command line or in the
+/// environment, for errors found before the command line is parsed.
+fn json_requested() -> bool {
+    let from_args = std::env::args()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .filter_map(|arg| match arg.as_str() {
+            "--json" => Some(true),
+            other => other.strip_prefix("--json=").map(truthy),
+        })
+        .last();
+    from_args.unwrap_or_else(|| std::env::var("MSGR_JSON").is_ok_and(|v| truthy(&v)))
+}
+
+/// The values clap's boolish parser reads as true.
+fn truthy(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "y" | "yes" | "t" | "true" | "on" | "1"
+    )
+}
+
+/// RFC 3339 (UTC, whole seconds) rendering of milliseconds since the epoch.
+pub fn rfc3339_seconds(millis: u64) -> String {
+    humantime::format_rfc3339_seconds(epoch_plus(millis)).to_string()
+}
+
+/// RFC 3339 (UTC, milliseconds) rendering of milliseconds since the epoch.
+pub fn rfc3339_millis(millis: u64) -> String {
+    humantime::format_rfc3339_millis(epoch_plus(millis)).to_string()
+}
+
+fn epoch_plus(millis: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339_seconds(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+
+    #[test]
+    fn truthy_matches_clap_boolish_values() {
+        for yes in ["1", "true", "YES", "on"] {
+            assert!(truthy(yes), "{yes}");
+        }
+        for no in ["0", "false", "no", "off", ""] {
+            assert!(!truthy(no), "{no}");
+        }
+    }
+}

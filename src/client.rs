@@ -1,0 +1,19 @@
+//! The client layer: everything a client needs to talk to a server safely,
+//! built on the wire layer only.
+//!
+//! [`net`] is the connection (TLS and the server trust policy, framed and
+//! pipelined requests); [`keyring`] the local state (identity key, prekeys,
+//! pins, session token, shown ids); [`session`] logging in and
+//! authenticating; [`directory`] other users' keys, checked and pinned;
+//! [`inbox`] reading the queue; [`settings`] flags, environment and
+//! `config.toml` resolved; [`passphrase`] where a key's passphrase comes
+//! from; [`interrupt`] stopping a waiting read gracefully.
+
+pub mod directory;
+pub mod inbox;
+pub mod interrupt;
+pub mod keyring;
+pub mod net;
+pub mod passphrase;
+pub mod session;
+pub mod settings;

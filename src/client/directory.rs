@@ -1,0 +1,325 @@
+//! Other users' keys: fetched from the server, checked, pinned, and
+//! compared with the pin every time after. The server's answer is believed
+//! only as far as it can be checked: it must be for the name asked for, its
+//! identity key must be the pinned one (or be pinned now, visibly, under
+//! the pin policy, or match the fingerprint the user expects), and its
+//! prekey must be signed by that identity key.
+
+use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::client::keyring::{AccountAccess, Contact};
+use crate::client::net::{Connection, NetError, unexpected};
+use crate::wire::crypto::PublicKey;
+use crate::wire::envelope::RecipientPrekey;
+use crate::wire::protocol::{
+    ErrorCode, Request, Response, SignedPrekey, canonical_name, printable, validate_username,
+};
+
+/// How a fetched key relates to the pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinStatus {
+    /// No pin existed; the key is pinned now.
+    New,
+    /// The key equals the pin.
+    Unchanged,
+    /// The key differed and replaced the pin, as the user expected.
+    Replaced,
+}
+
+/// Whether a key for a name nobody pinned yet may be pinned on sight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PinPolicy {
+    /// Pin it on first contact, with a notice (the default).
+    #[default]
+    FirstUse,
+    /// Refuse it: pins are made only by `msgr key NAME`.
+    Explicit,
+}
+
+/// What a key may be accepted as.
+#[derive(Debug, Clone, Copy)]
+pub struct Acceptance<'a> {
+    /// For a name with no pin.
+    pub policy: PinPolicy,
+    /// Accept only the key with this fingerprint, pinned or not (`key
+    /// NAME --expect`).
+    pub expect: Option<&'a str>,
+}
+
+/// A user's keys as fetched and checked.
+#[derive(Debug)]
+pub struct CheckedKey {
+    /// The name as the server spells it (the name asked for, in some
+    /// letter case).
+    pub name: String,
+    /// The identity key, equal to the pin now.
+    pub key: PublicKey,
+    /// The signed prekey, its signature checked; absent if the user has
+    /// published none.
+    pub prekey: Option<RecipientPrekey>,
+    /// How it related to the pin before.
+    pub status: PinStatus,
+}
+
+/// The request for `name`'s key.
+pub fn key_request(name: &str) -> Request {
+    Request::GetKey {
+        user: name.to_owned(),
+    }
+}
+
+/// Fetch `name`'s keys and check them as [`check_answer`] does.
+pub fn fetch_checked(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    name: &str,
+    acceptance: Acceptance<'_>,
+) -> AppResult<CheckedKey> {
+    check_answer(
+        account,
+        name,
+        connection.request(&key_request(name)),
+        acceptance,
+    )
+}
+
+/// Check an `answer` to [`key_request`] for `name` and pin what it brings
+/// if `acceptance` allows. The pin is checked again under the account lock
+/// before it is written, so a pin made meanwhile by another msgr process is
+/// never overwritten unasked.
+pub fn check_answer(
+    account: &impl AccountAccess,
+    name: &str,
+    answer: Result<Response, NetError>,
+    acceptance: Acceptance<'_>,
+) -> AppResult<CheckedKey> {
+    let offered = parse_key(name, answer)?;
+    let pinned = account.files().contact(name)?;
+    let status = pin_status(pinned.as_ref(), &offered.identified(), acceptance)?;
+    // A prekey pinned with this very key was checked when it was pinned.
+    let checked_before = match (&pinned, status) {
+        (Some(pin), PinStatus::Unchanged) => pin.prekey,
+        _ => None,
+    };
+    let offered = offered.with_checked_prekey(checked_before)?;
+    if status == PinStatus::Unchanged
+        && pinned.is_some_and(|pin| pin.prekey == offered.prekey || offered.prekey.is_none())
+    {
+        return Ok(offered.checked(status));
+    }
+    let status = account.locked(|locked| {
+        let pinned = locked.contact(name)?;
+        let status = match pin_status(pinned.as_ref(), &offered.identified(), acceptance) {
+            Ok(status) => status,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let prekey = offered.prekey.or(pinned
+            .and_then(|pin| pin.prekey)
+            .filter(|_| status == PinStatus::Unchanged));
+        locked.pin_contact(&Contact {
+            name: offered.name.clone(),
+            key: offered.key.clone(),
+            prekey,
+        })?;
+        Ok(Ok(status))
+    })??;
+    Ok(offered.checked(status))
+}
+
+/// The pinned key of `name`, or else its key fetched and checked under
+/// `policy`; with how it related to the pin.
+pub fn pinned_or_fetch(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    name: &str,
+    policy: PinPolicy,
+) -> AppResult<(PublicKey, PinStatus)> {
+    if let Some(contact) = account.files().contact(name)? {
+        return Ok((contact.key, PinStatus::Unchanged));
+    }
+    let acceptance = Acceptance {
+        policy,
+        expect: None,
+    };
+    let checked = fetch_checked(connection, account, name, acceptance)?;
+    Ok((checked.key, checked.status))
+}
+
+/// A key answer for the name asked for, its prekey not yet checked.
+struct Offered {
+    name: String,
+    key: PublicKey,
+    signed_prekey: Option<SignedPrekey>,
+}
+
+impl Offered {
+    /// The answer with its prekey checked against its identity key, unless
+    /// it is `checked_before`.
+    fn with_checked_prekey(self, checked_before: Option<RecipientPrekey>) -> AppResult<Verified> {
+        let Self {
+            name,
+            key,
+            signed_prekey,
+        } = self;
+        let prekey = match signed_prekey {
+            None => None,
+            Some(signed) if checked_before.is_some_and(|known| signed.names(&known)) => {
+                checked_before
+            }
+            Some(signed) => Some(RecipientPrekey {
+                id: signed.id,
+                public_key: signed.verify(&name, &key).ok_or_else(|| {
+                    AppError::new(
+                        ExitStatus::Trust,
+                        format!(
+                            "the server offers a prekey for {name} that {name}'s key {} did not sign; nothing was sent or pinned",
+                            key.fingerprint()
+                        ),
+                    )
+                    .hint("the server is not answering truthfully; tell its operator")
+                })?,
+            }),
+        };
+        Ok(Verified { name, key, prekey })
+    }
+}
+
+/// A key answer that passed every check that needs no pin.
+struct Verified {
+    name: String,
+    key: PublicKey,
+    prekey: Option<RecipientPrekey>,
+}
+
+impl Verified {
+    fn checked(self, status: PinStatus) -> CheckedKey {
+        CheckedKey {
+            name: self.name,
+            key: self.key,
+            prekey: self.prekey,
+            status,
+        }
+    }
+}
+
+/// The name and identity key of an answer, for comparing with the pin.
+struct Identified<'a> {
+    name: &'a str,
+    key: &'a PublicKey,
+}
+
+impl Offered {
+    fn identified(&self) -> Identified<'_> {
+        Identified {
+            name: &self.name,
+            key: &self.key,
+        }
+    }
+}
+
+impl Verified {
+    fn identified(&self) -> Identified<'_> {
+        Identified {
+            name: &self.name,
+            key: &self.key,
+        }
+    }
+}
+
+/// How the offered key relates to `pinned`, or the trust error if
+/// `acceptance` does not allow it.
+fn pin_status(
+    pinned: Option<&Contact>,
+    offered: &Identified<'_>,
+    acceptance: Acceptance<'_>,
+) -> AppResult<PinStatus> {
+    let name = offered.name;
+    let fingerprint = offered.key.fingerprint();
+    if let Some(expected) = acceptance.expect
+        && expected != fingerprint
+    {
+        return Err(AppError::new(
+            ExitStatus::Trust,
+            format!(
+                "the server offers the key {fingerprint} for {name}, not the expected {expected}; nothing was pinned"
+            ),
+        )
+        .hint(format!(
+            "check the fingerprint with {name} again; if it is right, the server is not handing out {name}'s key"
+        )));
+    }
+    match pinned {
+        Some(pin) if pin.key == *offered.key => Ok(PinStatus::Unchanged),
+        Some(_) if acceptance.expect.is_some() => Ok(PinStatus::Replaced),
+        Some(pin) => Err(key_changed(name, &pin.key, offered.key)),
+        None if acceptance.expect.is_some() || acceptance.policy == PinPolicy::FirstUse => {
+            Ok(PinStatus::New)
+        }
+        None => Err(AppError::new(
+            ExitStatus::Trust,
+            format!("{name}'s key is not pinned, and the pin policy is explicit"),
+        )
+        .hint(format!(
+            "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
+        ))),
+    }
+}
+
+/// The trust error for a key that differs from its pin.
+pub fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> AppError {
+    AppError::new(
+        ExitStatus::Trust,
+        format!(
+            "the key the server offers for {name} does not match the pinned one: pinned fingerprint {}, offered fingerprint {}",
+            pinned.fingerprint(),
+            offered.fingerprint()
+        ),
+    )
+    .hint(format!(
+        "if {name} really has a new key, confirm its fingerprint with them and run `msgr key {name} --expect FINGERPRINT`"
+    ))
+}
+
+/// The keys in `answer`, checked for being `name`'s: the answer names the
+/// user asked for, the identity key parses, and the prekey is signed by it.
+fn parse_key(name: &str, answer: Result<Response, NetError>) -> AppResult<Offered> {
+    let response = answer.map_err(|error| match error {
+        NetError::Server {
+            code: ErrorCode::UnknownUser,
+            ..
+        } => AppError::new(
+            ExitStatus::UnknownUser,
+            format!("there is no user named {name} on this server"),
+        )
+        .hint("check the spelling of the name"),
+        other => other.into(),
+    })?;
+    let Response::Key {
+        user,
+        public_key,
+        signed_prekey,
+    } = response
+    else {
+        return Err(unexpected(&response).into());
+    };
+    if validate_username(&user).is_err() || canonical_name(&user) != canonical_name(name) {
+        return Err(AppError::new(
+            ExitStatus::Trust,
+            format!(
+                "asked for the key of {name}, the server answered with the key of {:?}; nothing was sent or pinned",
+                printable(&user)
+            ),
+        )
+        .hint("the server is not answering truthfully; tell its operator"));
+    }
+    let key = PublicKey::from_der(&public_key.0).map_err(|e| {
+        AppError::new(
+            ExitStatus::Connection,
+            format!("the server sent an unusable key for {user}: {e}"),
+        )
+    })?;
+    Ok(Offered {
+        name: user,
+        key,
+        signed_prekey,
+    })
+}

@@ -1,0 +1,587 @@
+//! The client's local state, kept in the config directory:
+//!
+//! ```text
+//! config.toml                      default server, user, CA file
+//! known_servers.toml               pinned server certificate fingerprints
+//! accounts/<user>@<host:port>/     one folder per account (mode 0700)
+//!     identity.pem                 the private key, PKCS#8 PEM, encrypted if
+//!                                  registered with a passphrase (mode 0600)
+//!     account.toml                 written once the server confirmed registration
+//!     session.toml                 the session token and its expiry
+//!     prekeys.toml                 private halves of the signed prekeys (mode 0600)
+//!     contacts.toml                pinned public keys of other users
+//!     seen.txt                     ids of messages already shown (append-only)
+//!     lock                         held while a command changes the account
+//! ```
+//!
+//! Every write is atomic — a temporary file, fsync, rename; `seen.txt` only
+//! grows, by appends whose torn tail a reader ignores — so reading never
+//! needs a lock. Every change is made under the account's lock
+//! ([`AccountDir::lock`], [`AccountAccess`]): `read` holds it while it
+//! handles a page of messages, so two readers never show one message twice;
+//! `create` takes it only for the rare change it makes (a new pin or token),
+//! so cron jobs sending from one account run in parallel. Concurrent
+//! invocations cannot corrupt the keyring.
+
+mod files;
+mod identity;
+mod known_servers;
+mod prekeys;
+mod records;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::wire::crypto::{CryptoError, PrivateKey};
+use crate::wire::protocol::canonical_name;
+
+pub use identity::{EncryptedKey, StoredKey};
+pub use known_servers::KnownServers;
+pub use prekeys::{Prekey, Prekeys};
+pub use records::{Contact, Registration, Session, SessionToken};
+
+pub use files::{create_private_dir, write_atomic};
+
+use files::{append_lines, check_private, lock_exclusive, read_optional};
+use prekeys::PrekeysFile;
+use records::{ContactRecord, SessionRecord};
+
+/// Failures reading or writing the keyring.
+#[derive(Debug, Error)]
+pub enum KeyringError {
+    /// A file operation failed.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A secret file is readable by group or others.
+    #[error("{} is accessible by other users (mode {mode:o}); run `chmod 600 {}` and try again", path.display(), path.display())]
+    TooOpen {
+        /// The secret file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file exists but cannot be understood.
+    #[error("{} is damaged ({detail}); restore it from a backup or remove it", path.display())]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The stored private key is unusable.
+    #[error("the private key in {} is unusable: {source}", path.display())]
+    BadIdentity {
+        /// The key file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        source: CryptoError,
+    },
+    /// The passphrase does not decrypt the private key.
+    #[error("the passphrase does not unlock the private key in {}", path.display())]
+    WrongPassphrase {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+impl KeyringError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn corrupt(path: &Path, detail: impl ToString) -> Self {
+        Self::Corrupt {
+            path: path.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The config directory holding every account's state.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    dir: PathBuf,
+}
+
+impl Keyring {
+    /// Open (creating, owner-only) the config directory.
+    pub fn open(dir: &Path) -> Result<Self, KeyringError> {
+        create_private_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The config directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// One account's folder, created if missing but not locked. `user`
+    /// must already be a validated name and `server` a validated
+    /// `host:port`.
+    pub fn account_dir(&self, user: &str, server: &str) -> Result<AccountDir, KeyringError> {
+        let dir = self.dir.join("accounts").join(format!(
+            "{}@{}",
+            canonical_name(user),
+            server.to_ascii_lowercase()
+        ));
+        create_private_dir(&dir)?;
+        Ok(AccountDir { dir })
+    }
+
+    /// The pinned server certificates.
+    pub fn known_servers(&self) -> KnownServers {
+        KnownServers::new(&self.dir)
+    }
+}
+
+/// One account's folder, not locked. Reading needs no lock, as every file
+/// is replaced atomically; changing anything needs [`AccountDir::lock`].
+#[derive(Debug, Clone)]
+pub struct AccountDir {
+    dir: PathBuf,
+}
+
+impl AccountDir {
+    /// Lock the account against other msgr processes, waiting for them,
+    /// until the returned value is dropped.
+    pub fn lock(&self) -> Result<Account, KeyringError> {
+        let lock = lock_exclusive(&self.dir.join("lock"))?;
+        Ok(Account {
+            files: self.clone(),
+            _lock: lock,
+        })
+    }
+
+    /// The account's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the private key file.
+    pub fn identity_path(&self) -> PathBuf {
+        self.dir.join("identity.pem")
+    }
+
+    /// Whether a private key is stored.
+    pub fn has_identity(&self) -> bool {
+        self.identity_path().exists()
+    }
+
+    /// Whether the server confirmed this account's registration.
+    pub fn is_registered(&self) -> bool {
+        self.dir.join("account.toml").exists()
+    }
+
+    /// Load the private key, refusing a file others could read; an
+    /// encrypted key is returned still encrypted.
+    pub fn load_identity(&self) -> Result<StoredKey, KeyringError> {
+        let path = self.identity_path();
+        check_private(&path)?;
+        let pem = std::fs::read_to_string(&path).map_err(|e| KeyringError::io(&path, e))?;
+        identity::parse(&path, pem)
+    }
+
+    /// Whether the stored private key is protected by a passphrase.
+    pub fn identity_is_encrypted(&self) -> Result<bool, KeyringError> {
+        Ok(matches!(self.load_identity()?, StoredKey::Encrypted(_)))
+    }
+
+    /// What the server confirmed at registration, if it did.
+    pub fn registration(&self) -> Result<Option<Registration>, KeyringError> {
+        self.read_toml("account.toml")
+    }
+
+    /// The stored session, if any.
+    pub fn load_session(&self) -> Result<Option<Session>, KeyringError> {
+        let record: Option<SessionRecord> = self.read_toml("session.toml")?;
+        let path = self.dir.join("session.toml");
+        record
+            .map(|r| {
+                r.into_session()
+                    .map_err(|detail| KeyringError::corrupt(&path, detail))
+            })
+            .transpose()
+    }
+
+    /// The account's signed prekeys (none before the first is made).
+    pub fn load_prekeys(&self) -> Result<Prekeys, KeyringError> {
+        let path = self.dir.join("prekeys.toml");
+        if path.exists() {
+            check_private(&path)?;
+        }
+        let file: Option<PrekeysFile> = self.read_toml("prekeys.toml")?;
+        file.unwrap_or_default()
+            .into_prekeys()
+            .map_err(|detail| KeyringError::corrupt(&path, detail))
+    }
+
+    /// The pinned key of `name`, if pinned.
+    pub fn contact(&self, name: &str) -> Result<Option<Contact>, KeyringError> {
+        let path = self.dir.join("contacts.toml");
+        let contacts = self.contacts()?;
+        contacts
+            .get(&canonical_name(name))
+            .map(|record| {
+                record
+                    .to_contact()
+                    .map_err(|detail| KeyringError::corrupt(&path, detail))
+            })
+            .transpose()
+    }
+
+    /// Every pinned contact, ordered by case-folded name.
+    pub fn all_contacts(&self) -> Result<Vec<Contact>, KeyringError> {
+        let path = self.dir.join("contacts.toml");
+        self.contacts()?
+            .values()
+            .map(|record| {
+                record
+                    .to_contact()
+                    .map_err(|detail| KeyringError::corrupt(&path, detail))
+            })
+            .collect()
+    }
+
+    fn contacts(&self) -> Result<BTreeMap<String, ContactRecord>, KeyringError> {
+        Ok(self.read_toml("contacts.toml")?.unwrap_or_default())
+    }
+
+    /// Ids (as written by [`seen_key`]) of messages already shown.
+    pub fn load_seen(&self) -> Result<SeenIds, KeyringError> {
+        let path = self.dir.join("seen.txt");
+        let Some(bytes) = read_optional(&path)? else {
+            return Ok(SeenIds::default());
+        };
+        // Only complete lines count: a crash may leave a fragment.
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&[][..], |end| &bytes[..=end]);
+        let text = std::str::from_utf8(complete).map_err(|e| KeyringError::corrupt(&path, e))?;
+        Ok(SeenIds {
+            known: text.lines().map(str::to_owned).collect(),
+            added: Vec::new(),
+        })
+    }
+
+    fn read_toml<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, KeyringError> {
+        read_toml(&self.dir.join(name))
+    }
+}
+
+/// One account's folder, locked against other msgr processes: the only way
+/// to change its files. It reads like an [`AccountDir`].
+#[derive(Debug)]
+pub struct Account {
+    files: AccountDir,
+    /// Held for the lifetime of this value; closing the file unlocks.
+    _lock: File,
+}
+
+impl std::ops::Deref for Account {
+    type Target = AccountDir;
+
+    fn deref(&self) -> &AccountDir {
+        &self.files
+    }
+}
+
+impl Account {
+    /// Store the private key (mode 0600), encrypted under `passphrase` if
+    /// one is given.
+    pub fn save_identity(
+        &self,
+        key: &PrivateKey,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(), KeyringError> {
+        let path = self.identity_path();
+        let pem =
+            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
+                path: path.clone(),
+                source,
+            })?;
+        write_atomic(&path, pem.as_bytes())
+    }
+
+    /// Delete a private key the server never accepted.
+    pub fn remove_identity(&self) -> Result<(), KeyringError> {
+        let path = self.identity_path();
+        std::fs::remove_file(&path).map_err(|e| KeyringError::io(&path, e))
+    }
+
+    /// Record that the server confirmed the registration.
+    pub fn mark_registered(&self, user: &str, fingerprint: &str) -> Result<(), KeyringError> {
+        let record = Registration {
+            user: user.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        self.write_toml("account.toml", &record)
+    }
+
+    /// Store a session token.
+    pub fn save_session(&self, session: &Session) -> Result<(), KeyringError> {
+        self.write_toml("session.toml", &SessionRecord::from_session(session))
+    }
+
+    /// Forget the session token, if there is one.
+    pub fn remove_session(&self) -> Result<(), KeyringError> {
+        remove_optional(&self.dir.join("session.toml"))
+    }
+
+    /// Store the account's signed prekeys.
+    pub fn save_prekeys(&self, prekeys: &Prekeys) -> Result<(), KeyringError> {
+        let path = self.dir.join("prekeys.toml");
+        let file = PrekeysFile::from_prekeys(prekeys).map_err(|source| {
+            KeyringError::corrupt(&path, format!("cannot encode a prekey: {source}"))
+        })?;
+        self.write_toml("prekeys.toml", &file)
+    }
+
+    /// Forget the signed prekeys of a registration the server refused.
+    pub fn remove_prekeys(&self) -> Result<(), KeyringError> {
+        remove_optional(&self.dir.join("prekeys.toml"))
+    }
+
+    /// Pin `contact` (its key, and the signed prekey last seen for it),
+    /// replacing any earlier pin of the name.
+    pub fn pin_contact(&self, contact: &Contact) -> Result<(), KeyringError> {
+        let mut contacts = self.contacts()?;
+        contacts.insert(canonical_name(&contact.name), ContactRecord::new(contact));
+        self.write_toml("contacts.toml", &contacts)
+    }
+
+    /// Record the ids added to `seen` since it was loaded (one append,
+    /// one fsync).
+    pub fn save_seen(&self, seen: &SeenIds) -> Result<(), KeyringError> {
+        if seen.added.is_empty() {
+            return Ok(());
+        }
+        let mut lines = String::new();
+        for key in &seen.added {
+            lines.push_str(key);
+            lines.push('\n');
+        }
+        append_lines(&self.dir.join("seen.txt"), lines.as_bytes())
+    }
+
+    fn write_toml<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), KeyringError> {
+        write_toml(&self.dir.join(name), value)
+    }
+}
+
+/// Access to an account for one command: reads never wait for other msgr
+/// processes, and a change takes the account's lock for just that change
+/// unless the caller holds it already (so nothing locks twice).
+pub trait AccountAccess {
+    /// The account's files, for reading.
+    fn files(&self) -> &AccountDir;
+
+    /// Run `change` with the account locked.
+    fn locked<T>(
+        &self,
+        change: impl FnOnce(&Account) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError>;
+}
+
+impl AccountAccess for AccountDir {
+    fn files(&self) -> &AccountDir {
+        self
+    }
+
+    fn locked<T>(
+        &self,
+        change: impl FnOnce(&Account) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        change(&self.lock()?)
+    }
+}
+
+impl AccountAccess for Account {
+    fn files(&self) -> &AccountDir {
+        self
+    }
+
+    fn locked<T>(
+        &self,
+        change: impl FnOnce(&Account) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        change(self)
+    }
+}
+
+/// The replay guard: ids of messages already shown, and which of them were
+/// added since loading (what [`Account::save_seen`] appends).
+#[derive(Debug, Default)]
+pub struct SeenIds {
+    known: HashSet<String>,
+    added: Vec<String>,
+}
+
+impl SeenIds {
+    /// Whether the message with this [`seen_key`] was shown already.
+    pub fn contains(&self, key: &str) -> bool {
+        self.known.contains(key)
+    }
+
+    /// Remember a message as shown.
+    pub fn insert(&mut self, key: String) {
+        if self.known.insert(key.clone()) {
+            self.added.push(key);
+        }
+    }
+}
+
+/// The replay-guard key of a message: sender (case-folded) and message id
+/// (lowercase hex).
+pub fn seen_key(sender: &str, message_id_hex: &str) -> String {
+    format!("{} {message_id_hex}", canonical_name(sender))
+}
+
+/// Delete `path` if it exists.
+fn remove_optional(path: &Path) -> Result<(), KeyringError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(KeyringError::io(path, e)),
+    }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, KeyringError> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes).map_err(|e| KeyringError::corrupt(path, e))?;
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| KeyringError::corrupt(path, e.message()))
+}
+
+fn write_toml<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), KeyringError> {
+    let text = toml::to_string(value).expect("keyring records always serialise");
+    write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::crypto::test_keys;
+
+    fn account() -> (tempfile::TempDir, Account) {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::open(&dir.path().join("cfg")).unwrap();
+        let account = keyring
+            .account_dir("Alice", "localhost:12000")
+            .unwrap()
+            .lock()
+            .unwrap();
+        (dir, account)
+    }
+
+    #[test]
+    fn identity_round_trips_with_private_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, account) = account();
+        assert!(!account.has_identity());
+        account.save_identity(&test_keys()[0], None).unwrap();
+        let StoredKey::Plain(loaded) = account.load_identity().unwrap() else {
+            panic!("an unencrypted key was saved");
+        };
+        assert_eq!(loaded.public_key(), test_keys()[0].public_key());
+        let mode = std::fs::metadata(account.identity_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(account.dir().ends_with("accounts/alice@localhost:12000"));
+    }
+
+    #[test]
+    fn contacts_are_pinned_case_insensitively() {
+        let (_dir, account) = account();
+        assert!(account.contact("John").unwrap().is_none());
+        let prekey = crate::wire::envelope::RecipientPrekey {
+            id: 3,
+            public_key: [4; 32],
+        };
+        account
+            .pin_contact(&Contact {
+                name: "John".into(),
+                key: test_keys()[1].public_key(),
+                prekey: Some(prekey),
+            })
+            .unwrap();
+        let contact = account.contact("JOHN").unwrap().unwrap();
+        assert_eq!(contact.name, "John");
+        assert_eq!(contact.key, test_keys()[1].public_key());
+        assert_eq!(contact.prekey, Some(prekey));
+        account
+            .pin_contact(&Contact {
+                name: "carol".into(),
+                key: test_keys()[2].public_key(),
+                prekey: None,
+            })
+            .unwrap();
+        let names: Vec<_> = account
+            .all_contacts()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["carol", "John"]);
+    }
+
+    #[test]
+    fn sessions_and_seen_ids_round_trip() {
+        let (_dir, account) = account();
+        assert!(account.load_session().unwrap().is_none());
+        let session = Session {
+            token: SessionToken::new(vec![9; 32]),
+            expires_at: 42,
+        };
+        account.save_session(&session).unwrap();
+        let loaded = account.load_session().unwrap().unwrap();
+        assert_eq!(loaded.token.expose(), &[9; 32]);
+        assert_eq!(loaded.expires_at, 42);
+        account.remove_session().unwrap();
+        account.remove_session().unwrap();
+        assert!(account.load_session().unwrap().is_none());
+
+        let mut seen = account.load_seen().unwrap();
+        seen.insert(seen_key("Alice", "0102"));
+        account.save_seen(&seen).unwrap();
+        let mut seen = account.load_seen().unwrap();
+        assert!(seen.contains("alice 0102"));
+        seen.insert(seen_key("bob", "03"));
+        account.save_seen(&seen).unwrap();
+        let seen = account.load_seen().unwrap();
+        assert!(seen.contains("alice 0102") && seen.contains("bob 03"));
+        assert!(!seen.contains("carol 04"));
+        assert_eq!(seen_key("ALICE", "0102"), "alice 0102");
+    }
+
+    #[test]
+    fn damaged_files_are_reported_not_ignored() {
+        let (_dir, account) = account();
+        std::fs::write(account.dir().join("contacts.toml"), "not = [toml").unwrap();
+        assert!(matches!(
+            account.contact("John"),
+            Err(KeyringError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,328 @@
+//! The client's connection to a server: TCP with TCP_NODELAY, TLS 1.3 with
+//! the verification policy of [`trust`], the version exchange, and framed
+//! requests. Requests may be pipelined: [`Connection::write_request`]
+//! queues one and [`Connection::read_response`] sends what is queued and
+//! reads the next answer, so several requests share one flight; the
+//! `hello` itself leaves with the handshake's last flight and is answered
+//! with the first response read. Error responses from the server become
+//! [`NetError::Server`] in one place, [`Connection::read_response`]. A
+//! request the server may hold (a waiting `fetch`) gets a longer read
+//! timeout, and a [`Canceller`] can end the connection from another thread.
+
+mod address;
+pub mod trust;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use thiserror::Error;
+use tracing::{debug, info};
+
+use crate::wire::crypto::sha256;
+use crate::wire::protocol::{
+    CLIENT_MAX_FRAME, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, decode_frame,
+    printable,
+};
+use crate::wire::signing::CertificateDigest;
+
+pub use address::{AddrError, ServerAddr};
+use trust::{TrustOutcome, TrustPolicy, Verifier};
+
+/// How long to wait for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for any single read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Failures talking to the server.
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// No address of the server accepted a TCP connection.
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        /// The server as given.
+        server: String,
+        /// The last connection error.
+        source: io::Error,
+    },
+    /// The server's certificate differs from the pinned one.
+    #[error("the certificate fingerprint of {server} has changed")]
+    CertificateChanged {
+        /// The server as given.
+        server: String,
+        /// Fingerprint on record.
+        pinned: String,
+        /// Fingerprint presented now.
+        presented: String,
+    },
+    /// The TLS handshake failed (including certificate verification).
+    #[error("TLS with {server} failed: {source}")]
+    Tls {
+        /// The server as given.
+        server: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The connection broke or timed out.
+    #[error("connection to the server failed: {0}")]
+    Io(#[from] io::Error),
+    /// The server sent something that is not valid protocol.
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+    /// The server answered with an error response.
+    #[error("{message}")]
+    Server {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// The server's sentence, with control and bidirectional-formatting
+        /// characters made visible.
+        message: String,
+    },
+}
+
+/// An open, verified connection; the version exchange is completed with
+/// the first response read.
+pub struct Connection {
+    tls: StreamOwned<ClientConnection, TcpStream>,
+    buffer: Vec<u8>,
+    /// Largest envelope the server accepts, once its `hello` has been read.
+    max_envelope: Option<u64>,
+    new_pin: Option<String>,
+    /// SHA-256 of the certificate the server presented.
+    certificate_digest: CertificateDigest,
+}
+
+impl Connection {
+    /// Connect to `server` and verify it under `policy`; `hello` is queued.
+    pub fn open(server: &ServerAddr, policy: TrustPolicy) -> Result<Self, NetError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = Arc::new(Verifier::new(policy, provider.clone()));
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3 is supported by the provider")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let mut session = ClientConnection::new(Arc::new(config), server.server_name())
+            .map_err(|e| NetError::Protocol(e.to_string()))?;
+        // Queued requests are held whole until the next flush; they are
+        // already in memory as frames, so no limit is needed.
+        session.set_buffer_limit(None);
+        // Held until the handshake completes (after verification), then
+        // sent with the client's last handshake flight.
+        session.writer().write_all(
+            &Request::Hello {
+                version: PROTOCOL_VERSION,
+            }
+            .to_frame(),
+        )?;
+        let socket = connect_tcp(server)?;
+        debug!(%server, "TCP connected; TLS handshake");
+        let mut tls = StreamOwned::new(session, socket);
+        while tls.conn.is_handshaking() {
+            if let Err(source) = tls.conn.complete_io(&mut tls.sock) {
+                return Err(match verifier.outcome() {
+                    Some(TrustOutcome::Changed { pinned, presented }) => {
+                        NetError::CertificateChanged {
+                            server: server.to_string(),
+                            pinned,
+                            presented,
+                        }
+                    }
+                    _ => NetError::Tls {
+                        server: server.to_string(),
+                        source,
+                    },
+                });
+            }
+        }
+        let new_pin = match verifier.outcome() {
+            Some(TrustOutcome::NewPin(fingerprint)) => Some(fingerprint),
+            _ => None,
+        };
+        let certificate_digest = match tls.conn.peer_certificates() {
+            Some([end_entity, ..]) => sha256(end_entity.as_ref()),
+            _ => return Err(NetError::Protocol("the server sent no certificate".into())),
+        };
+        debug!(%server, "TLS established");
+        Ok(Self {
+            tls,
+            buffer: Vec::new(),
+            max_envelope: None,
+            new_pin,
+            certificate_digest,
+        })
+    }
+
+    /// A handle that can end this connection from another thread, waking
+    /// a request blocked on the server.
+    pub fn canceller(&self) -> io::Result<Canceller> {
+        Ok(Canceller(self.tls.sock.try_clone()?))
+    }
+
+    /// The fingerprint to pin if this was the first contact with the server.
+    pub fn new_pin(&self) -> Option<&str> {
+        self.new_pin.as_deref()
+    }
+
+    /// SHA-256 of the server's certificate, which login and registration
+    /// statements are bound to.
+    pub fn certificate_digest(&self) -> &CertificateDigest {
+        &self.certificate_digest
+    }
+
+    /// Largest envelope the server accepts (reading its `hello` if that
+    /// has not been read yet).
+    pub fn max_envelope(&mut self) -> Result<u64, NetError> {
+        match self.max_envelope {
+            Some(max_envelope) => Ok(max_envelope),
+            None => self.greeting(),
+        }
+    }
+
+    /// Send one request and wait for its response; error responses become
+    /// [`NetError::Server`]. Requests queued before it must have been
+    /// answered.
+    pub fn request(&mut self, request: &Request) -> Result<Response, NetError> {
+        self.write_request(request)?;
+        self.read_response()
+    }
+
+    /// Queue `request` without waiting: it is sent with the next flush, and
+    /// its response is the one [`read_response`](Self::read_response)
+    /// returns after those of the requests queued before it.
+    pub fn write_request(&mut self, request: &Request) -> Result<(), NetError> {
+        self.tls.conn.writer().write_all(&request.to_frame())?;
+        Ok(())
+    }
+
+    /// Send what is queued without waiting for answers.
+    pub fn flush(&mut self) -> Result<(), NetError> {
+        self.tls.flush()?;
+        Ok(())
+    }
+
+    /// Send what is queued and read the next response; error responses
+    /// become [`NetError::Server`].
+    pub fn read_response(&mut self) -> Result<Response, NetError> {
+        self.max_envelope()?;
+        match self.read_frame()? {
+            Response::Error { code, message } => Err(server_error(code, &message)),
+            response => Ok(response),
+        }
+    }
+
+    /// [`request`](Self::request) for a request the server may hold for
+    /// up to `held` before answering; the read timeout grows to match.
+    pub fn request_held(
+        &mut self,
+        request: &Request,
+        held: Duration,
+    ) -> Result<Response, NetError> {
+        self.write_request(request)?;
+        self.read_response_held(held)
+    }
+
+    /// [`read_response`](Self::read_response) for a request the server may
+    /// hold for up to `held`.
+    pub fn read_response_held(&mut self, held: Duration) -> Result<Response, NetError> {
+        self.tls.sock.set_read_timeout(Some(IO_TIMEOUT + held))?;
+        let response = self.read_response();
+        self.tls.sock.set_read_timeout(Some(IO_TIMEOUT))?;
+        response
+    }
+
+    /// Read the answer to the `hello` queued by [`open`](Self::open).
+    fn greeting(&mut self) -> Result<u64, NetError> {
+        match self.read_frame()? {
+            Response::Hello { max_envelope, .. } => {
+                info!(max_envelope, "connected");
+                self.max_envelope = Some(max_envelope);
+                Ok(max_envelope)
+            }
+            Response::Error { code, message } => Err(server_error(code, &message)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Flush, then read one response frame.
+    fn read_frame(&mut self) -> Result<Response, NetError> {
+        self.flush()?;
+        loop {
+            match decode_frame(&self.buffer, CLIENT_MAX_FRAME) {
+                Ok(Some((payload, used))) => {
+                    let response = Response::from_payload(payload)
+                        .map_err(|e| NetError::Protocol(format!("unreadable response: {e}")));
+                    self.buffer.drain(..used);
+                    return response;
+                }
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, max }) => {
+                    return Err(NetError::Protocol(format!(
+                        "response of {len} bytes exceeds the client limit of {max}"
+                    )));
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let read = self.tls.read(&mut chunk)?;
+            if read == 0 {
+                return Err(NetError::Protocol(
+                    "the server closed the connection".into(),
+                ));
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// Ends a [`Connection`] from another thread: its blocked read returns and
+/// every later request fails.
+#[derive(Debug)]
+pub struct Canceller(TcpStream);
+
+impl Canceller {
+    /// Shut the connection down.
+    pub fn cancel(&self) {
+        // Already closed is as good as closed.
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// The error for a response of the wrong type; it names the type only, as
+/// the fields are the server's choice.
+pub fn unexpected(response: &Response) -> NetError {
+    NetError::Protocol(format!("unexpected response {}", response.kind()))
+}
+
+/// An error response, its sentence made safe to print.
+fn server_error(code: ErrorCode, message: &str) -> NetError {
+    NetError::Server {
+        code,
+        message: printable(message).into_owned(),
+    }
+}
+
+fn connect_tcp(server: &ServerAddr) -> Result<TcpStream, NetError> {
+    let connect_error = |source| NetError::Connect {
+        server: server.to_string(),
+        source,
+    };
+    let addresses = (server.host(), server.port())
+        .to_socket_addrs()
+        .map_err(connect_error)?;
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+            Ok(socket) => {
+                socket.set_nodelay(true)?;
+                socket.set_read_timeout(Some(IO_TIMEOUT))?;
+                socket.set_write_timeout(Some(IO_TIMEOUT))?;
+                return Ok(socket);
+            }
+            Err(error) => last_error = error,
+        }
+    }
+    Err(connect_error(last_error))
+}

@@ -1,0 +1,144 @@
+//! Where the passphrase of a protected key comes from: `--passphrase-file`,
+//! else `MSGR_PASSPHRASE`, else `config.toml`'s `passphrase_file`, else a
+//! prompt on the terminal (only when msgr runs at one, so scripts fail
+//! fast with a hint instead of hanging).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::cli::error::{AppError, AppResult, ExitStatus};
+
+/// How many times a person at a terminal may try a passphrase.
+pub const PROMPT_ATTEMPTS: usize = 3;
+
+/// A passphrase; never printed, wiped on drop.
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    /// The passphrase bytes, for the key derivation.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(redacted)")
+    }
+}
+
+/// The configured source of the passphrase.
+#[derive(Debug)]
+pub enum PassphraseSource {
+    /// The first line of this file.
+    File(PathBuf),
+    /// The value of `MSGR_PASSPHRASE`.
+    Environment(Passphrase),
+    /// Ask on the terminal.
+    Prompt,
+}
+
+impl PassphraseSource {
+    /// Whether a wrong answer can be corrected by asking again.
+    pub fn is_interactive(&self) -> bool {
+        matches!(self, Self::Prompt)
+    }
+
+    /// The passphrase that unlocks `key_file`.
+    pub fn unlock(&self, key_file: &Path) -> AppResult<Passphrase> {
+        self.get(&format!("Passphrase for {}: ", key_file.display()))
+    }
+
+    /// A new passphrase for a key about to be made; typed twice when
+    /// prompted, and never empty.
+    pub fn choose(&self) -> AppResult<Passphrase> {
+        let passphrase = self.get("New passphrase for the private key: ")?;
+        if passphrase.expose().is_empty() {
+            return Err(AppError::usage("the passphrase is empty")
+                .hint("choose a passphrase, or register without --passphrase"));
+        }
+        if self.is_interactive() {
+            let again = self.get("The same passphrase again: ")?;
+            if again.expose() != passphrase.expose() {
+                return Err(AppError::usage("the two passphrases differ")
+                    .hint("run the command again and type the same passphrase twice"));
+            }
+        }
+        Ok(passphrase)
+    }
+
+    fn get(&self, prompt: &str) -> AppResult<Passphrase> {
+        match self {
+            Self::File(path) => read_file(path),
+            Self::Environment(passphrase) => Ok(Passphrase(passphrase.0.clone())),
+            Self::Prompt => ask(prompt),
+        }
+    }
+}
+
+/// Read `MSGR_PASSPHRASE`, if set.
+pub fn from_environment() -> Option<Passphrase> {
+    std::env::var("MSGR_PASSPHRASE")
+        .ok()
+        .map(|value| Passphrase(Zeroizing::new(value)))
+}
+
+/// The first line of `path`, without its line ending.
+fn read_file(path: &Path) -> AppResult<Passphrase> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        AppError::usage(format!(
+            "cannot read the passphrase file {}: {e}",
+            path.display()
+        ))
+        .hint("check --passphrase-file or passphrase_file in config.toml")
+    })?);
+    let line = text.lines().next().unwrap_or_default();
+    Ok(Passphrase(Zeroizing::new(line.to_owned())))
+}
+
+/// Ask on the controlling terminal without echo.
+fn ask(prompt: &str) -> AppResult<Passphrase> {
+    let no_terminal = || {
+        AppError::new(
+            ExitStatus::Auth,
+            "the private key needs a passphrase and there is no terminal to ask for it",
+        )
+        .hint("set MSGR_PASSPHRASE or pass --passphrase-file FILE")
+    };
+    if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
+        return Err(no_terminal());
+    }
+    rpassword::prompt_password(prompt)
+        .map(|typed| Passphrase(Zeroizing::new(typed)))
+        .map_err(|_| no_terminal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pass");
+        std::fs::write(&path, "s3cret words\r\nsecond line\n").unwrap();
+        let source = PassphraseSource::File(path);
+        assert_eq!(
+            source.unlock(Path::new("k")).unwrap().expose(),
+            b"s3cret words"
+        );
+        assert!(!source.is_interactive());
+        assert_eq!(
+            format!("{:?}", source.choose().unwrap()),
+            "Passphrase(redacted)"
+        );
+    }
+
+    #[test]
+    fn an_empty_new_passphrase_is_refused() {
+        let source = PassphraseSource::Environment(Passphrase(Zeroizing::new(String::new())));
+        assert_eq!(source.choose().unwrap_err().status, ExitStatus::Usage);
+    }
+}

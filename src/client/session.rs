@@ -1,0 +1,295 @@
+//! Logging in and authenticating a connection. Commands that act for the
+//! user call [`authenticate`], which reuses the stored token and logs in
+//! again on the same connection when the token is missing, expired or
+//! refused, so unattended jobs never break on expiry. Logging in answers
+//! the server's challenge with a signature bound to the server's
+//! certificate, the name and the challenge ([`crate::wire::signing::login`]):
+//! nothing the server sends is ever decrypted. [`end`] logs out. The
+//! names the server answers with must be the account's own.
+
+use std::time::Duration;
+
+use tracing::debug;
+
+use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::client::keyring::{AccountAccess, Prekey, Prekeys, Session, SessionToken};
+use crate::client::net::{Connection, NetError, unexpected};
+use crate::wire::crypto::PrivateKey;
+use crate::wire::crypto::agreement::AgreementSecret;
+use crate::wire::protocol::{
+    Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, SignedPrekey, TOKEN_LEN,
+    canonical_name, printable, unix_now, validate_username,
+};
+use crate::wire::signing;
+
+/// Tokens this close to expiry are renewed rather than used.
+const EXPIRY_MARGIN_SECS: u64 = 60;
+
+/// Make `connection` act for `user`, and make sure the server holds the
+/// account's signed prekey; returns the name as the server spells it.
+pub fn authenticate(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &str,
+    identity: &PrivateKey,
+) -> AppResult<String> {
+    let me = match stored_token(account)? {
+        Some(token) => present(connection, user, &token)?,
+        None => None,
+    };
+    let me = match me {
+        Some(me) => me,
+        None => login(connection, account, user, identity)?.0,
+    };
+    publish_prekey(connection, account, &me, identity)?;
+    Ok(me)
+}
+
+/// [`authenticate`], with `next` sent in the same flight as the stored
+/// token: returns the name and `next`'s response, read with up to `held`
+/// of waiting. If the token is refused, `next` (refused too, without
+/// effect, on an unauthenticated connection) is sent again after a fresh
+/// login; if the prekey is yet to be published, `next` waits for that.
+pub fn authenticate_then(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &str,
+    identity: &PrivateKey,
+    next: &Request,
+    held: Duration,
+) -> AppResult<(String, Result<Response, NetError>)> {
+    let token = stored_token(account)?;
+    if let Some(token) = token.filter(|_| prekey_is_published(account)) {
+        connection.write_request(&authenticate_request(user, &token))?;
+        connection.write_request(next)?;
+        let presented = connection.read_response();
+        let answer = connection.read_response_held(held);
+        match presented {
+            Err(NetError::Server {
+                code: ErrorCode::AuthFailed,
+                ..
+            }) => debug!("the server refused the stored token"),
+            Ok(response) => return Ok((authenticated(user, response)?, answer)),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let me = authenticate(connection, account, user, identity)?;
+    Ok((me, connection.request_held(next, held)))
+}
+
+/// Whether the server confirmed the account's current signed prekey (a
+/// keyring that cannot be read counts as not, and says why later).
+fn prekey_is_published(account: &impl AccountAccess) -> bool {
+    account
+        .files()
+        .load_prekeys()
+        .is_ok_and(|prekeys| prekeys.current().is_some_and(|current| current.published))
+}
+
+/// The stored session token, unless it is missing or about to expire.
+fn stored_token(account: &impl AccountAccess) -> AppResult<Option<SessionToken>> {
+    Ok(account
+        .files()
+        .load_session()?
+        .filter(|session| session.expires_at > unix_now() + EXPIRY_MARGIN_SECS)
+        .map(|session| {
+            debug!("presenting the stored session token");
+            session.token
+        }))
+}
+
+/// Log in: answer the server's challenge with a signature, keep the new
+/// token in the keyring, and return the name as the server spells it with
+/// the session. The connection acts for the user afterwards.
+pub fn login(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &str,
+    identity: &PrivateKey,
+) -> AppResult<(String, Session)> {
+    let challenge = connection
+        .request(&Request::Login {
+            user: user.to_owned(),
+        })
+        .map_err(|error| match error {
+            NetError::Server {
+                code: ErrorCode::UnknownUser,
+                ..
+            } => AppError::new(
+                ExitStatus::Auth,
+                format!("{user} is not registered on this server"),
+            )
+            .hint("run `msgr register` first"),
+            other => other.into(),
+        })?;
+    debug!("logging in");
+    let Response::LoginChallenge { nonce } = challenge else {
+        return Err(unexpected(&challenge).into());
+    };
+    if nonce.0.len() != LOGIN_NONCE_LEN {
+        return Err(NetError::Protocol(format!(
+            "the login challenge is {} bytes, not {LOGIN_NONCE_LEN}",
+            nonce.0.len()
+        ))
+        .into());
+    }
+    let statement = signing::login(connection.certificate_digest(), user, &nonce.0);
+    let signature = identity
+        .sign(&statement)
+        .map_err(|e| AppError::local(format!("cannot sign the login: {e}")))?;
+    let answer = connection
+        .request(&Request::LoginProof {
+            signature: Base64Bytes(signature),
+        })
+        .map_err(|error| match error {
+            NetError::Server {
+                code: ErrorCode::AuthFailed,
+                ..
+            } => AppError::new(
+                ExitStatus::Auth,
+                format!("the server refused this keyring's key as {user}'s"),
+            )
+            .hint("the account on the server belongs to a different key; register another name"),
+            other => other.into(),
+        })?;
+    let Response::LoggedIn {
+        user: me,
+        token,
+        expires_at,
+    } = answer
+    else {
+        return Err(unexpected(&answer).into());
+    };
+    let me = own_name(user, me)?;
+    if token.0.len() != TOKEN_LEN {
+        return Err(NetError::Protocol("the session token has the wrong length".into()).into());
+    }
+    let session = Session {
+        token: SessionToken::new(token.0),
+        expires_at,
+    };
+    account.locked(|locked| locked.save_session(&session))?;
+    Ok((me, session))
+}
+
+/// Make sure the server holds the account's current signed prekey, making
+/// the first one for a keyring that has none (one made before prekeys
+/// existed). `connection` must act for `me`.
+pub fn publish_prekey(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    me: &str,
+    identity: &PrivateKey,
+) -> AppResult<()> {
+    if prekey_is_published(account) {
+        return Ok(());
+    }
+    let prekeys = prekeys_with_current(account)?;
+    let current = prekeys.current().expect("made if missing");
+    if current.published {
+        return Ok(());
+    }
+    let signed = sign_prekey(current, me, identity)?;
+    debug!(id = current.id, "publishing the signed prekey");
+    match connection.request(&Request::PublishPrekey {
+        signed_prekey: signed,
+    })? {
+        Response::PrekeyPublished => {}
+        other => return Err(unexpected(&other).into()),
+    }
+    account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        prekeys.mark_published(current.id);
+        locked.save_prekeys(&prekeys)
+    })?;
+    Ok(())
+}
+
+/// The account's prekeys, the first made and saved now if there is none.
+pub fn prekeys_with_current(account: &impl AccountAccess) -> AppResult<Prekeys> {
+    let fresh = AgreementSecret::generate()
+        .map_err(|e| AppError::local(format!("cannot make a prekey: {e}")))?;
+    Ok(account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        if prekeys.current().is_none() {
+            prekeys.add(fresh, unix_now());
+            locked.save_prekeys(&prekeys)?;
+        }
+        Ok(prekeys)
+    })?)
+}
+
+/// `prekey` signed by `identity` as `owner`'s.
+pub fn sign_prekey(prekey: &Prekey, owner: &str, identity: &PrivateKey) -> AppResult<SignedPrekey> {
+    SignedPrekey::sign(
+        owner,
+        prekey.id,
+        prekey.created_at,
+        &prekey.secret,
+        identity,
+    )
+    .map_err(|e| AppError::local(format!("cannot sign the prekey: {e}")))
+}
+
+/// The name the server answered with, if it is `user`'s in some letter
+/// case; anything else means the server is not acting for this account.
+pub fn own_name(user: &str, answered: String) -> AppResult<String> {
+    if validate_username(&answered).is_ok() && canonical_name(&answered) == canonical_name(user) {
+        return Ok(answered);
+    }
+    Err(AppError::new(
+        ExitStatus::Trust,
+        format!(
+            "acting as {user}, the server answered for {:?}",
+            printable(&answered)
+        ),
+    )
+    .hint("the server is not answering truthfully; tell its operator"))
+}
+
+/// End the session of `token` on the server. A token the server no longer
+/// accepts (expired, or ended before) counts as ended.
+pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> AppResult<()> {
+    if present(connection, user, token)?.is_none() {
+        return Ok(());
+    }
+    match connection.request(&Request::Logout)? {
+        Response::LoggedOut => Ok(()),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Present `token`: the name the server acts for now, or `None` if it
+/// refused the token.
+fn present(
+    connection: &mut Connection,
+    user: &str,
+    token: &SessionToken,
+) -> AppResult<Option<String>> {
+    match connection.request(&authenticate_request(user, token)) {
+        Err(NetError::Server {
+            code: ErrorCode::AuthFailed,
+            ..
+        }) => {
+            debug!("the server refused the stored token");
+            Ok(None)
+        }
+        Err(other) => Err(other.into()),
+        Ok(response) => authenticated(user, response).map(Some),
+    }
+}
+
+fn authenticate_request(user: &str, token: &SessionToken) -> Request {
+    Request::Authenticate {
+        user: user.to_owned(),
+        token: Base64Bytes(token.expose().to_vec()),
+    }
+}
+
+/// The name from an `authenticated` response, checked to be `user`'s.
+fn authenticated(user: &str, response: Response) -> AppResult<String> {
+    match response {
+        Response::Authenticated { user: me, .. } => own_name(user, me),
+        other => Err(unexpected(&other).into()),
+    }
+}

@@ -1,0 +1,479 @@
+//! The message envelope: one reader ([`parse`] and [`Parsed::open`]), one
+//! writer ([`seal`]). Per message the sender makes an ephemeral X25519 key;
+//! the content key comes from HKDF-SHA256 over its agreement with the
+//! recipient's signed prekey, with the header bound into the HKDF info; the
+//! body is sealed with AES-256-GCM under that key, the header as associated
+//! data; an RSA-PSS-SHA256 signature by the sender's identity key covers
+//! everything before it ([`crate::wire::signing::envelope`]). Byte layout:
+//! `docs/PROTOCOL.md`, "Envelope".
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use thiserror::Error;
+
+use crate::wire::crypto::agreement::{AgreementPublic, AgreementSecret, X25519_LEN};
+use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey, random_bytes};
+use crate::wire::protocol::{canonical_name, validate_username};
+use crate::wire::signing;
+
+/// First four bytes of every envelope.
+pub const MAGIC: &[u8; 4] = b"MSGR";
+/// Envelope format version written by [`seal`].
+pub const FORMAT_VERSION: u8 = 2;
+/// Bytes of the sender-chosen random message id.
+pub const MESSAGE_ID_LEN: usize = 16;
+/// Bytes of the AES-GCM authentication tag at the end of the ciphertext.
+pub const TAG_LEN: usize = 16;
+/// The HKDF info's prefix; the header follows it.
+pub const CONTENT_KEY_INFO: &[u8] = b"msgr envelope v2 content key\0";
+/// The AES-GCM nonce: all zeros, as each content key seals one body only.
+const NONCE: [u8; 12] = [0; 12];
+
+/// A sender-chosen random message id.
+pub type MessageId = [u8; MESSAGE_ID_LEN];
+
+/// Why an envelope was refused.
+#[derive(Debug, Error)]
+pub enum EnvelopeError {
+    /// The bytes do not follow the envelope layout.
+    #[error("malformed envelope: {0}")]
+    Malformed(&'static str),
+    /// A format version this build cannot read.
+    #[error("envelope format version {0} is not supported")]
+    UnsupportedVersion(u8),
+    /// The signature does not verify with the sender's key.
+    #[error("the signature does not match the sender's key")]
+    BadSignature,
+    /// The envelope names someone else as recipient.
+    #[error("the message is addressed to {0}, not to this account")]
+    WrongRecipient(String),
+    /// The envelope is encrypted to a prekey this keyring does not hold.
+    #[error("the message is encrypted to prekey {0}, which this keyring does not hold")]
+    UnknownPrekey(u32),
+    /// The body could not be decrypted.
+    #[error("the message could not be decrypted")]
+    Undecryptable,
+    /// Sealing failed in a key operation.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Who sends to whom, which message, when: bound into the content key, the
+/// AEAD's associated data and the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Sender's user name.
+    pub sender: String,
+    /// Recipient's user name.
+    pub recipient: String,
+    /// Random id chosen by the sender; the recipient's replay guard.
+    pub message_id: MessageId,
+    /// Send time, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+}
+
+impl Header {
+    /// A header with a fresh random message id, stamped now.
+    pub fn new(sender: &str, recipient: &str) -> Self {
+        let sent_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            sender: sender.to_owned(),
+            recipient: recipient.to_owned(),
+            message_id: random_bytes(),
+            sent_at_ms,
+        }
+    }
+}
+
+/// The recipient's prekey a message is encrypted to, checked already
+/// against the recipient's identity key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientPrekey {
+    /// The recipient's number for it.
+    pub id: u32,
+    /// The X25519 public key.
+    pub public_key: AgreementPublic,
+}
+
+/// Seal `body` from `sender_key`'s holder to the holder of `prekey`.
+pub fn seal(
+    header: &Header,
+    body: &[u8],
+    sender_key: &PrivateKey,
+    prekey: &RecipientPrekey,
+) -> Result<Vec<u8>, EnvelopeError> {
+    seal_with(
+        &AgreementSecret::generate()?,
+        header,
+        body,
+        sender_key,
+        prekey,
+    )
+}
+
+/// [`seal`] with the ephemeral key given (test vectors fix it).
+fn seal_with(
+    ephemeral: &AgreementSecret,
+    header: &Header,
+    body: &[u8],
+    sender_key: &PrivateKey,
+    prekey: &RecipientPrekey,
+) -> Result<Vec<u8>, EnvelopeError> {
+    for name in [&header.sender, &header.recipient] {
+        validate_username(name).map_err(|_| EnvelopeError::Malformed("invalid user name"))?;
+    }
+    let ciphertext_len = u32::try_from(body.len() + TAG_LEN)
+        .map_err(|_| EnvelopeError::Malformed("body too large"))?;
+    let mut out = Vec::with_capacity(body.len() + 600);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT_VERSION);
+    for name in [&header.sender, &header.recipient] {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+    }
+    out.extend_from_slice(&header.message_id);
+    out.extend_from_slice(&header.sent_at_ms.to_be_bytes());
+    out.extend_from_slice(&prekey.id.to_be_bytes());
+    out.extend_from_slice(&ephemeral.public_key()?);
+    let header_len = out.len();
+    let key = content_key(&ephemeral.agree(&prekey.public_key)?, &out)?;
+    out.extend_from_slice(&ciphertext_len.to_be_bytes());
+    let ciphertext_at = out.len();
+    out.extend_from_slice(body);
+    let (header_bytes, ciphertext) = out.split_at_mut(ciphertext_at);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(NONCE),
+            Aad::from(&header_bytes[..header_len]),
+            ciphertext,
+        )
+        .map_err(|_| EnvelopeError::Malformed("body too large to seal"))?;
+    out.extend_from_slice(tag.as_ref());
+    let signature = sender_key.sign(&signing::envelope(&out))?;
+    out.extend_from_slice(&(signature.len() as u16).to_be_bytes());
+    out.extend_from_slice(&signature);
+    Ok(out)
+}
+
+/// The AES-256-GCM key for the envelope whose header is `header`.
+fn content_key(shared: &[u8], header: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    Salt::new(HKDF_SHA256, &[])
+        .extract(shared)
+        .expand(&[CONTENT_KEY_INFO, header], &AES_256_GCM)
+        .and_then(|okm| okm.fill(key.as_mut()))
+        .map_err(|_| CryptoError::Failed)?;
+    let key = UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| CryptoError::Failed)?;
+    Ok(LessSafeKey::new(key))
+}
+
+/// An envelope split into its fields, not yet verified.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    /// The decoded header (unauthenticated until [`Parsed::open`]).
+    pub header: Header,
+    /// The recipient's prekey it is encrypted to.
+    pub prekey_id: u32,
+    ephemeral: AgreementPublic,
+    header_bytes: &'a [u8],
+    ciphertext: &'a [u8],
+    signed: &'a [u8],
+    signature: &'a [u8],
+}
+
+/// Split an envelope into its fields; checks layout and names only.
+pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
+    let mut reader = Reader { bytes, pos: 0 };
+    if reader.take(MAGIC.len())? != MAGIC {
+        return Err(EnvelopeError::Malformed("missing MSGR magic"));
+    }
+    let version = reader.take(1)?[0];
+    if version != FORMAT_VERSION {
+        return Err(EnvelopeError::UnsupportedVersion(version));
+    }
+    let sender = reader.name()?;
+    let recipient = reader.name()?;
+    let message_id = reader.array()?;
+    let sent_at_ms = u64::from_be_bytes(reader.array()?);
+    let prekey_id = u32::from_be_bytes(reader.array()?);
+    let ephemeral: [u8; X25519_LEN] = reader.array()?;
+    let header_end = reader.pos;
+    let ciphertext_len = u32::from_be_bytes(reader.array()?) as usize;
+    if ciphertext_len < TAG_LEN {
+        return Err(EnvelopeError::Malformed("ciphertext shorter than its tag"));
+    }
+    let ciphertext = reader.take(ciphertext_len)?;
+    let signed_end = reader.pos;
+    let signature_len = u16::from_be_bytes(reader.array()?) as usize;
+    let signature = reader.take(signature_len)?;
+    if reader.pos != bytes.len() {
+        return Err(EnvelopeError::Malformed("trailing bytes"));
+    }
+    Ok(Parsed {
+        header: Header {
+            sender,
+            recipient,
+            message_id,
+            sent_at_ms,
+        },
+        prekey_id,
+        ephemeral,
+        header_bytes: &bytes[..header_end],
+        ciphertext,
+        signed: &bytes[..signed_end],
+        signature,
+    })
+}
+
+impl Parsed<'_> {
+    /// Whether `sender_key` signed this envelope. Servers check this
+    /// before queueing; [`open`](Self::open) checks it again.
+    pub fn is_signed_by(&self, sender_key: &PublicKey) -> bool {
+        sender_key.verify(&signing::envelope(self.signed), self.signature)
+    }
+
+    /// Verify the signature with the sender's key, check that `me` is the
+    /// recipient, then decrypt the body with the prekey `prekeys` finds for
+    /// the envelope's prekey id.
+    pub fn open<'k>(
+        &self,
+        me: &str,
+        sender_key: &PublicKey,
+        prekeys: impl FnOnce(u32) -> Option<&'k AgreementSecret>,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        if !self.is_signed_by(sender_key) {
+            return Err(EnvelopeError::BadSignature);
+        }
+        if canonical_name(&self.header.recipient) != canonical_name(me) {
+            return Err(EnvelopeError::WrongRecipient(self.header.recipient.clone()));
+        }
+        let prekey = prekeys(self.prekey_id).ok_or(EnvelopeError::UnknownPrekey(self.prekey_id))?;
+        let shared = prekey
+            .agree(&self.ephemeral)
+            .map_err(|_| EnvelopeError::Undecryptable)?;
+        let key =
+            content_key(&shared, self.header_bytes).map_err(|_| EnvelopeError::Undecryptable)?;
+        let mut body = self.ciphertext.to_vec();
+        let len = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(NONCE),
+                Aad::from(self.header_bytes),
+                &mut body,
+            )
+            .map_err(|_| EnvelopeError::Undecryptable)?
+            .len();
+        body.truncate(len);
+        Ok(body)
+    }
+}
+
+/// Bounds-checked cursor over the envelope bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], EnvelopeError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or(EnvelopeError::Malformed("truncated"))?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EnvelopeError> {
+        Ok(self.take(N)?.try_into().expect("length checked"))
+    }
+
+    fn name(&mut self) -> Result<String, EnvelopeError> {
+        let len = self.take(1)?[0] as usize;
+        let raw = self.take(len)?;
+        let name =
+            std::str::from_utf8(raw).map_err(|_| EnvelopeError::Malformed("name is not UTF-8"))?;
+        validate_username(name).map_err(|_| EnvelopeError::Malformed("invalid user name"))?;
+        Ok(name.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::crypto::test_keys;
+
+    /// John's prekey number 7.
+    fn john_prekey() -> &'static AgreementSecret {
+        static PREKEY: std::sync::OnceLock<AgreementSecret> = std::sync::OnceLock::new();
+        PREKEY.get_or_init(|| AgreementSecret::generate().unwrap())
+    }
+
+    fn to_john() -> RecipientPrekey {
+        RecipientPrekey {
+            id: 7,
+            public_key: john_prekey().public_key().unwrap(),
+        }
+    }
+
+    fn sealed(body: &[u8]) -> (Header, Vec<u8>) {
+        let alice = &test_keys()[0];
+        let header = Header::new("Alice", "John");
+        let envelope = seal(&header, body, alice, &to_john()).unwrap();
+        (header, envelope)
+    }
+
+    fn john_opens(envelope: &[u8], me: &str) -> Result<Vec<u8>, EnvelopeError> {
+        let alice = &test_keys()[0];
+        parse(envelope)?.open(me, &alice.public_key(), |id| {
+            (id == 7).then_some(john_prekey())
+        })
+    }
+
+    fn open(envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        john_opens(envelope, "John")
+    }
+
+    #[test]
+    fn round_trip_returns_body_and_header() {
+        let (header, envelope) = sealed(b"Hello John! How are you?");
+        let parsed = parse(&envelope).unwrap();
+        assert_eq!(parsed.header, header);
+        assert_eq!(parsed.prekey_id, 7);
+        assert_eq!(open(&envelope).unwrap(), b"Hello John! How are you?");
+    }
+
+    #[test]
+    fn empty_and_binary_bodies_round_trip() {
+        for body in [&b""[..], &[0u8, 255, 128, 10][..]] {
+            assert_eq!(open(&sealed(body).1).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn recipient_name_matches_in_any_case() {
+        let envelope = sealed(b"hi").1;
+        assert_eq!(john_opens(&envelope, "jOHN").unwrap(), b"hi");
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let (_, envelope) = sealed(b"tamper with me");
+        for index in 0..envelope.len() {
+            let mut tampered = envelope.clone();
+            tampered[index] ^= 0x01;
+            assert!(
+                open(&tampered).is_err(),
+                "flipping byte {index} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_and_trailing_bytes_are_refused() {
+        let (_, envelope) = sealed(b"short");
+        for cut in 0..envelope.len() {
+            assert!(parse(&envelope[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = envelope.clone();
+        longer.push(0);
+        assert!(matches!(
+            parse(&longer),
+            Err(EnvelopeError::Malformed("trailing bytes"))
+        ));
+    }
+
+    #[test]
+    fn another_recipient_cannot_open_it() {
+        let envelope = sealed(b"for John").1;
+        assert!(matches!(
+            john_opens(&envelope, "Carol"),
+            Err(EnvelopeError::WrongRecipient(name)) if name == "John"
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_wrong_prekey_opens_nothing() {
+        let alice = &test_keys()[0];
+        let envelope = sealed(b"for John").1;
+        let parsed = parse(&envelope).unwrap();
+        assert!(matches!(
+            parsed.open("John", &alice.public_key(), |_| None),
+            Err(EnvelopeError::UnknownPrekey(7))
+        ));
+        let other = AgreementSecret::generate().unwrap();
+        assert!(matches!(
+            parsed.open("John", &alice.public_key(), |_| Some(&other)),
+            Err(EnvelopeError::Undecryptable)
+        ));
+    }
+
+    #[test]
+    fn a_forged_sender_fails_verification() {
+        let carol = &test_keys()[2];
+        // Carol seals a message that claims to come from Alice.
+        let envelope = seal(&Header::new("Alice", "John"), b"hi", carol, &to_john()).unwrap();
+        assert!(matches!(open(&envelope), Err(EnvelopeError::BadSignature)));
+        assert!(
+            !parse(&envelope)
+                .unwrap()
+                .is_signed_by(&test_keys()[0].public_key())
+        );
+        assert!(parse(&envelope).unwrap().is_signed_by(&carol.public_key()));
+    }
+
+    #[test]
+    fn re_addressed_envelope_fails_verification() {
+        let envelope = sealed(b"hi").1;
+        // A server rewriting the recipient name breaks the signature.
+        let mut moved = envelope.clone();
+        let recipient_at = MAGIC.len() + 1 + 1 + "Alice".len() + 1;
+        moved[recipient_at..recipient_at + 4].copy_from_slice(b"Jahn");
+        assert!(matches!(
+            john_opens(&moved, "Jahn"),
+            Err(EnvelopeError::BadSignature)
+        ));
+    }
+
+    /// The content key, the ciphertext and the layout for fixed inputs: a
+    /// change made to reader and writer alike cannot pass unnoticed. The
+    /// signature (RSA-PSS is randomised) is cut off before comparing.
+    #[test]
+    fn golden_bytes() {
+        let ephemeral = AgreementSecret::from_bytes(&[0x11; 32]).unwrap();
+        let prekey = AgreementSecret::from_bytes(&[0x22; 32]).unwrap();
+        let header = Header {
+            sender: "Alice".into(),
+            recipient: "John".into(),
+            message_id: [0x33; 16],
+            sent_at_ms: 1_700_000_000_000,
+        };
+        let to = RecipientPrekey {
+            id: 1,
+            public_key: prekey.public_key().unwrap(),
+        };
+        let envelope = seal_with(&ephemeral, &header, b"Hi", &test_keys()[0], &to).unwrap();
+        let signed_len = envelope.len() - 2 - 256;
+        assert_eq!(
+            crate::wire::protocol::hex(&envelope[..signed_len]),
+            GOLDEN_SIGNED_PART
+        );
+        let opened = parse(&envelope)
+            .unwrap()
+            .open("John", &test_keys()[0].public_key(), |_| Some(&prekey))
+            .unwrap();
+        assert_eq!(opened, b"Hi");
+    }
+
+    /// Checked against an independent implementation (Python's
+    /// `cryptography`); the same vector is in docs/PROTOCOL.md.
+    const GOLDEN_SIGNED_PART: &str = concat!(
+        "4d5347520205416c696365044a6f686e33333333333333333333333333333333",
+        "0000018bcfe56800000000017b4e909bbe7ffe44c465a220037d608ee35897d3",
+        "1ef972f07f74892cb0f73f130000001245f8d20544b8da476a326c8d05016dbe",
+        "6b53"
+    );
+}

@@ -1,0 +1,425 @@
+//! The wire protocol shared by client and server: length-prefixed frames,
+//! the protocol version, typed requests and responses, and user-name rules.
+//!
+//! Every frame is a 4-byte big-endian payload length followed by that many
+//! bytes of UTF-8 JSON. Lengths are checked against a maximum before any
+//! buffer is sized for the payload. The byte-level description lives in
+//! `docs/PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+
+mod bytes;
+mod frame;
+mod names;
+mod prekey;
+mod text;
+
+pub use bytes::{Base64Bytes, hex};
+pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
+pub use names::{MAX_NAME_LEN, NameError, canonical_name, validate_username};
+pub use prekey::SignedPrekey;
+pub use text::printable;
+
+/// The protocol version this build speaks; exchanged in the first frame.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Bytes of the nonce in a login challenge.
+pub const LOGIN_NONCE_LEN: usize = 32;
+
+/// Bytes of a session token.
+pub const TOKEN_LEN: usize = 32;
+
+/// Largest frame a client accepts from a server (responses carry pages of
+/// messages, so they may be larger than any single request).
+pub const CLIENT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Most messages a client asks for in one `fetch` page.
+pub const FETCH_PAGE: u32 = 256;
+
+/// Most bytes of envelopes in one `fetch` page; a page always holds at
+/// least one message, so a larger single envelope still arrives alone.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Longest wait one `fetch` may ask for; longer waits repeat the request.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+/// Seconds since the Unix epoch, the unit of every expiry on the wire
+/// (`expires_at`); both sides compare expiries against it.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// A request from client to server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// First frame of every connection: the client's protocol version.
+    Hello {
+        /// Protocol version the client speaks.
+        version: u32,
+    },
+    /// Create an account: name, identity key, its first signed prekey, and
+    /// an RSA-PSS signature over [`crate::wire::signing::registration`].
+    Register {
+        /// Requested user name.
+        user: String,
+        /// The account's RSA identity key (SubjectPublicKeyInfo, DER).
+        public_key: Base64Bytes,
+        /// The prekey messages to the account are encrypted to.
+        signed_prekey: SignedPrekey,
+        /// Proof of possession of the identity key, bound to this server.
+        proof: Base64Bytes,
+    },
+    /// Start a login: the server answers with a challenge for this
+    /// connection.
+    Login {
+        /// The account to log in as.
+        user: String,
+    },
+    /// Answer the challenge with an RSA-PSS signature over
+    /// [`crate::wire::signing::login`]; on success the connection acts for the
+    /// user and the answer carries a new session token.
+    LoginProof {
+        /// The signature.
+        signature: Base64Bytes,
+    },
+    /// Bind this connection to a user by presenting a session token.
+    Authenticate {
+        /// The account the token belongs to.
+        user: String,
+        /// The 32-byte session token obtained through `login`.
+        token: Base64Bytes,
+    },
+    /// Fetch a user's registered public key.
+    GetKey {
+        /// Whose key to fetch.
+        user: String,
+    },
+    /// Replace the account's signed prekey (needs authentication).
+    PublishPrekey {
+        /// The new prekey, signed by the account's identity key.
+        signed_prekey: SignedPrekey,
+    },
+    /// Queue a sealed envelope for a recipient (needs authentication).
+    Send {
+        /// The recipient's user name.
+        recipient: String,
+        /// The envelope bytes (see `docs/PROTOCOL.md`).
+        envelope: Base64Bytes,
+    },
+    /// Fetch queued messages with ids greater than `after`, oldest first
+    /// (needs authentication).
+    Fetch {
+        /// Return only messages with an id above this one.
+        after: u64,
+        /// At most this many messages.
+        limit: u32,
+        /// If nothing is queued, wait up to this many milliseconds (capped
+        /// at [`MAX_WAIT_MS`]) for a message to arrive; 0 or absent answers
+        /// at once.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        wait_ms: u64,
+    },
+    /// Delete delivered messages from the queue (needs authentication).
+    Ack {
+        /// Server ids of the messages to delete.
+        ids: Vec<u64>,
+    },
+    /// End the session whose token authenticated this connection (needs
+    /// authentication); the token is useless afterwards.
+    Logout,
+}
+
+/// A response from server to client; exactly one per request, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Answer to `hello`: the server's version and its size limit.
+    Hello {
+        /// Protocol version the server speaks.
+        version: u32,
+        /// Largest envelope, in bytes, the server accepts.
+        max_envelope: u64,
+    },
+    /// The account exists now (or already existed with the same key).
+    Registered {
+        /// The name as the server stores it.
+        user: String,
+    },
+    /// The challenge a `login_proof` must sign.
+    LoginChallenge {
+        /// 32 random bytes, good for one answer on this connection.
+        nonce: Base64Bytes,
+    },
+    /// The login succeeded: the connection acts for the user, and the
+    /// token authenticates later connections until it expires.
+    LoggedIn {
+        /// The name as the server stores it.
+        user: String,
+        /// The 32-byte session token.
+        token: Base64Bytes,
+        /// Expiry, seconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// The connection now acts for this user.
+    Authenticated {
+        /// The name as the server stores it.
+        user: String,
+        /// When the presented token expires, seconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// A user's keys.
+    Key {
+        /// The name as the server stores it.
+        user: String,
+        /// The identity key, SubjectPublicKeyInfo DER.
+        public_key: Base64Bytes,
+        /// The prekey to encrypt to; absent if the account has published
+        /// none yet.
+        signed_prekey: Option<SignedPrekey>,
+    },
+    /// The signed prekey is stored.
+    PrekeyPublished,
+    /// The envelope is stored durably under this server id.
+    Sent {
+        /// Server-assigned, increasing message id.
+        id: u64,
+    },
+    /// A page of queued messages, oldest first.
+    Messages {
+        /// The messages; empty when the queue holds nothing more.
+        messages: Vec<QueuedMessage>,
+    },
+    /// How many of the acknowledged ids were removed.
+    Acked {
+        /// Number of messages deleted.
+        count: u64,
+    },
+    /// The session is ended.
+    LoggedOut,
+    /// The request failed; the connection stays usable unless the frame
+    /// itself was malformed.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// One human sentence.
+        message: String,
+    },
+}
+
+/// One queued message as delivered by `fetch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuedMessage {
+    /// Server-assigned id, used to acknowledge.
+    pub id: u64,
+    /// The authenticated sender, as the server recorded it (clients trust
+    /// only the signed envelope, and check that the two agree).
+    pub sender: String,
+    /// The envelope bytes, exactly as sent.
+    pub envelope: Base64Bytes,
+}
+
+/// Machine-readable error codes carried by [`Response::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame or its fields are malformed.
+    BadRequest,
+    /// The client's protocol version is not supported.
+    UnsupportedVersion,
+    /// A user name breaks the naming rules.
+    InvalidName,
+    /// The name is registered already (in some letter case).
+    NameTaken,
+    /// No such user.
+    UnknownUser,
+    /// The request needs an authenticated connection.
+    AuthRequired,
+    /// The token is unknown, expired or belongs to someone else.
+    AuthFailed,
+    /// The envelope or frame exceeds the server's limit.
+    TooLarge,
+    /// The recipient's queue is full.
+    MailboxFull,
+    /// Too many attempts from this address; retry later.
+    RateLimited,
+    /// The server failed internally; the request had no effect.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code's wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidName => "invalid_name",
+            Self::NameTaken => "name_taken",
+            Self::UnknownUser => "unknown_user",
+            Self::AuthRequired => "auth_required",
+            Self::AuthFailed => "auth_failed",
+            Self::TooLarge => "too_large",
+            Self::MailboxFull => "mailbox_full",
+            Self::RateLimited => "rate_limited",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl Request {
+    /// The request's wire name, for logs that must not show its fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Register { .. } => "register",
+            Self::Login { .. } => "login",
+            Self::LoginProof { .. } => "login_proof",
+            Self::Authenticate { .. } => "authenticate",
+            Self::GetKey { .. } => "get_key",
+            Self::PublishPrekey { .. } => "publish_prekey",
+            Self::Send { .. } => "send",
+            Self::Fetch { .. } => "fetch",
+            Self::Ack { .. } => "ack",
+            Self::Logout => "logout",
+        }
+    }
+
+    /// Serialise into one complete frame.
+    pub fn to_frame(&self) -> Vec<u8> {
+        to_frame(self)
+    }
+
+    /// Parse a frame payload.
+    pub fn from_payload(payload: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(payload)
+    }
+}
+
+impl Response {
+    /// The response's wire name, for messages that must not show its
+    /// fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Registered { .. } => "registered",
+            Self::LoginChallenge { .. } => "login_challenge",
+            Self::LoggedIn { .. } => "logged_in",
+            Self::Authenticated { .. } => "authenticated",
+            Self::Key { .. } => "key",
+            Self::PrekeyPublished => "prekey_published",
+            Self::Sent { .. } => "sent",
+            Self::Messages { .. } => "messages",
+            Self::Acked { .. } => "acked",
+            Self::LoggedOut => "logged_out",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    /// Serialise into one complete frame.
+    pub fn to_frame(&self) -> Vec<u8> {
+        to_frame(self)
+    }
+
+    /// Parse a frame payload.
+    pub fn from_payload(payload: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(payload)
+    }
+
+    /// Shorthand for an error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn to_frame<T: Serialize>(value: &T) -> Vec<u8> {
+    let payload = serde_json::to_vec(value).expect("protocol types always serialise");
+    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    encode_frame(&payload, &mut frame);
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_through_a_frame() {
+        let request = Request::Send {
+            recipient: "John".into(),
+            envelope: Base64Bytes(vec![0, 1, 2, 255]),
+        };
+        let frame = request.to_frame();
+        let (payload, used) = decode_frame(&frame, 1024).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(Request::from_payload(payload).unwrap(), request);
+    }
+
+    #[test]
+    fn wire_spelling_is_tagged_json() {
+        let frame = Request::GetKey {
+            user: "John".into(),
+        }
+        .to_frame();
+        assert_eq!(&frame[4..], br#"{"type":"get_key","user":"John"}"#);
+        let error = Response::error(ErrorCode::NameTaken, "taken");
+        let json = serde_json::to_string(&error).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"name_taken","message":"taken"}"#
+        );
+    }
+
+    #[test]
+    fn fetch_without_wait_omits_the_field() {
+        let frame = Request::Fetch {
+            after: 1,
+            limit: 2,
+            wait_ms: 0,
+        }
+        .to_frame();
+        assert_eq!(&frame[4..], br#"{"type":"fetch","after":1,"limit":2}"#);
+        let waiting = Request::from_payload(br#"{"type":"fetch","after":0,"limit":1,"wait_ms":5}"#);
+        assert!(matches!(waiting, Ok(Request::Fetch { wait_ms: 5, .. })));
+        assert_eq!(&Request::Logout.to_frame()[4..], br#"{"type":"logout"}"#);
+    }
+
+    #[test]
+    fn unknown_request_types_and_fields_are_rejected() {
+        assert!(Request::from_payload(br#"{"type":"shutdown"}"#).is_err());
+        assert!(Request::from_payload(br#"{"type":"login","user":"a","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn kinds_are_the_wire_names() {
+        for request in [
+            Request::Logout,
+            Request::Login { user: "a".into() },
+            Request::LoginProof {
+                signature: Base64Bytes(vec![1]),
+            },
+        ] {
+            let json = serde_json::to_value(&request).unwrap();
+            assert_eq!(json["type"], request.kind());
+        }
+        for response in [
+            Response::LoggedOut,
+            Response::PrekeyPublished,
+            Response::LoginChallenge {
+                nonce: Base64Bytes(vec![1]),
+            },
+        ] {
+            let json = serde_json::to_value(&response).unwrap();
+            assert_eq!(json["type"], response.kind());
+        }
+    }
+}
