@@ -1,14 +1,11 @@
-//! The server's resource limits: their defaults (which `msgr serve`'s flags
-//! show and the README documents), their ceilings, and the check that turns
-//! the flags into a [`Limits`] value or a clear refusal before start-up.
+//! The server's resource limits as a plain value, their defaults (which
+//! `msgr serve`'s flags show and the README documents) and their ceilings.
+//! Whoever builds a [`Limits`] from user input checks it against them (the
+//! command line does, naming the flag at fault).
 
 use std::time::Duration;
 
-use thiserror::Error;
-
 use super::store::Quota;
-use crate::cli::args::ServeArgs;
-use crate::wire::protocol::CLIENT_MAX_FRAME;
 
 /// Default largest envelope: a 1 MiB body plus room for the envelope's
 /// keys, names and signature.
@@ -84,76 +81,32 @@ pub struct Limits {
     pub registrations: Rate,
 }
 
-/// A `serve` flag outside its allowed range.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{flag} {problem}")]
-pub struct LimitError {
-    /// The flag at fault, as typed.
-    pub flag: &'static str,
-    /// What is wrong with its value.
-    pub problem: String,
-}
-
-impl Limits {
-    /// Check the flags of `msgr serve` and gather them.
-    pub fn from_args(args: &ServeArgs) -> Result<Self, LimitError> {
-        at_least_one("--max-message-bytes", args.max_message_bytes)?;
-        if args.max_message_bytes > MAX_MESSAGE_BYTES_CEILING {
-            return Err(LimitError {
-                flag: "--max-message-bytes",
-                problem: format!(
-                    "is at most {MAX_MESSAGE_BYTES_CEILING} (8 MiB), so that every message \
-                     fits in one response to a client ({CLIENT_MAX_FRAME} bytes)"
-                ),
-            });
-        }
-        if args.max_queued_bytes < args.max_message_bytes {
-            return Err(LimitError {
-                flag: "--max-queued-bytes",
-                problem: format!(
-                    "must be at least --max-message-bytes ({}), or a largest message \
-                     could never be queued",
-                    args.max_message_bytes
-                ),
-            });
-        }
-        for (flag, value) in [
-            ("--session-ttl", args.session_ttl),
-            ("--handshake-timeout", args.handshake_timeout),
-            ("--idle-timeout", args.idle_timeout),
-            ("--max-queued-messages", args.max_queued_messages),
-            ("--max-connections", args.max_connections as u64),
-            ("--max-pending", args.max_pending as u64),
-            ("--max-logins-per-minute", args.max_logins_per_minute.into()),
-            (
-                "--max-registrations-per-hour",
-                args.max_registrations_per_hour.into(),
-            ),
-        ] {
-            at_least_one(flag, value)?;
-        }
-        Ok(Self {
-            max_message_bytes: args.max_message_bytes,
-            session_ttl: Duration::from_secs(args.session_ttl),
-            max_connections: args.max_connections,
-            max_pending: args.max_pending,
-            handshake_timeout: Duration::from_secs(args.handshake_timeout),
-            idle_timeout: Duration::from_secs(args.idle_timeout),
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_SECS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending: DEFAULT_MAX_PENDING,
+            handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             mailbox: Quota {
-                max_messages: args.max_queued_messages,
-                max_bytes: args.max_queued_bytes,
+                max_messages: DEFAULT_MAX_QUEUED_MESSAGES,
+                max_bytes: DEFAULT_MAX_QUEUED_BYTES,
             },
             logins: Rate {
-                burst: args.max_logins_per_minute,
+                burst: DEFAULT_LOGINS_PER_MINUTE,
                 period: Duration::from_secs(60),
             },
             registrations: Rate {
-                burst: args.max_registrations_per_hour,
+                burst: DEFAULT_REGISTRATIONS_PER_HOUR,
                 period: Duration::from_secs(3600),
             },
-        })
+        }
     }
+}
 
+impl Limits {
     /// Largest frame payload read: a base64-encoded maximal envelope plus
     /// JSON overhead, never beyond what a 32-bit length can announce.
     pub fn max_frame(&self) -> usize {
@@ -163,61 +116,20 @@ impl Limits {
     }
 }
 
-fn at_least_one(flag: &'static str, value: u64) -> Result<(), LimitError> {
-    if value == 0 {
-        return Err(LimitError {
-            flag,
-            problem: "must be at least 1".into(),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::args::ServeArgs;
-
-    /// Just the serve arguments, parsed as `msgr serve` would.
-    #[derive(Parser)]
-    struct Serve {
-        #[command(flatten)]
-        args: ServeArgs,
-    }
-
-    fn limits(flags: &[&str]) -> Result<Limits, LimitError> {
-        let argv = ["serve", "0"].iter().chain(flags);
-        Limits::from_args(&Serve::try_parse_from(argv).unwrap().args)
-    }
-
-    #[test]
-    fn defaults_are_accepted() {
-        let limits = limits(&[]).unwrap();
-        assert_eq!(limits.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
-        assert_eq!(limits.mailbox.max_messages, DEFAULT_MAX_QUEUED_MESSAGES);
-        assert_eq!(limits.logins.period, Duration::from_secs(60));
-        assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
-    }
+    use crate::wire::protocol::CLIENT_MAX_FRAME;
 
     #[test]
     fn the_largest_message_fits_one_client_frame() {
-        let limits = limits(&["--max-message-bytes", "8388608"]).unwrap();
+        let limits = Limits {
+            max_message_bytes: MAX_MESSAGE_BYTES_CEILING,
+            ..Limits::default()
+        };
         // A fetch response: base64 envelope, JSON framing, the sender's name.
         let response = limits.max_message_bytes.div_ceil(3) * 4 + 1024;
         assert!(response < CLIENT_MAX_FRAME as u64);
         assert!(limits.max_frame() < CLIENT_MAX_FRAME);
-    }
-
-    #[test]
-    fn out_of_range_values_name_the_flag() {
-        let error = limits(&["--max-message-bytes", "8388609"]).unwrap_err();
-        assert_eq!(error.flag, "--max-message-bytes");
-        assert!(error.to_string().contains("at most 8388608"), "{error}");
-        let error = limits(&["--max-connections", "0"]).unwrap_err();
-        assert_eq!(error.to_string(), "--max-connections must be at least 1");
-        let error = limits(&["--max-queued-bytes", "1000"]).unwrap_err();
-        assert_eq!(error.flag, "--max-queued-bytes");
     }
 }

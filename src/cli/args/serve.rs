@@ -1,18 +1,24 @@
 //! The arguments of `msgr serve`: where to listen, where to keep data, TLS
-//! material, and the server's limits (defaults in [`crate::server::limits`],
-//! checked by [`crate::server::Limits::from_args`]).
+//! material, and the server's limits (defaults and ceilings in
+//! [`crate::server::limits`]), checked here by [`ServeArgs::limits`] so
+//! that a value out of range is refused naming its flag.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+use thiserror::Error;
 
+use crate::server::Limits;
 use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REGISTRATIONS_PER_HOUR,
-    DEFAULT_SESSION_TTL_SECS,
+    DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
 };
+use crate::server::store::Quota;
+use crate::wire::protocol::CLIENT_MAX_FRAME;
 
 /// `msgr serve`.
 #[derive(Debug, Clone, Args)]
@@ -83,4 +89,128 @@ pub struct ServeArgs {
     /// /64); more are refused as rate_limited.
     #[arg(long, default_value_t = DEFAULT_REGISTRATIONS_PER_HOUR, value_name = "N")]
     pub max_registrations_per_hour: u32,
+}
+
+/// A `serve` flag outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{flag} {problem}")]
+pub struct LimitError {
+    /// The flag at fault, as typed.
+    pub flag: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl ServeArgs {
+    /// The server's limits from the flags, or the first flag out of range.
+    pub fn limits(&self) -> Result<Limits, LimitError> {
+        at_least_one("--max-message-bytes", self.max_message_bytes)?;
+        if self.max_message_bytes > MAX_MESSAGE_BYTES_CEILING {
+            return Err(LimitError {
+                flag: "--max-message-bytes",
+                problem: format!(
+                    "is at most {MAX_MESSAGE_BYTES_CEILING} (8 MiB), so that every message \
+                     fits in one response to a client ({CLIENT_MAX_FRAME} bytes)"
+                ),
+            });
+        }
+        if self.max_queued_bytes < self.max_message_bytes {
+            return Err(LimitError {
+                flag: "--max-queued-bytes",
+                problem: format!(
+                    "must be at least --max-message-bytes ({}), or a largest message \
+                     could never be queued",
+                    self.max_message_bytes
+                ),
+            });
+        }
+        for (flag, value) in [
+            ("--session-ttl", self.session_ttl),
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--max-queued-messages", self.max_queued_messages),
+            ("--max-connections", self.max_connections as u64),
+            ("--max-pending", self.max_pending as u64),
+            ("--max-logins-per-minute", self.max_logins_per_minute.into()),
+            (
+                "--max-registrations-per-hour",
+                self.max_registrations_per_hour.into(),
+            ),
+        ] {
+            at_least_one(flag, value)?;
+        }
+        Ok(Limits {
+            max_message_bytes: self.max_message_bytes,
+            session_ttl: Duration::from_secs(self.session_ttl),
+            max_connections: self.max_connections,
+            max_pending: self.max_pending,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            mailbox: Quota {
+                max_messages: self.max_queued_messages,
+                max_bytes: self.max_queued_bytes,
+            },
+            logins: Rate {
+                burst: self.max_logins_per_minute,
+                period: Duration::from_secs(60),
+            },
+            registrations: Rate {
+                burst: self.max_registrations_per_hour,
+                period: Duration::from_secs(3600),
+            },
+        })
+    }
+}
+
+fn at_least_one(flag: &'static str, value: u64) -> Result<(), LimitError> {
+    if value == 0 {
+        return Err(LimitError {
+            flag,
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Just the serve arguments, parsed as `msgr serve` would.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn limits(flags: &[&str]) -> Result<Limits, LimitError> {
+        let argv = ["serve", "0"].iter().chain(flags);
+        Serve::try_parse_from(argv).unwrap().args.limits()
+    }
+
+    #[test]
+    fn the_default_flags_give_the_default_limits() {
+        let limits = limits(&[]).unwrap();
+        let defaults = Limits::default();
+        assert_eq!(limits.max_message_bytes, defaults.max_message_bytes);
+        assert_eq!(limits.mailbox, defaults.mailbox);
+        assert_eq!(limits.logins, defaults.logins);
+        assert_eq!(limits.registrations, defaults.registrations);
+        assert_eq!(limits.session_ttl, defaults.session_ttl);
+        assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_flag() {
+        assert!(limits(&["--max-message-bytes", "8388608"]).is_ok());
+        let error = limits(&["--max-message-bytes", "8388609"]).unwrap_err();
+        assert_eq!(error.flag, "--max-message-bytes");
+        assert!(error.to_string().contains("at most 8388608"), "{error}");
+        let error = limits(&["--max-connections", "0"]).unwrap_err();
+        assert_eq!(error.to_string(), "--max-connections must be at least 1");
+        let error = limits(&["--max-queued-bytes", "1000"]).unwrap_err();
+        assert_eq!(error.flag, "--max-queued-bytes");
+    }
 }

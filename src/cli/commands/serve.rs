@@ -23,7 +23,7 @@ use crate::server::{self, Limits, Store};
 /// Run the server until it is told to stop; exit status 0 after a clean
 /// shutdown.
 pub fn run(args: &ServeArgs) -> Result<(), AppError> {
-    let limits = Limits::from_args(args).map_err(|error| {
+    let limits = args.limits().map_err(|error| {
         AppError::new(ExitStatus::Usage, error.to_string())
             .hint("see `msgr serve --help` for each limit's range and default")
     })?;
