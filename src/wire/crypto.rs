@@ -15,12 +15,13 @@ use std::sync::OnceLock;
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::PublicKeyComponents;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicEncryptingKey};
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use rsa::pkcs8::der::{SecretDocument, pem::LineEnding};
-use rsa::pkcs8::{EncodePublicKey, PrivateKeyInfo};
+use pkcs8::PrivateKeyInfo;
+use pkcs8::der::{SecretDocument, pem::LineEnding};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -89,16 +90,16 @@ impl PrivateKey {
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
         let bad = |e: &dyn std::fmt::Display| CryptoError::BadKey(e.to_string());
         let info = PrivateKeyInfo::try_from(der).map_err(|e| bad(&e))?;
-        let key = rsa::pkcs1::RsaPrivateKey::try_from(info.private_key).map_err(|e| bad(&e))?;
-        let public = rsa::RsaPublicKey::new(
-            rsa::BigUint::from_bytes_be(key.modulus.as_bytes()),
-            rsa::BigUint::from_bytes_be(key.public_exponent.as_bytes()),
-        )
-        .map_err(|e| bad(&e))?;
-        let public_der = public.to_public_key_der().map_err(|e| bad(&e))?;
+        let key = pkcs1::RsaPrivateKey::try_from(info.private_key).map_err(|e| bad(&e))?;
+        let public = PublicKeyComponents {
+            n: key.modulus.as_bytes(),
+            e: key.public_exponent.as_bytes(),
+        };
+        let public_der = AsDer::<PublicKeyX509Der>::as_der(&public)
+            .map_err(|_| CryptoError::BadKey("the public key cannot be encoded".into()))?;
         Ok(Self {
             pkcs8: Zeroizing::new(der.to_vec()),
-            public: PublicKey::from_der(public_der.as_bytes())?,
+            public: PublicKey::from_der(public_der.as_ref())?,
             signing: OnceLock::new(),
         })
     }
