@@ -130,15 +130,12 @@ impl World {
         ];
         words.extend(args.iter().map(|arg| arg.to_string()));
         let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
-        let mut command = assert_cmd::Command::new("script");
+        let mut script = std::process::Command::new("script");
+        super::hermetic(&mut script);
+        let mut command = assert_cmd::Command::from_std(script);
         command
             .args(["-qec", &line.join(" "), "/dev/null"])
-            .env_remove("NO_COLOR")
-            .env_remove("CLICOLOR")
-            .env_remove("CLICOLOR_FORCE")
-            .env_remove("MSGR_PASSPHRASE")
             .env("TERM", "xterm-256color")
-            .env("RUST_BACKTRACE", "0")
             .envs(env.iter().copied())
             .write_stdin(input.to_owned())
             .timeout(Duration::from_secs(60));

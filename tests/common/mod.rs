@@ -51,7 +51,7 @@ impl Server {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(cargo_bin("msgr"))
+        let mut child = msgr_std()
             .args([
                 "serve",
                 &port.to_string(),
@@ -62,7 +62,6 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", log_filter)
-            .env_remove("MSGR_DATA_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -302,6 +301,14 @@ pub fn msgr_bare() -> assert_cmd::Command {
 /// [`msgr_bare`] as a plain process (no timeout: the caller waits).
 pub fn msgr_std() -> Command {
     let mut command = Command::new(cargo_bin("msgr"));
+    hermetic(&mut command);
+    command
+}
+
+/// Every environment variable that changes what msgr does, removed; HOME
+/// pointed at an empty folder of this test process, and the XDG folders
+/// removed so that they follow it; backtraces off.
+pub fn hermetic(command: &mut Command) {
     for var in [
         "MSGR_SERVER",
         "MSGR_USER",
@@ -313,9 +320,25 @@ pub fn msgr_std() -> Command {
         "MSGR_PIN_POLICY",
         "SSL_CERT_FILE",
         "SSL_CERT_DIR",
+        "RUST_LOG",
+        "NO_COLOR",
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_RUNTIME_DIR",
     ] {
         command.env_remove(var);
     }
+    command.env("HOME", empty_home());
     command.env("RUST_BACKTRACE", "0");
-    command
+}
+
+/// An empty folder standing in for the home directory of every msgr this
+/// test process runs.
+fn empty_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
