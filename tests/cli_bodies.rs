@@ -56,7 +56,7 @@ fn a_binary_body_stays_queued_in_human_mode_with_a_notice() {
 }
 
 #[test]
-fn out_dir_saves_each_body_under_its_message_id() {
+fn out_dir_saves_each_body_under_its_sender_and_message_id() {
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -87,7 +87,7 @@ fn out_dir_saves_each_body_under_its_message_id() {
     );
     let messages = json_lines(&output.stdout);
     assert_eq!(messages.len(), 2);
-    let binary_path = out.join(&id);
+    let binary_path = out.join(format!("alice-{id}"));
     assert_eq!(messages[0]["path"], binary_path.to_str().unwrap());
     assert!(messages[0].get("body").is_none() && messages[0].get("body_base64").is_none());
     assert_eq!(std::fs::read(&binary_path).unwrap(), BINARY);
@@ -119,6 +119,7 @@ fn out_dir_in_human_mode_prints_the_paths_and_never_overwrites() {
         .as_str()
         .unwrap()
         .to_owned();
+    let id = format!("alice-{id}");
     let out = world.dir.path().join("inbox");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join(&id), "someone else's file").unwrap();

@@ -565,3 +565,114 @@ fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
     assert!(matches!(client.request(&good), Response::LoggedIn { .. }));
     assert_eq!(error_code(&client.request(&good)), ErrorCode::BadRequest);
 }
+
+#[test]
+fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
+    let world = World::new();
+    // Another user's attempt: the server refuses it at `send`.
+    let mut alice = signed_in(&world.server, "Alice");
+    let mut header = Header::new("Alice", "John");
+    header.sent_at_ms = u64::MAX;
+    let late = envelope::seal(
+        &header,
+        b"from the far future",
+        &keys()[0],
+        &recipient_prekey(1),
+    )
+    .unwrap();
+    let response = alice.request(&Request::Send {
+        recipient: "John".into(),
+        envelope: Base64Bytes(late.clone()),
+    });
+    assert_eq!(error_code(&response), ErrorCode::BadRequest);
+
+    // A server delivering it anyway: John's read reports it and shows the
+    // rest.
+    let world = World::new();
+    let extra: Arc<Mutex<Vec<QueuedMessage>>> = Arc::default();
+    let slipped = Arc::clone(&extra);
+    let (mitm, armed) = proxy(&world, move |request, response| match (request, response) {
+        (Request::Fetch { .. }, Response::Messages { mut messages }) => {
+            messages.splice(0..0, slipped.lock().unwrap().drain(..));
+            Response::Messages { messages }
+        }
+        (_, response) => response,
+    });
+    for user in ["Alice", "John"] {
+        register_via(&world, mitm.port, user);
+    }
+    world
+        .msgr_at("Alice", mitm.port)
+        .args(["create", "John", "an honest note"])
+        .assert()
+        .success();
+    let alice_key = identity_of(&world, "Alice", mitm.port);
+    let Response::Key {
+        signed_prekey: Some(prekey),
+        ..
+    } = real_key_answer(&world, "John")
+    else {
+        panic!("John has a prekey");
+    };
+    let to_john = envelope::RecipientPrekey {
+        id: prekey.id,
+        public_key: prekey.public_key.0.try_into().unwrap(),
+    };
+    let mut header = Header::new("Alice", "John");
+    header.sent_at_ms = u64::MAX;
+    let late = envelope::seal(&header, b"from the far future", &alice_key, &to_john).unwrap();
+    extra.lock().unwrap().push(QueuedMessage {
+        id: 1_000_000,
+        sender: "Alice".into(),
+        envelope: Base64Bytes(late),
+    });
+    armed.store(true, Ordering::SeqCst);
+    let output = world
+        .msgr_at("John", mitm.port)
+        .arg("read")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("an honest note"), "{stdout}");
+    assert!(!stdout.contains("far future"));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("send time after the year 9999"), "{stderr}");
+}
+
+#[test]
+fn a_refused_retry_of_registration_keeps_the_key_the_server_may_hold() {
+    let world = World::new();
+    let answer: Arc<Mutex<Option<Response>>> = Arc::default();
+    let lie = Arc::clone(&answer);
+    let (mitm, armed) = proxy(&world, move |request, response| match request {
+        Request::Register { .. } => lie.lock().unwrap().clone().unwrap_or(response),
+        _ => response,
+    });
+    armed.store(true, Ordering::SeqCst);
+    // The registration is stored, but its answer is lost...
+    *answer.lock().unwrap() = Some(Response::error(ErrorCode::Internal, "lost"));
+    register_via_fails(&world, mitm.port, 3);
+    // ...and the retry is told the name is taken.
+    *answer.lock().unwrap() = Some(Response::error(ErrorCode::NameTaken, "taken"));
+    register_via_fails(&world, mitm.port, 7);
+    let account = world
+        .config_dir("Alice")
+        .join(format!("accounts/alice@localhost:{}", mitm.port));
+    assert!(account.join("identity.pem").exists(), "the key is kept");
+    assert!(account.join("prekeys.toml").exists(), "the prekey is kept");
+    armed.store(false, Ordering::SeqCst);
+    world
+        .msgr_at("Alice", mitm.port)
+        .arg("login")
+        .assert()
+        .success();
+}
+
+fn register_via_fails(world: &World, port: u16, code: i32) {
+    world
+        .msgr_at("Alice", port)
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .code(code);
+}

@@ -297,18 +297,29 @@ fn a_pinned_certificate_binds_even_against_one_the_system_roots_trust() {
         command.env("SSL_CERT_FILE", issued.join("ca.pem"));
         command
     };
-    // Without a pin, a certificate the roots vouch for is trusted as is.
+    // Without a pin, a certificate the roots vouch for is trusted, and that
+    // they vouch for the server is what is pinned.
     with_roots("Alice")
         .args(["register", "--bits", "2048"])
         .assert()
         .success()
         .stderr(predicate::str::contains("pinned").not());
-    assert!(
-        !world
-            .config_dir("Alice")
-            .join("known_servers.toml")
-            .exists()
+    let known = world.config_dir("Alice").join("known_servers.toml");
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap(),
+        format!("\"localhost:{port}\" = \"system-roots\"\n")
     );
+    // So a certificate they do not vouch for (here: the same one, with the
+    // roots gone) is refused later, not pinned on sight.
+    world
+        .msgr("Alice")
+        .arg("login")
+        .assert()
+        .code(6)
+        .stderr(predicate::str::contains(format!(
+            "the certificate of localhost:{port} does not match the pinned one: pinned: one the system's roots vouch for, presented fingerprint {}",
+            world.server.fingerprint
+        )));
 
     // With a pin (another certificate seen here before), the pin binds.
     let pinned = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";

@@ -9,7 +9,7 @@ use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::Output;
 use crate::client::directory::PinPolicy;
 use crate::client::keyring::{Account, AccountDir, Keyring, KeyringError, StoredKey};
-use crate::client::net::trust::TrustPolicy;
+use crate::client::net::trust::{ServerPin, TrustPolicy};
 use crate::client::net::{Connection, NetError, ServerAddr};
 use crate::client::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
 use crate::client::settings::Settings;
@@ -127,8 +127,9 @@ impl ClientContext {
         Err(last.expect("at least one attempt was made").into())
     }
 
-    /// Connect to the server under the trust policy, pinning its
-    /// certificate on first use (with a notice on stderr).
+    /// Connect to the server under the trust policy, pinning it on first
+    /// contact: its certificate (with a notice on stderr that `-q` does not
+    /// hide), or that the system's roots vouch for it.
     pub fn connect(&self) -> AppResult<Connection> {
         let known = self.keyring.known_servers();
         let server = self.server.to_string();
@@ -138,24 +139,43 @@ impl ClientContext {
                 pinned: known.get(&server)?,
             },
         };
-        let connection = Connection::open(&self.server, policy).map_err(|error| match error {
-            NetError::CertificateChanged { pinned, presented, .. } => AppError::new(
+        let changed = |pinned: &ServerPin, presented: &str| {
+            let was = match pinned {
+                ServerPin::Certificate(fingerprint) => format!("pinned fingerprint {fingerprint}"),
+                ServerPin::SystemRoots => "pinned: one the system's roots vouch for".into(),
+            };
+            AppError::new(
                 ExitStatus::Trust,
                 format!(
-                    "the certificate of {server} does not match the pinned one: pinned fingerprint {pinned}, presented fingerprint {presented}"
+                    "the certificate of {server} does not match the pinned one: {was}, presented fingerprint {presented}"
                 ),
             )
             .hint(format!(
                 "if the server's certificate was replaced on purpose, confirm the new fingerprint with its operator and delete the {server} line from {}",
                 known.path().display()
-            )),
+            ))
+        };
+        let connection = Connection::open(&self.server, policy).map_err(|error| match error {
+            NetError::CertificateChanged {
+                pinned, presented, ..
+            } => changed(&pinned, &presented),
             other => other.into(),
         })?;
-        if let Some(fingerprint) = connection.new_pin() {
-            known.pin(&server, fingerprint)?;
-            self.output.notice(&format!(
-                "first connection to {server}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)"
-            ));
+        if let Some(pin) = connection.new_pin() {
+            // Another msgr may have pinned another certificate meanwhile.
+            let on_record = known.pin(&server, pin)?;
+            if on_record != *pin {
+                let presented = match pin {
+                    ServerPin::Certificate(fingerprint) => fingerprint.as_str(),
+                    ServerPin::SystemRoots => "vouched for by the system's roots",
+                };
+                return Err(changed(&on_record, presented));
+            }
+            if let ServerPin::Certificate(fingerprint) = pin {
+                self.output.notice_even_if_quiet(&format!(
+                    "first connection to {server}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)"
+                ));
+            }
         }
         Ok(connection)
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::error::{AppError, ExitStatus};
+use crate::wire::protocol::MAX_TIME_MS;
 
 pub use human::Human;
 
@@ -96,6 +97,12 @@ impl Output {
         if !self.quiet {
             self.diagnostic(Level::Notice, message, None);
         }
+    }
+
+    /// A notice about trust that `-q` does not drop, such as a server's
+    /// certificate pinned on first contact.
+    pub fn notice_even_if_quiet(&self, message: &str) {
+        self.diagnostic(Level::Notice, message, None);
     }
 
     /// A key was pinned for `user` on sight (by `create` or `read`):
@@ -252,8 +259,16 @@ pub fn rfc3339_millis(millis: u64) -> String {
     humantime::format_rfc3339_millis(epoch_plus(millis)).to_string()
 }
 
+/// RFC 3339 (UTC, whole seconds) rendering of seconds since the epoch, as
+/// the wire gives expiries.
+pub fn rfc3339_unix_seconds(seconds: u64) -> String {
+    rfc3339_seconds(seconds.saturating_mul(1000))
+}
+
+/// The time `millis` after the epoch; a time later than RFC 3339 can write
+/// (only a peer's lie) shows as the latest it can.
 fn epoch_plus(millis: u64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + Duration::from_millis(millis)
+    std::time::UNIX_EPOCH + Duration::from_millis(millis.min(MAX_TIME_MS))
 }
 
 #[cfg(test)]
@@ -267,6 +282,12 @@ mod tests {
             rfc3339_millis(1_700_000_000_123),
             "2023-11-14T22:13:20.123Z"
         );
+    }
+
+    #[test]
+    fn times_beyond_rfc_3339_show_as_the_latest_it_can_write() {
+        assert_eq!(rfc3339_unix_seconds(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_millis(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -414,7 +414,7 @@ impl<'a> Inbox<'a> {
 /// end of every read.
 fn page_was_last(page: &[QueuedMessage], asked: u32, max_envelope: u64) -> bool {
     let bytes: u64 = page.iter().map(|m| m.envelope.0.len() as u64).sum();
-    page.len() < asked as usize && bytes + max_envelope <= MAX_PAGE_BYTES as u64
+    page.len() < asked as usize && bytes.saturating_add(max_envelope) <= MAX_PAGE_BYTES as u64
 }
 
 /// How long the next fetch may wait on the server.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! config.toml                      default server, user, CA file
-//! known_servers.toml               pinned server certificate fingerprints
+//! known_servers.toml               pinned server certificate fingerprints (or system-roots)
 //! accounts/<user>@<host:port>/     one folder per account (mode 0700)
 //!     identity.pem                 the private key, PKCS#8 PEM, encrypted if
 //!                                  registered with a passphrase (mode 0600)

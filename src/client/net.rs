@@ -29,7 +29,7 @@ use crate::wire::protocol::{
 use crate::wire::signing::CertificateDigest;
 
 pub use address::{AddrError, ServerAddr};
-use trust::{TrustOutcome, TrustPolicy, Verifier};
+use trust::{ServerPin, TrustOutcome, TrustPolicy, Verifier};
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,13 +47,13 @@ pub enum NetError {
         /// The last connection error.
         source: io::Error,
     },
-    /// The server's certificate differs from the pinned one.
-    #[error("the certificate fingerprint of {server} has changed")]
+    /// The server's certificate is not the one pinned.
+    #[error("the certificate of {server} is not the one pinned")]
     CertificateChanged {
         /// The server as given.
         server: String,
-        /// Fingerprint on record.
-        pinned: String,
+        /// The pin on record.
+        pinned: ServerPin,
         /// Fingerprint presented now.
         presented: String,
     },
@@ -89,7 +89,7 @@ pub struct Connection {
     buffer: Vec<u8>,
     /// Largest envelope the server accepts, once its `hello` has been read.
     max_envelope: Option<u64>,
-    new_pin: Option<String>,
+    new_pin: Option<ServerPin>,
     /// SHA-256 of the certificate the server presented.
     certificate_digest: CertificateDigest,
 }
@@ -139,7 +139,7 @@ impl Connection {
             }
         }
         let new_pin = match verifier.outcome() {
-            Some(TrustOutcome::NewPin(fingerprint)) => Some(fingerprint),
+            Some(TrustOutcome::NewPin(pin)) => Some(pin),
             _ => None,
         };
         let certificate_digest = match tls.conn.peer_certificates() {
@@ -162,9 +162,9 @@ impl Connection {
         Ok(Canceller(self.tls.sock.try_clone()?))
     }
 
-    /// The fingerprint to pin if this was the first contact with the server.
-    pub fn new_pin(&self) -> Option<&str> {
-        self.new_pin.as_deref()
+    /// What to pin if this was the first contact with the server.
+    pub fn new_pin(&self) -> Option<&ServerPin> {
+        self.new_pin.as_ref()
     }
 
     /// SHA-256 of the server's certificate, which login and registration
@@ -253,8 +253,11 @@ impl Connection {
         loop {
             match decode_frame(&self.buffer, CLIENT_MAX_FRAME) {
                 Ok(Some((payload, used))) => {
-                    let response = Response::from_payload(payload)
-                        .map_err(|e| NetError::Protocol(format!("unreadable response: {e}")));
+                    let response = Response::from_payload(payload).map_err(|e| {
+                        // serde quotes what the server sent.
+                        let detail = e.to_string();
+                        NetError::Protocol(format!("unreadable response: {}", printable(&detail)))
+                    });
                     self.buffer.drain(..used);
                     return response;
                 }

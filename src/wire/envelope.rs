@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::wire::crypto::agreement::{AgreementPublic, AgreementSecret, X25519_LEN};
 use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey, random_bytes};
-use crate::wire::protocol::{canonical_name, validate_username};
+use crate::wire::protocol::{MAX_TIME_MS, canonical_name, validate_username};
 use crate::wire::signing;
 
 /// First four bytes of every envelope.
@@ -197,6 +197,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
     let recipient = reader.name()?;
     let message_id = reader.array()?;
     let sent_at_ms = u64::from_be_bytes(reader.array()?);
+    if sent_at_ms > MAX_TIME_MS {
+        return Err(EnvelopeError::Malformed("send time after the year 9999"));
+    }
     let prekey_id = u32::from_be_bytes(reader.array()?);
     let ephemeral: [u8; X25519_LEN] = reader.array()?;
     let header_end = reader.pos;
@@ -383,6 +386,21 @@ mod tests {
         assert!(matches!(
             parse(&longer),
             Err(EnvelopeError::Malformed("trailing bytes"))
+        ));
+    }
+
+    #[test]
+    fn a_send_time_beyond_rfc_3339_is_malformed() {
+        let alice = &test_keys()[0];
+        let mut header = Header::new("Alice", "John");
+        header.sent_at_ms = MAX_TIME_MS;
+        let latest = seal(&header, b"hi", alice, &to_john()).unwrap();
+        assert_eq!(parse(&latest).unwrap().header.sent_at_ms, MAX_TIME_MS);
+        header.sent_at_ms = MAX_TIME_MS + 1;
+        let later = seal(&header, b"hi", alice, &to_john()).unwrap();
+        assert!(matches!(
+            parse(&later),
+            Err(EnvelopeError::Malformed("send time after the year 9999"))
         ));
     }
 

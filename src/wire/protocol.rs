@@ -43,6 +43,11 @@ pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Longest wait one `fetch` may ask for; longer waits repeat the request.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
+/// The latest time the wire carries, in milliseconds since the Unix
+/// epoch: the last millisecond of the year 9999, the end of what RFC 3339
+/// can write. Envelopes stamped later are malformed.
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
+
 /// Seconds since the Unix epoch, the unit of every expiry on the wire
 /// (`expires_at`); both sides compare expiries against it.
 pub fn unix_now() -> u64 {

@@ -6,7 +6,7 @@
 //! but a [`Statement`]. Byte layouts: `docs/PROTOCOL.md`, "Signed
 //! statements".
 
-use crate::wire::protocol::canonical_name;
+use crate::wire::protocol::{MAX_NAME_LEN, canonical_name};
 
 /// Context of the answer to a login challenge.
 pub const LOGIN_CONTEXT: &[u8] = b"msgr login v2\0";
@@ -40,8 +40,14 @@ impl Statement {
         Self(bytes)
     }
 
+    /// Append the canonical `user`, one length byte first. Callers pass
+    /// names that passed the naming rules (at most 32 bytes).
     fn name(mut self, user: &str) -> Self {
         let name = canonical_name(user);
+        assert!(
+            name.len() <= MAX_NAME_LEN,
+            "a user name that broke the rules"
+        );
         self.0.push(name.len() as u8);
         self.0.extend_from_slice(name.as_bytes());
         self

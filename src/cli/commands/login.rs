@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
-use crate::cli::output::{Human, Render, rfc3339_seconds};
+use crate::cli::output::{Human, Render, rfc3339_unix_seconds};
 use crate::client::session;
 
 /// Log in and report until when the session is valid.
@@ -20,7 +20,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     let record = LoggedIn {
         user: &me,
         server: context.server.to_string(),
-        expires_at: rfc3339_seconds(session.expires_at * 1000),
+        expires_at: rfc3339_unix_seconds(session.expires_at),
     };
     context.output.emit(&record).map_err(AppError::stdout)
 }

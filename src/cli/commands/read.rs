@@ -3,7 +3,8 @@
 //! on and on with `--follow` — through the [`Inbox`]. Bodies are printed as
 //! text; a body that is not UTF-8 is shown as base64 in JSON, and kept
 //! queued with a notice in human mode. With `--out-dir` every body is
-//! saved to its own file named by message id and the path is printed.
+//! saved to its own file named by sender and message id and the path is
+//! printed.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds}
 use crate::client::directory::PinStatus;
 use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Sink};
 use crate::client::keyring::{create_private_dir, write_atomic};
+use crate::wire::protocol::canonical_name;
 
 /// Read, print and acknowledge messages as the arguments say.
 pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
@@ -61,7 +63,7 @@ struct Printer<'a> {
 impl Sink for Printer<'_> {
     fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery> {
         let body = match self.out_dir {
-            Some(dir) => Body::Saved(save(dir, &message.id, message.body)?),
+            Some(dir) => Body::Saved(save(dir, &saved_name(message), message.body)?),
             None => match std::str::from_utf8(message.body) {
                 Ok(text) => Body::Text(text),
                 Err(_) if self.output.is_json() => Body::Base64(STANDARD.encode(message.body)),
@@ -92,11 +94,19 @@ impl Sink for Printer<'_> {
     }
 }
 
-/// Write `body` to `DIR/ID`, durably. A file of that name with the same
+/// The file a body is saved to: the sender (lower case) and the message
+/// id. Only the sender can sign another message with the same sender and
+/// id, so comparing with a file of that name (below) tells the server
+/// nothing it could not already know.
+fn saved_name(message: &Opened<'_>) -> String {
+    format!("{}-{}", canonical_name(message.sender), message.id)
+}
+
+/// Write `body` to `DIR/NAME`, durably. A file of that name with the same
 /// contents (left by a read that crashed before acknowledging) is fine;
 /// one with other contents is never overwritten.
-fn save(dir: &Path, id: &str, body: &[u8]) -> AppResult<PathBuf> {
-    let path = dir.join(id);
+fn save(dir: &Path, name: &str, body: &[u8]) -> AppResult<PathBuf> {
+    let path = dir.join(name);
     match std::fs::read(&path) {
         Ok(existing) if existing == body => return Ok(path),
         Ok(_) => {

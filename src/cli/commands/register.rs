@@ -18,7 +18,8 @@ use crate::wire::protocol::{Base64Bytes, ErrorCode, Request, Response};
 use crate::wire::signing;
 
 /// Register the account. A key left by an interrupted registration is
-/// reused, so retrying is safe; a refused name removes the unused key.
+/// reused, so retrying is safe; a refused name removes the key this run
+/// made, and keeps one it reused.
 pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     let account = context.account()?;
     let (user, server) = (&context.user, &context.server);
@@ -88,8 +89,13 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
             code: code @ (ErrorCode::NameTaken | ErrorCode::InvalidName),
             message,
         }) => {
-            account.remove_identity()?;
-            account.remove_prekeys()?;
+            // Only a key made by this run is unused for sure: a key kept
+            // from an interrupted registration may be the one the server
+            // registered before its answer was lost.
+            if fresh {
+                account.remove_identity()?;
+                account.remove_prekeys()?;
+            }
             let message = match code {
                 ErrorCode::NameTaken => format!("the name {user} is already taken on {server}"),
                 _ => message,

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
-use crate::cli::output::{Human, Render, rfc3339_seconds};
+use crate::cli::output::{Human, Render, rfc3339_unix_seconds};
+use crate::client::net::trust::ServerPin;
 use crate::wire::protocol::unix_now;
 
 /// Print the account's local state.
@@ -32,11 +33,13 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
         server: server.clone(),
         fingerprint: registration.fingerprint,
         passphrase_protected: account.identity_is_encrypted()?,
-        server_pin: context.keyring.known_servers().get(&server)?,
+        server_pin: context
+            .keyring
+            .known_servers()
+            .get(&server)?
+            .map(|pin| pin.stored().to_owned()),
         ca_cert: context.ca_cert(),
-        session_expires_at: session
-            .as_ref()
-            .map(|s| rfc3339_seconds(s.expires_at * 1000)),
+        session_expires_at: session.as_ref().map(|s| rfc3339_unix_seconds(s.expires_at)),
         session_valid: session.is_some_and(|s| s.expires_at > unix_now()),
     };
     context.output.emit(&record).map_err(AppError::stdout)
@@ -70,6 +73,10 @@ impl Render for WhoAmI<'_> {
         out.label("Server: ")?;
         match (&self.ca_cert, &self.server_pin) {
             (Some(file), _) => writeln!(out, " verified with --ca-cert {}", file.display())?,
+            (None, Some(pin)) if pin == ServerPin::SYSTEM_ROOTS => writeln!(
+                out,
+                " certificate vouched for by the system's roots, as required"
+            )?,
             (None, Some(pin)) => writeln!(out, " certificate pinned as {pin}")?,
             (None, None) => writeln!(out, " not pinned yet")?,
         }

@@ -1,11 +1,14 @@
-//! `known_servers.toml`: server certificate fingerprints pinned on first
-//! use, one per `host:port`, shared by every account in the config dir.
+//! `known_servers.toml`: what is pinned for each server on first contact,
+//! one entry per `host:port` shared by every account in the config dir —
+//! a certificate fingerprint, or `system-roots` for a server the system's
+//! roots vouched for.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::files::lock_exclusive;
 use super::{KeyringError, read_toml, write_toml};
+use crate::client::net::trust::ServerPin;
 
 /// The pinned server certificates.
 #[derive(Debug, Clone)]
@@ -27,19 +30,26 @@ impl KnownServers {
         &self.path
     }
 
-    /// The pinned fingerprint of `server`, if any.
-    pub fn get(&self, server: &str) -> Result<Option<String>, KeyringError> {
-        Ok(self.load()?.remove(&server.to_ascii_lowercase()))
+    /// The pin of `server`, if any.
+    pub fn get(&self, server: &str) -> Result<Option<ServerPin>, KeyringError> {
+        Ok(self
+            .load()?
+            .remove(&server.to_ascii_lowercase())
+            .map(|stored| ServerPin::from_stored(&stored)))
     }
 
-    /// Pin `fingerprint` for `server`, keeping an existing pin if another
-    /// process pinned the server meanwhile.
-    pub fn pin(&self, server: &str, fingerprint: &str) -> Result<(), KeyringError> {
+    /// Pin `pin` for `server`, unless another process pinned the server
+    /// meanwhile; returns the pin on record now, which the caller must
+    /// check is the one it was shown.
+    pub fn pin(&self, server: &str, pin: &ServerPin) -> Result<ServerPin, KeyringError> {
         let _lock = lock_exclusive(&self.lock_path)?;
         let mut pins = self.load()?;
-        pins.entry(server.to_ascii_lowercase())
-            .or_insert_with(|| fingerprint.to_owned());
-        write_toml(&self.path, &pins)
+        let stored = pins
+            .entry(server.to_ascii_lowercase())
+            .or_insert_with(|| pin.stored().to_owned())
+            .clone();
+        write_toml(&self.path, &pins)?;
+        Ok(ServerPin::from_stored(&stored))
     }
 
     fn load(&self) -> Result<BTreeMap<String, String>, KeyringError> {
@@ -55,9 +65,18 @@ mod tests {
     fn first_pin_wins() {
         let dir = tempfile::tempdir().unwrap();
         let known = KnownServers::new(dir.path());
+        let pin = |fingerprint: &str| ServerPin::Certificate(fingerprint.into());
         assert_eq!(known.get("Host:1").unwrap(), None);
-        known.pin("Host:1", "SHA256:a").unwrap();
-        known.pin("host:1", "SHA256:b").unwrap();
-        assert_eq!(known.get("host:1").unwrap().as_deref(), Some("SHA256:a"));
+        assert_eq!(
+            known.pin("Host:1", &pin("SHA256:a")).unwrap(),
+            pin("SHA256:a")
+        );
+        assert_eq!(
+            known.pin("host:1", &pin("SHA256:b")).unwrap(),
+            pin("SHA256:a")
+        );
+        assert_eq!(known.get("host:1").unwrap(), Some(pin("SHA256:a")));
+        known.pin("host:2", &ServerPin::SystemRoots).unwrap();
+        assert_eq!(known.get("HOST:2").unwrap(), Some(ServerPin::SystemRoots));
     }
 }

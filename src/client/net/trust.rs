@@ -1,7 +1,9 @@
 //! Server certificate verification: `--ca-cert` (a CA, or the server's own
-//! certificate), else the fingerprint pinned for the server (which binds:
-//! no other certificate is accepted, even one the system's roots vouch
-//! for), else the system's roots, else pin on first use. The verifier records what it decided so the caller can pin a
+//! certificate), else what was pinned for the server — its certificate's
+//! fingerprint (which binds: no other certificate is accepted, even one the
+//! system's roots vouch for), or that the system's roots vouched for it
+//! (which they must then do every time) — else, on first contact, the
+//! system's roots, else the certificate itself. The verifier records what it decided so the caller can pin a
 //! new server or report a changed one with both fingerprints.
 
 use std::sync::{Arc, Mutex};
@@ -19,25 +21,55 @@ use crate::wire::crypto::fingerprint;
 pub enum TrustPolicy {
     /// Only certificates that chain to, or equal, one of these.
     CaCertificates(Vec<CertificateDer<'static>>),
-    /// This pinned fingerprint only; without one, system roots, else pin
-    /// on first use.
+    /// What is pinned for this `host:port`; without a pin, the system
+    /// roots, else the certificate is pinned on first use.
     FirstUse {
-        /// The fingerprint pinned for this `host:port`, if any.
-        pinned: Option<String>,
+        /// The pin, if the server was seen before.
+        pinned: Option<ServerPin>,
     },
+}
+
+/// What a client pins for a server on first contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerPin {
+    /// This certificate fingerprint, and no other certificate.
+    Certificate(String),
+    /// Any certificate the system's roots vouch for, and no other.
+    SystemRoots,
+}
+
+impl ServerPin {
+    /// How `known_servers.toml` writes the pin.
+    pub const SYSTEM_ROOTS: &str = "system-roots";
+
+    /// The pin as `known_servers.toml` writes it.
+    pub fn stored(&self) -> &str {
+        match self {
+            Self::Certificate(fingerprint) => fingerprint,
+            Self::SystemRoots => Self::SYSTEM_ROOTS,
+        }
+    }
+
+    /// The pin `known_servers.toml` wrote as `stored`.
+    pub fn from_stored(stored: &str) -> Self {
+        match stored {
+            Self::SYSTEM_ROOTS => Self::SystemRoots,
+            fingerprint => Self::Certificate(fingerprint.to_owned()),
+        }
+    }
 }
 
 /// What the verifier concluded about the presented certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustOutcome {
-    /// Accepted by the CA file, the system roots or the existing pin.
+    /// Accepted by the CA file or the existing pin.
     Trusted,
-    /// First contact: accepted, and this fingerprint should be pinned.
-    NewPin(String),
-    /// Refused: the certificate differs from the pinned one.
+    /// First contact: accepted, and this should be pinned.
+    NewPin(ServerPin),
+    /// Refused: the certificate is not what was pinned.
     Changed {
-        /// The fingerprint on record.
-        pinned: String,
+        /// The pin on record.
+        pinned: ServerPin,
         /// The fingerprint the server presented.
         presented: String,
     },
@@ -120,19 +152,21 @@ impl ServerCertVerifier for Verifier {
             }
             TrustPolicy::FirstUse { pinned } => {
                 let presented = fingerprint(end_entity);
+                let vouched = || {
+                    self.chains_to(system_roots(), end_entity, intermediates, server_name, now)
+                        .is_ok()
+                };
                 let outcome = match pinned {
-                    Some(pinned) if *pinned == presented => TrustOutcome::Trusted,
+                    Some(ServerPin::Certificate(pinned)) if *pinned == presented => {
+                        TrustOutcome::Trusted
+                    }
+                    Some(ServerPin::SystemRoots) if vouched() => TrustOutcome::Trusted,
                     Some(pinned) => TrustOutcome::Changed {
                         pinned: pinned.clone(),
                         presented,
                     },
-                    None if self
-                        .chains_to(system_roots(), end_entity, intermediates, server_name, now)
-                        .is_ok() =>
-                    {
-                        TrustOutcome::Trusted
-                    }
-                    None => TrustOutcome::NewPin(presented),
+                    None if vouched() => TrustOutcome::NewPin(ServerPin::SystemRoots),
+                    None => TrustOutcome::NewPin(ServerPin::Certificate(presented)),
                 };
                 let changed = matches!(outcome, TrustOutcome::Changed { .. });
                 self.record(outcome);
