@@ -7,9 +7,12 @@
 //! authenticating; [`directory`] other users' keys, checked and pinned;
 //! [`inbox`] reading the queue; [`settings`] flags, environment and
 //! `config.toml` resolved; [`passphrase`] where a key's passphrase comes
-//! from; [`interrupt`] stopping a waiting read gracefully.
+//! from; [`interrupt`] stopping a waiting read gracefully. Failures are
+//! [`error::ClientError`] values; the command line decides how they read
+//! and which exit status they mean.
 
 pub mod directory;
+pub mod error;
 pub mod inbox;
 pub mod interrupt;
 pub mod keyring;

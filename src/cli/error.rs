@@ -1,6 +1,7 @@
 //! The client's user-facing error: what failed, what to do next, and which
-//! exit status it maps to. Layers return their own error enums; commands
-//! turn them into [`AppError`] with context; `main` prints and exits.
+//! exit status it maps to. Layers return their own error enums; the table
+//! here (the `From` impls) gives each its exit status and hint, once;
+//! commands add what only they know; `main` prints and exits.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -111,6 +112,78 @@ impl std::error::Error for AppError {}
 
 /// Result type of client commands.
 pub type AppResult<T> = Result<T, AppError>;
+
+impl From<crate::client::error::ClientError> for AppError {
+    fn from(error: crate::client::error::ClientError) -> Self {
+        use crate::client::error::ClientError as E;
+        const UNTRUTHFUL: &str = "the server is not answering truthfully; tell its operator";
+        let (status, hint) = match &error {
+            E::Net(_) | E::Keyring(_) => {
+                return match error {
+                    E::Net(net) => net.into(),
+                    E::Keyring(keyring) => keyring.into(),
+                    _ => unreachable!("matched above"),
+                };
+            }
+            E::NotRegistered { .. } => (ExitStatus::Auth, Some("run `msgr register` first".into())),
+            E::KeyRefused { .. } => (
+                ExitStatus::Auth,
+                Some(
+                    "the account on the server belongs to a different key; register another name"
+                        .into(),
+                ),
+            ),
+            E::NotOwnName { .. } | E::OtherAccount { .. } | E::ForeignPrekey { .. } => {
+                (ExitStatus::Trust, Some(UNTRUTHFUL.into()))
+            }
+            E::UnknownUser { .. } => (
+                ExitStatus::UnknownUser,
+                Some("check the spelling of the name".into()),
+            ),
+            E::UnusableKey { .. } => (ExitStatus::Connection, None),
+            E::UnexpectedKey { name, .. } => (
+                ExitStatus::Trust,
+                Some(format!(
+                    "check the fingerprint with {name} again; if it is right, the server is not handing out {name}'s key"
+                )),
+            ),
+            E::KeyChanged { name, .. } => (
+                ExitStatus::Trust,
+                Some(format!(
+                    "if {name} really has a new key, confirm its fingerprint with them and run `msgr key {name} --expect FINGERPRINT`"
+                )),
+            ),
+            E::NotPinned { name } => (
+                ExitStatus::Trust,
+                Some(format!(
+                    "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
+                )),
+            ),
+            E::Crypto { .. } | E::Signals(_) => (ExitStatus::Failure, None),
+            E::EmptyPassphrase => (
+                ExitStatus::Usage,
+                Some("choose a passphrase, or register without --passphrase".into()),
+            ),
+            E::PassphrasesDiffer => (
+                ExitStatus::Usage,
+                Some("run the command again and type the same passphrase twice".into()),
+            ),
+            E::PassphraseFile { .. } => (
+                ExitStatus::Usage,
+                Some("check --passphrase-file or passphrase_file in config.toml".into()),
+            ),
+            E::NoTerminal => (
+                ExitStatus::Auth,
+                Some("set MSGR_PASSPHRASE or pass --passphrase-file FILE".into()),
+            ),
+        };
+        Self {
+            status,
+            message: error.to_string(),
+            hint,
+        }
+    }
+}
 
 impl From<crate::client::keyring::KeyringError> for AppError {
     fn from(error: crate::client::keyring::KeyringError) -> Self {

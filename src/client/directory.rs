@@ -5,7 +5,7 @@
 //! the pin policy, or match the fingerprint the user expects), and its
 //! prekey must be signed by that identity key.
 
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountAccess, Contact};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PublicKey;
@@ -73,7 +73,7 @@ pub fn fetch_checked(
     account: &impl AccountAccess,
     name: &str,
     acceptance: Acceptance<'_>,
-) -> AppResult<CheckedKey> {
+) -> ClientResult<CheckedKey> {
     check_answer(
         account,
         name,
@@ -91,7 +91,7 @@ pub fn check_answer(
     name: &str,
     answer: Result<Response, NetError>,
     acceptance: Acceptance<'_>,
-) -> AppResult<CheckedKey> {
+) -> ClientResult<CheckedKey> {
     let offered = parse_key(name, answer)?;
     let pinned = account.files().contact(name)?;
     let status = pin_status(pinned.as_ref(), &offered.identified(), acceptance)?;
@@ -132,7 +132,7 @@ pub fn pinned_or_fetch(
     account: &impl AccountAccess,
     name: &str,
     policy: PinPolicy,
-) -> AppResult<(PublicKey, PinStatus)> {
+) -> ClientResult<(PublicKey, PinStatus)> {
     if let Some(contact) = account.files().contact(name)? {
         return Ok((contact.key, PinStatus::Unchanged));
     }
@@ -154,7 +154,10 @@ struct Offered {
 impl Offered {
     /// The answer with its prekey checked against its identity key, unless
     /// it is `checked_before`.
-    fn with_checked_prekey(self, checked_before: Option<RecipientPrekey>) -> AppResult<Verified> {
+    fn with_checked_prekey(
+        self,
+        checked_before: Option<RecipientPrekey>,
+    ) -> ClientResult<Verified> {
         let Self {
             name,
             key,
@@ -168,14 +171,10 @@ impl Offered {
             Some(signed) => Some(RecipientPrekey {
                 id: signed.id,
                 public_key: signed.verify(&name, &key).ok_or_else(|| {
-                    AppError::new(
-                        ExitStatus::Trust,
-                        format!(
-                            "the server offers a prekey for {name} that {name}'s key {} did not sign; nothing was sent or pinned",
-                            key.fingerprint()
-                        ),
-                    )
-                    .hint("the server is not answering truthfully; tell its operator")
+                    ClientError::ForeignPrekey {
+                        name: name.clone(),
+                        fingerprint: key.fingerprint(),
+                    }
                 })?,
             }),
         };
@@ -231,21 +230,17 @@ fn pin_status(
     pinned: Option<&Contact>,
     offered: &Identified<'_>,
     acceptance: Acceptance<'_>,
-) -> AppResult<PinStatus> {
+) -> ClientResult<PinStatus> {
     let name = offered.name;
     let fingerprint = offered.key.fingerprint();
     if let Some(expected) = acceptance.expect
         && expected != fingerprint
     {
-        return Err(AppError::new(
-            ExitStatus::Trust,
-            format!(
-                "the server offers the key {fingerprint} for {name}, not the expected {expected}; nothing was pinned"
-            ),
-        )
-        .hint(format!(
-            "check the fingerprint with {name} again; if it is right, the server is not handing out {name}'s key"
-        )));
+        return Err(ClientError::UnexpectedKey {
+            name: name.to_owned(),
+            offered: fingerprint,
+            expected: expected.to_owned(),
+        });
     }
     match pinned {
         Some(pin) if pin.key == *offered.key => Ok(PinStatus::Unchanged),
@@ -254,43 +249,31 @@ fn pin_status(
         None if acceptance.expect.is_some() || acceptance.policy == PinPolicy::FirstUse => {
             Ok(PinStatus::New)
         }
-        None => Err(AppError::new(
-            ExitStatus::Trust,
-            format!("{name}'s key is not pinned, and the pin policy is explicit"),
-        )
-        .hint(format!(
-            "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
-        ))),
+        None => Err(ClientError::NotPinned {
+            name: name.to_owned(),
+        }),
     }
 }
 
 /// The trust error for a key that differs from its pin.
-pub fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> AppError {
-    AppError::new(
-        ExitStatus::Trust,
-        format!(
-            "the key the server offers for {name} does not match the pinned one: pinned fingerprint {}, offered fingerprint {}",
-            pinned.fingerprint(),
-            offered.fingerprint()
-        ),
-    )
-    .hint(format!(
-        "if {name} really has a new key, confirm its fingerprint with them and run `msgr key {name} --expect FINGERPRINT`"
-    ))
+fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> ClientError {
+    ClientError::KeyChanged {
+        name: name.to_owned(),
+        pinned: pinned.fingerprint(),
+        offered: offered.fingerprint(),
+    }
 }
 
 /// The keys in `answer`, checked for being `name`'s: the answer names the
 /// user asked for, the identity key parses, and the prekey is signed by it.
-fn parse_key(name: &str, answer: Result<Response, NetError>) -> AppResult<Offered> {
+fn parse_key(name: &str, answer: Result<Response, NetError>) -> ClientResult<Offered> {
     let response = answer.map_err(|error| match error {
         NetError::Server {
             code: ErrorCode::UnknownUser,
             ..
-        } => AppError::new(
-            ExitStatus::UnknownUser,
-            format!("there is no user named {name} on this server"),
-        )
-        .hint("check the spelling of the name"),
+        } => ClientError::UnknownUser {
+            name: name.to_owned(),
+        },
         other => other.into(),
     })?;
     let Response::Key {
@@ -302,20 +285,14 @@ fn parse_key(name: &str, answer: Result<Response, NetError>) -> AppResult<Offere
         return Err(unexpected(&response).into());
     };
     if validate_username(&user).is_err() || canonical_name(&user) != canonical_name(name) {
-        return Err(AppError::new(
-            ExitStatus::Trust,
-            format!(
-                "asked for the key of {name}, the server answered with the key of {:?}; nothing was sent or pinned",
-                printable(&user)
-            ),
-        )
-        .hint("the server is not answering truthfully; tell its operator"));
+        return Err(ClientError::OtherAccount {
+            asked: name.to_owned(),
+            answered: printable(&user).into_owned(),
+        });
     }
-    let key = PublicKey::from_der(&public_key.0).map_err(|e| {
-        AppError::new(
-            ExitStatus::Connection,
-            format!("the server sent an unusable key for {user}: {e}"),
-        )
+    let key = PublicKey::from_der(&public_key.0).map_err(|source| ClientError::UnusableKey {
+        name: user.clone(),
+        source,
     })?;
     Ok(Offered {
         name: user,

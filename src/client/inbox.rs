@@ -8,21 +8,21 @@
 //! The account stays unlocked while waiting on the server and is locked
 //! for each page (re-reading the seen ids), so a long `read --follow` never
 //! blocks other commands of the same account, and two readers never show
-//! one message twice.
+//! one message twice. What was not shown, and why, goes to the sink as a
+//! [`Problem`]; how it reads is the sink's affair.
 
 use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::cli::context::ClientContext;
-use crate::cli::error::{AppError, AppResult};
-use crate::client::directory::{self, PinStatus};
+use crate::client::directory::{self, PinPolicy, PinStatus};
+use crate::client::error::{ClientError, ClientResult};
 use crate::client::interrupt::Interrupt;
 use crate::client::keyring::{Account, AccountDir, Prekeys, SeenIds, seen_key};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope;
+use crate::wire::envelope::{self, EnvelopeError};
 use crate::wire::protocol::{
     ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response,
     canonical_name, hex, printable,
@@ -50,15 +50,66 @@ pub struct Opened<'a> {
 pub enum Delivery {
     /// Written out in full: acknowledge it.
     Written,
-    /// Not written out, for the given reason: leave it queued.
-    Kept(String),
+    /// Not written out (the sink said why): leave it queued.
+    Kept,
 }
 
-/// Where genuine messages go. An `Err` (such as a closed stdout) stops the
-/// read; what was delivered before it is still acknowledged.
+/// A queued message that was not shown.
+#[derive(Debug)]
+pub enum Problem {
+    /// The envelope cannot be parsed; it was discarded.
+    Unreadable {
+        /// The server's id of the message.
+        id: u64,
+        /// What is wrong with it.
+        error: EnvelopeError,
+    },
+    /// The envelope names another sender than the server recorded; it was
+    /// discarded.
+    SenderMismatch {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names.
+        claimed: String,
+        /// The sender the server recorded, made printable.
+        recorded: String,
+    },
+    /// The envelope failed verification or decryption; it was discarded.
+    Failed {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names.
+        sender: String,
+        /// Why it failed.
+        error: EnvelopeError,
+    },
+    /// The sender's key is not available now; the message stays queued.
+    Held {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names.
+        sender: String,
+        /// Why the key is not available.
+        error: ClientError,
+    },
+}
+
+/// Where a read's results go: genuine messages, keys pinned on the way,
+/// and the messages that were not shown. An `Err` from `deliver` (such as
+/// a closed stdout) stops the read; what was delivered before it is still
+/// acknowledged.
 pub trait Sink {
+    /// The sink's failure; the read's own failures convert into it.
+    type Error: From<ClientError>;
+
     /// Write `message` out.
-    fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery>;
+    fn deliver(&mut self, message: &Opened<'_>) -> Result<Delivery, Self::Error>;
+
+    /// The key of `user` was pinned on sight, to open a message.
+    fn pinned_on_sight(&mut self, user: &str, fingerprint: &str);
+
+    /// A message was not shown.
+    fn not_shown(&mut self, problem: Problem);
 }
 
 /// How long to keep reading.
@@ -88,23 +139,23 @@ enum Outcome {
     Shown,
     /// Shown before: acknowledge silently.
     Duplicate,
-    /// Failed verification or decryption: acknowledge so it does not block
-    /// the queue, never show, report.
-    Discarded(String),
-    /// Cannot be judged now (the sender's key is unavailable): leave it
-    /// queued and report.
-    Held(String),
-    /// Genuine, but the sink left it queued: report.
-    Kept(String),
+    /// Genuine, but the sink left it queued.
+    Kept,
+    /// Not shown: acknowledged (so it does not block the queue) unless it
+    /// is held, and reported.
+    NotShown(Problem),
 }
 
 /// A connection reading one account's queue; it authenticates in the
 /// flight of its first request.
-pub struct Inbox<'a> {
-    context: &'a ClientContext,
+pub struct Inbox {
     connection: Connection,
     home: AccountDir,
     identity: PrivateKey,
+    /// The account, as given.
+    user: String,
+    /// Whether a sender's key may be pinned on sight.
+    policy: PinPolicy,
     /// The user as the server spells the name, once authenticated.
     me: Option<String>,
     /// The id of the last message fetched; the next page starts after it.
@@ -113,37 +164,43 @@ pub struct Inbox<'a> {
     unanswered_ack: Option<Vec<u64>>,
 }
 
-impl<'a> Inbox<'a> {
-    /// Unlock the key and connect.
-    pub fn open(context: &'a ClientContext) -> AppResult<Self> {
-        let home = context.account_dir()?;
-        let identity = context.identity(&home)?;
-        let connection = context.connect()?;
-        Ok(Self {
-            context,
+impl Inbox {
+    /// Read `user`'s queue on `connection` (not yet authenticated) with the
+    /// account's folder and identity key; senders seen for the first time
+    /// are pinned as `policy` allows.
+    pub fn new(
+        connection: Connection,
+        home: AccountDir,
+        identity: PrivateKey,
+        user: &str,
+        policy: PinPolicy,
+    ) -> Self {
+        Self {
             connection,
             home,
             identity,
+            user: user.to_owned(),
+            policy,
             me: None,
             after: 0,
             unanswered_ack: None,
-        })
+        }
     }
 
     /// Read in `mode`, at most `limit` messages, into `sink`.
-    pub fn read(
+    pub fn read<S: Sink>(
         &mut self,
         mode: Mode,
         limit: Option<u32>,
-        sink: &mut dyn Sink,
-    ) -> AppResult<Tally> {
+        sink: &mut S,
+    ) -> Result<Tally, S::Error> {
         let interrupt = match mode {
             Mode::Drain => None,
             Mode::WaitUntil(_) | Mode::Follow => Some(
                 self.connection
                     .canceller()
                     .and_then(Interrupt::install)
-                    .map_err(|e| AppError::local(format!("cannot catch signals: {e}")))?,
+                    .map_err(ClientError::Signals)?,
             ),
         };
         let mut tally = Tally::default();
@@ -176,7 +233,7 @@ impl<'a> Inbox<'a> {
                 continue;
             }
             self.after = page.last().expect("the page is not empty").id;
-            let max_envelope = self.connection.max_envelope()?;
+            let max_envelope = self.connection.max_envelope().map_err(ClientError::from)?;
             let drained = wait.is_zero() && page_was_last(&page, page_size, max_envelope);
             let stopped = self.handle_page(&page, sink, &mut tally, interrupt.as_ref())?;
             if stopped || drained {
@@ -187,7 +244,7 @@ impl<'a> Inbox<'a> {
     }
 
     /// One page of messages, waiting up to `wait` for the first.
-    fn fetch(&mut self, limit: u32, wait: Duration) -> AppResult<Vec<QueuedMessage>> {
+    fn fetch(&mut self, limit: u32, wait: Duration) -> ClientResult<Vec<QueuedMessage>> {
         let wait_ms = wait.as_millis() as u64;
         debug!(after = self.after, limit, wait_ms, "fetch");
         let request = Request::Fetch {
@@ -205,8 +262,8 @@ impl<'a> Inbox<'a> {
     /// first request carries the authentication in its flight. If the
     /// session expired meanwhile (a long `--follow`), log in again on this
     /// connection and send it once more.
-    fn call(&mut self, request: &Request, held: Duration) -> AppResult<Response> {
-        let (user, identity) = (&self.context.user, &self.identity);
+    fn call(&mut self, request: &Request, held: Duration) -> ClientResult<Response> {
+        let (user, identity) = (&self.user, &self.identity);
         if self.me.is_none() {
             let (me, answer) = session::authenticate_then(
                 &mut self.connection,
@@ -230,9 +287,9 @@ impl<'a> Inbox<'a> {
 
     /// Log in again on this connection (the session expired) and send
     /// `request` once more.
-    fn again_after_login(&mut self, request: &Request, held: Duration) -> AppResult<Response> {
+    fn again_after_login(&mut self, request: &Request, held: Duration) -> ClientResult<Response> {
         debug!("the session expired; logging in again");
-        let (user, identity) = (&self.context.user, &self.identity);
+        let (user, identity) = (&self.user, &self.identity);
         session::authenticate(&mut self.connection, &self.home, user, identity)?;
         Ok(self.connection.request_held(request, held)?)
     }
@@ -242,7 +299,7 @@ impl<'a> Inbox<'a> {
     /// that is lost with the connection costs nothing: the ids are
     /// remembered as seen, so the next read acknowledges them again
     /// without showing them.
-    fn acknowledge(&mut self, ids: Vec<u64>) -> AppResult<()> {
+    fn acknowledge(&mut self, ids: Vec<u64>) -> ClientResult<()> {
         self.connection
             .write_request(&Request::Ack { ids: ids.clone() })?;
         self.connection.flush()?;
@@ -253,7 +310,7 @@ impl<'a> Inbox<'a> {
     /// Read the answer to the acknowledgement sent last, if unread; every
     /// later request waits for this. If the session expired meanwhile, log
     /// in again and acknowledge once more.
-    fn settle_ack(&mut self) -> AppResult<()> {
+    fn settle_ack(&mut self) -> ClientResult<()> {
         let Some(ids) = self.unanswered_ack.take() else {
             return Ok(());
         };
@@ -272,16 +329,16 @@ impl<'a> Inbox<'a> {
 
     /// Judge and deliver a page under the account lock, then remember and
     /// acknowledge what was handled. Returns whether a stop was requested.
-    fn handle_page(
+    fn handle_page<S: Sink>(
         &mut self,
         page: &[QueuedMessage],
-        sink: &mut dyn Sink,
+        sink: &mut S,
         tally: &mut Tally,
         interrupt: Option<&Interrupt>,
-    ) -> AppResult<bool> {
-        let account = self.home.lock()?;
-        let mut seen = account.load_seen()?;
-        let prekeys = account.load_prekeys()?;
+    ) -> Result<bool, S::Error> {
+        let account = self.home.lock().map_err(ClientError::from)?;
+        let mut seen = account.load_seen().map_err(ClientError::from)?;
+        let prekeys = account.load_prekeys().map_err(ClientError::from)?;
         let mut acknowledge = Vec::with_capacity(page.len());
         let mut failure = None;
         let mut stopped = false;
@@ -292,20 +349,14 @@ impl<'a> Inbox<'a> {
                     acknowledge.push(message.id);
                 }
                 Ok(Outcome::Duplicate) => acknowledge.push(message.id),
-                Ok(Outcome::Discarded(reason)) => {
+                Ok(Outcome::Kept) => {}
+                Ok(Outcome::NotShown(problem)) => {
                     tally.problems += 1;
-                    self.context
-                        .output
-                        .warning(&format!("{reason}; it was discarded"));
-                    acknowledge.push(message.id);
+                    if !matches!(problem, Problem::Held { .. }) {
+                        acknowledge.push(message.id);
+                    }
+                    sink.not_shown(problem);
                 }
-                Ok(Outcome::Held(reason)) => {
-                    tally.problems += 1;
-                    self.context
-                        .output
-                        .warning(&format!("{reason}; it stays queued"));
-                }
-                Ok(Outcome::Kept(reason)) => self.context.output.warning(&reason),
                 Err(error) => {
                     failure = Some(error);
                     break;
@@ -317,7 +368,7 @@ impl<'a> Inbox<'a> {
             }
         }
         if !acknowledge.is_empty() {
-            account.save_seen(&seen)?;
+            account.save_seen(&seen).map_err(ClientError::from)?;
             self.acknowledge(acknowledge)?;
         }
         match failure {
@@ -328,70 +379,57 @@ impl<'a> Inbox<'a> {
 
     /// Verify and decrypt one message and, if genuine and new, deliver it.
     /// Only a failure of the sink is an `Err`.
-    fn judge(
+    fn judge<S: Sink>(
         &mut self,
         account: &Account,
         prekeys: &Prekeys,
         seen: &mut SeenIds,
         message: &QueuedMessage,
-        sink: &mut dyn Sink,
-    ) -> AppResult<Outcome> {
+        sink: &mut S,
+    ) -> Result<Outcome, S::Error> {
+        let id = message.id;
         let parsed = match envelope::parse(&message.envelope.0) {
             Ok(parsed) => parsed,
-            Err(e) => {
-                return Ok(Outcome::Discarded(format!(
-                    "message {} is unreadable ({e})",
-                    message.id
-                )));
-            }
+            Err(error) => return Ok(Outcome::NotShown(Problem::Unreadable { id, error })),
         };
         let header = &parsed.header;
         let sender = header.sender.as_str();
         if canonical_name(sender) != canonical_name(&message.sender) {
-            return Ok(Outcome::Discarded(format!(
-                "message {} claims to be from {sender} but the server says {:?} sent it",
-                message.id,
-                printable(&message.sender)
-            )));
+            return Ok(Outcome::NotShown(Problem::SenderMismatch {
+                id,
+                claimed: sender.to_owned(),
+                recorded: printable(&message.sender).into_owned(),
+            }));
         }
-        let id = hex(&header.message_id);
-        let key = seen_key(sender, &id);
+        let message_id = hex(&header.message_id);
+        let key = seen_key(sender, &message_id);
         if seen.contains(&key) {
             return Ok(Outcome::Duplicate);
         }
-        let policy = self.context.pin_policy();
-        let pinned = directory::pinned_or_fetch(&mut self.connection, account, sender, policy);
+        let pinned = directory::pinned_or_fetch(&mut self.connection, account, sender, self.policy);
         let (sender_key, sender_pin) = match pinned {
-            Ok((key, status)) => {
-                if status == PinStatus::New {
-                    self.context
-                        .output
-                        .pinned_on_sight(sender, &key.fingerprint());
-                }
-                (key, status)
-            }
-            Err(e) => {
-                return Ok(Outcome::Held(format!(
-                    "message {} from {sender}: {e}",
-                    message.id
-                )));
+            Ok(pinned) => pinned,
+            Err(error) => {
+                let sender = sender.to_owned();
+                return Ok(Outcome::NotShown(Problem::Held { id, sender, error }));
             }
         };
+        if sender_pin == PinStatus::New {
+            sink.pinned_on_sight(sender, &sender_key.fingerprint());
+        }
         let me = self
             .me
             .as_deref()
             .expect("a page is fetched after authenticating");
         let body = match parsed.open(me, &sender_key, |id| prekeys.secret(id)) {
             Ok(body) => body,
-            Err(e) => {
-                return Ok(Outcome::Discarded(format!(
-                    "message {} from {sender} failed verification: {e}",
-                    message.id
-                )));
+            Err(error) => {
+                let sender = sender.to_owned();
+                return Ok(Outcome::NotShown(Problem::Failed { id, sender, error }));
             }
         };
         let opened = Opened {
-            id,
+            id: message_id,
             sender,
             recipient: &header.recipient,
             sent_at_ms: header.sent_at_ms,
@@ -403,7 +441,7 @@ impl<'a> Inbox<'a> {
                 seen.insert(key);
                 Ok(Outcome::Shown)
             }
-            Delivery::Kept(reason) => Ok(Outcome::Kept(reason)),
+            Delivery::Kept => Ok(Outcome::Kept),
         }
     }
 }

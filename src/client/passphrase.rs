@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::client::error::{ClientError, ClientResult};
 
 /// How many times a person at a terminal may try a passphrase.
 pub const PROMPT_ATTEMPTS: usize = 3;
@@ -47,29 +47,27 @@ impl PassphraseSource {
     }
 
     /// The passphrase that unlocks `key_file`.
-    pub fn unlock(&self, key_file: &Path) -> AppResult<Passphrase> {
+    pub fn unlock(&self, key_file: &Path) -> ClientResult<Passphrase> {
         self.get(&format!("Passphrase for {}: ", key_file.display()))
     }
 
     /// A new passphrase for a key about to be made; typed twice when
     /// prompted, and never empty.
-    pub fn choose(&self) -> AppResult<Passphrase> {
+    pub fn choose(&self) -> ClientResult<Passphrase> {
         let passphrase = self.get("New passphrase for the private key: ")?;
         if passphrase.expose().is_empty() {
-            return Err(AppError::usage("the passphrase is empty")
-                .hint("choose a passphrase, or register without --passphrase"));
+            return Err(ClientError::EmptyPassphrase);
         }
         if self.is_interactive() {
             let again = self.get("The same passphrase again: ")?;
             if again.expose() != passphrase.expose() {
-                return Err(AppError::usage("the two passphrases differ")
-                    .hint("run the command again and type the same passphrase twice"));
+                return Err(ClientError::PassphrasesDiffer);
             }
         }
         Ok(passphrase)
     }
 
-    fn get(&self, prompt: &str) -> AppResult<Passphrase> {
+    fn get(&self, prompt: &str) -> ClientResult<Passphrase> {
         match self {
             Self::File(path) => read_file(path),
             Self::Environment(passphrase) => Ok(Passphrase(passphrase.0.clone())),
@@ -86,33 +84,25 @@ pub fn from_environment() -> Option<Passphrase> {
 }
 
 /// The first line of `path`, without its line ending.
-fn read_file(path: &Path) -> AppResult<Passphrase> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        AppError::usage(format!(
-            "cannot read the passphrase file {}: {e}",
-            path.display()
-        ))
-        .hint("check --passphrase-file or passphrase_file in config.toml")
+fn read_file(path: &Path) -> ClientResult<Passphrase> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        ClientError::PassphraseFile {
+            path: path.to_owned(),
+            source,
+        }
     })?);
     let line = text.lines().next().unwrap_or_default();
     Ok(Passphrase(Zeroizing::new(line.to_owned())))
 }
 
 /// Ask on the controlling terminal without echo.
-fn ask(prompt: &str) -> AppResult<Passphrase> {
-    let no_terminal = || {
-        AppError::new(
-            ExitStatus::Auth,
-            "the private key needs a passphrase and there is no terminal to ask for it",
-        )
-        .hint("set MSGR_PASSPHRASE or pass --passphrase-file FILE")
-    };
+fn ask(prompt: &str) -> ClientResult<Passphrase> {
     if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
-        return Err(no_terminal());
+        return Err(ClientError::NoTerminal);
     }
     rpassword::prompt_password(prompt)
         .map(|typed| Passphrase(Zeroizing::new(typed)))
-        .map_err(|_| no_terminal())
+        .map_err(|_| ClientError::NoTerminal)
 }
 
 #[cfg(test)]
@@ -139,6 +129,9 @@ mod tests {
     #[test]
     fn an_empty_new_passphrase_is_refused() {
         let source = PassphraseSource::Environment(Passphrase(Zeroizing::new(String::new())));
-        assert_eq!(source.choose().unwrap_err().status, ExitStatus::Usage);
+        assert!(matches!(
+            source.choose().unwrap_err(),
+            ClientError::EmptyPassphrase
+        ));
     }
 }

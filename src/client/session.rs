@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountAccess, Prekey, Prekeys, Session, SessionToken};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
@@ -32,7 +32,7 @@ pub fn authenticate(
     account: &impl AccountAccess,
     user: &str,
     identity: &PrivateKey,
-) -> AppResult<String> {
+) -> ClientResult<String> {
     let me = match stored_token(account)? {
         Some(token) => present(connection, user, &token)?,
         None => None,
@@ -57,7 +57,7 @@ pub fn authenticate_then(
     identity: &PrivateKey,
     next: &Request,
     held: Duration,
-) -> AppResult<(String, Result<Response, NetError>)> {
+) -> ClientResult<(String, Result<Response, NetError>)> {
     let token = stored_token(account)?;
     if let Some(token) = token.filter(|_| prekey_is_published(account)) {
         connection.write_request(&authenticate_request(user, &token))?;
@@ -87,7 +87,7 @@ fn prekey_is_published(account: &impl AccountAccess) -> bool {
 }
 
 /// The stored session token, unless it is missing or about to expire.
-fn stored_token(account: &impl AccountAccess) -> AppResult<Option<SessionToken>> {
+fn stored_token(account: &impl AccountAccess) -> ClientResult<Option<SessionToken>> {
     Ok(account
         .files()
         .load_session()?
@@ -106,7 +106,7 @@ pub fn login(
     account: &impl AccountAccess,
     user: &str,
     identity: &PrivateKey,
-) -> AppResult<(String, Session)> {
+) -> ClientResult<(String, Session)> {
     let challenge = connection
         .request(&Request::Login {
             user: user.to_owned(),
@@ -115,11 +115,9 @@ pub fn login(
             NetError::Server {
                 code: ErrorCode::UnknownUser,
                 ..
-            } => AppError::new(
-                ExitStatus::Auth,
-                format!("{user} is not registered on this server"),
-            )
-            .hint("run `msgr register` first"),
+            } => ClientError::NotRegistered {
+                user: user.to_owned(),
+            },
             other => other.into(),
         })?;
     debug!("logging in");
@@ -136,7 +134,10 @@ pub fn login(
     let statement = signing::login(connection.certificate_digest(), user, &nonce.0);
     let signature = identity
         .sign(&statement)
-        .map_err(|e| AppError::local(format!("cannot sign the login: {e}")))?;
+        .map_err(|source| ClientError::Crypto {
+            doing: "sign the login",
+            source,
+        })?;
     let answer = connection
         .request(&Request::LoginProof {
             signature: Base64Bytes(signature),
@@ -145,11 +146,9 @@ pub fn login(
             NetError::Server {
                 code: ErrorCode::AuthFailed,
                 ..
-            } => AppError::new(
-                ExitStatus::Auth,
-                format!("the server refused this keyring's key as {user}'s"),
-            )
-            .hint("the account on the server belongs to a different key; register another name"),
+            } => ClientError::KeyRefused {
+                user: user.to_owned(),
+            },
             other => other.into(),
         })?;
     let Response::LoggedIn {
@@ -180,7 +179,7 @@ pub fn publish_prekey(
     account: &impl AccountAccess,
     me: &str,
     identity: &PrivateKey,
-) -> AppResult<()> {
+) -> ClientResult<()> {
     if prekey_is_published(account) {
         return Ok(());
     }
@@ -206,9 +205,11 @@ pub fn publish_prekey(
 }
 
 /// The account's prekeys, the first made and saved now if there is none.
-pub fn prekeys_with_current(account: &impl AccountAccess) -> AppResult<Prekeys> {
-    let fresh = AgreementSecret::generate()
-        .map_err(|e| AppError::local(format!("cannot make a prekey: {e}")))?;
+pub fn prekeys_with_current(account: &impl AccountAccess) -> ClientResult<Prekeys> {
+    let fresh = AgreementSecret::generate().map_err(|source| ClientError::Crypto {
+        doing: "make a prekey",
+        source,
+    })?;
     Ok(account.locked(|locked| {
         let mut prekeys = locked.load_prekeys()?;
         if prekeys.current().is_none() {
@@ -220,7 +221,11 @@ pub fn prekeys_with_current(account: &impl AccountAccess) -> AppResult<Prekeys> 
 }
 
 /// `prekey` signed by `identity` as `owner`'s.
-pub fn sign_prekey(prekey: &Prekey, owner: &str, identity: &PrivateKey) -> AppResult<SignedPrekey> {
+pub fn sign_prekey(
+    prekey: &Prekey,
+    owner: &str,
+    identity: &PrivateKey,
+) -> ClientResult<SignedPrekey> {
     SignedPrekey::sign(
         owner,
         prekey.id,
@@ -228,28 +233,27 @@ pub fn sign_prekey(prekey: &Prekey, owner: &str, identity: &PrivateKey) -> AppRe
         &prekey.secret,
         identity,
     )
-    .map_err(|e| AppError::local(format!("cannot sign the prekey: {e}")))
+    .map_err(|source| ClientError::Crypto {
+        doing: "sign the prekey",
+        source,
+    })
 }
 
 /// The name the server answered with, if it is `user`'s in some letter
 /// case; anything else means the server is not acting for this account.
-pub fn own_name(user: &str, answered: String) -> AppResult<String> {
+pub fn own_name(user: &str, answered: String) -> ClientResult<String> {
     if validate_username(&answered).is_ok() && canonical_name(&answered) == canonical_name(user) {
         return Ok(answered);
     }
-    Err(AppError::new(
-        ExitStatus::Trust,
-        format!(
-            "acting as {user}, the server answered for {:?}",
-            printable(&answered)
-        ),
-    )
-    .hint("the server is not answering truthfully; tell its operator"))
+    Err(ClientError::NotOwnName {
+        user: user.to_owned(),
+        answered: printable(&answered).into_owned(),
+    })
 }
 
 /// End the session of `token` on the server. A token the server no longer
 /// accepts (expired, or ended before) counts as ended.
-pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> AppResult<()> {
+pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> ClientResult<()> {
     if present(connection, user, token)?.is_none() {
         return Ok(());
     }
@@ -265,7 +269,7 @@ fn present(
     connection: &mut Connection,
     user: &str,
     token: &SessionToken,
-) -> AppResult<Option<String>> {
+) -> ClientResult<Option<String>> {
     match connection.request(&authenticate_request(user, token)) {
         Err(NetError::Server {
             code: ErrorCode::AuthFailed,
@@ -287,7 +291,7 @@ fn authenticate_request(user: &str, token: &SessionToken) -> Request {
 }
 
 /// The name from an `authenticated` response, checked to be `user`'s.
-fn authenticated(user: &str, response: Response) -> AppResult<String> {
+fn authenticated(user: &str, response: Response) -> ClientResult<String> {
     match response {
         Response::Authenticated { user: me, .. } => own_name(user, me),
         other => Err(unexpected(&other).into()),

@@ -19,7 +19,7 @@ use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::PinStatus;
-use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Sink};
+use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink};
 use crate::client::keyring::{create_private_dir, write_atomic};
 use crate::wire::protocol::canonical_name;
 
@@ -37,7 +37,17 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
         output: &context.output,
         out_dir: args.out_dir.as_deref(),
     };
-    let tally = Inbox::open(context)?.read(mode, args.limit, &mut printer)?;
+    let home = context.account_dir()?;
+    let identity = context.identity(&home)?;
+    let connection = context.connect()?;
+    let mut inbox = Inbox::new(
+        connection,
+        home,
+        identity,
+        &context.user,
+        context.pin_policy(),
+    );
+    let tally = inbox.read(mode, args.limit, &mut printer)?;
     if tally.problems > 0 {
         return Err(AppError::new(
             ExitStatus::Trust,
@@ -61,6 +71,8 @@ struct Printer<'a> {
 }
 
 impl Sink for Printer<'_> {
+    type Error = AppError;
+
     fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery> {
         let body = match self.out_dir {
             Some(dir) => Body::Saved(save(dir, &saved_name(message), message.body)?),
@@ -68,12 +80,13 @@ impl Sink for Printer<'_> {
                 Ok(text) => Body::Text(text),
                 Err(_) if self.output.is_json() => Body::Base64(STANDARD.encode(message.body)),
                 Err(_) => {
-                    return Ok(Delivery::Kept(format!(
+                    self.output.warning(&format!(
                         "the message from {} sent {} has a binary body of {} bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`",
                         message.sender,
                         rfc3339_seconds(message.sent_at_ms),
                         message.body.len()
-                    )));
+                    ));
+                    return Ok(Delivery::Kept);
                 }
             },
         };
@@ -91,6 +104,33 @@ impl Sink for Printer<'_> {
         };
         self.output.emit(&record).map_err(AppError::stdout)?;
         Ok(Delivery::Written)
+    }
+
+    fn pinned_on_sight(&mut self, user: &str, fingerprint: &str) {
+        self.output.pinned_on_sight(user, fingerprint);
+    }
+
+    fn not_shown(&mut self, problem: Problem) {
+        let warning = match problem {
+            Problem::Unreadable { id, error } => {
+                format!("message {id} is unreadable ({error}); it was discarded")
+            }
+            Problem::SenderMismatch {
+                id,
+                claimed,
+                recorded,
+            } => format!(
+                "message {id} claims to be from {claimed} but the server says {recorded:?} sent it; it was discarded"
+            ),
+            Problem::Failed { id, sender, error } => {
+                format!("message {id} from {sender} failed verification: {error}; it was discarded")
+            }
+            Problem::Held { id, sender, error } => {
+                let error = AppError::from(error);
+                format!("message {id} from {sender}: {error}; it stays queued")
+            }
+        };
+        self.output.warning(&warning);
     }
 }
 

@@ -1,0 +1,139 @@
+//! What can go wrong on the client side, as values: each variant carries
+//! what a person needs to understand it, and its `Display` is the one
+//! sentence that says what failed. What to do about it and which exit
+//! status it means are the command line's business (`crate::cli::error`
+//! holds that table, the only one).
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::client::keyring::KeyringError;
+use crate::client::net::NetError;
+use crate::wire::crypto::CryptoError;
+
+/// A failure of a client operation.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Talking to the server failed, or the server refused.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The keyring could not be read or written.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// The server knows no account of this name to log in as.
+    #[error("{user} is not registered on this server")]
+    NotRegistered {
+        /// The account.
+        user: String,
+    },
+    /// The server refused the login signature of this keyring's key.
+    #[error("the server refused this keyring's key as {user}'s")]
+    KeyRefused {
+        /// The account.
+        user: String,
+    },
+    /// The server answered acting for another account.
+    #[error("acting as {user}, the server answered for {answered:?}")]
+    NotOwnName {
+        /// The local account.
+        user: String,
+        /// The name the server gave, made printable.
+        answered: String,
+    },
+    /// The user asked about does not exist on the server.
+    #[error("there is no user named {name} on this server")]
+    UnknownUser {
+        /// The name asked for.
+        name: String,
+    },
+    /// The server answered a key request with another account's keys.
+    #[error(
+        "asked for the key of {asked}, the server answered with the key of {answered:?}; nothing was sent or pinned"
+    )]
+    OtherAccount {
+        /// The name asked for.
+        asked: String,
+        /// The name the server gave, made printable.
+        answered: String,
+    },
+    /// The server sent a key that cannot be used.
+    #[error("the server sent an unusable key for {name}: {source}")]
+    UnusableKey {
+        /// Whose key.
+        name: String,
+        /// Why it cannot be used.
+        source: CryptoError,
+    },
+    /// The prekey offered is not signed by the user's identity key.
+    #[error(
+        "the server offers a prekey for {name} that {name}'s key {fingerprint} did not sign; nothing was sent or pinned"
+    )]
+    ForeignPrekey {
+        /// Whose prekey.
+        name: String,
+        /// The identity key it should be signed by.
+        fingerprint: String,
+    },
+    /// The key offered is not the one the user said to expect.
+    #[error(
+        "the server offers the key {offered} for {name}, not the expected {expected}; nothing was pinned"
+    )]
+    UnexpectedKey {
+        /// Whose key.
+        name: String,
+        /// The fingerprint offered.
+        offered: String,
+        /// The fingerprint expected.
+        expected: String,
+    },
+    /// The key offered differs from the pinned one.
+    #[error(
+        "the key the server offers for {name} does not match the pinned one: pinned fingerprint {pinned}, offered fingerprint {offered}"
+    )]
+    KeyChanged {
+        /// Whose key.
+        name: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The fingerprint offered.
+        offered: String,
+    },
+    /// A user seen for the first time under the explicit pin policy.
+    #[error("{name}'s key is not pinned, and the pin policy is explicit")]
+    NotPinned {
+        /// Whose key.
+        name: String,
+    },
+    /// A key operation on this machine failed.
+    #[error("cannot {doing}: {source}")]
+    Crypto {
+        /// What was being done, such as "sign the login".
+        doing: &'static str,
+        /// The failure.
+        source: CryptoError,
+    },
+    /// A new passphrase was empty.
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+    /// A new passphrase was typed differently the second time.
+    #[error("the two passphrases differ")]
+    PassphrasesDiffer,
+    /// The passphrase file could not be read.
+    #[error("cannot read the passphrase file {}: {source}", path.display())]
+    PassphraseFile {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The signal handlers that end a waiting read could not be set up.
+    #[error("cannot catch signals: {0}")]
+    Signals(std::io::Error),
+    /// A passphrase is needed and nobody can be asked.
+    #[error("the private key needs a passphrase and there is no terminal to ask for it")]
+    NoTerminal,
+}
+
+/// Result of client operations.
+pub type ClientResult<T> = Result<T, ClientError>;
