@@ -8,6 +8,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 mod serve;
 
+use crate::client::directory::PinPolicy;
+use crate::client::settings::Overrides;
+
 pub use serve::ServeArgs;
 
 /// End-to-end encrypted messaging: one binary for server and client.
@@ -83,14 +86,31 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
-/// The values of `--pin-policy` (and `pin_policy` in config.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// The values of `--pin-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PinPolicyArg {
     /// Pin on first contact, with a notice.
     FirstUse,
     /// Pin only with `msgr key NAME`.
     Explicit,
+}
+
+impl GlobalArgs {
+    /// The settings given as flags or environment variables.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_dir: self.config_dir.clone(),
+            server: self.server.clone(),
+            user: self.user.clone(),
+            ca_cert: self.ca_cert.clone(),
+            json: self.json,
+            passphrase_file: self.passphrase_file.clone(),
+            pin_policy: self.pin_policy.map(|policy| match policy {
+                PinPolicyArg::FirstUse => PinPolicy::FirstUse,
+                PinPolicyArg::Explicit => PinPolicy::Explicit,
+            }),
+        }
+    }
 }
 
 /// The subcommands.
@@ -232,5 +252,9 @@ mod tests {
         assert!(Cli::try_parse_from(["msgr", "read", "--limit", "0"]).is_err());
         assert!(Cli::try_parse_from(["msgr", "read", "--wait", "1", "--follow"]).is_err());
         assert!(Cli::try_parse_from(["msgr", "-v", "-q", "read"]).is_err());
+        let cli = Cli::try_parse_from(["msgr", "--pin-policy", "explicit", "whoami"]).unwrap();
+        let overrides = cli.global.overrides();
+        assert_eq!(overrides.pin_policy, Some(PinPolicy::Explicit));
+        assert!(Cli::try_parse_from(["msgr", "--pin-policy", "sometimes", "whoami"]).is_err());
     }
 }

@@ -159,7 +159,20 @@ impl From<crate::client::error::ClientError> for AppError {
                     "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
                 )),
             ),
-            E::Crypto { .. } | E::Signals(_) => (ExitStatus::Failure, None),
+            E::Crypto { .. } | E::Signals(_) | E::ConfigUnreadable { .. } => {
+                (ExitStatus::Failure, None)
+            }
+            E::NoConfigDir => (
+                ExitStatus::Failure,
+                Some("pass --config-dir DIR or set MSGR_CONFIG_DIR".into()),
+            ),
+            E::ConfigInvalid { .. } => (
+                ExitStatus::Usage,
+                Some(
+                    "the known keys are server, user, ca_cert, json, passphrase_file and pin_policy"
+                        .into(),
+                ),
+            ),
             E::EmptyPassphrase => (
                 ExitStatus::Usage,
                 Some("choose a passphrase, or register without --passphrase".into()),

@@ -25,8 +25,10 @@ pub enum PinStatus {
     Replaced,
 }
 
-/// Whether a key for a name nobody pinned yet may be pinned on sight.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Whether a key for a name nobody pinned yet may be pinned on sight
+/// (`pin_policy` in `config.toml`: `first-use` or `explicit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PinPolicy {
     /// Pin it on first contact, with a notice (the default).
     #[default]

@@ -127,6 +127,25 @@ pub enum ClientError {
         /// The failure.
         source: std::io::Error,
     },
+    /// No configuration directory could be found for this user.
+    #[error("cannot find a configuration directory for this user")]
+    NoConfigDir,
+    /// `config.toml` exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ConfigUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// `config.toml` is not valid.
+    #[error("{} is not valid: {detail}", path.display())]
+    ConfigInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The signal handlers that end a waiting read could not be set up.
     #[error("cannot catch signals: {0}")]
     Signals(std::io::Error),

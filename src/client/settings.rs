@@ -1,15 +1,15 @@
-//! Client settings: each one from its flag, else its environment variable
-//! (clap merges those two), else its key in `config.toml` in the config
-//! dir, else its default — the precedence `git config` users expect.
-//! Relative paths in `config.toml` are relative to the config dir.
+//! Client settings: each one from its flag or environment variable (the
+//! command line gathers those two as [`Overrides`]), else its key in
+//! `config.toml` in the config dir, else its default — the precedence
+//! `git config` users expect. Relative paths in `config.toml` are relative
+//! to the config dir.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cli::args::{GlobalArgs, PinPolicyArg};
-use crate::cli::error::{AppError, AppResult};
 use crate::client::directory::PinPolicy;
+use crate::client::error::{ClientError, ClientResult};
 use crate::client::passphrase::{self, PassphraseSource};
 
 /// Name of the settings file in the config dir.
@@ -24,7 +24,27 @@ struct ConfigFile {
     ca_cert: Option<PathBuf>,
     json: Option<bool>,
     passphrase_file: Option<PathBuf>,
-    pin_policy: Option<PinPolicyArg>,
+    pin_policy: Option<PinPolicy>,
+}
+
+/// The settings given as flags or environment variables, which win over
+/// `config.toml`.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// The config dir, if not the platform's.
+    pub config_dir: Option<PathBuf>,
+    /// `HOST:PORT`.
+    pub server: Option<String>,
+    /// The account name.
+    pub user: Option<String>,
+    /// CA or certificate file to verify the server with.
+    pub ca_cert: Option<PathBuf>,
+    /// Whether output is JSON.
+    pub json: Option<bool>,
+    /// The file whose first line is the passphrase.
+    pub passphrase_file: Option<PathBuf>,
+    /// Whether `create` and `read` may pin keys on first contact.
+    pub pin_policy: Option<PinPolicy>,
 }
 
 /// The resolved global options.
@@ -48,7 +68,7 @@ pub struct Settings {
 
 impl Settings {
     /// Apply `config.toml` under the command line and environment.
-    pub fn load(args: &GlobalArgs) -> AppResult<Self> {
+    pub fn load(args: &Overrides) -> ClientResult<Self> {
         let config_dir = match &args.config_dir {
             Some(dir) => dir.clone(),
             None => default_config_dir()?,
@@ -69,53 +89,46 @@ impl Settings {
             ca_cert: args.ca_cert.clone().or(file.ca_cert.map(in_dir)),
             json: args.json.or(file.json).unwrap_or(false),
             passphrase,
-            pin_policy: match args.pin_policy.or(file.pin_policy) {
-                Some(PinPolicyArg::Explicit) => PinPolicy::Explicit,
-                Some(PinPolicyArg::FirstUse) | None => PinPolicy::FirstUse,
-            },
+            pin_policy: args.pin_policy.or(file.pin_policy).unwrap_or_default(),
             config_dir,
         })
     }
 }
 
-fn default_config_dir() -> AppResult<PathBuf> {
+fn default_config_dir() -> ClientResult<PathBuf> {
     directories::ProjectDirs::from("", "", "msgr")
         .map(|dirs| dirs.config_dir().to_owned())
-        .ok_or_else(|| {
-            AppError::local("cannot find a configuration directory for this user")
-                .hint("pass --config-dir DIR or set MSGR_CONFIG_DIR")
-        })
+        .ok_or(ClientError::NoConfigDir)
 }
 
-fn load_config(path: &Path) -> AppResult<ConfigFile> {
+fn load_config(path: &Path) -> ClientResult<ConfigFile> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
-        Err(e) => {
-            return Err(AppError::local(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
+        Err(source) => {
+            return Err(ClientError::ConfigUnreadable {
+                path: path.to_owned(),
+                source,
+            });
         }
     };
-    toml::from_str(&text).map_err(|e| {
-        AppError::usage(format!("{} is not valid: {}", path.display(), e.message()))
-            .hint("the known keys are server, user, ca_cert, json, passphrase_file and pin_policy")
+    toml::from_str(&text).map_err(|e| ClientError::ConfigInvalid {
+        path: path.to_owned(),
+        detail: e.message().to_owned(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    fn settings(dir: &Path, config: &str, args: &[&str]) -> Settings {
+    fn settings(dir: &Path, config: &str, flags: Overrides) -> Settings {
         std::fs::write(dir.join(CONFIG_FILE), config).unwrap();
-        let mut argv = vec!["msgr", "--config-dir", dir.to_str().unwrap()];
-        argv.extend_from_slice(args);
-        argv.push("whoami");
-        let cli = crate::cli::args::Cli::try_parse_from(argv).unwrap();
-        Settings::load(&cli.global).unwrap()
+        let flags = Overrides {
+            config_dir: Some(dir.to_owned()),
+            ..flags
+        };
+        Settings::load(&flags).unwrap()
     }
 
     #[test]
@@ -123,17 +136,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config =
             "server = \"file:1\"\nuser = \"FileUser\"\nca_cert = \"ca.pem\"\njson = true\n";
-        let from_file = settings(dir.path(), config, &[]);
+        let from_file = settings(dir.path(), config, Overrides::default());
         assert_eq!(from_file.server.as_deref(), Some("file:1"));
         assert_eq!(from_file.user.as_deref(), Some("FileUser"));
         assert_eq!(from_file.ca_cert, Some(dir.path().join("ca.pem")));
         assert!(from_file.json);
 
-        let flags = settings(dir.path(), config, &["--server", "flag:2", "--json=false"]);
+        let flags = Overrides {
+            server: Some("flag:2".into()),
+            json: Some(false),
+            ..Overrides::default()
+        };
+        let flags = settings(dir.path(), config, flags);
         assert_eq!(flags.server.as_deref(), Some("flag:2"));
         assert!(!flags.json);
 
-        let defaults = settings(dir.path(), "", &[]);
+        let defaults = settings(dir.path(), "", Overrides::default());
         assert_eq!(defaults.server, None);
         assert!(!defaults.json);
         assert_eq!(defaults.pin_policy, PinPolicy::FirstUse);
@@ -143,26 +161,28 @@ mod tests {
     fn the_pin_policy_comes_from_flag_or_file() {
         let dir = tempfile::tempdir().unwrap();
         let strict = "pin_policy = \"explicit\"\n";
+        let from_file = settings(dir.path(), strict, Overrides::default());
+        assert_eq!(from_file.pin_policy, PinPolicy::Explicit);
+        let flag = Overrides {
+            pin_policy: Some(PinPolicy::FirstUse),
+            ..Overrides::default()
+        };
         assert_eq!(
-            settings(dir.path(), strict, &[]).pin_policy,
-            PinPolicy::Explicit
+            settings(dir.path(), strict, flag).pin_policy,
+            PinPolicy::FirstUse
         );
-        let flag = settings(dir.path(), strict, &["--pin-policy", "first-use"]);
-        assert_eq!(flag.pin_policy, PinPolicy::FirstUse);
-        assert!(load_config_text(dir.path(), "pin_policy = \"sometimes\"\n").is_err());
-    }
-
-    fn load_config_text(dir: &Path, text: &str) -> AppResult<ConfigFile> {
-        std::fs::write(dir.join(CONFIG_FILE), text).unwrap();
-        load_config(&dir.join(CONFIG_FILE))
+        std::fs::write(dir.path().join(CONFIG_FILE), "pin_policy = \"sometimes\"\n").unwrap();
+        assert!(load_config(&dir.path().join(CONFIG_FILE)).is_err());
     }
 
     #[test]
-    fn unknown_keys_are_usage_errors() {
+    fn unknown_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CONFIG_FILE), "sever = \"x:1\"\n").unwrap();
         let error = load_config(&dir.path().join(CONFIG_FILE)).unwrap_err();
-        assert_eq!(error.status, crate::cli::error::ExitStatus::Usage);
-        assert!(error.hint.unwrap().contains("passphrase_file"));
+        let ClientError::ConfigInvalid { detail, .. } = error else {
+            panic!("{error:?}");
+        };
+        assert!(detail.contains("unknown field `sever`"), "{detail}");
     }
 }

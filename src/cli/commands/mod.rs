@@ -28,7 +28,7 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
         Command::Man(args) => return man::run(args),
         _ => {}
     }
-    let settings = Settings::load(&cli.global)?;
+    let settings = Settings::load(&cli.global.overrides())?;
     output.set_json(settings.json);
     let context = ClientContext::new(settings, *output)?;
     match &cli.command {
