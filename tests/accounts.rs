@@ -131,7 +131,7 @@ fn bad_names_and_missing_options_are_usage_errors() {
 #[test]
 fn an_unreachable_server_is_a_connection_error() {
     let config = tempfile::tempdir().unwrap();
-    let port = common::unused_port();
+    let (_refusing, port) = common::refusing_port();
     msgr_bare()
         .arg("--config-dir")
         .arg(config.path())

@@ -47,7 +47,7 @@ fn status_2_usage() {
 #[test]
 fn status_3_cannot_connect() {
     let config = tempfile::tempdir().unwrap();
-    let port = common::unused_port();
+    let (_refusing, port) = common::refusing_port();
     let output = msgr_bare()
         .arg("--config-dir")
         .arg(config.path())

@@ -281,14 +281,13 @@ pub fn soak() -> bool {
     std::env::var_os("MSGR_SOAK").is_some_and(|value| value == "1")
 }
 
-/// A loopback port nothing listens on: bound by a listener that is
-/// dropped at once.
-pub fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port that refuses connections for as long as the returned
+/// socket lives: bound, so nothing else can take it, but not listening.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 /// The client binary with no msgr settings inherited from the environment.
