@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets, shared by `fuzz_targets/*.rs` (run with
-//! `cargo fuzz`) and by `tests/hardening_fuzz.rs` (which replays saved
+//! `cargo fuzz`) and by `tests/suite/hardening/fuzz.rs` (which replays saved
 //! inputs and a seeded batch of random ones under `cargo test`). Each must
 //! never panic, whatever the bytes; the assertions inside are properties
 //! that must hold for every input the decoders accept.

@@ -3,8 +3,6 @@
 //! success exactly once after it restarts; a reader that dies between
 //! receiving and acknowledging loses nothing and duplicates nothing.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -12,8 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::raw::Client;
-use common::{Server, World};
+use crate::common::raw::Client;
+use crate::common::{Server, World};
 
 /// Server flags that keep the rate limits out of the way of the crowd.
 const ROOMY: &[&str] = &[
@@ -110,7 +108,11 @@ fn kill_9(pid: u32) {
 #[test]
 fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
     // MSGR_SOAK=1: more kills, longer bursts.
-    let (kills, burst) = if common::soak() { (5, 40) } else { (1, 8) };
+    let (kills, burst) = if crate::common::soak() {
+        (5, 40)
+    } else {
+        (1, 8)
+    };
     let mut world = World::with_server_args(ROOMY);
     let senders = ["s0", "s1", "s2", "s3"];
     for user in senders.iter().chain(&["John"]) {

@@ -2,10 +2,8 @@
 //! stdout (one object, or one object per line for `read` and `contacts`)
 //! and, in JSON mode, every line on stderr is a JSON object too.
 
-mod common;
-
-use common::World;
-use common::client::{json_error, json_lines, json_object};
+use crate::common::World;
+use crate::common::client::{json_error, json_lines, json_object};
 use predicates::prelude::*;
 
 fn is_fingerprint(value: &serde_json::Value) -> bool {
@@ -271,7 +269,7 @@ fn usage_errors_are_json_when_json_is_asked_for() {
             "error: unrecognized subcommand",
         ));
     // A missing setting is a usage error too, found after parsing.
-    let output = common::msgr_bare()
+    let output = crate::common::msgr_bare()
         .args(["--json", "--config-dir"])
         .arg(world.config_dir("Nobody"))
         .arg("whoami")

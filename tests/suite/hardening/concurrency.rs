@@ -3,13 +3,11 @@
 //! all succeed; nothing is lost or shown twice, and the keyring stays
 //! whole.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use common::World;
-use common::raw::{Client, keys, sealed};
+use crate::common::World;
+use crate::common::raw::{Client, keys, sealed};
 use msgr::wire::protocol::{Request, Response};
 
 /// Server flags that keep the rate limits out of the way of the crowd.

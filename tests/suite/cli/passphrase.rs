@@ -3,13 +3,11 @@
 //! `passphrase_file` in config.toml, or a terminal prompt; a wrong one is an
 //! authentication error. Unencrypted keys keep working.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use common::World;
-use common::client::json_object;
+use crate::common::World;
+use crate::common::client::json_object;
 use predicates::prelude::*;
 
 fn identity(world: &World, user: &str) -> PathBuf {

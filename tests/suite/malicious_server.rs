@@ -5,15 +5,13 @@
 //! fingerprint, and print no raw escapes; the server must refuse junk and
 //! proofs made for another server or another challenge.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::World;
-use common::client::json_object;
-use common::mitm::Mitm;
-use common::raw::{
+use crate::common::World;
+use crate::common::client::json_object;
+use crate::common::mitm::Mitm;
+use crate::common::raw::{
     Client, error_code, keys, prekeys, recipient_prekey, sealed, signed_in, signed_prekey,
 };
 use msgr::wire::crypto::{PrivateKey, sha256};

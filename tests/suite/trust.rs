@@ -1,9 +1,7 @@
 //! What the client refuses: a changed server certificate, a changed
 //! contact key, and envelopes tampered with on the server.
 
-mod common;
-
-use common::{Server, World};
+use crate::common::{Server, World};
 use predicates::prelude::*;
 
 #[test]
@@ -239,7 +237,7 @@ fn serve_uses_a_certificate_made_with_openssl() {
         "no certificate was generated"
     );
 
-    common::msgr_bare()
+    crate::common::msgr_bare()
         .arg("--config-dir")
         .arg(dir.path().join("client"))
         .args([

@@ -2,12 +2,10 @@
 //! stays queued with a notice in human mode, and `--out-dir` saves every
 //! body to its own file named by message id.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::World;
-use common::client::json_lines;
+use crate::common::World;
+use crate::common::client::json_lines;
 use predicates::prelude::*;
 
 const BINARY: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff];

@@ -1,14 +1,12 @@
 //! The server on raw frames: a real `msgr serve` process, and the bare TLS
-//! client of `common::raw` that writes requests and reads responses byte
+//! client of `crate::common::raw` that writes requests and reads responses byte
 //! for byte, without the msgr client in between. Hostile input, limits and
 //! authentication edges have their own `hardening_*` files.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Server;
-use common::raw::{Client, error_code, keys, prekeys, sealed};
+use crate::common::Server;
+use crate::common::raw::{Client, error_code, keys, prekeys, sealed};
 use msgr::wire::crypto::fingerprint;
 use msgr::wire::envelope;
 use msgr::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};

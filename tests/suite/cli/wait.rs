@@ -3,12 +3,10 @@
 //! acknowledges each message as it arrives until SIGINT or SIGTERM, without
 //! blocking other commands of the same account, and `read --limit N`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::World;
-use common::client::json_lines;
+use crate::common::World;
+use crate::common::client::json_lines;
 
 #[test]
 fn wait_returns_as_soon_as_a_message_arrives() {

@@ -3,8 +3,6 @@
 //! served promptly, because connections that have not yet said hello hold
 //! no slot and the oldest of them is dropped when too many wait.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -12,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::World;
-use common::raw::tls_session;
+use crate::common::World;
+use crate::common::raw::tls_session;
 
 /// A real user's command must finish within this, although the handshake
 /// timeout (60 s here) would keep a slot-holding attacker around far longer.
@@ -63,7 +61,7 @@ fn promptly(world: &World, user: &str, args: &[&str]) -> String {
 #[test]
 fn idle_sockets_and_trickled_handshakes_do_not_keep_a_real_user_out() {
     // MSGR_SOAK=1: ten times the idle sockets.
-    let idle_sockets = if common::soak() { 3000 } else { 300 };
+    let idle_sockets = if crate::common::soak() { 3000 } else { 300 };
     let world = World::with_server_args(&["--handshake-timeout", "60", "--max-pending", "64"]);
     let stop = Arc::new(AtomicBool::new(false));
     let tricklers: Vec<_> = (0..8)

@@ -2,10 +2,8 @@
 //! recipient on one connection, says who got it, and fails naming whoever
 //! did not.
 
-mod common;
-
-use common::World;
-use common::client::json_object;
+use crate::common::World;
+use crate::common::client::json_object;
 use predicates::prelude::*;
 
 #[test]

@@ -1,11 +1,9 @@
 //! Accounts and usage errors: names, registration, key files, and the
 //! documented exit statuses for what a user can get wrong.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::{World, msgr_bare};
+use crate::common::{World, msgr_bare};
 use predicates::prelude::*;
 
 #[test]
@@ -131,7 +129,7 @@ fn bad_names_and_missing_options_are_usage_errors() {
 #[test]
 fn an_unreachable_server_is_a_connection_error() {
     let config = tempfile::tempdir().unwrap();
-    let (_refusing, port) = common::refusing_port();
+    let (_refusing, port) = crate::common::refusing_port();
     msgr_bare()
         .arg("--config-dir")
         .arg(config.path())

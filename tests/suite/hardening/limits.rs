@@ -3,15 +3,13 @@
 //! refusals, silent connections are timed out, and connections beyond the
 //! limit wait without starving those in service.
 
-mod common;
-
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::raw::{Client, error_code, keys, sealed, signed_in, tcp_from};
-use common::{Server, World, msgr_bare};
+use crate::common::raw::{Client, error_code, keys, sealed, signed_in, tcp_from};
+use crate::common::{Server, World, msgr_bare};
 use msgr::wire::protocol::{ErrorCode, Request, Response};
 use predicates::prelude::*;
 use tempfile::TempDir;

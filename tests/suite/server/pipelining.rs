@@ -2,12 +2,10 @@
 //! that they share group commits, yet answers every request in order, and
 //! handles any other request only after the sends before it are answered.
 
-mod common;
-
 use std::io::Read;
 
-use common::Server;
-use common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
+use crate::common::Server;
+use crate::common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
 use msgr::wire::envelope::{self, Header};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
 use tempfile::TempDir;

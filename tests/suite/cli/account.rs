@@ -1,10 +1,8 @@
 //! `whoami`, `contacts` and `logout`: what the keyring knows about the
 //! account, the pinned keys, and ending the session on both sides.
 
-mod common;
-
-use common::World;
-use common::client::json_object;
+use crate::common::World;
+use crate::common::client::json_object;
 use predicates::prelude::*;
 
 #[test]

@@ -1,10 +1,8 @@
 //! Settings precedence: flag, then environment, then `config.toml`, then
 //! the default — for server, user, ca_cert, json and passphrase_file.
 
-mod common;
-
-use common::client::{json_error, json_object};
-use common::{World, msgr_bare};
+use crate::common::client::{json_error, json_object};
+use crate::common::{World, msgr_bare};
 
 /// A world with Alice and John registered in one shared config dir, and
 /// that dir.

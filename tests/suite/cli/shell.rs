@@ -2,9 +2,7 @@
 //! spinner only on a terminal (and never with NO_COLOR), and `-v`, `-q`
 //! and `RUST_LOG` for client and server logs.
 
-mod common;
-
-use common::{Server, World, msgr_bare};
+use crate::common::{Server, World, msgr_bare};
 use predicates::prelude::*;
 
 #[test]

@@ -3,14 +3,12 @@
 //! once and `logout` ends only its own (the policy in SECURITY.md); and the
 //! server's log, even at trace level, never holds a token or a body.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::raw::{Client, error_code, keys, sealed};
+use crate::common::{Server, World};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::raw::{Client, error_code, keys, sealed};
-use common::{Server, World};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, Request, Response};
 use tempfile::TempDir;
 

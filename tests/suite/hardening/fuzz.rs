@@ -5,7 +5,7 @@
 //! decoders' properties are checked on every build without a nightly
 //! toolchain. Long runs: see "Fuzzing" in the README.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../../fuzz/harness.rs"]
 mod harness;
 
 use std::path::Path;

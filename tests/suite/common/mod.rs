@@ -2,8 +2,6 @@
 //! loopback port with its own data dir, and a command builder that runs the
 //! real client with its own config dir and nothing from the environment.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 pub mod client;
 pub mod mitm;
 pub mod raw;

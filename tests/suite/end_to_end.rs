@@ -1,9 +1,7 @@
 //! The main user journeys, end to end: the README example, bodies from
 //! stdin, no message shown twice, and nothing lost across restarts.
 
-mod common;
-
-use common::World;
+use crate::common::World;
 use predicates::prelude::*;
 
 #[test]
@@ -150,7 +148,7 @@ fn queued_messages_survive_a_restart_and_a_kill() {
     let status = world.server.signal_and_wait("KILL");
     assert!(!status.success());
     let data_dir = world.server.data_dir.clone();
-    world.server = common::Server::start_with(&data_dir, world.server.port, &[]);
+    world.server = crate::common::Server::start_with(&data_dir, world.server.port, &[]);
 
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "stderr: {stderr}");

@@ -4,14 +4,12 @@
 //! an error response or a closed connection, and the server goes on
 //! serving everyone else without its memory following the lies.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::Server;
-use common::raw::{Client, READ_TIMEOUT, error_code, keys, sealed, signed_in};
+use crate::common::Server;
+use crate::common::raw::{Client, READ_TIMEOUT, error_code, keys, sealed, signed_in};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, PROTOCOL_VERSION, Request, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -333,7 +331,7 @@ fn register(user: &str, public_key: Vec<u8>, proof: Vec<u8>) -> Request {
     Request::Register {
         user: user.into(),
         public_key: Base64Bytes(public_key),
-        signed_prekey: common::raw::signed_prekey(user, 0),
+        signed_prekey: crate::common::raw::signed_prekey(user, 0),
         proof: Base64Bytes(proof),
     }
 }

@@ -2,12 +2,10 @@
 //! `ExitStatus` in src/cli/error.rs), each also checking the stable `code` of
 //! the JSON error object.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::client::json_error;
-use common::{Server, World, msgr_bare};
+use crate::common::client::json_error;
+use crate::common::{Server, World, msgr_bare};
 use predicates::prelude::*;
 
 #[test]
@@ -47,7 +45,7 @@ fn status_2_usage() {
 #[test]
 fn status_3_cannot_connect() {
     let config = tempfile::tempdir().unwrap();
-    let (_refusing, port) = common::refusing_port();
+    let (_refusing, port) = crate::common::refusing_port();
     let output = msgr_bare()
         .arg("--config-dir")
         .arg(config.path())
@@ -158,7 +156,7 @@ fn status_6_message_failing_verification() {
         .unwrap();
     assert_eq!(output.status.code(), Some(6));
     assert!(output.stdout.is_empty(), "nothing shown");
-    let lines = common::client::json_lines(&output.stderr);
+    let lines = crate::common::client::json_lines(&output.stderr);
     assert_eq!(lines[0]["level"], "notice", "Alice's key is pinned first");
     assert_eq!(lines[1]["level"], "warning");
     assert!(
