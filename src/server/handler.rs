@@ -8,8 +8,9 @@
 //! cost a disk write (`login`, `register`) are rate-limited per source
 //! address.
 //!
-//! Logs name request types and outcomes, never tokens, keys or envelope
-//! bytes.
+//! Refusals, and the checks that need no state of the connection, are in
+//! `refusal`. Logs name request types and outcomes, never tokens, keys or
+//! envelope bytes.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -18,56 +19,27 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
-use tracing::{debug, error, info};
+use tracing::{debug, info};
 
 use super::Context;
 use super::ratelimit::RateLimiter;
-use super::store::{
-    Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, Usage, User, UserId,
-};
+use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, User, UserId};
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
-use crate::wire::envelope;
 use crate::wire::protocol::{
     Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
-    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, canonical_name, unix_now,
-    validate_username,
+    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, unix_now,
 };
 use crate::wire::signing;
+
+mod refusal;
+
+use refusal::{
+    Refusal, answer, check_envelope, check_name, check_prekey, mailbox_full, unknown_user,
+};
 
 /// The response to a `send` handed to the store, ready once its write is
 /// durable (or at once, if the `send` was refused before that).
 pub type Answer<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
-
-/// A request refused with an error response.
-#[derive(Debug)]
-struct Refusal {
-    code: ErrorCode,
-    message: String,
-}
-
-impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The server is at fault; details go to the log, not the client.
-    fn internal(what: &dyn std::fmt::Display) -> Self {
-        error!(error = %what, "request failed inside the server");
-        Self::new(
-            ErrorCode::Internal,
-            "the server failed internally and did nothing; try again later",
-        )
-    }
-}
-
-impl From<StoreError> for Refusal {
-    fn from(error: StoreError) -> Self {
-        Self::internal(&error)
-    }
-}
 
 /// The account a connection acts for after `authenticate`.
 struct Identity {
@@ -412,7 +384,7 @@ impl<'a> Handler<'a> {
             ));
         }
         check_name(recipient)?;
-        check_envelope(envelope, sender, recipient)?;
+        check_envelope(envelope, &sender.user.name, &sender.key, recipient)?;
         Ok(sender.user.id)
     }
 
@@ -482,83 +454,4 @@ impl<'a> Handler<'a> {
             .await?;
         Ok(Response::Acked { count })
     }
-}
-
-/// The response to a `kind` request: its result, or its refusal as an
-/// error response.
-fn answer(kind: &'static str, result: Result<Response, Refusal>) -> Response {
-    result.unwrap_or_else(|refusal| {
-        info!(
-            request = kind,
-            code = refusal.code.as_str(),
-            "request refused"
-        );
-        Response::error(refusal.code, refusal.message)
-    })
-}
-
-/// The envelope must parse, name the authenticated sender exactly as
-/// registered and the requested recipient, and carry the sender's
-/// signature, so nobody can queue mail that claims another sender, sits in
-/// the wrong queue, or is junk that only takes mailbox space. (Recipients
-/// check all of it again: this check protects the queues, not the trust.)
-fn check_envelope(envelope: &[u8], sender: &Identity, recipient: &str) -> Result<(), Refusal> {
-    let bad = |message: String| Refusal::new(ErrorCode::BadRequest, message);
-    let parsed = envelope::parse(envelope).map_err(|error| bad(error.to_string()))?;
-    let header = &parsed.header;
-    let name = &sender.user.name;
-    if header.sender != *name {
-        return Err(bad(format!(
-            "the envelope names {} as its sender, but this connection acts for {name}",
-            header.sender
-        )));
-    }
-    if canonical_name(&header.recipient) != canonical_name(recipient) {
-        return Err(bad(format!(
-            "the envelope is addressed to {}, not to {recipient}",
-            header.recipient
-        )));
-    }
-    if !parsed.is_signed_by(&sender.key) {
-        return Err(bad(format!(
-            "the envelope is not signed by {name}'s registered key"
-        )));
-    }
-    Ok(())
-}
-
-/// A prekey must be signed by `owner`'s identity key.
-fn check_prekey(prekey: &SignedPrekey, owner: &str, key: &PublicKey) -> Result<(), Refusal> {
-    match prekey.verify(owner, key) {
-        Some(_) => Ok(()),
-        None => Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "the signed prekey is not a 32-byte X25519 key signed by the account's key",
-        )),
-    }
-}
-
-/// The refusal for a recipient whose queue is at its quota.
-fn mailbox_full(recipient: &str, usage: Usage) -> Refusal {
-    info!(
-        recipient,
-        queued = usage.messages,
-        bytes = usage.bytes,
-        "mailbox full"
-    );
-    Refusal::new(
-        ErrorCode::MailboxFull,
-        format!(
-            "{recipient}'s mailbox on this server is full, so the message was not sent; \
-             try again after {recipient} has read their messages"
-        ),
-    )
-}
-
-fn unknown_user() -> Refusal {
-    Refusal::new(ErrorCode::UnknownUser, "no such user on this server")
-}
-
-fn check_name(name: &str) -> Result<(), Refusal> {
-    validate_username(name).map_err(|error| Refusal::new(ErrorCode::InvalidName, error.to_string()))
 }

@@ -1,0 +1,107 @@
+//! Round trips and refusals of the keyring's files.
+
+use super::*;
+use crate::wire::crypto::test_keys;
+
+fn account() -> (tempfile::TempDir, Account) {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Keyring::open(&dir.path().join("cfg")).unwrap();
+    let account = keyring
+        .account_dir("Alice", "localhost:12000")
+        .unwrap()
+        .lock()
+        .unwrap();
+    (dir, account)
+}
+
+#[test]
+fn identity_round_trips_with_private_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, account) = account();
+    assert!(!account.has_identity());
+    account.save_identity(&test_keys()[0], None).unwrap();
+    let StoredKey::Plain(loaded) = account.load_identity().unwrap() else {
+        panic!("an unencrypted key was saved");
+    };
+    assert_eq!(loaded.public_key(), test_keys()[0].public_key());
+    let mode = std::fs::metadata(account.identity_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(account.dir().ends_with("accounts/alice@localhost:12000"));
+}
+
+#[test]
+fn contacts_are_pinned_case_insensitively() {
+    let (_dir, account) = account();
+    assert!(account.contact("John").unwrap().is_none());
+    let prekey = crate::wire::envelope::RecipientPrekey {
+        id: 3,
+        public_key: [4; 32],
+    };
+    account
+        .pin_contact(&Contact {
+            name: "John".into(),
+            key: test_keys()[1].public_key(),
+            prekey: Some(prekey),
+        })
+        .unwrap();
+    let contact = account.contact("JOHN").unwrap().unwrap();
+    assert_eq!(contact.name, "John");
+    assert_eq!(contact.key, test_keys()[1].public_key());
+    assert_eq!(contact.prekey, Some(prekey));
+    account
+        .pin_contact(&Contact {
+            name: "carol".into(),
+            key: test_keys()[2].public_key(),
+            prekey: None,
+        })
+        .unwrap();
+    let names: Vec<_> = account
+        .all_contacts()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["carol", "John"]);
+}
+
+#[test]
+fn sessions_and_seen_ids_round_trip() {
+    let (_dir, account) = account();
+    assert!(account.load_session().unwrap().is_none());
+    let session = Session {
+        token: SessionToken::new(vec![9; 32]),
+        expires_at: 42,
+    };
+    account.save_session(&session).unwrap();
+    let loaded = account.load_session().unwrap().unwrap();
+    assert_eq!(loaded.token.expose(), &[9; 32]);
+    assert_eq!(loaded.expires_at, 42);
+    account.remove_session().unwrap();
+    account.remove_session().unwrap();
+    assert!(account.load_session().unwrap().is_none());
+
+    let mut seen = account.load_seen().unwrap();
+    seen.insert(seen_key("Alice", "0102"));
+    account.save_seen(&seen).unwrap();
+    let mut seen = account.load_seen().unwrap();
+    assert!(seen.contains("alice 0102"));
+    seen.insert(seen_key("bob", "03"));
+    account.save_seen(&seen).unwrap();
+    let seen = account.load_seen().unwrap();
+    assert!(seen.contains("alice 0102") && seen.contains("bob 03"));
+    assert!(!seen.contains("carol 04"));
+    assert_eq!(seen_key("ALICE", "0102"), "alice 0102");
+}
+
+#[test]
+fn damaged_files_are_reported_not_ignored() {
+    let (_dir, account) = account();
+    std::fs::write(account.dir().join("contacts.toml"), "not = [toml").unwrap();
+    assert!(matches!(
+        account.contact("John"),
+        Err(KeyringError::Corrupt { .. })
+    ));
+}

@@ -1,0 +1,195 @@
+//! Messages through a lying server: envelopes for someone else, junk the
+//! server must refuse, impossible send times, and escapes in the
+//! server's strings.
+
+use super::*;
+
+#[test]
+fn envelopes_for_someone_else_open_for_nobody() {
+    let world = World::new();
+    let stolen: Arc<Mutex<Option<QueuedMessage>>> = Arc::default();
+    let deliver = Arc::clone(&stolen);
+    let (mitm, armed) = proxy(&world, move |request, response| match request {
+        Request::Fetch { .. } => Response::Messages {
+            messages: deliver.lock().unwrap().clone().into_iter().collect(),
+        },
+        _ => response,
+    });
+    for user in ["Alice", "John", "Carol"] {
+        register_via(&world, mitm.port, user);
+    }
+    world
+        .msgr_at("Alice", mitm.port)
+        .args(["create", "John", "for John's eyes only"])
+        .assert()
+        .success();
+    let envelope = mitm
+        .requests()
+        .into_iter()
+        .find_map(|r| match r {
+            Request::Send { envelope, .. } => Some(envelope),
+            _ => None,
+        })
+        .unwrap();
+    *stolen.lock().unwrap() = Some(QueuedMessage {
+        id: 1,
+        sender: "Alice".into(),
+        envelope,
+    });
+    armed.store(true, Ordering::SeqCst);
+    let output = world
+        .msgr_at("Carol", mitm.port)
+        .arg("read")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("the message is addressed to John, not to this account"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("eyes only"));
+}
+
+#[test]
+fn the_server_refuses_envelopes_its_sender_did_not_sign() {
+    let world = World::new();
+    let mut alice = signed_in(&world.server, "Alice");
+    let to_john = recipient_prekey(1);
+    let forged = envelope::seal(&Header::new("Alice", "John"), b"junk", &keys()[2], &to_john);
+    let misspelt = envelope::seal(
+        &Header::new("alice", "John"),
+        b"not as registered",
+        &keys()[0],
+        &to_john,
+    );
+    for envelope in [forged, misspelt] {
+        let response = alice.request(&Request::Send {
+            recipient: "John".into(),
+            envelope: Base64Bytes(envelope.unwrap()),
+        });
+        assert_eq!(error_code(&response), ErrorCode::BadRequest, "{response:?}");
+    }
+    assert_eq!(world.queued(), 0, "junk takes no mailbox space");
+    assert!(matches!(
+        alice.request(&sealed("Alice", "John", b"genuine")),
+        Response::Sent { .. }
+    ));
+}
+
+#[test]
+fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
+    let world = World::new();
+    // Another user's attempt: the server refuses it at `send`.
+    let mut alice = signed_in(&world.server, "Alice");
+    let mut header = Header::new("Alice", "John");
+    header.sent_at_ms = u64::MAX;
+    let late = envelope::seal(
+        &header,
+        b"from the far future",
+        &keys()[0],
+        &recipient_prekey(1),
+    )
+    .unwrap();
+    let response = alice.request(&Request::Send {
+        recipient: "John".into(),
+        envelope: Base64Bytes(late.clone()),
+    });
+    assert_eq!(error_code(&response), ErrorCode::BadRequest);
+
+    // A server delivering it anyway: John's read reports it and shows the
+    // rest.
+    let world = World::new();
+    let extra: Arc<Mutex<Vec<QueuedMessage>>> = Arc::default();
+    let slipped = Arc::clone(&extra);
+    let (mitm, armed) = proxy(&world, move |request, response| match (request, response) {
+        (Request::Fetch { .. }, Response::Messages { mut messages }) => {
+            messages.splice(0..0, slipped.lock().unwrap().drain(..));
+            Response::Messages { messages }
+        }
+        (_, response) => response,
+    });
+    for user in ["Alice", "John"] {
+        register_via(&world, mitm.port, user);
+    }
+    world
+        .msgr_at("Alice", mitm.port)
+        .args(["create", "John", "an honest note"])
+        .assert()
+        .success();
+    let alice_key = identity_of(&world, "Alice", mitm.port);
+    let Response::Key {
+        signed_prekey: Some(prekey),
+        ..
+    } = real_key_answer(&world, "John")
+    else {
+        panic!("John has a prekey");
+    };
+    let to_john = envelope::RecipientPrekey {
+        id: prekey.id,
+        public_key: prekey.public_key.0.try_into().unwrap(),
+    };
+    let mut header = Header::new("Alice", "John");
+    header.sent_at_ms = u64::MAX;
+    let late = envelope::seal(&header, b"from the far future", &alice_key, &to_john).unwrap();
+    extra.lock().unwrap().push(QueuedMessage {
+        id: 1_000_000,
+        sender: "Alice".into(),
+        envelope: Base64Bytes(late),
+    });
+    armed.store(true, Ordering::SeqCst);
+    let output = world
+        .msgr_at("John", mitm.port)
+        .arg("read")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("an honest note"), "{stdout}");
+    assert!(!stdout.contains("far future"));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("send time after the year 9999"), "{stderr}");
+}
+
+#[test]
+fn server_strings_never_reach_the_terminal_raw() {
+    let world = World::new();
+    let (mitm, armed) = proxy(&world, |request, response| match request {
+        Request::GetKey { user } if user == "John" => Response::Key {
+            user: "John\u{1b}]0;owned\u{7}".into(),
+            public_key: Base64Bytes(keys()[2].public_key().to_der()),
+            signed_prekey: None,
+        },
+        Request::GetKey { .. } => Response::error(
+            ErrorCode::RateLimited,
+            "\u{1b}[2J\u{1b}[Hslow down \u{202e}nwod wols",
+        ),
+        _ => response,
+    });
+    register_via(&world, mitm.port, "Alice");
+    armed.store(true, Ordering::SeqCst);
+    let raw = |bytes: &[u8]| {
+        bytes.contains(&0x1b)
+            || bytes.contains(&0x07)
+            || String::from_utf8_lossy(bytes).contains('\u{202e}')
+    };
+    for (name, code) in [("John", 6), ("Carol", 7)] {
+        for json in [false, true] {
+            let output = world
+                .msgr_at("Alice", mitm.port)
+                .arg(format!("--json={json}"))
+                .args(["key", name])
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(code), "{output:?}");
+            assert!(!raw(&output.stdout), "{output:?}");
+            assert!(!raw(&output.stderr), "{output:?}");
+        }
+    }
+    let contacts = world.config_dir("Alice").join(format!(
+        "accounts/alice@localhost:{}/contacts.toml",
+        mitm.port
+    ));
+    assert!(!contacts.exists(), "nothing pinned");
+}

@@ -1,0 +1,92 @@
+//! "The server learns nothing" (issue 9): a malicious operator — a proxy
+//! holding the server's own certificate and key, so the client sees no
+//! warning — answers the real client with chosen data. The client must
+//! reveal nothing, seal to nobody else, pin nothing without showing its
+//! fingerprint, and print no raw escapes; the server must refuse junk and
+//! proofs made for another server or another challenge.
+
+mod keys;
+mod login;
+mod messages;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::common::World;
+use crate::common::client::json_object;
+use crate::common::mitm::Mitm;
+use crate::common::raw::{
+    Client, error_code, keys, prekeys, recipient_prekey, sealed, signed_in, signed_prekey,
+};
+use msgr::wire::crypto::{PrivateKey, sha256};
+use msgr::wire::envelope::{self, Header};
+use msgr::wire::protocol::{
+    Base64Bytes, ErrorCode, QueuedMessage, Request, Response, SignedPrekey,
+};
+use msgr::wire::signing;
+use predicates::prelude::*;
+
+/// The certificate digest the real server (and so the proxy) presents.
+pub(super) fn certificate_digest(world: &World) -> signing::CertificateDigest {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let cert = CertificateDer::from_pem_file(world.server.data_dir.join("cert.pem")).unwrap();
+    sha256(cert.as_ref())
+}
+
+/// `user`'s identity key, read from their keyring.
+pub(super) fn identity_of(world: &World, user: &str, port: u16) -> PrivateKey {
+    let dir = world
+        .config_dir(user)
+        .join(format!("accounts/{}@localhost:{port}", user.to_lowercase()));
+    let pem = std::fs::read_to_string(dir.join("identity.pem")).unwrap();
+    PrivateKey::from_pkcs8_pem(&pem).unwrap()
+}
+
+/// A proxy that passes everything through until `armed`, then answers
+/// with `attack`.
+pub(super) fn proxy(
+    world: &World,
+    attack: impl Fn(&Request, Response) -> Response + Send + Sync + 'static,
+) -> (Mitm, Arc<AtomicBool>) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let on = Arc::clone(&armed);
+    let mitm = Mitm::start(&world.server, move |request, response| {
+        if on.load(Ordering::SeqCst) {
+            attack(request, response)
+        } else {
+            response
+        }
+    });
+    (mitm, armed)
+}
+
+pub(super) fn register_via(world: &World, port: u16, user: &str) {
+    world
+        .msgr_at(user, port)
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .success();
+}
+
+pub(super) fn sends(requests: &[Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| matches!(r, Request::Send { .. }))
+        .count()
+}
+
+/// The key answer the real server gives for `name`.
+pub(super) fn real_key_answer(world: &World, name: &str) -> Response {
+    Client::greeted(&world.server).request(&Request::GetKey { user: name.into() })
+}
+
+/// A key answer for `name` with the operator's key and a prekey the
+/// operator signed for that name.
+pub(super) fn mallory_key_answer(name: &str) -> Response {
+    Response::Key {
+        user: name.into(),
+        public_key: Base64Bytes(keys()[2].public_key().to_der()),
+        signed_prekey: Some(signed_prekey(name, 2)),
+    }
+}
