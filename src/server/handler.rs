@@ -27,7 +27,7 @@ use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
 use crate::wire::protocol::{
     Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
-    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, unix_now,
+    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN,
 };
 use crate::wire::signing;
 
@@ -172,7 +172,7 @@ impl<'a> Handler<'a> {
                 "this request needs an authenticated connection; log in first",
             )
         })?;
-        if identity.expires_at <= unix_now() {
+        if identity.expires_at <= self.context.clock.now() {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,
                 "the session has expired; log in again",
@@ -252,7 +252,7 @@ impl<'a> Handler<'a> {
         }
         let token: zeroize::Zeroizing<[u8; TOKEN_LEN]> = zeroize::Zeroizing::new(random_bytes());
         let hash = sha256(token.as_ref());
-        let now = unix_now();
+        let now = self.context.clock.now();
         let expires_at = now.saturating_add(self.context.limits.session_ttl.as_secs());
         let user_id = user.id;
         self.with_store(move |store| store.create_session(user_id, &hash, expires_at, now))
@@ -284,7 +284,7 @@ impl<'a> Handler<'a> {
             return Err(failed());
         }
         let hash = sha256(token);
-        let now = unix_now();
+        let now = self.context.clock.now();
         let (user, session) = self
             .with_store(move |store| Ok((store.find_user(&name)?, store.find_session(&hash, now)?)))
             .await?;

@@ -12,6 +12,7 @@
 //! caller can close the store cleanly.
 
 mod admission;
+pub mod clock;
 mod connection;
 mod handler;
 pub mod limits;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
+pub use clock::{Clock, SystemClock};
 pub use limits::Limits;
 pub use store::Store;
 
@@ -62,19 +64,35 @@ struct Context {
     logins: RateLimiter,
     /// `register` requests per source address.
     registrations: RateLimiter,
+    /// The time sessions expire by.
+    clock: Arc<dyn Clock>,
+}
+
+/// What a server is made of: its TLS material, its storage, its limits
+/// and the clock its sessions expire by.
+pub struct Parts {
+    /// The certificate, its key and the digest statements are bound to.
+    pub tls: ServerTls,
+    /// The accounts, sessions and queues.
+    pub store: Arc<dyn Store>,
+    /// Sizes, timeouts, quotas and rates.
+    pub limits: Limits,
+    /// The time sessions expire by ([`SystemClock`] but in tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Serve connections from `listener` until `shutdown` completes, then let
 /// open connections finish their current request and return.
-pub async fn run(
-    listener: TcpListener,
-    tls: ServerTls,
-    store: Arc<dyn Store>,
-    limits: Limits,
-    shutdown: impl Future,
-) {
+pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
+    let Parts {
+        tls,
+        store,
+        limits,
+        clock,
+    } = parts;
     let context = Arc::new(Context {
         store,
+        clock,
         acceptor: TlsAcceptor::from(tls.config),
         certificate_digest: tls.certificate_digest,
         admission: Admission::new(limits.max_pending, limits.max_connections),

@@ -1,4 +1,6 @@
-//! The server spoken to frame by frame: the request flow and pipelining.
+//! The server spoken to frame by frame: the request flow, pipelining, and
+//! the server run in-process with a clock the tests move.
 
 mod frames;
+mod in_process;
 mod pipelining;

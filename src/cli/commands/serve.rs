@@ -55,7 +55,13 @@ async fn serve(
         .map_err(|error| AppError::local(format!("cannot use the listening socket: {error}")))?;
     announce(&listener, &tls.fingerprint)
         .map_err(|error| AppError::local(format!("cannot write to standard output: {error}")))?;
-    server::run(listener, tls, store, limits, shutdown).await;
+    let parts = server::Parts {
+        tls,
+        store,
+        limits,
+        clock: Arc::new(server::SystemClock),
+    };
+    server::run(listener, parts, shutdown).await;
     Ok(())
 }
 
