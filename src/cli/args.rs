@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
-use clap::builder::{BoolishValueParser, TypedValueParser};
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 mod serve;
 
 use crate::client::directory::PinPolicy;
 use crate::client::settings::Overrides;
+use crate::wire::crypto::{ALLOWED_BITS, DEFAULT_BITS, allowed_sizes};
 
 pub use serve::ServeArgs;
 
@@ -151,13 +152,21 @@ impl Command {
 /// `msgr register`.
 #[derive(Debug, Clone, Args)]
 pub struct RegisterArgs {
-    /// RSA key size.
-    #[arg(long, default_value_t = 3072, value_parser = clap::builder::PossibleValuesParser::new(["2048", "3072", "4096"]).map(|s| s.parse::<usize>().expect("listed values are numbers")))]
+    /// RSA key size: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = DEFAULT_BITS, value_parser = key_bits, value_name = "BITS")]
     pub bits: usize,
 
     /// Protect the private key with a passphrase (encrypted PKCS#8).
     #[arg(long)]
     pub passphrase: bool,
+}
+
+/// A key size `register --bits` accepts.
+fn key_bits(text: &str) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|bits| ALLOWED_BITS.contains(bits))
+        .ok_or_else(|| format!("use {}", allowed_sizes()))
 }
 
 /// `msgr key`.
@@ -256,5 +265,14 @@ mod tests {
         let overrides = cli.global.overrides();
         assert_eq!(overrides.pin_policy, Some(PinPolicy::Explicit));
         assert!(Cli::try_parse_from(["msgr", "--pin-policy", "sometimes", "whoami"]).is_err());
+        for (bits, ok) in [
+            ("2048", true),
+            ("4096", true),
+            ("1024", false),
+            ("x", false),
+        ] {
+            let parsed = Cli::try_parse_from(["msgr", "register", "--bits", bits]);
+            assert_eq!(parsed.is_ok(), ok, "{bits}");
+        }
     }
 }

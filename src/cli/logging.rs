@@ -9,6 +9,8 @@ use std::io::IsTerminal;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
+use crate::cli::output::color_enabled;
+
 /// The levels from quietest to loudest.
 const LEVELS: [LevelFilter; 5] = [
     LevelFilter::ERROR,
@@ -32,11 +34,7 @@ pub fn init(serving: bool, verbose: u8, quiet: bool) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default.to_string()))
     };
     let stderr = std::io::stderr();
-    let ansi = stderr.is_terminal()
-        && !matches!(
-            anstream::AutoStream::choice(&stderr),
-            anstream::ColorChoice::Never
-        );
+    let ansi = stderr.is_terminal() && color_enabled(&stderr);
     // A subscriber installed earlier (by an embedding program) wins.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::cli::error::{AppError, ExitStatus};
 use crate::wire::protocol::MAX_TIME_MS;
 
-pub use human::Human;
+pub use human::{Human, color_enabled};
 
 /// A command's result, printable for people and serialisable for scripts.
 pub trait Render: Serialize {

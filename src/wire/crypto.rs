@@ -33,6 +33,13 @@ pub const ALLOWED_BITS: [usize; 3] = [2048, 3072, 4096];
 /// Default identity key size, as OpenSSH and GnuPG choose.
 pub const DEFAULT_BITS: usize = 3072;
 
+/// [`ALLOWED_BITS`] as a person reads them: `2048, 3072 or 4096`.
+pub fn allowed_sizes() -> String {
+    let sizes: Vec<String> = ALLOWED_BITS.iter().map(usize::to_string).collect();
+    let (last, rest) = sizes.split_last().expect("some sizes are allowed");
+    format!("{} or {last}", rest.join(", "))
+}
+
 /// The PEM label of an unencrypted PKCS#8 private key.
 const PKCS8_PEM_LABEL: &str = "PRIVATE KEY";
 
@@ -40,7 +47,7 @@ const PKCS8_PEM_LABEL: &str = "PRIVATE KEY";
 #[derive(Debug, Error)]
 pub enum CryptoError {
     /// Key size outside [`ALLOWED_BITS`].
-    #[error("RSA keys of {0} bits are not supported; use 2048, 3072 or 4096")]
+    #[error("RSA keys of {0} bits are not supported; use {sizes}", sizes = allowed_sizes())]
     UnsupportedSize(usize),
     /// The PEM or DER encoding could not be parsed as an RSA key.
     #[error("not a valid RSA key: {0}")]

@@ -10,7 +10,7 @@ use anstyle::Style;
 use crate::wire::protocol::printable;
 
 /// Whether colour escapes may be written to `stream`.
-pub(super) fn color_enabled<S: anstream::stream::RawStream>(stream: &S) -> bool {
+pub fn color_enabled<S: anstream::stream::RawStream>(stream: &S) -> bool {
     !matches!(
         anstream::AutoStream::choice(stream),
         anstream::ColorChoice::Never
