@@ -43,15 +43,11 @@ fn reparse<T, E: std::fmt::Debug>(frame: &[u8], parse: impl Fn(&[u8]) -> Result<
     parse(payload).expect("an encoded value parses")
 }
 
-/// The fixed fuzzing keys: Alice sends, John receives.
-pub fn keys() -> &'static (PrivateKey, PrivateKey) {
-    static KEYS: OnceLock<(PrivateKey, PrivateKey)> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let load = |pem| PrivateKey::from_pkcs8_pem(pem).expect("a valid test key");
-        (
-            load(include_str!("keys/alice.pem")),
-            load(include_str!("keys/john.pem")),
-        )
+/// The fixed sender's identity key (Alice's).
+pub fn alice() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        PrivateKey::from_pkcs8_pem(include_str!("keys/alice.pem")).expect("a valid test key")
     })
 }
 
@@ -76,7 +72,7 @@ pub fn envelope(data: &[u8]) {
     let Ok(parsed) = envelope::parse(data) else {
         return;
     };
-    let (alice, _) = keys();
+    let alice = alice();
     let _ = parsed.open("John", &alice.public_key(), |_| Some(john_prekey()));
     let signed = &data[..signed_len(&parsed.header, data)];
     let signature = alice

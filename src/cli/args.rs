@@ -87,7 +87,8 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
-/// The values of `--pin-policy`.
+/// The values of `--pin-policy`; the command line's twin of
+/// [`PinPolicy`], so that clap stays out of the client layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PinPolicyArg {
     /// Pin on first contact, with a notice.

@@ -234,10 +234,8 @@ impl From<crate::client::net::NetError> for AppError {
                 Some("check that the server is running and that --server is right")
             }
             NetError::Tls { .. } => Some("check --ca-cert, or that the address is an msgr server"),
-            NetError::Server {
-                code: ErrorCode::RateLimited | ErrorCode::Internal,
-                ..
-            } => Some("try again later"),
+            // A server's sentence carries its own advice ("try again in 42
+            // seconds"); nothing to add.
             _ => None,
         };
         let app = Self::new(status, error.to_string());

@@ -4,8 +4,6 @@
 //! `warn` for client commands). Each `-v` is one level louder, `-q` one
 //! level quieter. Logs never contain tokens, keys or message bodies.
 
-use std::io::IsTerminal;
-
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
@@ -34,7 +32,7 @@ pub fn init(serving: bool, verbose: u8, quiet: bool) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default.to_string()))
     };
     let stderr = std::io::stderr();
-    let ansi = stderr.is_terminal() && color_enabled(&stderr);
+    let ansi = color_enabled(&stderr);
     // A subscriber installed earlier (by an embedding program) wins.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

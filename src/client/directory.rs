@@ -266,8 +266,9 @@ fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> ClientErr
     }
 }
 
-/// The keys in `answer`, checked for being `name`'s: the answer names the
-/// user asked for, the identity key parses, and the prekey is signed by it.
+/// The keys in `answer`, if it answers for `name`: the answer names the
+/// user asked for and its identity key parses (its prekey is checked by
+/// [`Offered::with_checked_prekey`]).
 fn parse_key(name: &str, answer: Result<Response, NetError>) -> ClientResult<Offered> {
     let response = answer.map_err(|error| match error {
         NetError::Server {

@@ -1,7 +1,7 @@
 //! The client's local state, kept in the config directory:
 //!
 //! ```text
-//! config.toml                      default server, user, CA file
+//! config.toml                      defaults for the global options
 //! known_servers.toml               pinned server certificate fingerprints (or system-roots)
 //! accounts/<user>@<host:port>/     one folder per account (mode 0700)
 //!     identity.pem                 the private key, PKCS#8 PEM, encrypted if
@@ -121,11 +121,6 @@ impl Keyring {
         Ok(Self {
             dir: dir.to_owned(),
         })
-    }
-
-    /// The config directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// One account's folder, created if missing but not locked. `user`

@@ -2,8 +2,9 @@
 //! admission of new connections (`admission`), one task per connection
 //! (`peer`, framing in `connection`, requests in `handler`), per-address
 //! rate limits (`ratelimit`), the limits themselves ([`limits`]), the
-//! storage contract ([`store`]) and its SQLite implementation with group
-//! commit ([`sqlite`]), and the TLS material ([`tls`]).
+//! waking of waiting readers (`mailbox`), the storage contract ([`store`])
+//! and its SQLite implementation with group commit ([`sqlite`]), the TLS
+//! material ([`tls`]) and the clock sessions expire by ([`clock`]).
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
 //! stops accepting and flips a watch channel; each connection finishes the

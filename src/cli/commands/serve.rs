@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::cli::args::ServeArgs;
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::error::{AppError, AppResult};
 use crate::server::sqlite::SqliteStore;
 use crate::server::tls::{self, ServerTls};
 use crate::server::{self, Limits, Store};
@@ -24,7 +24,7 @@ use crate::server::{self, Limits, Store};
 /// shutdown.
 pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     let limits = args.limits().map_err(|error| {
-        AppError::new(ExitStatus::Usage, error.to_string())
+        AppError::usage(error.to_string())
             .hint("see `msgr serve --help` for each limit's range and default")
     })?;
     let data_dir = prepare_data_dir(args)?;
@@ -53,8 +53,7 @@ async fn serve(
         .map_err(|error| AppError::local(format!("cannot install signal handlers: {error}")))?;
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|error| AppError::local(format!("cannot use the listening socket: {error}")))?;
-    announce(&listener, &tls.fingerprint)
-        .map_err(|error| AppError::local(format!("cannot write to standard output: {error}")))?;
+    announce(&listener, &tls.fingerprint).map_err(AppError::stdout)?;
     let parts = server::Parts {
         tls,
         store,

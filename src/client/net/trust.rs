@@ -3,8 +3,9 @@
 //! fingerprint (which binds: no other certificate is accepted, even one the
 //! system's roots vouch for), or that the system's roots vouched for it
 //! (which they must then do every time) — else, on first contact, the
-//! system's roots, else the certificate itself. The verifier records what it decided so the caller can pin a
-//! new server or report a changed one with both fingerprints.
+//! system's roots, else the certificate itself. The verifier records what
+//! it decided so the caller can pin a new server or report one that does
+//! not match its pin.
 
 use std::sync::{Arc, Mutex};
 

@@ -5,22 +5,21 @@
 
 use std::path::PathBuf;
 
+use clap::CommandFactory;
+use msgr::cli::args::Cli;
+
 use crate::common::msgr_bare;
 
-const COMMANDS: [&str; 12] = [
-    "",
-    "serve",
-    "register",
-    "login",
-    "key",
-    "create",
-    "read",
-    "whoami",
-    "contacts",
-    "logout",
-    "completions",
-    "man",
-];
+/// `msgr` itself (the empty name) and every command it has.
+fn commands() -> Vec<String> {
+    let mut names = vec![String::new()];
+    names.extend(
+        Cli::command()
+            .get_subcommands()
+            .map(|command| command.get_name().to_owned()),
+    );
+    names
+}
 
 fn snapshot(command: &str) -> PathBuf {
     let name = if command.is_empty() { "msgr" } else { command };
@@ -33,7 +32,8 @@ fn snapshot(command: &str) -> PathBuf {
 fn every_help_text_is_pinned() {
     let update = std::env::var_os("MSGR_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
     let mut differ = Vec::new();
-    for command in COMMANDS {
+    for command in commands() {
+        let command = command.as_str();
         let mut msgr = msgr_bare();
         if !command.is_empty() {
             msgr.arg(command);

@@ -1,4 +1,5 @@
-//! Helpers for the client (`cli_*`) tests: a client running in the
+//! Helpers for the tests of the client commands (`cli::*`, and the
+//! malicious-server tests): a client running in the
 //! background whose output lines arrive with a deadline, a client run on a
 //! pseudo-terminal (through util-linux `script`), and JSON parsing of
 //! results and errors.

@@ -1,6 +1,8 @@
-//! Shared helpers for the end-to-end tests: a real `msgr serve` on a free
-//! loopback port with its own data dir, and a command builder that runs the
-//! real client with its own config dir and nothing from the environment.
+//! Shared helpers for the tests: a real `msgr serve` on a free loopback
+//! port with its own data dir, and a command builder that runs the real
+//! client with its own config dir and nothing from the environment; the
+//! raw protocol client (`raw`), the malicious-server proxy (`mitm`) and the
+//! client-side helpers (`client`) are submodules.
 
 pub mod client;
 pub mod mitm;
@@ -326,6 +328,8 @@ pub fn hermetic(command: &mut Command) {
         "XDG_STATE_HOME",
         "XDG_CACHE_HOME",
         "XDG_RUNTIME_DIR",
+        "COLUMNS",
+        "LINES",
     ] {
         command.env_remove(var);
     }

@@ -26,7 +26,7 @@ use super::Server;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Three 2048-bit identity keys (Alice, John, spare), generated once per
-/// test binary.
+/// test run.
 pub fn keys() -> &'static [PrivateKey; 3] {
     static KEYS: OnceLock<[PrivateKey; 3]> = OnceLock::new();
     KEYS.get_or_init(|| std::array::from_fn(|_| PrivateKey::generate(2048).unwrap()))

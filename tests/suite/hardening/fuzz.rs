@@ -86,7 +86,7 @@ fn frame_decoding_survives_saved_random_and_mutated_inputs() {
 #[test]
 fn envelope_parsing_survives_saved_random_and_mutated_inputs() {
     let mut rng = StdRng::seed_from_u64(8);
-    let (alice, _) = harness::keys();
+    let alice = harness::alice();
     let valid = seal(
         &Header::new("Alice", "John"),
         b"fuzz me",

@@ -113,7 +113,7 @@ fn a_session_ends_when_the_clock_passes_its_expiry() {
 }
 
 #[test]
-fn a_login_proof_answers_only_the_challenge_of_its_own_connection() {
+fn a_login_challenge_is_needed_and_is_good_for_one_answer() {
     let server = InProcess::start(Limits::default());
     let mut client = server.with_accounts();
     let without = client.request(&Request::LoginProof {
