@@ -148,6 +148,14 @@ fn read_line(reader: &mut BufReader<ChildStdout>, log: &Path) -> String {
     line.trim_end().to_owned()
 }
 
+/// A server started with extra `serve` arguments in a temp dir of its own,
+/// for tests that speak to it frame by frame.
+pub fn start_server(extra: &[&str]) -> (TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), 0, extra);
+    (dir, server)
+}
+
 /// One test's world: a temp dir holding the server's data dir and every
 /// client config dir, and the running server.
 pub struct World {

@@ -5,17 +5,10 @@
 //! never holds a token or a body.
 
 use crate::common::raw::{Client, error_code, keys, sealed};
-use crate::common::{Server, World};
+use crate::common::{Server, World, start_server};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, Request, Response};
-use tempfile::TempDir;
-
-fn start(extra: &[&str]) -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), 0, extra);
-    (dir, server)
-}
 
 /// A greeted connection on a server where Alice and John are registered.
 fn with_accounts(server: &Server) -> Client {
@@ -33,7 +26,7 @@ fn send_is(client: &mut Client, expected: ErrorCode) {
 
 #[test]
 fn logout_revokes_only_its_own_session() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut first = with_accounts(&server);
     let alice = &keys()[0];
     let mut second = Client::greeted(&server);
@@ -65,7 +58,7 @@ fn logout_revokes_only_its_own_session() {
 
 #[test]
 fn malformed_tokens_are_refused_and_the_connection_stays_usable() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = with_accounts(&server);
     let real = client.login("Alice", &keys()[0]);
     let mut flipped = real.0.clone();
@@ -100,7 +93,7 @@ fn malformed_tokens_are_refused_and_the_connection_stays_usable() {
 
 #[test]
 fn another_users_token_is_refused_and_drops_the_earlier_identity() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = with_accounts(&server);
     let [alice, john, _] = keys();
     let alices = client.login("Alice", alice);

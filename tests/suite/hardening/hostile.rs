@@ -8,18 +8,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::Server;
 use crate::common::raw::{Client, READ_TIMEOUT, error_code, keys, sealed, signed_in};
+use crate::common::{Server, start_server};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, PROTOCOL_VERSION, Request, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tempfile::TempDir;
-
-fn start(extra: &[&str]) -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), 0, extra);
-    (dir, server)
-}
 
 /// The server still greets, registers and looks up for a newcomer.
 fn assert_still_serving(server: &Server) {
@@ -65,7 +58,7 @@ fn finish_and_collect_errors(client: &mut Client) -> Vec<ErrorCode> {
 
 #[test]
 fn plain_text_and_http_are_not_tls_and_get_closed() {
-    let (_dir, server) = start(&["--handshake-timeout", "2"]);
+    let (_dir, server) = start_server(&["--handshake-timeout", "2"]);
     for greeting in [
         &b"hello there\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -84,7 +77,7 @@ fn plain_text_and_http_are_not_tls_and_get_closed() {
 
 #[test]
 fn random_bytes_instead_of_tls_records_close_the_connection() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut rng = StdRng::seed_from_u64(3);
     for _ in 0..5 {
         let mut client = Client::greeted(&server);
@@ -104,7 +97,7 @@ fn random_bytes_instead_of_tls_records_close_the_connection() {
 
 #[test]
 fn random_bytes_inside_tls_get_errors_or_a_close() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut rng = StdRng::seed_from_u64(2);
     for _ in 0..20 {
         let mut client = Client::greeted(&server);
@@ -122,7 +115,7 @@ fn random_bytes_inside_tls_get_errors_or_a_close() {
 
 #[test]
 fn well_framed_garbage_gets_bad_request_and_the_connection_stays() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::greeted(&server);
     let mut rng = StdRng::seed_from_u64(1);
     let nested = "[".repeat(100_000);
@@ -150,7 +143,7 @@ fn well_framed_garbage_gets_bad_request_and_the_connection_stays() {
 
 #[test]
 fn requests_before_hello_are_refused_and_closed() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::connect(&server);
     let response = client.request(&Request::Login { user: "a".into() });
     assert_eq!(error_code(&response), ErrorCode::BadRequest);
@@ -165,7 +158,7 @@ fn requests_before_hello_are_refused_and_closed() {
 
 #[test]
 fn a_truncated_frame_is_dropped_without_harm() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::greeted(&server);
     let frame = Request::GetKey {
         user: "John".into(),
@@ -178,7 +171,7 @@ fn a_truncated_frame_is_dropped_without_harm() {
 
 #[test]
 fn invalid_fields_get_precise_errors() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let [alice, john, _] = keys();
     let mut client = signed_in(&server, "Alice");
     let der = alice.public_key().to_der();
@@ -242,7 +235,7 @@ fn invalid_fields_get_precise_errors() {
 
 #[test]
 fn bad_base64_in_a_field_is_a_bad_request() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::greeted(&server);
     let payload = br#"{"type":"register","user":"Carol","public_key":"@@@","proof":""}"#;
     let mut frame = Vec::new();
@@ -253,7 +246,7 @@ fn bad_base64_in_a_field_is_a_bad_request() {
 
 #[test]
 fn an_envelope_over_the_limit_is_refused_but_the_connection_stays() {
-    let (_dir, server) = start(&["--max-message-bytes", "1000"]);
+    let (_dir, server) = start_server(&["--max-message-bytes", "1000"]);
     let mut client = signed_in(&server, "Alice");
     let response = client.request(&send("John", &[0; 1001]));
     assert_eq!(error_code(&response), ErrorCode::TooLarge);
@@ -265,7 +258,7 @@ fn an_envelope_over_the_limit_is_refused_but_the_connection_stays() {
 fn lying_length_prefixes_do_not_make_the_server_allocate() {
     // Each connection announces the largest frame the server takes (about
     // 11 MiB at this limit) and sends a few bytes of it.
-    let (_dir, server) = start(&["--max-message-bytes", "8388608"]);
+    let (_dir, server) = start_server(&["--max-message-bytes", "8388608"]);
     let before = memory_kib(server.pid());
     let liars: Vec<Client> = (0..40)
         .map(|_| {
@@ -303,7 +296,7 @@ fn memory_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_wrong_protocol_version_is_refused_without_a_slot() {
-    let (_dir, server) = start(&["--max-connections", "1"]);
+    let (_dir, server) = start_server(&["--max-connections", "1"]);
     let _holder = Client::greeted(&server);
     let started = Instant::now();
     let mut client = Client::connect(&server);

@@ -9,16 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::common::raw::{Client, error_code, keys, sealed, signed_in, tcp_from};
-use crate::common::{Server, World, msgr_bare};
+use crate::common::{Server, World, msgr_bare, start_server};
 use msgr::wire::protocol::{ErrorCode, Request, Response};
 use predicates::prelude::*;
-use tempfile::TempDir;
-
-fn start(extra: &[&str]) -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), 0, extra);
-    (dir, server)
-}
 
 /// `msgr serve 0` with `flags`, expected to refuse to start.
 fn refused_serve(flags: &[&str]) -> assert_cmd::assert::Assert {
@@ -115,7 +108,8 @@ fn a_full_mailbox_is_a_clear_refusal_until_the_recipient_reads() {
 
 #[test]
 fn the_mailbox_byte_quota_counts_envelope_bytes() {
-    let (_dir, server) = start(&["--max-message-bytes", "2000", "--max-queued-bytes", "2000"]);
+    let (_dir, server) =
+        start_server(&["--max-message-bytes", "2000", "--max-queued-bytes", "2000"]);
     let mut client = signed_in(&server, "Alice");
     let mut queued = 0;
     let refused = loop {
@@ -141,7 +135,7 @@ fn the_mailbox_byte_quota_counts_envelope_bytes() {
 
 #[test]
 fn logins_and_registrations_are_rate_limited_per_source_address() {
-    let (_dir, server) = start(&[
+    let (_dir, server) = start_server(&[
         "--max-logins-per-minute",
         "2",
         "--max-registrations-per-hour",
@@ -212,7 +206,7 @@ fn time_to_close(socket: &mut TcpStream) -> Duration {
 
 #[test]
 fn silent_connections_are_closed_after_the_timeouts() {
-    let (_dir, server) = start(&["--handshake-timeout", "1", "--idle-timeout", "2"]);
+    let (_dir, server) = start_server(&["--handshake-timeout", "1", "--idle-timeout", "2"]);
     // No TLS at all.
     let mut silent = TcpStream::connect(&server.addr).unwrap();
     let waited = time_to_close(&mut silent);
@@ -233,7 +227,7 @@ fn silent_connections_are_closed_after_the_timeouts() {
 
 #[test]
 fn connections_beyond_the_limit_wait_without_starving_those_in_service() {
-    let (_dir, server) = start(&["--max-connections", "1"]);
+    let (_dir, server) = start_server(&["--max-connections", "1"]);
     let mut served = Client::greeted(&server);
     let mut waiting = Client::connect(&server);
     waiting.send_raw(

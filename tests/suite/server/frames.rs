@@ -5,22 +5,15 @@
 
 use std::time::Duration;
 
-use crate::common::Server;
 use crate::common::raw::{Client, error_code, keys, prekeys, sealed};
+use crate::common::{Server, start_server};
 use msgr::wire::crypto::fingerprint;
 use msgr::wire::envelope;
 use msgr::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
-use tempfile::TempDir;
-
-fn start() -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("server"));
-    (dir, server)
-}
 
 #[test]
 fn hello_reports_version_and_limit_over_the_announced_certificate() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::connect(&server);
     let leaf = client.stream.conn.peer_certificates().unwrap()[0].clone();
     assert_eq!(fingerprint(leaf.as_ref()), server.fingerprint);
@@ -35,7 +28,7 @@ fn hello_reports_version_and_limit_over_the_announced_certificate() {
 
 #[test]
 fn a_wrong_version_is_refused_and_the_connection_closed() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::connect(&server);
     let response = client.hello(PROTOCOL_VERSION + 1);
     assert_eq!(error_code(&response), ErrorCode::UnsupportedVersion);
@@ -44,7 +37,7 @@ fn a_wrong_version_is_refused_and_the_connection_closed() {
 
 #[test]
 fn garbage_json_gets_bad_request_and_the_connection_still_answers() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::greeted(&server);
     client.send_raw(b"\0\0\0\x09{not json");
     assert_eq!(error_code(&client.response()), ErrorCode::BadRequest);
@@ -56,7 +49,7 @@ fn garbage_json_gets_bad_request_and_the_connection_still_answers() {
 
 #[test]
 fn a_4_gib_length_closes_the_connection_but_not_the_server() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::greeted(&server);
     client.send_raw(&u32::MAX.to_be_bytes());
     assert_eq!(error_code(&client.response()), ErrorCode::TooLarge);
@@ -66,7 +59,7 @@ fn a_4_gib_length_closes_the_connection_but_not_the_server() {
 
 #[test]
 fn sending_needs_authentication() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let mut client = Client::greeted(&server);
     let response = client.request(&sealed("Alice", "John", b"hi"));
     assert_eq!(error_code(&response), ErrorCode::AuthRequired);
@@ -74,7 +67,7 @@ fn sending_needs_authentication() {
 
 #[test]
 fn names_are_unique_regardless_of_case_and_retries_are_idempotent() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let [alice, other, _] = keys();
     let mut client = Client::greeted(&server);
     let registered = Response::Registered {
@@ -90,7 +83,7 @@ fn names_are_unique_regardless_of_case_and_retries_are_idempotent() {
 
 #[test]
 fn register_login_send_fetch_and_ack() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let [alice, john, _] = keys();
     let mut sender = Client::greeted(&server);
     sender.register("Alice", alice);
@@ -120,7 +113,7 @@ fn register_login_send_fetch_and_ack() {
 
 #[test]
 fn a_waiting_fetch_returns_when_a_message_is_stored() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let [alice, john, _] = keys();
     let mut reader = Client::greeted(&server);
     reader.register("Alice", alice);
@@ -153,7 +146,7 @@ fn a_waiting_fetch_returns_when_a_message_is_stored() {
 
 #[test]
 fn logout_ends_the_session_for_good() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let [alice, ..] = keys();
     let mut client = Client::greeted(&server);
     client.register("Alice", alice);
@@ -175,7 +168,7 @@ fn logout_ends_the_session_for_good() {
 
 #[test]
 fn an_envelope_must_name_the_authenticated_sender() {
-    let (_dir, server) = start();
+    let (_dir, server) = start_server(&[]);
     let [alice, john, _] = keys();
     let mut client = Client::greeted(&server);
     client.register("Alice", alice);
@@ -187,7 +180,7 @@ fn an_envelope_must_name_the_authenticated_sender() {
 
 #[test]
 fn sigterm_exits_cleanly_and_keeps_queued_messages() {
-    let (_dir, mut server) = start();
+    let (_dir, mut server) = start_server(&[]);
     let [alice, john, _] = keys();
     let mut idle = Client::greeted(&server);
     idle.register("Alice", alice);

@@ -4,17 +4,10 @@
 
 use std::io::Read;
 
-use crate::common::Server;
 use crate::common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
+use crate::common::start_server;
 use msgr::wire::envelope::{self, Header};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
-use tempfile::TempDir;
-
-fn start(extra: &[&str]) -> (TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), 0, extra);
-    (dir, server)
-}
 
 /// A `send` of `body` from Alice to her own queue.
 fn note_to_self(body: &[u8]) -> Request {
@@ -52,7 +45,7 @@ fn first_page() -> Request {
 
 #[test]
 fn pipelined_sends_are_answered_in_order_and_a_fetch_after_them_sees_them_all() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut alice = signed_in(&server, "Alice");
     let mut requests: Vec<Request> = (0..200)
         .map(|n| note_to_self(format!("note {n}").as_bytes()))
@@ -78,7 +71,7 @@ fn pipelined_sends_are_answered_in_order_and_a_fetch_after_them_sees_them_all() 
 
 #[test]
 fn a_refused_send_gets_its_error_in_its_place_between_successful_ones() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut alice = signed_in(&server, "Alice");
     let alice_key = &keys()[0];
     let to_nobody = envelope::seal(
@@ -128,7 +121,7 @@ fn a_refused_send_gets_its_error_in_its_place_between_successful_ones() {
 
 #[test]
 fn authentication_and_logout_take_effect_for_the_sends_pipelined_after_them() {
-    let (_dir, server) = start(&[]);
+    let (_dir, server) = start_server(&[]);
     let mut client = signed_in(&server, "John");
     let token = client.login("Alice", &keys()[0]);
     let requests = [
@@ -156,7 +149,7 @@ fn authentication_and_logout_take_effect_for_the_sends_pipelined_after_them() {
 
 #[test]
 fn pipelined_largest_messages_beyond_the_byte_bound_all_get_through() {
-    let (_dir, server) = start(&["--max-message-bytes", "8388608"]);
+    let (_dir, server) = start_server(&["--max-message-bytes", "8388608"]);
     let mut alice = signed_in(&server, "Alice");
     // Three 8 MiB envelopes: more than one connection may have in flight.
     let body = vec![b'x'; 8 * 1024 * 1024 - 4096];
@@ -167,7 +160,7 @@ fn pipelined_largest_messages_beyond_the_byte_bound_all_get_through() {
 
 #[test]
 fn a_shutdown_amid_pipelined_sends_exits_cleanly_and_keeps_every_answered_send() {
-    let (_dir, mut server) = start(&[]);
+    let (_dir, mut server) = start_server(&[]);
     let mut alice = signed_in(&server, "Alice");
     let frames: Vec<u8> = (0..200)
         .flat_map(|n| sealed("Alice", "John", format!("message {n}").as_bytes()).to_frame())
