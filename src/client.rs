@@ -2,7 +2,7 @@
 //! built on the wire layer only.
 //!
 //! [`net`] is the connection (TLS and the server trust policy, framed and
-//! pipelined requests); [`keyring`] the local state (identity key, prekeys,
+//! pipelined requests), [`connect`] opens one under the user's pins; [`keyring`] the local state (identity key, prekeys,
 //! pins, session token, shown ids); [`session`] logging in and
 //! authenticating; [`directory`] other users' keys, checked and pinned;
 //! [`inbox`] reading the queue; [`settings`] flags, environment and
@@ -11,6 +11,7 @@
 //! [`error::ClientError`] values; the command line decides how they read
 //! and which exit status they mean.
 
+pub mod connect;
 pub mod directory;
 pub mod error;
 pub mod inbox;

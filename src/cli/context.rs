@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::Output;
+use crate::client::connect;
 use crate::client::directory::PinPolicy;
 use crate::client::keyring::{Account, AccountDir, Keyring, KeyringError, StoredKey};
-use crate::client::net::trust::{ServerPin, TrustPolicy};
-use crate::client::net::{Connection, NetError, ServerAddr};
+use crate::client::net::{Connection, ServerAddr};
 use crate::client::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
 use crate::client::settings::Settings;
 use crate::wire::crypto::PrivateKey;
@@ -132,68 +132,13 @@ impl ClientContext {
     /// hide), or that the system's roots vouch for it.
     pub fn connect(&self) -> AppResult<Connection> {
         let known = self.keyring.known_servers();
-        let server = self.server.to_string();
-        let policy = match &self.ca_cert {
-            Some(path) => TrustPolicy::CaCertificates(load_ca_file(path)?),
-            None => TrustPolicy::FirstUse {
-                pinned: known.get(&server)?,
-            },
-        };
-        let changed = |pinned: &ServerPin, presented: &str| {
-            let was = match pinned {
-                ServerPin::Certificate(fingerprint) => format!("pinned fingerprint {fingerprint}"),
-                ServerPin::SystemRoots => "pinned: one the system's roots vouch for".into(),
-            };
-            AppError::new(
-                ExitStatus::Trust,
-                format!(
-                    "the certificate of {server} does not match the pinned one: {was}, presented fingerprint {presented}"
-                ),
-            )
-            .hint(format!(
-                "if the server's certificate was replaced on purpose, confirm the new fingerprint with its operator and delete the {server} line from {}",
-                known.path().display()
-            ))
-        };
-        let connection = Connection::open(&self.server, policy).map_err(|error| match error {
-            NetError::CertificateChanged {
-                pinned, presented, ..
-            } => changed(&pinned, &presented),
-            other => other.into(),
-        })?;
-        if let Some(pin) = connection.new_pin() {
-            // Another msgr may have pinned another certificate meanwhile.
-            let on_record = known.pin(&server, pin)?;
-            if on_record != *pin {
-                let presented = match pin {
-                    ServerPin::Certificate(fingerprint) => fingerprint.as_str(),
-                    ServerPin::SystemRoots => "vouched for by the system's roots",
-                };
-                return Err(changed(&on_record, presented));
-            }
-            if let ServerPin::Certificate(fingerprint) = pin {
-                self.output.notice_even_if_quiet(&format!(
-                    "first connection to {server}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)"
-                ));
-            }
+        let connected = connect::connect(&self.server, self.ca_cert(), &known)?;
+        if let Some(fingerprint) = connected.new_pin {
+            self.output.notice_even_if_quiet(&format!(
+                "first connection to {}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)",
+                self.server
+            ));
         }
-        Ok(connection)
+        Ok(connected.connection)
     }
-}
-
-fn load_ca_file(path: &Path) -> AppResult<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let unreadable = |detail: String| {
-        AppError::usage(format!("cannot use --ca-cert {}: {detail}", path.display()))
-            .hint("give a PEM file holding the server's CA or its certificate")
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| unreadable(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| unreadable(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(unreadable("it holds no certificate".into()));
-    }
-    Ok(certs)
 }

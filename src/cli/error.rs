@@ -141,6 +141,17 @@ impl From<crate::client::error::ClientError> for AppError {
                 Some("check the spelling of the name".into()),
             ),
             E::UnusableKey { .. } => (ExitStatus::Connection, None),
+            E::PinMismatch { server, known, .. } => (
+                ExitStatus::Trust,
+                Some(format!(
+                    "if the server's certificate was replaced on purpose, confirm the new fingerprint with its operator and delete the {server} line from {}",
+                    known.display()
+                )),
+            ),
+            E::CaFile { .. } => (
+                ExitStatus::Usage,
+                Some("give a PEM file holding the server's CA or its certificate".into()),
+            ),
             E::UnexpectedKey { name, .. } => (
                 ExitStatus::Trust,
                 Some(format!(

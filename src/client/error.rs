@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::client::keyring::KeyringError;
 use crate::client::net::NetError;
+use crate::client::net::trust::ServerPin;
 use crate::wire::crypto::CryptoError;
 
 /// A failure of a client operation.
@@ -104,6 +105,29 @@ pub enum ClientError {
     NotPinned {
         /// Whose key.
         name: String,
+    },
+    /// The server's certificate does not match its pin.
+    #[error(
+        "the certificate of {server} does not match the pinned one: {pinned}, presented fingerprint {presented}"
+    )]
+    PinMismatch {
+        /// The server as given.
+        server: String,
+        /// The pin on record.
+        pinned: ServerPin,
+        /// What the server presented: a fingerprint, or that the system's
+        /// roots vouch for it.
+        presented: String,
+        /// The file holding the pins.
+        known: PathBuf,
+    },
+    /// The `--ca-cert` file is unusable.
+    #[error("cannot use --ca-cert {}: {detail}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
     },
     /// A key operation on this machine failed.
     #[error("cannot {doing}: {source}")]

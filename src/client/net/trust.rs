@@ -39,6 +39,17 @@ pub enum ServerPin {
     SystemRoots,
 }
 
+impl std::fmt::Display for ServerPin {
+    /// How an error names the pin: `pinned fingerprint SHA256:…`, or
+    /// `pinned: one the system's roots vouch for`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Certificate(fingerprint) => write!(f, "pinned fingerprint {fingerprint}"),
+            Self::SystemRoots => f.write_str("pinned: one the system's roots vouch for"),
+        }
+    }
+}
+
 impl ServerPin {
     /// How `known_servers.toml` writes the pin.
     pub const SYSTEM_ROOTS: &str = "system-roots";

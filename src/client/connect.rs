@@ -1,0 +1,85 @@
+//! Opening a connection under the user's trust settings: the certificates
+//! of `--ca-cert` if given, else what `known_servers.toml` pinned for the
+//! server, pinning it on first contact. A pin another msgr process made
+//! meanwhile wins, and a connection that does not match it is refused.
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::client::error::{ClientError, ClientResult};
+use crate::client::keyring::KnownServers;
+use crate::client::net::trust::{ServerPin, TrustPolicy};
+use crate::client::net::{Connection, NetError, ServerAddr};
+
+/// An open connection, and the certificate fingerprint pinned by opening
+/// it if this was the first contact.
+pub struct Connected {
+    /// The connection, its `hello` queued.
+    pub connection: Connection,
+    /// The fingerprint pinned now, for the user to compare.
+    pub new_pin: Option<String>,
+}
+
+/// Connect to `server`, verified with the certificates in `ca_file` if
+/// given, else under the pin in `known` (made now on first contact).
+pub fn connect(
+    server: &ServerAddr,
+    ca_file: Option<&Path>,
+    known: &KnownServers,
+) -> ClientResult<Connected> {
+    let name = server.to_string();
+    let policy = match ca_file {
+        Some(path) => TrustPolicy::CaCertificates(load_ca_file(path)?),
+        None => TrustPolicy::FirstUse {
+            pinned: known.get(&name)?,
+        },
+    };
+    let mismatch = |pinned: ServerPin, presented: String| ClientError::PinMismatch {
+        server: name.clone(),
+        pinned,
+        presented,
+        known: known.path().to_owned(),
+    };
+    let connection = Connection::open(server, policy).map_err(|error| match error {
+        NetError::CertificateChanged {
+            pinned, presented, ..
+        } => mismatch(pinned, presented),
+        other => other.into(),
+    })?;
+    let Some(pin) = connection.new_pin().cloned() else {
+        return Ok(Connected {
+            connection,
+            new_pin: None,
+        });
+    };
+    let on_record = known.pin(&name, &pin)?;
+    if on_record != pin {
+        return Err(mismatch(on_record, pin.to_string()));
+    }
+    let new_pin = match pin {
+        ServerPin::Certificate(fingerprint) => Some(fingerprint),
+        ServerPin::SystemRoots => None,
+    };
+    Ok(Connected {
+        connection,
+        new_pin,
+    })
+}
+
+/// The certificates in the PEM file `path`.
+fn load_ca_file(path: &Path) -> ClientResult<Vec<CertificateDer<'static>>> {
+    let unusable = |detail: String| ClientError::CaFile {
+        path: PathBuf::from(path),
+        detail,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unusable(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unusable(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(unusable("it holds no certificate".into()));
+    }
+    Ok(certs)
+}
