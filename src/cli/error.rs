@@ -136,6 +136,10 @@ impl From<crate::client::error::ClientError> for AppError {
             E::NotOwnName { .. } | E::OtherAccount { .. } | E::ForeignPrekey { .. } => {
                 (ExitStatus::Trust, Some(UNTRUTHFUL.into()))
             }
+            E::NameTaken { .. } | E::NameRefused { .. } => (
+                ExitStatus::Refused,
+                Some("choose another name with --user".into()),
+            ),
             E::UnknownUser { .. } => (
                 ExitStatus::UnknownUser,
                 Some("check the spelling of the name".into()),

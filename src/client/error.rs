@@ -129,6 +129,20 @@ pub enum ClientError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The server refused to register a name others have.
+    #[error("the name {user} is already taken on {server}")]
+    NameTaken {
+        /// The name.
+        user: String,
+        /// The server as given.
+        server: String,
+    },
+    /// The server refused to register a name, saying why.
+    #[error("{message}")]
+    NameRefused {
+        /// The server's sentence, made printable.
+        message: String,
+    },
     /// A key operation on this machine failed.
     #[error("cannot {doing}: {source}")]
     Crypto {

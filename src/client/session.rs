@@ -12,7 +12,7 @@ use std::time::Duration;
 use tracing::debug;
 
 use crate::client::error::{ClientError, ClientResult};
-use crate::client::keyring::{AccountAccess, Prekey, Prekeys, Session, SessionToken};
+use crate::client::keyring::{Account, AccountAccess, Prekey, Prekeys, Session, SessionToken};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
 use crate::wire::crypto::agreement::AgreementSecret;
@@ -169,6 +169,67 @@ pub fn login(
     };
     account.locked(|locked| locked.save_session(&session))?;
     Ok((me, session))
+}
+
+/// Register `user` with `identity` and the account's first signed prekey
+/// (made now, or left by an interrupted registration), proving possession
+/// of the key to the server `connection` reached (named `server` in
+/// errors); returns the name as the server stores it. If the server
+/// refuses the name, a key this run made (`fresh`) is removed with its
+/// prekeys; a key reused from an interrupted registration is kept, as the
+/// server may hold it already.
+pub fn register(
+    connection: &mut Connection,
+    account: &Account,
+    server: &str,
+    user: &str,
+    identity: &PrivateKey,
+    fresh: bool,
+) -> ClientResult<String> {
+    let prekeys = prekeys_with_current(account)?;
+    let current = prekeys.current().expect("made if missing");
+    let public_der = identity.public_key().to_der();
+    let statement = signing::registration(connection.certificate_digest(), user, &public_der);
+    let proof = identity
+        .sign(&statement)
+        .map_err(|source| ClientError::Crypto {
+            doing: "sign the registration",
+            source,
+        })?;
+    let request = Request::Register {
+        user: user.to_owned(),
+        public_key: Base64Bytes(public_der),
+        signed_prekey: sign_prekey(current, user, identity)?,
+        proof: Base64Bytes(proof),
+    };
+    match connection.request(&request) {
+        Ok(Response::Registered { user: name }) => {
+            let name = own_name(user, name)?;
+            let mut prekeys = account.load_prekeys()?;
+            prekeys.mark_published(current.id);
+            account.save_prekeys(&prekeys)?;
+            account.mark_registered(&name, &identity.public_key().fingerprint())?;
+            Ok(name)
+        }
+        Ok(other) => Err(unexpected(&other).into()),
+        Err(NetError::Server {
+            code: code @ (ErrorCode::NameTaken | ErrorCode::InvalidName),
+            message,
+        }) => {
+            if fresh {
+                account.remove_identity()?;
+                account.remove_prekeys()?;
+            }
+            Err(match code {
+                ErrorCode::NameTaken => ClientError::NameTaken {
+                    user: user.to_owned(),
+                    server: server.to_owned(),
+                },
+                _ => ClientError::NameRefused { message },
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Make sure the server holds the account's current signed prekey, making

@@ -11,15 +11,11 @@ use crate::cli::args::RegisterArgs;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::{Human, Render};
-use crate::client::net::{NetError, unexpected};
-use crate::client::session::{self, own_name};
+use crate::client::session;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::protocol::{Base64Bytes, ErrorCode, Request, Response};
-use crate::wire::signing;
 
 /// Register the account. A key left by an interrupted registration is
-/// reused, so retrying is safe; a refused name removes the key this run
-/// made, and keeps one it reused.
+/// reused, so retrying is safe (see [`session::register`]).
 pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     let account = context.account()?;
     let (user, server) = (&context.user, &context.server);
@@ -50,60 +46,24 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     if fresh || passphrase.is_some() {
         account.save_identity(&identity, passphrase.as_ref().map(|p| p.expose()))?;
     }
+    let server_name = server.to_string();
+    let name = session::register(
+        &mut connection,
+        &account,
+        &server_name,
+        user,
+        &identity,
+        fresh,
+    )?;
     let public_key = identity.public_key();
-    let public_der = public_key.to_der();
-    // Made now, or left by an interrupted registration.
-    let prekeys = session::prekeys_with_current(&account)?;
-    let current = prekeys.current().expect("made if missing");
-    let signed_prekey = session::sign_prekey(current, user, &identity)?;
-    let prekey_id = current.id;
-    let statement = signing::registration(connection.certificate_digest(), user, &public_der);
-    let proof = identity
-        .sign(&statement)
-        .map_err(|e| AppError::local(e.to_string()))?;
-    let request = Request::Register {
-        user: user.clone(),
-        public_key: Base64Bytes(public_der),
-        signed_prekey,
-        proof: Base64Bytes(proof),
+    let record = Registered {
+        user: &name,
+        server: server_name,
+        fingerprint: public_key.fingerprint(),
+        bits: public_key.bits(),
+        passphrase_protected: account.identity_is_encrypted()?,
     };
-    match connection.request(&request) {
-        Ok(Response::Registered { user: name }) => {
-            let name = own_name(user, name)?;
-            let mut prekeys = account.load_prekeys()?;
-            prekeys.mark_published(prekey_id);
-            account.save_prekeys(&prekeys)?;
-            let fingerprint = public_key.fingerprint();
-            account.mark_registered(&name, &fingerprint)?;
-            let record = Registered {
-                user: &name,
-                server: server.to_string(),
-                fingerprint,
-                bits: public_key.bits(),
-                passphrase_protected: account.identity_is_encrypted()?,
-            };
-            context.output.emit(&record).map_err(AppError::stdout)
-        }
-        Ok(other) => Err(unexpected(&other).into()),
-        Err(NetError::Server {
-            code: code @ (ErrorCode::NameTaken | ErrorCode::InvalidName),
-            message,
-        }) => {
-            // Only a key made by this run is unused for sure: a key kept
-            // from an interrupted registration may be the one the server
-            // registered before its answer was lost.
-            if fresh {
-                account.remove_identity()?;
-                account.remove_prekeys()?;
-            }
-            let message = match code {
-                ErrorCode::NameTaken => format!("the name {user} is already taken on {server}"),
-                _ => message,
-            };
-            Err(AppError::new(ExitStatus::Refused, message).hint("choose another name with --user"))
-        }
-        Err(error) => Err(error.into()),
-    }
+    context.output.emit(&record).map_err(AppError::stdout)
 }
 
 /// The result of `register`.
