@@ -136,6 +136,13 @@ impl From<crate::client::error::ClientError> for AppError {
             E::NotOwnName { .. } | E::OtherAccount { .. } | E::ForeignPrekey { .. } => {
                 (ExitStatus::Trust, Some(UNTRUTHFUL.into()))
             }
+            E::NoPrekey { name } => (
+                ExitStatus::Refused,
+                Some(format!(
+                    "ask {name} to run any msgr command that logs in (such as `msgr read`) with this version, then send again"
+                )),
+            ),
+            E::TooLarge { .. } => (ExitStatus::Refused, Some("send a smaller message".into())),
             E::NameTaken { .. } | E::NameRefused { .. } => (
                 ExitStatus::Refused,
                 Some("choose another name with --user".into()),
@@ -174,7 +181,7 @@ impl From<crate::client::error::ClientError> for AppError {
                     "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
                 )),
             ),
-            E::Crypto { .. } | E::Signals(_) | E::ConfigUnreadable { .. } => {
+            E::Crypto { .. } | E::Signals(_) | E::ConfigUnreadable { .. } | E::Seal(_) => {
                 (ExitStatus::Failure, None)
             }
             E::NoConfigDir => (

@@ -12,6 +12,7 @@ use crate::client::keyring::KeyringError;
 use crate::client::net::NetError;
 use crate::client::net::trust::ServerPin;
 use crate::wire::crypto::CryptoError;
+use crate::wire::envelope::EnvelopeError;
 
 /// A failure of a client operation.
 #[derive(Debug, Error)]
@@ -143,6 +144,25 @@ pub enum ClientError {
         /// The server's sentence, made printable.
         message: String,
     },
+    /// The recipient has no signed prekey to encrypt to.
+    #[error("{name} has not published an encryption key on this server yet, so nothing was sent")]
+    NoPrekey {
+        /// The recipient.
+        name: String,
+    },
+    /// The message (read or sealed) is larger than allowed.
+    #[error(
+        "the message is {size} bytes once sealed or read, more than the limit of {limit} bytes"
+    )]
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Sealing the message failed.
+    #[error("cannot seal the message: {0}")]
+    Seal(EnvelopeError),
     /// A key operation on this machine failed.
     #[error("cannot {doing}: {source}")]
     Crypto {

@@ -12,15 +12,13 @@ use crate::cli::args::CreateArgs;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::{Human, Render};
-use crate::client::directory::{self, CheckedKey, PinStatus};
-use crate::client::keyring::{AccountDir, Contact};
-use crate::client::net::{Connection, NetError, unexpected};
+use crate::client::directory;
+use crate::client::keyring::AccountDir;
+use crate::client::net::Connection;
+use crate::client::outbox::{HeadStart, Outbox, Presealed, check_size};
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope::{self, EnvelopeError, Header, RecipientPrekey};
-use crate::wire::protocol::{
-    Base64Bytes, Request, Response, canonical_name, hex, validate_username,
-};
+use crate::wire::protocol::{canonical_name, validate_username};
 
 /// Most bytes read from standard input; servers accept far less.
 const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
@@ -36,24 +34,31 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     let (mut connection, me, head_start) =
         connect_with_head_start(context, &account, &identity, &recipients[0], &body)?;
     check_size(body.len() as u64, connection.max_envelope()?)?;
+    let announce = |name: &str, fingerprint: &str| {
+        context.output.pinned_on_sight(name, fingerprint);
+    };
     let mut outcome = Outcome {
         from: &me,
         sent: Vec::new(),
         failed: Vec::new(),
     };
-    let mut sender = Sender {
-        context,
+    let mut outbox = Outbox {
         connection: &mut connection,
         account: &account,
         identity: &identity,
         me: &me,
         body: &body,
+        policy: context.pin_policy(),
+        on_new_pin: &announce,
     };
     let mut head_start = Some(head_start);
     for name in &recipients {
-        match sender.send(name, head_start.take()) {
-            Ok(sent) => outcome.sent.push(sent),
-            Err(error) => outcome.failed.push(Failed::new(name, error)),
+        match outbox.send(name, head_start.take()) {
+            Ok(queued) => outcome.sent.push(Sent {
+                to: queued.to,
+                id: queued.id,
+            }),
+            Err(error) => outcome.failed.push(Failed::new(name, error.into())),
         }
     }
     context.output.emit(&outcome).map_err(AppError::stdout)?;
@@ -128,121 +133,6 @@ fn recipients(names: &[String]) -> AppResult<Vec<String>> {
     Ok(unique)
 }
 
-/// Everything needed to seal and queue the message for one recipient.
-struct Sender<'a> {
-    context: &'a ClientContext,
-    connection: &'a mut Connection,
-    account: &'a AccountDir,
-    identity: &'a PrivateKey,
-    me: &'a str,
-    body: &'a [u8],
-}
-
-impl Sender<'_> {
-    /// Check the recipient's key (from the head start if there is one,
-    /// else asked for now), seal (unless sealed already for what the server
-    /// confirms), and queue.
-    fn send(&mut self, name: &str, head_start: Option<HeadStart>) -> AppResult<Sent> {
-        let (key_answer, presealed) = match head_start {
-            Some(head_start) => (head_start.key_answer, head_start.presealed),
-            None => (self.connection.request(&directory::key_request(name)), None),
-        };
-        let acceptance = directory::Acceptance {
-            policy: self.context.pin_policy(),
-            expect: None,
-        };
-        let recipient = directory::check_answer(self.account, name, key_answer, acceptance)?;
-        if recipient.status == PinStatus::New {
-            self.context
-                .output
-                .pinned_on_sight(&recipient.name, &recipient.key.fingerprint());
-        }
-        let Some(prekey) = recipient.prekey else {
-            return Err(no_prekey(&recipient.name));
-        };
-        let (header, sealed) = presealed
-            .and_then(|presealed| presealed.confirmed(self.me, &recipient))
-            .unwrap_or_else(|| {
-                let header = Header::new(self.me, &recipient.name);
-                let sealed = envelope::seal(&header, self.body, self.identity, &prekey);
-                (header, sealed)
-            });
-        let sealed =
-            sealed.map_err(|e| AppError::local(format!("cannot seal the message: {e}")))?;
-        check_size(sealed.len() as u64, self.connection.max_envelope()?)?;
-        let response = self.connection.request(&Request::Send {
-            recipient: recipient.name.clone(),
-            envelope: Base64Bytes(sealed),
-        })?;
-        let Response::Sent { .. } = response else {
-            return Err(unexpected(&response).into());
-        };
-        Ok(Sent {
-            to: recipient.name,
-            id: hex(&header.message_id),
-        })
-    }
-}
-
-/// The refusal for a recipient with no signed prekey to encrypt to.
-fn no_prekey(name: &str) -> AppError {
-    AppError::new(
-        ExitStatus::Refused,
-        format!("{name} has not published an encryption key on this server yet, so nothing was sent"),
-    )
-    .hint(format!(
-        "ask {name} to run any msgr command that logs in (such as `msgr read`) with this version, then send again"
-    ))
-}
-
-/// What the first recipient's round trip brought: the answer to the key
-/// request sent with the authentication, and an envelope sealed meanwhile.
-struct HeadStart {
-    key_answer: Result<Response, NetError>,
-    presealed: Option<Presealed>,
-}
-
-/// An envelope sealed before the server confirmed the sender's name and
-/// the recipient's name, key and prekey it assumes (from the keyring: the
-/// registration and the pin).
-struct Presealed {
-    me: String,
-    recipient: Contact,
-    prekey: RecipientPrekey,
-    header: Header,
-    sealed: Result<Vec<u8>, EnvelopeError>,
-}
-
-impl Presealed {
-    /// Seal `body` from `me` to the pinned `recipient`'s prekey, if the pin
-    /// holds one.
-    fn seal(me: String, recipient: Contact, body: &[u8], identity: &PrivateKey) -> Option<Self> {
-        let prekey = recipient.prekey?;
-        let header = Header::new(&me, &recipient.name);
-        let sealed = envelope::seal(&header, body, identity, &prekey);
-        Some(Self {
-            me,
-            recipient,
-            prekey,
-            header,
-            sealed,
-        })
-    }
-
-    /// The header and envelope, if the server confirmed all they assume.
-    fn confirmed(
-        self,
-        me: &str,
-        recipient: &CheckedKey,
-    ) -> Option<(Header, Result<Vec<u8>, EnvelopeError>)> {
-        (self.me == me
-            && self.recipient.name == recipient.name
-            && self.recipient.key == recipient.key
-            && Some(self.prekey) == recipient.prekey)
-            .then_some((self.header, self.sealed))
-    }
-}
-
 /// The body: the argument, or standard input when it is absent or `-`.
 fn read_body(message: Option<&str>) -> AppResult<Vec<u8>> {
     if let Some(text) = message.filter(|m| *m != "-") {
@@ -257,17 +147,6 @@ fn read_body(message: Option<&str>) -> AppResult<Vec<u8>> {
         })?;
     check_size(body.len() as u64, STDIN_LIMIT)?;
     Ok(body)
-}
-
-fn check_size(size: u64, limit: u64) -> AppResult<()> {
-    if size > limit {
-        return Err(AppError::new(
-            ExitStatus::Refused,
-            format!("the message is {size} bytes once sealed or read, more than the limit of {limit} bytes"),
-        )
-        .hint("send a smaller message"));
-    }
-    Ok(())
 }
 
 /// The result of `create`: who got the message and who did not.
@@ -377,65 +256,6 @@ mod tests {
         );
         let error = recipients(&names(&["John", ""])).unwrap_err();
         assert_eq!(error.status, ExitStatus::Usage);
-    }
-
-    #[test]
-    fn a_presealed_envelope_is_used_only_for_what_the_server_confirms() {
-        let [alice, john, other] = crate::wire::crypto::test_keys();
-        let john_prekey = crate::wire::crypto::agreement::AgreementSecret::generate().unwrap();
-        let prekey = RecipientPrekey {
-            id: 1,
-            public_key: john_prekey.public_key().unwrap(),
-        };
-        let preseal = || {
-            let pin = Contact {
-                name: "John".into(),
-                key: john.public_key(),
-                prekey: Some(prekey),
-            };
-            Presealed::seal("Alice".into(), pin, b"hi", alice).expect("the pin has a prekey")
-        };
-        let confirmed = |name: &str, key: &PrivateKey| CheckedKey {
-            name: name.into(),
-            key: key.public_key(),
-            prekey: Some(prekey),
-            status: directory::PinStatus::Unchanged,
-        };
-        let (header, sealed) = preseal()
-            .confirmed("Alice", &confirmed("John", john))
-            .expect("everything it assumed was confirmed");
-        assert_eq!(
-            (header.sender.as_str(), header.recipient.as_str()),
-            ("Alice", "John")
-        );
-        let sealed = sealed.unwrap();
-        let opened = envelope::parse(&sealed).unwrap();
-        assert_eq!(
-            opened
-                .open("John", &alice.public_key(), |_| Some(&john_prekey))
-                .unwrap(),
-            b"hi"
-        );
-        let rotated = CheckedKey {
-            prekey: Some(RecipientPrekey { id: 2, ..prekey }),
-            ..confirmed("John", john)
-        };
-        assert!(preseal().confirmed("Alice", &rotated).is_none());
-        assert!(
-            preseal()
-                .confirmed("alice", &confirmed("John", john))
-                .is_none()
-        );
-        assert!(
-            preseal()
-                .confirmed("Alice", &confirmed("Johnny", john))
-                .is_none()
-        );
-        assert!(
-            preseal()
-                .confirmed("Alice", &confirmed("John", other))
-                .is_none()
-        );
     }
 
     #[test]
