@@ -7,8 +7,9 @@
 //!   crypto primitives and the signed statements — what both sides share;
 //!   it depends on nothing else in the crate.
 //! - [`client`]: the connection and its trust policy, the keyring, logging
-//!   in, other users' keys, reading the queue, settings and passphrases; it
-//!   uses the wire layer.
+//!   in and registering, other users' keys, sending and reading messages,
+//!   settings and passphrases, and their typed errors; it uses the wire
+//!   layer.
 //! - [`server`]: the accept loop, admission, the per-connection state
 //!   machine, the request handler, the storage contract and its SQLite
 //!   backend, TLS material and limits; it uses the wire layer.
