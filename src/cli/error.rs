@@ -223,10 +223,22 @@ impl From<crate::client::error::ClientError> for AppError {
 impl From<crate::client::keyring::KeyringError> for AppError {
     fn from(error: crate::client::keyring::KeyringError) -> Self {
         use crate::client::keyring::KeyringError;
-        match error {
-            KeyringError::WrongPassphrase { .. } => Self::new(ExitStatus::Auth, error.to_string())
-                .hint("check MSGR_PASSPHRASE or --passphrase-file, or type the passphrase again"),
-            other => Self::local(other.to_string()),
+        let hint = match &error {
+            KeyringError::WrongPassphrase { .. } => {
+                return Self::new(ExitStatus::Auth, error.to_string()).hint(
+                    "check MSGR_PASSPHRASE or --passphrase-file, or type the passphrase again",
+                );
+            }
+            KeyringError::TooOpen { path, .. } => {
+                Some(format!("run `chmod 600 {}` and try again", path.display()))
+            }
+            KeyringError::Corrupt { .. } => Some("restore it from a backup or remove it".into()),
+            KeyringError::Io { .. } | KeyringError::BadIdentity { .. } => None,
+        };
+        let local = Self::local(error.to_string());
+        match hint {
+            Some(hint) => local.hint(hint),
+            None => local,
         }
     }
 }

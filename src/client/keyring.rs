@@ -61,7 +61,7 @@ pub enum KeyringError {
         source: std::io::Error,
     },
     /// A secret file is readable by group or others.
-    #[error("{} is accessible by other users (mode {mode:o}); run `chmod 600 {}` and try again", path.display(), path.display())]
+    #[error("{} is accessible by other users (mode {mode:o})", path.display())]
     TooOpen {
         /// The secret file.
         path: PathBuf,
@@ -69,7 +69,7 @@ pub enum KeyringError {
         mode: u32,
     },
     /// A file exists but cannot be understood.
-    #[error("{} is damaged ({detail}); restore it from a backup or remove it", path.display())]
+    #[error("{} is damaged ({detail})", path.display())]
     Corrupt {
         /// The file concerned.
         path: PathBuf,

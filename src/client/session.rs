@@ -91,7 +91,7 @@ fn stored_token(account: &impl AccountAccess) -> ClientResult<Option<SessionToke
     Ok(account
         .files()
         .load_session()?
-        .filter(|session| session.expires_at > unix_now() + EXPIRY_MARGIN_SECS)
+        .filter(|session| session.is_live(EXPIRY_MARGIN_SECS))
         .map(|session| {
             debug!("presenting the stored session token");
             session.token

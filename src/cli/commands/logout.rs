@@ -10,13 +10,12 @@ use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::output::{Human, Render};
 use crate::client::session;
-use crate::wire::protocol::unix_now;
 
 /// Log out and report whether there was a session to end.
 pub fn run(context: &ClientContext) -> AppResult<()> {
     let account = context.account()?;
     let session = account.load_session()?;
-    let live = session.filter(|s| s.expires_at > unix_now());
+    let live = session.filter(|s| s.is_live(0));
     if let Some(session) = &live {
         let mut connection = context.connect()?;
         session::end(&mut connection, &context.user, &session.token)?;

@@ -11,7 +11,6 @@ use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::{Human, Render, rfc3339_unix_seconds};
 use crate::client::net::trust::ServerPin;
-use crate::wire::protocol::unix_now;
 
 /// Print the account's local state.
 pub fn run(context: &ClientContext) -> AppResult<()> {
@@ -40,7 +39,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
             .map(|pin| pin.stored().to_owned()),
         ca_cert: context.ca_cert(),
         session_expires_at: session.as_ref().map(|s| rfc3339_unix_seconds(s.expires_at)),
-        session_valid: session.is_some_and(|s| s.expires_at > unix_now()),
+        session_valid: session.is_some_and(|s| s.is_live(0)),
     };
     context.output.emit(&record).map_err(AppError::stdout)
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
+use crate::wire::protocol::unix_now;
 
 /// A session token: a bearer secret, so `Debug` never shows it.
 #[derive(Clone)]
@@ -36,6 +37,13 @@ pub struct Session {
     pub token: SessionToken,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+}
+
+impl Session {
+    /// Whether the session is still live `margin` seconds from now.
+    pub fn is_live(&self, margin: u64) -> bool {
+        self.expires_at > unix_now().saturating_add(margin)
+    }
 }
 
 /// A pinned contact key.
