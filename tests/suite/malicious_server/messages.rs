@@ -119,17 +119,7 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
         .assert()
         .success();
     let alice_key = identity_of(&world, "Alice", mitm.port);
-    let Response::Key {
-        signed_prekey: Some(prekey),
-        ..
-    } = real_key_answer(&world, "John")
-    else {
-        panic!("John has a prekey");
-    };
-    let to_john = envelope::RecipientPrekey {
-        id: prekey.id,
-        public_key: prekey.public_key.0.try_into().unwrap(),
-    };
+    let to_john = prekey_of(&world, "John");
     let mut header = Header::new("Alice", "John");
     header.sent_at_ms = u64::MAX;
     let late = envelope::seal(&header, b"from the far future", &alice_key, &to_john).unwrap();
@@ -192,4 +182,62 @@ fn server_strings_never_reach_the_terminal_raw() {
         mitm.port
     ));
     assert!(!contacts.exists(), "nothing pinned");
+}
+
+#[test]
+fn a_saved_body_cannot_be_probed_with_another_senders_message() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let sent = world
+        .msgr("Alice")
+        .args(["--json", "create", "John", "the PIN is 4711"])
+        .output()
+        .unwrap();
+    let id = json_object(&sent.stdout)["sent"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = world.dir.path().join("inbox");
+    world
+        .msgr("John")
+        .args(["read", "--out-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    // Mallory, another user of the server, reuses that message id with a
+    // guessed body. A wrong guess must be handled like a right one: saved
+    // and acknowledged, not refused (which would tell her it was wrong).
+    let to_john = prekey_of(&world, "John");
+    let mut mallory = Client::connect_to(&world.server.addr).greet();
+    mallory.register("Mallory", &keys()[2]);
+    mallory.log_in("Mallory", &keys()[2]);
+    let guess = "the PIN is 1234";
+    let mut header = Header::new("Mallory", "John");
+    header.message_id = (0..16)
+        .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    let probe = envelope::seal(&header, guess.as_bytes(), &keys()[2], &to_john).unwrap();
+    let response = mallory.request(&Request::Send {
+        recipient: "John".into(),
+        envelope: Base64Bytes(probe),
+    });
+    assert!(matches!(response, Response::Sent { .. }), "{response:?}");
+    world
+        .msgr("John")
+        .args(["read", "--out-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(out.join(format!("mallory-{id}"))).unwrap(),
+        guess
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join(format!("alice-{id}"))).unwrap(),
+        "the PIN is 4711"
+    );
+    world.assert_queued_soon(0);
 }

@@ -76,6 +76,22 @@ pub(super) fn sends(requests: &[Request]) -> usize {
         .count()
 }
 
+/// The prekey the real server hands out for `name`, as a sender seals to
+/// it.
+pub(super) fn prekey_of(world: &World, name: &str) -> envelope::RecipientPrekey {
+    let Response::Key {
+        signed_prekey: Some(prekey),
+        ..
+    } = real_key_answer(world, name)
+    else {
+        panic!("{name} has a prekey");
+    };
+    envelope::RecipientPrekey {
+        id: prekey.id,
+        public_key: prekey.public_key.0.try_into().unwrap(),
+    }
+}
+
 /// The key answer the real server gives for `name`.
 pub(super) fn real_key_answer(world: &World, name: &str) -> Response {
     Client::greeted(&world.server).request(&Request::GetKey { user: name.into() })
