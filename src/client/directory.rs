@@ -96,7 +96,7 @@ pub fn check_answer(
 ) -> ClientResult<CheckedKey> {
     let offered = parse_key(name, answer)?;
     let pinned = account.files().contact(name)?;
-    let status = pin_status(pinned.as_ref(), &offered.identified(), acceptance)?;
+    let status = pin_status(pinned.as_ref(), &offered.name, &offered.key, acceptance)?;
     // A prekey pinned with this very key was checked when it was pinned.
     let checked_before = match (&pinned, status) {
         (Some(pin), PinStatus::Unchanged) => pin.prekey,
@@ -110,7 +110,7 @@ pub fn check_answer(
     }
     let status = account.locked(|locked| {
         let pinned = locked.contact(name)?;
-        let status = match pin_status(pinned.as_ref(), &offered.identified(), acceptance) {
+        let status = match pin_status(pinned.as_ref(), &offered.name, &offered.key, acceptance) {
             Ok(status) => status,
             Err(refused) => return Ok(Err(refused)),
         };
@@ -202,52 +202,28 @@ impl Verified {
     }
 }
 
-/// The name and identity key of an answer, for comparing with the pin.
-struct Identified<'a> {
-    name: &'a str,
-    key: &'a PublicKey,
-}
-
-impl Offered {
-    fn identified(&self) -> Identified<'_> {
-        Identified {
-            name: &self.name,
-            key: &self.key,
-        }
-    }
-}
-
-impl Verified {
-    fn identified(&self) -> Identified<'_> {
-        Identified {
-            name: &self.name,
-            key: &self.key,
-        }
-    }
-}
-
-/// How the offered key relates to `pinned`, or the trust error if
+/// How `name`'s offered `key` relates to `pinned`, or the trust error if
 /// `acceptance` does not allow it.
 fn pin_status(
     pinned: Option<&Contact>,
-    offered: &Identified<'_>,
+    name: &str,
+    key: &PublicKey,
     acceptance: Acceptance<'_>,
 ) -> ClientResult<PinStatus> {
-    let name = offered.name;
-    let fingerprint = offered.key.fingerprint();
-    if let Some(expected) = acceptance.expect
-        && expected != fingerprint
-    {
-        return Err(ClientError::UnexpectedKey {
-            name: name.to_owned(),
-            offered: fingerprint,
-            expected: expected.to_owned(),
-        });
+    if let Some(expected) = acceptance.expect {
+        let offered = key.fingerprint();
+        if expected != offered {
+            return Err(ClientError::UnexpectedKey {
+                name: name.to_owned(),
+                offered,
+                expected: expected.to_owned(),
+            });
+        }
     }
     match pinned {
-        Some(pin) if pin.key == *offered.key => Ok(PinStatus::Unchanged),
+        Some(pin) if pin.key == *key => Ok(PinStatus::Unchanged),
         Some(_) if acceptance.expect.is_some() => Ok(PinStatus::Replaced),
-        Some(pin) => Err(key_changed(name, &pin.key, offered.key)),
+        Some(pin) => Err(key_changed(name, &pin.key, key)),
         None if acceptance.expect.is_some() || acceptance.policy == PinPolicy::FirstUse => {
             Ok(PinStatus::New)
         }

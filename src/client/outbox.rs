@@ -8,7 +8,7 @@ use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountDir, Contact};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope::{self, EnvelopeError, Header, RecipientPrekey};
+use crate::wire::envelope::{self, EnvelopeError, Header};
 use crate::wire::protocol::{Base64Bytes, Request, Response, hex};
 
 /// Everything needed to seal and queue one message for its recipients.
@@ -98,8 +98,8 @@ pub struct HeadStart {
 /// registration and the pin).
 pub struct Presealed {
     me: String,
+    /// The pin it was sealed for, with the prekey it was sealed to.
     recipient: Contact,
-    prekey: RecipientPrekey,
     header: Header,
     sealed: Result<Vec<u8>, EnvelopeError>,
 }
@@ -119,7 +119,6 @@ impl Presealed {
         Some(Self {
             me,
             recipient,
-            prekey,
             header,
             sealed,
         })
@@ -134,7 +133,7 @@ impl Presealed {
         (self.me == me
             && self.recipient.name == recipient.name
             && self.recipient.key == recipient.key
-            && Some(self.prekey) == recipient.prekey)
+            && self.recipient.prekey == recipient.prekey)
             .then_some((self.header, self.sealed))
     }
 }
@@ -150,6 +149,7 @@ pub fn check_size(size: u64, limit: u64) -> ClientResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::envelope::RecipientPrekey;
 
     #[test]
     fn a_presealed_envelope_is_used_only_for_what_the_server_confirms() {
