@@ -196,11 +196,14 @@ impl World {
 
     /// The keyring folder of `user`'s account on this server.
     pub fn account_dir(&self, user: &str) -> PathBuf {
-        self.config_dir(user).join(format!(
-            "accounts/{}@localhost:{}",
-            user.to_lowercase(),
-            self.server.port
-        ))
+        self.account_dir_at(user, self.server.port)
+    }
+
+    /// The keyring folder of `user`'s account on `localhost:PORT` (such as
+    /// a proxy in front of the server).
+    pub fn account_dir_at(&self, user: &str, port: u16) -> PathBuf {
+        self.config_dir(user)
+            .join(format!("accounts/{}@localhost:{port}", user.to_lowercase()))
     }
 
     /// `msgr --server ... --user USER --config-dir ...` with a clean

@@ -23,10 +23,9 @@ fn a_key_answer_for_another_account_redirects_nothing() {
         .args(["key", "John"])
         .assert()
         .success();
-    let contacts = world.config_dir("Alice").join(format!(
-        "accounts/alice@localhost:{}/contacts.toml",
-        mitm.port
-    ));
+    let contacts = world
+        .account_dir_at("Alice", mitm.port)
+        .join("contacts.toml");
     let pinned = std::fs::read(&contacts).unwrap();
     let mallory = mallory_key_answer("Mallory");
     armed.store(true, Ordering::SeqCst);
@@ -140,10 +139,9 @@ fn a_prekey_the_pinned_key_did_not_sign_is_refused() {
             "the server offers a prekey for John that John's key",
         ));
     assert_eq!(sends(&mitm.requests()), 0);
-    let contacts = world.config_dir("Alice").join(format!(
-        "accounts/alice@localhost:{}/contacts.toml",
-        mitm.port
-    ));
+    let contacts = world
+        .account_dir_at("Alice", mitm.port)
+        .join("contacts.toml");
     assert!(!contacts.exists(), "nothing pinned");
     // With John and his real prekey pinned, a substitute under the same
     // prekey number is refused all the same.

@@ -30,14 +30,7 @@ fn the_login_exchange_yields_nothing_but_login_signatures() {
         .arg("login")
         .assert()
         .success();
-    let envelope = mitm
-        .requests()
-        .into_iter()
-        .find_map(|r| match r {
-            Request::Send { envelope, .. } => Some(envelope.0),
-            _ => None,
-        })
-        .unwrap();
+    let envelope = first_sent_envelope(&mitm).0;
     let signed_part = &envelope[..envelope.len() - 2 - 256];
     // The operator wants John's signature on that envelope, or on its hash.
     let wanted = sha256(signed_part);
@@ -217,9 +210,7 @@ fn a_refused_retry_of_registration_keeps_the_key_the_server_may_hold() {
     // ...and the retry is told the name is taken.
     *answer.lock().unwrap() = Some(Response::error(ErrorCode::NameTaken, "taken"));
     register_via_fails(&world, mitm.port, 7);
-    let account = world
-        .config_dir("Alice")
-        .join(format!("accounts/alice@localhost:{}", mitm.port));
+    let account = world.account_dir_at("Alice", mitm.port);
     assert!(account.join("identity.pem").exists(), "the key is kept");
     assert!(account.join("prekeys.toml").exists(), "the prekey is kept");
     armed.store(false, Ordering::SeqCst);

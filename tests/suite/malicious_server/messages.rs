@@ -23,14 +23,7 @@ fn envelopes_for_someone_else_open_for_nobody() {
         .args(["create", "John", "for John's eyes only"])
         .assert()
         .success();
-    let envelope = mitm
-        .requests()
-        .into_iter()
-        .find_map(|r| match r {
-            Request::Send { envelope, .. } => Some(envelope),
-            _ => None,
-        })
-        .unwrap();
+    let envelope = first_sent_envelope(&mitm);
     *stolen.lock().unwrap() = Some(QueuedMessage {
         id: 1,
         sender: "Alice".into(),
@@ -177,10 +170,9 @@ fn server_strings_never_reach_the_terminal_raw() {
             assert!(!raw(&output.stderr), "{output:?}");
         }
     }
-    let contacts = world.config_dir("Alice").join(format!(
-        "accounts/alice@localhost:{}/contacts.toml",
-        mitm.port
-    ));
+    let contacts = world
+        .account_dir_at("Alice", mitm.port)
+        .join("contacts.toml");
     assert!(!contacts.exists(), "nothing pinned");
 }
 

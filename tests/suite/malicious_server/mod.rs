@@ -36,10 +36,8 @@ pub(super) fn certificate_digest(world: &World) -> signing::CertificateDigest {
 
 /// `user`'s identity key, read from their keyring.
 pub(super) fn identity_of(world: &World, user: &str, port: u16) -> PrivateKey {
-    let dir = world
-        .config_dir(user)
-        .join(format!("accounts/{}@localhost:{port}", user.to_lowercase()));
-    let pem = std::fs::read_to_string(dir.join("identity.pem")).unwrap();
+    let pem =
+        std::fs::read_to_string(world.account_dir_at(user, port).join("identity.pem")).unwrap();
     PrivateKey::from_pkcs8_pem(&pem).unwrap()
 }
 
@@ -67,6 +65,17 @@ pub(super) fn register_via(world: &World, port: u16, user: &str) {
         .args(["register", "--bits", "2048"])
         .assert()
         .success();
+}
+
+/// The envelope of the first `send` that went through `mitm`.
+pub(super) fn first_sent_envelope(mitm: &Mitm) -> Base64Bytes {
+    mitm.requests()
+        .into_iter()
+        .find_map(|r| match r {
+            Request::Send { envelope, .. } => Some(envelope),
+            _ => None,
+        })
+        .expect("a send went through the proxy")
 }
 
 pub(super) fn sends(requests: &[Request]) -> usize {
