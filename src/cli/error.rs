@@ -113,105 +113,10 @@ impl std::error::Error for AppError {}
 /// Result type of client commands.
 pub type AppResult<T> = Result<T, AppError>;
 
-impl From<crate::client::error::ClientError> for AppError {
-    fn from(error: crate::client::error::ClientError) -> Self {
-        use crate::client::error::ClientError as E;
-        const UNTRUTHFUL: &str = "the server is not answering truthfully; tell its operator";
-        let (status, hint) = match &error {
-            E::Net(_) | E::Keyring(_) => {
-                return match error {
-                    E::Net(net) => net.into(),
-                    E::Keyring(keyring) => keyring.into(),
-                    _ => unreachable!("matched above"),
-                };
-            }
-            E::NotRegistered { .. } => (ExitStatus::Auth, Some("run `msgr register` first".into())),
-            E::KeyRefused { .. } => (
-                ExitStatus::Auth,
-                Some(
-                    "the account on the server belongs to a different key; register another name"
-                        .into(),
-                ),
-            ),
-            E::NotOwnName { .. } | E::OtherAccount { .. } | E::ForeignPrekey { .. } => {
-                (ExitStatus::Trust, Some(UNTRUTHFUL.into()))
-            }
-            E::NoPrekey { name } => (
-                ExitStatus::Refused,
-                Some(format!(
-                    "ask {name} to run any msgr command that logs in (such as `msgr read`) with this version, then send again"
-                )),
-            ),
-            E::TooLarge { .. } => (ExitStatus::Refused, Some("send a smaller message".into())),
-            E::NameTaken { .. } | E::NameRefused { .. } => (
-                ExitStatus::Refused,
-                Some("choose another name with --user".into()),
-            ),
-            E::UnknownUser { .. } => (
-                ExitStatus::UnknownUser,
-                Some("check the spelling of the name".into()),
-            ),
-            E::UnusableKey { .. } => (ExitStatus::Connection, None),
-            E::PinMismatch { server, known, .. } => (
-                ExitStatus::Trust,
-                Some(format!(
-                    "if the server's certificate was replaced on purpose, confirm the new fingerprint with its operator and delete the {server} line from {}",
-                    known.display()
-                )),
-            ),
-            E::CaFile { .. } => (
-                ExitStatus::Usage,
-                Some("give a PEM file holding the server's CA or its certificate".into()),
-            ),
-            E::UnexpectedKey { name, .. } => (
-                ExitStatus::Trust,
-                Some(format!(
-                    "check the fingerprint with {name} again; if it is right, the server is not handing out {name}'s key"
-                )),
-            ),
-            E::KeyChanged { name, .. } => (
-                ExitStatus::Trust,
-                Some(format!(
-                    "if {name} really has a new key, confirm its fingerprint with them and run `msgr key {name} --expect FINGERPRINT`"
-                )),
-            ),
-            E::NotPinned { name } => (
-                ExitStatus::Trust,
-                Some(format!(
-                    "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
-                )),
-            ),
-            E::Crypto { .. } | E::Signals(_) | E::ConfigUnreadable { .. } | E::Seal(_) => {
-                (ExitStatus::Failure, None)
-            }
-            E::NoConfigDir => (
-                ExitStatus::Failure,
-                Some("pass --config-dir DIR or set MSGR_CONFIG_DIR".into()),
-            ),
-            E::ConfigInvalid { .. } => (
-                ExitStatus::Usage,
-                Some(
-                    "the known keys are server, user, ca_cert, json, passphrase_file and pin_policy"
-                        .into(),
-                ),
-            ),
-            E::EmptyPassphrase => (
-                ExitStatus::Usage,
-                Some("choose a passphrase, or register without --passphrase".into()),
-            ),
-            E::PassphrasesDiffer => (
-                ExitStatus::Usage,
-                Some("run the command again and type the same passphrase twice".into()),
-            ),
-            E::PassphraseFile { .. } => (
-                ExitStatus::Usage,
-                Some("check --passphrase-file or passphrase_file in config.toml".into()),
-            ),
-            E::NoTerminal => (
-                ExitStatus::Auth,
-                Some("set MSGR_PASSPHRASE or pass --passphrase-file FILE".into()),
-            ),
-        };
+impl AppError {
+    /// `error` in its own words, with the exit status and hint the table
+    /// gives it.
+    fn worded(error: &impl fmt::Display, (status, hint): (ExitStatus, Option<String>)) -> Self {
         Self {
             status,
             message: error.to_string(),
@@ -220,36 +125,154 @@ impl From<crate::client::error::ClientError> for AppError {
     }
 }
 
+impl From<crate::client::error::ClientError> for AppError {
+    fn from(error: crate::client::error::ClientError) -> Self {
+        Self::worded(&error, client_status_and_hint(&error))
+    }
+}
+
 impl From<crate::client::keyring::KeyringError> for AppError {
     fn from(error: crate::client::keyring::KeyringError) -> Self {
-        use crate::client::keyring::KeyringError;
-        let hint = match &error {
-            KeyringError::WrongPassphrase { .. } => {
-                return Self::new(ExitStatus::Auth, error.to_string()).hint(
-                    "check MSGR_PASSPHRASE or --passphrase-file, or type the passphrase again",
-                );
-            }
-            KeyringError::TooOpen { path, .. } => {
-                Some(format!("run `chmod 600 {}` and try again", path.display()))
-            }
-            KeyringError::Corrupt { .. } => Some("restore it from a backup or remove it".into()),
-            KeyringError::Io { .. } | KeyringError::BadIdentity { .. } => None,
-        };
-        let local = Self::local(error.to_string());
-        match hint {
-            Some(hint) => local.hint(hint),
-            None => local,
-        }
+        Self::worded(&error, keyring_status_and_hint(&error))
     }
 }
 
 impl From<crate::client::net::NetError> for AppError {
     fn from(error: crate::client::net::NetError) -> Self {
-        use crate::client::net::NetError;
-        use crate::wire::protocol::ErrorCode;
-        let status = match &error {
-            NetError::CertificateChanged { .. } => ExitStatus::Trust,
-            NetError::Server { code, .. } => match code {
+        Self::worded(&error, net_status_and_hint(&error))
+    }
+}
+
+/// The exit status and hint of each client failure: the table.
+fn client_status_and_hint(
+    error: &crate::client::error::ClientError,
+) -> (ExitStatus, Option<String>) {
+    use crate::client::error::ClientError as E;
+    const UNTRUTHFUL: &str = "the server is not answering truthfully; tell its operator";
+    match error {
+        E::Net(net) => net_status_and_hint(net),
+        E::Keyring(keyring) => keyring_status_and_hint(keyring),
+        E::NotRegistered { .. } => (ExitStatus::Auth, Some("run `msgr register` first".into())),
+        E::KeyRefused { .. } => (
+            ExitStatus::Auth,
+            Some(
+                "the account on the server belongs to a different key; register another name"
+                    .into(),
+            ),
+        ),
+        E::NotOwnName { .. } | E::OtherAccount { .. } | E::ForeignPrekey { .. } => {
+            (ExitStatus::Trust, Some(UNTRUTHFUL.into()))
+        }
+        E::NoPrekey { name } => (
+            ExitStatus::Refused,
+            Some(format!(
+                "ask {name} to run any msgr command that logs in (such as `msgr read`) with this version, then send again"
+            )),
+        ),
+        E::TooLarge { .. } => (ExitStatus::Refused, Some("send a smaller message".into())),
+        E::NameTaken { .. } | E::NameRefused { .. } => (
+            ExitStatus::Refused,
+            Some("choose another name with --user".into()),
+        ),
+        E::UnknownUser { .. } => (
+            ExitStatus::UnknownUser,
+            Some("check the spelling of the name".into()),
+        ),
+        E::UnusableKey { .. } => (ExitStatus::Connection, None),
+        E::PinMismatch { server, known, .. } => (
+            ExitStatus::Trust,
+            Some(format!(
+                "if the server's certificate was replaced on purpose, confirm the new fingerprint with its operator and delete the {server} line from {}",
+                known.display()
+            )),
+        ),
+        E::CaFile { .. } => (
+            ExitStatus::Usage,
+            Some("give a PEM file holding the server's CA or its certificate".into()),
+        ),
+        E::UnexpectedKey { name, .. } => (
+            ExitStatus::Trust,
+            Some(format!(
+                "check the fingerprint with {name} again; if it is right, the server is not handing out {name}'s key"
+            )),
+        ),
+        E::KeyChanged { name, .. } => (
+            ExitStatus::Trust,
+            Some(format!(
+                "if {name} really has a new key, confirm its fingerprint with them and run `msgr key {name} --expect FINGERPRINT`"
+            )),
+        ),
+        E::NotPinned { name } => (
+            ExitStatus::Trust,
+            Some(format!(
+                "pin it with `msgr key {name}` (with --expect FINGERPRINT to accept only the fingerprint {name} gave you)"
+            )),
+        ),
+        E::Crypto { .. } | E::Signals(_) | E::ConfigUnreadable { .. } | E::Seal(_) => {
+            (ExitStatus::Failure, None)
+        }
+        E::NoConfigDir => (
+            ExitStatus::Failure,
+            Some("pass --config-dir DIR or set MSGR_CONFIG_DIR".into()),
+        ),
+        E::ConfigInvalid { .. } => (
+            ExitStatus::Usage,
+            Some(
+                "the known keys are server, user, ca_cert, json, passphrase_file and pin_policy"
+                    .into(),
+            ),
+        ),
+        E::EmptyPassphrase => (
+            ExitStatus::Usage,
+            Some("choose a passphrase, or register without --passphrase".into()),
+        ),
+        E::PassphrasesDiffer => (
+            ExitStatus::Usage,
+            Some("run the command again and type the same passphrase twice".into()),
+        ),
+        E::PassphraseFile { .. } => (
+            ExitStatus::Usage,
+            Some("check --passphrase-file or passphrase_file in config.toml".into()),
+        ),
+        E::NoTerminal => (
+            ExitStatus::Auth,
+            Some("set MSGR_PASSPHRASE or pass --passphrase-file FILE".into()),
+        ),
+    }
+}
+
+/// The exit status and hint of a keyring failure.
+fn keyring_status_and_hint(
+    error: &crate::client::keyring::KeyringError,
+) -> (ExitStatus, Option<String>) {
+    use crate::client::keyring::KeyringError;
+    match error {
+        KeyringError::WrongPassphrase { .. } => (
+            ExitStatus::Auth,
+            Some("check MSGR_PASSPHRASE or --passphrase-file, or type the passphrase again".into()),
+        ),
+        KeyringError::TooOpen { path, .. } => (
+            ExitStatus::Failure,
+            Some(format!("run `chmod 600 {}` and try again", path.display())),
+        ),
+        KeyringError::Corrupt { .. } => (
+            ExitStatus::Failure,
+            Some("restore it from a backup or remove it".into()),
+        ),
+        KeyringError::Io { .. } | KeyringError::BadIdentity { .. } => (ExitStatus::Failure, None),
+    }
+}
+
+/// The exit status and hint of a failure talking to the server. A
+/// server's own sentence carries its own advice ("try again in 42
+/// seconds"), so error responses get no hint.
+fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Option<String>) {
+    use crate::client::net::NetError;
+    use crate::wire::protocol::ErrorCode;
+    match error {
+        NetError::CertificateChanged { .. } => (ExitStatus::Trust, None),
+        NetError::Server { code, .. } => (
+            match code {
                 ErrorCode::AuthRequired | ErrorCode::AuthFailed => ExitStatus::Auth,
                 ErrorCode::UnknownUser => ExitStatus::UnknownUser,
                 ErrorCode::InvalidName
@@ -261,22 +284,17 @@ impl From<crate::client::net::NetError> for AppError {
                     ExitStatus::Connection
                 }
             },
-            _ => ExitStatus::Connection,
-        };
-        let hint = match &error {
-            NetError::Connect { .. } => {
-                Some("check that the server is running and that --server is right")
-            }
-            NetError::Tls { .. } => Some("check --ca-cert, or that the address is an msgr server"),
-            // A server's sentence carries its own advice ("try again in 42
-            // seconds"); nothing to add.
-            _ => None,
-        };
-        let app = Self::new(status, error.to_string());
-        match hint {
-            Some(hint) => app.hint(hint),
-            None => app,
-        }
+            None,
+        ),
+        NetError::Connect { .. } => (
+            ExitStatus::Connection,
+            Some("check that the server is running and that --server is right".into()),
+        ),
+        NetError::Tls { .. } => (
+            ExitStatus::Connection,
+            Some("check --ca-cert, or that the address is an msgr server".into()),
+        ),
+        NetError::Io(_) | NetError::Protocol(_) => (ExitStatus::Connection, None),
     }
 }
 
