@@ -9,6 +9,7 @@
 //! server can turn a client into a decryption oracle for it.
 
 pub mod agreement;
+pub mod key_encryption;
 
 use std::sync::OnceLock;
 

@@ -1,28 +1,19 @@
 //! The private key file, `identity.pem`: unencrypted PKCS#8 PEM
 //! (`BEGIN PRIVATE KEY`) by default, or with a passphrase encrypted PKCS#8
-//! (`BEGIN ENCRYPTED PRIVATE KEY`, PBES2 with scrypt and AES-256-CBC), as
-//! OpenSSL writes and reads with `openssl pkcs8`.
+//! (`BEGIN ENCRYPTED PRIVATE KEY`, PBES2 with scrypt and AES-256-CBC; see
+//! [`key_encryption`]), as OpenSSL writes and reads with `openssl pkcs8`.
 
 use std::path::{Path, PathBuf};
 
-use pkcs8::pkcs5::{pbes2, scrypt};
-use pkcs8::{EncryptedPrivateKeyInfo, LineEnding, PrivateKeyInfo, SecretDocument};
+use pkcs8::der::pem::{self, LineEnding};
 use zeroize::Zeroizing;
 
 use super::KeyringError;
-use crate::wire::crypto::{CryptoError, PrivateKey, random_bytes};
+use crate::wire::crypto::key_encryption::{self, KeyDecryptionError};
+use crate::wire::crypto::{CryptoError, PrivateKey};
 
 /// PEM label of an encrypted key.
 const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
-
-/// scrypt cost: N = 2^14, r = 8, p = 5 — one of OWASP's minimum settings,
-/// about a fifth of a second, and within the 32 MiB that OpenSSL allows
-/// scrypt by default, so `openssl pkcs8` can open the key too.
-const SCRYPT_LOG_N: u8 = 14;
-const SCRYPT_R: u32 = 8;
-const SCRYPT_P: u32 = 5;
-/// AES-256 key length derived by scrypt.
-const DERIVED_KEY_LEN: usize = 32;
 
 /// The private key as stored: usable at once, or waiting for a passphrase.
 #[derive(Debug)]
@@ -52,14 +43,15 @@ impl EncryptedKey {
         let wrong = || KeyringError::WrongPassphrase {
             path: self.path.clone(),
         };
-        let (_, document) = SecretDocument::from_pem(&self.pem)
-            .map_err(|e| KeyringError::corrupt(&self.path, e))?;
-        let info = EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+        let (_, der) = pem::decode_vec(self.pem.as_bytes())
             .map_err(|e| KeyringError::corrupt(&self.path, e))?;
         // A wrong passphrase shows as bad padding or, rarely, as garbage
         // that is no key: both mean the same to the user.
-        let plain = info.decrypt(passphrase).map_err(|_| wrong())?;
-        PrivateKey::from_pkcs8_der(plain.as_bytes()).map_err(|_| wrong())
+        let plain = key_encryption::decrypt(&der, passphrase).map_err(|e| match e {
+            KeyDecryptionError::WrongPassphrase => wrong(),
+            KeyDecryptionError::Unreadable(why) => KeyringError::corrupt(&self.path, why),
+        })?;
+        PrivateKey::from_pkcs8_der(&plain).map_err(|_| wrong())
     }
 }
 
@@ -91,20 +83,10 @@ pub(super) fn encode(
     let Some(passphrase) = passphrase else {
         return key.to_pkcs8_pem();
     };
-    let bad = |e: &dyn std::fmt::Display| CryptoError::BadKey(e.to_string());
-    let der = key.to_pkcs8_der();
-    let info = PrivateKeyInfo::try_from(der.as_slice()).map_err(|e| bad(&e))?;
-    let salt: [u8; 16] = random_bytes();
-    let iv: [u8; 16] = random_bytes();
-    let cost = scrypt::Params::new(SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, DERIVED_KEY_LEN)
-        .expect("the scrypt constants are valid");
-    let params = pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).map_err(|e| bad(&e))?;
-    let encrypted = info
-        .encrypt_with_params(params, passphrase)
-        .map_err(|e| bad(&e))?;
-    encrypted
-        .to_pem(ENCRYPTED_LABEL, LineEnding::LF)
-        .map_err(|e| bad(&e))
+    let encrypted = key_encryption::encrypt(&key.to_pkcs8_der(), passphrase);
+    pem::encode_string(ENCRYPTED_LABEL, LineEnding::LF, &encrypted)
+        .map(Zeroizing::new)
+        .map_err(|e| CryptoError::BadKey(e.to_string()))
 }
 
 #[cfg(test)]

@@ -195,6 +195,48 @@ fn openssl_opens_the_encrypted_key_with_the_passphrase_only() {
         .failure();
 }
 
+/// The README's way to change the passphrase is `openssl pkcs8`; a key it
+/// re-encrypted, with its default PBKDF2 or with scrypt, opens with the new
+/// passphrase and not the old one.
+#[test]
+fn a_key_openssl_re_encrypted_opens_with_the_new_passphrase() {
+    let world = protected_world();
+    let key = identity(&world, "Alice");
+    for kdf in [None, Some("-scrypt")] {
+        let changed = assert_cmd::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-passin", "pass:correct horse"])
+            .args(["-passout", "pass:new horse"])
+            .args(kdf)
+            .arg("-in")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(changed.status.success(), "{changed:?}");
+        std::fs::write(&key, &changed.stdout).unwrap();
+        world
+            .msgr("Alice")
+            .env("MSGR_PASSPHRASE", "correct horse")
+            .arg("login")
+            .assert()
+            .code(4)
+            .stderr(predicate::str::contains("the passphrase does not unlock"));
+        world
+            .msgr("Alice")
+            .env("MSGR_PASSPHRASE", "new horse")
+            .arg("login")
+            .assert()
+            .success();
+        // Back to the first passphrase for the next round.
+        let restored = assert_cmd::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-scrypt", "-passin", "pass:new horse"])
+            .args(["-passout", "pass:correct horse", "-in"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        std::fs::write(&key, &restored.stdout).unwrap();
+    }
+}
+
 #[test]
 fn unencrypted_keys_need_no_passphrase() {
     let world = World::new();
