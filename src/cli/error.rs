@@ -137,6 +137,12 @@ impl From<crate::client::keyring::KeyringError> for AppError {
     }
 }
 
+impl From<crate::files::FileError> for AppError {
+    fn from(error: crate::files::FileError) -> Self {
+        Self::worded(&error, (ExitStatus::Failure, None))
+    }
+}
+
 impl From<crate::client::net::NetError> for AppError {
     fn from(error: crate::client::net::NetError) -> Self {
         Self::worded(&error, net_status_and_hint(&error))
@@ -259,7 +265,7 @@ fn keyring_status_and_hint(
             ExitStatus::Failure,
             Some("restore it from a backup or remove it".into()),
         ),
-        KeyringError::Io { .. } | KeyringError::BadIdentity { .. } => (ExitStatus::Failure, None),
+        KeyringError::File(_) | KeyringError::BadIdentity { .. } => (ExitStatus::Failure, None),
     }
 }
 

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::KnownServers;
@@ -70,16 +69,8 @@ pub fn connect(
 
 /// The certificates in the PEM file `path`.
 fn load_ca_file(path: &Path) -> ClientResult<Vec<CertificateDer<'static>>> {
-    let unusable = |detail: String| ClientError::CaFile {
+    crate::files::certificate_chain(path).map_err(|detail| ClientError::CaFile {
         path: PathBuf::from(path),
         detail,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| unusable(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| unusable(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(unusable("it holds no certificate".into()));
-    }
-    Ok(certs)
+    })
 }

@@ -23,7 +23,6 @@
 //! so cron jobs sending from one account run in parallel. Concurrent
 //! invocations cannot corrupt the keyring.
 
-mod files;
 mod identity;
 mod known_servers;
 mod prekeys;
@@ -43,9 +42,10 @@ pub use known_servers::KnownServers;
 pub use prekeys::{Prekey, Prekeys};
 pub use records::{Contact, Registration, Session, SessionToken};
 
-pub use files::{create_private_dir, write_atomic};
-
-use files::{append_lines, check_private, lock_exclusive, read_optional};
+use crate::files::{
+    FileError, append_lines, create_private_dir, lock_exclusive, open_to_others, read_optional,
+    write_atomic,
+};
 use prekeys::PrekeysFile;
 use records::{ContactRecord, SessionRecord};
 
@@ -53,13 +53,8 @@ use records::{ContactRecord, SessionRecord};
 #[derive(Debug, Error)]
 pub enum KeyringError {
     /// A file operation failed.
-    #[error("cannot access {}: {source}", path.display())]
-    Io {
-        /// The file or folder concerned.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A secret file is readable by group or others.
     #[error("{} is accessible by other users (mode {mode:o})", path.display())]
     TooOpen {
@@ -92,12 +87,23 @@ pub enum KeyringError {
     },
 }
 
+/// Refuse a secret file that group or others may read, as ssh does.
+fn check_private(path: &Path) -> Result<(), KeyringError> {
+    match open_to_others(path)? {
+        Some(mode) => Err(KeyringError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl KeyringError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
+        Self::File(FileError {
             path: path.to_owned(),
             source,
-        }
+        })
     }
 
     fn corrupt(path: &Path, detail: impl ToString) -> Self {
@@ -311,7 +317,7 @@ impl Account {
                 path: path.clone(),
                 source,
             })?;
-        write_atomic(&path, pem.as_bytes())
+        Ok(write_atomic(&path, pem.as_bytes())?)
     }
 
     /// Delete a private key the server never accepted.
@@ -372,7 +378,7 @@ impl Account {
             lines.push_str(key);
             lines.push('\n');
         }
-        append_lines(&self.dir.join("seen.txt"), lines.as_bytes())
+        Ok(append_lines(&self.dir.join("seen.txt"), lines.as_bytes())?)
     }
 
     fn write_toml<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), KeyringError> {
@@ -469,7 +475,7 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, K
 
 fn write_toml<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), KeyringError> {
     let text = toml::to_string(value).expect("keyring records always serialise");
-    write_atomic(path, text.as_bytes())
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 #[cfg(test)]

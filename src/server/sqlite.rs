@@ -20,6 +20,7 @@ use super::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, Store, StoreError, StoreFuture, StoredMessage,
     TokenHash, User, UserId,
 };
+use crate::files::{self, FileError};
 use crate::wire::protocol::SignedPrekey;
 use readers::Readers;
 use writer::Writer;
@@ -55,25 +56,12 @@ impl SqliteStore {
 
 /// Create the database file owner-only (SQLite gives its log files the
 /// same mode) and tighten an existing one and its logs if others may read.
-fn restrict_files(db: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(db)?;
+fn restrict_files(db: &Path) -> Result<(), FileError> {
+    files::create_secret_file(db)?;
     for suffix in ["", "-wal", "-shm"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
-        let file = Path::new(&name);
-        match std::fs::metadata(file) {
-            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
-            }
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
+        files::restrict(Path::new(&name), files::SECRET_MODE)?;
     }
     Ok(())
 }

@@ -3,14 +3,15 @@
 //! self-signed certificate that is made on first start, saved in the data
 //! directory and reused afterwards, so that clients' pins stay valid.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
+
+use crate::files::{self, FileError};
 
 use crate::wire::crypto::{fingerprint, sha256};
 use crate::wire::signing::CertificateDigest;
@@ -82,7 +83,7 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
     let chain = load_chain(cert)?;
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::Key {
         path: key.to_owned(),
-        reason: pem_reason(error, "private key"),
+        reason: files::pem_reason(error, "private key"),
     })?;
     let fingerprint = fingerprint(chain[0].as_ref());
     let certificate_digest = sha256(chain[0].as_ref());
@@ -127,26 +128,10 @@ fn server_config(
 }
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let error = |error| TlsError::Cert {
+    files::certificate_chain(path).map_err(|reason| TlsError::Cert {
         path: path.to_owned(),
-        reason: pem_reason(error, "certificate"),
-    };
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(error)?;
-    if chain.is_empty() {
-        return Err(error(pem::Error::NoItemsFound));
-    }
-    Ok(chain)
-}
-
-fn pem_reason(error: pem::Error, what: &str) -> String {
-    match error {
-        pem::Error::NoItemsFound => format!("it holds no PEM {what}"),
-        pem::Error::Io(error) => error.to_string(),
-        other => format!("it is not valid PEM ({other})"),
-    }
+        reason,
+    })
 }
 
 /// Make a new self-signed certificate and save it with its key.
@@ -154,14 +139,12 @@ fn generate(data_dir: &Path) -> Result<(), TlsError> {
     let rcgen::CertifiedKey { cert, key_pair } =
         rcgen::generate_simple_self_signed(subject_alt_names())?;
     let key_pem = zeroize::Zeroizing::new(key_pair.serialize_pem());
-    write_atomically(&data_dir.join(KEY_FILE), key_pem.as_bytes())?;
-    write_atomically(&data_dir.join(CERT_FILE), cert.pem().as_bytes())?;
-    std::fs::File::open(data_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| TlsError::Save {
-            path: data_dir.to_owned(),
-            source,
-        })
+    let save = |error: FileError| TlsError::Save {
+        path: error.path,
+        source: error.source,
+    };
+    files::write_atomic(&data_dir.join(KEY_FILE), key_pem.as_bytes()).map_err(save)?;
+    files::write_atomic(&data_dir.join(CERT_FILE), cert.pem().as_bytes()).map_err(save)
 }
 
 /// The local names plus this machine's host name, when it is a plain DNS
@@ -176,23 +159,6 @@ fn subject_alt_names() -> Vec<String> {
         names.push(host);
     }
     names
-}
-
-/// Write `contents` to `path` so that readers see the old file or the
-/// whole new one: a 0600 temporary file beside it, fsync, rename.
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let save = || -> std::io::Result<()> {
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        file.write_all(contents)?;
-        file.as_file().sync_all()?;
-        file.persist(path)?;
-        Ok(())
-    };
-    save().map_err(|source| TlsError::Save {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::PinStatus;
 use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink};
-use crate::client::keyring::{create_private_dir, write_atomic};
+use crate::files::{create_private_dir, write_atomic};
 use crate::wire::protocol::canonical_name;
 
 /// Read, print and acknowledge messages as the arguments say.

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::cli::args::ServeArgs;
 use crate::cli::error::{AppError, AppResult};
+use crate::files;
 use crate::server::sqlite::SqliteStore;
 use crate::server::tls::{self, ServerTls};
 use crate::server::{self, Limits, Store};
@@ -75,40 +75,32 @@ fn prepare_data_dir(args: &ServeArgs) -> AppResult<PathBuf> {
                     .hint("pass --data-dir DIR")
             })?,
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|error| {
-            AppError::local(format!(
-                "cannot create the data directory {}: {error}",
-                dir.display()
-            ))
-            .hint("pass --data-dir with a directory you can write to")
-        })?;
-    restrict_to_owner(&dir).map_err(|error| {
+    files::create_private_dir(&dir).map_err(|error| {
         AppError::local(format!(
-            "cannot restrict the data directory {} to its owner: {error}",
-            dir.display()
+            "cannot create the data directory {}: {}",
+            dir.display(),
+            error.source
+        ))
+        .hint("pass --data-dir with a directory you can write to")
+    })?;
+    // The data directory holds the TLS key and everyone's queued mail: if
+    // group or others may enter it (it existed already), make it 0700.
+    let was = files::restrict(&dir, files::FOLDER_MODE).map_err(|error| {
+        AppError::local(format!(
+            "cannot restrict the data directory {} to its owner: {}",
+            dir.display(),
+            error.source
         ))
         .hint("make it mode 0700 and owned by the user running msgr serve")
     })?;
-    Ok(dir)
-}
-
-/// The data directory holds the TLS key and everyone's queued mail: if
-/// group or others may enter it (it existed already), make it 0700.
-fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(mode) = was {
         warn!(
             dir = %dir.display(),
             was = format!("{mode:o}"),
             "the data directory was open to other users; restricted it to its owner (0700)"
         );
     }
-    Ok(())
+    Ok(dir)
 }
 
 fn open_store(data_dir: &Path) -> AppResult<SqliteStore> {

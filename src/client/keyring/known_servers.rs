@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::files::lock_exclusive;
 use super::{KeyringError, read_toml, write_toml};
 use crate::client::net::trust::ServerPin;
+use crate::files::lock_exclusive;
 
 /// The pinned server certificates.
 #[derive(Debug, Clone)]

@@ -1,0 +1,293 @@
+//! Files only their owner may touch — the one home of that policy, for the
+//! client's keyring and saved messages and the server's data directory:
+//! folders 0700 and secret files 0600, the check that refuses a secret
+//! file others may read (as ssh does), tightening what an older setup left
+//! open, atomic replacement (temporary file, fsync, rename, fsync of the
+//! folder), durable appends, exclusive locks, and PEM certificate chains.
+//! It depends on nothing else in the crate; every error names its path.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::{self, PemObject};
+use thiserror::Error;
+
+/// Permission bits for secret files: owner read/write only.
+pub const SECRET_MODE: u32 = 0o600;
+
+/// Permission bits for private folders: owner only.
+pub const FOLDER_MODE: u32 = 0o700;
+
+/// The bits that give group or others any access.
+const OTHERS: u32 = 0o077;
+
+/// A file operation that failed, and on which path.
+#[derive(Debug, Error)]
+#[error("cannot access {}: {source}", path.display())]
+pub struct FileError {
+    /// The file or folder concerned.
+    pub path: PathBuf,
+    /// The underlying error.
+    pub source: io::Error,
+}
+
+impl FileError {
+    fn at(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
+        move |source| Self {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Create `dir` (and parents) with owner-only permissions if missing.
+pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(FOLDER_MODE)
+        .create(dir)
+        .map_err(FileError::at(dir))
+}
+
+/// Create the secret file `path` (mode 0600) if it does not exist.
+pub fn create_secret_file(path: &Path) -> Result<(), FileError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(SECRET_MODE)
+        .open(path)
+        .map(drop)
+        .map_err(FileError::at(path))
+}
+
+/// The permission bits of `path` if group or others may access it.
+pub fn open_to_others(path: &Path) -> Result<Option<u32>, FileError> {
+    let mode = fs::metadata(path)
+        .map_err(FileError::at(path))?
+        .permissions()
+        .mode()
+        & 0o777;
+    Ok((mode & OTHERS != 0).then_some(mode))
+}
+
+/// If group or others may access `path`, set its mode to `mode` (one of
+/// [`SECRET_MODE`], [`FOLDER_MODE`]) and return the bits it had, so the
+/// caller can say so. A missing file is left missing.
+pub fn restrict(path: &Path, mode: u32) -> Result<Option<u32>, FileError> {
+    let was = match open_to_others(path) {
+        Ok(was) => was,
+        Err(error) if error.source.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
+    };
+    if was.is_some() {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(FileError::at(path))?;
+    }
+    Ok(was)
+}
+
+/// Replace `path` with `contents` atomically and with mode 0600: readers
+/// see the old file or the new one, never a mix, and the new one survives
+/// a crash once this returns.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
+    let dir = folder_of(path);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(SECRET_MODE))
+        .tempfile_in(dir)
+        .map_err(FileError::at(dir))?;
+    temp.write_all(contents)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(FileError::at(temp.path()))?;
+    temp.persist(path)
+        .map_err(|error| FileError::at(path)(error.error))?;
+    sync_folder(dir)
+}
+
+/// Append `lines` (each ending in a newline) to `path`, created with mode
+/// 0600 if missing, and make them durable with one fsync. A line left
+/// incomplete by a crash is closed first, so it can never merge with the
+/// next; readers ignore such a fragment. Cheaper than [`write_atomic`] for a
+/// file that only grows: one fsync, no rewrite.
+pub fn append_lines(path: &Path, lines: &[u8]) -> Result<(), FileError> {
+    let created = !path.exists();
+    let io = FileError::at(path);
+    let append = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .mode(SECRET_MODE)
+            .open(path)?;
+        let mut last = [b'\n'];
+        if file.seek(SeekFrom::End(0))? > 0 {
+            file.seek(SeekFrom::End(-1))?;
+            file.read_exact(&mut last)?;
+        }
+        let mut data = Vec::with_capacity(lines.len() + 1);
+        if last[0] != b'\n' {
+            data.push(b'\n');
+        }
+        data.extend_from_slice(lines);
+        file.write_all(&data)?;
+        file.sync_data()
+    };
+    append().map_err(io)?;
+    if created {
+        sync_folder(folder_of(path))?;
+    }
+    Ok(())
+}
+
+/// Read a file, or `None` if it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileError::at(path)(e)),
+    }
+}
+
+/// Take an exclusive lock on `path` (created 0600 if missing), blocking
+/// until other processes release it. The lock lasts as long as the file.
+pub fn lock_exclusive(path: &Path) -> Result<File, FileError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(SECRET_MODE)
+        .open(path)
+        .map_err(FileError::at(path))?;
+    file.lock().map_err(FileError::at(path))?;
+    Ok(file)
+}
+
+/// The certificates in the PEM file `path`, in order; `Err` says in words
+/// what is wrong with the file.
+pub fn certificate_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|error| pem_reason(error, "certificate"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_reason(error, "certificate"))?;
+    if chain.is_empty() {
+        return Err(pem_reason(pem::Error::NoItemsFound, "certificate"));
+    }
+    Ok(chain)
+}
+
+/// What is wrong with a PEM file meant to hold a `what`, in words.
+pub fn pem_reason(error: pem::Error, what: &str) -> String {
+    match error {
+        pem::Error::NoItemsFound => format!("it holds no PEM {what}"),
+        pem::Error::Io(error) => error.to_string(),
+        other => format!("it is not valid PEM ({other})"),
+    }
+}
+
+/// The folder `path` is in.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Make a rename or creation in `dir` durable.
+fn sync_folder(dir: &Path) -> Result<(), FileError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(FileError::at(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn atomic_write_replaces_contents_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(mode(&path), SECRET_MODE);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+    }
+
+    #[test]
+    fn appended_lines_survive_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        append_lines(&path, b"one\n").unwrap();
+        // A crash mid-append leaves a fragment without its newline.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"tw")
+            .unwrap();
+        append_lines(&path, b"three\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one\ntw\nthree\n");
+        assert_eq!(mode(&path), SECRET_MODE);
+    }
+
+    #[test]
+    fn files_open_to_others_are_found_and_restricted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        fs::write(&path, b"x").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(open_to_others(&path).unwrap(), Some(0o644));
+        assert_eq!(restrict(&path, SECRET_MODE).unwrap(), Some(0o644));
+        assert_eq!(mode(&path), SECRET_MODE);
+        assert_eq!(open_to_others(&path).unwrap(), None);
+        assert_eq!(restrict(&path, SECRET_MODE).unwrap(), None);
+        assert_eq!(
+            restrict(&dir.path().join("missing"), SECRET_MODE).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn private_dirs_and_secret_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        create_private_dir(&nested).unwrap();
+        assert_eq!(mode(&nested), FOLDER_MODE);
+        let file = nested.join("db");
+        create_secret_file(&file).unwrap();
+        assert_eq!(mode(&file), SECRET_MODE);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing/file");
+        let error = write_atomic(&missing, b"x").unwrap_err();
+        assert_eq!(error.path, dir.path().join("missing"));
+        assert!(error.to_string().starts_with("cannot access "), "{error}");
+    }
+
+    #[test]
+    fn certificate_chains_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        fs::write(&empty, "no PEM here\n").unwrap();
+        assert_eq!(
+            certificate_chain(&empty).unwrap_err(),
+            "it holds no PEM certificate"
+        );
+        let missing = certificate_chain(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(missing.contains("No such file"), "{missing}");
+    }
+}
