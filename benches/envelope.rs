@@ -7,6 +7,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::AgreementSecret;
 use msgr::wire::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::protocol::UserName;
 
 const BODY_SIZES: [(usize, &str); 3] = [(100, "100B"), (10 * 1024, "10KiB"), (1024 * 1024, "1MiB")];
 
@@ -19,18 +20,20 @@ fn seal_and_open(c: &mut Criterion) {
             public_key: prekey.public_key().unwrap(),
         };
         let sender_public = sender.public_key();
+        let (alice, john): (UserName, UserName) =
+            ("Alice".parse().unwrap(), "John".parse().unwrap());
         let mut group = c.benchmark_group(format!("envelope/rsa{bits}"));
         for (size, label) in BODY_SIZES {
             let body = vec![0x5a; size];
             group.throughput(Throughput::Bytes(size as u64));
             group.bench_with_input(BenchmarkId::new("seal", label), &body, |b, body| {
                 b.iter(|| {
-                    let header = Header::new("Alice", "John");
+                    let header = Header::new(&alice, &john);
                     envelope::seal(&header, body, &sender, &recipient_public).unwrap()
                 })
             });
             let sealed = envelope::seal(
-                &Header::new("Alice", "John"),
+                &Header::new(&alice, &john),
                 &body,
                 &sender,
                 &recipient_public,
@@ -40,7 +43,7 @@ fn seal_and_open(c: &mut Criterion) {
                 b.iter(|| {
                     envelope::parse(sealed)
                         .unwrap()
-                        .open("John", &sender_public, |_| Some(&prekey))
+                        .open(&john, &sender_public, |_| Some(&prekey))
                         .unwrap()
                 })
             });

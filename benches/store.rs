@@ -39,7 +39,9 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, UserId) {
             created_at: 0,
             signature: msgr::wire::protocol::Base64Bytes(vec![2; 256]),
         };
-        store.register(name, &key, &prekey).unwrap();
+        store
+            .register(&name.parse().unwrap(), &key, &prekey)
+            .unwrap();
         store.find_user(name).unwrap().unwrap().id
     };
     let (alice, john, bystander) = (id("alice"), id("john"), id("bystander"));

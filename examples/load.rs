@@ -30,7 +30,9 @@ use msgr::client::net::{Connection, NetError, ServerAddr};
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::AgreementSecret;
 use msgr::wire::envelope::{self, Header, RecipientPrekey};
-use msgr::wire::protocol::{Base64Bytes, FETCH_PAGE, Request, Response, SignedPrekey, unix_now};
+use msgr::wire::protocol::{
+    Base64Bytes, FETCH_PAGE, Request, Response, SignedPrekey, UserName, unix_now,
+};
 use msgr::wire::signing;
 
 /// Command-line options.
@@ -76,7 +78,7 @@ enum Mode {
 
 /// An account the generator registered, with a live session token.
 struct Account {
-    name: String,
+    name: UserName,
     key: PrivateKey,
     /// The signed prekey messages to the account are sealed to.
     prekey: RecipientPrekey,
@@ -116,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Arc::clone(&next),
             );
             let (mode, total, window) = (options.mode, options.messages, options.window);
-            let recipient = recipient.name.clone();
+            let recipient = recipient.name.to_string();
             std::thread::spawn(move || {
                 let job = Job {
                     server: &server,
@@ -239,7 +241,7 @@ fn authenticated(server: &ServerAddr, account: &Account) -> Result<Connection, S
     let mut connection = connect(server)?;
     let response = connection
         .request(&Request::Authenticate {
-            user: account.name.clone(),
+            user: account.name.to_string(),
             token: Base64Bytes(account.token.clone()),
         })
         .map_err(|e| format!("authenticate failed: {e}"))?;
@@ -256,6 +258,8 @@ fn connect(server: &ServerAddr) -> Result<Connection, String> {
 
 /// Register `name` with a fresh 2048-bit key and a prekey, and log in.
 fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn std::error::Error>> {
+    let name: UserName = name.parse()?;
+    let name = &name;
     let key = PrivateKey::generate(2048)?;
     let prekey = AgreementSecret::generate()?;
     let signed_prekey = SignedPrekey::sign(name, 1, unix_now(), &prekey, &key)?;
@@ -264,13 +268,13 @@ fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn st
     let digest = *connection.certificate_digest();
     let proof = key.sign(&signing::registration(&digest, name, &public))?;
     connection.request(&Request::Register {
-        user: name.to_owned(),
+        user: name.to_string(),
         public_key: Base64Bytes(public),
         signed_prekey,
         proof: Base64Bytes(proof),
     })?;
     let Response::LoginChallenge { nonce } = connection.request(&Request::Login {
-        user: name.to_owned(),
+        user: name.to_string(),
     })?
     else {
         return Err("login did not return a challenge".into());
@@ -283,7 +287,7 @@ fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn st
         return Err("the login proof was not accepted".into());
     };
     Ok(Account {
-        name: name.to_owned(),
+        name: name.clone(),
         key,
         prekey: RecipientPrekey {
             id: 1,

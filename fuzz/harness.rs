@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::{AgreementSecret, X25519_LEN};
 use msgr::wire::envelope::{self, Header, MAGIC, RecipientPrekey};
-use msgr::wire::protocol::{Request, Response, decode_frame};
+use msgr::wire::protocol::{Request, Response, UserName, decode_frame};
 use msgr::wire::signing;
 
 /// Frame limit used while fuzzing: small, so both sides of the check are
@@ -73,7 +73,8 @@ pub fn envelope(data: &[u8]) {
         return;
     };
     let alice = alice();
-    let _ = parsed.open("John", &alice.public_key(), |_| Some(john_prekey()));
+    let john: UserName = "John".parse().expect("a valid name");
+    let _ = parsed.open(&john, &alice.public_key(), |_| Some(john_prekey()));
     let signed = &data[..signed_len(&parsed.header, data)];
     let signature = alice
         .sign(&signing::envelope(signed))
@@ -83,14 +84,14 @@ pub fn envelope(data: &[u8]) {
     resigned.extend_from_slice(&signature);
     let reparsed = envelope::parse(&resigned).expect("re-signing keeps the layout");
     assert_eq!(reparsed.header, parsed.header);
-    let _ = reparsed.open("John", &alice.public_key(), |_| Some(john_prekey()));
+    let _ = reparsed.open(&john, &alice.public_key(), |_| Some(john_prekey()));
 }
 
 /// Bytes covered by the signature of an envelope that parsed: the header
 /// (through the ephemeral key) and the ciphertext with its length (layout
 /// in docs/PROTOCOL.md, "Envelope").
 fn signed_len(header: &Header, data: &[u8]) -> usize {
-    let names = header.sender.len() + header.recipient.len();
+    let names = header.sender.as_str().len() + header.recipient.as_str().len();
     let header_len = MAGIC.len() + 1 + 2 + names + envelope::MESSAGE_ID_LEN + 8 + 4 + X25519_LEN;
     let ciphertext_len = u32::from_be_bytes(data[header_len..header_len + 4].try_into().unwrap());
     header_len + 4 + ciphertext_len as usize

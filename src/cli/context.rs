@@ -14,7 +14,7 @@ use crate::client::net::{Connection, ServerAddr};
 use crate::client::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
 use crate::client::settings::Settings;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::protocol::validate_username;
+use crate::wire::protocol::{NameError, UserName};
 
 /// Everything a client command needs to know before doing its work.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct ClientContext {
     /// The server to talk to.
     pub server: ServerAddr,
     /// The account name, validated.
-    pub user: String,
+    pub user: UserName,
     /// The config directory.
     pub keyring: Keyring,
     /// Where results and diagnostics go.
@@ -47,7 +47,9 @@ impl ClientContext {
             AppError::usage("no user given")
                 .hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml")
         })?;
-        validate_username(&user).map_err(|e| AppError::usage(e.to_string()))?;
+        let user: UserName = user
+            .parse()
+            .map_err(|e: NameError| AppError::usage(e.to_string()))?;
         let keyring = Keyring::open(&settings.config_dir)?;
         Ok(Self {
             server,
@@ -62,9 +64,7 @@ impl ClientContext {
 
     /// This account's folder, unlocked.
     pub fn account_dir(&self) -> AppResult<AccountDir> {
-        Ok(self
-            .keyring
-            .account_dir(&self.user, &self.server.to_string())?)
+        Ok(self.keyring.account_dir(&self.user, &self.server)?)
     }
 
     /// Open and lock this account's folder.

@@ -10,9 +10,7 @@ use crate::client::keyring::{AccountAccess, Contact};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
-use crate::wire::protocol::{
-    ErrorCode, Request, Response, SignedPrekey, canonical_name, printable, validate_username,
-};
+use crate::wire::protocol::{ErrorCode, Request, Response, SignedPrekey, UserName, printable};
 
 /// How a fetched key relates to the pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +50,7 @@ pub struct Acceptance<'a> {
 pub struct CheckedKey {
     /// The name as the server spells it (the name asked for, in some
     /// letter case).
-    pub name: String,
+    pub name: UserName,
     /// The identity key, equal to the pin now.
     pub key: PublicKey,
     /// The signed prekey, its signature checked; absent if the user has
@@ -63,9 +61,9 @@ pub struct CheckedKey {
 }
 
 /// The request for `name`'s key.
-pub fn key_request(name: &str) -> Request {
+pub fn key_request(name: &UserName) -> Request {
     Request::GetKey {
-        user: name.to_owned(),
+        user: name.to_string(),
     }
 }
 
@@ -73,7 +71,7 @@ pub fn key_request(name: &str) -> Request {
 pub fn fetch_checked(
     connection: &mut Connection,
     account: &impl AccountAccess,
-    name: &str,
+    name: &UserName,
     acceptance: Acceptance<'_>,
 ) -> ClientResult<CheckedKey> {
     check_answer(
@@ -90,7 +88,7 @@ pub fn fetch_checked(
 /// never overwritten unasked.
 pub fn check_answer(
     account: &impl AccountAccess,
-    name: &str,
+    name: &UserName,
     answer: Result<Response, NetError>,
     acceptance: Acceptance<'_>,
 ) -> ClientResult<CheckedKey> {
@@ -132,7 +130,7 @@ pub fn check_answer(
 pub fn pinned_or_fetch(
     connection: &mut Connection,
     account: &impl AccountAccess,
-    name: &str,
+    name: &UserName,
     policy: PinPolicy,
 ) -> ClientResult<(PublicKey, PinStatus)> {
     if let Some(contact) = account.files().contact(name)? {
@@ -148,7 +146,7 @@ pub fn pinned_or_fetch(
 
 /// A key answer for the name asked for, its prekey not yet checked.
 struct Offered {
-    name: String,
+    name: UserName,
     key: PublicKey,
     signed_prekey: Option<SignedPrekey>,
 }
@@ -174,7 +172,7 @@ impl Offered {
                 id: signed.id,
                 public_key: signed.verify(&name, &key).ok_or_else(|| {
                     ClientError::ForeignPrekey {
-                        name: name.clone(),
+                        name: name.to_string(),
                         fingerprint: key.fingerprint(),
                     }
                 })?,
@@ -186,7 +184,7 @@ impl Offered {
 
 /// A key answer that passed every check that needs no pin.
 struct Verified {
-    name: String,
+    name: UserName,
     key: PublicKey,
     prekey: Option<RecipientPrekey>,
 }
@@ -206,7 +204,7 @@ impl Verified {
 /// `acceptance` does not allow it.
 fn pin_status(
     pinned: Option<&Contact>,
-    name: &str,
+    name: &UserName,
     key: &PublicKey,
     acceptance: Acceptance<'_>,
 ) -> ClientResult<PinStatus> {
@@ -214,7 +212,7 @@ fn pin_status(
         let offered = key.fingerprint();
         if expected != offered {
             return Err(ClientError::UnexpectedKey {
-                name: name.to_owned(),
+                name: name.to_string(),
                 offered,
                 expected: expected.to_owned(),
             });
@@ -228,15 +226,15 @@ fn pin_status(
             Ok(PinStatus::New)
         }
         None => Err(ClientError::NotPinned {
-            name: name.to_owned(),
+            name: name.to_string(),
         }),
     }
 }
 
 /// The trust error for a key that differs from its pin.
-fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> ClientError {
+fn key_changed(name: &UserName, pinned: &PublicKey, offered: &PublicKey) -> ClientError {
     ClientError::KeyChanged {
-        name: name.to_owned(),
+        name: name.to_string(),
         pinned: pinned.fingerprint(),
         offered: offered.fingerprint(),
     }
@@ -245,13 +243,13 @@ fn key_changed(name: &str, pinned: &PublicKey, offered: &PublicKey) -> ClientErr
 /// The keys in `answer`, if it answers for `name`: the answer names the
 /// user asked for and its identity key parses (its prekey is checked by
 /// [`Offered::with_checked_prekey`]).
-fn parse_key(name: &str, answer: Result<Response, NetError>) -> ClientResult<Offered> {
+fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResult<Offered> {
     let response = answer.map_err(|error| match error {
         NetError::Server {
             code: ErrorCode::UnknownUser,
             ..
         } => ClientError::UnknownUser {
-            name: name.to_owned(),
+            name: name.to_string(),
         },
         other => other.into(),
     })?;
@@ -263,14 +261,15 @@ fn parse_key(name: &str, answer: Result<Response, NetError>) -> ClientResult<Off
     else {
         return Err(unexpected(&response).into());
     };
-    if validate_username(&user).is_err() || canonical_name(&user) != canonical_name(name) {
-        return Err(ClientError::OtherAccount {
-            asked: name.to_owned(),
-            answered: printable(&user).into_owned(),
-        });
-    }
+    let answered = printable(&user).into_owned();
+    let user = name
+        .same_account(user)
+        .ok_or_else(|| ClientError::OtherAccount {
+            asked: name.to_string(),
+            answered,
+        })?;
     let key = PublicKey::from_der(&public_key.0).map_err(|source| ClientError::UnusableKey {
-        name: user.clone(),
+        name: user.to_string(),
         source,
     })?;
     Ok(Offered {

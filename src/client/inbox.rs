@@ -24,8 +24,8 @@ use crate::client::session;
 use crate::wire::crypto::PrivateKey;
 use crate::wire::envelope::{self, EnvelopeError};
 use crate::wire::protocol::{
-    ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response,
-    canonical_name, hex, printable,
+    ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response, UserName,
+    hex, printable,
 };
 
 /// A verified, decrypted message.
@@ -34,9 +34,9 @@ pub struct Opened<'a> {
     /// The sender's random message id, as lowercase hex.
     pub id: String,
     /// The sender, as the envelope names them.
-    pub sender: &'a str,
+    pub sender: &'a UserName,
     /// The recipient, as the envelope names them.
-    pub recipient: &'a str,
+    pub recipient: &'a UserName,
     /// Send time, milliseconds since the Unix epoch.
     pub sent_at_ms: u64,
     /// The plaintext body.
@@ -153,11 +153,11 @@ pub struct Inbox {
     home: AccountDir,
     identity: PrivateKey,
     /// The account, as given.
-    user: String,
+    user: UserName,
     /// Whether a sender's key may be pinned on sight.
     policy: PinPolicy,
     /// The user as the server spells the name, once authenticated.
-    me: Option<String>,
+    me: Option<UserName>,
     /// The id of the last message fetched; the next page starts after it.
     after: u64,
     /// The ids of an acknowledgement whose answer is not read yet.
@@ -172,14 +172,14 @@ impl Inbox {
         connection: Connection,
         home: AccountDir,
         identity: PrivateKey,
-        user: &str,
+        user: &UserName,
         policy: PinPolicy,
     ) -> Self {
         Self {
             connection,
             home,
             identity,
-            user: user.to_owned(),
+            user: user.clone(),
             policy,
             me: None,
             after: 0,
@@ -393,11 +393,11 @@ impl Inbox {
             Err(error) => return Ok(Outcome::NotShown(Problem::Unreadable { id, error })),
         };
         let header = &parsed.header;
-        let sender = header.sender.as_str();
-        if canonical_name(sender) != canonical_name(&message.sender) {
+        let sender = &header.sender;
+        if !sender.is(&message.sender) {
             return Ok(Outcome::NotShown(Problem::SenderMismatch {
                 id,
-                claimed: sender.to_owned(),
+                claimed: sender.to_string(),
                 recorded: printable(&message.sender).into_owned(),
             }));
         }
@@ -410,21 +410,21 @@ impl Inbox {
         let (sender_key, sender_pin) = match pinned {
             Ok(pinned) => pinned,
             Err(error) => {
-                let sender = sender.to_owned();
+                let sender = sender.to_string();
                 return Ok(Outcome::NotShown(Problem::Held { id, sender, error }));
             }
         };
         if sender_pin == PinStatus::New {
-            sink.pinned_on_sight(sender, &sender_key.fingerprint());
+            sink.pinned_on_sight(sender.as_str(), &sender_key.fingerprint());
         }
         let me = self
             .me
-            .as_deref()
+            .as_ref()
             .expect("a page is fetched after authenticating");
         let body = match parsed.open(me, &sender_key, |id| prekeys.secret(id)) {
             Ok(body) => body,
             Err(error) => {
-                let sender = sender.to_owned();
+                let sender = sender.to_string();
                 return Ok(Outcome::NotShown(Problem::Failed { id, sender, error }));
             }
         };

@@ -34,8 +34,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::client::net::ServerAddr;
 use crate::wire::crypto::{CryptoError, PrivateKey};
-use crate::wire::protocol::canonical_name;
+use crate::wire::protocol::UserName;
 
 pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
@@ -129,14 +130,16 @@ impl Keyring {
         })
     }
 
-    /// One account's folder, created if missing but not locked. `user`
-    /// must already be a validated name and `server` a validated
-    /// `host:port`.
-    pub fn account_dir(&self, user: &str, server: &str) -> Result<AccountDir, KeyringError> {
+    /// One account's folder, created if missing but not locked.
+    pub fn account_dir(
+        &self,
+        user: &UserName,
+        server: &ServerAddr,
+    ) -> Result<AccountDir, KeyringError> {
         let dir = self.dir.join("accounts").join(format!(
             "{}@{}",
-            canonical_name(user),
-            server.to_ascii_lowercase()
+            user.canonical(),
+            server.to_string().to_ascii_lowercase()
         ));
         create_private_dir(&dir)?;
         Ok(AccountDir { dir })
@@ -230,11 +233,11 @@ impl AccountDir {
     }
 
     /// The pinned key of `name`, if pinned.
-    pub fn contact(&self, name: &str) -> Result<Option<Contact>, KeyringError> {
+    pub fn contact(&self, name: &UserName) -> Result<Option<Contact>, KeyringError> {
         let path = self.dir.join("contacts.toml");
         let contacts = self.contacts()?;
         contacts
-            .get(&canonical_name(name))
+            .get(&name.canonical())
             .map(|record| {
                 record
                     .to_contact()
@@ -327,9 +330,9 @@ impl Account {
     }
 
     /// Record that the server confirmed the registration.
-    pub fn mark_registered(&self, user: &str, fingerprint: &str) -> Result<(), KeyringError> {
+    pub fn mark_registered(&self, user: &UserName, fingerprint: &str) -> Result<(), KeyringError> {
         let record = Registration {
-            user: user.to_owned(),
+            user: user.clone(),
             fingerprint: fingerprint.to_owned(),
         };
         self.write_toml("account.toml", &record)
@@ -363,7 +366,7 @@ impl Account {
     /// replacing any earlier pin of the name.
     pub fn pin_contact(&self, contact: &Contact) -> Result<(), KeyringError> {
         let mut contacts = self.contacts()?;
-        contacts.insert(canonical_name(&contact.name), ContactRecord::new(contact));
+        contacts.insert(contact.name.canonical(), ContactRecord::new(contact));
         self.write_toml("contacts.toml", &contacts)
     }
 
@@ -450,8 +453,8 @@ impl SeenIds {
 
 /// The replay-guard key of a message: sender (case-folded) and message id
 /// (lowercase hex).
-pub fn seen_key(sender: &str, message_id_hex: &str) -> String {
-    format!("{} {message_id_hex}", canonical_name(sender))
+pub fn seen_key(sender: &UserName, message_id_hex: &str) -> String {
+    format!("{} {message_id_hex}", sender.canonical())
 }
 
 /// Delete `path` if it exists.

@@ -9,7 +9,7 @@ use crate::client::keyring::{AccountDir, Contact};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
 use crate::wire::envelope::{self, EnvelopeError, Header};
-use crate::wire::protocol::{Base64Bytes, Request, Response, hex};
+use crate::wire::protocol::{Base64Bytes, Request, Response, UserName, hex};
 
 /// Everything needed to seal and queue one message for its recipients.
 pub struct Outbox<'a> {
@@ -20,7 +20,7 @@ pub struct Outbox<'a> {
     /// The sender's identity key.
     pub identity: &'a PrivateKey,
     /// The sender's name as the server spells it.
-    pub me: &'a str,
+    pub me: &'a UserName,
     /// The message.
     pub body: &'a [u8],
     /// Whether a recipient's key may be pinned on sight.
@@ -42,7 +42,7 @@ impl Outbox<'_> {
     /// Check the recipient's key (from the head start if there is one,
     /// else asked for now), seal (unless sealed already for what the server
     /// confirms), and queue.
-    pub fn send(&mut self, name: &str, head_start: Option<HeadStart>) -> ClientResult<Queued> {
+    pub fn send(&mut self, name: &UserName, head_start: Option<HeadStart>) -> ClientResult<Queued> {
         let (key_answer, presealed) = match head_start {
             Some(head_start) => (head_start.key_answer, head_start.presealed),
             None => (self.connection.request(&directory::key_request(name)), None),
@@ -53,11 +53,11 @@ impl Outbox<'_> {
         };
         let recipient = directory::check_answer(self.account, name, key_answer, acceptance)?;
         if recipient.status == PinStatus::New {
-            (self.on_new_pin)(&recipient.name, &recipient.key.fingerprint());
+            (self.on_new_pin)(recipient.name.as_str(), &recipient.key.fingerprint());
         }
         let Some(prekey) = recipient.prekey else {
             return Err(ClientError::NoPrekey {
-                name: recipient.name,
+                name: recipient.name.to_string(),
             });
         };
         let (header, sealed) = presealed
@@ -70,14 +70,14 @@ impl Outbox<'_> {
         let sealed = sealed.map_err(ClientError::Seal)?;
         check_size(sealed.len() as u64, self.connection.max_envelope()?)?;
         let response = self.connection.request(&Request::Send {
-            recipient: recipient.name.clone(),
+            recipient: recipient.name.to_string(),
             envelope: Base64Bytes(sealed),
         })?;
         let Response::Sent { .. } = response else {
             return Err(unexpected(&response).into());
         };
         Ok(Queued {
-            to: recipient.name,
+            to: recipient.name.into(),
             id: hex(&header.message_id),
         })
     }
@@ -97,7 +97,7 @@ pub struct HeadStart {
 /// the recipient's name, key and prekey it assumes (from the keyring: the
 /// registration and the pin).
 pub struct Presealed {
-    me: String,
+    me: UserName,
     /// The pin it was sealed for, with the prekey it was sealed to.
     recipient: Contact,
     header: Header,
@@ -108,7 +108,7 @@ impl Presealed {
     /// Seal `body` from `me` to the pinned `recipient`'s prekey, if the pin
     /// holds one.
     pub fn seal(
-        me: String,
+        me: UserName,
         recipient: Contact,
         body: &[u8],
         identity: &PrivateKey,
@@ -127,10 +127,10 @@ impl Presealed {
     /// The header and envelope, if the server confirmed all they assume.
     fn confirmed(
         self,
-        me: &str,
+        me: &UserName,
         recipient: &CheckedKey,
     ) -> Option<(Header, Result<Vec<u8>, EnvelopeError>)> {
-        (self.me == me
+        (self.me == *me
             && self.recipient.name == recipient.name
             && self.recipient.key == recipient.key
             && self.recipient.prekey == recipient.prekey)
@@ -150,6 +150,7 @@ pub fn check_size(size: u64, limit: u64) -> ClientResult<()> {
 mod tests {
     use super::*;
     use crate::wire::envelope::RecipientPrekey;
+    use crate::wire::protocol::username;
 
     #[test]
     fn a_presealed_envelope_is_used_only_for_what_the_server_confirms() {
@@ -161,20 +162,20 @@ mod tests {
         };
         let preseal = || {
             let pin = Contact {
-                name: "John".into(),
+                name: username("John"),
                 key: john.public_key(),
                 prekey: Some(prekey),
             };
-            Presealed::seal("Alice".into(), pin, b"hi", alice).expect("the pin has a prekey")
+            Presealed::seal(username("Alice"), pin, b"hi", alice).expect("the pin has a prekey")
         };
         let confirmed = |name: &str, key: &PrivateKey| CheckedKey {
-            name: name.into(),
+            name: username(name),
             key: key.public_key(),
             prekey: Some(prekey),
             status: directory::PinStatus::Unchanged,
         };
         let (header, sealed) = preseal()
-            .confirmed("Alice", &confirmed("John", john))
+            .confirmed(&username("Alice"), &confirmed("John", john))
             .expect("everything it assumed was confirmed");
         assert_eq!(
             (header.sender.as_str(), header.recipient.as_str()),
@@ -184,7 +185,9 @@ mod tests {
         let opened = envelope::parse(&sealed).unwrap();
         assert_eq!(
             opened
-                .open("John", &alice.public_key(), |_| Some(&john_prekey))
+                .open(&username("John"), &alice.public_key(), |_| Some(
+                    &john_prekey
+                ))
                 .unwrap(),
             b"hi"
         );
@@ -192,20 +195,20 @@ mod tests {
             prekey: Some(RecipientPrekey { id: 2, ..prekey }),
             ..confirmed("John", john)
         };
-        assert!(preseal().confirmed("Alice", &rotated).is_none());
+        assert!(preseal().confirmed(&username("Alice"), &rotated).is_none());
         assert!(
             preseal()
-                .confirmed("alice", &confirmed("John", john))
+                .confirmed(&username("alice"), &confirmed("John", john))
                 .is_none()
         );
         assert!(
             preseal()
-                .confirmed("Alice", &confirmed("Johnny", john))
+                .confirmed(&username("Alice"), &confirmed("Johnny", john))
                 .is_none()
         );
         assert!(
             preseal()
-                .confirmed("Alice", &confirmed("John", other))
+                .confirmed(&username("Alice"), &confirmed("John", other))
                 .is_none()
         );
     }

@@ -17,8 +17,8 @@ use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
 use crate::wire::crypto::agreement::AgreementSecret;
 use crate::wire::protocol::{
-    Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, SignedPrekey, TOKEN_LEN,
-    canonical_name, printable, unix_now, validate_username,
+    Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, SignedPrekey, TOKEN_LEN, UserName,
+    printable, unix_now,
 };
 use crate::wire::signing;
 
@@ -30,9 +30,9 @@ const EXPIRY_MARGIN_SECS: u64 = 60;
 pub fn authenticate(
     connection: &mut Connection,
     account: &impl AccountAccess,
-    user: &str,
+    user: &UserName,
     identity: &PrivateKey,
-) -> ClientResult<String> {
+) -> ClientResult<UserName> {
     let me = match stored_token(account)? {
         Some(token) => present(connection, user, &token)?,
         None => None,
@@ -53,11 +53,11 @@ pub fn authenticate(
 pub fn authenticate_then(
     connection: &mut Connection,
     account: &impl AccountAccess,
-    user: &str,
+    user: &UserName,
     identity: &PrivateKey,
     next: &Request,
     held: Duration,
-) -> ClientResult<(String, Result<Response, NetError>)> {
+) -> ClientResult<(UserName, Result<Response, NetError>)> {
     let token = stored_token(account)?;
     if let Some(token) = token.filter(|_| prekey_is_published(account)) {
         connection.write_request(&authenticate_request(user, &token))?;
@@ -104,19 +104,19 @@ fn stored_token(account: &impl AccountAccess) -> ClientResult<Option<SessionToke
 pub fn login(
     connection: &mut Connection,
     account: &impl AccountAccess,
-    user: &str,
+    user: &UserName,
     identity: &PrivateKey,
-) -> ClientResult<(String, Session)> {
+) -> ClientResult<(UserName, Session)> {
     let challenge = connection
         .request(&Request::Login {
-            user: user.to_owned(),
+            user: user.to_string(),
         })
         .map_err(|error| match error {
             NetError::Server {
                 code: ErrorCode::UnknownUser,
                 ..
             } => ClientError::NotRegistered {
-                user: user.to_owned(),
+                user: user.to_string(),
             },
             other => other.into(),
         })?;
@@ -147,7 +147,7 @@ pub fn login(
                 code: ErrorCode::AuthFailed,
                 ..
             } => ClientError::KeyRefused {
-                user: user.to_owned(),
+                user: user.to_string(),
             },
             other => other.into(),
         })?;
@@ -182,10 +182,10 @@ pub fn register(
     connection: &mut Connection,
     account: &Account,
     server: &str,
-    user: &str,
+    user: &UserName,
     identity: &PrivateKey,
     fresh: bool,
-) -> ClientResult<String> {
+) -> ClientResult<UserName> {
     let prekeys = prekeys_with_current(account)?;
     let current = prekeys.current().expect("made if missing");
     let public_der = identity.public_key().to_der();
@@ -197,7 +197,7 @@ pub fn register(
             source,
         })?;
     let request = Request::Register {
-        user: user.to_owned(),
+        user: user.to_string(),
         public_key: Base64Bytes(public_der),
         signed_prekey: sign_prekey(current, user, identity)?,
         proof: Base64Bytes(proof),
@@ -222,7 +222,7 @@ pub fn register(
             }
             Err(match code {
                 ErrorCode::NameTaken => ClientError::NameTaken {
-                    user: user.to_owned(),
+                    user: user.to_string(),
                     server: server.to_owned(),
                 },
                 _ => ClientError::NameRefused { message },
@@ -238,7 +238,7 @@ pub fn register(
 pub fn publish_prekey(
     connection: &mut Connection,
     account: &impl AccountAccess,
-    me: &str,
+    me: &UserName,
     identity: &PrivateKey,
 ) -> ClientResult<()> {
     if prekey_is_published(account) {
@@ -284,7 +284,7 @@ pub fn prekeys_with_current(account: &impl AccountAccess) -> ClientResult<Prekey
 /// `prekey` signed by `identity` as `owner`'s.
 pub fn sign_prekey(
     prekey: &Prekey,
-    owner: &str,
+    owner: &UserName,
     identity: &PrivateKey,
 ) -> ClientResult<SignedPrekey> {
     SignedPrekey::sign(
@@ -302,19 +302,18 @@ pub fn sign_prekey(
 
 /// The name the server answered with, if it is `user`'s in some letter
 /// case; anything else means the server is not acting for this account.
-pub fn own_name(user: &str, answered: String) -> ClientResult<String> {
-    if validate_username(&answered).is_ok() && canonical_name(&answered) == canonical_name(user) {
-        return Ok(answered);
-    }
-    Err(ClientError::NotOwnName {
-        user: user.to_owned(),
-        answered: printable(&answered).into_owned(),
-    })
+pub fn own_name(user: &UserName, answered: String) -> ClientResult<UserName> {
+    let shown = printable(&answered).into_owned();
+    user.same_account(answered)
+        .ok_or_else(|| ClientError::NotOwnName {
+            user: user.to_string(),
+            answered: shown,
+        })
 }
 
 /// End the session of `token` on the server. A token the server no longer
 /// accepts (expired, or ended before) counts as ended.
-pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> ClientResult<()> {
+pub fn end(connection: &mut Connection, user: &UserName, token: &SessionToken) -> ClientResult<()> {
     if present(connection, user, token)?.is_none() {
         return Ok(());
     }
@@ -328,9 +327,9 @@ pub fn end(connection: &mut Connection, user: &str, token: &SessionToken) -> Cli
 /// refused the token.
 fn present(
     connection: &mut Connection,
-    user: &str,
+    user: &UserName,
     token: &SessionToken,
-) -> ClientResult<Option<String>> {
+) -> ClientResult<Option<UserName>> {
     match connection.request(&authenticate_request(user, token)) {
         Err(NetError::Server {
             code: ErrorCode::AuthFailed,
@@ -344,15 +343,15 @@ fn present(
     }
 }
 
-fn authenticate_request(user: &str, token: &SessionToken) -> Request {
+fn authenticate_request(user: &UserName, token: &SessionToken) -> Request {
     Request::Authenticate {
-        user: user.to_owned(),
+        user: user.to_string(),
         token: Base64Bytes(token.expose().to_vec()),
     }
 }
 
 /// The name from an `authenticated` response, checked to be `user`'s.
-fn authenticated(user: &str, response: Response) -> ClientResult<String> {
+fn authenticated(user: &UserName, response: Response) -> ClientResult<UserName> {
     match response {
         Response::Authenticated { user: me, .. } => own_name(user, me),
         other => Err(unexpected(&other).into()),

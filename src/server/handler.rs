@@ -27,7 +27,7 @@ use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
 use crate::wire::protocol::{
     Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
-    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN,
+    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, UserName,
 };
 use crate::wire::signing;
 
@@ -154,8 +154,10 @@ impl<'a> Handler<'a> {
 
     /// The named account, or `unknown_user`.
     async fn known_user(&self, name: String) -> Result<User, Refusal> {
-        check_name(&name)?;
-        let user = self.with_store(move |store| store.find_user(&name)).await?;
+        let name = check_name(name)?;
+        let user = self
+            .with_store(move |store| store.find_user(name.as_str()))
+            .await?;
         user.ok_or_else(unknown_user)
     }
 
@@ -189,7 +191,7 @@ impl<'a> Handler<'a> {
         proof: &[u8],
     ) -> Result<Response, Refusal> {
         self.charge(&self.context.registrations, "register")?;
-        check_name(&name)?;
+        let name = check_name(name)?;
         let key = PublicKey::from_der(&der).map_err(|error| {
             Refusal::new(
                 ErrorCode::BadRequest,
@@ -211,7 +213,9 @@ impl<'a> Handler<'a> {
         match outcome {
             RegisterOutcome::Created(user) | RegisterOutcome::AlreadyRegisteredSameKey(user) => {
                 info!(user = %user.name, "registered");
-                Ok(Response::Registered { user: user.name })
+                Ok(Response::Registered {
+                    user: user.name.into(),
+                })
             }
             RegisterOutcome::NameTaken => Err(Refusal::new(
                 ErrorCode::NameTaken,
@@ -259,7 +263,7 @@ impl<'a> Handler<'a> {
             .await?;
         info!(user = %user.name, "logged in");
         let response = Response::LoggedIn {
-            user: user.name.clone(),
+            user: user.name.to_string(),
             token: Base64Bytes(token.to_vec()),
             expires_at,
         };
@@ -297,7 +301,7 @@ impl<'a> Handler<'a> {
         let key = PublicKey::from_der(&user.public_key).map_err(|e| Refusal::internal(&e))?;
         info!(user = %user.name, "authenticated");
         let response = Response::Authenticated {
-            user: user.name.clone(),
+            user: user.name.to_string(),
             expires_at: session.expires_at,
         };
         self.identity = Some(Identity {
@@ -310,10 +314,10 @@ impl<'a> Handler<'a> {
     }
 
     async fn get_key(&self, name: String) -> Result<Response, Refusal> {
-        check_name(&name)?;
+        let name = check_name(name)?;
         let found = self
             .with_store(move |store| {
-                let Some(user) = store.find_user(&name)? else {
+                let Some(user) = store.find_user(name.as_str())? else {
                     return Ok(None);
                 };
                 let prekey = store.signed_prekey(user.id)?;
@@ -322,7 +326,7 @@ impl<'a> Handler<'a> {
             .await?;
         let (user, signed_prekey) = found.ok_or_else(unknown_user)?;
         Ok(Response::Key {
-            user: user.name,
+            user: user.name.into(),
             public_key: Base64Bytes(user.public_key),
             signed_prekey,
         })
@@ -346,14 +350,16 @@ impl<'a> Handler<'a> {
     ) -> impl Future<Output = Result<Response, Refusal>> + Send + use<'a> {
         let context = self.context;
         let bytes = envelope.len();
-        let queued = self.check_send(&recipient, &envelope).map(|sender| {
-            Arc::clone(&context.store).enqueue_for(
-                recipient,
-                sender,
-                envelope,
-                context.limits.mailbox,
-            )
-        });
+        let queued = self
+            .check_send(recipient, &envelope)
+            .map(|(sender, recipient)| {
+                Arc::clone(&context.store).enqueue_for(
+                    recipient.into(),
+                    sender,
+                    envelope,
+                    context.limits.mailbox,
+                )
+            });
         async move {
             let queued = queued?.await?.ok_or_else(unknown_user)?;
             match queued {
@@ -363,15 +369,19 @@ impl<'a> Handler<'a> {
                     Ok(Response::Sent { id })
                 }
                 (recipient, Enqueued::MailboxFull(usage)) => {
-                    Err(mailbox_full(&recipient.name, usage))
+                    Err(mailbox_full(recipient.name.as_str(), usage))
                 }
             }
         }
     }
 
-    /// The sender of a `send` of `envelope` to `recipient`, if the
-    /// connection may send it.
-    fn check_send(&self, recipient: &str, envelope: &[u8]) -> Result<UserId, Refusal> {
+    /// The sender and the recipient of a `send` of `envelope` to
+    /// `recipient`, if the connection may send it.
+    fn check_send(
+        &self,
+        recipient: String,
+        envelope: &[u8],
+    ) -> Result<(UserId, UserName), Refusal> {
         let sender = self.session()?;
         let max = self.context.limits.max_message_bytes;
         if envelope.len() as u64 > max {
@@ -383,9 +393,9 @@ impl<'a> Handler<'a> {
                 ),
             ));
         }
-        check_name(recipient)?;
-        check_envelope(envelope, &sender.user.name, &sender.key, recipient)?;
-        Ok(sender.user.id)
+        let recipient = check_name(recipient)?;
+        check_envelope(envelope, &sender.user.name, &sender.key, &recipient)?;
+        Ok((sender.user.id, recipient))
     }
 
     /// A page of messages; with `wait_ms`, an empty queue is watched until

@@ -21,7 +21,7 @@ use super::store::{
     TokenHash, User, UserId,
 };
 use crate::files::{self, FileError};
-use crate::wire::protocol::SignedPrekey;
+use crate::wire::protocol::{SignedPrekey, UserName};
 use readers::Readers;
 use writer::Writer;
 
@@ -69,11 +69,11 @@ fn restrict_files(db: &Path) -> Result<(), FileError> {
 impl Store for SqliteStore {
     fn register(
         &self,
-        name: &str,
+        name: &UserName,
         public_key: &[u8],
         prekey: &SignedPrekey,
     ) -> Result<RegisterOutcome, StoreError> {
-        let (name, public_key, prekey) = (name.to_owned(), public_key.to_vec(), prekey.clone());
+        let (name, public_key, prekey) = (name.clone(), public_key.to_vec(), prekey.clone());
         self.writer
             .write(move |conn| queries::register(conn, &name, &public_key, &prekey))
     }
@@ -165,6 +165,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::server::store::Usage;
+    use crate::wire::protocol::username;
 
     fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -182,7 +183,10 @@ mod tests {
     }
 
     fn user(store: &SqliteStore, name: &str) -> User {
-        match store.register(name, name.as_bytes(), &prekey(1)).unwrap() {
+        match store
+            .register(&username(name), name.as_bytes(), &prekey(1))
+            .unwrap()
+        {
             RegisterOutcome::Created(user) => user,
             other => panic!("registering {name}: {other:?}"),
         }
@@ -226,7 +230,9 @@ mod tests {
         let alice = user(&store, "Alice");
         assert_eq!(alice.name, "Alice");
         assert_eq!(
-            store.register("alice", b"other key", &prekey(2)).unwrap(),
+            store
+                .register(&username("alice"), b"other key", &prekey(2))
+                .unwrap(),
             RegisterOutcome::NameTaken
         );
         assert_eq!(store.signed_prekey(alice.id).unwrap(), Some(prekey(1)));
@@ -239,7 +245,9 @@ mod tests {
         let (_dir, store) = open();
         let alice = user(&store, "Alice");
         assert_eq!(
-            store.register("Alice", b"Alice", &prekey(2)).unwrap(),
+            store
+                .register(&username("Alice"), b"Alice", &prekey(2))
+                .unwrap(),
             RegisterOutcome::AlreadyRegisteredSameKey(alice.clone())
         );
         assert_eq!(store.signed_prekey(alice.id).unwrap(), Some(prekey(2)));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::wire::protocol::SignedPrekey;
+use crate::wire::protocol::{SignedPrekey, UserName};
 
 /// Database id of an account.
 pub type UserId = i64;
@@ -42,7 +42,7 @@ pub struct User {
     /// Database id.
     pub id: UserId,
     /// The name as first registered (its letter case is kept).
-    pub name: String,
+    pub name: UserName,
     /// SubjectPublicKeyInfo DER of the account's RSA key.
     pub public_key: Vec<u8>,
 }
@@ -134,11 +134,11 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 pub trait Store: Send + Sync {
     /// Create an account with its signed prekey unless its name (compared
     /// case-insensitively) is taken; a registration repeated with the same
-    /// key replaces the prekey. `name` must already satisfy the naming
-    /// rules, and the prekey's signature must have been checked.
+    /// key replaces the prekey. The prekey's signature must have been
+    /// checked.
     fn register(
         &self,
-        name: &str,
+        name: &UserName,
         public_key: &[u8],
         prekey: &SignedPrekey,
     ) -> Result<RegisterOutcome, StoreError>;

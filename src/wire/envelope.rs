@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::wire::crypto::agreement::{AgreementPublic, AgreementSecret, X25519_LEN};
 use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey, random_bytes};
-use crate::wire::protocol::{MAX_TIME_MS, canonical_name, validate_username};
+use crate::wire::protocol::{MAX_TIME_MS, UserName};
 use crate::wire::signing;
 
 /// First four bytes of every envelope.
@@ -63,9 +63,9 @@ pub enum EnvelopeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Sender's user name.
-    pub sender: String,
+    pub sender: UserName,
     /// Recipient's user name.
-    pub recipient: String,
+    pub recipient: UserName,
     /// Random id chosen by the sender; the recipient's replay guard.
     pub message_id: MessageId,
     /// Send time, milliseconds since the Unix epoch.
@@ -74,13 +74,13 @@ pub struct Header {
 
 impl Header {
     /// A header with a fresh random message id, stamped now.
-    pub fn new(sender: &str, recipient: &str) -> Self {
+    pub fn new(sender: &UserName, recipient: &UserName) -> Self {
         let sent_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         Self {
-            sender: sender.to_owned(),
-            recipient: recipient.to_owned(),
+            sender: sender.clone(),
+            recipient: recipient.clone(),
             message_id: random_bytes(),
             sent_at_ms,
         }
@@ -121,17 +121,14 @@ fn seal_with(
     sender_key: &PrivateKey,
     prekey: &RecipientPrekey,
 ) -> Result<Vec<u8>, EnvelopeError> {
-    for name in [&header.sender, &header.recipient] {
-        validate_username(name).map_err(|_| EnvelopeError::Malformed("invalid user name"))?;
-    }
     let ciphertext_len = u32::try_from(body.len() + TAG_LEN)
         .map_err(|_| EnvelopeError::Malformed("body too large"))?;
     let mut out = Vec::with_capacity(body.len() + 600);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     for name in [&header.sender, &header.recipient] {
-        out.push(name.len() as u8);
-        out.extend_from_slice(name.as_bytes());
+        out.push(name.as_str().len() as u8);
+        out.extend_from_slice(name.as_str().as_bytes());
     }
     out.extend_from_slice(&header.message_id);
     out.extend_from_slice(&header.sent_at_ms.to_be_bytes());
@@ -242,15 +239,17 @@ impl Parsed<'_> {
     /// the envelope's prekey id.
     pub fn open<'k>(
         &self,
-        me: &str,
+        me: &UserName,
         sender_key: &PublicKey,
         prekeys: impl FnOnce(u32) -> Option<&'k AgreementSecret>,
     ) -> Result<Vec<u8>, EnvelopeError> {
         if !self.is_signed_by(sender_key) {
             return Err(EnvelopeError::BadSignature);
         }
-        if canonical_name(&self.header.recipient) != canonical_name(me) {
-            return Err(EnvelopeError::WrongRecipient(self.header.recipient.clone()));
+        if !me.is(self.header.recipient.as_str()) {
+            return Err(EnvelopeError::WrongRecipient(
+                self.header.recipient.to_string(),
+            ));
         }
         let prekey = prekeys(self.prekey_id).ok_or(EnvelopeError::UnknownPrekey(self.prekey_id))?;
         let shared = prekey
@@ -294,13 +293,13 @@ impl<'a> Reader<'a> {
         Ok(self.take(N)?.try_into().expect("length checked"))
     }
 
-    fn name(&mut self) -> Result<String, EnvelopeError> {
+    fn name(&mut self) -> Result<UserName, EnvelopeError> {
         let len = self.take(1)?[0] as usize;
         let raw = self.take(len)?;
         let name =
             std::str::from_utf8(raw).map_err(|_| EnvelopeError::Malformed("name is not UTF-8"))?;
-        validate_username(name).map_err(|_| EnvelopeError::Malformed("invalid user name"))?;
-        Ok(name.to_owned())
+        name.parse()
+            .map_err(|_| EnvelopeError::Malformed("invalid user name"))
     }
 }
 
@@ -324,14 +323,18 @@ mod tests {
 
     fn sealed(body: &[u8]) -> (Header, Vec<u8>) {
         let alice = &test_keys()[0];
-        let header = Header::new("Alice", "John");
+        let header = Header::new(&name("Alice"), &name("John"));
         let envelope = seal(&header, body, alice, &to_john()).unwrap();
         (header, envelope)
     }
 
+    fn name(name: &str) -> UserName {
+        name.parse().unwrap()
+    }
+
     fn john_opens(envelope: &[u8], me: &str) -> Result<Vec<u8>, EnvelopeError> {
         let alice = &test_keys()[0];
-        parse(envelope)?.open(me, &alice.public_key(), |id| {
+        parse(envelope)?.open(&name(me), &alice.public_key(), |id| {
             (id == 7).then_some(john_prekey())
         })
     }
@@ -392,7 +395,7 @@ mod tests {
     #[test]
     fn a_send_time_beyond_rfc_3339_is_malformed() {
         let alice = &test_keys()[0];
-        let mut header = Header::new("Alice", "John");
+        let mut header = Header::new(&name("Alice"), &name("John"));
         header.sent_at_ms = MAX_TIME_MS;
         let latest = seal(&header, b"hi", alice, &to_john()).unwrap();
         assert_eq!(parse(&latest).unwrap().header.sent_at_ms, MAX_TIME_MS);
@@ -419,12 +422,12 @@ mod tests {
         let envelope = sealed(b"for John").1;
         let parsed = parse(&envelope).unwrap();
         assert!(matches!(
-            parsed.open("John", &alice.public_key(), |_| None),
+            parsed.open(&name("John"), &alice.public_key(), |_| None),
             Err(EnvelopeError::UnknownPrekey(7))
         ));
         let other = AgreementSecret::generate().unwrap();
         assert!(matches!(
-            parsed.open("John", &alice.public_key(), |_| Some(&other)),
+            parsed.open(&name("John"), &alice.public_key(), |_| Some(&other)),
             Err(EnvelopeError::Undecryptable)
         ));
     }
@@ -433,7 +436,13 @@ mod tests {
     fn a_forged_sender_fails_verification() {
         let carol = &test_keys()[2];
         // Carol seals a message that claims to come from Alice.
-        let envelope = seal(&Header::new("Alice", "John"), b"hi", carol, &to_john()).unwrap();
+        let envelope = seal(
+            &Header::new(&name("Alice"), &name("John")),
+            b"hi",
+            carol,
+            &to_john(),
+        )
+        .unwrap();
         assert!(matches!(open(&envelope), Err(EnvelopeError::BadSignature)));
         assert!(
             !parse(&envelope)
@@ -464,8 +473,8 @@ mod tests {
         let ephemeral = AgreementSecret::from_bytes(&[0x11; 32]).unwrap();
         let prekey = AgreementSecret::from_bytes(&[0x22; 32]).unwrap();
         let header = Header {
-            sender: "Alice".into(),
-            recipient: "John".into(),
+            sender: name("Alice"),
+            recipient: name("John"),
             message_id: [0x33; 16],
             sent_at_ms: 1_700_000_000_000,
         };
@@ -481,7 +490,9 @@ mod tests {
         );
         let opened = parse(&envelope)
             .unwrap()
-            .open("John", &test_keys()[0].public_key(), |_| Some(&prekey))
+            .open(&name("John"), &test_keys()[0].public_key(), |_| {
+                Some(&prekey)
+            })
             .unwrap();
         assert_eq!(opened, b"Hi");
     }

@@ -16,7 +16,9 @@ mod text;
 
 pub use bytes::{Base64Bytes, hex};
 pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
-pub use names::{MAX_NAME_LEN, NameError, canonical_name, validate_username};
+#[cfg(test)]
+pub use names::username;
+pub use names::{MAX_NAME_LEN, NameError, UserName, canonical_name};
 pub use prekey::SignedPrekey;
 pub use text::printable;
 

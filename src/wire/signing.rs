@@ -6,7 +6,9 @@
 //! but a [`Statement`]. Byte layouts: `docs/PROTOCOL.md`, "Signed
 //! statements".
 
-use crate::wire::protocol::{MAX_NAME_LEN, canonical_name};
+#[cfg(doc)]
+use crate::wire::protocol::MAX_NAME_LEN;
+use crate::wire::protocol::UserName;
 
 /// Context of the answer to a login challenge.
 pub const LOGIN_CONTEXT: &[u8] = b"msgr login v2\0";
@@ -40,14 +42,10 @@ impl Statement {
         Self(bytes)
     }
 
-    /// Append the canonical `user`, one length byte first. Callers pass
-    /// names that passed the naming rules (at most 32 bytes).
-    fn name(mut self, user: &str) -> Self {
-        let name = canonical_name(user);
-        assert!(
-            name.len() <= MAX_NAME_LEN,
-            "a user name that broke the rules"
-        );
+    /// Append the canonical `user`, one length byte first (the rules keep
+    /// a name within [`MAX_NAME_LEN`] bytes).
+    fn name(mut self, user: &UserName) -> Self {
+        let name = user.canonical();
         self.0.push(name.len() as u8);
         self.0.extend_from_slice(name.as_bytes());
         self
@@ -61,7 +59,7 @@ impl Statement {
 
 /// The login answer: `user` proves to the server whose certificate has
 /// `certificate` that it holds its key, for this connection's `nonce`.
-pub fn login(certificate: &CertificateDigest, user: &str, nonce: &[u8]) -> Statement {
+pub fn login(certificate: &CertificateDigest, user: &UserName, nonce: &[u8]) -> Statement {
     Statement::new(LOGIN_CONTEXT, 32 + 33 + nonce.len())
         .bytes(certificate)
         .name(user)
@@ -72,7 +70,7 @@ pub fn login(certificate: &CertificateDigest, user: &str, nonce: &[u8]) -> State
 /// `certificate` to register the public key `public_key_der`.
 pub fn registration(
     certificate: &CertificateDigest,
-    user: &str,
+    user: &UserName,
     public_key_der: &[u8],
 ) -> Statement {
     Statement::new(REGISTRATION_CONTEXT, 32 + 33 + public_key_der.len())
@@ -83,7 +81,7 @@ pub fn registration(
 
 /// A signed prekey: `user` vouches for the X25519 key `public_key`, known
 /// by `id`, made at `created_at` (seconds since the Unix epoch).
-pub fn signed_prekey(user: &str, id: u32, created_at: u64, public_key: &[u8]) -> Statement {
+pub fn signed_prekey(user: &UserName, id: u32, created_at: u64, public_key: &[u8]) -> Statement {
     Statement::new(PREKEY_CONTEXT, 33 + 12 + public_key.len())
         .name(user)
         .bytes(&id.to_be_bytes())
@@ -99,6 +97,7 @@ pub fn envelope(signed_part: &[u8]) -> Statement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::protocol::username;
 
     const CONTEXTS: [&[u8]; 4] = [
         LOGIN_CONTEXT,
@@ -123,9 +122,9 @@ mod tests {
     fn every_kind_of_statement_starts_with_its_own_context() {
         let digest = [7; 32];
         let kinds = [
-            login(&digest, "Alice", &[1; 32]),
-            registration(&digest, "Alice", b"key"),
-            signed_prekey("Alice", 1, 2, &[3; 32]),
+            login(&digest, &username("Alice"), &[1; 32]),
+            registration(&digest, &username("Alice"), b"key"),
+            signed_prekey(&username("Alice"), 1, 2, &[3; 32]),
             envelope(b"MSGR"),
         ];
         for (statement, context) in kinds.iter().zip(CONTEXTS) {
@@ -136,22 +135,28 @@ mod tests {
     #[test]
     fn names_are_canonical_and_length_prefixed() {
         let digest = [0; 32];
-        assert_eq!(login(&digest, "ALICE", b"n"), login(&digest, "alice", b"n"));
+        assert_eq!(
+            login(&digest, &username("ALICE"), b"n"),
+            login(&digest, &username("alice"), b"n")
+        );
         assert_ne!(
-            registration(&digest, "alice", b"kkey"),
-            registration(&digest, "alicek", b"key")
+            registration(&digest, &username("alice"), b"kkey"),
+            registration(&digest, &username("alicek"), b"key")
         );
         let mut expected = LOGIN_CONTEXT.to_vec();
         expected.extend_from_slice(&digest);
         expected.extend_from_slice(b"\x05alice");
         expected.extend_from_slice(b"n");
-        assert_eq!(login(&digest, "Alice", b"n").as_bytes(), expected);
+        assert_eq!(
+            login(&digest, &username("Alice"), b"n").as_bytes(),
+            expected
+        );
     }
 
     #[test]
     fn another_server_or_nonce_changes_the_statement() {
-        let statement = login(&[1; 32], "alice", &[9; 32]);
-        assert_ne!(statement, login(&[2; 32], "alice", &[9; 32]));
-        assert_ne!(statement, login(&[1; 32], "alice", &[8; 32]));
+        let statement = login(&[1; 32], &username("alice"), &[9; 32]);
+        assert_ne!(statement, login(&[2; 32], &username("alice"), &[9; 32]));
+        assert_ne!(statement, login(&[1; 32], &username("alice"), &[8; 32]));
     }
 }

@@ -15,7 +15,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     let contacts = account.all_contacts()?;
     for contact in &contacts {
         let record = ContactRecord {
-            user: &contact.name,
+            user: contact.name.as_str(),
             fingerprint: contact.key.fingerprint(),
             bits: contact.key.bits(),
         };

@@ -18,7 +18,7 @@ use crate::client::net::Connection;
 use crate::client::outbox::{HeadStart, Outbox, Presealed, check_size};
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::protocol::{canonical_name, validate_username};
+use crate::wire::protocol::{NameError, UserName};
 
 /// Most bytes read from standard input; servers accept far less.
 const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
@@ -38,7 +38,7 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
         context.output.pinned_on_sight(name, fingerprint);
     };
     let mut outcome = Outcome {
-        from: &me,
+        from: me.as_str(),
         sent: Vec::new(),
         failed: Vec::new(),
     };
@@ -58,7 +58,9 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
                 to: queued.to,
                 id: queued.id,
             }),
-            Err(error) => outcome.failed.push(Failed::new(name, error.into())),
+            Err(error) => outcome
+                .failed
+                .push(Failed::new(name.as_str(), error.into())),
         }
     }
     context.output.emit(&outcome).map_err(AppError::stdout)?;
@@ -74,9 +76,9 @@ fn connect_with_head_start(
     context: &ClientContext,
     account: &AccountDir,
     identity: &PrivateKey,
-    first: &str,
+    first: &UserName,
     body: &[u8],
-) -> AppResult<(Connection, String, HeadStart)> {
+) -> AppResult<(Connection, UserName, HeadStart)> {
     // A guess only: a file it cannot read means no head start, and the
     // pin is read again (and any problem reported) when the key is checked.
     let guess = match (account.registration(), account.contact(first)) {
@@ -119,15 +121,14 @@ fn connect_with_head_start(
 }
 
 /// The recipients, validated, without repeats (letter case ignored).
-fn recipients(names: &[String]) -> AppResult<Vec<String>> {
-    let mut unique: Vec<String> = Vec::with_capacity(names.len());
+fn recipients(names: &[String]) -> AppResult<Vec<UserName>> {
+    let mut unique: Vec<UserName> = Vec::with_capacity(names.len());
     for name in names {
-        validate_username(name).map_err(|e| AppError::usage(e.to_string()))?;
-        if !unique
-            .iter()
-            .any(|kept| canonical_name(kept) == canonical_name(name))
-        {
-            unique.push(name.clone());
+        let name: UserName = name
+            .parse()
+            .map_err(|e: NameError| AppError::usage(e.to_string()))?;
+        if !unique.iter().any(|kept| kept.is(name.as_str())) {
+            unique.push(name);
         }
     }
     Ok(unique)
@@ -251,7 +252,11 @@ mod tests {
     fn recipients_are_validated_and_deduplicated() {
         let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            recipients(&names(&["John", "carol", "JOHN"])).unwrap(),
+            recipients(&names(&["John", "carol", "JOHN"]))
+                .unwrap()
+                .iter()
+                .map(UserName::as_str)
+                .collect::<Vec<_>>(),
             ["John", "carol"]
         );
         let error = recipients(&names(&["John", ""])).unwrap_err();

@@ -11,12 +11,15 @@ use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::output::{Human, Render};
 use crate::client::directory::{self, Acceptance, PinPolicy, PinStatus};
-use crate::wire::protocol::validate_username;
+use crate::wire::protocol::{NameError, UserName};
 
 /// Print `NAME FINGERPRINT`; a changed key is refused unless it has the
 /// `--expect`ed fingerprint.
 pub fn run(context: &ClientContext, args: &KeyArgs) -> AppResult<()> {
-    validate_username(&args.name).map_err(|e| AppError::usage(e.to_string()))?;
+    let name: UserName = args
+        .name
+        .parse()
+        .map_err(|e: NameError| AppError::usage(e.to_string()))?;
     if let Some(expect) = &args.expect
         && !is_fingerprint(expect)
     {
@@ -33,7 +36,7 @@ pub fn run(context: &ClientContext, args: &KeyArgs) -> AppResult<()> {
         policy: PinPolicy::FirstUse,
         expect: args.expect.as_deref(),
     };
-    let checked = directory::fetch_checked(&mut connection, &account, &args.name, acceptance)?;
+    let checked = directory::fetch_checked(&mut connection, &account, &name, acceptance)?;
     let pin = match checked.status {
         PinStatus::New => {
             context
@@ -50,7 +53,7 @@ pub fn run(context: &ClientContext, args: &KeyArgs) -> AppResult<()> {
         PinStatus::Unchanged => "unchanged",
     };
     let record = KeyRecord {
-        user: &checked.name,
+        user: checked.name.as_str(),
         fingerprint: checked.key.fingerprint(),
         bits: checked.key.bits(),
         pin,

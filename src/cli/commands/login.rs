@@ -18,7 +18,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     let (me, session) = session::login(&mut connection, &account, &context.user, &identity)?;
     session::publish_prekey(&mut connection, &account, &me, &identity)?;
     let record = LoggedIn {
-        user: &me,
+        user: me.as_str(),
         server: context.server.to_string(),
         expires_at: rfc3339_unix_seconds(session.expires_at),
     };

@@ -22,7 +22,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     }
     account.remove_session()?;
     let record = LoggedOut {
-        user: &context.user,
+        user: context.user.as_str(),
         server: context.server.to_string(),
         session_ended: live.is_some(),
     };

@@ -21,7 +21,6 @@ use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds}
 use crate::client::directory::PinStatus;
 use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink};
 use crate::files::{create_private_dir, write_atomic};
-use crate::wire::protocol::canonical_name;
 
 /// Read, print and acknowledge messages as the arguments say.
 pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
@@ -92,8 +91,8 @@ impl Sink for Printer<'_> {
         };
         let record = MessageRecord {
             id: &message.id,
-            from: message.sender,
-            to: message.recipient,
+            from: message.sender.as_str(),
+            to: message.recipient.as_str(),
             sent_at: rfc3339_millis(message.sent_at_ms),
             sent_at_ms: message.sent_at_ms,
             sender_pin: match message.sender_pin {
@@ -139,7 +138,7 @@ impl Sink for Printer<'_> {
 /// id, so comparing with a file of that name (below) tells the server
 /// nothing it could not already know.
 fn saved_name(message: &Opened<'_>) -> String {
-    format!("{}-{}", canonical_name(message.sender), message.id)
+    format!("{}-{}", message.sender.canonical(), message.id)
 }
 
 /// Write `body` to `DIR/NAME`, durably. A file of that name with the same

@@ -57,7 +57,7 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     )?;
     let public_key = identity.public_key();
     let record = Registered {
-        user: &name,
+        user: name.as_str(),
         server: server_name,
         fingerprint: public_key.fingerprint(),
         bits: public_key.bits(),

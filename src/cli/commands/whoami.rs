@@ -28,7 +28,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     let server = context.server.to_string();
     let session = account.load_session()?;
     let record = WhoAmI {
-        user: registration.user,
+        user: registration.user.into(),
         server: server.clone(),
         fingerprint: registration.fingerprint,
         passphrase_protected: account.identity_is_encrypted()?,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
-use crate::wire::protocol::unix_now;
+use crate::wire::protocol::{NameError, UserName, unix_now};
 
 /// A session token: a bearer secret, so `Debug` never shows it.
 #[derive(Clone)]
@@ -50,7 +50,7 @@ impl Session {
 #[derive(Debug, Clone)]
 pub struct Contact {
     /// The name as the server spells it.
-    pub name: String,
+    pub name: UserName,
     /// The pinned identity key.
     pub key: PublicKey,
     /// The signed prekey last seen for the contact, its signature checked
@@ -62,7 +62,7 @@ pub struct Contact {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Registration {
     /// The name as the server stores it.
-    pub user: String,
+    pub user: UserName,
     /// Fingerprint of the registered public key.
     pub fingerprint: String,
 }
@@ -106,7 +106,7 @@ pub(super) struct ContactRecord {
 impl ContactRecord {
     pub fn new(contact: &Contact) -> Self {
         Self {
-            name: contact.name.clone(),
+            name: contact.name.to_string(),
             fingerprint: contact.key.fingerprint(),
             public_key: STANDARD.encode(contact.key.to_der()),
             prekey_id: contact.prekey.map(|prekey| prekey.id),
@@ -132,7 +132,7 @@ impl ContactRecord {
             _ => None,
         };
         Ok(Contact {
-            name: self.name.clone(),
+            name: self.name.parse().map_err(|e: NameError| e.to_string())?,
             key,
             prekey,
         })

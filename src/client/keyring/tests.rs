@@ -2,12 +2,13 @@
 
 use super::*;
 use crate::wire::crypto::test_keys;
+use crate::wire::protocol::username;
 
 fn account() -> (tempfile::TempDir, Account) {
     let dir = tempfile::tempdir().unwrap();
     let keyring = Keyring::open(&dir.path().join("cfg")).unwrap();
     let account = keyring
-        .account_dir("Alice", "localhost:12000")
+        .account_dir(&username("Alice"), &"localhost:12000".parse().unwrap())
         .unwrap()
         .lock()
         .unwrap();
@@ -35,25 +36,25 @@ fn identity_round_trips_with_private_mode() {
 #[test]
 fn contacts_are_pinned_case_insensitively() {
     let (_dir, account) = account();
-    assert!(account.contact("John").unwrap().is_none());
+    assert!(account.contact(&username("John")).unwrap().is_none());
     let prekey = crate::wire::envelope::RecipientPrekey {
         id: 3,
         public_key: [4; 32],
     };
     account
         .pin_contact(&Contact {
-            name: "John".into(),
+            name: username("John"),
             key: test_keys()[1].public_key(),
             prekey: Some(prekey),
         })
         .unwrap();
-    let contact = account.contact("JOHN").unwrap().unwrap();
+    let contact = account.contact(&username("JOHN")).unwrap().unwrap();
     assert_eq!(contact.name, "John");
     assert_eq!(contact.key, test_keys()[1].public_key());
     assert_eq!(contact.prekey, Some(prekey));
     account
         .pin_contact(&Contact {
-            name: "carol".into(),
+            name: username("carol"),
             key: test_keys()[2].public_key(),
             prekey: None,
         })
@@ -84,16 +85,16 @@ fn sessions_and_seen_ids_round_trip() {
     assert!(account.load_session().unwrap().is_none());
 
     let mut seen = account.load_seen().unwrap();
-    seen.insert(seen_key("Alice", "0102"));
+    seen.insert(seen_key(&username("Alice"), "0102"));
     account.save_seen(&seen).unwrap();
     let mut seen = account.load_seen().unwrap();
     assert!(seen.contains("alice 0102"));
-    seen.insert(seen_key("bob", "03"));
+    seen.insert(seen_key(&username("bob"), "03"));
     account.save_seen(&seen).unwrap();
     let seen = account.load_seen().unwrap();
     assert!(seen.contains("alice 0102") && seen.contains("bob 03"));
     assert!(!seen.contains("carol 04"));
-    assert_eq!(seen_key("ALICE", "0102"), "alice 0102");
+    assert_eq!(seen_key(&username("ALICE"), "0102"), "alice 0102");
 }
 
 #[test]
@@ -101,7 +102,7 @@ fn damaged_files_are_reported_not_ignored() {
     let (_dir, account) = account();
     std::fs::write(account.dir().join("contacts.toml"), "not = [toml").unwrap();
     assert!(matches!(
-        account.contact("John"),
+        account.contact(&username("John")),
         Err(KeyringError::Corrupt { .. })
     ));
 }

@@ -7,7 +7,7 @@ use tracing::{error, info};
 use crate::server::store::{StoreError, Usage};
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope;
-use crate::wire::protocol::{ErrorCode, Response, SignedPrekey, canonical_name, validate_username};
+use crate::wire::protocol::{ErrorCode, Response, SignedPrekey, UserName};
 
 /// A request refused with an error response.
 #[derive(Debug)]
@@ -62,9 +62,9 @@ pub(super) fn answer(kind: &'static str, result: Result<Response, Refusal>) -> R
 /// check all of it again: this check protects the queues, not the trust.)
 pub(super) fn check_envelope(
     envelope: &[u8],
-    name: &str,
+    name: &UserName,
     key: &PublicKey,
-    recipient: &str,
+    recipient: &UserName,
 ) -> Result<(), Refusal> {
     let bad = |message: String| Refusal::new(ErrorCode::BadRequest, message);
     let parsed = envelope::parse(envelope).map_err(|error| bad(error.to_string()))?;
@@ -75,7 +75,7 @@ pub(super) fn check_envelope(
             header.sender
         )));
     }
-    if canonical_name(&header.recipient) != canonical_name(recipient) {
+    if !recipient.is(header.recipient.as_str()) {
         return Err(bad(format!(
             "the envelope is addressed to {}, not to {recipient}",
             header.recipient
@@ -92,7 +92,7 @@ pub(super) fn check_envelope(
 /// A prekey must be signed by `owner`'s identity key.
 pub(super) fn check_prekey(
     prekey: &SignedPrekey,
-    owner: &str,
+    owner: &UserName,
     key: &PublicKey,
 ) -> Result<(), Refusal> {
     match prekey.verify(owner, key) {
@@ -125,6 +125,8 @@ pub(super) fn unknown_user() -> Refusal {
     Refusal::new(ErrorCode::UnknownUser, "no such user on this server")
 }
 
-pub(super) fn check_name(name: &str) -> Result<(), Refusal> {
-    validate_username(name).map_err(|error| Refusal::new(ErrorCode::InvalidName, error.to_string()))
+/// `name` as a [`UserName`], or `invalid_name` saying which rule it broke.
+pub(super) fn check_name(name: String) -> Result<UserName, Refusal> {
+    UserName::try_from(name)
+        .map_err(|error| Refusal::new(ErrorCode::InvalidName, error.to_string()))
 }

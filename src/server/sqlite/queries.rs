@@ -9,7 +9,7 @@ use crate::server::store::{
     Enqueued, Page, Quota, RegisterOutcome, Session, StoreError, StoredMessage, TokenHash, Usage,
     User, UserId,
 };
-use crate::wire::protocol::{Base64Bytes, SignedPrekey, canonical_name, unix_now};
+use crate::wire::protocol::{Base64Bytes, SignedPrekey, UserName, canonical_name, unix_now};
 
 /// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
 const SQL_MAX: u64 = i64::MAX as u64;
@@ -17,7 +17,9 @@ const SQL_MAX: u64 = i64::MAX as u64;
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
-        name: row.get(1)?,
+        name: UserName::try_from(row.get::<_, String>(1)?).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, error.into())
+        })?,
         public_key: row.get(2)?,
     })
 }
@@ -36,7 +38,7 @@ pub(super) fn find_user(conn: &Connection, name: &str) -> Result<Option<User>, S
 /// with the same key.
 pub(super) fn register(
     conn: &Connection,
-    name: &str,
+    name: &UserName,
     public_key: &[u8],
     prekey: &SignedPrekey,
 ) -> Result<RegisterOutcome, StoreError> {
@@ -48,12 +50,12 @@ pub(super) fn register(
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
         )?
         .execute(params![
-            name,
-            canonical_name(name),
+            name.as_str(),
+            name.canonical(),
             public_key,
             unix_now().min(SQL_MAX)
         ])?;
-    let user = find_user(conn, name)?
+    let user = find_user(conn, name.as_str())?
         .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
     let outcome = if inserted == 1 {
         RegisterOutcome::Created(user)

@@ -1,7 +1,12 @@
 //! User-name rules: 1–32 ASCII letters, digits, `.`, `_` or `-`, unique
-//! regardless of letter case. Checked before a name reaches a path or a
-//! request.
+//! regardless of letter case. [`UserName`] holds a name that passed them,
+//! so code that takes one needs no check of its own before the name
+//! reaches a path, a signed statement or a request.
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Longest user name accepted.
@@ -22,7 +27,7 @@ pub enum NameError {
 }
 
 /// Check a user name against the naming rules.
-pub fn validate_username(name: &str) -> Result<(), NameError> {
+fn validate_username(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -41,6 +46,83 @@ pub fn validate_username(name: &str) -> Result<(), NameError> {
 /// The case-insensitive form that decides uniqueness and pins.
 pub fn canonical_name(name: &str) -> String {
     name.to_ascii_lowercase()
+}
+
+/// A user name that follows the naming rules, spelt as it was given. Read
+/// from a file, it is checked like any other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserName(String);
+
+impl UserName {
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-insensitive form that decides uniqueness and pins.
+    pub fn canonical(&self) -> String {
+        canonical_name(&self.0)
+    }
+
+    /// Whether `other` names the same account, letter case ignored.
+    pub fn is(&self, other: &str) -> bool {
+        self.0.eq_ignore_ascii_case(other)
+    }
+
+    /// `answered` as a name, if it names this account in some letter case
+    /// (and so follows the rules too).
+    pub fn same_account(&self, answered: String) -> Option<UserName> {
+        self.is(&answered).then_some(Self(answered))
+    }
+}
+
+impl FromStr for UserName {
+    type Err = NameError;
+
+    fn from_str(name: &str) -> Result<Self, NameError> {
+        validate_username(name)?;
+        Ok(Self(name.to_owned()))
+    }
+}
+
+impl TryFrom<String> for UserName {
+    type Error = NameError;
+
+    fn try_from(name: String) -> Result<Self, NameError> {
+        validate_username(&name)?;
+        Ok(Self(name))
+    }
+}
+
+impl PartialEq<&str> for UserName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// `name` as a [`UserName`], for tests that spell valid names.
+#[cfg(test)]
+pub fn username(name: &str) -> UserName {
+    name.parse().expect("a valid test name")
+}
+
+impl From<UserName> for String {
+    fn from(name: UserName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for UserName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +154,24 @@ mod tests {
     #[test]
     fn canonical_form_ignores_case() {
         assert_eq!(canonical_name("JoHn"), canonical_name("john"));
+        let name: UserName = "JoHn".parse().unwrap();
+        assert_eq!(name.as_str(), "JoHn");
+        assert_eq!(name.canonical(), "john");
+        assert!(name.is("JOHN"));
+        assert!(!name.is("johnny"));
+        assert_eq!(
+            name.same_account("JOHN".into()).map(String::from),
+            Some("JOHN".to_owned())
+        );
+        assert_eq!(name.same_account("jon".into()), None);
+    }
+
+    #[test]
+    fn a_user_name_exists_only_for_a_valid_name() {
+        assert_eq!(
+            "..".parse::<UserName>(),
+            Err(NameError::BadCharacter("..".into()))
+        );
+        assert_eq!(UserName::try_from(String::new()), Err(NameError::Empty));
     }
 }

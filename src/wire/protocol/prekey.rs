@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Base64Bytes;
+use super::{Base64Bytes, UserName};
 use crate::wire::crypto::agreement::{AgreementPublic, AgreementSecret};
 use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey};
 use crate::wire::envelope::RecipientPrekey;
@@ -30,7 +30,7 @@ pub struct SignedPrekey {
 impl SignedPrekey {
     /// Sign `secret`'s public half as `owner`'s prekey number `id`.
     pub fn sign(
-        owner: &str,
+        owner: &UserName,
         id: u32,
         created_at: u64,
         secret: &AgreementSecret,
@@ -53,7 +53,7 @@ impl SignedPrekey {
     }
 
     /// The X25519 key, if `identity` signed it as `owner`'s.
-    pub fn verify(&self, owner: &str, identity: &PublicKey) -> Option<AgreementPublic> {
+    pub fn verify(&self, owner: &UserName, identity: &PublicKey) -> Option<AgreementPublic> {
         let public: AgreementPublic = self.public_key.0.as_slice().try_into().ok()?;
         let statement = signing::signed_prekey(owner, self.id, self.created_at, &public);
         identity
@@ -66,16 +66,20 @@ impl SignedPrekey {
 mod tests {
     use super::*;
     use crate::wire::crypto::test_keys;
+    use crate::wire::protocol::username;
 
     #[test]
     fn verifies_only_for_its_owner_and_signer() {
         let [alice, john, _] = test_keys();
         let secret = AgreementSecret::generate().unwrap();
-        let prekey = SignedPrekey::sign("Alice", 7, 100, &secret, alice).unwrap();
+        let prekey = SignedPrekey::sign(&username("Alice"), 7, 100, &secret, alice).unwrap();
         let public = secret.public_key().unwrap();
-        assert_eq!(prekey.verify("alice", &alice.public_key()), Some(public));
-        assert_eq!(prekey.verify("John", &alice.public_key()), None);
-        assert_eq!(prekey.verify("Alice", &john.public_key()), None);
+        assert_eq!(
+            prekey.verify(&username("alice"), &alice.public_key()),
+            Some(public)
+        );
+        assert_eq!(prekey.verify(&username("John"), &alice.public_key()), None);
+        assert_eq!(prekey.verify(&username("Alice"), &john.public_key()), None);
         for tampered in [
             SignedPrekey {
                 id: 8,
@@ -94,7 +98,10 @@ mod tests {
                 ..prekey.clone()
             },
         ] {
-            assert_eq!(tampered.verify("Alice", &alice.public_key()), None);
+            assert_eq!(
+                tampered.verify(&username("Alice"), &alice.public_key()),
+                None
+            );
         }
     }
 }

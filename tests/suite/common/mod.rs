@@ -148,6 +148,11 @@ fn read_line(reader: &mut BufReader<ChildStdout>, log: &Path) -> String {
     line.trim_end().to_owned()
 }
 
+/// `name` as a checked user name, for the library calls tests make.
+pub fn name(name: &str) -> msgr::wire::protocol::UserName {
+    name.parse().expect("a valid test name")
+}
+
 /// A server started with extra `serve` arguments in a temp dir of its own,
 /// for tests that speak to it frame by frame.
 pub fn start_server(extra: &[&str]) -> (TempDir, Server) {

@@ -48,7 +48,14 @@ pub fn recipient_prekey(index: usize) -> RecipientPrekey {
 
 /// `user`'s signed prekey number 1 made with `keys()[index]`.
 pub fn signed_prekey(user: &str, index: usize) -> SignedPrekey {
-    SignedPrekey::sign(user, 1, 1_700_000_000, &prekeys()[index], &keys()[index]).unwrap()
+    SignedPrekey::sign(
+        &super::name(user),
+        1,
+        1_700_000_000,
+        &prekeys()[index],
+        &keys()[index],
+    )
+    .unwrap()
 }
 
 /// Accepts every certificate but still checks handshake signatures.
@@ -236,7 +243,7 @@ impl Client {
             .position(|k| std::ptr::eq(k, key))
             .expect("one of keys()");
         let der = key.public_key().to_der();
-        let statement = signing::registration(&self.certificate_digest(), user, &der);
+        let statement = signing::registration(&self.certificate_digest(), &super::name(user), &der);
         self.request(&Request::Register {
             user: user.into(),
             public_key: Base64Bytes(der),
@@ -253,7 +260,7 @@ impl Client {
         let Response::LoginChallenge { nonce } = response else {
             panic!("login as {user}: {response:?}");
         };
-        let statement = signing::login(&self.certificate_digest(), user, &nonce.0);
+        let statement = signing::login(&self.certificate_digest(), &super::name(user), &nonce.0);
         let signature = Base64Bytes(key.sign(&statement).unwrap());
         match self.request(&Request::LoginProof { signature }) {
             Response::LoggedIn { user, token, .. } => (user, token),
@@ -310,7 +317,7 @@ pub fn error_code(response: &Response) -> ErrorCode {
 pub fn sealed(from: &str, to: &str, body: &[u8]) -> Request {
     let (sender, recipient) = if from == "Alice" { (0, 1) } else { (1, 0) };
     let envelope = envelope::seal(
-        &Header::new(from, to),
+        &Header::new(&super::name(from), &super::name(to)),
         body,
         &keys()[sender],
         &recipient_prekey(recipient),

@@ -15,6 +15,8 @@ use msgr::wire::protocol::{Base64Bytes, Request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::common::name;
+
 /// The inputs saved for `target`, if any.
 fn saved_inputs(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,7 +90,7 @@ fn envelope_parsing_survives_saved_random_and_mutated_inputs() {
     let mut rng = StdRng::seed_from_u64(8);
     let alice = harness::alice();
     let valid = seal(
-        &Header::new("Alice", "John"),
+        &Header::new(&name("Alice"), &name("John")),
         b"fuzz me",
         alice,
         &harness::to_john(),

@@ -320,11 +320,13 @@ fn get_key(user: &str) -> Request {
     Request::GetKey { user: user.into() }
 }
 
+/// A `register` for `user` (any string) with Alice's prekey: every case
+/// here is refused before the prekey is looked at.
 fn register(user: &str, public_key: Vec<u8>, proof: Vec<u8>) -> Request {
     Request::Register {
         user: user.into(),
         public_key: Base64Bytes(public_key),
-        signed_prekey: crate::common::raw::signed_prekey(user, 0),
+        signed_prekey: crate::common::raw::signed_prekey("Alice", 0),
         proof: Base64Bytes(proof),
     }
 }

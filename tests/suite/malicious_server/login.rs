@@ -56,7 +56,7 @@ fn the_login_exchange_yields_nothing_but_login_signatures() {
     assert_eq!(proofs.len(), 1, "one login attempt, then a clear failure");
     let john = identity_of(&world, "John", mitm.port).public_key();
     let digest = certificate_digest(&world);
-    assert!(john.verify(&signing::login(&digest, "John", &wanted), proofs[0]));
+    assert!(john.verify(&signing::login(&digest, &name("John"), &wanted), proofs[0]));
     assert!(!john.verify(&signing::envelope(signed_part), proofs[0]));
     assert!(!john.verify(&signing::envelope(&wanted), proofs[0]));
     assert!(
@@ -100,12 +100,12 @@ fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
         proof: Base64Bytes(proof),
     };
     let for_other = carol
-        .sign(&signing::registration(&other_server, "Carol", &der))
+        .sign(&signing::registration(&other_server, &name("Carol"), &der))
         .unwrap();
     let genuine = carol
-        .sign(&signing::registration(&digest, "Carol", &der))
+        .sign(&signing::registration(&digest, &name("Carol"), &der))
         .unwrap();
-    let by_other_key = SignedPrekey::sign("Carol", 1, 1, &prekeys()[2], alice).unwrap();
+    let by_other_key = SignedPrekey::sign(&name("Carol"), 1, 1, &prekeys()[2], alice).unwrap();
     for request in [
         register(for_other, signed_prekey("Carol", 2)),
         register(genuine.clone(), by_other_key),
@@ -124,7 +124,10 @@ fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
     // another connection's challenge.
     let proof =
         |key: &PrivateKey, digest: &[u8; 32], name: &str, nonce: &[u8]| Request::LoginProof {
-            signature: Base64Bytes(key.sign(&signing::login(digest, name, nonce)).unwrap()),
+            signature: Base64Bytes(
+                key.sign(&signing::login(digest, &crate::common::name(name), nonce))
+                    .unwrap(),
+            ),
         };
     assert_eq!(
         error_code(&client.request(&proof(alice, &digest, "Alice", &[0; 32]))),

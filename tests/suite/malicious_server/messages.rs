@@ -50,9 +50,14 @@ fn the_server_refuses_envelopes_its_sender_did_not_sign() {
     let world = World::new();
     let mut alice = signed_in(&world.server, "Alice");
     let to_john = recipient_prekey(1);
-    let forged = envelope::seal(&Header::new("Alice", "John"), b"junk", &keys()[2], &to_john);
+    let forged = envelope::seal(
+        &Header::new(&name("Alice"), &name("John")),
+        b"junk",
+        &keys()[2],
+        &to_john,
+    );
     let misspelt = envelope::seal(
-        &Header::new("alice", "John"),
+        &Header::new(&name("alice"), &name("John")),
         b"not as registered",
         &keys()[0],
         &to_john,
@@ -76,7 +81,7 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
     let world = World::new();
     // Another user's attempt: the server refuses it at `send`.
     let mut alice = signed_in(&world.server, "Alice");
-    let mut header = Header::new("Alice", "John");
+    let mut header = Header::new(&name("Alice"), &name("John"));
     header.sent_at_ms = u64::MAX;
     let late = envelope::seal(
         &header,
@@ -113,7 +118,7 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
         .success();
     let alice_key = identity_of(&world, "Alice", mitm.port);
     let to_john = prekey_of(&world, "John");
-    let mut header = Header::new("Alice", "John");
+    let mut header = Header::new(&name("Alice"), &name("John"));
     header.sent_at_ms = u64::MAX;
     let late = envelope::seal(&header, b"from the far future", &alice_key, &to_john).unwrap();
     extra.lock().unwrap().push(QueuedMessage {
@@ -205,7 +210,7 @@ fn a_saved_body_cannot_be_probed_with_another_senders_message() {
     mallory.register("Mallory", &keys()[2]);
     mallory.log_in("Mallory", &keys()[2]);
     let guess = "the PIN is 1234";
-    let mut header = Header::new("Mallory", "John");
+    let mut header = Header::new(&name("Mallory"), &name("John"));
     header.message_id = (0..16)
         .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
         .collect::<Vec<_>>()

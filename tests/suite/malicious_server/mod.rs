@@ -12,12 +12,12 @@ mod messages;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::common::World;
 use crate::common::client::json_object;
 use crate::common::mitm::Mitm;
 use crate::common::raw::{
     Client, error_code, keys, prekeys, recipient_prekey, sealed, signed_in, signed_prekey,
 };
+use crate::common::{World, name};
 use msgr::wire::crypto::{PrivateKey, sha256};
 use msgr::wire::envelope::{self, Header};
 use msgr::wire::protocol::{

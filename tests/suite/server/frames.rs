@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::raw::{Client, error_code, keys, prekeys, sealed};
-use crate::common::{Server, start_server};
+use crate::common::{Server, name, start_server};
 use msgr::wire::crypto::fingerprint;
 use msgr::wire::envelope;
 use msgr::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
@@ -100,7 +100,7 @@ fn register_login_send_fetch_and_ack() {
     assert_eq!((messages[0].id, messages[0].sender.as_str()), (id, "Alice"));
     let parsed = envelope::parse(&messages[0].envelope.0).unwrap();
     let body = parsed
-        .open("John", &alice.public_key(), |_| Some(&prekeys()[1]))
+        .open(&name("John"), &alice.public_key(), |_| Some(&prekeys()[1]))
         .unwrap();
     assert_eq!(body, b"Hello John!");
 

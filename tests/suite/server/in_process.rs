@@ -13,6 +13,7 @@ use msgr::wire::signing;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+use crate::common::name;
 use crate::common::raw::{Client, error_code, keys, sealed};
 
 /// A server running on its own runtime in this process; stopped (and its
@@ -132,7 +133,7 @@ fn a_login_challenge_is_needed_and_is_good_for_one_answer() {
     });
     assert_eq!(error_code(&wrong), ErrorCode::AuthFailed);
     let digest = client.certificate_digest();
-    let statement = signing::login(&digest, "Alice", &nonce.0);
+    let statement = signing::login(&digest, &name("Alice"), &nonce.0);
     let right = Request::LoginProof {
         signature: Base64Bytes(keys()[0].sign(&statement).unwrap()),
     };

@@ -5,14 +5,14 @@
 use std::io::Read;
 
 use crate::common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
-use crate::common::start_server;
+use crate::common::{name, start_server};
 use msgr::wire::envelope::{self, Header};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, FETCH_PAGE, Request, Response};
 
 /// A `send` of `body` from Alice to her own queue.
 fn note_to_self(body: &[u8]) -> Request {
     let alice = &keys()[0];
-    let header = Header::new("Alice", "Alice");
+    let header = Header::new(&name("Alice"), &name("Alice"));
     let envelope = envelope::seal(&header, body, alice, &recipient_prekey(0)).unwrap();
     Request::Send {
         recipient: "Alice".into(),
@@ -75,7 +75,7 @@ fn a_refused_send_gets_its_error_in_its_place_between_successful_ones() {
     let mut alice = signed_in(&server, "Alice");
     let alice_key = &keys()[0];
     let to_nobody = envelope::seal(
-        &Header::new("Alice", "Nobody"),
+        &Header::new(&name("Alice"), &name("Nobody")),
         b"lost",
         alice_key,
         &recipient_prekey(1),
