@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
             output.error(&error);
-            error.status.into()
+            error.status().into()
         }
     }
 }

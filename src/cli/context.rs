@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::error::AppResult;
+use crate::cli::failure::Failure;
 use crate::cli::output::Output;
 use crate::client::connect;
 use crate::client::directory::PinPolicy;
@@ -14,7 +15,7 @@ use crate::client::net::{Connection, ServerAddr};
 use crate::client::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
 use crate::client::settings::Settings;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::protocol::{NameError, UserName};
+use crate::wire::protocol::UserName;
 
 /// Everything a client command needs to know before doing its work.
 #[derive(Debug)]
@@ -36,20 +37,10 @@ impl ClientContext {
     /// Validate the settings; fails before any network work if a value is
     /// missing or malformed.
     pub fn new(settings: Settings, output: Output) -> AppResult<Self> {
-        let server = settings.server.ok_or_else(|| {
-            AppError::usage("no server given")
-                .hint("pass --server HOST:PORT, set MSGR_SERVER, or put server = \"HOST:PORT\" in config.toml")
-        })?;
-        let server: ServerAddr = server
-            .parse()
-            .map_err(|e: crate::client::net::AddrError| AppError::usage(e.to_string()))?;
-        let user = settings.user.ok_or_else(|| {
-            AppError::usage("no user given")
-                .hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml")
-        })?;
-        let user: UserName = user
-            .parse()
-            .map_err(|e: NameError| AppError::usage(e.to_string()))?;
+        let server = settings.server.ok_or(Failure::NoServer)?;
+        let server: ServerAddr = server.parse().map_err(Failure::BadServer)?;
+        let user = settings.user.ok_or(Failure::NoUser)?;
+        let user: UserName = user.parse().map_err(Failure::BadName)?;
         let keyring = Keyring::open(&settings.config_dir)?;
         Ok(Self {
             server,
@@ -92,14 +83,11 @@ impl ClientContext {
     /// none.
     pub fn identity(&self, account: &AccountDir) -> AppResult<PrivateKey> {
         if !account.has_identity() {
-            return Err(AppError::new(
-                ExitStatus::Auth,
-                format!(
-                    "there is no key for {} on {} in this keyring",
-                    self.user, self.server
-                ),
-            )
-            .hint("run `msgr register` first, or check --user, --server and --config-dir"));
+            return Err(Failure::NoKey {
+                user: self.user.to_string(),
+                server: self.server.to_string(),
+            }
+            .into());
         }
         let encrypted = match account.load_identity()? {
             StoredKey::Plain(key) => return Ok(key),

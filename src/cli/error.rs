@@ -1,10 +1,13 @@
-//! The client's user-facing error: what failed, what to do next, and which
-//! exit status it maps to. Layers return their own error enums; the table
-//! here (the `From` impls) gives each its exit status and hint, once;
-//! commands add what only they know; `main` prints and exits.
+//! The user-facing error: what failed, what to do next, and which exit
+//! status it maps to. Layers return their own error enums, and the command
+//! line its [`Failure`]s; the table here (the `From` impls and the
+//! `*_status_and_hint` functions) gives each its exit status and hint,
+//! once — no other module chooses either; `main` prints and exits.
 
 use std::fmt;
 use std::process::ExitCode;
+
+use crate::cli::failure::Failure;
 
 /// Exit statuses, documented in the README. Each has a stable snake_case
 /// [`code`](ExitStatus::code) that JSON error objects carry.
@@ -55,46 +58,34 @@ impl From<ExitStatus> for ExitCode {
 }
 
 /// A failure reported to the user: one sentence, optionally a second
-/// saying what to do, and the exit status.
+/// saying what to do, and the exit status. Made only by the table below,
+/// from a layer's error or a [`Failure`].
 #[derive(Debug)]
 pub struct AppError {
-    /// Which exit status this failure maps to.
-    pub status: ExitStatus,
-    /// What went wrong.
-    pub message: String,
-    /// What to try next, if anything useful can be said.
-    pub hint: Option<String>,
+    status: ExitStatus,
+    message: String,
+    hint: Option<String>,
 }
 
 impl AppError {
-    /// A failure with the given status and message.
-    pub fn new(status: ExitStatus, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            hint: None,
-        }
+    /// Which exit status this failure maps to.
+    pub fn status(&self) -> ExitStatus {
+        self.status
     }
 
-    /// A local failure (exit status 1).
-    pub fn local(message: impl Into<String>) -> Self {
-        Self::new(ExitStatus::Failure, message)
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
-    /// A usage error (exit status 2).
-    pub fn usage(message: impl Into<String>) -> Self {
-        Self::new(ExitStatus::Usage, message)
-    }
-
-    /// Add what to do next.
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
+    /// What to try next, if anything useful can be said.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
     }
 
     /// The failure to write results to standard output.
     pub fn stdout(error: std::io::Error) -> Self {
-        Self::local(format!("cannot write to standard output: {error}"))
+        Failure::Stdout(error).into()
     }
 }
 
@@ -137,6 +128,12 @@ impl From<crate::client::keyring::KeyringError> for AppError {
     }
 }
 
+impl From<Failure> for AppError {
+    fn from(failure: Failure) -> Self {
+        Self::worded(&failure, failure_status_and_hint(&failure))
+    }
+}
+
 impl From<crate::files::FileError> for AppError {
     fn from(error: crate::files::FileError) -> Self {
         Self::worded(&error, (ExitStatus::Failure, None))
@@ -149,7 +146,117 @@ impl From<crate::client::net::NetError> for AppError {
     }
 }
 
-/// The exit status and hint of each client failure: the table.
+/// The exit status and hint of each failure of the command line itself.
+fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
+    const REGISTER_OR_CHECK: &str =
+        "run `msgr register` first, or check --user, --server and --config-dir";
+    let hint = |text: &str| Some(text.to_owned());
+    match failure {
+        Failure::CommandLine(_) => (ExitStatus::Usage, hint("run `msgr --help` for the usage")),
+        Failure::NoServer => (
+            ExitStatus::Usage,
+            hint(
+                "pass --server HOST:PORT, set MSGR_SERVER, or put server = \"HOST:PORT\" in config.toml",
+            ),
+        ),
+        Failure::NoUser => (
+            ExitStatus::Usage,
+            hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml"),
+        ),
+        Failure::BadServer(_) | Failure::BadName(_) => (ExitStatus::Usage, None),
+        Failure::NotAFingerprint(_) => (
+            ExitStatus::Usage,
+            hint(
+                "give it as `msgr key` and `msgr whoami` print it: SHA256: and 43 base64 characters",
+            ),
+        ),
+        Failure::NoKey { .. } | Failure::NotRegisteredHere { .. } => {
+            (ExitStatus::Auth, hint(REGISTER_OR_CHECK))
+        }
+        Failure::AlreadyRegistered { identity, .. } => (
+            ExitStatus::Refused,
+            Some(format!(
+                "its key is in {}; run `msgr login` to start a session",
+                identity.display()
+            )),
+        ),
+        Failure::SentToNobody { status, .. } => {
+            (*status, hint("fix the problems above and send it again"))
+        }
+        Failure::Partial { missed, .. } => (
+            ExitStatus::Partial,
+            Some(format!(
+                "fix the problems above and send it again to {missed} only"
+            )),
+        ),
+        Failure::NotVerified(_) => (
+            ExitStatus::Trust,
+            hint("ask the senders to check their keys, or check your pins with `msgr key NAME`"),
+        ),
+        Failure::SavedFileDiffers(_) => (
+            ExitStatus::Failure,
+            hint("move it away and read again; the message stays queued"),
+        ),
+        Failure::NoSuchCommand { commands, .. } => {
+            (ExitStatus::Usage, Some(format!("choose one of {commands}")))
+        }
+        Failure::Limit(_) => (
+            ExitStatus::Usage,
+            hint("see `msgr serve --help` for each limit's range and default"),
+        ),
+        Failure::NoDataDir => (ExitStatus::Failure, hint("pass --data-dir DIR")),
+        Failure::CreateDataDir { .. } => (
+            ExitStatus::Failure,
+            hint("pass --data-dir with a directory you can write to"),
+        ),
+        Failure::RestrictDataDir { .. } => (
+            ExitStatus::Failure,
+            hint("make it mode 0700 and owned by the user running msgr serve"),
+        ),
+        Failure::OpenStore { .. } => (
+            ExitStatus::Failure,
+            hint(
+                "check that the directory is writable and that no newer msgr created the database",
+            ),
+        ),
+        Failure::OperatorTls(_) => (
+            ExitStatus::Failure,
+            hint("give --cert a PEM certificate chain and --key its PEM private key"),
+        ),
+        Failure::SelfSignedTls { dir, .. } => (
+            ExitStatus::Failure,
+            Some(format!(
+                "remove {} and {} from {} to make a new self-signed certificate \
+                 (clients that pinned the old one must then accept the new fingerprint)",
+                crate::server::tls::CERT_FILE,
+                crate::server::tls::KEY_FILE,
+                dir.display()
+            )),
+        ),
+        Failure::Listen { source, .. } => (
+            ExitStatus::Failure,
+            match source.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    hint("stop the program using that port or choose another (0 picks a free one)")
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    hint("ports below 1024 need privileges; choose a higher port")
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    hint("--bind must be an address of this machine")
+                }
+                _ => None,
+            },
+        ),
+        Failure::KeyGeneration(_)
+        | Failure::Stdin(_)
+        | Failure::ManualPage(_)
+        | Failure::Stdout(_)
+        | Failure::Start { .. } => (ExitStatus::Failure, None),
+    }
+}
+
+/// The exit status and hint of each client failure.
 fn client_status_and_hint(
     error: &crate::client::error::ClientError,
 ) -> (ExitStatus, Option<String>) {

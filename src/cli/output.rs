@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::error::{AppError, ExitStatus};
+use crate::cli::error::AppError;
+use crate::cli::failure::Failure;
 use crate::wire::protocol::MAX_TIME_MS;
 
 pub use human::{Human, color_enabled};
@@ -131,7 +132,7 @@ impl Output {
 
     /// Report the failure that ends the command.
     pub fn error(&self, error: &AppError) {
-        self.diagnostic(Level::Error, &error.message, Some(error));
+        self.diagnostic(Level::Error, error.message(), Some(error));
     }
 
     /// A spinner on stderr while `message` is going on, shown only on a
@@ -148,10 +149,10 @@ impl Output {
     fn diagnostic(&self, level: Level, message: &str, error: Option<&AppError>) {
         self.write_diagnostic(&Diagnostic {
             level,
-            code: error.map(|e| e.status.code()),
-            exit_status: error.map(|e| e.status as u8),
+            code: error.map(|e| e.status().code()),
+            exit_status: error.map(|e| e.status() as u8),
             message,
-            hint: error.map(|e| e.hint.as_deref()),
+            hint: error.map(AppError::hint),
             user: None,
             fingerprint: None,
         });
@@ -222,9 +223,9 @@ pub fn report_usage_error(error: clap::Error) -> ExitCode {
     let rendered = error.render().to_string();
     let first = rendered.lines().next().unwrap_or_default();
     let message = first.strip_prefix("error: ").unwrap_or(first);
-    let usage = AppError::usage(message).hint("run `msgr --help` for the usage");
+    let usage = AppError::from(Failure::CommandLine(message.to_owned()));
     Output::new(true, false).error(&usage);
-    ExitStatus::Usage.into()
+    usage.status().into()
 }
 
 /// Whether JSON output was asked for on the raw command line or in the

@@ -1,10 +1,11 @@
-//! The client commands end to end: accounts, bodies, configuration, exit
-//! statuses, help texts, JSON output, passphrases, several recipients, shell
-//! integration and waiting reads.
+//! The client commands end to end: accounts, bodies, configuration, every
+//! error's words, exit statuses, help texts, JSON output, passphrases,
+//! several recipients, shell integration and waiting reads.
 
 mod account;
 mod bodies;
 mod config;
+mod errors;
 mod exit_codes;
 mod help;
 mod json;

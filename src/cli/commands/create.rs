@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::cli::args::CreateArgs;
 use crate::cli::context::ClientContext;
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::error::{AppError, AppResult};
+use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Render};
 use crate::client::directory;
 use crate::client::keyring::AccountDir;
@@ -18,7 +19,7 @@ use crate::client::net::Connection;
 use crate::client::outbox::{HeadStart, Outbox, Presealed, check_size};
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::protocol::{NameError, UserName};
+use crate::wire::protocol::UserName;
 
 /// Most bytes read from standard input; servers accept far less.
 const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
@@ -124,9 +125,7 @@ fn connect_with_head_start(
 fn recipients(names: &[String]) -> AppResult<Vec<UserName>> {
     let mut unique: Vec<UserName> = Vec::with_capacity(names.len());
     for name in names {
-        let name: UserName = name
-            .parse()
-            .map_err(|e: NameError| AppError::usage(e.to_string()))?;
+        let name: UserName = name.parse().map_err(Failure::BadName)?;
         if !unique.iter().any(|kept| kept.is(name.as_str())) {
             unique.push(name);
         }
@@ -143,9 +142,7 @@ fn read_body(message: Option<&str>) -> AppResult<Vec<u8>> {
     std::io::stdin()
         .take(STDIN_LIMIT + 1)
         .read_to_end(&mut body)
-        .map_err(|e| {
-            AppError::local(format!("cannot read the message from standard input: {e}"))
-        })?;
+        .map_err(Failure::Stdin)?;
     check_size(body.len() as u64, STDIN_LIMIT)?;
     Ok(body)
 }
@@ -182,9 +179,9 @@ impl Failed {
     fn new(to: &str, error: AppError) -> Self {
         Self {
             to: to.to_owned(),
-            code: error.status.code(),
-            message: error.message.clone(),
-            hint: error.hint.clone(),
+            code: error.status().code(),
+            message: error.message().to_owned(),
+            hint: error.hint().map(str::to_owned),
             error,
         }
     }
@@ -208,21 +205,11 @@ impl Outcome<'_> {
         }
         let missed = names(self.failed.iter().map(|f| f.to.as_str()));
         if self.sent.is_empty() {
-            let status = self.failed[0].error.status;
-            return Err(AppError::new(
-                status,
-                format!("the message was sent to nobody: not to {missed}"),
-            )
-            .hint("fix the problems above and send it again"));
+            let status = self.failed[0].error.status();
+            return Err(Failure::SentToNobody { missed, status }.into());
         }
         let reached = names(self.sent.iter().map(|s| s.to.as_str()));
-        Err(AppError::new(
-            ExitStatus::Partial,
-            format!("the message was sent to {reached} but not to {missed}"),
-        )
-        .hint(format!(
-            "fix the problems above and send it again to {missed} only"
-        )))
+        Err(Failure::Partial { reached, missed }.into())
     }
 }
 
@@ -247,6 +234,7 @@ impl Render for Outcome<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::error::ExitStatus;
 
     #[test]
     fn recipients_are_validated_and_deduplicated() {
@@ -260,7 +248,7 @@ mod tests {
             ["John", "carol"]
         );
         let error = recipients(&names(&["John", ""])).unwrap_err();
-        assert_eq!(error.status, ExitStatus::Usage);
+        assert_eq!(error.status(), ExitStatus::Usage);
     }
 
     #[test]

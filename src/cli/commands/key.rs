@@ -9,24 +9,19 @@ use serde::Serialize;
 use crate::cli::args::KeyArgs;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
+use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Render};
 use crate::client::directory::{self, Acceptance, PinPolicy, PinStatus};
-use crate::wire::protocol::{NameError, UserName};
+use crate::wire::protocol::UserName;
 
 /// Print `NAME FINGERPRINT`; a changed key is refused unless it has the
 /// `--expect`ed fingerprint.
 pub fn run(context: &ClientContext, args: &KeyArgs) -> AppResult<()> {
-    let name: UserName = args
-        .name
-        .parse()
-        .map_err(|e: NameError| AppError::usage(e.to_string()))?;
+    let name: UserName = args.name.parse().map_err(Failure::BadName)?;
     if let Some(expect) = &args.expect
         && !is_fingerprint(expect)
     {
-        return Err(AppError::usage(format!(
-            "--expect {expect:?} is not a key fingerprint"
-        ))
-        .hint("give it as `msgr key` and `msgr whoami` print it: SHA256: and 43 base64 characters"));
+        return Err(Failure::NotAFingerprint(expect.clone()).into());
     }
     let account = context.account()?;
     let mut connection = context.connect()?;

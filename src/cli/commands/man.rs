@@ -8,6 +8,7 @@ use clap::CommandFactory;
 
 use crate::cli::args::{Cli, ManArgs};
 use crate::cli::error::{AppError, AppResult};
+use crate::cli::failure::Failure;
 
 /// Print the requested page.
 pub fn run(args: &ManArgs) -> AppResult<()> {
@@ -17,14 +18,16 @@ pub fn run(args: &ManArgs) -> AppResult<()> {
         None => command,
         Some(name) => command.find_subcommand(name).cloned().ok_or_else(|| {
             let names: Vec<_> = command.get_subcommands().map(|c| c.get_name()).collect();
-            AppError::usage(format!("msgr has no command named {name}"))
-                .hint(format!("choose one of {}", names.join(", ")))
+            Failure::NoSuchCommand {
+                name: name.clone(),
+                commands: names.join(", "),
+            }
         })?,
     };
     let mut roff = Vec::new();
     clap_mangen::Man::new(page)
         .render(&mut roff)
-        .map_err(|e| AppError::local(format!("cannot render the manual page: {e}")))?;
+        .map_err(Failure::ManualPage)?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(&roff)

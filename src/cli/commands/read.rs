@@ -16,11 +16,12 @@ use serde::Serialize;
 
 use crate::cli::args::ReadArgs;
 use crate::cli::context::ClientContext;
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::error::{AppError, AppResult};
+use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::PinStatus;
 use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink};
-use crate::files::{create_private_dir, write_atomic};
+use crate::files::{FileError, create_private_dir, write_atomic};
 
 /// Read, print and acknowledge messages as the arguments say.
 pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
@@ -48,14 +49,7 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
     );
     let tally = inbox.read(mode, args.limit, &mut printer)?;
     if tally.problems > 0 {
-        return Err(AppError::new(
-            ExitStatus::Trust,
-            format!(
-                "{} message(s) could not be verified and were not shown",
-                tally.problems
-            ),
-        )
-        .hint("ask the senders to check their keys, or check your pins with `msgr key NAME`"));
+        return Err(Failure::NotVerified(tally.problems).into());
     }
     if tally.shown == 0 && !context.output.is_json() && std::io::stdout().is_terminal() {
         context.output.notice("no new messages");
@@ -148,20 +142,9 @@ fn save(dir: &Path, name: &str, body: &[u8]) -> AppResult<PathBuf> {
     let path = dir.join(name);
     match std::fs::read(&path) {
         Ok(existing) if existing == body => return Ok(path),
-        Ok(_) => {
-            return Err(AppError::local(format!(
-                "{} exists already with other contents",
-                path.display()
-            ))
-            .hint("move it away and read again; the message stays queued"));
-        }
+        Ok(_) => return Err(Failure::SavedFileDiffers(path).into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(AppError::local(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
-        }
+        Err(source) => return Err(FileError { path, source }.into()),
     }
     write_atomic(&path, body)?;
     Ok(path)

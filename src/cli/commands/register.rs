@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::cli::args::RegisterArgs;
 use crate::cli::context::ClientContext;
-use crate::cli::error::{AppError, AppResult, ExitStatus};
+use crate::cli::error::{AppError, AppResult};
+use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Render};
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
@@ -20,14 +21,12 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
     let account = context.account()?;
     let (user, server) = (&context.user, &context.server);
     if account.is_registered() {
-        return Err(AppError::new(
-            ExitStatus::Refused,
-            format!("{user} is already registered on {server} from this keyring"),
-        )
-        .hint(format!(
-            "its key is in {}; run `msgr login` to start a session",
-            account.identity_path().display()
-        )));
+        return Err(Failure::AlreadyRegistered {
+            user: user.to_string(),
+            server: server.to_string(),
+            identity: account.identity_path(),
+        }
+        .into());
     }
     let passphrase = match args.passphrase {
         true => Some(context.passphrase().choose()?),
@@ -41,7 +40,7 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
         let _spinner = context
             .output
             .spinner(&format!("generating a {}-bit RSA key", args.bits));
-        PrivateKey::generate(args.bits).map_err(|e| AppError::local(e.to_string()))?
+        PrivateKey::generate(args.bits).map_err(Failure::KeyGeneration)?
     };
     if fresh || passphrase.is_some() {
         account.save_identity(&identity, passphrase.as_ref().map(|p| p.expose()))?;

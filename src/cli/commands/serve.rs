@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::cli::args::ServeArgs;
 use crate::cli::error::{AppError, AppResult};
+use crate::cli::failure::Failure;
 use crate::files;
 use crate::server::sqlite::SqliteStore;
 use crate::server::tls::{self, ServerTls};
@@ -23,10 +24,7 @@ use crate::server::{self, Limits, Store};
 /// Run the server until it is told to stop; exit status 0 after a clean
 /// shutdown.
 pub fn run(args: &ServeArgs) -> Result<(), AppError> {
-    let limits = args.limits().map_err(|error| {
-        AppError::usage(error.to_string())
-            .hint("see `msgr serve --help` for each limit's range and default")
-    })?;
+    let limits = args.limits().map_err(Failure::Limit)?;
     let data_dir = prepare_data_dir(args)?;
     let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
     let tls = load_tls(args, &data_dir)?;
@@ -34,7 +32,7 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| AppError::local(format!("cannot start the async runtime: {error}")))?;
+        .map_err(start("start the async runtime"))?;
     runtime.block_on(serve(listener, tls, store, limits))?;
     drop(runtime);
     info!("shut down cleanly");
@@ -49,10 +47,9 @@ async fn serve(
     store: Arc<dyn Store>,
     limits: Limits,
 ) -> AppResult<()> {
-    let shutdown = shutdown_signal()
-        .map_err(|error| AppError::local(format!("cannot install signal handlers: {error}")))?;
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|error| AppError::local(format!("cannot use the listening socket: {error}")))?;
+    let shutdown = shutdown_signal().map_err(start("install signal handlers"))?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(start("use the listening socket"))?;
     announce(&listener, &tls.fingerprint).map_err(AppError::stdout)?;
     let parts = server::Parts {
         tls,
@@ -70,29 +67,19 @@ fn prepare_data_dir(args: &ServeArgs) -> AppResult<PathBuf> {
         Some(dir) => dir.clone(),
         None => directories::ProjectDirs::from("", "", "msgr")
             .map(|dirs| dirs.data_dir().to_owned())
-            .ok_or_else(|| {
-                AppError::local("cannot determine the platform data directory")
-                    .hint("pass --data-dir DIR")
-            })?,
+            .ok_or(Failure::NoDataDir)?,
     };
-    files::create_private_dir(&dir).map_err(|error| {
-        AppError::local(format!(
-            "cannot create the data directory {}: {}",
-            dir.display(),
-            error.source
-        ))
-        .hint("pass --data-dir with a directory you can write to")
+    files::create_private_dir(&dir).map_err(|error| Failure::CreateDataDir {
+        dir: dir.clone(),
+        source: error.source,
     })?;
     // The data directory holds the TLS key and everyone's queued mail: if
     // group or others may enter it (it existed already), make it 0700.
-    let was = files::restrict(&dir, files::FOLDER_MODE).map_err(|error| {
-        AppError::local(format!(
-            "cannot restrict the data directory {} to its owner: {}",
-            dir.display(),
-            error.source
-        ))
-        .hint("make it mode 0700 and owned by the user running msgr serve")
-    })?;
+    let was =
+        files::restrict(&dir, files::FOLDER_MODE).map_err(|error| Failure::RestrictDataDir {
+            dir: dir.clone(),
+            source: error.source,
+        })?;
     if let Some(mode) = was {
         warn!(
             dir = %dir.display(),
@@ -104,56 +91,45 @@ fn prepare_data_dir(args: &ServeArgs) -> AppResult<PathBuf> {
 }
 
 fn open_store(data_dir: &Path) -> AppResult<SqliteStore> {
-    SqliteStore::open(data_dir).map_err(|error| {
-        AppError::local(format!(
-            "cannot open the database in {}: {error}",
-            data_dir.display()
-        ))
-        .hint("check that the directory is writable and that no newer msgr created the database")
+    SqliteStore::open(data_dir).map_err(|source| {
+        Failure::OpenStore {
+            dir: data_dir.to_owned(),
+            source,
+        }
+        .into()
     })
 }
 
 fn load_tls(args: &ServeArgs, data_dir: &Path) -> AppResult<ServerTls> {
     match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => tls::from_files(cert, key).map_err(|error| {
-            AppError::local(error.to_string())
-                .hint("give --cert a PEM certificate chain and --key its PEM private key")
-        }),
-        _ => tls::self_signed(data_dir).map_err(|error| {
-            AppError::local(error.to_string()).hint(format!(
-                "remove {} and {} from {} to make a new self-signed certificate \
-                 (clients that pinned the old one must then accept the new fingerprint)",
-                tls::CERT_FILE,
-                tls::KEY_FILE,
-                data_dir.display()
-            ))
+        (Some(cert), Some(key)) => {
+            tls::from_files(cert, key).map_err(|error| Failure::OperatorTls(error).into())
+        }
+        _ => tls::self_signed(data_dir).map_err(|source| {
+            Failure::SelfSignedTls {
+                dir: data_dir.to_owned(),
+                source,
+            }
+            .into()
         }),
     }
 }
 
 fn bind(args: &ServeArgs) -> AppResult<std::net::TcpListener> {
     let address = (args.bind, args.port);
-    let listener = std::net::TcpListener::bind(address).map_err(|error| {
-        let failure = AppError::local(format!(
-            "cannot listen on {}:{}: {error}",
-            args.bind, args.port
-        ));
-        match error.kind() {
-            std::io::ErrorKind::AddrInUse => failure
-                .hint("stop the program using that port or choose another (0 picks a free one)"),
-            std::io::ErrorKind::PermissionDenied => {
-                failure.hint("ports below 1024 need privileges; choose a higher port")
-            }
-            std::io::ErrorKind::AddrNotAvailable => {
-                failure.hint("--bind must be an address of this machine")
-            }
-            _ => failure,
-        }
+    let listener = std::net::TcpListener::bind(address).map_err(|source| Failure::Listen {
+        address: format!("{}:{}", args.bind, args.port),
+        source,
     })?;
     listener
         .set_nonblocking(true)
-        .map_err(|error| AppError::local(format!("cannot configure the socket: {error}")))?;
+        .map_err(start("configure the socket"))?;
     Ok(listener)
+}
+
+/// The failure of a start-up step, `doing`, that needs no advice.
+fn start(doing: &'static str) -> impl FnOnce(std::io::Error) -> Failure {
+    move |source| Failure::Start { doing, source }
 }
 
 /// The two lines scripts and tests read: the bound address (with the real

@@ -3,12 +3,10 @@
 //! the help on purpose, `MSGR_UPDATE_SNAPSHOTS=1 cargo test --test suite
 //! cli::help` rewrites them; review the diff.
 
-use std::path::PathBuf;
-
 use clap::CommandFactory;
 use msgr::cli::args::Cli;
 
-use crate::common::msgr_bare;
+use crate::common::{msgr_bare, snapshot};
 
 /// `msgr` itself (the empty name) and every command it has.
 fn commands() -> Vec<String> {
@@ -21,16 +19,8 @@ fn commands() -> Vec<String> {
     names
 }
 
-fn snapshot(command: &str) -> PathBuf {
-    let name = if command.is_empty() { "msgr" } else { command };
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/suite/snapshots/help")
-        .join(format!("{name}.txt"))
-}
-
 #[test]
 fn every_help_text_is_pinned() {
-    let update = std::env::var_os("MSGR_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
     let mut differ = Vec::new();
     for command in commands() {
         let command = command.as_str();
@@ -41,21 +31,8 @@ fn every_help_text_is_pinned() {
         let output = msgr.arg("--help").output().unwrap();
         assert!(output.status.success(), "{command} --help failed");
         let text = String::from_utf8(output.stdout).unwrap();
-        let path = snapshot(command);
-        if update {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
-            continue;
-        }
-        let pinned = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("{}: {e}; run with MSGR_UPDATE_SNAPSHOTS=1", path.display())
-        });
-        if pinned != text {
-            differ.push(format!(
-                "--- {}\n+++ msgr {command} --help\n{text}",
-                path.display()
-            ));
-        }
+        let name = if command.is_empty() { "msgr" } else { command };
+        differ.extend(snapshot::differs(&format!("help/{name}.txt"), &text));
     }
     assert!(
         differ.is_empty(),

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod mitm;
 pub mod raw;
+pub mod snapshot;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,166 @@
+//! The failures only the command line meets — settings that are missing or
+//! malformed, a command's own checks, output that cannot be written, and
+//! `serve`'s local set-up — in words. Their exit statuses and hints are in
+//! the one table in [`crate::cli::error`], with every other layer's errors.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::cli::args::LimitError;
+use crate::cli::error::ExitStatus;
+use crate::client::net::AddrError;
+use crate::server::store::StoreError;
+use crate::server::tls::TlsError;
+use crate::wire::crypto::CryptoError;
+use crate::wire::protocol::NameError;
+
+/// A failure of the command line itself.
+#[derive(Debug, Error)]
+pub enum Failure {
+    /// clap did not understand the command line (JSON mode reports it).
+    #[error("{0}")]
+    CommandLine(String),
+    /// No `--server`, `MSGR_SERVER` or `server` in config.toml.
+    #[error("no server given")]
+    NoServer,
+    /// The server address does not parse.
+    #[error(transparent)]
+    BadServer(#[from] AddrError),
+    /// No `--user`, `MSGR_USER` or `user` in config.toml.
+    #[error("no user given")]
+    NoUser,
+    /// A user name given on the command line breaks the naming rules.
+    #[error(transparent)]
+    BadName(#[from] NameError),
+    /// `key --expect` was given something that is no fingerprint.
+    #[error("--expect {0:?} is not a key fingerprint")]
+    NotAFingerprint(String),
+    /// The keyring has no private key for the account.
+    #[error("there is no key for {user} on {server} in this keyring")]
+    NoKey {
+        /// The account.
+        user: String,
+        /// The server.
+        server: String,
+    },
+    /// `whoami` for an account the keyring never registered.
+    #[error("{user} is not registered on {server} from this keyring")]
+    NotRegisteredHere {
+        /// The account.
+        user: String,
+        /// The server.
+        server: String,
+    },
+    /// `register` for an account the keyring registered already.
+    #[error("{user} is already registered on {server} from this keyring")]
+    AlreadyRegistered {
+        /// The account.
+        user: String,
+        /// The server.
+        server: String,
+        /// Where its key is.
+        identity: PathBuf,
+    },
+    /// Making a new identity key failed.
+    #[error("{0}")]
+    KeyGeneration(CryptoError),
+    /// The body could not be read from standard input.
+    #[error("cannot read the message from standard input: {0}")]
+    Stdin(std::io::Error),
+    /// Every recipient failed; `status` is the first one's.
+    #[error("the message was sent to nobody: not to {missed}")]
+    SentToNobody {
+        /// Who did not get it, as a list.
+        missed: String,
+        /// The exit status of the first recipient's failure.
+        status: ExitStatus,
+    },
+    /// Some recipients got the message and some did not.
+    #[error("the message was sent to {reached} but not to {missed}")]
+    Partial {
+        /// Who got it, as a list.
+        reached: String,
+        /// Who did not, as a list.
+        missed: String,
+    },
+    /// `read` met messages it could not verify.
+    #[error("{0} message(s) could not be verified and were not shown")]
+    NotVerified(u64),
+    /// `read --out-dir` found a file of the message's name with other
+    /// contents.
+    #[error("{} exists already with other contents", .0.display())]
+    SavedFileDiffers(PathBuf),
+    /// `man` for a command msgr does not have.
+    #[error("msgr has no command named {name}")]
+    NoSuchCommand {
+        /// The name asked for.
+        name: String,
+        /// The commands there are, as a list.
+        commands: String,
+    },
+    /// clap_mangen failed.
+    #[error("cannot render the manual page: {0}")]
+    ManualPage(std::io::Error),
+    /// Standard output cannot be written.
+    #[error("cannot write to standard output: {0}")]
+    Stdout(std::io::Error),
+    /// A `serve` limit flag is out of range.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// No `--data-dir` and no platform data directory.
+    #[error("cannot determine the platform data directory")]
+    NoDataDir,
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {}: {source}", dir.display())]
+    CreateDataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory cannot be made owner-only.
+    #[error("cannot restrict the data directory {} to its owner: {source}", dir.display())]
+    RestrictDataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database cannot be opened.
+    #[error("cannot open the database in {}: {source}", dir.display())]
+    OpenStore {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The operator's `--cert`/`--key` cannot be used.
+    #[error(transparent)]
+    OperatorTls(TlsError),
+    /// The self-signed certificate in the data directory cannot be used.
+    #[error("{source}")]
+    SelfSignedTls {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        source: TlsError,
+    },
+    /// The listening socket cannot be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// `ADDRESS:PORT` as asked for.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A step of starting the server that needs no advice: the runtime,
+    /// the signal handlers, the socket's options.
+    #[error("cannot {doing}: {source}")]
+    Start {
+        /// What was being done.
+        doing: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,489 @@
+//! Every error the command line can report, as stderr shows it: each
+//! variant of each layer's error and of the command line's own failures,
+//! given sample values, goes through the one table and is compared with
+//! `snapshots/errors.txt` — message, hint and exit status exactly. A new
+//! variant does not compile until it has a label here; a changed text fails
+//! until the snapshot is rewritten on purpose with
+//! `MSGR_UPDATE_SNAPSHOTS=1 cargo test --test suite errors`.
+//! (The tests beside this one check that real runs print these lines.)
+
+use std::io;
+use std::path::PathBuf;
+
+use msgr::cli::args::LimitError;
+use msgr::cli::error::{AppError, ExitStatus};
+use msgr::cli::failure::Failure;
+use msgr::client::error::ClientError;
+use msgr::client::keyring::KeyringError;
+use msgr::client::net::trust::ServerPin;
+use msgr::client::net::{NetError, ServerAddr};
+use msgr::files::FileError;
+use msgr::server::store::StoreError;
+use msgr::server::tls::TlsError;
+use msgr::wire::crypto::CryptoError;
+use msgr::wire::envelope::EnvelopeError;
+use msgr::wire::protocol::{ErrorCode, NameError, UserName};
+
+use crate::common::{World, msgr_bare, snapshot};
+
+const FINGERPRINT: &str = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+const OTHER_FINGERPRINT: &str = "SHA256:ypeBEsobvcr6wjGzmiPcTaeG7/gUfE5yuYB3ha/uSLs";
+
+fn path(name: &str) -> PathBuf {
+    PathBuf::from("/home/alice/.config/msgr/accounts/alice@localhost:12000").join(name)
+}
+
+/// The operating system's error `errno` (Linux numbering): its words come
+/// from the C library, as in real runs, and not from the Rust release.
+fn os(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+fn refused() -> io::Error {
+    os(111)
+}
+
+fn denied() -> io::Error {
+    os(13)
+}
+
+fn name_error() -> NameError {
+    "a b".parse::<UserName>().unwrap_err()
+}
+
+fn net_errors() -> Vec<NetError> {
+    let server = || "localhost:12000".to_owned();
+    let mut errors = vec![
+        NetError::Connect {
+            server: server(),
+            source: refused(),
+        },
+        NetError::CertificateChanged {
+            server: server(),
+            pinned: ServerPin::Certificate(FINGERPRINT.into()),
+            presented: OTHER_FINGERPRINT.into(),
+        },
+        NetError::Tls {
+            server: server(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate"),
+        },
+        NetError::Io(os(110)),
+        NetError::Protocol("the response is not JSON".into()),
+    ];
+    for (code, message) in [
+        (ErrorCode::BadRequest, "malformed request"),
+        (
+            ErrorCode::UnsupportedVersion,
+            "this server speaks version 2",
+        ),
+        (
+            ErrorCode::InvalidName,
+            "user name \"a b\" may only contain letters, digits, '.', '_' and '-'",
+        ),
+        (ErrorCode::NameTaken, "that name is registered already"),
+        (ErrorCode::UnknownUser, "no such user on this server"),
+        (ErrorCode::AuthRequired, "log in first"),
+        (
+            ErrorCode::AuthFailed,
+            "the login proof is not a signature by this account's key",
+        ),
+        (
+            ErrorCode::TooLarge,
+            "the message is 2000000 bytes; this server accepts at most 1048576",
+        ),
+        (ErrorCode::MailboxFull, "John's mailbox is full"),
+        (
+            ErrorCode::RateLimited,
+            "too many logins; try again in 42 seconds",
+        ),
+        (ErrorCode::Internal, "internal error"),
+    ] {
+        errors.push(NetError::Server {
+            code,
+            message: message.into(),
+        });
+    }
+    errors
+}
+
+fn keyring_errors() -> Vec<KeyringError> {
+    vec![
+        KeyringError::File(FileError {
+            path: path("contacts.toml"),
+            source: denied(),
+        }),
+        KeyringError::TooOpen {
+            path: path("identity.pem"),
+            mode: 0o644,
+        },
+        KeyringError::Corrupt {
+            path: path("contacts.toml"),
+            detail: "expected `=`".into(),
+        },
+        KeyringError::BadIdentity {
+            path: path("identity.pem"),
+            source: CryptoError::BadKey("unexpected end of input".into()),
+        },
+        KeyringError::WrongPassphrase {
+            path: path("identity.pem"),
+        },
+    ]
+}
+
+fn client_errors() -> Vec<ClientError> {
+    let s = |text: &str| text.to_owned();
+    vec![
+        ClientError::NotRegistered { user: s("Alice") },
+        ClientError::KeyRefused { user: s("Alice") },
+        ClientError::NotOwnName {
+            user: s("Alice"),
+            answered: s("Mallory"),
+        },
+        ClientError::UnknownUser { name: s("Johnny") },
+        ClientError::OtherAccount {
+            asked: s("John"),
+            answered: s("Mallory"),
+        },
+        ClientError::UnusableKey {
+            name: s("John"),
+            source: CryptoError::UnsupportedSize(1024),
+        },
+        ClientError::ForeignPrekey {
+            name: s("John"),
+            fingerprint: s(FINGERPRINT),
+        },
+        ClientError::UnexpectedKey {
+            name: s("John"),
+            offered: s(OTHER_FINGERPRINT),
+            expected: s(FINGERPRINT),
+        },
+        ClientError::KeyChanged {
+            name: s("John"),
+            pinned: s(FINGERPRINT),
+            offered: s(OTHER_FINGERPRINT),
+        },
+        ClientError::NotPinned { name: s("John") },
+        ClientError::PinMismatch {
+            server: s("localhost:12000"),
+            pinned: ServerPin::Certificate(FINGERPRINT.into()),
+            presented: s(OTHER_FINGERPRINT),
+            known: PathBuf::from("/home/alice/.config/msgr/known_servers"),
+        },
+        ClientError::CaFile {
+            path: PathBuf::from("ca.pem"),
+            detail: s("it holds no PEM certificate"),
+        },
+        ClientError::NameTaken {
+            user: s("Alice"),
+            server: s("localhost:12000"),
+        },
+        ClientError::NameRefused {
+            message: s("user name \"a b\" may only contain letters, digits, '.', '_' and '-'"),
+        },
+        ClientError::NoPrekey { name: s("John") },
+        ClientError::TooLarge {
+            size: 2_000_000,
+            limit: 1_048_576,
+        },
+        ClientError::Seal(EnvelopeError::Malformed("body too large")),
+        ClientError::Crypto {
+            doing: "sign the login",
+            source: CryptoError::Failed,
+        },
+        ClientError::EmptyPassphrase,
+        ClientError::PassphrasesDiffer,
+        ClientError::PassphraseFile {
+            path: PathBuf::from("/home/alice/.msgr-pass"),
+            source: os(2),
+        },
+        ClientError::NoConfigDir,
+        ClientError::ConfigUnreadable {
+            path: PathBuf::from("/home/alice/.config/msgr/config.toml"),
+            source: denied(),
+        },
+        ClientError::ConfigInvalid {
+            path: PathBuf::from("/home/alice/.config/msgr/config.toml"),
+            detail: s("unknown field `colour`"),
+        },
+        ClientError::Signals(denied()),
+        ClientError::NoTerminal,
+    ]
+}
+
+fn failures() -> Vec<Failure> {
+    let s = |text: &str| text.to_owned();
+    let data = || PathBuf::from("/var/lib/msgr");
+    vec![
+        Failure::CommandLine(s("unexpected argument '--colour' found")),
+        Failure::NoServer,
+        Failure::BadServer("localhost".parse::<ServerAddr>().unwrap_err()),
+        Failure::NoUser,
+        Failure::BadName(name_error()),
+        Failure::NotAFingerprint(s("abc")),
+        Failure::NoKey {
+            user: s("Alice"),
+            server: s("localhost:12000"),
+        },
+        Failure::NotRegisteredHere {
+            user: s("Alice"),
+            server: s("localhost:12000"),
+        },
+        Failure::AlreadyRegistered {
+            user: s("Alice"),
+            server: s("localhost:12000"),
+            identity: path("identity.pem"),
+        },
+        Failure::KeyGeneration(CryptoError::UnsupportedSize(1024)),
+        Failure::Stdin(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )),
+        Failure::SentToNobody {
+            missed: s("John and Carol"),
+            status: ExitStatus::UnknownUser,
+        },
+        Failure::Partial {
+            reached: s("John"),
+            missed: s("Carol"),
+        },
+        Failure::NotVerified(2),
+        Failure::SavedFileDiffers(PathBuf::from("out/john-0102")),
+        Failure::NoSuchCommand {
+            name: s("send"),
+            commands: s("register, login, create, read"),
+        },
+        Failure::ManualPage(os(12)),
+        Failure::Stdout(os(32)),
+        Failure::Limit(LimitError {
+            flag: "--idle-timeout",
+            problem: s("must be at least 1"),
+        }),
+        Failure::NoDataDir,
+        Failure::CreateDataDir {
+            dir: data(),
+            source: denied(),
+        },
+        Failure::RestrictDataDir {
+            dir: data(),
+            source: denied(),
+        },
+        Failure::OpenStore {
+            dir: data(),
+            source: StoreError::Setup(s("the database was made by a newer msgr (schema 9)")),
+        },
+        Failure::OperatorTls(TlsError::Cert {
+            path: PathBuf::from("cert.pem"),
+            reason: s("it holds no PEM certificate"),
+        }),
+        Failure::SelfSignedTls {
+            dir: data(),
+            source: TlsError::Key {
+                path: data().join("key.pem"),
+                reason: s("it holds no PEM private key"),
+            },
+        },
+        Failure::Listen {
+            address: s("0.0.0.0:12000"),
+            source: os(98),
+        },
+        Failure::Start {
+            doing: "install signal handlers",
+            source: denied(),
+        },
+    ]
+}
+
+/// Each failure's variant, spelt out; exhaustive, so a new variant needs
+/// a sample above before this compiles.
+fn failure_label(failure: &Failure) -> &'static str {
+    match failure {
+        Failure::CommandLine(_) => "CommandLine",
+        Failure::NoServer => "NoServer",
+        Failure::BadServer(_) => "BadServer",
+        Failure::NoUser => "NoUser",
+        Failure::BadName(_) => "BadName",
+        Failure::NotAFingerprint(_) => "NotAFingerprint",
+        Failure::NoKey { .. } => "NoKey",
+        Failure::NotRegisteredHere { .. } => "NotRegisteredHere",
+        Failure::AlreadyRegistered { .. } => "AlreadyRegistered",
+        Failure::KeyGeneration(_) => "KeyGeneration",
+        Failure::Stdin(_) => "Stdin",
+        Failure::SentToNobody { .. } => "SentToNobody",
+        Failure::Partial { .. } => "Partial",
+        Failure::NotVerified(_) => "NotVerified",
+        Failure::SavedFileDiffers(_) => "SavedFileDiffers",
+        Failure::NoSuchCommand { .. } => "NoSuchCommand",
+        Failure::ManualPage(_) => "ManualPage",
+        Failure::Stdout(_) => "Stdout",
+        Failure::Limit(_) => "Limit",
+        Failure::NoDataDir => "NoDataDir",
+        Failure::CreateDataDir { .. } => "CreateDataDir",
+        Failure::RestrictDataDir { .. } => "RestrictDataDir",
+        Failure::OpenStore { .. } => "OpenStore",
+        Failure::OperatorTls(_) => "OperatorTls",
+        Failure::SelfSignedTls { .. } => "SelfSignedTls",
+        Failure::Listen { .. } => "Listen",
+        Failure::Start { .. } => "Start",
+    }
+}
+
+/// Each client error's variant, spelt out; exhaustive like
+/// [`failure_label`].
+fn client_label(error: &ClientError) -> String {
+    let name = match error {
+        ClientError::Net(net) => return format!("Net::{}", net_label(net)),
+        ClientError::Keyring(keyring) => return format!("Keyring::{}", keyring_label(keyring)),
+        ClientError::NotRegistered { .. } => "NotRegistered",
+        ClientError::KeyRefused { .. } => "KeyRefused",
+        ClientError::NotOwnName { .. } => "NotOwnName",
+        ClientError::UnknownUser { .. } => "UnknownUser",
+        ClientError::OtherAccount { .. } => "OtherAccount",
+        ClientError::UnusableKey { .. } => "UnusableKey",
+        ClientError::ForeignPrekey { .. } => "ForeignPrekey",
+        ClientError::UnexpectedKey { .. } => "UnexpectedKey",
+        ClientError::KeyChanged { .. } => "KeyChanged",
+        ClientError::NotPinned { .. } => "NotPinned",
+        ClientError::PinMismatch { .. } => "PinMismatch",
+        ClientError::CaFile { .. } => "CaFile",
+        ClientError::NameTaken { .. } => "NameTaken",
+        ClientError::NameRefused { .. } => "NameRefused",
+        ClientError::NoPrekey { .. } => "NoPrekey",
+        ClientError::TooLarge { .. } => "TooLarge",
+        ClientError::Seal(_) => "Seal",
+        ClientError::Crypto { .. } => "Crypto",
+        ClientError::EmptyPassphrase => "EmptyPassphrase",
+        ClientError::PassphrasesDiffer => "PassphrasesDiffer",
+        ClientError::PassphraseFile { .. } => "PassphraseFile",
+        ClientError::NoConfigDir => "NoConfigDir",
+        ClientError::ConfigUnreadable { .. } => "ConfigUnreadable",
+        ClientError::ConfigInvalid { .. } => "ConfigInvalid",
+        ClientError::Signals(_) => "Signals",
+        ClientError::NoTerminal => "NoTerminal",
+    };
+    name.to_owned()
+}
+
+fn keyring_label(error: &KeyringError) -> &'static str {
+    match error {
+        KeyringError::File(_) => "File",
+        KeyringError::TooOpen { .. } => "TooOpen",
+        KeyringError::Corrupt { .. } => "Corrupt",
+        KeyringError::BadIdentity { .. } => "BadIdentity",
+        KeyringError::WrongPassphrase { .. } => "WrongPassphrase",
+    }
+}
+
+fn net_label(error: &NetError) -> String {
+    let name = match error {
+        NetError::Connect { .. } => "Connect",
+        NetError::CertificateChanged { .. } => "CertificateChanged",
+        NetError::Tls { .. } => "Tls",
+        NetError::Io(_) => "Io",
+        NetError::Protocol(_) => "Protocol",
+        NetError::Server { code, .. } => return format!("Server({})", code.as_str()),
+    };
+    name.to_owned()
+}
+
+/// `label`, the exit status and the stderr line of `error`.
+fn entry(label: &str, error: AppError) -> String {
+    let status = error.status();
+    format!(
+        "{label}\n  exit {} ({})\n  msgr: {error}\n",
+        status as u8,
+        status.code()
+    )
+}
+
+fn rendered() -> String {
+    let mut out = String::new();
+    for failure in failures() {
+        let label = format!("Failure::{}", failure_label(&failure));
+        out += &entry(&label, failure.into());
+    }
+    for error in client_errors() {
+        let label = format!("Client::{}", client_label(&error));
+        out += &entry(&label, error.into());
+    }
+    for error in keyring_errors() {
+        let label = format!("Keyring::{}", keyring_label(&error));
+        out += &entry(&label, error.into());
+    }
+    for error in net_errors() {
+        let label = format!("Net::{}", net_label(&error));
+        out += &entry(&label, error.into());
+    }
+    let file = FileError {
+        path: PathBuf::from("out/john-0102"),
+        source: denied(),
+    };
+    out += &entry("File", file.into());
+    out
+}
+
+#[test]
+fn every_error_reads_as_the_snapshot_says() {
+    if let Some(difference) = snapshot::differs("errors.txt", &rendered()) {
+        panic!("{difference}");
+    }
+}
+
+#[test]
+fn every_variant_has_one_sample() {
+    let text = rendered();
+    let labels: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    let mut unique = labels.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), labels.len(), "a variant is sampled twice");
+}
+
+/// The exit status and stderr the snapshot holds for `label`.
+fn snapshot_entry(label: &str) -> (i32, String) {
+    let text = rendered();
+    let mut lines = text.lines();
+    lines
+        .position(|line| line == label)
+        .unwrap_or_else(|| panic!("no {label} in the samples"));
+    let status = lines.next().expect("an exit line follows");
+    let status = status.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let line = lines.next().expect("a message line follows");
+    (status, format!("{}\n", line.trim_start()))
+}
+
+/// Real runs print the very lines the snapshot pins, for the errors whose
+/// samples are what a run produces.
+#[test]
+fn real_runs_print_the_snapshot_lines() {
+    let world = World::new();
+    world.register("Alice");
+    let cases: [(&str, Vec<&str>); 5] = [
+        ("Failure::NoServer", vec!["--user", "Alice", "read"]),
+        (
+            "Failure::NoUser",
+            vec!["--server", "localhost:12000", "read"],
+        ),
+        (
+            "Failure::BadName",
+            vec!["--server", "localhost:12000", "--user", "a b", "read"],
+        ),
+        (
+            "Failure::NotAFingerprint",
+            vec!["key", "John", "--expect", "abc"],
+        ),
+        ("Client::UnknownUser", vec!["key", "Johnny"]),
+    ];
+    for (label, args) in cases {
+        let mut command = if args.contains(&"key") {
+            world.msgr("Alice")
+        } else {
+            let mut bare = msgr_bare();
+            bare.arg("--config-dir").arg(world.config_dir("Alice"));
+            bare
+        };
+        let output = command.args(&args).output().unwrap();
+        let (status, stderr) = snapshot_entry(label);
+        assert_eq!(String::from_utf8_lossy(&output.stderr), stderr, "{args:?}");
+        assert_eq!(output.status.code(), Some(status), "{args:?}");
+    }
+}
