@@ -93,14 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let suffix = std::process::id();
     let sender = create_account(&options.server, &format!("load-s-{suffix}"))?;
     let recipient = create_account(&options.server, &format!("load-r-{suffix}"))?;
-    let body = vec![b'x'; options.body_bytes];
-    let pool: Vec<Vec<u8>> = (0..ENVELOPE_POOL)
-        .map(|_| {
-            let header = Header::new(&sender.name, &recipient.name);
-            envelope::seal(&header, &body, &sender.key, &recipient.prekey)
-        })
-        .collect::<Result<_, _>>()?;
-    let pool = Arc::new(pool);
+    let pool = Arc::new(envelope_pool(&sender, &recipient, options.body_bytes)?);
     let sender = Arc::new(sender);
 
     eprintln!(
@@ -149,6 +142,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         verify_exactly_once(&options, &recipient, &acknowledged)?;
     }
     Ok(())
+}
+
+/// [`ENVELOPE_POOL`] envelopes of `body_bytes` from `sender` to
+/// `recipient`, sealed ahead so that sealing costs the clients nothing.
+fn envelope_pool(
+    sender: &Account,
+    recipient: &Account,
+    body_bytes: usize,
+) -> Result<Vec<Vec<u8>>, envelope::EnvelopeError> {
+    let body = vec![b'x'; body_bytes];
+    (0..ENVELOPE_POOL)
+        .map(|_| {
+            let header = Header::new(&sender.name, &recipient.name);
+            envelope::seal(&header, &body, &sender.key, &recipient.prekey)
+        })
+        .collect()
 }
 
 /// What one client thread did.

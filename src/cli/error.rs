@@ -147,6 +147,8 @@ impl From<crate::client::net::NetError> for AppError {
 }
 
 /// The exit status and hint of each failure of the command line itself.
+/// Long because it is a table, one arm per variant, read top to bottom;
+/// splitting it would scatter the one place these are decided.
 fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
     const REGISTER_OR_CHECK: &str =
         "run `msgr register` first, or check --user, --server and --config-dir";
@@ -256,7 +258,8 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
     }
 }
 
-/// The exit status and hint of each client failure.
+/// The exit status and hint of each client failure; a table, long for the
+/// same reason as [`failure_status_and_hint`].
 fn client_status_and_hint(
     error: &crate::client::error::ClientError,
 ) -> (ExitStatus, Option<String>) {

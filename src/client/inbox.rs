@@ -11,6 +11,10 @@
 //! one message twice. What was not shown, and why, goes to the sink as a
 //! [`Problem`]; how it reads is the sink's affair.
 
+mod sink;
+
+pub use sink::{Delivery, Opened, Problem, Sink};
+
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -22,95 +26,11 @@ use crate::client::keyring::{Account, AccountDir, Prekeys, SeenIds, seen_key};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope::{self, EnvelopeError};
+use crate::wire::envelope;
 use crate::wire::protocol::{
     ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response, UserName,
     hex, printable,
 };
-
-/// A verified, decrypted message.
-#[derive(Debug)]
-pub struct Opened<'a> {
-    /// The sender's random message id, as lowercase hex.
-    pub id: String,
-    /// The sender, as the envelope names them.
-    pub sender: &'a UserName,
-    /// The recipient, as the envelope names them.
-    pub recipient: &'a UserName,
-    /// Send time, milliseconds since the Unix epoch.
-    pub sent_at_ms: u64,
-    /// The plaintext body.
-    pub body: &'a [u8],
-    /// Whether the sender's key was pinned on reading this message.
-    pub sender_pin: PinStatus,
-}
-
-/// What a [`Sink`] did with a message.
-#[derive(Debug)]
-pub enum Delivery {
-    /// Written out in full: acknowledge it.
-    Written,
-    /// Not written out (the sink said why): leave it queued.
-    Kept,
-}
-
-/// A queued message that was not shown.
-#[derive(Debug)]
-pub enum Problem {
-    /// The envelope cannot be parsed; it was discarded.
-    Unreadable {
-        /// The server's id of the message.
-        id: u64,
-        /// What is wrong with it.
-        error: EnvelopeError,
-    },
-    /// The envelope names another sender than the server recorded; it was
-    /// discarded.
-    SenderMismatch {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names.
-        claimed: String,
-        /// The sender the server recorded, made printable.
-        recorded: String,
-    },
-    /// The envelope failed verification or decryption; it was discarded.
-    Failed {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names.
-        sender: String,
-        /// Why it failed.
-        error: EnvelopeError,
-    },
-    /// The sender's key is not available now; the message stays queued.
-    Held {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names.
-        sender: String,
-        /// Why the key is not available.
-        error: ClientError,
-    },
-}
-
-/// Where a read's results go: genuine messages, keys pinned on the way,
-/// and the messages that were not shown. An `Err` from `deliver` (such as
-/// a closed stdout) stops the read; what was delivered before it is still
-/// acknowledged.
-pub trait Sink {
-    /// The sink's failure; the read's own failures convert into it.
-    type Error: From<ClientError>;
-
-    /// Write `message` out.
-    fn deliver(&mut self, message: &Opened<'_>) -> Result<Delivery, Self::Error>;
-
-    /// The key of `user` was pinned on sight, to open a message.
-    fn pinned_on_sight(&mut self, user: &str, fingerprint: &str);
-
-    /// A message was not shown.
-    fn not_shown(&mut self, problem: Problem);
-}
 
 /// How long to keep reading.
 #[derive(Debug, Clone, Copy)]
@@ -388,19 +308,12 @@ impl Inbox {
         sink: &mut S,
     ) -> Result<Outcome, S::Error> {
         let id = message.id;
-        let parsed = match envelope::parse(&message.envelope.0) {
+        let parsed = match parse_as_recorded(message) {
             Ok(parsed) => parsed,
-            Err(error) => return Ok(Outcome::NotShown(Problem::Unreadable { id, error })),
+            Err(problem) => return Ok(Outcome::NotShown(*problem)),
         };
         let header = &parsed.header;
         let sender = &header.sender;
-        if !sender.is(&message.sender) {
-            return Ok(Outcome::NotShown(Problem::SenderMismatch {
-                id,
-                claimed: sender.to_string(),
-                recorded: printable(&message.sender).into_owned(),
-            }));
-        }
         let message_id = hex(&header.message_id);
         let key = seen_key(sender, &message_id);
         if seen.contains(&key) {
@@ -444,6 +357,23 @@ impl Inbox {
             Delivery::Kept => Ok(Outcome::Kept),
         }
     }
+}
+
+/// The envelope of `message`, if it parses and names the sender the server
+/// recorded.
+fn parse_as_recorded(message: &QueuedMessage) -> Result<envelope::Parsed<'_>, Box<Problem>> {
+    let id = message.id;
+    let parsed = envelope::parse(&message.envelope.0)
+        .map_err(|error| Box::new(Problem::Unreadable { id, error }))?;
+    let sender = &parsed.header.sender;
+    if !sender.is(&message.sender) {
+        return Err(Box::new(Problem::SenderMismatch {
+            id,
+            claimed: sender.to_string(),
+            recorded: printable(&message.sender).into_owned(),
+        }));
+    }
+    Ok(parsed)
 }
 
 /// Whether `page` held everything queued when it was fetched: it has fewer

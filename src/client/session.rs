@@ -107,6 +107,21 @@ pub fn login(
     user: &UserName,
     identity: &PrivateKey,
 ) -> ClientResult<(UserName, Session)> {
+    let nonce = challenge(connection, user)?;
+    let statement = signing::login(connection.certificate_digest(), user, &nonce);
+    let signature = identity
+        .sign(&statement)
+        .map_err(|source| ClientError::Crypto {
+            doing: "sign the login",
+            source,
+        })?;
+    let (me, session) = prove(connection, user, signature)?;
+    account.locked(|locked| locked.save_session(&session))?;
+    Ok((me, session))
+}
+
+/// Ask to log in as `user`; the server's challenge.
+fn challenge(connection: &mut Connection, user: &UserName) -> ClientResult<Vec<u8>> {
     let challenge = connection
         .request(&Request::Login {
             user: user.to_string(),
@@ -131,13 +146,16 @@ pub fn login(
         ))
         .into());
     }
-    let statement = signing::login(connection.certificate_digest(), user, &nonce.0);
-    let signature = identity
-        .sign(&statement)
-        .map_err(|source| ClientError::Crypto {
-            doing: "sign the login",
-            source,
-        })?;
+    Ok(nonce.0)
+}
+
+/// Answer the challenge with `signature`; the name as the server spells it
+/// and the new session.
+fn prove(
+    connection: &mut Connection,
+    user: &UserName,
+    signature: Vec<u8>,
+) -> ClientResult<(UserName, Session)> {
     let answer = connection
         .request(&Request::LoginProof {
             signature: Base64Bytes(signature),
@@ -167,7 +185,6 @@ pub fn login(
         token: SessionToken::new(token.0),
         expires_at,
     };
-    account.locked(|locked| locked.save_session(&session))?;
     Ok((me, session))
 }
 

@@ -271,6 +271,8 @@ fn issue_certificate(dir: &std::path::Path) {
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
 }
 
+// Over 60 lines: one server restarted under a CA-signed certificate,
+// seen by a pinned client and a system-roots client in turn.
 #[test]
 fn a_pinned_certificate_binds_even_against_one_the_system_roots_trust() {
     let dir = tempfile::tempdir().unwrap();

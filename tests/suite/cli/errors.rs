@@ -130,6 +130,7 @@ fn keyring_errors() -> Vec<KeyringError> {
     ]
 }
 
+// Long as a list is: one sample per variant.
 fn client_errors() -> Vec<ClientError> {
     let s = |text: &str| text.to_owned();
     vec![
@@ -210,6 +211,7 @@ fn client_errors() -> Vec<ClientError> {
     ]
 }
 
+// Long as a list is: one sample per variant.
 fn failures() -> Vec<Failure> {
     let s = |text: &str| text.to_owned();
     let data = || PathBuf::from("/var/lib/msgr");

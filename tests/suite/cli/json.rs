@@ -18,8 +18,13 @@ fn is_rfc3339(value: &serde_json::Value) -> bool {
         .eval(value.as_str().unwrap_or_default())
 }
 
+/// The JSON object `user`'s `msgr ARGS` prints on stdout.
+fn json_of(world: &World, user: &str, args: &[&str]) -> serde_json::Value {
+    json_object(&world.msgr(user).args(args).output().unwrap().stdout)
+}
+
 #[test]
-fn single_results_are_one_json_object_each() {
+fn account_commands_print_one_json_object_each() {
     let world = World::new();
     let output = world
         .msgr("Alice")
@@ -47,38 +52,31 @@ fn single_results_are_one_json_object_each() {
             .contains(&world.server.fingerprint)
     );
 
-    world.register("John");
-    let login = json_object(
-        &world
-            .msgr("Alice")
-            .args(["--json", "login"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
+    let login = json_of(&world, "Alice", &["--json", "login"]);
     assert_eq!(login["user"], "Alice");
     assert!(is_rfc3339(&login["expires_at"]), "{login}");
 
-    let key = json_object(
-        &world
-            .msgr("Alice")
-            .args(["key", "John", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
+    let whoami = json_of(&world, "Alice", &["--json", "whoami"]);
+    assert_eq!(whoami["user"], "Alice");
+    assert_eq!(whoami["fingerprint"], registered["fingerprint"]);
+    assert_eq!(whoami["server_pin"], world.server.fingerprint.as_str());
+    assert_eq!(whoami["session_valid"], true);
+
+    let logout = json_of(&world, "Alice", &["--json", "logout"]);
+    assert_eq!(logout["session_ended"], true);
+}
+
+#[test]
+fn message_commands_print_one_json_object_each() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let key = json_of(&world, "Alice", &["key", "John", "--json"]);
     assert_eq!(key["user"], "John");
     assert_eq!(key["pin"], "new");
     assert_eq!(key["bits"], 2048);
     assert!(is_fingerprint(&key["fingerprint"]));
-    let again = json_object(
-        &world
-            .msgr("Alice")
-            .args(["--json", "key", "john"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
+    let again = json_of(&world, "Alice", &["--json", "key", "john"]);
     assert_eq!(
         (&again["user"], &again["pin"]),
         (&"John".into(), &"unchanged".into())
@@ -113,29 +111,6 @@ fn single_results_are_one_json_object_each() {
         id.as_str(),
         "sender and recipient see one id"
     );
-
-    let whoami = json_object(
-        &world
-            .msgr("Alice")
-            .args(["--json", "whoami"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    assert_eq!(whoami["user"], "Alice");
-    assert_eq!(whoami["fingerprint"], registered["fingerprint"]);
-    assert_eq!(whoami["server_pin"], world.server.fingerprint.as_str());
-    assert_eq!(whoami["session_valid"], true);
-
-    let logout = json_object(
-        &world
-            .msgr("Alice")
-            .args(["--json", "logout"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    assert_eq!(logout["session_ended"], true);
 }
 
 #[test]

@@ -105,6 +105,8 @@ fn kill_9(pid: u32) {
     wait_until("the server to die", || is_dead(pid));
 }
 
+// Over 60 lines: one kill -9 under load, told in order; each step needs
+// the state the one before it left.
 #[test]
 fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
     // MSGR_SOAK=1: more kills, longer bursts.

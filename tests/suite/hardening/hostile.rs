@@ -169,6 +169,8 @@ fn a_truncated_frame_is_dropped_without_harm() {
     assert_still_serving(&server);
 }
 
+// Over 60 lines: a table of hostile requests and their expected codes,
+// sent on one connection, then proof that it still serves.
 #[test]
 fn invalid_fields_get_precise_errors() {
     let (_dir, server) = start_server(&[]);

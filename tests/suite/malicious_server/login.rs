@@ -4,6 +4,8 @@
 
 use super::*;
 
+// Over 60 lines: one hostile server's login exchange, step by step, with
+// what the client signed checked after each step.
 #[test]
 fn the_login_exchange_yields_nothing_but_login_signatures() {
     let world = World::new();
@@ -82,6 +84,8 @@ fn the_login_exchange_yields_nothing_but_login_signatures() {
     assert_eq!(proofs, 1, "no second signature");
 }
 
+// Over 60 lines: every binding of a proof (server, name, challenge, key)
+// broken in turn on one connection, as a table.
 #[test]
 fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
     let world = World::new();

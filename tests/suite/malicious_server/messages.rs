@@ -76,6 +76,8 @@ fn the_server_refuses_envelopes_its_sender_did_not_sign() {
     ));
 }
 
+// Over 60 lines: the same envelope tried by a user (refused at send) and
+// then slipped in by a server (reported at read), side by side.
 #[test]
 fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
     let world = World::new();

@@ -1,0 +1,92 @@
+//! What a read hands over: each genuine message, opened, to a [`Sink`],
+//! which says whether it was written out ([`Delivery`]); and each message
+//! that was not shown, with why ([`Problem`]).
+
+use crate::client::directory::PinStatus;
+use crate::client::error::ClientError;
+use crate::wire::envelope::EnvelopeError;
+use crate::wire::protocol::UserName;
+
+/// A verified, decrypted message.
+#[derive(Debug)]
+pub struct Opened<'a> {
+    /// The sender's random message id, as lowercase hex.
+    pub id: String,
+    /// The sender, as the envelope names them.
+    pub sender: &'a UserName,
+    /// The recipient, as the envelope names them.
+    pub recipient: &'a UserName,
+    /// Send time, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// The plaintext body.
+    pub body: &'a [u8],
+    /// Whether the sender's key was pinned on reading this message.
+    pub sender_pin: PinStatus,
+}
+
+/// What a [`Sink`] did with a message.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Written out in full: acknowledge it.
+    Written,
+    /// Not written out (the sink said why): leave it queued.
+    Kept,
+}
+
+/// A queued message that was not shown.
+#[derive(Debug)]
+pub enum Problem {
+    /// The envelope cannot be parsed; it was discarded.
+    Unreadable {
+        /// The server's id of the message.
+        id: u64,
+        /// What is wrong with it.
+        error: EnvelopeError,
+    },
+    /// The envelope names another sender than the server recorded; it was
+    /// discarded.
+    SenderMismatch {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names.
+        claimed: String,
+        /// The sender the server recorded, made printable.
+        recorded: String,
+    },
+    /// The envelope failed verification or decryption; it was discarded.
+    Failed {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names.
+        sender: String,
+        /// Why it failed.
+        error: EnvelopeError,
+    },
+    /// The sender's key is not available now; the message stays queued.
+    Held {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names.
+        sender: String,
+        /// Why the key is not available.
+        error: ClientError,
+    },
+}
+
+/// Where a read's results go: genuine messages, keys pinned on the way,
+/// and the messages that were not shown. An `Err` from `deliver` (such as
+/// a closed stdout) stops the read; what was delivered before it is still
+/// acknowledged.
+pub trait Sink {
+    /// The sink's failure; the read's own failures convert into it.
+    type Error: From<ClientError>;
+
+    /// Write `message` out.
+    fn deliver(&mut self, message: &Opened<'_>) -> Result<Delivery, Self::Error>;
+
+    /// The key of `user` was pinned on sight, to open a message.
+    fn pinned_on_sight(&mut self, user: &str, fingerprint: &str);
+
+    /// A message was not shown.
+    fn not_shown(&mut self, problem: Problem);
+}
