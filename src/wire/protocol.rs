@@ -233,9 +233,10 @@ pub struct QueuedMessage {
     pub envelope: Base64Bytes,
 }
 
-/// Machine-readable error codes carried by [`Response::Error`].
+/// Machine-readable error codes carried by [`Response::Error`]. Their wire
+/// spelling is [`ErrorCode::as_str`], which serde uses too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum ErrorCode {
     /// The frame or its fields are malformed.
     BadRequest,
@@ -262,6 +263,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 11] = [
+        Self::BadRequest,
+        Self::UnsupportedVersion,
+        Self::InvalidName,
+        Self::NameTaken,
+        Self::UnknownUser,
+        Self::AuthRequired,
+        Self::AuthFailed,
+        Self::TooLarge,
+        Self::MailboxFull,
+        Self::RateLimited,
+        Self::Internal,
+    ];
+
     /// The code's wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -277,6 +293,23 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
         }
+    }
+}
+
+impl From<ErrorCode> for &'static str {
+    fn from(code: ErrorCode) -> Self {
+        code.as_str()
+    }
+}
+
+impl TryFrom<String> for ErrorCode {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|code| code.as_str() == name)
+            .ok_or_else(|| format!("unknown error code {name:?}"))
     }
 }
 
@@ -356,77 +389,4 @@ fn to_frame<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_round_trips_through_a_frame() {
-        let request = Request::Send {
-            recipient: "John".into(),
-            envelope: Base64Bytes(vec![0, 1, 2, 255]),
-        };
-        let frame = request.to_frame();
-        let (payload, used) = decode_frame(&frame, 1024).unwrap().unwrap();
-        assert_eq!(used, frame.len());
-        assert_eq!(Request::from_payload(payload).unwrap(), request);
-    }
-
-    #[test]
-    fn wire_spelling_is_tagged_json() {
-        let frame = Request::GetKey {
-            user: "John".into(),
-        }
-        .to_frame();
-        assert_eq!(&frame[4..], br#"{"type":"get_key","user":"John"}"#);
-        let error = Response::error(ErrorCode::NameTaken, "taken");
-        let json = serde_json::to_string(&error).unwrap();
-        assert_eq!(
-            json,
-            r#"{"type":"error","code":"name_taken","message":"taken"}"#
-        );
-    }
-
-    #[test]
-    fn fetch_without_wait_omits_the_field() {
-        let frame = Request::Fetch {
-            after: 1,
-            limit: 2,
-            wait_ms: 0,
-        }
-        .to_frame();
-        assert_eq!(&frame[4..], br#"{"type":"fetch","after":1,"limit":2}"#);
-        let waiting = Request::from_payload(br#"{"type":"fetch","after":0,"limit":1,"wait_ms":5}"#);
-        assert!(matches!(waiting, Ok(Request::Fetch { wait_ms: 5, .. })));
-        assert_eq!(&Request::Logout.to_frame()[4..], br#"{"type":"logout"}"#);
-    }
-
-    #[test]
-    fn unknown_request_types_and_fields_are_rejected() {
-        assert!(Request::from_payload(br#"{"type":"shutdown"}"#).is_err());
-        assert!(Request::from_payload(br#"{"type":"login","user":"a","x":1}"#).is_err());
-    }
-
-    #[test]
-    fn kinds_are_the_wire_names() {
-        for request in [
-            Request::Logout,
-            Request::Login { user: "a".into() },
-            Request::LoginProof {
-                signature: Base64Bytes(vec![1]),
-            },
-        ] {
-            let json = serde_json::to_value(&request).unwrap();
-            assert_eq!(json["type"], request.kind());
-        }
-        for response in [
-            Response::LoggedOut,
-            Response::PrekeyPublished,
-            Response::LoginChallenge {
-                nonce: Base64Bytes(vec![1]),
-            },
-        ] {
-            let json = serde_json::to_value(&response).unwrap();
-            assert_eq!(json["type"], response.kind());
-        }
-    }
-}
+mod tests;
