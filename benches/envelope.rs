@@ -6,8 +6,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::AgreementSecret;
-use msgr::wire::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::envelope::{self, Header, RecipientPrekey, RecipientPrekeys};
 use msgr::wire::protocol::UserName;
+use msgr::wire::signing::PrekeyKind;
 
 const BODY_SIZES: [(usize, &str); 3] = [(100, "100B"), (10 * 1024, "10KiB"), (1024 * 1024, "1MiB")];
 
@@ -15,9 +16,16 @@ fn seal_and_open(c: &mut Criterion) {
     for bits in [2048, 3072] {
         let sender = PrivateKey::generate(bits).unwrap();
         let prekey = AgreementSecret::generate().unwrap();
-        let recipient_public = RecipientPrekey {
-            id: 1,
-            public_key: prekey.public_key().unwrap(),
+        let one_time = AgreementSecret::generate().unwrap();
+        let recipient_public = RecipientPrekeys {
+            signed: RecipientPrekey {
+                id: 1,
+                public_key: prekey.public_key().unwrap(),
+            },
+            one_time: Some(RecipientPrekey {
+                id: 1,
+                public_key: one_time.public_key().unwrap(),
+            }),
         };
         let sender_public = sender.public_key();
         let (alice, john): (UserName, UserName) =
@@ -43,7 +51,12 @@ fn seal_and_open(c: &mut Criterion) {
                 b.iter(|| {
                     envelope::parse(sealed)
                         .unwrap()
-                        .open(&john, &sender_public, |_| Some(&prekey))
+                        .open(&john, &sender_public, |kind, _| {
+                            Some(match kind {
+                                PrekeyKind::Signed => &prekey,
+                                PrekeyKind::OneTime => &one_time,
+                            })
+                        })
                         .unwrap()
                 })
             });

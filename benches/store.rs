@@ -33,14 +33,17 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, UserId) {
             .unwrap()
             .public_key()
             .to_der();
-        let prekey = msgr::wire::protocol::SignedPrekey {
-            id: 1,
-            public_key: msgr::wire::protocol::Base64Bytes(vec![1; 32]),
-            created_at: 0,
-            signature: msgr::wire::protocol::Base64Bytes(vec![2; 256]),
+        let prekeys = msgr::server::store::Prekeys {
+            signed: Some(msgr::wire::protocol::SignedPrekey {
+                id: 1,
+                public_key: msgr::wire::protocol::Base64Bytes(vec![1; 32]),
+                created_at: 0,
+                signature: msgr::wire::protocol::Base64Bytes(vec![2; 256]),
+            }),
+            one_time: Vec::new(),
         };
         store
-            .register(&name.parse().unwrap(), &key, &prekey)
+            .register(&name.parse().unwrap(), &key, &prekeys)
             .unwrap();
         store.find_user(name).unwrap().unwrap().id
     };

@@ -29,11 +29,11 @@ use msgr::client::net::trust::TrustPolicy;
 use msgr::client::net::{Connection, NetError, ServerAddr};
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::AgreementSecret;
-use msgr::wire::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::envelope::{self, Header, RecipientPrekey, RecipientPrekeys};
 use msgr::wire::protocol::{
     Base64Bytes, FETCH_PAGE, Request, Response, SignedPrekey, UserName, unix_now,
 };
-use msgr::wire::signing;
+use msgr::wire::signing::{self, PrekeyKind};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -81,7 +81,7 @@ struct Account {
     name: UserName,
     key: PrivateKey,
     /// The signed prekey messages to the account are sealed to.
-    prekey: RecipientPrekey,
+    prekey: RecipientPrekeys,
     token: Vec<u8>,
 }
 
@@ -271,7 +271,7 @@ fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn st
     let name = &name;
     let key = PrivateKey::generate(2048)?;
     let prekey = AgreementSecret::generate()?;
-    let signed_prekey = SignedPrekey::sign(name, 1, unix_now(), &prekey, &key)?;
+    let signed_prekey = SignedPrekey::sign(PrekeyKind::Signed, name, 1, unix_now(), &prekey, &key)?;
     let public = key.public_key().to_der();
     let mut connection = connect(server)?;
     let digest = *connection.certificate_digest();
@@ -280,6 +280,7 @@ fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn st
         user: name.to_string(),
         public_key: Base64Bytes(public),
         signed_prekey,
+        one_time_prekeys: Vec::new(),
         proof: Base64Bytes(proof),
     })?;
     let Response::LoginChallenge { nonce } = connection.request(&Request::Login {
@@ -298,9 +299,12 @@ fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn st
     Ok(Account {
         name: name.clone(),
         key,
-        prekey: RecipientPrekey {
-            id: 1,
-            public_key: prekey.public_key()?,
+        prekey: RecipientPrekeys {
+            signed: RecipientPrekey {
+                id: 1,
+                public_key: prekey.public_key()?,
+            },
+            one_time: None,
         },
         token: token.0,
     })

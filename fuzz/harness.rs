@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::{AgreementSecret, X25519_LEN};
-use msgr::wire::envelope::{self, Header, MAGIC, RecipientPrekey};
+use msgr::wire::envelope::{self, MAGIC, RecipientPrekey, RecipientPrekeys};
 use msgr::wire::protocol::{Request, Response, UserName, decode_frame};
-use msgr::wire::signing;
+use msgr::wire::signing::{self, PrekeyKind};
 
 /// Frame limit used while fuzzing: small, so both sides of the check are
 /// reached often.
@@ -57,12 +57,32 @@ pub fn john_prekey() -> &'static AgreementSecret {
     PREKEY.get_or_init(|| AgreementSecret::from_bytes(&[0x4a; X25519_LEN]).expect("a valid key"))
 }
 
-/// John's prekey as a sender addresses it.
-pub fn to_john() -> RecipientPrekey {
-    RecipientPrekey {
-        id: 1,
-        public_key: john_prekey().public_key().expect("a valid key"),
+/// John's one-time prekey number 2.
+pub fn john_one_time() -> &'static AgreementSecret {
+    static PREKEY: OnceLock<AgreementSecret> = OnceLock::new();
+    PREKEY.get_or_init(|| AgreementSecret::from_bytes(&[0x4b; X25519_LEN]).expect("a valid key"))
+}
+
+/// John's prekeys as a sender addresses them.
+pub fn to_john() -> RecipientPrekeys {
+    RecipientPrekeys {
+        signed: RecipientPrekey {
+            id: 1,
+            public_key: john_prekey().public_key().expect("a valid key"),
+        },
+        one_time: Some(RecipientPrekey {
+            id: 2,
+            public_key: john_one_time().public_key().expect("a valid key"),
+        }),
     }
+}
+
+/// John's private prekeys, whatever number an envelope names.
+fn johns_keys(kind: PrekeyKind, _id: u32) -> Option<&'static AgreementSecret> {
+    Some(match kind {
+        PrekeyKind::Signed => john_prekey(),
+        PrekeyKind::OneTime => john_one_time(),
+    })
 }
 
 /// Parse `data` as an envelope and open it as John from Alice; then sign
@@ -74,8 +94,8 @@ pub fn envelope(data: &[u8]) {
     };
     let alice = alice();
     let john: UserName = "John".parse().expect("a valid name");
-    let _ = parsed.open(&john, &alice.public_key(), |_| Some(john_prekey()));
-    let signed = &data[..signed_len(&parsed.header, data)];
+    let _ = parsed.open(&john, &alice.public_key(), johns_keys);
+    let signed = &data[..signed_len(&parsed, data)];
     let signature = alice
         .sign(&signing::envelope(signed))
         .expect("signing works");
@@ -84,15 +104,22 @@ pub fn envelope(data: &[u8]) {
     resigned.extend_from_slice(&signature);
     let reparsed = envelope::parse(&resigned).expect("re-signing keeps the layout");
     assert_eq!(reparsed.header, parsed.header);
-    let _ = reparsed.open(&john, &alice.public_key(), |_| Some(john_prekey()));
+    let _ = reparsed.open(&john, &alice.public_key(), johns_keys);
 }
 
 /// Bytes covered by the signature of an envelope that parsed: the header
 /// (through the ephemeral key) and the ciphertext with its length (layout
 /// in docs/PROTOCOL.md, "Envelope").
-fn signed_len(header: &Header, data: &[u8]) -> usize {
+fn signed_len(parsed: &envelope::Parsed<'_>, data: &[u8]) -> usize {
+    let header = &parsed.header;
     let names = header.sender.as_str().len() + header.recipient.as_str().len();
-    let header_len = MAGIC.len() + 1 + 2 + names + envelope::MESSAGE_ID_LEN + 8 + 4 + X25519_LEN;
+    let one_time = if parsed.one_time_prekey_id.is_some() {
+        4
+    } else {
+        0
+    };
+    let header_len =
+        MAGIC.len() + 1 + 2 + names + envelope::MESSAGE_ID_LEN + 8 + 4 + 1 + one_time + X25519_LEN;
     let ciphertext_len = u32::from_be_bytes(data[header_len..header_len + 4].try_into().unwrap());
     header_len + 4 + ciphertext_len as usize
 }

@@ -5,6 +5,7 @@
 //! pipelined requests), [`connect`] opens one under the user's pins; [`keyring`] the local state (identity key, prekeys,
 //! pins, session token, shown ids); [`session`] logging in and
 //! authenticating; [`directory`] other users' keys, checked and pinned;
+//! [`prekeys`] keeping the account's prekeys on the server fresh;
 //! [`outbox`] sealing and queueing a message;
 //! [`inbox`] reading the queue; [`settings`] flags, environment and
 //! `config.toml` resolved; [`passphrase`] where a key's passphrase comes
@@ -21,5 +22,6 @@ pub mod keyring;
 pub mod net;
 pub mod outbox;
 pub mod passphrase;
+pub mod prekeys;
 pub mod session;
 pub mod settings;

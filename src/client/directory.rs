@@ -11,6 +11,7 @@ use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
 use crate::wire::protocol::{ErrorCode, Request, Response, SignedPrekey, UserName, printable};
+use crate::wire::signing::PrekeyKind;
 
 /// How a fetched key relates to the pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +57,19 @@ pub struct CheckedKey {
     /// The signed prekey, its signature checked; absent if the user has
     /// published none.
     pub prekey: Option<RecipientPrekey>,
+    /// A one-time prekey handed out for one message, its signature
+    /// checked, if one was claimed and the server had one (never without
+    /// a signed prekey).
+    pub one_time: Option<RecipientPrekey>,
     /// How it related to the pin before.
     pub status: PinStatus,
 }
 
-/// The request for `name`'s key.
-pub fn key_request(name: &UserName) -> Request {
+/// The request for `name`'s key; with `claim`, for one of their one-time
+/// prekeys too (which the server then hands out to no one else).
+pub fn key_request(name: &UserName, claim: bool) -> Request {
     Request::GetKey {
+        claim,
         user: name.to_string(),
     }
 }
@@ -77,7 +84,7 @@ pub fn fetch_checked(
     check_answer(
         account,
         name,
-        connection.request(&key_request(name)),
+        connection.request(&key_request(name, false)),
         acceptance,
     )
 }
@@ -100,7 +107,7 @@ pub fn check_answer(
         (Some(pin), PinStatus::Unchanged) => pin.prekey,
         _ => None,
     };
-    let offered = offered.with_checked_prekey(checked_before)?;
+    let offered = offered.with_checked_prekeys(checked_before)?;
     if status == PinStatus::Unchanged
         && pinned.is_some_and(|pin| pin.prekey == offered.prekey || offered.prekey.is_none())
     {
@@ -144,17 +151,18 @@ pub fn pinned_or_fetch(
     Ok((checked.key, checked.status))
 }
 
-/// A key answer for the name asked for, its prekey not yet checked.
+/// A key answer for the name asked for, its prekeys not yet checked.
 struct Offered {
     name: UserName,
     key: PublicKey,
     signed_prekey: Option<SignedPrekey>,
+    one_time_prekey: Option<SignedPrekey>,
 }
 
 impl Offered {
-    /// The answer with its prekey checked against its identity key, unless
-    /// it is `checked_before`.
-    fn with_checked_prekey(
+    /// The answer with its prekeys checked against its identity key (the
+    /// signed prekey not again if it is `checked_before`).
+    fn with_checked_prekeys(
         self,
         checked_before: Option<RecipientPrekey>,
     ) -> ClientResult<Verified> {
@@ -162,23 +170,38 @@ impl Offered {
             name,
             key,
             signed_prekey,
+            one_time_prekey,
         } = self;
-        let prekey = match signed_prekey {
+        let check = |kind, prekey: &SignedPrekey| -> ClientResult<RecipientPrekey> {
+            let public_key =
+                prekey
+                    .verify(kind, &name, &key)
+                    .ok_or_else(|| ClientError::ForeignPrekey {
+                        name: name.to_string(),
+                        fingerprint: key.fingerprint(),
+                    })?;
+            Ok(RecipientPrekey {
+                id: prekey.id,
+                public_key,
+            })
+        };
+        let prekey = match &signed_prekey {
             None => None,
             Some(signed) if checked_before.is_some_and(|known| signed.names(&known)) => {
                 checked_before
             }
-            Some(signed) => Some(RecipientPrekey {
-                id: signed.id,
-                public_key: signed.verify(&name, &key).ok_or_else(|| {
-                    ClientError::ForeignPrekey {
-                        name: name.to_string(),
-                        fingerprint: key.fingerprint(),
-                    }
-                })?,
-            }),
+            Some(signed) => Some(check(PrekeyKind::Signed, signed)?),
         };
-        Ok(Verified { name, key, prekey })
+        let one_time = match (&prekey, &one_time_prekey) {
+            (Some(_), Some(one_time)) => Some(check(PrekeyKind::OneTime, one_time)?),
+            _ => None,
+        };
+        Ok(Verified {
+            name,
+            key,
+            prekey,
+            one_time,
+        })
     }
 }
 
@@ -187,6 +210,7 @@ struct Verified {
     name: UserName,
     key: PublicKey,
     prekey: Option<RecipientPrekey>,
+    one_time: Option<RecipientPrekey>,
 }
 
 impl Verified {
@@ -195,6 +219,7 @@ impl Verified {
             name: self.name,
             key: self.key,
             prekey: self.prekey,
+            one_time: self.one_time,
             status,
         }
     }
@@ -242,7 +267,7 @@ fn key_changed(name: &UserName, pinned: &PublicKey, offered: &PublicKey) -> Clie
 
 /// The keys in `answer`, if it answers for `name`: the answer names the
 /// user asked for and its identity key parses (its prekey is checked by
-/// [`Offered::with_checked_prekey`]).
+/// [`Offered::with_checked_prekeys`]).
 fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResult<Offered> {
     let response = answer.map_err(|error| match error {
         NetError::Server {
@@ -257,6 +282,7 @@ fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResul
         user,
         public_key,
         signed_prekey,
+        one_time_prekey,
     } = response
     else {
         return Err(unexpected(&response).into());
@@ -276,5 +302,6 @@ fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResul
         name: user,
         key,
         signed_prekey,
+        one_time_prekey,
     })
 }

@@ -31,6 +31,7 @@ use crate::wire::protocol::{
     ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response, UserName,
     hex, printable,
 };
+use crate::wire::signing::PrekeyKind;
 
 /// How long to keep reading.
 #[derive(Debug, Clone, Copy)]
@@ -55,10 +56,12 @@ pub struct Tally {
 
 /// What became of one queued message.
 enum Outcome {
-    /// Written out: acknowledge.
-    Shown,
-    /// Shown before: acknowledge silently.
-    Duplicate,
+    /// Written out: acknowledge, and delete the one-time prekey it was
+    /// sealed to, if any.
+    Shown(Option<u32>),
+    /// Shown before: acknowledge silently, and delete its one-time prekey
+    /// if that is still held (a crash came between the two).
+    Duplicate(Option<u32>),
     /// Genuine, but the sink left it queued.
     Kept,
     /// Not shown: acknowledged (so it does not block the queue) unless it
@@ -258,17 +261,22 @@ impl Inbox {
     ) -> Result<bool, S::Error> {
         let account = self.home.lock().map_err(ClientError::from)?;
         let mut seen = account.load_seen().map_err(ClientError::from)?;
-        let prekeys = account.load_prekeys().map_err(ClientError::from)?;
+        let mut prekeys = account.load_prekeys().map_err(ClientError::from)?;
         let mut acknowledge = Vec::with_capacity(page.len());
+        let mut used_one_time = Vec::new();
         let mut failure = None;
         let mut stopped = false;
         for message in page {
             match self.judge(&account, &prekeys, &mut seen, message, sink) {
-                Ok(Outcome::Shown) => {
+                Ok(Outcome::Shown(one_time)) => {
                     tally.shown += 1;
                     acknowledge.push(message.id);
+                    used_one_time.extend(one_time);
                 }
-                Ok(Outcome::Duplicate) => acknowledge.push(message.id),
+                Ok(Outcome::Duplicate(one_time)) => {
+                    acknowledge.push(message.id);
+                    used_one_time.extend(one_time);
+                }
                 Ok(Outcome::Kept) => {}
                 Ok(Outcome::NotShown(problem)) => {
                     tally.problems += 1;
@@ -288,7 +296,12 @@ impl Inbox {
             }
         }
         if !acknowledge.is_empty() {
+            // Seen first, then the one-time prekeys go: a crash between the
+            // two leaves a key that the redelivered duplicate deletes.
             account.save_seen(&seen).map_err(ClientError::from)?;
+            if prekeys.remove_one_time(&used_one_time) {
+                account.save_prekeys(&prekeys).map_err(ClientError::from)?;
+            }
             self.acknowledge(acknowledge)?;
         }
         match failure {
@@ -317,7 +330,7 @@ impl Inbox {
         let message_id = hex(&header.message_id);
         let key = seen_key(sender, &message_id);
         if seen.contains(&key) {
-            return Ok(Outcome::Duplicate);
+            return Ok(Outcome::Duplicate(genuine_one_time(account, &parsed)));
         }
         let pinned = directory::pinned_or_fetch(&mut self.connection, account, sender, self.policy);
         let (sender_key, sender_pin) = match pinned {
@@ -334,7 +347,11 @@ impl Inbox {
             .me
             .as_ref()
             .expect("a page is fetched after authenticating");
-        let body = match parsed.open(me, &sender_key, |id| prekeys.secret(id)) {
+        let lookup = |kind, id| match kind {
+            PrekeyKind::Signed => prekeys.secret(id),
+            PrekeyKind::OneTime => prekeys.one_time_secret(id),
+        };
+        let body = match parsed.open(me, &sender_key, lookup) {
             Ok(body) => body,
             Err(error) => {
                 let sender = sender.to_string();
@@ -352,11 +369,20 @@ impl Inbox {
         match sink.deliver(&opened)? {
             Delivery::Written => {
                 seen.insert(key);
-                Ok(Outcome::Shown)
+                Ok(Outcome::Shown(parsed.one_time_prekey_id))
             }
             Delivery::Kept => Ok(Outcome::Kept),
         }
     }
+}
+
+/// The one-time prekey a message shown before was sealed to, if its
+/// signature shows the sender named it (so a server cannot make a reader
+/// delete an unused one by replaying a seen id).
+fn genuine_one_time(account: &Account, parsed: &envelope::Parsed<'_>) -> Option<u32> {
+    let id = parsed.one_time_prekey_id?;
+    let contact = account.contact(&parsed.header.sender).ok()??;
+    parsed.is_signed_by(&contact.key).then_some(id)
 }
 
 /// The envelope of `message`, if it parses and names the sender the server

@@ -8,7 +8,7 @@ use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountDir, Contact};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope::{self, EnvelopeError, Header};
+use crate::wire::envelope::{self, EnvelopeError, Header, RecipientPrekeys};
 use crate::wire::protocol::{Base64Bytes, Request, Response, UserName, hex};
 
 /// Everything needed to seal and queue one message for its recipients.
@@ -45,7 +45,10 @@ impl Outbox<'_> {
     pub fn send(&mut self, name: &UserName, head_start: Option<HeadStart>) -> ClientResult<Queued> {
         let (key_answer, presealed) = match head_start {
             Some(head_start) => (head_start.key_answer, head_start.presealed),
-            None => (self.connection.request(&directory::key_request(name)), None),
+            None => (
+                self.connection.request(&directory::key_request(name, true)),
+                None,
+            ),
         };
         let acceptance = directory::Acceptance {
             policy: self.policy,
@@ -55,16 +58,20 @@ impl Outbox<'_> {
         if recipient.status == PinStatus::New {
             (self.on_new_pin)(recipient.name.as_str(), &recipient.key.fingerprint());
         }
-        let Some(prekey) = recipient.prekey else {
+        let Some(signed) = recipient.prekey else {
             return Err(ClientError::NoPrekey {
                 name: recipient.name.to_string(),
             });
+        };
+        let prekeys = RecipientPrekeys {
+            signed,
+            one_time: recipient.one_time,
         };
         let (header, sealed) = presealed
             .and_then(|presealed| presealed.confirmed(self.me, &recipient))
             .unwrap_or_else(|| {
                 let header = Header::new(self.me, &recipient.name);
-                let sealed = envelope::seal(&header, self.body, self.identity, &prekey);
+                let sealed = envelope::seal(&header, self.body, self.identity, &prekeys);
                 (header, sealed)
             });
         let sealed = sealed.map_err(ClientError::Seal)?;
@@ -95,7 +102,8 @@ pub struct HeadStart {
 
 /// An envelope sealed before the server confirmed the sender's name and
 /// the recipient's name, key and prekey it assumes (from the keyring: the
-/// registration and the pin).
+/// registration and the pin). It is encrypted to the signed prekey alone,
+/// so it is used only if the server had no one-time prekey to hand out.
 pub struct Presealed {
     me: UserName,
     /// The pin it was sealed for, with the prekey it was sealed to.
@@ -113,9 +121,13 @@ impl Presealed {
         body: &[u8],
         identity: &PrivateKey,
     ) -> Option<Self> {
-        let prekey = recipient.prekey?;
+        let signed = recipient.prekey?;
         let header = Header::new(&me, &recipient.name);
-        let sealed = envelope::seal(&header, body, identity, &prekey);
+        let prekeys = RecipientPrekeys {
+            signed,
+            one_time: None,
+        };
+        let sealed = envelope::seal(&header, body, identity, &prekeys);
         Some(Self {
             me,
             recipient,
@@ -131,6 +143,7 @@ impl Presealed {
         recipient: &CheckedKey,
     ) -> Option<(Header, Result<Vec<u8>, EnvelopeError>)> {
         (self.me == *me
+            && recipient.one_time.is_none()
             && self.recipient.name == recipient.name
             && self.recipient.key == recipient.key
             && self.recipient.prekey == recipient.prekey)
@@ -172,6 +185,7 @@ mod tests {
             name: username(name),
             key: key.public_key(),
             prekey: Some(prekey),
+            one_time: None,
             status: directory::PinStatus::Unchanged,
         };
         let (header, sealed) = preseal()
@@ -185,7 +199,7 @@ mod tests {
         let opened = envelope::parse(&sealed).unwrap();
         assert_eq!(
             opened
-                .open(&username("John"), &alice.public_key(), |_| Some(
+                .open(&username("John"), &alice.public_key(), |_, _| Some(
                     &john_prekey
                 ))
                 .unwrap(),
@@ -196,6 +210,16 @@ mod tests {
             ..confirmed("John", john)
         };
         assert!(preseal().confirmed(&username("Alice"), &rotated).is_none());
+        // With a one-time prekey handed out, the envelope is sealed anew.
+        let with_one_time = CheckedKey {
+            one_time: Some(RecipientPrekey { id: 9, ..prekey }),
+            ..confirmed("John", john)
+        };
+        assert!(
+            preseal()
+                .confirmed(&username("Alice"), &with_one_time)
+                .is_none()
+        );
         assert!(
             preseal()
                 .confirmed(&username("alice"), &confirmed("John", john))

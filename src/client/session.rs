@@ -12,44 +12,55 @@ use std::time::Duration;
 use tracing::debug;
 
 use crate::client::error::{ClientError, ClientResult};
-use crate::client::keyring::{Account, AccountAccess, Prekey, Prekeys, Session, SessionToken};
+use crate::client::keyring::{Account, AccountAccess, Session, SessionToken};
 use crate::client::net::{Connection, NetError, unexpected};
+use crate::client::prekeys;
 use crate::wire::crypto::PrivateKey;
-use crate::wire::crypto::agreement::AgreementSecret;
 use crate::wire::protocol::{
-    Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, SignedPrekey, TOKEN_LEN, UserName,
-    printable, unix_now,
+    Base64Bytes, ErrorCode, LOGIN_NONCE_LEN, Request, Response, TOKEN_LEN, UserName, printable,
 };
 use crate::wire::signing;
 
 /// Tokens this close to expiry are renewed rather than used.
 const EXPIRY_MARGIN_SECS: u64 = 60;
 
-/// Make `connection` act for `user`, and make sure the server holds the
-/// account's signed prekey; returns the name as the server spells it.
+/// Make `connection` act for `user`, and bring the account's prekeys on
+/// the server up to date ([`prekeys::maintain`]); returns the name as the
+/// server spells it.
 pub fn authenticate(
     connection: &mut Connection,
     account: &impl AccountAccess,
     user: &UserName,
     identity: &PrivateKey,
 ) -> ClientResult<UserName> {
-    let me = match stored_token(account)? {
+    let acting = match stored_token(account)? {
         Some(token) => present(connection, user, &token)?,
         None => None,
     };
-    let me = match me {
-        Some(me) => me,
+    let acting = match acting {
+        Some(acting) => acting,
         None => login(connection, account, user, identity)?.0,
     };
-    publish_prekey(connection, account, &me, identity)?;
-    Ok(me)
+    prekeys::maintain(connection, account, &acting.me, identity, acting.held)?;
+    Ok(acting.me)
+}
+
+/// Whom a connection acts for, and how many one-time prekeys the server
+/// holds for the account.
+#[derive(Debug)]
+pub struct Acting {
+    /// The name as the server spells it.
+    pub me: UserName,
+    /// One-time prekeys the server holds.
+    pub held: u32,
 }
 
 /// [`authenticate`], with `next` sent in the same flight as the stored
 /// token: returns the name and `next`'s response, read with up to `held`
 /// of waiting. If the token is refused, `next` (refused too, without
 /// effect, on an unauthenticated connection) is sent again after a fresh
-/// login; if the prekey is yet to be published, `next` waits for that.
+/// login; if prekeys wait to be published, `next` waits for that, and if
+/// the server's pool runs low it is topped up after `next`.
 pub fn authenticate_then(
     connection: &mut Connection,
     account: &impl AccountAccess,
@@ -59,7 +70,7 @@ pub fn authenticate_then(
     held: Duration,
 ) -> ClientResult<(UserName, Result<Response, NetError>)> {
     let token = stored_token(account)?;
-    if let Some(token) = token.filter(|_| prekey_is_published(account)) {
+    if let Some(token) = token.filter(|_| prekeys::are_settled(account)) {
         connection.write_request(&authenticate_request(user, &token))?;
         connection.write_request(next)?;
         let presented = connection.read_response();
@@ -69,21 +80,16 @@ pub fn authenticate_then(
                 code: ErrorCode::AuthFailed,
                 ..
             }) => debug!("the server refused the stored token"),
-            Ok(response) => return Ok((authenticated(user, response)?, answer)),
+            Ok(response) => {
+                let acting = authenticated(user, response)?;
+                prekeys::maintain(connection, account, &acting.me, identity, acting.held)?;
+                return Ok((acting.me, answer));
+            }
             Err(other) => return Err(other.into()),
         }
     }
     let me = authenticate(connection, account, user, identity)?;
     Ok((me, connection.request_held(next, held)))
-}
-
-/// Whether the server confirmed the account's current signed prekey (a
-/// keyring that cannot be read counts as not, and says why later).
-fn prekey_is_published(account: &impl AccountAccess) -> bool {
-    account
-        .files()
-        .load_prekeys()
-        .is_ok_and(|prekeys| prekeys.current().is_some_and(|current| current.published))
 }
 
 /// The stored session token, unless it is missing or about to expire.
@@ -106,7 +112,7 @@ pub fn login(
     account: &impl AccountAccess,
     user: &UserName,
     identity: &PrivateKey,
-) -> ClientResult<(UserName, Session)> {
+) -> ClientResult<(Acting, Session)> {
     let nonce = challenge(connection, user)?;
     let statement = signing::login(connection.certificate_digest(), user, &nonce);
     let signature = identity
@@ -115,9 +121,9 @@ pub fn login(
             doing: "sign the login",
             source,
         })?;
-    let (me, session) = prove(connection, user, signature)?;
+    let (acting, session) = prove(connection, user, signature)?;
     account.locked(|locked| locked.save_session(&session))?;
-    Ok((me, session))
+    Ok((acting, session))
 }
 
 /// Ask to log in as `user`; the server's challenge.
@@ -155,7 +161,7 @@ fn prove(
     connection: &mut Connection,
     user: &UserName,
     signature: Vec<u8>,
-) -> ClientResult<(UserName, Session)> {
+) -> ClientResult<(Acting, Session)> {
     let answer = connection
         .request(&Request::LoginProof {
             signature: Base64Bytes(signature),
@@ -173,6 +179,7 @@ fn prove(
         user: me,
         token,
         expires_at,
+        one_time_prekeys,
     } = answer
     else {
         return Err(unexpected(&answer).into());
@@ -185,7 +192,11 @@ fn prove(
         token: SessionToken::new(token.0),
         expires_at,
     };
-    Ok((me, session))
+    let acting = Acting {
+        me,
+        held: one_time_prekeys,
+    };
+    Ok((acting, session))
 }
 
 /// Register `user` with `identity` and the account's first signed prekey
@@ -203,8 +214,7 @@ pub fn register(
     identity: &PrivateKey,
     fresh: bool,
 ) -> ClientResult<UserName> {
-    let prekeys = prekeys_with_current(account)?;
-    let current = prekeys.current().expect("made if missing");
+    let publication = prekeys::for_registration(account, user, identity)?;
     let public_der = identity.public_key().to_der();
     let statement = signing::registration(connection.certificate_digest(), user, &public_der);
     let proof = identity
@@ -216,15 +226,17 @@ pub fn register(
     let request = Request::Register {
         user: user.to_string(),
         public_key: Base64Bytes(public_der),
-        signed_prekey: sign_prekey(current, user, identity)?,
+        signed_prekey: publication
+            .signed
+            .clone()
+            .expect("a registration signs the current prekey"),
+        one_time_prekeys: publication.one_time.clone(),
         proof: Base64Bytes(proof),
     };
     match connection.request(&request) {
         Ok(Response::Registered { user: name }) => {
             let name = own_name(user, name)?;
-            let mut prekeys = account.load_prekeys()?;
-            prekeys.mark_published(current.id);
-            account.save_prekeys(&prekeys)?;
+            publication.confirmed(account)?;
             account.mark_registered(&name, &identity.public_key().fingerprint())?;
             Ok(name)
         }
@@ -247,74 +259,6 @@ pub fn register(
         }
         Err(error) => Err(error.into()),
     }
-}
-
-/// Make sure the server holds the account's current signed prekey, making
-/// the first one for a keyring that has none (one made before prekeys
-/// existed). `connection` must act for `me`.
-pub fn publish_prekey(
-    connection: &mut Connection,
-    account: &impl AccountAccess,
-    me: &UserName,
-    identity: &PrivateKey,
-) -> ClientResult<()> {
-    if prekey_is_published(account) {
-        return Ok(());
-    }
-    let prekeys = prekeys_with_current(account)?;
-    let current = prekeys.current().expect("made if missing");
-    if current.published {
-        return Ok(());
-    }
-    let signed = sign_prekey(current, me, identity)?;
-    debug!(id = current.id, "publishing the signed prekey");
-    match connection.request(&Request::PublishPrekey {
-        signed_prekey: signed,
-    })? {
-        Response::PrekeyPublished => {}
-        other => return Err(unexpected(&other).into()),
-    }
-    account.locked(|locked| {
-        let mut prekeys = locked.load_prekeys()?;
-        prekeys.mark_published(current.id);
-        locked.save_prekeys(&prekeys)
-    })?;
-    Ok(())
-}
-
-/// The account's prekeys, the first made and saved now if there is none.
-pub fn prekeys_with_current(account: &impl AccountAccess) -> ClientResult<Prekeys> {
-    let fresh = AgreementSecret::generate().map_err(|source| ClientError::Crypto {
-        doing: "make a prekey",
-        source,
-    })?;
-    Ok(account.locked(|locked| {
-        let mut prekeys = locked.load_prekeys()?;
-        if prekeys.current().is_none() {
-            prekeys.add(fresh, unix_now());
-            locked.save_prekeys(&prekeys)?;
-        }
-        Ok(prekeys)
-    })?)
-}
-
-/// `prekey` signed by `identity` as `owner`'s.
-pub fn sign_prekey(
-    prekey: &Prekey,
-    owner: &UserName,
-    identity: &PrivateKey,
-) -> ClientResult<SignedPrekey> {
-    SignedPrekey::sign(
-        owner,
-        prekey.id,
-        prekey.created_at,
-        &prekey.secret,
-        identity,
-    )
-    .map_err(|source| ClientError::Crypto {
-        doing: "sign the prekey",
-        source,
-    })
 }
 
 /// The name the server answered with, if it is `user`'s in some letter
@@ -340,13 +284,13 @@ pub fn end(connection: &mut Connection, user: &UserName, token: &SessionToken) -
     }
 }
 
-/// Present `token`: the name the server acts for now, or `None` if it
-/// refused the token.
+/// Present `token`: whom the server acts for now, or `None` if it refused
+/// the token.
 fn present(
     connection: &mut Connection,
     user: &UserName,
     token: &SessionToken,
-) -> ClientResult<Option<UserName>> {
+) -> ClientResult<Option<Acting>> {
     match connection.request(&authenticate_request(user, token)) {
         Err(NetError::Server {
             code: ErrorCode::AuthFailed,
@@ -367,10 +311,17 @@ fn authenticate_request(user: &UserName, token: &SessionToken) -> Request {
     }
 }
 
-/// The name from an `authenticated` response, checked to be `user`'s.
-fn authenticated(user: &UserName, response: Response) -> ClientResult<UserName> {
+/// Whom an `authenticated` response names, checked to be `user`.
+fn authenticated(user: &UserName, response: Response) -> ClientResult<Acting> {
     match response {
-        Response::Authenticated { user: me, .. } => own_name(user, me),
+        Response::Authenticated {
+            user: me,
+            one_time_prekeys,
+            ..
+        } => Ok(Acting {
+            me: own_name(user, me)?,
+            held: one_time_prekeys,
+        }),
         other => Err(unexpected(&other).into()),
     }
 }

@@ -23,18 +23,20 @@ use tracing::{debug, info};
 
 use super::Context;
 use super::ratelimit::RateLimiter;
-use super::store::{Enqueued, Page, RegisterOutcome, Store, StoreError, TokenHash, User, UserId};
+use super::store::{
+    Enqueued, Page, Prekeys, RegisterOutcome, Store, StoreError, TokenHash, User, UserId,
+};
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
 use crate::wire::protocol::{
     Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
-    QueuedMessage, Request, Response, SignedPrekey, TOKEN_LEN, UserName,
+    QueuedMessage, Request, Response, TOKEN_LEN, UserName,
 };
 use crate::wire::signing;
 
 mod refusal;
 
 use refusal::{
-    Refusal, answer, check_envelope, check_name, check_prekey, mailbox_full, unknown_user,
+    Refusal, answer, check_envelope, check_name, check_prekeys, mailbox_full, unknown_user,
 };
 
 /// The response to a `send` handed to the store, ready once its write is
@@ -91,16 +93,29 @@ impl<'a> Handler<'a> {
                 user,
                 public_key,
                 signed_prekey,
+                one_time_prekeys,
                 proof,
             } => {
-                self.register(user, public_key.0, signed_prekey, &proof.0)
-                    .await
+                let prekeys = Prekeys {
+                    signed: Some(signed_prekey),
+                    one_time: one_time_prekeys,
+                };
+                self.register(user, public_key.0, prekeys, &proof.0).await
             }
             Request::Login { user } => self.login(user).await,
             Request::LoginProof { signature } => self.login_proof(&signature.0).await,
             Request::Authenticate { user, token } => self.authenticate(user, &token.0).await,
-            Request::GetKey { user } => self.get_key(user).await,
-            Request::PublishPrekey { signed_prekey } => self.publish_prekey(signed_prekey).await,
+            Request::GetKey { user, claim } => self.get_key(user, claim).await,
+            Request::PublishPrekeys {
+                signed_prekey,
+                one_time_prekeys,
+            } => {
+                let prekeys = Prekeys {
+                    signed: signed_prekey,
+                    one_time: one_time_prekeys,
+                };
+                self.publish_prekeys(prekeys).await
+            }
             Request::Send {
                 recipient,
                 envelope,
@@ -187,7 +202,7 @@ impl<'a> Handler<'a> {
         &self,
         name: String,
         der: Vec<u8>,
-        prekey: SignedPrekey,
+        prekeys: Prekeys,
         proof: &[u8],
     ) -> Result<Response, Refusal> {
         self.charge(&self.context.registrations, "register")?;
@@ -205,10 +220,10 @@ impl<'a> Handler<'a> {
                 "the registration proof is not a signature by the given key for this server and name",
             ));
         }
-        check_prekey(&prekey, &name, &key)?;
+        check_prekeys(&prekeys, &name, &key)?;
         let der = key.to_der();
         let outcome = self
-            .with_store(move |store| store.register(&name, &der, &prekey))
+            .with_store(move |store| store.register(&name, &der, &prekeys))
             .await?;
         match outcome {
             RegisterOutcome::Created(user) | RegisterOutcome::AlreadyRegisteredSameKey(user) => {
@@ -259,13 +274,18 @@ impl<'a> Handler<'a> {
         let now = self.context.clock.now();
         let expires_at = now.saturating_add(self.context.limits.session_ttl.as_secs());
         let user_id = user.id;
-        self.with_store(move |store| store.create_session(user_id, &hash, expires_at, now))
+        let one_time_prekeys = self
+            .with_store(move |store| {
+                store.create_session(user_id, &hash, expires_at, now)?;
+                store.one_time_prekeys(user_id)
+            })
             .await?;
         info!(user = %user.name, "logged in");
         let response = Response::LoggedIn {
             user: user.name.to_string(),
             token: Base64Bytes(token.to_vec()),
             expires_at,
+            one_time_prekeys,
         };
         self.identity = Some(Identity {
             user,
@@ -289,10 +309,18 @@ impl<'a> Handler<'a> {
         }
         let hash = sha256(token);
         let now = self.context.clock.now();
-        let (user, session) = self
-            .with_store(move |store| Ok((store.find_user(&name)?, store.find_session(&hash, now)?)))
+        let found = self
+            .with_store(move |store| {
+                let (Some(user), Some(session)) =
+                    (store.find_user(&name)?, store.find_session(&hash, now)?)
+                else {
+                    return Ok(None);
+                };
+                let one_time_prekeys = store.one_time_prekeys(user.id)?;
+                Ok(Some((user, session, one_time_prekeys)))
+            })
             .await?;
-        let (Some(user), Some(session)) = (user, session) else {
+        let Some((user, session, one_time_prekeys)) = found else {
             return Err(failed());
         };
         if session.user_id != user.id {
@@ -303,6 +331,7 @@ impl<'a> Handler<'a> {
         let response = Response::Authenticated {
             user: user.name.to_string(),
             expires_at: session.expires_at,
+            one_time_prekeys,
         };
         self.identity = Some(Identity {
             user,
@@ -313,32 +342,30 @@ impl<'a> Handler<'a> {
         Ok(response)
     }
 
-    async fn get_key(&self, name: String) -> Result<Response, Refusal> {
+    /// The named account's keys; with `claim`, one of its one-time
+    /// prekeys too, handed out to this request only.
+    async fn get_key(&self, name: String, claim: bool) -> Result<Response, Refusal> {
         let name = check_name(name)?;
-        let found = self
-            .with_store(move |store| {
-                let Some(user) = store.find_user(name.as_str())? else {
-                    return Ok(None);
-                };
-                let prekey = store.signed_prekey(user.id)?;
-                Ok(Some((user, prekey)))
-            })
-            .await?;
-        let (user, signed_prekey) = found.ok_or_else(unknown_user)?;
+        let bundle = self
+            .with_store(move |store| store.key_bundle(name.as_str(), claim))
+            .await?
+            .ok_or_else(unknown_user)?;
         Ok(Response::Key {
-            user: user.name.into(),
-            public_key: Base64Bytes(user.public_key),
-            signed_prekey,
+            user: bundle.user.name.into(),
+            public_key: Base64Bytes(bundle.user.public_key),
+            signed_prekey: bundle.signed_prekey,
+            one_time_prekey: bundle.one_time_prekey,
         })
     }
 
-    async fn publish_prekey(&self, prekey: SignedPrekey) -> Result<Response, Refusal> {
+    async fn publish_prekeys(&self, prekeys: Prekeys) -> Result<Response, Refusal> {
         let identity = self.session()?;
-        check_prekey(&prekey, &identity.user.name, &identity.key)?;
+        check_prekeys(&prekeys, &identity.user.name, &identity.key)?;
         let user_id = identity.user.id;
-        self.with_store(move |store| store.set_signed_prekey(user_id, &prekey))
+        let one_time_prekeys = self
+            .with_store(move |store| store.publish_prekeys(user_id, &prekeys))
             .await?;
-        Ok(Response::PrekeyPublished)
+        Ok(Response::PrekeysPublished { one_time_prekeys })
     }
 
     /// The synchronous part of a `send`: its checks, then the hand-off to

@@ -117,6 +117,28 @@ impl Usage {
     }
 }
 
+/// Prekeys an account publishes: a new signed prekey, one-time prekeys, or
+/// both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prekeys {
+    /// The signed prekey, replacing the account's.
+    pub signed: Option<SignedPrekey>,
+    /// One-time prekeys to add to the account's pool.
+    pub one_time: Vec<SignedPrekey>,
+}
+
+/// What `get_key` answers: the account, its signed prekey, and a one-time
+/// prekey if one was claimed and the pool held one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBundle {
+    /// The account.
+    pub user: User,
+    /// Its signed prekey, if it published one.
+    pub signed_prekey: Option<SignedPrekey>,
+    /// The one-time prekey handed out (and deleted) now.
+    pub one_time_prekey: Option<SignedPrekey>,
+}
+
 /// What [`Store::enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -132,22 +154,30 @@ pub enum Enqueued {
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
 pub trait Store: Send + Sync {
-    /// Create an account with its signed prekey unless its name (compared
+    /// Create an account with its prekeys unless its name (compared
     /// case-insensitively) is taken; a registration repeated with the same
-    /// key replaces the prekey. The prekey's signature must have been
-    /// checked.
+    /// key replaces the signed prekey and adds the one-time prekeys. The
+    /// prekeys' signatures must have been checked.
     fn register(
         &self,
         name: &UserName,
         public_key: &[u8],
-        prekey: &SignedPrekey,
+        prekeys: &Prekeys,
     ) -> Result<RegisterOutcome, StoreError>;
 
-    /// Replace the account's signed prekey (its signature checked).
-    fn set_signed_prekey(&self, user: UserId, prekey: &SignedPrekey) -> Result<(), StoreError>;
+    /// Replace the account's signed prekey if one is given and add the
+    /// one-time prekeys (their signatures checked; one whose number the
+    /// pool holds already is ignored); returns how many one-time prekeys
+    /// the account holds now.
+    fn publish_prekeys(&self, user: UserId, prekeys: &Prekeys) -> Result<u32, StoreError>;
 
-    /// The account's signed prekey, if it has one.
-    fn signed_prekey(&self, user: UserId) -> Result<Option<SignedPrekey>, StoreError>;
+    /// The named account (in any letter case) and its signed prekey; with
+    /// `claim`, also one of its one-time prekeys, deleted in the same
+    /// transaction, so that none is ever handed out twice.
+    fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError>;
+
+    /// How many one-time prekeys the account holds.
+    fn one_time_prekeys(&self, user: UserId) -> Result<u32, StoreError>;
 
     /// Look an account up by name, ignoring letter case.
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;

@@ -1,8 +1,9 @@
 //! The message envelope: one reader ([`parse`] and [`Parsed::open`]), one
 //! writer ([`seal`]). Per message the sender makes an ephemeral X25519 key;
-//! the content key comes from HKDF-SHA256 over its agreement with the
-//! recipient's signed prekey, with the header bound into the HKDF info; the
-//! body is sealed with AES-256-GCM under that key, the header as associated
+//! the content key comes from HKDF-SHA256 over its agreements with the
+//! recipient's signed prekey and, when the server had one to hand out, a
+//! one-time prekey, with the header (naming both) bound into the HKDF
+//! info; the body is sealed with AES-256-GCM under that key, the header as associated
 //! data; an RSA-PSS-SHA256 signature by the sender's identity key covers
 //! everything before it ([`crate::wire::signing::envelope`]). Byte layout:
 //! `docs/PROTOCOL.md`, "Envelope".
@@ -14,18 +15,18 @@ use thiserror::Error;
 use crate::wire::crypto::agreement::{AgreementPublic, AgreementSecret, X25519_LEN};
 use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey, random_bytes};
 use crate::wire::protocol::{MAX_TIME_MS, UserName};
-use crate::wire::signing;
+use crate::wire::signing::{self, PrekeyKind};
 
 /// First four bytes of every envelope.
 pub const MAGIC: &[u8; 4] = b"MSGR";
 /// Envelope format version written by [`seal`].
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 /// Bytes of the sender-chosen random message id.
 pub const MESSAGE_ID_LEN: usize = 16;
 /// Bytes of the AES-GCM authentication tag at the end of the ciphertext.
 pub const TAG_LEN: usize = 16;
 /// The HKDF info's prefix; the header follows it.
-pub const CONTENT_KEY_INFO: &[u8] = b"msgr envelope v2 content key\0";
+pub const CONTENT_KEY_INFO: &[u8] = b"msgr envelope v3 content key\0";
 /// The AES-GCM nonce: all zeros, as each content key seals one body only.
 const NONCE: [u8; 12] = [0; 12];
 
@@ -47,9 +48,15 @@ pub enum EnvelopeError {
     /// The envelope names someone else as recipient.
     #[error("the message is addressed to {0}, not to this account")]
     WrongRecipient(String),
-    /// The envelope is encrypted to a prekey this keyring does not hold.
-    #[error("the message is encrypted to prekey {0}, which this keyring does not hold")]
-    UnknownPrekey(u32),
+    /// The envelope is encrypted to a prekey this keyring does not hold
+    /// (a one-time prekey is deleted once its message is shown).
+    #[error("the message is encrypted to {} prekey {id}, which this keyring does not hold", kind_name(*.kind))]
+    UnknownPrekey {
+        /// Which kind of prekey.
+        kind: PrekeyKind,
+        /// Its number.
+        id: u32,
+    },
     /// The body could not be decrypted.
     #[error("the message could not be decrypted")]
     Undecryptable,
@@ -87,8 +94,8 @@ impl Header {
     }
 }
 
-/// The recipient's prekey a message is encrypted to, checked already
-/// against the recipient's identity key.
+/// A prekey of the recipient, checked already against the recipient's
+/// identity key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecipientPrekey {
     /// The recipient's number for it.
@@ -97,19 +104,29 @@ pub struct RecipientPrekey {
     pub public_key: AgreementPublic,
 }
 
-/// Seal `body` from `sender_key`'s holder to the holder of `prekey`.
+/// The recipient's prekeys a message is encrypted to: always the signed
+/// prekey, and a one-time prekey when the server had one to hand out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientPrekeys {
+    /// The signed prekey.
+    pub signed: RecipientPrekey,
+    /// The one-time prekey, if there was one.
+    pub one_time: Option<RecipientPrekey>,
+}
+
+/// Seal `body` from `sender_key`'s holder to the holder of `prekeys`.
 pub fn seal(
     header: &Header,
     body: &[u8],
     sender_key: &PrivateKey,
-    prekey: &RecipientPrekey,
+    prekeys: &RecipientPrekeys,
 ) -> Result<Vec<u8>, EnvelopeError> {
     seal_with(
         &AgreementSecret::generate()?,
         header,
         body,
         sender_key,
-        prekey,
+        prekeys,
     )
 }
 
@@ -119,7 +136,7 @@ fn seal_with(
     header: &Header,
     body: &[u8],
     sender_key: &PrivateKey,
-    prekey: &RecipientPrekey,
+    prekeys: &RecipientPrekeys,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let ciphertext_len = u32::try_from(body.len() + TAG_LEN)
         .map_err(|_| EnvelopeError::Malformed("body too large"))?;
@@ -132,10 +149,21 @@ fn seal_with(
     }
     out.extend_from_slice(&header.message_id);
     out.extend_from_slice(&header.sent_at_ms.to_be_bytes());
-    out.extend_from_slice(&prekey.id.to_be_bytes());
+    out.extend_from_slice(&prekeys.signed.id.to_be_bytes());
+    match &prekeys.one_time {
+        Some(one_time) => {
+            out.push(1);
+            out.extend_from_slice(&one_time.id.to_be_bytes());
+        }
+        None => out.push(0),
+    }
     out.extend_from_slice(&ephemeral.public_key()?);
     let header_len = out.len();
-    let key = content_key(&ephemeral.agree(&prekey.public_key)?, &out)?;
+    let mut shared = ephemeral.agree(&prekeys.signed.public_key)?;
+    if let Some(one_time) = &prekeys.one_time {
+        shared.extend_from_slice(&ephemeral.agree(&one_time.public_key)?);
+    }
+    let key = content_key(&shared, &out)?;
     out.extend_from_slice(&ciphertext_len.to_be_bytes());
     let ciphertext_at = out.len();
     out.extend_from_slice(body);
@@ -154,7 +182,9 @@ fn seal_with(
     Ok(out)
 }
 
-/// The AES-256-GCM key for the envelope whose header is `header`.
+/// The AES-256-GCM key for the envelope whose header is `header`, from the
+/// X25519 results `shared` (with the signed prekey, then with the one-time
+/// prekey if there is one).
 fn content_key(shared: &[u8], header: &[u8]) -> Result<LessSafeKey, CryptoError> {
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
     Salt::new(HKDF_SHA256, &[])
@@ -171,8 +201,10 @@ fn content_key(shared: &[u8], header: &[u8]) -> Result<LessSafeKey, CryptoError>
 pub struct Parsed<'a> {
     /// The decoded header (unauthenticated until [`Parsed::open`]).
     pub header: Header,
-    /// The recipient's prekey it is encrypted to.
-    pub prekey_id: u32,
+    /// The recipient's signed prekey it is encrypted to.
+    pub signed_prekey_id: u32,
+    /// The recipient's one-time prekey it is encrypted to, if any.
+    pub one_time_prekey_id: Option<u32>,
     ephemeral: AgreementPublic,
     header_bytes: &'a [u8],
     ciphertext: &'a [u8],
@@ -197,7 +229,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
     if sent_at_ms > MAX_TIME_MS {
         return Err(EnvelopeError::Malformed("send time after the year 9999"));
     }
-    let prekey_id = u32::from_be_bytes(reader.array()?);
+    let signed_prekey_id = u32::from_be_bytes(reader.array()?);
+    let one_time_prekey_id = match reader.take(1)?[0] {
+        0 => None,
+        1 => Some(u32::from_be_bytes(reader.array()?)),
+        _ => {
+            return Err(EnvelopeError::Malformed(
+                "the one-time prekey flag is neither 0 nor 1",
+            ));
+        }
+    };
     let ephemeral: [u8; X25519_LEN] = reader.array()?;
     let header_end = reader.pos;
     let ciphertext_len = u32::from_be_bytes(reader.array()?) as usize;
@@ -218,7 +259,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
             message_id,
             sent_at_ms,
         },
-        prekey_id,
+        signed_prekey_id,
+        one_time_prekey_id,
         ephemeral,
         header_bytes: &bytes[..header_end],
         ciphertext,
@@ -235,13 +277,13 @@ impl Parsed<'_> {
     }
 
     /// Verify the signature with the sender's key, check that `me` is the
-    /// recipient, then decrypt the body with the prekey `prekeys` finds for
-    /// the envelope's prekey id.
+    /// recipient, then decrypt the body with the private prekeys `prekeys`
+    /// finds for the kinds and numbers the envelope names.
     pub fn open<'k>(
         &self,
         me: &UserName,
         sender_key: &PublicKey,
-        prekeys: impl FnOnce(u32) -> Option<&'k AgreementSecret>,
+        prekeys: impl Fn(PrekeyKind, u32) -> Option<&'k AgreementSecret>,
     ) -> Result<Vec<u8>, EnvelopeError> {
         if !self.is_signed_by(sender_key) {
             return Err(EnvelopeError::BadSignature);
@@ -251,10 +293,18 @@ impl Parsed<'_> {
                 self.header.recipient.to_string(),
             ));
         }
-        let prekey = prekeys(self.prekey_id).ok_or(EnvelopeError::UnknownPrekey(self.prekey_id))?;
-        let shared = prekey
-            .agree(&self.ephemeral)
-            .map_err(|_| EnvelopeError::Undecryptable)?;
+        let mut shared = zeroize::Zeroizing::new(Vec::with_capacity(2 * X25519_LEN));
+        let named = [
+            Some((PrekeyKind::Signed, self.signed_prekey_id)),
+            self.one_time_prekey_id.map(|id| (PrekeyKind::OneTime, id)),
+        ];
+        for (kind, id) in named.into_iter().flatten() {
+            let prekey = prekeys(kind, id).ok_or(EnvelopeError::UnknownPrekey { kind, id })?;
+            let agreed = prekey
+                .agree(&self.ephemeral)
+                .map_err(|_| EnvelopeError::Undecryptable)?;
+            shared.extend_from_slice(&agreed);
+        }
         let key =
             content_key(&shared, self.header_bytes).map_err(|_| EnvelopeError::Undecryptable)?;
         let mut body = self.ciphertext.to_vec();
@@ -268,6 +318,14 @@ impl Parsed<'_> {
             .len();
         body.truncate(len);
         Ok(body)
+    }
+}
+
+/// How a person calls a prekey of `kind`.
+fn kind_name(kind: PrekeyKind) -> &'static str {
+    match kind {
+        PrekeyKind::Signed => "signed",
+        PrekeyKind::OneTime => "one-time",
     }
 }
 

@@ -23,7 +23,7 @@ pub use prekey::SignedPrekey;
 pub use text::printable;
 
 /// The protocol version this build speaks; exchanged in the first frame.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Bytes of the nonce in a login challenge.
 pub const LOGIN_NONCE_LEN: usize = 32;
@@ -45,6 +45,9 @@ pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Longest wait one `fetch` may ask for; longer waits repeat the request.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
+/// Most one-time prekeys a server holds for one account.
+pub const MAX_ONE_TIME_PREKEYS: u32 = 200;
+
 /// The latest time the wire carries, in milliseconds since the Unix
 /// epoch: the last millisecond of the year 9999, the end of what RFC 3339
 /// can write. Envelopes stamped later are malformed.
@@ -60,6 +63,10 @@ pub fn unix_now() -> u64 {
 
 fn is_zero(value: &u64) -> bool {
     *value == 0
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// A request from client to server.
@@ -80,6 +87,9 @@ pub enum Request {
         public_key: Base64Bytes,
         /// The prekey messages to the account are encrypted to.
         signed_prekey: SignedPrekey,
+        /// The first one-time prekeys, each for one message.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        one_time_prekeys: Vec<SignedPrekey>,
         /// Proof of possession of the identity key, bound to this server.
         proof: Base64Bytes,
     },
@@ -103,15 +113,24 @@ pub enum Request {
         /// The 32-byte session token obtained through `login`.
         token: Base64Bytes,
     },
-    /// Fetch a user's registered public key.
+    /// Fetch a user's registered public key and signed prekey.
     GetKey {
         /// Whose key to fetch.
         user: String,
+        /// Also hand out one of the user's one-time prekeys, which the
+        /// server deletes as it does (a sender about to seal asks this).
+        #[serde(default, skip_serializing_if = "is_false")]
+        claim: bool,
     },
-    /// Replace the account's signed prekey (needs authentication).
-    PublishPrekey {
-        /// The new prekey, signed by the account's identity key.
-        signed_prekey: SignedPrekey,
+    /// Replace the account's signed prekey, add one-time prekeys, or both
+    /// (needs authentication).
+    PublishPrekeys {
+        /// The new signed prekey, signed by the account's identity key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_prekey: Option<SignedPrekey>,
+        /// One-time prekeys to add to the account's pool, each signed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        one_time_prekeys: Vec<SignedPrekey>,
     },
     /// Queue a sealed envelope for a recipient (needs authentication).
     Send {
@@ -173,6 +192,8 @@ pub enum Response {
         token: Base64Bytes,
         /// Expiry, seconds since the Unix epoch.
         expires_at: u64,
+        /// How many one-time prekeys the server holds for the account.
+        one_time_prekeys: u32,
     },
     /// The connection now acts for this user.
     Authenticated {
@@ -180,6 +201,8 @@ pub enum Response {
         user: String,
         /// When the presented token expires, seconds since the Unix epoch.
         expires_at: u64,
+        /// How many one-time prekeys the server holds for the account.
+        one_time_prekeys: u32,
     },
     /// A user's keys.
     Key {
@@ -190,9 +213,16 @@ pub enum Response {
         /// The prekey to encrypt to; absent if the account has published
         /// none yet.
         signed_prekey: Option<SignedPrekey>,
+        /// A one-time prekey, handed out to this request only, when one
+        /// was claimed and the account's pool was not empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        one_time_prekey: Option<SignedPrekey>,
     },
-    /// The signed prekey is stored.
-    PrekeyPublished,
+    /// The prekeys are stored.
+    PrekeysPublished {
+        /// How many one-time prekeys the server holds for the account now.
+        one_time_prekeys: u32,
+    },
     /// The envelope is stored durably under this server id.
     Sent {
         /// Server-assigned, increasing message id.
@@ -323,7 +353,7 @@ impl Request {
             Self::LoginProof { .. } => "login_proof",
             Self::Authenticate { .. } => "authenticate",
             Self::GetKey { .. } => "get_key",
-            Self::PublishPrekey { .. } => "publish_prekey",
+            Self::PublishPrekeys { .. } => "publish_prekeys",
             Self::Send { .. } => "send",
             Self::Fetch { .. } => "fetch",
             Self::Ack { .. } => "ack",
@@ -353,7 +383,7 @@ impl Response {
             Self::LoggedIn { .. } => "logged_in",
             Self::Authenticated { .. } => "authenticated",
             Self::Key { .. } => "key",
-            Self::PrekeyPublished => "prekey_published",
+            Self::PrekeysPublished { .. } => "prekeys_published",
             Self::Sent { .. } => "sent",
             Self::Messages { .. } => "messages",
             Self::Acked { .. } => "acked",

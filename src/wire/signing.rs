@@ -16,6 +16,9 @@ pub const LOGIN_CONTEXT: &[u8] = b"msgr login v2\0";
 pub const REGISTRATION_CONTEXT: &[u8] = b"msgr registration v2\0";
 /// Context of a signed prekey (an X25519 key messages are encrypted to).
 pub const PREKEY_CONTEXT: &[u8] = b"msgr signed prekey v1\0";
+/// Context of a one-time prekey (an X25519 key one message is encrypted
+/// to, besides the signed prekey).
+pub const ONE_TIME_PREKEY_CONTEXT: &[u8] = b"msgr one-time prekey v1\0";
 /// Context of a message envelope.
 pub const ENVELOPE_CONTEXT: &[u8] = b"msgr envelope v2\0";
 
@@ -79,10 +82,30 @@ pub fn registration(
         .bytes(public_key_der)
 }
 
-/// A signed prekey: `user` vouches for the X25519 key `public_key`, known
-/// by `id`, made at `created_at` (seconds since the Unix epoch).
-pub fn signed_prekey(user: &UserName, id: u32, created_at: u64, public_key: &[u8]) -> Statement {
-    Statement::new(PREKEY_CONTEXT, 33 + 12 + public_key.len())
+/// The two kinds of prekey, signed under different contexts so that one
+/// can never be passed off as the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrekeyKind {
+    /// The account's medium-term prekey, replaced weekly.
+    Signed,
+    /// A prekey for one message, handed out once.
+    OneTime,
+}
+
+/// A prekey: `user` vouches for the X25519 key `public_key` of `kind`,
+/// known by `id`, made at `created_at` (seconds since the Unix epoch).
+pub fn prekey(
+    kind: PrekeyKind,
+    user: &UserName,
+    id: u32,
+    created_at: u64,
+    public_key: &[u8],
+) -> Statement {
+    let context = match kind {
+        PrekeyKind::Signed => PREKEY_CONTEXT,
+        PrekeyKind::OneTime => ONE_TIME_PREKEY_CONTEXT,
+    };
+    Statement::new(context, 33 + 12 + public_key.len())
         .name(user)
         .bytes(&id.to_be_bytes())
         .bytes(&created_at.to_be_bytes())
@@ -99,10 +122,11 @@ mod tests {
     use super::*;
     use crate::wire::protocol::username;
 
-    const CONTEXTS: [&[u8]; 4] = [
+    const CONTEXTS: [&[u8]; 5] = [
         LOGIN_CONTEXT,
         REGISTRATION_CONTEXT,
         PREKEY_CONTEXT,
+        ONE_TIME_PREKEY_CONTEXT,
         ENVELOPE_CONTEXT,
     ];
 
@@ -124,7 +148,8 @@ mod tests {
         let kinds = [
             login(&digest, &username("Alice"), &[1; 32]),
             registration(&digest, &username("Alice"), b"key"),
-            signed_prekey(&username("Alice"), 1, 2, &[3; 32]),
+            prekey(PrekeyKind::Signed, &username("Alice"), 1, 2, &[3; 32]),
+            prekey(PrekeyKind::OneTime, &username("Alice"), 1, 2, &[3; 32]),
             envelope(b"MSGR"),
         ];
         for (statement, context) in kinds.iter().zip(CONTEXTS) {

@@ -10,6 +10,7 @@ mod accounts;
 mod cli;
 mod common;
 mod end_to_end;
+mod forward_secrecy;
 mod hardening;
 mod malicious_server;
 mod server;

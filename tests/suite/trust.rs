@@ -345,10 +345,10 @@ fn an_account_from_before_prekeys_publishes_one_on_its_next_command() {
     world.register("John");
     // John's account as it was before prekeys: none on either side.
     std::fs::remove_file(world.account_dir("John").join("prekeys.toml")).unwrap();
-    world
-        .server
-        .database()
-        .execute("DELETE FROM signed_prekeys", [])
+    let database = world.server.database();
+    database.execute("DELETE FROM signed_prekeys", []).unwrap();
+    database
+        .execute("DELETE FROM one_time_prekeys", [])
         .unwrap();
     world
         .msgr("Alice")

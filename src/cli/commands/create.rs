@@ -102,7 +102,7 @@ fn connect_with_head_start(
                 account,
                 &context.user,
                 identity,
-                &directory::key_request(first),
+                &directory::key_request(first, true),
                 Duration::ZERO,
             )?;
             Ok((connection, me, key_answer))

@@ -1,5 +1,5 @@
 //! `msgr login`: get a fresh session token and keep it in the keyring (and
-//! publish the account's signed prekey if the server lacks it).
+//! bring the account's prekeys on the server up to date).
 
 use std::io::Write;
 
@@ -8,17 +8,23 @@ use serde::Serialize;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::output::{Human, Render, rfc3339_unix_seconds};
-use crate::client::session;
+use crate::client::{prekeys, session};
 
 /// Log in and report until when the session is valid.
 pub fn run(context: &ClientContext) -> AppResult<()> {
     let account = context.account()?;
     let identity = context.identity(&account)?;
     let mut connection = context.connect()?;
-    let (me, session) = session::login(&mut connection, &account, &context.user, &identity)?;
-    session::publish_prekey(&mut connection, &account, &me, &identity)?;
+    let (acting, session) = session::login(&mut connection, &account, &context.user, &identity)?;
+    prekeys::maintain(
+        &mut connection,
+        &account,
+        &acting.me,
+        &identity,
+        acting.held,
+    )?;
     let record = LoggedIn {
-        user: me.as_str(),
+        user: acting.me.as_str(),
         server: context.server.to_string(),
         expires_at: rfc3339_unix_seconds(session.expires_at),
     };

@@ -1,7 +1,10 @@
-//! `prekeys.toml`: the private halves of the account's signed prekeys
-//! (X25519), which messages to the account are encrypted to. The newest is
-//! the one published; older ones are kept so that messages sealed to them
-//! still open. Mode 0600 like every keyring file; not covered by the
+//! `prekeys.toml`: the private halves of the account's prekeys (X25519),
+//! which messages to the account are encrypted to. Signed prekeys: the
+//! newest is the one published, replaced weekly; older ones are kept until
+//! no message sealed to them can still be queued. One-time prekeys: a pool
+//! the server hands out one per message; each private half is deleted once
+//! its message is shown, so a copy of the keyring taken later opens none
+//! of them again. Mode 0600 like every keyring file; not covered by the
 //! identity key's passphrase (see SECURITY.md).
 
 use base64::Engine;
@@ -24,10 +27,28 @@ pub struct Prekey {
     pub published: bool,
 }
 
-/// Every signed prekey of the account, oldest first.
+/// One one-time prekey's private half.
+#[derive(Debug)]
+pub struct OneTimePrekey {
+    /// Its number, as envelopes name it; never reused.
+    pub id: u32,
+    /// When it was made, seconds since the Unix epoch (signed with it).
+    pub created_at: u64,
+    /// The X25519 private key.
+    pub secret: AgreementSecret,
+    /// Whether the server confirmed it into the account's pool.
+    pub published: bool,
+}
+
+/// Every prekey of the account: signed ones oldest first, and the pool of
+/// one-time ones.
 #[derive(Debug, Default)]
 pub struct Prekeys {
     keys: Vec<Prekey>,
+    one_time: Vec<OneTimePrekey>,
+    /// The number the next one-time prekey gets (numbers are never reused,
+    /// so a message sealed to a deleted one can never meet another key).
+    next_one_time_id: u32,
 }
 
 impl Prekeys {
@@ -65,6 +86,64 @@ impl Prekeys {
             key.published = true;
         }
     }
+
+    /// Forget the signed prekeys replaced more than `max_age` seconds
+    /// before `now`: no message sealed to them can still be queued.
+    pub fn prune_signed(&mut self, now: u64, max_age: u64) {
+        let replaced_at: Vec<u64> = self.keys.iter().skip(1).map(|key| key.created_at).collect();
+        let mut index = 0;
+        self.keys.retain(|_| {
+            let keep = replaced_at
+                .get(index)
+                .is_none_or(|&replaced| replaced.saturating_add(max_age) > now);
+            index += 1;
+            keep
+        });
+    }
+
+    /// The private key of one-time prekey number `id`, unless it was used.
+    pub fn one_time_secret(&self, id: u32) -> Option<&AgreementSecret> {
+        self.one_time
+            .iter()
+            .find(|key| key.id == id)
+            .map(|key| &key.secret)
+    }
+
+    /// Add `secrets` as new one-time prekeys made at `created_at`.
+    pub fn add_one_time(&mut self, secrets: Vec<AgreementSecret>, created_at: u64) {
+        for secret in secrets {
+            self.next_one_time_id = self.next_one_time_id.max(1);
+            self.one_time.push(OneTimePrekey {
+                id: self.next_one_time_id,
+                created_at,
+                secret,
+                published: false,
+            });
+            self.next_one_time_id = self.next_one_time_id.wrapping_add(1);
+        }
+    }
+
+    /// The one-time prekeys the server has not confirmed yet.
+    pub fn unpublished_one_time(&self) -> impl Iterator<Item = &OneTimePrekey> {
+        self.one_time.iter().filter(|key| !key.published)
+    }
+
+    /// Record that the server confirmed the one-time prekeys `ids`.
+    pub fn mark_one_time_published(&mut self, ids: &[u32]) {
+        for key in &mut self.one_time {
+            if ids.contains(&key.id) {
+                key.published = true;
+            }
+        }
+    }
+
+    /// Delete the private halves of the one-time prekeys `ids`; whether
+    /// any was held.
+    pub fn remove_one_time(&mut self, ids: &[u32]) -> bool {
+        let before = self.one_time.len();
+        self.one_time.retain(|key| !ids.contains(&key.id));
+        self.one_time.len() != before
+    }
 }
 
 /// The file's form.
@@ -73,6 +152,10 @@ impl Prekeys {
 pub(super) struct PrekeysFile {
     #[serde(default)]
     signed: Vec<PrekeyRecord>,
+    #[serde(default)]
+    next_one_time_id: u32,
+    #[serde(default)]
+    one_time: Vec<PrekeyRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,42 +167,81 @@ struct PrekeyRecord {
     published: bool,
 }
 
+impl PrekeyRecord {
+    fn new(
+        id: u32,
+        created_at: u64,
+        secret: &AgreementSecret,
+        published: bool,
+    ) -> Result<Self, CryptoError> {
+        Ok(Self {
+            id,
+            created_at,
+            private_key: STANDARD.encode(secret.to_bytes()?.as_slice()),
+            published,
+        })
+    }
+
+    fn secret(&self) -> Result<AgreementSecret, String> {
+        let bytes = zeroize::Zeroizing::new(
+            STANDARD
+                .decode(&self.private_key)
+                .map_err(|e| e.to_string())?,
+        );
+        AgreementSecret::from_bytes(&bytes).map_err(|e| e.to_string())
+    }
+}
+
 impl PrekeysFile {
     pub fn from_prekeys(prekeys: &Prekeys) -> Result<Self, CryptoError> {
         let signed = prekeys
             .keys
             .iter()
-            .map(|key| {
-                Ok(PrekeyRecord {
-                    id: key.id,
-                    created_at: key.created_at,
-                    private_key: STANDARD.encode(key.secret.to_bytes()?.as_slice()),
-                    published: key.published,
-                })
-            })
+            .map(|key| PrekeyRecord::new(key.id, key.created_at, &key.secret, key.published))
             .collect::<Result<_, CryptoError>>()?;
-        Ok(Self { signed })
+        let one_time = prekeys
+            .one_time
+            .iter()
+            .map(|key| PrekeyRecord::new(key.id, key.created_at, &key.secret, key.published))
+            .collect::<Result<_, CryptoError>>()?;
+        Ok(Self {
+            signed,
+            next_one_time_id: prekeys.next_one_time_id,
+            one_time,
+        })
     }
 
     pub fn into_prekeys(self) -> Result<Prekeys, String> {
         let keys = self
             .signed
-            .into_iter()
+            .iter()
             .map(|record| {
-                let bytes = zeroize::Zeroizing::new(
-                    STANDARD
-                        .decode(&record.private_key)
-                        .map_err(|e| e.to_string())?,
-                );
                 Ok(Prekey {
                     id: record.id,
                     created_at: record.created_at,
-                    secret: AgreementSecret::from_bytes(&bytes).map_err(|e| e.to_string())?,
+                    secret: record.secret()?,
                     published: record.published,
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Prekeys { keys })
+        let one_time = self
+            .one_time
+            .iter()
+            .map(|record| {
+                Ok(OneTimePrekey {
+                    id: record.id,
+                    created_at: record.created_at,
+                    secret: record.secret()?,
+                    published: record.published,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let highest = one_time.iter().map(|key| key.id).max().unwrap_or(0);
+        Ok(Prekeys {
+            keys,
+            one_time,
+            next_one_time_id: self.next_one_time_id.max(highest.wrapping_add(1)),
+        })
     }
 }
 

@@ -4,10 +4,12 @@
 
 use tracing::{error, info};
 
+use crate::server::store::Prekeys;
 use crate::server::store::{StoreError, Usage};
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope;
-use crate::wire::protocol::{ErrorCode, Response, SignedPrekey, UserName};
+use crate::wire::protocol::{ErrorCode, MAX_ONE_TIME_PREKEYS, Response, UserName};
+use crate::wire::signing::PrekeyKind;
 
 /// A request refused with an error response.
 #[derive(Debug)]
@@ -89,19 +91,37 @@ pub(super) fn check_envelope(
     Ok(())
 }
 
-/// A prekey must be signed by `owner`'s identity key.
-pub(super) fn check_prekey(
-    prekey: &SignedPrekey,
+/// Every prekey must be signed by `owner`'s identity key as its kind, and
+/// no more one-time prekeys may come at once than a pool holds.
+pub(super) fn check_prekeys(
+    prekeys: &Prekeys,
     owner: &UserName,
     key: &PublicKey,
 ) -> Result<(), Refusal> {
-    match prekey.verify(owner, key) {
-        Some(_) => Ok(()),
-        None => Err(Refusal::new(
+    if prekeys.one_time.len() > MAX_ONE_TIME_PREKEYS as usize {
+        return Err(Refusal::new(
             ErrorCode::BadRequest,
-            "the signed prekey is not a 32-byte X25519 key signed by the account's key",
-        )),
+            format!("at most {MAX_ONE_TIME_PREKEYS} one-time prekeys at once"),
+        ));
     }
+    let signed = prekeys.signed.iter().map(|p| (PrekeyKind::Signed, p));
+    let one_time = prekeys.one_time.iter().map(|p| (PrekeyKind::OneTime, p));
+    for (kind, prekey) in signed.chain(one_time) {
+        if prekey.verify(kind, owner, key).is_none() {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "{} prekey {} is not a 32-byte X25519 key signed by the account's key as one",
+                    match kind {
+                        PrekeyKind::Signed => "the signed",
+                        PrekeyKind::OneTime => "one-time",
+                    },
+                    prekey.id
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The refusal for a recipient whose queue is at its quota.

@@ -6,10 +6,12 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::server::store::{
-    Enqueued, Page, Quota, RegisterOutcome, Session, StoreError, StoredMessage, TokenHash, Usage,
-    User, UserId,
+    Enqueued, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, StoreError, StoredMessage,
+    TokenHash, Usage, User, UserId,
 };
-use crate::wire::protocol::{Base64Bytes, SignedPrekey, UserName, canonical_name, unix_now};
+use crate::wire::protocol::{
+    Base64Bytes, MAX_ONE_TIME_PREKEYS, SignedPrekey, UserName, canonical_name, unix_now,
+};
 
 /// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
 const SQL_MAX: u64 = i64::MAX as u64;
@@ -34,13 +36,13 @@ pub(super) fn find_user(conn: &Connection, name: &str) -> Result<Option<User>, S
 }
 
 /// Insert the account unless its name is taken; compare keys if it is.
-/// The prekey is stored for a new account and for a repeated registration
-/// with the same key.
+/// The prekeys are stored for a new account and for a repeated
+/// registration with the same key.
 pub(super) fn register(
     conn: &Connection,
     name: &UserName,
     public_key: &[u8],
-    prekey: &SignedPrekey,
+    prekeys: &Prekeys,
 ) -> Result<RegisterOutcome, StoreError> {
     // Insert-or-ignore decides atomically even when several processes
     // share the file; the loser then compares keys.
@@ -69,12 +71,100 @@ pub(super) fn register(
     else {
         unreachable!("a name taken by another key returned above");
     };
-    set_signed_prekey(conn, user.id, prekey)?;
+    publish_prekeys(conn, user.id, prekeys)?;
     Ok(outcome)
 }
 
+/// Store the signed prekey (replacing the account's) and add the one-time
+/// prekeys; how many one-time prekeys the account holds afterwards.
+pub(super) fn publish_prekeys(
+    conn: &Connection,
+    user: UserId,
+    prekeys: &Prekeys,
+) -> Result<u32, StoreError> {
+    if let Some(signed) = &prekeys.signed {
+        set_signed_prekey(conn, user, signed)?;
+    }
+    // Beyond a full pool, further one-time prekeys are dropped: the count
+    // returned tells the client how many the server holds.
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO one_time_prekeys (user_id, id, public_key, created_at, signature)
+         SELECT ?1, ?2, ?3, ?4, ?5
+         WHERE (SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1) < ?6
+         ON CONFLICT (user_id, id) DO NOTHING",
+    )?;
+    for prekey in &prekeys.one_time {
+        insert.execute(params![
+            user,
+            prekey.id,
+            prekey.public_key.0,
+            prekey.created_at.min(SQL_MAX),
+            prekey.signature.0,
+            MAX_ONE_TIME_PREKEYS
+        ])?;
+    }
+    one_time_prekey_count(conn, user)
+}
+
+/// How many one-time prekeys the account holds.
+pub(super) fn one_time_prekey_count(conn: &Connection, user: UserId) -> Result<u32, StoreError> {
+    let count: u32 = conn
+        .prepare_cached("SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1")?
+        .query_row([user], |row| row.get(0))?;
+    Ok(count)
+}
+
+/// The named account with its signed prekey and, with `claim`, its oldest
+/// one-time prekey, deleted here (the caller runs this in the write
+/// transaction, so that no two requests get the same one).
+pub(super) fn key_bundle(
+    conn: &Connection,
+    name: &str,
+    claim: bool,
+) -> Result<Option<KeyBundle>, StoreError> {
+    let Some(user) = find_user(conn, name)? else {
+        return Ok(None);
+    };
+    let signed_prekey = signed_prekey(conn, user.id)?;
+    let one_time_prekey = if claim {
+        claim_one_time_prekey(conn, user.id)?
+    } else {
+        None
+    };
+    Ok(Some(KeyBundle {
+        user,
+        signed_prekey,
+        one_time_prekey,
+    }))
+}
+
+/// Delete and return the account's lowest-numbered one-time prekey.
+fn claim_one_time_prekey(
+    conn: &Connection,
+    user: UserId,
+) -> Result<Option<SignedPrekey>, StoreError> {
+    let prekey = conn
+        .prepare_cached(
+            "DELETE FROM one_time_prekeys
+             WHERE user_id = ?1 AND id = (SELECT min(id) FROM one_time_prekeys WHERE user_id = ?1)
+             RETURNING id, public_key, created_at, signature",
+        )?
+        .query_row([user], prekey_from_row)
+        .optional()?;
+    Ok(prekey)
+}
+
+fn prekey_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SignedPrekey> {
+    Ok(SignedPrekey {
+        id: row.get(0)?,
+        public_key: Base64Bytes(row.get(1)?),
+        created_at: row.get(2)?,
+        signature: Base64Bytes(row.get(3)?),
+    })
+}
+
 /// Store `prekey` as the account's signed prekey, replacing any other.
-pub(super) fn set_signed_prekey(
+fn set_signed_prekey(
     conn: &Connection,
     user: UserId,
     prekey: &SignedPrekey,
@@ -97,23 +187,13 @@ pub(super) fn set_signed_prekey(
 }
 
 /// The account's signed prekey, if it has published one.
-pub(super) fn signed_prekey(
-    conn: &Connection,
-    user: UserId,
-) -> Result<Option<SignedPrekey>, StoreError> {
+fn signed_prekey(conn: &Connection, user: UserId) -> Result<Option<SignedPrekey>, StoreError> {
     let prekey = conn
         .prepare_cached(
             "SELECT id, public_key, created_at, signature FROM signed_prekeys
              WHERE user_id = ?1",
         )?
-        .query_row([user], |row| {
-            Ok(SignedPrekey {
-                id: row.get(0)?,
-                public_key: Base64Bytes(row.get(1)?),
-                created_at: row.get(2)?,
-                signature: Base64Bytes(row.get(3)?),
-            })
-        })
+        .query_row([user], prekey_from_row)
         .optional()?;
     Ok(prekey)
 }

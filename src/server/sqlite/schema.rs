@@ -71,6 +71,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         signature BLOB NOT NULL
     );
     ",
+    // Each account's pool of one-time prekeys; one is deleted as it is
+    // handed out.
+    "
+    CREATE TABLE one_time_prekeys (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        id INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (user_id, id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

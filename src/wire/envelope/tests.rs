@@ -4,16 +4,38 @@
 use super::*;
 use crate::wire::crypto::test_keys;
 
-/// John's prekey number 7.
+/// John's signed prekey number 7.
 fn john_prekey() -> &'static AgreementSecret {
     static PREKEY: std::sync::OnceLock<AgreementSecret> = std::sync::OnceLock::new();
     PREKEY.get_or_init(|| AgreementSecret::generate().unwrap())
 }
 
-fn to_john() -> RecipientPrekey {
-    RecipientPrekey {
-        id: 7,
-        public_key: john_prekey().public_key().unwrap(),
+/// John's one-time prekey number 3.
+fn john_one_time() -> &'static AgreementSecret {
+    static PREKEY: std::sync::OnceLock<AgreementSecret> = std::sync::OnceLock::new();
+    PREKEY.get_or_init(|| AgreementSecret::generate().unwrap())
+}
+
+/// John's signed prekey 7 and one-time prekey 3.
+fn to_john() -> RecipientPrekeys {
+    RecipientPrekeys {
+        signed: RecipientPrekey {
+            id: 7,
+            public_key: john_prekey().public_key().unwrap(),
+        },
+        one_time: Some(RecipientPrekey {
+            id: 3,
+            public_key: john_one_time().public_key().unwrap(),
+        }),
+    }
+}
+
+/// John's private prekeys, found as an inbox finds them.
+fn johns_keys(kind: PrekeyKind, id: u32) -> Option<&'static AgreementSecret> {
+    match (kind, id) {
+        (PrekeyKind::Signed, 7) => Some(john_prekey()),
+        (PrekeyKind::OneTime, 3) => Some(john_one_time()),
+        _ => None,
     }
 }
 
@@ -30,9 +52,7 @@ fn name(name: &str) -> UserName {
 
 fn john_opens(envelope: &[u8], me: &str) -> Result<Vec<u8>, EnvelopeError> {
     let alice = &test_keys()[0];
-    parse(envelope)?.open(&name(me), &alice.public_key(), |id| {
-        (id == 7).then_some(john_prekey())
-    })
+    parse(envelope)?.open(&name(me), &alice.public_key(), johns_keys)
 }
 
 fn open(envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
@@ -44,8 +64,39 @@ fn round_trip_returns_body_and_header() {
     let (header, envelope) = sealed(b"Hello John! How are you?");
     let parsed = parse(&envelope).unwrap();
     assert_eq!(parsed.header, header);
-    assert_eq!(parsed.prekey_id, 7);
+    assert_eq!(
+        (parsed.signed_prekey_id, parsed.one_time_prekey_id),
+        (7, Some(3))
+    );
     assert_eq!(open(&envelope).unwrap(), b"Hello John! How are you?");
+}
+
+#[test]
+fn without_a_one_time_prekey_the_signed_prekey_alone_opens_it() {
+    let alice = &test_keys()[0];
+    let prekeys = RecipientPrekeys {
+        one_time: None,
+        ..to_john()
+    };
+    let envelope = seal(
+        &Header::new(&name("Alice"), &name("John")),
+        b"hi",
+        alice,
+        &prekeys,
+    )
+    .unwrap();
+    let parsed = parse(&envelope).unwrap();
+    assert_eq!(
+        (parsed.signed_prekey_id, parsed.one_time_prekey_id),
+        (7, None)
+    );
+    let signed_only = |kind, id| (kind == PrekeyKind::Signed && id == 7).then_some(john_prekey());
+    assert_eq!(
+        parsed
+            .open(&name("John"), &alice.public_key(), signed_only)
+            .unwrap(),
+        b"hi"
+    );
 }
 
 #[test]
@@ -118,12 +169,33 @@ fn a_missing_or_wrong_prekey_opens_nothing() {
     let envelope = sealed(b"for John").1;
     let parsed = parse(&envelope).unwrap();
     assert!(matches!(
-        parsed.open(&name("John"), &alice.public_key(), |_| None),
-        Err(EnvelopeError::UnknownPrekey(7))
+        parsed.open(&name("John"), &alice.public_key(), |_, _| None),
+        Err(EnvelopeError::UnknownPrekey {
+            kind: PrekeyKind::Signed,
+            id: 7
+        })
     ));
+    // The one-time prekey deleted once its message was shown: the signed
+    // prekey alone opens nothing.
+    let deleted = |kind, id| (kind == PrekeyKind::Signed && id == 7).then_some(john_prekey());
+    let error = parsed
+        .open(&name("John"), &alice.public_key(), deleted)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the message is encrypted to one-time prekey 3, which this keyring does not hold"
+    );
     let other = AgreementSecret::generate().unwrap();
     assert!(matches!(
-        parsed.open(&name("John"), &alice.public_key(), |_| Some(&other)),
+        parsed.open(&name("John"), &alice.public_key(), |_, _| Some(&other)),
+        Err(EnvelopeError::Undecryptable)
+    ));
+    let swapped = |kind, _| match kind {
+        PrekeyKind::Signed => Some(john_one_time()),
+        PrekeyKind::OneTime => Some(john_prekey()),
+    };
+    assert!(matches!(
+        parsed.open(&name("John"), &alice.public_key(), swapped),
         Err(EnvelopeError::Undecryptable)
     ));
 }
@@ -168,15 +240,22 @@ fn re_addressed_envelope_fails_verification() {
 fn golden_bytes() {
     let ephemeral = AgreementSecret::from_bytes(&[0x11; 32]).unwrap();
     let prekey = AgreementSecret::from_bytes(&[0x22; 32]).unwrap();
+    let one_time = AgreementSecret::from_bytes(&[0x44; 32]).unwrap();
     let header = Header {
         sender: name("Alice"),
         recipient: name("John"),
         message_id: [0x33; 16],
         sent_at_ms: 1_700_000_000_000,
     };
-    let to = RecipientPrekey {
-        id: 1,
-        public_key: prekey.public_key().unwrap(),
+    let to = RecipientPrekeys {
+        signed: RecipientPrekey {
+            id: 1,
+            public_key: prekey.public_key().unwrap(),
+        },
+        one_time: Some(RecipientPrekey {
+            id: 5,
+            public_key: one_time.public_key().unwrap(),
+        }),
     };
     let envelope = seal_with(&ephemeral, &header, b"Hi", &test_keys()[0], &to).unwrap();
     let signed_len = envelope.len() - 2 - 256;
@@ -186,8 +265,11 @@ fn golden_bytes() {
     );
     let opened = parse(&envelope)
         .unwrap()
-        .open(&name("John"), &test_keys()[0].public_key(), |_| {
-            Some(&prekey)
+        .open(&name("John"), &test_keys()[0].public_key(), |kind, _| {
+            Some(match kind {
+                PrekeyKind::Signed => &prekey,
+                PrekeyKind::OneTime => &one_time,
+            })
         })
         .unwrap();
     assert_eq!(opened, b"Hi");
@@ -196,8 +278,8 @@ fn golden_bytes() {
 /// Checked against an independent implementation (Python's
 /// `cryptography`); the same vector is in docs/PROTOCOL.md.
 const GOLDEN_SIGNED_PART: &str = concat!(
-    "4d5347520205416c696365044a6f686e33333333333333333333333333333333",
-    "0000018bcfe56800000000017b4e909bbe7ffe44c465a220037d608ee35897d3",
-    "1ef972f07f74892cb0f73f130000001245f8d20544b8da476a326c8d05016dbe",
-    "6b53"
+    "4d5347520305416c696365044a6f686e33333333333333333333333333333333",
+    "0000018bcfe568000000000101000000057b4e909bbe7ffe44c465a220037d60",
+    "8ee35897d31ef972f07f74892cb0f73f1300000012120772358db0918e6d9c3c",
+    "62daaf2dedb3b7"
 );

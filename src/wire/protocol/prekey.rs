@@ -11,7 +11,7 @@ use super::{Base64Bytes, UserName};
 use crate::wire::crypto::agreement::{AgreementPublic, AgreementSecret};
 use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey};
 use crate::wire::envelope::RecipientPrekey;
-use crate::wire::signing;
+use crate::wire::signing::{self, PrekeyKind};
 
 /// A signed prekey.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,8 +28,10 @@ pub struct SignedPrekey {
 }
 
 impl SignedPrekey {
-    /// Sign `secret`'s public half as `owner`'s prekey number `id`.
+    /// Sign `secret`'s public half as `owner`'s prekey of `kind` number
+    /// `id`.
     pub fn sign(
+        kind: PrekeyKind,
         owner: &UserName,
         id: u32,
         created_at: u64,
@@ -38,7 +40,7 @@ impl SignedPrekey {
     ) -> Result<Self, CryptoError> {
         let public_key = secret.public_key()?;
         let signature =
-            identity.sign(&signing::signed_prekey(owner, id, created_at, &public_key))?;
+            identity.sign(&signing::prekey(kind, owner, id, created_at, &public_key))?;
         Ok(Self {
             id,
             public_key: Base64Bytes(public_key.to_vec()),
@@ -52,10 +54,16 @@ impl SignedPrekey {
         self.id == known.id && self.public_key.0 == known.public_key
     }
 
-    /// The X25519 key, if `identity` signed it as `owner`'s.
-    pub fn verify(&self, owner: &UserName, identity: &PublicKey) -> Option<AgreementPublic> {
+    /// The X25519 key, if `identity` signed it as `owner`'s prekey of
+    /// `kind`.
+    pub fn verify(
+        &self,
+        kind: PrekeyKind,
+        owner: &UserName,
+        identity: &PublicKey,
+    ) -> Option<AgreementPublic> {
         let public: AgreementPublic = self.public_key.0.as_slice().try_into().ok()?;
-        let statement = signing::signed_prekey(owner, self.id, self.created_at, &public);
+        let statement = signing::prekey(kind, owner, self.id, self.created_at, &public);
         identity
             .verify(&statement, &self.signature.0)
             .then_some(public)
@@ -72,14 +80,33 @@ mod tests {
     fn verifies_only_for_its_owner_and_signer() {
         let [alice, john, _] = test_keys();
         let secret = AgreementSecret::generate().unwrap();
-        let prekey = SignedPrekey::sign(&username("Alice"), 7, 100, &secret, alice).unwrap();
+        let prekey = SignedPrekey::sign(
+            PrekeyKind::Signed,
+            &username("Alice"),
+            7,
+            100,
+            &secret,
+            alice,
+        )
+        .unwrap();
         let public = secret.public_key().unwrap();
         assert_eq!(
-            prekey.verify(&username("alice"), &alice.public_key()),
+            prekey.verify(PrekeyKind::Signed, &username("alice"), &alice.public_key()),
             Some(public)
         );
-        assert_eq!(prekey.verify(&username("John"), &alice.public_key()), None);
-        assert_eq!(prekey.verify(&username("Alice"), &john.public_key()), None);
+        assert_eq!(
+            prekey.verify(PrekeyKind::Signed, &username("John"), &alice.public_key()),
+            None
+        );
+        assert_eq!(
+            prekey.verify(PrekeyKind::Signed, &username("Alice"), &john.public_key()),
+            None
+        );
+        // A signed prekey is no one-time prekey, and the other way round.
+        assert_eq!(
+            prekey.verify(PrekeyKind::OneTime, &username("Alice"), &alice.public_key()),
+            None
+        );
         for tampered in [
             SignedPrekey {
                 id: 8,
@@ -99,7 +126,7 @@ mod tests {
             },
         ] {
             assert_eq!(
-                tampered.verify(&username("Alice"), &alice.public_key()),
+                tampered.verify(PrekeyKind::Signed, &username("Alice"), &alice.public_key()),
                 None
             );
         }

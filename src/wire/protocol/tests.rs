@@ -18,9 +18,19 @@ fn request_round_trips_through_a_frame() {
 fn wire_spelling_is_tagged_json() {
     let frame = Request::GetKey {
         user: "John".into(),
+        claim: false,
     }
     .to_frame();
     assert_eq!(&frame[4..], br#"{"type":"get_key","user":"John"}"#);
+    let claiming = Request::GetKey {
+        user: "John".into(),
+        claim: true,
+    }
+    .to_frame();
+    assert_eq!(
+        &claiming[4..],
+        br#"{"type":"get_key","user":"John","claim":true}"#
+    );
     let error = Response::error(ErrorCode::NameTaken, "taken");
     let json = serde_json::to_string(&error).unwrap();
     assert_eq!(
@@ -66,6 +76,7 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
             user: user(),
             public_key: bytes(),
             signed_prekey: prekey(),
+            one_time_prekeys: vec![prekey()],
             proof: bytes(),
         },
         Request::Login { user: user() },
@@ -74,9 +85,13 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
             user: user(),
             token: bytes(),
         },
-        Request::GetKey { user: user() },
-        Request::PublishPrekey {
-            signed_prekey: prekey(),
+        Request::GetKey {
+            user: user(),
+            claim: true,
+        },
+        Request::PublishPrekeys {
+            signed_prekey: Some(prekey()),
+            one_time_prekeys: vec![prekey()],
         },
         Request::Send {
             recipient: user(),
@@ -101,17 +116,22 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
             user: user(),
             token: bytes(),
             expires_at: 1,
+            one_time_prekeys: 100,
         },
         Response::Authenticated {
             user: user(),
             expires_at: 1,
+            one_time_prekeys: 100,
         },
         Response::Key {
             user: user(),
             public_key: bytes(),
             signed_prekey: None,
+            one_time_prekey: Some(prekey()),
         },
-        Response::PrekeyPublished,
+        Response::PrekeysPublished {
+            one_time_prekeys: 100,
+        },
         Response::Sent { id: 1 },
         Response::Messages { messages: vec![] },
         Response::Acked { count: 1 },

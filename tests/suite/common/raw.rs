@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use msgr::wire::crypto::agreement::AgreementSecret;
 use msgr::wire::crypto::{PrivateKey, sha256};
-use msgr::wire::envelope::{self, Header, RecipientPrekey};
+use msgr::wire::envelope::{self, Header, RecipientPrekey, RecipientPrekeys};
 use msgr::wire::protocol::{
     Base64Bytes, ErrorCode, PROTOCOL_VERSION, QueuedMessage, Request, Response, SignedPrekey,
 };
-use msgr::wire::signing::{self, CertificateDigest};
+use msgr::wire::signing::{self, CertificateDigest, PrekeyKind};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -38,17 +38,22 @@ pub fn prekeys() -> &'static [AgreementSecret; 3] {
     PREKEYS.get_or_init(|| std::array::from_fn(|_| AgreementSecret::generate().unwrap()))
 }
 
-/// The prekey of `keys()[index]` as a sender addresses it.
-pub fn recipient_prekey(index: usize) -> RecipientPrekey {
-    RecipientPrekey {
-        id: 1,
-        public_key: prekeys()[index].public_key().unwrap(),
+/// The signed prekey of `keys()[index]` as a sender addresses it (raw
+/// clients publish no one-time prekeys).
+pub fn recipient_prekey(index: usize) -> RecipientPrekeys {
+    RecipientPrekeys {
+        signed: RecipientPrekey {
+            id: 1,
+            public_key: prekeys()[index].public_key().unwrap(),
+        },
+        one_time: None,
     }
 }
 
 /// `user`'s signed prekey number 1 made with `keys()[index]`.
 pub fn signed_prekey(user: &str, index: usize) -> SignedPrekey {
     SignedPrekey::sign(
+        PrekeyKind::Signed,
         &super::name(user),
         1,
         1_700_000_000,
@@ -248,6 +253,7 @@ impl Client {
             user: user.into(),
             public_key: Base64Bytes(der),
             signed_prekey: signed_prekey(user, index),
+            one_time_prekeys: Vec::new(),
             proof: Base64Bytes(key.sign(&statement).unwrap()),
         })
     }

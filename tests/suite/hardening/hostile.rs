@@ -19,6 +19,7 @@ fn assert_still_serving(server: &Server) {
     let mut client = Client::greeted(server);
     let response = client.request(&Request::GetKey {
         user: "nobody".into(),
+        claim: false,
     });
     assert_eq!(error_code(&response), ErrorCode::UnknownUser);
 }
@@ -137,6 +138,7 @@ fn well_framed_garbage_gets_bad_request_and_the_connection_stays() {
     }
     let response = client.request(&Request::GetKey {
         user: "nobody".into(),
+        claim: false,
     });
     assert_eq!(error_code(&response), ErrorCode::UnknownUser);
 }
@@ -162,6 +164,7 @@ fn a_truncated_frame_is_dropped_without_harm() {
     let mut client = Client::greeted(&server);
     let frame = Request::GetKey {
         user: "John".into(),
+        claim: false,
     }
     .to_frame();
     client.send_raw(&frame[..frame.len() - 3]);
@@ -319,7 +322,10 @@ fn misdirected() -> Request {
 }
 
 fn get_key(user: &str) -> Request {
-    Request::GetKey { user: user.into() }
+    Request::GetKey {
+        user: user.into(),
+        claim: false,
+    }
 }
 
 /// A `register` for `user` (any string) with Alice's prekey: every case
@@ -329,6 +335,7 @@ fn register(user: &str, public_key: Vec<u8>, proof: Vec<u8>) -> Request {
         user: user.into(),
         public_key: Base64Bytes(public_key),
         signed_prekey: crate::common::raw::signed_prekey("Alice", 0),
+        one_time_prekeys: Vec::new(),
         proof: Base64Bytes(proof),
     }
 }

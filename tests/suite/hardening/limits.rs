@@ -249,6 +249,7 @@ fn connections_beyond_the_limit_wait_without_starving_those_in_service() {
     for _ in 0..5 {
         let response = served.request(&Request::GetKey {
             user: "nobody".into(),
+            claim: false,
         });
         assert_eq!(error_code(&response), ErrorCode::UnknownUser);
     }

@@ -1,5 +1,6 @@
 //! Key answers from a lying server: another account's keys, a key
-//! substituted at first contact, a prekey the pinned key did not sign.
+//! substituted at first contact, a prekey or one-time prekey the pinned key
+//! did not sign.
 
 use super::*;
 
@@ -9,7 +10,7 @@ fn a_key_answer_for_another_account_redirects_nothing() {
     let decoys: Arc<Mutex<Vec<Response>>> = Arc::default();
     let answers = Arc::clone(&decoys);
     let (mitm, armed) = proxy(&world, move |request, response| match request {
-        Request::GetKey { user } if user == "John" => answers.lock().unwrap()[0].clone(),
+        Request::GetKey { user, .. } if user == "John" => answers.lock().unwrap()[0].clone(),
         _ => response,
     });
     for user in ["Alice", "John"] {
@@ -58,7 +59,7 @@ fn a_key_answer_for_another_account_redirects_nothing() {
 fn a_key_substituted_at_first_contact_is_shown_or_refused() {
     let world = World::new();
     let (mitm, armed) = proxy(&world, |request, response| match request {
-        Request::GetKey { user } if user == "John" => mallory_key_answer("John"),
+        Request::GetKey { user, .. } if user == "John" => mallory_key_answer("John"),
         _ => response,
     });
     for user in ["Alice", "John"] {
@@ -112,7 +113,7 @@ fn a_prekey_the_pinned_key_did_not_sign_is_refused() {
     let world = World::new();
     let (mitm, armed) = proxy(&world, |request, response| match (request, response) {
         (
-            Request::GetKey { user },
+            Request::GetKey { user, .. },
             Response::Key {
                 user: name,
                 public_key,
@@ -122,6 +123,7 @@ fn a_prekey_the_pinned_key_did_not_sign_is_refused() {
             user: name,
             public_key,
             signed_prekey: Some(signed_prekey("John", 2)),
+            one_time_prekey: None,
         },
         (_, response) => response,
     });
@@ -163,4 +165,64 @@ fn a_prekey_the_pinned_key_did_not_sign_is_refused() {
         ));
     assert_eq!(sends(&mitm.requests()), 0);
     assert_eq!(std::fs::read(&contacts).unwrap(), pinned);
+}
+
+/// A one-time prekey must be signed by the pinned key as a one-time
+/// prekey: neither the signed prekey passed off as one (a server wanting
+/// every message on the medium-term key) nor one signed by another key is
+/// used.
+#[test]
+fn a_one_time_prekey_the_pinned_key_did_not_sign_as_one_is_refused() {
+    let substitutes = [
+        "the signed prekey as a one-time prekey",
+        "another key's one-time prekey",
+    ];
+    for substitute in substitutes {
+        let world = World::new();
+        let (mitm, armed) = proxy(&world, move |request, response| match (request, response) {
+            (
+                Request::GetKey { user, .. },
+                Response::Key {
+                    user: name,
+                    public_key,
+                    signed_prekey,
+                    ..
+                },
+            ) if user == "John" => Response::Key {
+                user: name,
+                public_key,
+                one_time_prekey: if substitute == substitutes[0] {
+                    signed_prekey.clone()
+                } else {
+                    Some(
+                        SignedPrekey::sign(
+                            PrekeyKind::OneTime,
+                            &crate::common::name("John"),
+                            7,
+                            1,
+                            &prekeys()[2],
+                            &keys()[2],
+                        )
+                        .unwrap(),
+                    )
+                },
+                signed_prekey,
+            },
+            (_, response) => response,
+        });
+        for user in ["Alice", "John"] {
+            register_via(&world, mitm.port, user);
+        }
+        armed.store(true, Ordering::SeqCst);
+        world
+            .msgr_at("Alice", mitm.port)
+            .args(["create", "John", "hello"])
+            .assert()
+            .code(6)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "the server offers a prekey for John that John's key",
+            ));
+        assert_eq!(sends(&mitm.requests()), 0, "{substitute}");
+    }
 }

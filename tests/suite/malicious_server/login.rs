@@ -101,6 +101,7 @@ fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
         user: "Carol".into(),
         public_key: Base64Bytes(der.clone()),
         signed_prekey: prekey,
+        one_time_prekeys: Vec::new(),
         proof: Base64Bytes(proof),
     };
     let for_other = carol
@@ -109,7 +110,15 @@ fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
     let genuine = carol
         .sign(&signing::registration(&digest, &name("Carol"), &der))
         .unwrap();
-    let by_other_key = SignedPrekey::sign(&name("Carol"), 1, 1, &prekeys()[2], alice).unwrap();
+    let by_other_key = SignedPrekey::sign(
+        PrekeyKind::Signed,
+        &name("Carol"),
+        1,
+        1,
+        &prekeys()[2],
+        alice,
+    )
+    .unwrap();
     for request in [
         register(for_other, signed_prekey("Carol", 2)),
         register(genuine.clone(), by_other_key),
@@ -170,16 +179,25 @@ fn proofs_are_bound_to_the_server_the_name_and_the_challenge() {
 fn answers_for_another_account_end_the_session() {
     let world = World::new();
     let (mitm, armed) = proxy(&world, |_, response| match response {
-        Response::Authenticated { expires_at, .. } => Response::Authenticated {
+        Response::Authenticated {
+            expires_at,
+            one_time_prekeys,
+            ..
+        } => Response::Authenticated {
             user: "Mallory".into(),
             expires_at,
+            one_time_prekeys,
         },
         Response::LoggedIn {
-            token, expires_at, ..
+            token,
+            expires_at,
+            one_time_prekeys,
+            ..
         } => Response::LoggedIn {
             user: "Mallory".into(),
             token,
             expires_at,
+            one_time_prekeys,
         },
         other => other,
     });

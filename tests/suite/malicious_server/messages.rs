@@ -146,10 +146,11 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
 fn server_strings_never_reach_the_terminal_raw() {
     let world = World::new();
     let (mitm, armed) = proxy(&world, |request, response| match request {
-        Request::GetKey { user } if user == "John" => Response::Key {
+        Request::GetKey { user, .. } if user == "John" => Response::Key {
             user: "John\u{1b}]0;owned\u{7}".into(),
             public_key: Base64Bytes(keys()[2].public_key().to_der()),
             signed_prekey: None,
+            one_time_prekey: None,
         },
         Request::GetKey { .. } => Response::error(
             ErrorCode::RateLimited,

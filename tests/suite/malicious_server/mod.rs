@@ -23,7 +23,7 @@ use msgr::wire::envelope::{self, Header};
 use msgr::wire::protocol::{
     Base64Bytes, ErrorCode, QueuedMessage, Request, Response, SignedPrekey,
 };
-use msgr::wire::signing;
+use msgr::wire::signing::{self, PrekeyKind};
 use predicates::prelude::*;
 
 /// The certificate digest the real server (and so the proxy) presents.
@@ -87,7 +87,7 @@ pub(super) fn sends(requests: &[Request]) -> usize {
 
 /// The prekey the real server hands out for `name`, as a sender seals to
 /// it.
-pub(super) fn prekey_of(world: &World, name: &str) -> envelope::RecipientPrekey {
+pub(super) fn prekey_of(world: &World, name: &str) -> envelope::RecipientPrekeys {
     let Response::Key {
         signed_prekey: Some(prekey),
         ..
@@ -95,15 +95,21 @@ pub(super) fn prekey_of(world: &World, name: &str) -> envelope::RecipientPrekey 
     else {
         panic!("{name} has a prekey");
     };
-    envelope::RecipientPrekey {
-        id: prekey.id,
-        public_key: prekey.public_key.0.try_into().unwrap(),
+    envelope::RecipientPrekeys {
+        signed: envelope::RecipientPrekey {
+            id: prekey.id,
+            public_key: prekey.public_key.0.try_into().unwrap(),
+        },
+        one_time: None,
     }
 }
 
 /// The key answer the real server gives for `name`.
 pub(super) fn real_key_answer(world: &World, name: &str) -> Response {
-    Client::greeted(&world.server).request(&Request::GetKey { user: name.into() })
+    Client::greeted(&world.server).request(&Request::GetKey {
+        user: name.into(),
+        claim: false,
+    })
 }
 
 /// A key answer for `name` with the operator's key and a prekey the
@@ -113,5 +119,6 @@ pub(super) fn mallory_key_answer(name: &str) -> Response {
         user: name.into(),
         public_key: Base64Bytes(keys()[2].public_key().to_der()),
         signed_prekey: Some(signed_prekey(name, 2)),
+        one_time_prekey: None,
     }
 }

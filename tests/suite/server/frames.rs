@@ -9,7 +9,10 @@ use crate::common::raw::{Client, error_code, keys, prekeys, sealed};
 use crate::common::{Server, name, start_server};
 use msgr::wire::crypto::fingerprint;
 use msgr::wire::envelope;
-use msgr::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
+use msgr::wire::protocol::{
+    ErrorCode, MAX_ONE_TIME_PREKEYS, PROTOCOL_VERSION, Request, Response, SignedPrekey,
+};
+use msgr::wire::signing::PrekeyKind;
 
 #[test]
 fn hello_reports_version_and_limit_over_the_announced_certificate() {
@@ -43,6 +46,7 @@ fn garbage_json_gets_bad_request_and_the_connection_still_answers() {
     assert_eq!(error_code(&client.response()), ErrorCode::BadRequest);
     let response = client.request(&Request::GetKey {
         user: "nobody".into(),
+        claim: false,
     });
     assert_eq!(error_code(&response), ErrorCode::UnknownUser);
 }
@@ -100,7 +104,9 @@ fn register_login_send_fetch_and_ack() {
     assert_eq!((messages[0].id, messages[0].sender.as_str()), (id, "Alice"));
     let parsed = envelope::parse(&messages[0].envelope.0).unwrap();
     let body = parsed
-        .open(&name("John"), &alice.public_key(), |_| Some(&prekeys()[1]))
+        .open(&name("John"), &alice.public_key(), |_, _| {
+            Some(&prekeys()[1])
+        })
         .unwrap();
     assert_eq!(body, b"Hello John!");
 
@@ -208,4 +214,55 @@ fn sigterm_exits_cleanly_and_keeps_queued_messages() {
     let mut reader = Client::greeted(&server);
     reader.log_in("John", john);
     assert_eq!(reader.fetch().len(), 1);
+}
+
+/// One-time prekeys go into the pool only signed as such by the account's
+/// key, at most a pool's worth at once; each is handed out to one claim;
+/// looking a key up claims nothing.
+#[test]
+fn one_time_prekeys_are_checked_pooled_and_handed_out_once() {
+    let (_dir, server) = start_server(&[]);
+    let mut alice = crate::common::raw::signed_in(&server, "Alice");
+    let one_time = |kind, id| {
+        SignedPrekey::sign(kind, &name("Alice"), id, 1, &prekeys()[0], &keys()[0]).unwrap()
+    };
+    let publish = |prekeys: Vec<SignedPrekey>| Request::PublishPrekeys {
+        signed_prekey: None,
+        one_time_prekeys: prekeys,
+    };
+    let as_signed = publish(vec![one_time(PrekeyKind::Signed, 1)]);
+    assert_eq!(
+        error_code(&alice.request(&as_signed)),
+        ErrorCode::BadRequest
+    );
+    let too_many = publish(
+        (1..=MAX_ONE_TIME_PREKEYS + 1)
+            .map(|id| one_time(PrekeyKind::OneTime, id))
+            .collect(),
+    );
+    assert_eq!(error_code(&alice.request(&too_many)), ErrorCode::BadRequest);
+    assert_eq!(
+        alice.request(&publish(vec![
+            one_time(PrekeyKind::OneTime, 1),
+            one_time(PrekeyKind::OneTime, 2)
+        ])),
+        Response::PrekeysPublished {
+            one_time_prekeys: 2
+        }
+    );
+    let mut john = Client::greeted(&server);
+    let key = |claim| Request::GetKey {
+        user: "alice".into(),
+        claim,
+    };
+    let handed = |response: Response| match response {
+        Response::Key {
+            one_time_prekey, ..
+        } => one_time_prekey.map(|prekey| prekey.id),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(handed(john.request(&key(false))), None);
+    assert_eq!(handed(john.request(&key(true))), Some(1));
+    assert_eq!(handed(john.request(&key(true))), Some(2));
+    assert_eq!(handed(john.request(&key(true))), None);
 }

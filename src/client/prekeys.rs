@@ -1,0 +1,225 @@
+//! Keeping the account's prekeys on the server fresh, from any command
+//! that logs in: a signed prekey (made for a keyring that has none,
+//! replaced once a week old), and a pool of one-time prekeys, topped up to
+//! [`POOL`] when the server holds fewer than a fifth of it. Old signed
+//! prekeys are forgotten once no message sealed to them can still be
+//! queued. Everything is made and saved under the account lock before it
+//! is sent, and marked published only once the server confirms it.
+
+use tracing::debug;
+
+use crate::client::error::{ClientError, ClientResult};
+use crate::client::keyring::{AccountAccess, Prekeys};
+use crate::client::net::{Connection, unexpected};
+use crate::wire::crypto::PrivateKey;
+use crate::wire::crypto::agreement::AgreementSecret;
+use crate::wire::protocol::{Request, Response, SignedPrekey, UserName, unix_now};
+use crate::wire::signing::PrekeyKind;
+
+/// One-time prekeys an account keeps on the server.
+pub const POOL: u32 = 100;
+
+/// Below this many on the server, the pool is topped up (a fifth of it).
+pub const REFILL_BELOW: u32 = POOL / 5;
+
+/// A signed prekey this old (seconds) is replaced.
+pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
+
+/// How long (seconds) a message can stay queued, so how long a replaced
+/// signed prekey must still open messages.
+pub const MAX_MESSAGE_AGE: u64 = 30 * 24 * 60 * 60;
+
+/// What the server should get: the signed prekey if it has not confirmed
+/// it, and the one-time prekeys it has not confirmed.
+#[derive(Debug, Default)]
+pub struct Publication {
+    /// The signed prekey to publish, signed.
+    pub signed: Option<SignedPrekey>,
+    /// Its number.
+    signed_id: Option<u32>,
+    /// The one-time prekeys to publish, signed.
+    pub one_time: Vec<SignedPrekey>,
+}
+
+impl Publication {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.signed.is_none() && self.one_time.is_empty()
+    }
+
+    /// Record in the keyring that the server confirmed all of it.
+    pub fn confirmed(&self, account: &impl AccountAccess) -> ClientResult<()> {
+        let one_time: Vec<u32> = self.one_time.iter().map(|prekey| prekey.id).collect();
+        Ok(account.locked(|locked| {
+            let mut prekeys = locked.load_prekeys()?;
+            if let Some(id) = self.signed_id {
+                prekeys.mark_published(id);
+            }
+            prekeys.mark_one_time_published(&one_time);
+            locked.save_prekeys(&prekeys)
+        })?)
+    }
+}
+
+/// Whether the keyring's prekeys need nothing from the server: the current
+/// signed prekey is published and not due, and nothing else waits to be
+/// published. A keyring that cannot be read counts as not, and says why
+/// when the prekeys are prepared.
+pub fn are_settled(account: &impl AccountAccess) -> bool {
+    account.files().load_prekeys().is_ok_and(|prekeys| {
+        prekeys
+            .current()
+            .is_some_and(|current| current.published && !is_due(current.created_at, unix_now()))
+            && prekeys.unpublished_one_time().next().is_none()
+    })
+}
+
+/// Make (and save) what the account lacks: a signed prekey if there is
+/// none or the current one is due, and one-time prekeys up to [`POOL`] if
+/// the server holds `held`, fewer than [`REFILL_BELOW`] (`None`: leave the
+/// pool alone). Old signed prekeys are forgotten on the way. Returns the
+/// prekeys as saved.
+pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<Prekeys> {
+    let now = unix_now();
+    let wanted = held
+        .filter(|&held| held < REFILL_BELOW)
+        .map_or(0, |held| POOL - held);
+    // Made outside the lock: key generation can fail, and takes time.
+    let fresh_signed = generate()?;
+    let fresh_one_time = (0..wanted)
+        .map(|_| generate())
+        .collect::<ClientResult<Vec<_>>>()?;
+    Ok(account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        let due = prekeys
+            .current()
+            .is_none_or(|current| is_due(current.created_at, now));
+        if due {
+            prekeys.add(fresh_signed, now);
+        }
+        prekeys.prune_signed(now, MAX_MESSAGE_AGE);
+        let unpublished = prekeys.unpublished_one_time().count() as u32;
+        if held.is_some_and(|held| held + unpublished < REFILL_BELOW) {
+            prekeys.add_one_time(fresh_one_time, now);
+        }
+        locked.save_prekeys(&prekeys)?;
+        Ok(prekeys)
+    })?)
+}
+
+/// What a registration sends: the current signed prekey (published or
+/// not: the server may never have stored it) and a pool of one-time
+/// prekeys, all made now if missing and signed by `identity` as `owner`'s.
+pub fn for_registration(
+    account: &impl AccountAccess,
+    owner: &UserName,
+    identity: &PrivateKey,
+) -> ClientResult<Publication> {
+    let prekeys = prepare(account, Some(0))?;
+    publication(&prekeys, owner, identity, true)
+}
+
+/// What of `prekeys` the server has not confirmed (with `signed_anyway`,
+/// the current signed prekey in any case), signed by `identity` as
+/// `owner`'s.
+fn publication(
+    prekeys: &Prekeys,
+    owner: &UserName,
+    identity: &PrivateKey,
+    signed_anyway: bool,
+) -> ClientResult<Publication> {
+    let current = prekeys
+        .current()
+        .filter(|current| signed_anyway || !current.published);
+    let signed = current
+        .map(|current| {
+            sign(
+                PrekeyKind::Signed,
+                owner,
+                current.id,
+                current.created_at,
+                &current.secret,
+                identity,
+            )
+        })
+        .transpose()?;
+    let one_time = prekeys
+        .unpublished_one_time()
+        .map(|key| {
+            sign(
+                PrekeyKind::OneTime,
+                owner,
+                key.id,
+                key.created_at,
+                &key.secret,
+                identity,
+            )
+        })
+        .collect::<ClientResult<_>>()?;
+    Ok(Publication {
+        signed,
+        signed_id: current.map(|current| current.id),
+        one_time,
+    })
+}
+
+/// Bring the server's copy of the account's prekeys up to date, given
+/// that it holds `held` one-time prekeys. `connection` must act for `me`.
+pub fn maintain(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    me: &UserName,
+    identity: &PrivateKey,
+    held: u32,
+) -> ClientResult<()> {
+    if are_settled(account) && held >= REFILL_BELOW {
+        return Ok(());
+    }
+    let prekeys = prepare(account, Some(held))?;
+    let publication = publication(&prekeys, me, identity, false)?;
+    if publication.is_empty() {
+        return Ok(());
+    }
+    debug!(
+        signed = publication.signed.is_some(),
+        one_time = publication.one_time.len(),
+        "publishing prekeys"
+    );
+    let request = Request::PublishPrekeys {
+        signed_prekey: publication.signed.clone(),
+        one_time_prekeys: publication.one_time.clone(),
+    };
+    match connection.request(&request)? {
+        Response::PrekeysPublished { .. } => publication.confirmed(account),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
+/// Whether a signed prekey made at `created_at` is due for replacement.
+fn is_due(created_at: u64, now: u64) -> bool {
+    created_at.saturating_add(SIGNED_PREKEY_LIFETIME) <= now
+}
+
+fn generate() -> ClientResult<AgreementSecret> {
+    AgreementSecret::generate().map_err(|source| ClientError::Crypto {
+        doing: "make a prekey",
+        source,
+    })
+}
+
+/// A prekey's public half signed by `identity` as `owner`'s, of `kind`.
+fn sign(
+    kind: PrekeyKind,
+    owner: &UserName,
+    id: u32,
+    created_at: u64,
+    secret: &AgreementSecret,
+    identity: &PrivateKey,
+) -> ClientResult<SignedPrekey> {
+    SignedPrekey::sign(kind, owner, id, created_at, secret, identity).map_err(|source| {
+        ClientError::Crypto {
+            doing: "sign a prekey",
+            source,
+        }
+    })
+}

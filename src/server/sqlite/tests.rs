@@ -1,0 +1,370 @@
+//! The SQLite store against a real file: accounts, prekeys, sessions,
+//! queues and quotas.
+
+use super::*;
+use crate::server::store::Usage;
+use crate::wire::protocol::{SignedPrekey, username};
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn prekey(id: u32) -> SignedPrekey {
+    SignedPrekey {
+        id,
+        public_key: crate::wire::protocol::Base64Bytes(vec![id as u8; 32]),
+        created_at: 1000 + u64::from(id),
+        signature: crate::wire::protocol::Base64Bytes(vec![9; 256]),
+    }
+}
+
+/// The signed prekey `id` alone.
+fn signed(id: u32) -> Prekeys {
+    Prekeys {
+        signed: Some(prekey(id)),
+        one_time: Vec::new(),
+    }
+}
+
+/// One-time prekeys numbered `ids`.
+fn one_time(ids: std::ops::Range<u32>) -> Prekeys {
+    Prekeys {
+        signed: None,
+        one_time: ids.map(prekey).collect(),
+    }
+}
+
+/// The signed prekey `get_key` would hand out for `name`.
+fn signed_prekey_of(store: &SqliteStore, name: &str) -> Option<SignedPrekey> {
+    store
+        .key_bundle(name, false)
+        .unwrap()
+        .and_then(|bundle| bundle.signed_prekey)
+}
+
+fn user(store: &SqliteStore, name: &str) -> User {
+    match store
+        .register(&username(name), name.as_bytes(), &signed(1))
+        .unwrap()
+    {
+        RegisterOutcome::Created(user) => user,
+        other => panic!("registering {name}: {other:?}"),
+    }
+}
+
+fn page(after: u64, limit: u32, max_bytes: usize) -> Page {
+    Page {
+        after,
+        limit,
+        max_bytes,
+    }
+}
+
+const ROOMY: Quota = Quota {
+    max_messages: 1000,
+    max_bytes: 1 << 20,
+};
+
+fn queue(store: &SqliteStore, to: &User, from: &User, envelope: &[u8]) -> u64 {
+    match store
+        .enqueue(to.id, from.id, envelope.to_vec(), ROOMY)
+        .unwrap()
+    {
+        Enqueued::Queued(id) => id,
+        full => panic!("{full:?}"),
+    }
+}
+
+/// A second connection to the store's file, as another process.
+fn inspect(dir: &tempfile::TempDir) -> Connection {
+    Connection::open(dir.path().join(DB_FILE)).unwrap()
+}
+
+fn ids(messages: &[StoredMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn names_are_unique_regardless_of_case() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    assert_eq!(alice.name, "Alice");
+    assert_eq!(
+        store
+            .register(&username("alice"), b"other key", &signed(2))
+            .unwrap(),
+        RegisterOutcome::NameTaken
+    );
+    assert_eq!(signed_prekey_of(&store, "alice"), Some(prekey(1)));
+    assert_eq!(store.find_user("ALICE").unwrap(), Some(alice));
+    assert_eq!(store.find_user("bob").unwrap(), None);
+}
+
+#[test]
+fn registering_again_with_the_same_key_is_idempotent() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    assert_eq!(
+        store
+            .register(&username("Alice"), b"Alice", &signed(2))
+            .unwrap(),
+        RegisterOutcome::AlreadyRegisteredSameKey(alice.clone())
+    );
+    assert_eq!(signed_prekey_of(&store, "Alice"), Some(prekey(2)));
+}
+
+#[test]
+fn a_published_prekey_replaces_the_last() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    user(&store, "John");
+    assert_eq!(store.publish_prekeys(alice.id, &signed(5)).unwrap(), 0);
+    assert_eq!(signed_prekey_of(&store, "Alice"), Some(prekey(5)));
+    assert_eq!(signed_prekey_of(&store, "John"), Some(prekey(1)));
+    assert_eq!(store.key_bundle("nobody", true).unwrap(), None);
+}
+
+#[test]
+fn one_time_prekeys_are_handed_out_once_each_lowest_first() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    let john = user(&store, "John");
+    assert_eq!(store.publish_prekeys(alice.id, &one_time(1..4)).unwrap(), 3);
+    // A number the pool holds already is ignored, not doubled.
+    assert_eq!(store.publish_prekeys(alice.id, &one_time(3..5)).unwrap(), 4);
+    let peek = store.key_bundle("alice", false).unwrap().unwrap();
+    assert_eq!(peek.one_time_prekey, None, "looking claims nothing");
+    let claimed: Vec<u32> = (0..5)
+        .map(|_| {
+            let bundle = store.key_bundle("ALICE", true).unwrap().unwrap();
+            assert_eq!(bundle.signed_prekey, Some(prekey(1)));
+            bundle.one_time_prekey.map_or(0, |prekey| prekey.id)
+        })
+        .collect();
+    assert_eq!(claimed, [1, 2, 3, 4, 0], "then the signed prekey alone");
+    assert_eq!(store.one_time_prekeys(alice.id).unwrap(), 0);
+    assert_eq!(store.one_time_prekeys(john.id).unwrap(), 0);
+}
+
+#[test]
+fn a_pool_holds_at_most_its_limit() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    let max = crate::wire::protocol::MAX_ONE_TIME_PREKEYS;
+    assert_eq!(
+        store.publish_prekeys(alice.id, &one_time(1..max)).unwrap(),
+        max - 1
+    );
+    assert_eq!(
+        store
+            .publish_prekeys(alice.id, &one_time(max..max + 50))
+            .unwrap(),
+        max
+    );
+}
+
+#[test]
+fn concurrent_claims_never_share_a_one_time_prekey() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    store.publish_prekeys(alice.id, &one_time(1..101)).unwrap();
+    let store = Arc::new(store);
+    let claimed: Vec<u32> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                scope.spawn(move || {
+                    (0..15)
+                        .filter_map(|_| store.key_bundle("Alice", true).unwrap())
+                        .filter_map(|bundle| bundle.one_time_prekey)
+                        .map(|prekey| prekey.id)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut unique = claimed.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(claimed.len(), 100, "every one handed out, then none");
+    assert_eq!(unique.len(), 100, "none twice");
+}
+
+#[test]
+fn fetch_pages_oldest_first_and_ack_touches_only_own_messages() {
+    let (_dir, store) = open();
+    let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+    let sent: Vec<u64> = (0..5u8)
+        .map(|i| queue(&store, &john, &alice, &[i; 10]))
+        .collect();
+    let for_alice = queue(&store, &alice, &john, b"hi");
+
+    let first = store.fetch(john.id, page(0, 2, 1 << 20)).unwrap();
+    assert_eq!(ids(&first), sent[..2]);
+    assert_eq!(first[0].sender, "Alice");
+    assert_eq!(first[1].envelope, vec![1; 10]);
+    let rest = store.fetch(john.id, page(sent[1], 10, 1 << 20)).unwrap();
+    assert_eq!(ids(&rest), sent[2..]);
+
+    assert_eq!(store.ack(john.id, &[sent[0], for_alice, 9999]).unwrap(), 1);
+    assert_eq!(
+        ids(&store.fetch(alice.id, page(0, 10, 1 << 20)).unwrap()),
+        [for_alice]
+    );
+    assert_eq!(
+        ids(&store.fetch(john.id, page(0, 10, 1 << 20)).unwrap()),
+        sent[1..]
+    );
+}
+
+#[test]
+fn pages_stop_at_the_byte_budget_but_hold_at_least_one_message() {
+    let (_dir, store) = open();
+    let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+    let sent: Vec<u64> = (0..3)
+        .map(|_| queue(&store, &john, &alice, &[0; 100]))
+        .collect();
+    assert_eq!(
+        ids(&store.fetch(john.id, page(0, 10, 250)).unwrap()),
+        sent[..2]
+    );
+    assert_eq!(
+        ids(&store.fetch(john.id, page(0, 10, 10)).unwrap()),
+        sent[..1]
+    );
+    assert!(
+        store
+            .fetch(john.id, page(sent[2], 10, 10))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn expired_sessions_are_ignored_and_pruned() {
+    let (dir, store) = open();
+    let alice = user(&store, "Alice");
+    store.create_session(alice.id, &[1; 32], 100, 50).unwrap();
+    let live = Session {
+        user_id: alice.id,
+        expires_at: 100,
+    };
+    assert_eq!(store.find_session(&[1; 32], 99).unwrap(), Some(live));
+    assert_eq!(store.find_session(&[1; 32], 100).unwrap(), None);
+    assert_eq!(store.find_session(&[2; 32], 0).unwrap(), None);
+
+    store.create_session(alice.id, &[2; 32], 300, 200).unwrap();
+    let remaining: i64 = inspect(&dir)
+        .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(remaining, 1);
+}
+
+#[test]
+fn reopening_keeps_data_and_schema_version() {
+    let (dir, store) = open();
+    let alice = user(&store, "Alice");
+    let id = queue(&store, &alice, &alice, b"note");
+    drop(store);
+    assert!(
+        !dir.path().join("msgr.db-wal").exists(),
+        "closing checkpoints the log"
+    );
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let version: usize = inspect(&dir)
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, schema::MIGRATIONS.len());
+    assert_eq!(ids(&store.fetch(alice.id, page(0, 10, 100)).unwrap()), [id]);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let (dir, store) = open();
+    drop(store);
+    inspect(&dir)
+        .pragma_update(None, "user_version", schema::MIGRATIONS.len() + 1)
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn a_full_mailbox_refuses_by_count_and_by_bytes_until_acknowledged() {
+    let (_dir, store) = open();
+    let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+    let quota = Quota {
+        max_messages: 2,
+        max_bytes: 25,
+    };
+    let send = |len: usize| {
+        store
+            .enqueue(john.id, alice.id, vec![0; len], quota)
+            .unwrap()
+    };
+    let Enqueued::Queued(first) = send(10) else {
+        panic!("first fits")
+    };
+    let full = Enqueued::MailboxFull(Usage {
+        messages: 1,
+        bytes: 10,
+    });
+    assert_eq!(send(16), full, "26 bytes would exceed 25");
+    assert!(matches!(send(15), Enqueued::Queued(_)));
+    assert!(matches!(
+        send(1),
+        Enqueued::MailboxFull(Usage { messages: 2, .. })
+    ));
+    // Another recipient's queue is separate.
+    assert!(matches!(
+        store
+            .enqueue(alice.id, john.id, vec![0; 10], quota)
+            .unwrap(),
+        Enqueued::Queued(_)
+    ));
+    store.ack(john.id, &[first]).unwrap();
+    assert!(matches!(send(10), Enqueued::Queued(_)));
+}
+
+#[test]
+fn concurrent_enqueues_all_commit_with_distinct_ids() {
+    let (dir, store) = open();
+    let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+    let (threads, each) = (16, 20);
+    let ids: Vec<u64> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, alice, john) = (&store, &alice, &john);
+                scope.spawn(move || {
+                    (0..each)
+                        .map(|i| queue(store, john, alice, format!("{t}-{i}").as_bytes()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        senders
+            .into_iter()
+            .flat_map(|s| s.join().unwrap())
+            .collect()
+    });
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), threads * each);
+    drop(store);
+    // Everything acknowledged is on disk, and the totals agree.
+    let db = inspect(&dir);
+    let stored: i64 = db
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let counted: i64 = db
+        .query_row("SELECT messages FROM queue_totals", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((stored, counted), ((threads * each) as i64, stored));
+}

@@ -1,0 +1,182 @@
+//! Forward secrecy with one-time prekeys: each message is sealed to a
+//! one-time prekey the server hands out once, whose private half the
+//! recipient deletes once the message is shown; the pool refills itself;
+//! an empty pool falls back to the signed prekey alone.
+
+use std::path::Path;
+
+use msgr::wire::envelope;
+
+use crate::common::{World, msgr_bare};
+
+/// The one-time prekey ids of every envelope queued on the server.
+fn queued_one_time_ids(world: &World) -> Vec<Option<u32>> {
+    let database = world.server.database();
+    let mut query = database
+        .prepare("SELECT envelope FROM messages ORDER BY id")
+        .unwrap();
+    query
+        .query_map([], |row| row.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|envelope| {
+            envelope::parse(&envelope.unwrap())
+                .unwrap()
+                .one_time_prekey_id
+        })
+        .collect()
+}
+
+/// How many one-time prekeys the server holds for `user`.
+fn pool(world: &World, user: &str) -> i64 {
+    world
+        .server
+        .database()
+        .query_row(
+            "SELECT count(*) FROM one_time_prekeys
+             WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+            [user],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+/// An attacker who copies the recipient's whole keyring after a message was
+/// read, and replays that message to the copy with its shown ids erased,
+/// learns nothing: the one-time prekey it was sealed to is gone.
+#[test]
+fn a_keyring_copied_after_reading_cannot_open_the_message_again() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "the launch code is 0000");
+    let captured: (i64, i64, Vec<u8>, i64) = world
+        .server
+        .database()
+        .query_row(
+            "SELECT recipient_id, sender_id, envelope, received_at FROM messages",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap();
+    assert!(
+        envelope::parse(&captured.2)
+            .unwrap()
+            .one_time_prekey_id
+            .is_some(),
+        "sealed to a one-time prekey"
+    );
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("the launch code is 0000"), "{stdout}");
+    world.assert_queued_soon(0);
+
+    let stolen = world.dir.path().join("stolen");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(world.config_dir("John"))
+        .arg(&stolen)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let account = std::fs::read_dir(stolen.join("accounts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(account.join("seen.txt")).unwrap();
+    world
+        .server
+        .database()
+        .execute(
+            "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![captured.0, captured.1, captured.2, captured.3],
+        )
+        .unwrap();
+    let replay = read_with_keyring(&world, "John", &stolen);
+    assert_eq!(replay.status.code(), Some(6));
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(!stdout.contains("launch code"), "{stdout}");
+    assert!(!stderr.contains("launch code"), "{stderr}");
+    assert!(
+        stderr.contains("one-time prekey") && stderr.contains("which this keyring does not hold"),
+        "{stderr}"
+    );
+}
+
+/// `read` as `user` with the keyring in `config_dir`.
+fn read_with_keyring(world: &World, user: &str, config_dir: &Path) -> std::process::Output {
+    msgr_bare()
+        .args(["--server", &format!("localhost:{}", world.server.port)])
+        .args(["--user", user, "--config-dir"])
+        .arg(config_dir)
+        .arg("read")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn parallel_creates_each_get_their_own_one_time_prekey() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            world
+                .msgr_process("Alice")
+                .args(["create", "John", &format!("message {i}")])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut ids: Vec<u32> = queued_one_time_ids(&world)
+        .into_iter()
+        .map(|id| id.expect("every message sealed to a one-time prekey"))
+        .collect();
+    assert_eq!(ids.len(), 8);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "no one-time prekey used twice");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    for i in 0..8 {
+        assert!(stdout.contains(&format!("message {i}\n")), "{stdout}");
+    }
+}
+
+#[test]
+fn the_pool_refills_when_it_runs_low_and_an_empty_one_falls_back() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    assert_eq!(pool(&world, "John"), 100);
+    // Drained (as by many senders) to below a fifth: John's next command
+    // that logs in tops it up.
+    world
+        .server
+        .database()
+        .execute("DELETE FROM one_time_prekeys WHERE id > 19", [])
+        .unwrap();
+    assert_eq!(pool(&world, "John"), 19);
+    let (code, _, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(pool(&world, "John"), 100);
+
+    // Empty: the message is sealed to the signed prekey alone, and says so.
+    world
+        .server
+        .database()
+        .execute("DELETE FROM one_time_prekeys", [])
+        .unwrap();
+    world.send("Alice", "John", "no one-time prekey left");
+    assert_eq!(queued_one_time_ids(&world), [None]);
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("no one-time prekey left"), "{stdout}");
+}
