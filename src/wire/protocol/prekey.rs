@@ -1,9 +1,11 @@
-//! A signed prekey as the wire carries it: an X25519 public key that
-//! messages to its owner are encrypted to, with its id, its creation time
-//! and its owner's identity signature over all three
-//! ([`crate::wire::signing::signed_prekey`]). The server stores and hands it out
-//! but cannot make one: a sender uses it only after checking the signature
-//! against the identity key it pinned for the owner.
+//! A prekey as the wire carries it: an X25519 public key that messages to
+//! its owner are encrypted to, with its id, its creation time and its
+//! owner's identity signature over all three under the statement of its
+//! kind ([`crate::wire::signing::prekey`]): a signed prekey or a one-time
+//! prekey, which the same type carries. The server stores and hands them
+//! out but cannot make one: a sender uses one only after checking the
+//! signature, as the kind it is offered as, against the identity key it
+//! pinned for the owner.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +15,8 @@ use crate::wire::crypto::{CryptoError, PrivateKey, PublicKey};
 use crate::wire::envelope::RecipientPrekey;
 use crate::wire::signing::{self, PrekeyKind};
 
-/// A signed prekey.
+/// A prekey signed by its owner's identity key: the signed prekey or a
+/// one-time prekey, told apart by the statement the signature covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedPrekey {
