@@ -347,9 +347,13 @@ impl Inbox {
             .me
             .as_ref()
             .expect("a page is fetched after authenticating");
+        // Only the one-time prekey this envelope names is made a key.
+        let one_time = parsed
+            .one_time_prekey_id
+            .and_then(|id| prekeys.one_time_secret(id));
         let lookup = |kind, id| match kind {
             PrekeyKind::Signed => prekeys.secret(id),
-            PrekeyKind::OneTime => prekeys.one_time_secret(id),
+            PrekeyKind::OneTime => one_time.as_ref(),
         };
         let body = match parsed.open(me, &sender_key, lookup) {
             Ok(body) => body,

@@ -87,7 +87,7 @@ pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<
     // Made outside the lock: key generation can fail, and takes time.
     let fresh_signed = generate()?;
     let fresh_one_time = (0..wanted)
-        .map(|_| generate())
+        .map(|_| generate()?.to_bytes().map_err(made_no_prekey))
         .collect::<ClientResult<Vec<_>>>()?;
     Ok(account.locked(|locked| {
         let mut prekeys = locked.load_prekeys()?;
@@ -151,7 +151,7 @@ fn publication(
                 owner,
                 key.id,
                 key.created_at,
-                &key.secret,
+                &key.secret().map_err(made_no_prekey)?,
                 identity,
             )
         })
@@ -201,10 +201,14 @@ fn is_due(created_at: u64, now: u64) -> bool {
 }
 
 fn generate() -> ClientResult<AgreementSecret> {
-    AgreementSecret::generate().map_err(|source| ClientError::Crypto {
+    AgreementSecret::generate().map_err(made_no_prekey)
+}
+
+fn made_no_prekey(source: crate::wire::crypto::CryptoError) -> ClientError {
+    ClientError::Crypto {
         doing: "make a prekey",
         source,
-    })
+    }
 }
 
 /// A prekey's public half signed by `identity` as `owner`'s, of `kind`.

@@ -11,8 +11,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+use zeroize::Zeroizing;
+
 use crate::wire::crypto::CryptoError;
-use crate::wire::crypto::agreement::AgreementSecret;
+use crate::wire::crypto::agreement::{AgreementSecret, X25519_LEN};
 
 /// One signed prekey's private half.
 #[derive(Debug)]
@@ -27,17 +29,26 @@ pub struct Prekey {
     pub published: bool,
 }
 
-/// One one-time prekey's private half.
+/// One one-time prekey's private half. Kept as its 32 bytes and made a key
+/// only when used: a pool is a hundred of them, and every command that
+/// logs in reads the file.
 #[derive(Debug)]
 pub struct OneTimePrekey {
     /// Its number, as envelopes name it; never reused.
     pub id: u32,
     /// When it was made, seconds since the Unix epoch (signed with it).
     pub created_at: u64,
-    /// The X25519 private key.
-    pub secret: AgreementSecret,
+    /// The X25519 private key's bytes.
+    secret: Zeroizing<Vec<u8>>,
     /// Whether the server confirmed it into the account's pool.
     pub published: bool,
+}
+
+impl OneTimePrekey {
+    /// The X25519 private key.
+    pub fn secret(&self) -> Result<AgreementSecret, CryptoError> {
+        AgreementSecret::from_bytes(&self.secret)
+    }
 }
 
 /// Every prekey of the account: signed ones oldest first, and the pool of
@@ -101,16 +112,18 @@ impl Prekeys {
         });
     }
 
-    /// The private key of one-time prekey number `id`, unless it was used.
-    pub fn one_time_secret(&self, id: u32) -> Option<&AgreementSecret> {
+    /// The private key of one-time prekey number `id`, unless it was used
+    /// (or its bytes are not a key).
+    pub fn one_time_secret(&self, id: u32) -> Option<AgreementSecret> {
         self.one_time
             .iter()
             .find(|key| key.id == id)
-            .map(|key| &key.secret)
+            .and_then(|key| key.secret().ok())
     }
 
-    /// Add `secrets` as new one-time prekeys made at `created_at`.
-    pub fn add_one_time(&mut self, secrets: Vec<AgreementSecret>, created_at: u64) {
+    /// Add new one-time prekeys made at `created_at`, given as their
+    /// private keys' bytes ([`AgreementSecret::to_bytes`]).
+    pub fn add_one_time(&mut self, secrets: Vec<Zeroizing<Vec<u8>>>, created_at: u64) {
         for secret in secrets {
             self.next_one_time_id = self.next_one_time_id.max(1);
             self.one_time.push(OneTimePrekey {
@@ -168,27 +181,26 @@ struct PrekeyRecord {
 }
 
 impl PrekeyRecord {
-    fn new(
-        id: u32,
-        created_at: u64,
-        secret: &AgreementSecret,
-        published: bool,
-    ) -> Result<Self, CryptoError> {
-        Ok(Self {
+    fn new(id: u32, created_at: u64, secret: &[u8], published: bool) -> Self {
+        Self {
             id,
             created_at,
-            private_key: STANDARD.encode(secret.to_bytes()?.as_slice()),
+            private_key: STANDARD.encode(secret),
             published,
-        })
+        }
     }
 
-    fn secret(&self) -> Result<AgreementSecret, String> {
-        let bytes = zeroize::Zeroizing::new(
+    /// The private key's bytes, checked for length only.
+    fn secret_bytes(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        let bytes = Zeroizing::new(
             STANDARD
                 .decode(&self.private_key)
                 .map_err(|e| e.to_string())?,
         );
-        AgreementSecret::from_bytes(&bytes).map_err(|e| e.to_string())
+        if bytes.len() != X25519_LEN {
+            return Err(format!("prekey {} is not {X25519_LEN} bytes long", self.id));
+        }
+        Ok(bytes)
     }
 }
 
@@ -197,13 +209,21 @@ impl PrekeysFile {
         let signed = prekeys
             .keys
             .iter()
-            .map(|key| PrekeyRecord::new(key.id, key.created_at, &key.secret, key.published))
+            .map(|key| {
+                let bytes = key.secret.to_bytes()?;
+                Ok(PrekeyRecord::new(
+                    key.id,
+                    key.created_at,
+                    &bytes,
+                    key.published,
+                ))
+            })
             .collect::<Result<_, CryptoError>>()?;
         let one_time = prekeys
             .one_time
             .iter()
             .map(|key| PrekeyRecord::new(key.id, key.created_at, &key.secret, key.published))
-            .collect::<Result<_, CryptoError>>()?;
+            .collect();
         Ok(Self {
             signed,
             next_one_time_id: prekeys.next_one_time_id,
@@ -216,10 +236,11 @@ impl PrekeysFile {
             .signed
             .iter()
             .map(|record| {
+                let bytes = record.secret_bytes()?;
                 Ok(Prekey {
                     id: record.id,
                     created_at: record.created_at,
-                    secret: record.secret()?,
+                    secret: AgreementSecret::from_bytes(&bytes).map_err(|e| e.to_string())?,
                     published: record.published,
                 })
             })
@@ -231,7 +252,7 @@ impl PrekeysFile {
                 Ok(OneTimePrekey {
                     id: record.id,
                     created_at: record.created_at,
-                    secret: record.secret()?,
+                    secret: record.secret_bytes()?,
                     published: record.published,
                 })
             })
@@ -273,5 +294,33 @@ mod tests {
             prekeys.secret(1).unwrap().public_key().unwrap()
         );
         assert!(back.secret(3).is_none());
+    }
+
+    #[test]
+    fn one_time_prekeys_round_trip_and_their_numbers_are_never_reused() {
+        let mut prekeys = Prekeys::default();
+        let fresh = || AgreementSecret::generate().unwrap();
+        let secrets = [fresh(), fresh(), fresh()];
+        let bytes = secrets.iter().map(|s| s.to_bytes().unwrap()).collect();
+        prekeys.add_one_time(bytes, 5);
+        prekeys.mark_one_time_published(&[1, 2]);
+        let unpublished: Vec<u32> = prekeys.unpublished_one_time().map(|k| k.id).collect();
+        assert_eq!(unpublished, [3]);
+        assert!(prekeys.remove_one_time(&[1, 3]));
+        assert!(!prekeys.remove_one_time(&[1]), "gone already");
+        let text = toml::to_string(&PrekeysFile::from_prekeys(&prekeys).unwrap()).unwrap();
+        let mut back = toml::from_str::<PrekeysFile>(&text)
+            .unwrap()
+            .into_prekeys()
+            .unwrap();
+        assert!(back.one_time_secret(1).is_none());
+        assert_eq!(
+            back.one_time_secret(2).unwrap().public_key().unwrap(),
+            secrets[1].public_key().unwrap()
+        );
+        back.remove_one_time(&[2]);
+        back.add_one_time(vec![fresh().to_bytes().unwrap()], 6);
+        let ids: Vec<u32> = back.unpublished_one_time().map(|k| k.id).collect();
+        assert_eq!(ids, [4], "numbers go on after the highest ever made");
     }
 }
