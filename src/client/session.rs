@@ -81,8 +81,12 @@ pub fn authenticate_then(
                 ..
             }) => debug!("the server refused the stored token"),
             Ok(response) => {
+                // The prekeys were settled before this flight; only a pool
+                // running low needs work.
                 let acting = authenticated(user, response)?;
-                prekeys::maintain(connection, account, &acting.me, identity, acting.held)?;
+                if acting.held < prekeys::REFILL_BELOW {
+                    prekeys::maintain(connection, account, &acting.me, identity, acting.held)?;
+                }
                 return Ok((acting.me, answer));
             }
             Err(other) => return Err(other.into()),
