@@ -41,6 +41,7 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, UserId) {
                 signature: msgr::wire::protocol::Base64Bytes(vec![2; 256]),
             }),
             one_time: Vec::new(),
+            replace_one_time: false,
         };
         store
             .register(&name.parse().unwrap(), &key, &prekeys)

@@ -39,6 +39,9 @@ pub struct Publication {
     signed_id: Option<u32>,
     /// The one-time prekeys to publish, signed.
     pub one_time: Vec<SignedPrekey>,
+    /// Whether they replace the server's pool: it may hold prekeys this
+    /// keyring lacks (made anew, or restored without its prekeys).
+    pub replace_pool: bool,
 }
 
 impl Publication {
@@ -155,10 +158,11 @@ fn publication(
                 identity,
             )
         })
-        .collect::<ClientResult<_>>()?;
+        .collect::<ClientResult<Vec<_>>>()?;
     Ok(Publication {
         signed,
         signed_id: current.map(|current| current.id),
+        replace_pool: !one_time.is_empty() && prekeys.pool_needs_replacing(),
         one_time,
     })
 }
@@ -175,6 +179,9 @@ pub fn maintain(
     if are_settled(account) && held >= REFILL_BELOW {
         return Ok(());
     }
+    // A keyring whose pool the server never confirmed gets a pool of its
+    // own, whatever the server holds.
+    let held = if needs_new_pool(account) { 0 } else { held };
     let prekeys = prepare(account, Some(held))?;
     let publication = publication(&prekeys, me, identity, false)?;
     if publication.is_empty() {
@@ -188,11 +195,20 @@ pub fn maintain(
     let request = Request::PublishPrekeys {
         signed_prekey: publication.signed.clone(),
         one_time_prekeys: publication.one_time.clone(),
+        replace_one_time_prekeys: publication.replace_pool,
     };
     match connection.request(&request)? {
         Response::PrekeysPublished { .. } => publication.confirmed(account),
         other => Err(unexpected(&other).into()),
     }
+}
+
+/// Whether the server never confirmed a one-time prekey of this keyring.
+fn needs_new_pool(account: &impl AccountAccess) -> bool {
+    account
+        .files()
+        .load_prekeys()
+        .is_ok_and(|prekeys| prekeys.pool_needs_replacing())
 }
 
 /// Whether a signed prekey made at `created_at` is due for replacement.

@@ -96,9 +96,12 @@ impl<'a> Handler<'a> {
                 one_time_prekeys,
                 proof,
             } => {
+                // A registration's pool is the client's whole pool (a retry
+                // sends the same prekeys again).
                 let prekeys = Prekeys {
                     signed: Some(signed_prekey),
                     one_time: one_time_prekeys,
+                    replace_one_time: true,
                 };
                 self.register(user, public_key.0, prekeys, &proof.0).await
             }
@@ -109,10 +112,12 @@ impl<'a> Handler<'a> {
             Request::PublishPrekeys {
                 signed_prekey,
                 one_time_prekeys,
+                replace_one_time_prekeys,
             } => {
                 let prekeys = Prekeys {
                     signed: signed_prekey,
                     one_time: one_time_prekeys,
+                    replace_one_time: replace_one_time_prekeys,
                 };
                 self.publish_prekeys(prekeys).await
             }

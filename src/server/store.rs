@@ -125,6 +125,8 @@ pub struct Prekeys {
     pub signed: Option<SignedPrekey>,
     /// One-time prekeys to add to the account's pool.
     pub one_time: Vec<SignedPrekey>,
+    /// Whether they replace the pool instead.
+    pub replace_one_time: bool,
 }
 
 /// What `get_key` answers: the account, its signed prekey, and a one-time
@@ -156,7 +158,7 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 pub trait Store: Send + Sync {
     /// Create an account with its prekeys unless its name (compared
     /// case-insensitively) is taken; a registration repeated with the same
-    /// key replaces the signed prekey and adds the one-time prekeys. The
+    /// key stores the prekeys as [`Store::publish_prekeys`] does. The
     /// prekeys' signatures must have been checked.
     fn register(
         &self,
@@ -166,9 +168,9 @@ pub trait Store: Send + Sync {
     ) -> Result<RegisterOutcome, StoreError>;
 
     /// Replace the account's signed prekey if one is given and add the
-    /// one-time prekeys (their signatures checked; one whose number the
-    /// pool holds already is ignored); returns how many one-time prekeys
-    /// the account holds now.
+    /// one-time prekeys, after emptying the pool if asked (their
+    /// signatures checked; one whose number the pool holds already is
+    /// ignored); returns how many one-time prekeys the account holds now.
     fn publish_prekeys(&self, user: UserId, prekeys: &Prekeys) -> Result<u32, StoreError>;
 
     /// The named account (in any letter case) and its signed prekey; with

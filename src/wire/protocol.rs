@@ -131,6 +131,10 @@ pub enum Request {
         /// One-time prekeys to add to the account's pool, each signed.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         one_time_prekeys: Vec<SignedPrekey>,
+        /// Drop the pool first: the client's keyring lacks its private
+        /// halves (it was made anew, or restored without them).
+        #[serde(default, skip_serializing_if = "is_false")]
+        replace_one_time_prekeys: bool,
     },
     /// Queue a sealed envelope for a recipient (needs authentication).
     Send {

@@ -180,3 +180,23 @@ fn the_pool_refills_when_it_runs_low_and_an_empty_one_falls_back() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("no one-time prekey left"), "{stdout}");
 }
+
+/// A keyring that lost `prekeys.toml` (or was made anew) cannot open what
+/// the server's old pool would bring: its next command replaces the pool.
+#[test]
+fn a_keyring_without_its_prekeys_replaces_the_servers_pool() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    std::fs::remove_file(world.account_dir("John").join("prekeys.toml")).unwrap();
+    // The server still holds the old pool, numbered 1 to 100 like the new
+    // one: added to, it would keep the old prekeys under those numbers.
+    assert_eq!(pool(&world, "John"), 100);
+    let (code, _, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(pool(&world, "John"), 100);
+    world.send("Alice", "John", "sealed to the new pool");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("sealed to the new pool"), "{stdout}");
+}

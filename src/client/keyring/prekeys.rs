@@ -60,6 +60,10 @@ pub struct Prekeys {
     /// The number the next one-time prekey gets (numbers are never reused,
     /// so a message sealed to a deleted one can never meet another key).
     next_one_time_id: u32,
+    /// Whether the server confirmed one-time prekeys of this keyring. Until
+    /// it has, the server's pool (if any) holds prekeys this keyring lacks
+    /// (it was made anew, or lost its file), and is replaced.
+    pool_confirmed: bool,
 }
 
 impl Prekeys {
@@ -141,13 +145,21 @@ impl Prekeys {
         self.one_time.iter().filter(|key| !key.published)
     }
 
-    /// Record that the server confirmed the one-time prekeys `ids`.
+    /// Record that the server confirmed the one-time prekeys `ids` (into
+    /// a pool that holds only this keyring's from now on).
     pub fn mark_one_time_published(&mut self, ids: &[u32]) {
         for key in &mut self.one_time {
             if ids.contains(&key.id) {
                 key.published = true;
             }
         }
+        self.pool_confirmed |= !ids.is_empty();
+    }
+
+    /// Whether the server's pool must be replaced rather than added to: it
+    /// has never confirmed one of this keyring's one-time prekeys.
+    pub fn pool_needs_replacing(&self) -> bool {
+        !self.pool_confirmed
     }
 
     /// Delete the private halves of the one-time prekeys `ids`; whether
@@ -167,6 +179,8 @@ pub(super) struct PrekeysFile {
     signed: Vec<PrekeyRecord>,
     #[serde(default)]
     next_one_time_id: u32,
+    #[serde(default)]
+    pool_confirmed: bool,
     #[serde(default)]
     one_time: Vec<PrekeyRecord>,
 }
@@ -227,6 +241,7 @@ impl PrekeysFile {
         Ok(Self {
             signed,
             next_one_time_id: prekeys.next_one_time_id,
+            pool_confirmed: prekeys.pool_confirmed,
             one_time,
         })
     }
@@ -262,6 +277,7 @@ impl PrekeysFile {
             keys,
             one_time,
             next_one_time_id: self.next_one_time_id.max(highest.wrapping_add(1)),
+            pool_confirmed: self.pool_confirmed,
         })
     }
 }

@@ -85,6 +85,10 @@ pub(super) fn publish_prekeys(
     if let Some(signed) = &prekeys.signed {
         set_signed_prekey(conn, user, signed)?;
     }
+    if prekeys.replace_one_time {
+        conn.prepare_cached("DELETE FROM one_time_prekeys WHERE user_id = ?1")?
+            .execute([user])?;
+    }
     // Beyond a full pool, further one-time prekeys are dropped: the count
     // returned tells the client how many the server holds.
     let mut insert = conn.prepare_cached(

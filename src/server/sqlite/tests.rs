@@ -25,6 +25,7 @@ fn signed(id: u32) -> Prekeys {
     Prekeys {
         signed: Some(prekey(id)),
         one_time: Vec::new(),
+        replace_one_time: false,
     }
 }
 
@@ -33,6 +34,7 @@ fn one_time(ids: std::ops::Range<u32>) -> Prekeys {
     Prekeys {
         signed: None,
         one_time: ids.map(prekey).collect(),
+        replace_one_time: false,
     }
 }
 

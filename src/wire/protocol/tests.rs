@@ -92,6 +92,7 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
         Request::PublishPrekeys {
             signed_prekey: Some(prekey()),
             one_time_prekeys: vec![prekey()],
+            replace_one_time_prekeys: true,
         },
         Request::Send {
             recipient: user(),

@@ -229,6 +229,7 @@ fn one_time_prekeys_are_checked_pooled_and_handed_out_once() {
     let publish = |prekeys: Vec<SignedPrekey>| Request::PublishPrekeys {
         signed_prekey: None,
         one_time_prekeys: prekeys,
+        replace_one_time_prekeys: false,
     };
     let as_signed = publish(vec![one_time(PrekeyKind::Signed, 1)]);
     assert_eq!(
