@@ -310,6 +310,28 @@ impl Inbox {
         }
     }
 
+    /// The one-time prekey a message shown before was sealed to, if this
+    /// copy still opens with it (a crash came between recording the message
+    /// as shown and deleting the key). Only the message itself opens: a
+    /// sender reusing a shown message id cannot make a reader delete a
+    /// one-time prekey meant for someone else's message.
+    fn reopened_one_time(
+        &self,
+        account: &Account,
+        prekeys: &Prekeys,
+        parsed: &envelope::Parsed<'_>,
+    ) -> Option<u32> {
+        let id = parsed.one_time_prekey_id?;
+        let one_time = prekeys.one_time_secret(id)?;
+        let contact = account.contact(&parsed.header.sender).ok()??;
+        let me = self.me.as_ref()?;
+        let lookup = |kind, signed_id| match kind {
+            PrekeyKind::Signed => prekeys.secret(signed_id),
+            PrekeyKind::OneTime => Some(&one_time),
+        };
+        parsed.open(me, &contact.key, lookup).ok().map(|_| id)
+    }
+
     /// Verify and decrypt one message and, if genuine and new, deliver it.
     /// Only a failure of the sink is an `Err`.
     fn judge<S: Sink>(
@@ -330,7 +352,9 @@ impl Inbox {
         let message_id = hex(&header.message_id);
         let key = seen_key(sender, &message_id);
         if seen.contains(&key) {
-            return Ok(Outcome::Duplicate(genuine_one_time(account, &parsed)));
+            return Ok(Outcome::Duplicate(
+                self.reopened_one_time(account, prekeys, &parsed),
+            ));
         }
         let pinned = directory::pinned_or_fetch(&mut self.connection, account, sender, self.policy);
         let (sender_key, sender_pin) = match pinned {
@@ -378,15 +402,6 @@ impl Inbox {
             Delivery::Kept => Ok(Outcome::Kept),
         }
     }
-}
-
-/// The one-time prekey a message shown before was sealed to, if its
-/// signature shows the sender named it (so a server cannot make a reader
-/// delete an unused one by replaying a seen id).
-fn genuine_one_time(account: &Account, parsed: &envelope::Parsed<'_>) -> Option<u32> {
-    let id = parsed.one_time_prekey_id?;
-    let contact = account.contact(&parsed.header.sender).ok()??;
-    parsed.is_signed_by(&contact.key).then_some(id)
 }
 
 /// The envelope of `message`, if it parses and names the sender the server

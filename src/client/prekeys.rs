@@ -1,9 +1,7 @@
 //! Keeping the account's prekeys on the server fresh, from any command
 //! that logs in: a signed prekey (made for a keyring that has none,
 //! replaced once a week old), and a pool of one-time prekeys, topped up to
-//! [`POOL`] when the server holds fewer than a fifth of it. Old signed
-//! prekeys are forgotten once no message sealed to them can still be
-//! queued. Everything is made and saved under the account lock before it
+//! [`POOL`] when the server holds fewer than a fifth of it. Everything is made and saved under the account lock before it
 //! is sent, and marked published only once the server confirms it.
 
 use tracing::debug;
@@ -24,10 +22,6 @@ pub const REFILL_BELOW: u32 = POOL / 5;
 
 /// A signed prekey this old (seconds) is replaced.
 pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
-
-/// How long (seconds) a message can stay queued, so how long a replaced
-/// signed prekey must still open messages.
-pub const MAX_MESSAGE_AGE: u64 = 30 * 24 * 60 * 60;
 
 /// What the server should get: the signed prekey if it has not confirmed
 /// it, and the one-time prekeys it has not confirmed.
@@ -80,8 +74,7 @@ pub fn are_settled(account: &impl AccountAccess) -> bool {
 /// Make (and save) what the account lacks: a signed prekey if there is
 /// none or the current one is due, and one-time prekeys up to [`POOL`] if
 /// the server holds `held`, fewer than [`REFILL_BELOW`] (`None`: leave the
-/// pool alone). Old signed prekeys are forgotten on the way. Returns the
-/// prekeys as saved.
+/// pool alone). Returns the prekeys as saved.
 pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<Prekeys> {
     let now = unix_now();
     let wanted = held
@@ -100,9 +93,8 @@ pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<
         if due {
             prekeys.add(fresh_signed, now);
         }
-        prekeys.prune_signed(now, MAX_MESSAGE_AGE);
         let unpublished = prekeys.unpublished_one_time().count() as u32;
-        if held.is_some_and(|held| held + unpublished < REFILL_BELOW) {
+        if held.is_some_and(|held| held.saturating_add(unpublished) < REFILL_BELOW) {
             prekeys.add_one_time(fresh_one_time, now);
         }
         locked.save_prekeys(&prekeys)?;

@@ -350,6 +350,11 @@ impl<'a> Handler<'a> {
     /// The named account's keys; with `claim`, one of its one-time
     /// prekeys too, handed out to this request only.
     async fn get_key(&self, name: String, claim: bool) -> Result<Response, Refusal> {
+        // Claims use up another account's pool: only an account may make
+        // them, so that nobody can empty pools anonymously.
+        if claim {
+            self.session()?;
+        }
         let name = check_name(name)?;
         let bundle = self
             .with_store(move |store| store.key_bundle(name.as_str(), claim))

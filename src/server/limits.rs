@@ -45,8 +45,10 @@ pub const DEFAULT_LOGINS_PER_MINUTE: u32 = 30;
 /// Default `register` requests per hour from one source address.
 pub const DEFAULT_REGISTRATIONS_PER_HOUR: u32 = 10;
 
-/// Room in a frame beyond the base64 envelope: JSON keys, names, quoting.
-const FRAME_SLACK: u64 = 64 * 1024;
+/// Room in a frame beyond the base64 envelope: JSON keys, names, quoting,
+/// and a `register` or `publish_prekeys` carrying a full pool of one-time
+/// prekeys (200 of about 800 bytes each with a 4096-bit key).
+const FRAME_SLACK: u64 = 256 * 1024;
 
 /// Up to `burst` events per `period` from one source, refilled evenly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! `prekeys.toml`: the private halves of the account's prekeys (X25519),
 //! which messages to the account are encrypted to. Signed prekeys: the
-//! newest is the one published, replaced weekly; older ones are kept until
-//! no message sealed to them can still be queued. One-time prekeys: a pool
+//! newest is the one published, replaced weekly; older ones are kept, as
+//! messages sealed to them may still be queued (until the server bounds how
+//! long a message can wait). One-time prekeys: a pool
 //! the server hands out one per message; each private half is deleted once
 //! its message is shown, so a copy of the keyring taken later opens none
 //! of them again. Mode 0600 like every keyring file; not covered by the
@@ -100,20 +101,6 @@ impl Prekeys {
         if let Some(key) = self.keys.iter_mut().find(|key| key.id == id) {
             key.published = true;
         }
-    }
-
-    /// Forget the signed prekeys replaced more than `max_age` seconds
-    /// before `now`: no message sealed to them can still be queued.
-    pub fn prune_signed(&mut self, now: u64, max_age: u64) {
-        let replaced_at: Vec<u64> = self.keys.iter().skip(1).map(|key| key.created_at).collect();
-        let mut index = 0;
-        self.keys.retain(|_| {
-            let keep = replaced_at
-                .get(index)
-                .is_none_or(|&replaced| replaced.saturating_add(max_age) > now);
-            index += 1;
-            keep
-        });
     }
 
     /// The private key of one-time prekey number `id`, unless it was used

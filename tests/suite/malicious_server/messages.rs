@@ -241,3 +241,53 @@ fn a_saved_body_cannot_be_probed_with_another_senders_message() {
     );
     world.assert_queued_soon(0);
 }
+
+/// A sender who reuses the id of a message the reader showed, and names
+/// one of the reader's one-time prekeys, cannot make the reader delete it:
+/// only the shown message itself, opening again, deletes its key.
+#[test]
+fn a_reused_message_id_deletes_no_one_time_prekey() {
+    let world = World::new();
+    world.register("John");
+    let mut mallory = Client::connect_to(&world.server.addr).greet();
+    mallory.register("Mallory", &keys()[2]);
+    mallory.log_in("Mallory", &keys()[2]);
+    let to_john = prekey_of(&world, "John");
+    let header = Header::new(&name("Mallory"), &name("John"));
+    let genuine = envelope::seal(&header, b"hello", &keys()[2], &to_john).unwrap();
+    let sent = mallory.request(&Request::Send {
+        recipient: "John".into(),
+        envelope: Base64Bytes(genuine),
+    });
+    assert!(matches!(sent, Response::Sent { .. }), "{sent:?}");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("hello"), "{stdout}");
+    world.assert_queued_soon(0);
+
+    // The same message id again, naming John's one-time prekey 7 (which
+    // Mallory never claimed, so cannot seal to).
+    let prekeys = world.account_dir("John").join("prekeys.toml");
+    let held = |id: u32| {
+        std::fs::read_to_string(&prekeys)
+            .unwrap()
+            .contains(&format!("id = {id}\ncreated_at"))
+    };
+    assert!(held(7));
+    let named = envelope::RecipientPrekeys {
+        one_time: Some(envelope::RecipientPrekey {
+            id: 7,
+            public_key: recipient_prekey(2).signed.public_key,
+        }),
+        ..to_john
+    };
+    let spoof = envelope::seal(&header, b"delete 7", &keys()[2], &named).unwrap();
+    let sent = mallory.request(&Request::Send {
+        recipient: "John".into(),
+        envelope: Base64Bytes(spoof),
+    });
+    assert!(matches!(sent, Response::Sent { .. }), "{sent:?}");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");
+    assert!(held(7), "one-time prekey 7 was deleted");
+}

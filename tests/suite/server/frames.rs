@@ -217,8 +217,8 @@ fn sigterm_exits_cleanly_and_keeps_queued_messages() {
 }
 
 /// One-time prekeys go into the pool only signed as such by the account's
-/// key, at most a pool's worth at once; each is handed out to one claim;
-/// looking a key up claims nothing.
+/// key, at most a pool's worth at once; each is handed out to one claim,
+/// which only an account can make; looking a key up claims nothing.
 #[test]
 fn one_time_prekeys_are_checked_pooled_and_handed_out_once() {
     let (_dir, server) = start_server(&[]);
@@ -251,7 +251,6 @@ fn one_time_prekeys_are_checked_pooled_and_handed_out_once() {
             one_time_prekeys: 2
         }
     );
-    let mut john = Client::greeted(&server);
     let key = |claim| Request::GetKey {
         user: "alice".into(),
         claim,
@@ -262,7 +261,15 @@ fn one_time_prekeys_are_checked_pooled_and_handed_out_once() {
         } => one_time_prekey.map(|prekey| prekey.id),
         other => panic!("{other:?}"),
     };
-    assert_eq!(handed(john.request(&key(false))), None);
+    let mut anonymous = Client::greeted(&server);
+    assert_eq!(
+        error_code(&anonymous.request(&key(true))),
+        ErrorCode::AuthRequired
+    );
+    assert_eq!(handed(anonymous.request(&key(false))), None);
+    let mut john = Client::greeted(&server);
+    john.register("John", &keys()[1]);
+    john.log_in("John", &keys()[1]);
     assert_eq!(handed(john.request(&key(true))), Some(1));
     assert_eq!(handed(john.request(&key(true))), Some(2));
     assert_eq!(handed(john.request(&key(true))), None);
