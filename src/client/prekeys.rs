@@ -203,9 +203,12 @@ fn needs_new_pool(account: &impl AccountAccess) -> bool {
         .is_ok_and(|prekeys| prekeys.pool_needs_replacing())
 }
 
-/// Whether a signed prekey made at `created_at` is due for replacement.
+/// Whether a signed prekey made at `created_at` is due for replacement:
+/// a week old, or made so far in the future (a clock set wrong then) that
+/// it would otherwise never be.
 fn is_due(created_at: u64, now: u64) -> bool {
     created_at.saturating_add(SIGNED_PREKEY_LIFETIME) <= now
+        || created_at > now.saturating_add(SIGNED_PREKEY_LIFETIME)
 }
 
 fn generate() -> ClientResult<AgreementSecret> {
@@ -234,4 +237,19 @@ fn sign(
             source,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_prekey_is_due_after_a_week_or_if_made_in_the_future() {
+        let now = 1_800_000_000;
+        assert!(!is_due(now, now));
+        assert!(!is_due(now - SIGNED_PREKEY_LIFETIME + 1, now));
+        assert!(is_due(now - SIGNED_PREKEY_LIFETIME, now));
+        assert!(!is_due(now + 60, now), "a clock a minute apart is fine");
+        assert!(is_due(now + SIGNED_PREKEY_LIFETIME + 1, now));
+    }
 }
