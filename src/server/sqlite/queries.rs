@@ -90,11 +90,14 @@ pub(super) fn publish_prekeys(
             .execute([user])?;
     }
     // Beyond a full pool, further one-time prekeys are dropped: the count
-    // returned tells the client how many the server holds.
+    // returned tells the client how many the server holds. One handed out
+    // before never comes back.
     let mut insert = conn.prepare_cached(
         "INSERT INTO one_time_prekeys (user_id, id, public_key, created_at, signature)
          SELECT ?1, ?2, ?3, ?4, ?5
          WHERE (SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1) < ?6
+           AND NOT EXISTS (SELECT 1 FROM claimed_one_time_prekeys
+                           WHERE user_id = ?1 AND public_key = ?3)
          ON CONFLICT (user_id, id) DO NOTHING",
     )?;
     for prekey in &prekeys.one_time {
@@ -155,6 +158,13 @@ fn claim_one_time_prekey(
         )?
         .query_row([user], prekey_from_row)
         .optional()?;
+    if let Some(prekey) = &prekey {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO claimed_one_time_prekeys (user_id, public_key, claimed_at)
+             VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![user, prekey.public_key.0, unix_now().min(SQL_MAX)])?;
+    }
     Ok(prekey)
 }
 

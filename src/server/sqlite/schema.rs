@@ -83,6 +83,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, id)
     ) WITHOUT ROWID;
     ",
+    // The public keys of one-time prekeys handed out, so that a prekey
+    // published again (an answer lost, a registration retried) does not
+    // return to the pool and go out twice.
+    "
+    CREATE TABLE claimed_one_time_prekeys (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        public_key BLOB NOT NULL,
+        claimed_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, public_key)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

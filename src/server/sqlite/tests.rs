@@ -151,6 +151,43 @@ fn one_time_prekeys_are_handed_out_once_each_lowest_first() {
 }
 
 #[test]
+fn a_pool_made_anew_replaces_the_old_one() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    store.publish_prekeys(alice.id, &one_time(1..4)).unwrap();
+    let anew = Prekeys {
+        replace_one_time: true,
+        ..one_time(7..9)
+    };
+    assert_eq!(store.publish_prekeys(alice.id, &anew).unwrap(), 2);
+    let next = store.key_bundle("Alice", true).unwrap().unwrap();
+    assert_eq!(next.one_time_prekey.map(|prekey| prekey.id), Some(7));
+}
+
+#[test]
+fn a_one_time_prekey_handed_out_never_returns_to_the_pool() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    assert_eq!(store.publish_prekeys(alice.id, &one_time(1..4)).unwrap(), 3);
+    let claimed = store.key_bundle("Alice", true).unwrap().unwrap();
+    assert_eq!(claimed.one_time_prekey.map(|prekey| prekey.id), Some(1));
+    // The same prekeys again (an answer lost), added or replacing.
+    assert_eq!(store.publish_prekeys(alice.id, &one_time(1..4)).unwrap(), 2);
+    let replacing = Prekeys {
+        replace_one_time: true,
+        ..one_time(1..4)
+    };
+    assert_eq!(store.publish_prekeys(alice.id, &replacing).unwrap(), 2);
+    let ids: Vec<Option<u32>> = (0..3)
+        .map(|_| {
+            let bundle = store.key_bundle("Alice", true).unwrap().unwrap();
+            bundle.one_time_prekey.map(|prekey| prekey.id)
+        })
+        .collect();
+    assert_eq!(ids, [Some(2), Some(3), None]);
+}
+
+#[test]
 fn a_pool_holds_at_most_its_limit() {
     let (_dir, store) = open();
     let alice = user(&store, "Alice");
