@@ -329,9 +329,14 @@ pub fn sealed(from: &str, to: &str, body: &[u8]) -> Request {
         &recipient_prekey(recipient),
     )
     .unwrap();
+    send(to, &envelope)
+}
+
+/// A `send` of `envelope` (any bytes) to `recipient`.
+pub fn send(recipient: &str, envelope: &[u8]) -> Request {
     Request::Send {
-        recipient: to.into(),
-        envelope: Base64Bytes(envelope),
+        recipient: recipient.into(),
+        envelope: Base64Bytes(envelope.to_vec()),
     }
 }
 

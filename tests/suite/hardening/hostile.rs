@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::raw::{Client, READ_TIMEOUT, error_code, keys, sealed, signed_in};
+use crate::common::raw::{Client, READ_TIMEOUT, error_code, keys, sealed, send, signed_in};
 use crate::common::{Server, start_server};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, PROTOCOL_VERSION, Request, Response};
 use rand::rngs::StdRng;
@@ -337,12 +337,5 @@ fn register(user: &str, public_key: Vec<u8>, proof: Vec<u8>) -> Request {
         signed_prekey: crate::common::raw::signed_prekey("Alice", 0),
         one_time_prekeys: Vec::new(),
         proof: Base64Bytes(proof),
-    }
-}
-
-fn send(recipient: &str, envelope: &[u8]) -> Request {
-    Request::Send {
-        recipient: recipient.into(),
-        envelope: Base64Bytes(envelope.to_vec()),
     }
 }

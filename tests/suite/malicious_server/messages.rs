@@ -63,10 +63,7 @@ fn the_server_refuses_envelopes_its_sender_did_not_sign() {
         &to_john,
     );
     for envelope in [forged, misspelt] {
-        let response = alice.request(&Request::Send {
-            recipient: "John".into(),
-            envelope: Base64Bytes(envelope.unwrap()),
-        });
+        let response = alice.request(&send("John", &envelope.unwrap()));
         assert_eq!(error_code(&response), ErrorCode::BadRequest, "{response:?}");
     }
     assert_eq!(world.queued(), 0, "junk takes no mailbox space");
@@ -92,10 +89,7 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
         &recipient_prekey(1),
     )
     .unwrap();
-    let response = alice.request(&Request::Send {
-        recipient: "John".into(),
-        envelope: Base64Bytes(late.clone()),
-    });
+    let response = alice.request(&send("John", &late));
     assert_eq!(error_code(&response), ErrorCode::BadRequest);
 
     // A server delivering it anyway: John's read reports it and shows the
@@ -220,10 +214,7 @@ fn a_saved_body_cannot_be_probed_with_another_senders_message() {
         .try_into()
         .unwrap();
     let probe = envelope::seal(&header, guess.as_bytes(), &keys()[2], &to_john).unwrap();
-    let response = mallory.request(&Request::Send {
-        recipient: "John".into(),
-        envelope: Base64Bytes(probe),
-    });
+    let response = mallory.request(&send("John", &probe));
     assert!(matches!(response, Response::Sent { .. }), "{response:?}");
     world
         .msgr("John")
@@ -255,10 +246,7 @@ fn a_reused_message_id_deletes_no_one_time_prekey() {
     let to_john = prekey_of(&world, "John");
     let header = Header::new(&name("Mallory"), &name("John"));
     let genuine = envelope::seal(&header, b"hello", &keys()[2], &to_john).unwrap();
-    let sent = mallory.request(&Request::Send {
-        recipient: "John".into(),
-        envelope: Base64Bytes(genuine),
-    });
+    let sent = mallory.request(&send("John", &genuine));
     assert!(matches!(sent, Response::Sent { .. }), "{sent:?}");
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "{stderr}");
@@ -282,10 +270,7 @@ fn a_reused_message_id_deletes_no_one_time_prekey() {
         ..to_john
     };
     let spoof = envelope::seal(&header, b"delete 7", &keys()[2], &named).unwrap();
-    let sent = mallory.request(&Request::Send {
-        recipient: "John".into(),
-        envelope: Base64Bytes(spoof),
-    });
+    let sent = mallory.request(&send("John", &spoof));
     assert!(matches!(sent, Response::Sent { .. }), "{sent:?}");
     let (code, stdout, stderr) = world.read("John");
     assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use crate::common::client::json_object;
 use crate::common::mitm::Mitm;
 use crate::common::raw::{
-    Client, error_code, keys, prekeys, recipient_prekey, sealed, signed_in, signed_prekey,
+    Client, error_code, keys, prekeys, recipient_prekey, sealed, send, signed_in, signed_prekey,
 };
 use crate::common::{World, name};
 use msgr::wire::crypto::{PrivateKey, sha256};
