@@ -9,8 +9,8 @@ use tracing::debug;
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountAccess, Prekeys};
 use crate::client::net::{Connection, unexpected};
-use crate::wire::crypto::PrivateKey;
 use crate::wire::crypto::agreement::AgreementSecret;
+use crate::wire::crypto::{CryptoError, PrivateKey};
 use crate::wire::protocol::{Request, Response, SignedPrekey, UserName, unix_now};
 use crate::wire::signing::PrekeyKind;
 
@@ -29,8 +29,6 @@ pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
 pub struct Publication {
     /// The signed prekey to publish, signed.
     pub signed: Option<SignedPrekey>,
-    /// Its number.
-    signed_id: Option<u32>,
     /// The one-time prekeys to publish, signed.
     pub one_time: Vec<SignedPrekey>,
     /// Whether they replace the server's pool: it may hold prekeys this
@@ -49,8 +47,8 @@ impl Publication {
         let one_time: Vec<u32> = self.one_time.iter().map(|prekey| prekey.id).collect();
         Ok(account.locked(|locked| {
             let mut prekeys = locked.load_prekeys()?;
-            if let Some(id) = self.signed_id {
-                prekeys.mark_published(id);
+            if let Some(signed) = &self.signed {
+                prekeys.mark_published(signed.id);
             }
             prekeys.mark_one_time_published(&one_time);
             locked.save_prekeys(&prekeys)
@@ -128,7 +126,7 @@ fn publication(
         .filter(|current| signed_anyway || !current.published);
     let signed = current
         .map(|current| {
-            sign(
+            SignedPrekey::sign(
                 PrekeyKind::Signed,
                 owner,
                 current.id,
@@ -136,12 +134,13 @@ fn publication(
                 &current.secret,
                 identity,
             )
+            .map_err(signing_failed)
         })
         .transpose()?;
     let one_time = prekeys
         .unpublished_one_time()
         .map(|key| {
-            sign(
+            SignedPrekey::sign(
                 PrekeyKind::OneTime,
                 owner,
                 key.id,
@@ -149,11 +148,11 @@ fn publication(
                 &key.secret().map_err(made_no_prekey)?,
                 identity,
             )
+            .map_err(signing_failed)
         })
         .collect::<ClientResult<Vec<_>>>()?;
     Ok(Publication {
         signed,
-        signed_id: current.map(|current| current.id),
         replace_pool: !one_time.is_empty() && prekeys.pool_needs_replacing(),
         one_time,
     })
@@ -215,28 +214,18 @@ fn generate() -> ClientResult<AgreementSecret> {
     AgreementSecret::generate().map_err(made_no_prekey)
 }
 
-fn made_no_prekey(source: crate::wire::crypto::CryptoError) -> ClientError {
+fn made_no_prekey(source: CryptoError) -> ClientError {
     ClientError::Crypto {
         doing: "make a prekey",
         source,
     }
 }
 
-/// A prekey's public half signed by `identity` as `owner`'s, of `kind`.
-fn sign(
-    kind: PrekeyKind,
-    owner: &UserName,
-    id: u32,
-    created_at: u64,
-    secret: &AgreementSecret,
-    identity: &PrivateKey,
-) -> ClientResult<SignedPrekey> {
-    SignedPrekey::sign(kind, owner, id, created_at, secret, identity).map_err(|source| {
-        ClientError::Crypto {
-            doing: "sign a prekey",
-            source,
-        }
-    })
+fn signing_failed(source: CryptoError) -> ClientError {
+    ClientError::Crypto {
+        doing: "sign a prekey",
+        source,
+    }
 }
 
 #[cfg(test)]
