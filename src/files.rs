@@ -18,6 +18,10 @@ use thiserror::Error;
 /// Permission bits for secret files: owner read/write only.
 pub const SECRET_MODE: u32 = 0o600;
 
+/// How the names of files still being written begin; a reader listing a
+/// folder skips them.
+pub const TEMPORARY_PREFIX: &str = ".tmp-";
+
 /// Permission bits for private folders: owner only.
 pub const FOLDER_MODE: u32 = 0o700;
 
@@ -92,18 +96,37 @@ pub fn restrict(path: &Path, mode: u32) -> Result<Option<u32>, FileError> {
 /// see the old file or the new one, never a mix, and the new one survives
 /// a crash once this returns.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
+    replace(path, contents, true)
+}
+
+/// [`write_atomic`] without the fsyncs, for a file whose loss costs
+/// nothing: readers still see the old file or the whole new one, but a
+/// crash soon after may leave the old one, or an empty one.
+pub fn write_atomic_unsynced(path: &Path, contents: &[u8]) -> Result<(), FileError> {
+    replace(path, contents, false)
+}
+
+/// Replace `path` through a temporary file in its folder, made `durable`
+/// by fsyncs or not.
+fn replace(path: &Path, contents: &[u8], durable: bool) -> Result<(), FileError> {
     let dir = folder_of(path);
     let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMPORARY_PREFIX)
         .permissions(fs::Permissions::from_mode(SECRET_MODE))
         .tempfile_in(dir)
         .map_err(FileError::at(dir))?;
     temp.write_all(contents)
-        .and_then(|()| temp.as_file().sync_all())
+        .and_then(|()| match durable {
+            true => temp.as_file().sync_all(),
+            false => Ok(()),
+        })
         .map_err(FileError::at(temp.path()))?;
     temp.persist(path)
         .map_err(|error| FileError::at(path)(error.error))?;
-    sync_folder(dir)
+    if durable {
+        sync_folder(dir)?;
+    }
+    Ok(())
 }
 
 /// Append `lines` (each ending in a newline) to `path`, created with mode

@@ -6,11 +6,14 @@
 //! prekey must be signed by that identity key.
 
 use crate::client::error::{ClientError, ClientResult};
-use crate::client::keyring::{AccountAccess, Contact};
+use crate::client::keyring::{AccountAccess, Contact, OneTimeOffer};
 use crate::client::net::{Connection, NetError, unexpected};
+use crate::client::prekeys;
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
-use crate::wire::protocol::{ErrorCode, Request, Response, SignedPrekey, UserName, printable};
+use crate::wire::protocol::{
+    ErrorCode, Request, Response, SignedPrekey, UserName, printable, unix_now,
+};
 use crate::wire::signing::PrekeyKind;
 
 /// How a fetched key relates to the pin.
@@ -58,9 +61,9 @@ pub struct CheckedKey {
     /// published none.
     pub prekey: Option<RecipientPrekey>,
     /// A one-time prekey handed out for one message, its signature
-    /// checked, if one was claimed and the server had one (never without
-    /// a signed prekey).
-    pub one_time: Option<RecipientPrekey>,
+    /// checked, if one was claimed and the server had one still usable
+    /// ([`prekeys::one_time_is_usable`]; never without a signed prekey).
+    pub one_time: Option<OneTimeOffer>,
     /// How it related to the pin before.
     pub status: PinStatus,
 }
@@ -193,9 +196,13 @@ impl Offered {
             Some(signed) => Some(check(PrekeyKind::Signed, signed)?),
         };
         let one_time = match (&prekey, &one_time_prekey) {
-            (Some(_), Some(one_time)) => Some(check(PrekeyKind::OneTime, one_time)?),
+            (Some(_), Some(one_time)) => Some(OneTimeOffer {
+                prekey: check(PrekeyKind::OneTime, one_time)?,
+                created_at: one_time.created_at,
+            }),
             _ => None,
-        };
+        }
+        .filter(|offer| prekeys::one_time_is_usable(offer.created_at, unix_now()));
         Ok(Verified {
             name,
             key,
@@ -210,7 +217,7 @@ struct Verified {
     name: UserName,
     key: PublicKey,
     prekey: Option<RecipientPrekey>,
-    one_time: Option<RecipientPrekey>,
+    one_time: Option<OneTimeOffer>,
 }
 
 impl Verified {

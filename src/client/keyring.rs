@@ -11,6 +11,7 @@
 //!     prekeys.toml                 private halves of the signed prekeys (mode 0600)
 //!     contacts.toml                pinned public keys of other users
 //!     seen.txt                     ids of messages already shown (append-only)
+//!     claimed/<user>/<id>          a one-time prekey of <user> kept for the next message
 //!     lock                         held while a command changes the account
 //! ```
 //!
@@ -20,9 +21,12 @@
 //! ([`AccountDir::lock`], [`AccountAccess`]): `read` holds it while it
 //! handles a page of messages, so two readers never show one message twice;
 //! `create` takes it only for the rare change it makes (a new pin or token),
-//! so cron jobs sending from one account run in parallel. Concurrent
-//! invocations cannot corrupt the keyring.
+//! so cron jobs sending from one account run in parallel. The one
+//! exception to the lock, `claimed/`, needs none: each of its files is
+//! written once and taken by deleting it. Concurrent invocations cannot
+//! corrupt the keyring.
 
+mod claimed;
 mod identity;
 mod known_servers;
 mod prekeys;
@@ -38,6 +42,7 @@ use crate::client::net::ServerAddr;
 use crate::wire::crypto::{CryptoError, PrivateKey};
 use crate::wire::protocol::UserName;
 
+pub use claimed::OneTimeOffer;
 pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
 pub use prekeys::{Prekey, Prekeys};

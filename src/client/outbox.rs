@@ -1,14 +1,18 @@
 //! Sending one message: for each recipient, the key answer checked (and
 //! pinned as the policy allows), the envelope sealed to the recipient's
-//! prekey — or the one sealed ahead of time used, if the server confirms
-//! everything it assumed — and queued on the server.
+//! prekeys — or the one sealed ahead of time used, if the server confirms
+//! everything it assumed — and queued on the server. For the recipient
+//! sealed ahead, a one-time prekey claimed with the message is kept for
+//! the next message, so that it too can be sealed while connecting.
 
-use crate::client::directory::{self, CheckedKey, PinPolicy, PinStatus};
+use tracing::debug;
+
+use crate::client::directory::{self, Acceptance, CheckedKey, PinPolicy, PinStatus};
 use crate::client::error::{ClientError, ClientResult};
-use crate::client::keyring::{AccountDir, Contact};
+use crate::client::keyring::{AccountDir, Contact, OneTimeOffer};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope::{self, EnvelopeError, Header, RecipientPrekeys};
+use crate::wire::envelope::{self, EnvelopeError, Header, RecipientPrekey, RecipientPrekeys};
 use crate::wire::protocol::{Base64Bytes, Request, Response, UserName, hex};
 
 /// Everything needed to seal and queue one message for its recipients.
@@ -41,8 +45,11 @@ pub struct Queued {
 impl Outbox<'_> {
     /// Check the recipient's key (from the head start if there is one,
     /// else asked for now), seal (unless sealed already for what the server
-    /// confirms), and queue.
+    /// confirms), and queue. With a head start, a one-time prekey is kept
+    /// for the next message: the one claimed with the key answer if the
+    /// envelope sealed ahead was used, else one claimed with the message.
     pub fn send(&mut self, name: &UserName, head_start: Option<HeadStart>) -> ClientResult<Queued> {
+        let sealed_ahead = head_start.is_some();
         let (key_answer, presealed) = match head_start {
             Some(head_start) => (head_start.key_answer, head_start.presealed),
             None => (
@@ -50,11 +57,7 @@ impl Outbox<'_> {
                 None,
             ),
         };
-        let acceptance = directory::Acceptance {
-            policy: self.policy,
-            expect: None,
-        };
-        let recipient = directory::check_answer(self.account, name, key_answer, acceptance)?;
+        let recipient = directory::check_answer(self.account, name, key_answer, self.acceptance())?;
         if recipient.status == PinStatus::New {
             (self.on_new_pin)(recipient.name.as_str(), &recipient.key.fingerprint());
         }
@@ -63,23 +66,49 @@ impl Outbox<'_> {
                 name: recipient.name.to_string(),
             });
         };
-        let prekeys = RecipientPrekeys {
-            signed,
-            one_time: recipient.one_time,
-        };
-        let (header, sealed) = presealed
-            .and_then(|presealed| presealed.confirmed(self.me, &recipient))
-            .unwrap_or_else(|| {
-                let header = Header::new(self.me, &recipient.name);
-                let sealed = envelope::seal(&header, self.body, self.identity, &prekeys);
-                (header, sealed)
-            });
+        let (header, sealed, unused_offer) =
+            match presealed.and_then(|presealed| presealed.confirmed(self.me, &recipient)) {
+                Some((header, sealed)) => (header, sealed, recipient.one_time),
+                None => {
+                    let header = Header::new(self.me, &recipient.name);
+                    let prekeys = RecipientPrekeys {
+                        signed,
+                        one_time: recipient.one_time.map(|offer| offer.prekey),
+                    };
+                    let sealed = envelope::seal(&header, self.body, self.identity, &prekeys);
+                    (header, sealed, None)
+                }
+            };
         let sealed = sealed.map_err(ClientError::Seal)?;
         check_size(sealed.len() as u64, self.connection.max_envelope()?)?;
-        let response = self.connection.request(&Request::Send {
+        self.connection.write_request(&Request::Send {
             recipient: recipient.name.to_string(),
             envelope: Base64Bytes(sealed),
         })?;
+        // An empty pool (no one-time prekey came) is not asked again.
+        let claim_next = sealed_ahead && unused_offer.is_none() && recipient.one_time.is_some();
+        if claim_next {
+            self.connection
+                .write_request(&directory::key_request(&recipient.name, true))?;
+        }
+        self.connection.flush()?;
+        if let Some(offer) = unused_offer {
+            self.keep(&recipient, &offer);
+        }
+        let response = self.connection.read_response();
+        if claim_next {
+            let answer = self.connection.read_response();
+            match directory::check_answer(self.account, &recipient.name, answer, self.acceptance())
+            {
+                Ok(CheckedKey {
+                    one_time: Some(offer),
+                    ..
+                }) => self.keep(&recipient, &offer),
+                Ok(_) => {}
+                Err(error) => debug!(%error, "no one-time prekey kept for the next message"),
+            }
+        }
+        let response = response?;
         let Response::Sent { .. } = response else {
             return Err(unexpected(&response).into());
         };
@@ -87,6 +116,24 @@ impl Outbox<'_> {
             to: recipient.name.into(),
             id: hex(&header.message_id),
         })
+    }
+
+    fn acceptance(&self) -> Acceptance<'static> {
+        Acceptance {
+            policy: self.policy,
+            expect: None,
+        }
+    }
+
+    /// Keep `offer` for the next message to `recipient`; a failure costs
+    /// only that message's head start.
+    fn keep(&self, recipient: &CheckedKey, offer: &OneTimeOffer) {
+        if let Err(error) = self
+            .account
+            .keep_claimed(&recipient.name, &recipient.key, offer)
+        {
+            debug!(%error, "no one-time prekey kept for the next message");
+        }
     }
 }
 
@@ -101,9 +148,9 @@ pub struct HeadStart {
 }
 
 /// An envelope sealed before the server confirmed the sender's name and
-/// the recipient's name, key and prekey it assumes (from the keyring: the
-/// registration and the pin). It is encrypted to the signed prekey alone,
-/// so it is used only if the server had no one-time prekey to hand out.
+/// the recipient's name, key and signed prekey it assumes (from the
+/// keyring: the registration and the pin), to those and a one-time prekey
+/// claimed by an earlier message.
 pub struct Presealed {
     me: UserName,
     /// The pin it was sealed for, with the prekey it was sealed to.
@@ -113,11 +160,12 @@ pub struct Presealed {
 }
 
 impl Presealed {
-    /// Seal `body` from `me` to the pinned `recipient`'s prekey, if the pin
-    /// holds one.
+    /// Seal `body` from `me` to the pinned `recipient`'s signed prekey, if
+    /// the pin holds one, and to `one_time`, taken from those kept for them.
     pub fn seal(
         me: UserName,
         recipient: Contact,
+        one_time: RecipientPrekey,
         body: &[u8],
         identity: &PrivateKey,
     ) -> Option<Self> {
@@ -125,7 +173,7 @@ impl Presealed {
         let header = Header::new(&me, &recipient.name);
         let prekeys = RecipientPrekeys {
             signed,
-            one_time: None,
+            one_time: Some(one_time),
         };
         let sealed = envelope::seal(&header, body, identity, &prekeys);
         Some(Self {
@@ -143,7 +191,6 @@ impl Presealed {
         recipient: &CheckedKey,
     ) -> Option<(Header, Result<Vec<u8>, EnvelopeError>)> {
         (self.me == *me
-            && recipient.one_time.is_none()
             && self.recipient.name == recipient.name
             && self.recipient.key == recipient.key
             && self.recipient.prekey == recipient.prekey)
@@ -162,16 +209,21 @@ pub fn check_size(size: u64, limit: u64) -> ClientResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::envelope::RecipientPrekey;
     use crate::wire::protocol::username;
+    use crate::wire::signing::PrekeyKind;
 
     #[test]
     fn a_presealed_envelope_is_used_only_for_what_the_server_confirms() {
         let [alice, john, other] = crate::wire::crypto::test_keys();
-        let john_prekey = crate::wire::crypto::agreement::AgreementSecret::generate().unwrap();
+        let generate = crate::wire::crypto::agreement::AgreementSecret::generate;
+        let (john_prekey, john_one_time) = (generate().unwrap(), generate().unwrap());
         let prekey = RecipientPrekey {
             id: 1,
             public_key: john_prekey.public_key().unwrap(),
+        };
+        let one_time = RecipientPrekey {
+            id: 5,
+            public_key: john_one_time.public_key().unwrap(),
         };
         let preseal = || {
             let pin = Contact {
@@ -179,7 +231,8 @@ mod tests {
                 key: john.public_key(),
                 prekey: Some(prekey),
             };
-            Presealed::seal(username("Alice"), pin, b"hi", alice).expect("the pin has a prekey")
+            Presealed::seal(username("Alice"), pin, one_time, b"hi", alice)
+                .expect("the pin has a prekey")
         };
         let confirmed = |name: &str, key: &PrivateKey| CheckedKey {
             name: username(name),
@@ -197,11 +250,15 @@ mod tests {
         );
         let sealed = sealed.unwrap();
         let opened = envelope::parse(&sealed).unwrap();
+        assert_eq!(opened.one_time_prekey_id, Some(5));
+        let john_holds = |kind, id| match (kind, id) {
+            (PrekeyKind::Signed, 1) => Some(&john_prekey),
+            (PrekeyKind::OneTime, 5) => Some(&john_one_time),
+            _ => None,
+        };
         assert_eq!(
             opened
-                .open(&username("John"), &alice.public_key(), |_, _| Some(
-                    &john_prekey
-                ))
+                .open(&username("John"), &alice.public_key(), john_holds)
                 .unwrap(),
             b"hi"
         );
@@ -210,16 +267,6 @@ mod tests {
             ..confirmed("John", john)
         };
         assert!(preseal().confirmed(&username("Alice"), &rotated).is_none());
-        // With a one-time prekey handed out, the envelope is sealed anew.
-        let with_one_time = CheckedKey {
-            one_time: Some(RecipientPrekey { id: 9, ..prekey }),
-            ..confirmed("John", john)
-        };
-        assert!(
-            preseal()
-                .confirmed(&username("Alice"), &with_one_time)
-                .is_none()
-        );
         assert!(
             preseal()
                 .confirmed(&username("alice"), &confirmed("John", john))

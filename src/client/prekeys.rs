@@ -23,6 +23,21 @@ pub const REFILL_BELOW: u32 = POOL / 5;
 /// A signed prekey this old (seconds) is replaced.
 pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
 
+/// How long (seconds) after it was made senders use a one-time prekey.
+/// Its owner replaces the server's pool as often as the signed prekey, so
+/// only a pool left by an account that has not logged in since grows this
+/// old, and a prekey a sender kept for its next message is dropped too.
+pub const ONE_TIME_PREKEY_USABLE: u64 = 2 * SIGNED_PREKEY_LIFETIME;
+
+/// How far ahead of this machine's clock another's may run.
+pub const CLOCK_SLACK: u64 = 24 * 60 * 60;
+
+/// Whether a sender may use a one-time prekey made at `created_at`.
+pub fn one_time_is_usable(created_at: u64, now: u64) -> bool {
+    created_at.saturating_add(ONE_TIME_PREKEY_USABLE) > now
+        && created_at <= now.saturating_add(CLOCK_SLACK)
+}
+
 /// What the server should get: the signed prekey if it has not confirmed
 /// it, and the one-time prekeys it has not confirmed.
 #[derive(Debug, Default)]
@@ -240,5 +255,15 @@ mod tests {
         assert!(is_due(now - SIGNED_PREKEY_LIFETIME, now));
         assert!(!is_due(now + 60, now), "a clock a minute apart is fine");
         assert!(is_due(now + SIGNED_PREKEY_LIFETIME + 1, now));
+    }
+
+    #[test]
+    fn a_one_time_prekey_is_used_for_two_weeks_and_not_from_the_future() {
+        let now = 1_800_000_000;
+        assert!(one_time_is_usable(now, now));
+        assert!(one_time_is_usable(now - ONE_TIME_PREKEY_USABLE + 1, now));
+        assert!(!one_time_is_usable(now - ONE_TIME_PREKEY_USABLE, now));
+        assert!(one_time_is_usable(now + CLOCK_SLACK, now));
+        assert!(!one_time_is_usable(now + CLOCK_SLACK + 1, now));
     }
 }

@@ -117,37 +117,92 @@ fn read_with_keyring(world: &World, user: &str, config_dir: &Path) -> std::proce
         .unwrap()
 }
 
+/// The one-time prekeys Alice keeps for her next message to John.
+fn kept_for_john(world: &World) -> Vec<u32> {
+    let dir = world.account_dir("Alice").join("claimed").join("john");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = entries
+        .map(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 #[test]
 fn parallel_creates_each_get_their_own_one_time_prekey() {
     let world = World::new();
     world.register("Alice");
     world.register("John");
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            world
-                .msgr_process("Alice")
-                .args(["create", "John", &format!("message {i}")])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
+    // The second round seals ahead to the prekeys the first one kept.
+    for round in 0..2 {
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                world
+                    .msgr_process("Alice")
+                    .args(["create", "John", &format!("message {round}.{i}")])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
     }
     let mut ids: Vec<u32> = queued_one_time_ids(&world)
         .into_iter()
         .map(|id| id.expect("every message sealed to a one-time prekey"))
         .collect();
-    assert_eq!(ids.len(), 8);
+    assert_eq!(ids.len(), 16);
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), 8, "no one-time prekey used twice");
+    assert_eq!(ids.len(), 16, "no one-time prekey used twice");
+    assert!(
+        kept_for_john(&world).iter().all(|id| !ids.contains(id)),
+        "a kept prekey is one no message used"
+    );
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "{stderr}");
-    for i in 0..8 {
-        assert!(stdout.contains(&format!("message {i}\n")), "{stdout}");
+    for message in (0..2).flat_map(|round| (0..8).map(move |i| format!("message {round}.{i}\n"))) {
+        assert!(stdout.contains(&message), "{stdout}");
     }
+}
+
+/// `create` seals its envelope while it connects, to a one-time prekey the
+/// previous message to the same recipient claimed and kept; each message
+/// claims exactly one.
+#[test]
+fn a_sender_keeps_one_claimed_prekey_for_the_next_message() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "first");
+    let kept = kept_for_john(&world);
+    assert_eq!(kept.len(), 1, "one prekey kept for the next message");
+    assert_eq!(pool(&world, "John"), 98, "one used, one kept");
+    world.send("Alice", "John", "second");
+    let queued = queued_one_time_ids(&world);
+    assert_eq!(queued.len(), 2);
+    assert_eq!(queued[1], Some(kept[0]), "sealed to the kept prekey");
+    assert_eq!(kept_for_john(&world).len(), 1);
+    assert_ne!(kept_for_john(&world), kept, "another kept in its place");
+    assert_eq!(pool(&world, "John"), 97, "one claimed per message");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("first\n") && stdout.contains("second\n"),
+        "{stdout}"
+    );
 }
 
 #[test]

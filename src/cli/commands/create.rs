@@ -17,9 +17,9 @@ use crate::client::directory;
 use crate::client::keyring::AccountDir;
 use crate::client::net::Connection;
 use crate::client::outbox::{HeadStart, Outbox, Presealed, check_size};
-use crate::client::session;
+use crate::client::{prekeys, session};
 use crate::wire::crypto::PrivateKey;
-use crate::wire::protocol::UserName;
+use crate::wire::protocol::{UserName, unix_now};
 
 /// Most bytes read from standard input; servers accept far less.
 const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
@@ -70,9 +70,10 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
 
 /// Connect and authenticate, asking in the same flight for the key of
 /// `first`, the first recipient; meanwhile a second thread seals `body`
-/// for `first` under the names and keys the keyring expects (or, with
-/// nothing to expect, readies the key for signing). Returns the
-/// connection and the user's name as the server spells it.
+/// for `first` under the names and keys the keyring expects, to a one-time
+/// prekey kept from an earlier message (or, with nothing to seal to,
+/// readies the key for signing). Returns the connection and the user's
+/// name as the server spells it.
 fn connect_with_head_start(
     context: &ClientContext,
     account: &AccountDir,
@@ -83,13 +84,21 @@ fn connect_with_head_start(
     // A guess only: a file it cannot read means no head start, and the
     // pin is read again (and any problem reported) when the key is checked.
     let guess = match (account.registration(), account.contact(first)) {
-        (Ok(Some(registration)), Ok(Some(contact))) => Some((registration.user, contact)),
+        (Ok(Some(registration)), Ok(Some(contact))) if contact.prekey.is_some() => {
+            let now = unix_now();
+            account
+                .take_claimed(first, &contact.key, |offer| {
+                    prekeys::one_time_is_usable(offer.created_at, now)
+                })
+                .map(|offer| (registration.user, contact, offer.prekey))
+        }
         _ => None,
     };
     let (connected, presealed) = std::thread::scope(|scope| {
         let sealing = scope.spawn(|| {
-            let presealed =
-                guess.and_then(|(me, recipient)| Presealed::seal(me, recipient, body, identity));
+            let presealed = guess.and_then(|(me, recipient, one_time)| {
+                Presealed::seal(me, recipient, one_time, body, identity)
+            });
             if presealed.is_none() {
                 // A key that cannot sign is reported when it signs.
                 let _ = identity.prepare();
