@@ -84,8 +84,8 @@ pub enum Failure {
         /// Who did not, as a list.
         missed: String,
     },
-    /// `read` met messages it could not verify.
-    #[error("{0} message(s) could not be verified and were not shown")]
+    /// `read` met messages it could not verify, or refused as too old.
+    #[error("{0} message(s) were not shown; the warnings above say why")]
     NotVerified(u64),
     /// `read --out-dir` found a file of the message's name with other
     /// contents.

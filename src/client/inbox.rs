@@ -13,7 +13,7 @@
 
 mod sink;
 
-pub use sink::{Delivery, Opened, Problem, Sink};
+pub use sink::{Delivery, Opened, Problem, Sink, StaleLimit};
 
 use std::time::{Duration, Instant};
 
@@ -24,12 +24,13 @@ use crate::client::error::{ClientError, ClientResult};
 use crate::client::interrupt::Interrupt;
 use crate::client::keyring::{Account, AccountDir, Prekeys, SeenIds, seen_key};
 use crate::client::net::{Connection, NetError, unexpected};
+use crate::client::prekeys::CLOCK_SLACK;
 use crate::client::session;
 use crate::wire::crypto::PrivateKey;
 use crate::wire::envelope;
 use crate::wire::protocol::{
-    ErrorCode, FETCH_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request, Response, UserName,
-    hex, printable,
+    ErrorCode, FETCH_PAGE, MAX_MESSAGE_AGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request,
+    Response, UserName, hex, printable, unix_now,
 };
 use crate::wire::signing::PrekeyKind;
 
@@ -260,7 +261,10 @@ impl Inbox {
         interrupt: Option<&Interrupt>,
     ) -> Result<bool, S::Error> {
         let account = self.home.lock().map_err(ClientError::from)?;
-        let mut seen = account.load_seen().map_err(ClientError::from)?;
+        let expired_before = unix_now().saturating_sub(MAX_MESSAGE_AGE);
+        let mut seen = account
+            .load_seen(expired_before)
+            .map_err(ClientError::from)?;
         let mut prekeys = account.load_prekeys().map_err(ClientError::from)?;
         let mut acknowledge = Vec::with_capacity(page.len());
         let mut used_one_time = Vec::new();
@@ -302,6 +306,9 @@ impl Inbox {
             if prekeys.remove_one_time(&used_one_time) {
                 account.save_prekeys(&prekeys).map_err(ClientError::from)?;
             }
+            account
+                .prune_seen(&seen, expired_before)
+                .map_err(ClientError::from)?;
             self.acknowledge(acknowledge)?;
         }
         match failure {
@@ -367,6 +374,18 @@ impl Inbox {
         if sender_pin == PinStatus::New {
             sink.pinned_on_sight(sender.as_str(), &sender_key.fingerprint());
         }
+        // Judged by the send time its sender signed; unsigned, it fails
+        // verification below instead.
+        if let Some(limit) = stale(header.sent_at_ms, prekeys.created_at(), unix_now())
+            && parsed.is_signed_by(&sender_key)
+        {
+            return Ok(Outcome::NotShown(Problem::Stale {
+                id,
+                sender: sender.to_string(),
+                sent_at_ms: header.sent_at_ms,
+                limit,
+            }));
+        }
         let me = self
             .me
             .as_ref()
@@ -396,7 +415,7 @@ impl Inbox {
         };
         match sink.deliver(&opened)? {
             Delivery::Written => {
-                seen.insert(key);
+                seen.insert(key, header.sent_at_ms / 1000);
                 Ok(Outcome::Shown(parsed.one_time_prekey_id))
             }
             Delivery::Kept => Ok(Outcome::Kept),
@@ -419,6 +438,23 @@ fn parse_as_recorded(message: &QueuedMessage) -> Result<envelope::Parsed<'_>, Bo
         }));
     }
     Ok(parsed)
+}
+
+/// Why a message sent at `sent_at_ms` is too old to show at `now`, to a
+/// keyring that made its first prekey at `keyring_created_at`, if it is:
+/// sent more than [`MAX_MESSAGE_AGE`] ago, or before the keyring existed
+/// (both beyond the clock slack between sender and recipient).
+fn stale(sent_at_ms: u64, keyring_created_at: Option<u64>, now: u64) -> Option<StaleLimit> {
+    let sent_at = sent_at_ms / 1000;
+    if sent_at.saturating_add(MAX_MESSAGE_AGE) < now {
+        Some(StaleLimit::MaxAge)
+    } else if keyring_created_at
+        .is_some_and(|created| sent_at.saturating_add(CLOCK_SLACK) < created)
+    {
+        Some(StaleLimit::Keyring)
+    } else {
+        None
+    }
 }
 
 /// Whether `page` held everything queued when it was fetched: it has fewer
@@ -446,6 +482,24 @@ fn wait_for(mode: Mode, first_pending: bool) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_older_than_the_age_limit_or_the_keyring_are_stale() {
+        let now = 1_800_000_000;
+        let ms = |secs: u64| secs * 1000;
+        assert_eq!(stale(ms(now - MAX_MESSAGE_AGE), None, now), None);
+        assert_eq!(
+            stale(ms(now - MAX_MESSAGE_AGE - 1), None, now),
+            Some(StaleLimit::MaxAge)
+        );
+        let made = now - 1000;
+        assert_eq!(stale(ms(made - CLOCK_SLACK), Some(made), now), None);
+        assert_eq!(
+            stale(ms(made - CLOCK_SLACK - 1), Some(made), now),
+            Some(StaleLimit::Keyring)
+        );
+        assert_eq!(stale(ms(now + 60), Some(made), now), None);
+    }
 
     #[test]
     fn waits_are_capped_and_end_with_the_first_message() {

@@ -10,14 +10,14 @@
 //!     session.toml                 the session token and its expiry
 //!     prekeys.toml                 private halves of the signed prekeys (mode 0600)
 //!     contacts.toml                pinned public keys of other users
-//!     seen.txt                     ids of messages already shown (append-only)
+//!     seen.txt                     ids of messages already shown, with their send times
 //!     claimed/<user>/<id>          a one-time prekey of <user> kept for the next message
 //!     lock                         held while a command changes the account
 //! ```
 //!
-//! Every write is atomic — a temporary file, fsync, rename; `seen.txt` only
-//! grows, by appends whose torn tail a reader ignores — so reading never
-//! needs a lock. Every change is made under the account's lock
+//! Every write is atomic — a temporary file, fsync, rename; `seen.txt`
+//! grows by appends whose torn tail a reader ignores, and is rewritten
+//! without the ids too old to matter — so reading never needs a lock. Every change is made under the account's lock
 //! ([`AccountDir::lock`], [`AccountAccess`]): `read` holds it while it
 //! handles a page of messages, so two readers never show one message twice;
 //! `create` takes it only for the rare change it makes (a new pin or token),
@@ -268,22 +268,31 @@ impl AccountDir {
         Ok(self.read_toml("contacts.toml")?.unwrap_or_default())
     }
 
-    /// Ids (as written by [`seen_key`]) of messages already shown.
-    pub fn load_seen(&self) -> Result<SeenIds, KeyringError> {
+    /// Ids (as written by [`seen_key`]) of messages already shown, noting
+    /// how many were sent before `expired_before` (seconds since the
+    /// epoch).
+    pub fn load_seen(&self, expired_before: u64) -> Result<SeenIds, KeyringError> {
+        let mut seen = SeenIds::default();
+        for line in self.seen_lines()? {
+            let (key, sent_at) = seen_line(&line);
+            seen.expired += usize::from(sent_at.is_some_and(|at| at < expired_before));
+            seen.known.insert(key.to_owned());
+        }
+        Ok(seen)
+    }
+
+    /// The complete lines of `seen.txt` (a crash may leave a fragment).
+    fn seen_lines(&self) -> Result<Vec<String>, KeyringError> {
         let path = self.dir.join("seen.txt");
         let Some(bytes) = read_optional(&path)? else {
-            return Ok(SeenIds::default());
+            return Ok(Vec::new());
         };
-        // Only complete lines count: a crash may leave a fragment.
         let complete = bytes
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(&[][..], |end| &bytes[..=end]);
         let text = std::str::from_utf8(complete).map_err(|e| KeyringError::corrupt(&path, e))?;
-        Ok(SeenIds {
-            known: text.lines().map(str::to_owned).collect(),
-            added: Vec::new(),
-        })
+        Ok(text.lines().map(str::to_owned).collect())
     }
 
     fn read_toml<T: serde::de::DeserializeOwned>(
@@ -382,11 +391,28 @@ impl Account {
             return Ok(());
         }
         let mut lines = String::new();
-        for key in &seen.added {
-            lines.push_str(key);
-            lines.push('\n');
+        for (key, sent_at) in &seen.added {
+            lines.push_str(&format!("{key} {sent_at}\n"));
         }
         Ok(append_lines(&self.dir.join("seen.txt"), lines.as_bytes())?)
+    }
+
+    /// Rewrite `seen.txt` without the ids of messages sent before
+    /// `expired_before`, if `seen` (loaded with that bound) found enough of
+    /// them to be worth it: a quarter of the file, and at least 64. Ids
+    /// written without a send time are kept.
+    pub fn prune_seen(&self, seen: &SeenIds, expired_before: u64) -> Result<(), KeyringError> {
+        if seen.expired < 64 || seen.expired * 4 < seen.known.len() {
+            return Ok(());
+        }
+        let mut kept = String::new();
+        for line in self.seen_lines()? {
+            if seen_line(&line).1.is_none_or(|at| at >= expired_before) {
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        }
+        Ok(write_atomic(&self.dir.join("seen.txt"), kept.as_bytes())?)
     }
 
     fn write_toml<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), KeyringError> {
@@ -434,12 +460,14 @@ impl AccountAccess for Account {
     }
 }
 
-/// The replay guard: ids of messages already shown, and which of them were
-/// added since loading (what [`Account::save_seen`] appends).
+/// The replay guard: ids of messages already shown, which of them were
+/// added since loading with their send times (what [`Account::save_seen`]
+/// appends), and how many had expired when loaded.
 #[derive(Debug, Default)]
 pub struct SeenIds {
     known: HashSet<String>,
-    added: Vec<String>,
+    added: Vec<(String, u64)>,
+    expired: usize,
 }
 
 impl SeenIds {
@@ -448,11 +476,21 @@ impl SeenIds {
         self.known.contains(key)
     }
 
-    /// Remember a message as shown.
-    pub fn insert(&mut self, key: String) {
+    /// Remember a message sent at `sent_at` (seconds since the epoch) as
+    /// shown.
+    pub fn insert(&mut self, key: String, sent_at: u64) {
         if self.known.insert(key.clone()) {
-            self.added.push(key);
+            self.added.push((key, sent_at));
         }
+    }
+}
+
+/// A `seen.txt` line's [`seen_key`] and send time (absent in lines written
+/// before send times were).
+fn seen_line(line: &str) -> (&str, Option<u64>) {
+    match line.rsplit_once(' ') {
+        Some((key, sent_at)) if key.contains(' ') => (key, sent_at.parse().ok()),
+        _ => (line, None),
     }
 }
 

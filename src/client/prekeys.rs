@@ -1,8 +1,12 @@
 //! Keeping the account's prekeys on the server fresh, from any command
 //! that logs in: a signed prekey (made for a keyring that has none,
 //! replaced once a week old), and a pool of one-time prekeys, topped up to
-//! [`POOL`] when the server holds fewer than a fifth of it. Everything is made and saved under the account lock before it
-//! is sent, and marked published only once the server confirms it.
+//! [`POOL`] when the server holds fewer than a fifth of it that senders
+//! still use. Everything is made and saved under the account lock before
+//! it is sent, and marked published only once the server confirms it. On
+//! the way, private halves no readable message can need are deleted
+//! ([`forget_before`]). The rules of when a prekey may be used live here
+//! too.
 
 use tracing::debug;
 
@@ -11,7 +15,9 @@ use crate::client::keyring::{AccountAccess, Prekeys};
 use crate::client::net::{Connection, unexpected};
 use crate::wire::crypto::agreement::AgreementSecret;
 use crate::wire::crypto::{CryptoError, PrivateKey};
-use crate::wire::protocol::{Request, Response, SignedPrekey, UserName, unix_now};
+use crate::wire::protocol::{
+    MAX_MESSAGE_AGE, ONE_TIME_PREKEY_USABLE, Request, Response, SignedPrekey, UserName, unix_now,
+};
 use crate::wire::signing::PrekeyKind;
 
 /// One-time prekeys an account keeps on the server.
@@ -23,16 +29,24 @@ pub const REFILL_BELOW: u32 = POOL / 5;
 /// A signed prekey this old (seconds) is replaced.
 pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
 
-/// How long (seconds) after it was made senders use a one-time prekey.
-/// Its owner replaces the server's pool as often as the signed prekey, so
-/// only a pool left by an account that has not logged in since grows this
-/// old, and a prekey a sender kept for its next message is dropped too.
-pub const ONE_TIME_PREKEY_USABLE: u64 = 2 * SIGNED_PREKEY_LIFETIME;
+/// How far another machine's clock may run ahead of or behind this one's,
+/// in seconds.
+pub const CLOCK_SLACK: u64 = 60 * 60;
 
-/// How far ahead of this machine's clock another's may run.
-pub const CLOCK_SLACK: u64 = 24 * 60 * 60;
+/// When the private halves that no message still readable at `now` can
+/// need were made: `(signed_replaced_before, one_time_made_before)` for
+/// [`Prekeys::forget_older`]. A message is readable for
+/// [`MAX_MESSAGE_AGE`]; a signed prekey is sealed to until it is replaced,
+/// and a one-time prekey for [`ONE_TIME_PREKEY_USABLE`] after it was made;
+/// each gets the clock slack on top.
+pub fn forget_before(now: u64) -> (u64, u64) {
+    let signed = now.saturating_sub(MAX_MESSAGE_AGE + CLOCK_SLACK);
+    (signed, signed.saturating_sub(ONE_TIME_PREKEY_USABLE))
+}
 
-/// Whether a sender may use a one-time prekey made at `created_at`.
+/// Whether a sender may use a one-time prekey made at `created_at`: made
+/// less than [`ONE_TIME_PREKEY_USABLE`] ago (a prekey kept for the next
+/// message too), and not in the future beyond the clock slack.
 pub fn one_time_is_usable(created_at: u64, now: u64) -> bool {
     created_at.saturating_add(ONE_TIME_PREKEY_USABLE) > now
         && created_at <= now.saturating_add(CLOCK_SLACK)
@@ -76,12 +90,20 @@ impl Publication {
 /// published. A keyring that cannot be read counts as not, and says why
 /// when the prekeys are prepared.
 pub fn are_settled(account: &impl AccountAccess) -> bool {
-    account.files().load_prekeys().is_ok_and(|prekeys| {
+    let now = unix_now();
+    account.files().load_prekeys().is_ok_and(|mut prekeys| {
         prekeys
             .current()
-            .is_some_and(|current| current.published && !is_due(current.created_at, unix_now()))
+            .is_some_and(|current| current.published && !is_due(current.created_at, now))
             && prekeys.unpublished_one_time().next().is_none()
+            && !forget_older(&mut prekeys, now)
     })
+}
+
+/// [`Prekeys::forget_older`] as [`forget_before`] says for `now`.
+fn forget_older(prekeys: &mut Prekeys, now: u64) -> bool {
+    let (signed, one_time) = forget_before(now);
+    prekeys.forget_older(signed, one_time)
 }
 
 /// Make (and save) what the account lacks: a signed prekey if there is
@@ -100,6 +122,7 @@ pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<
         .collect::<ClientResult<Vec<_>>>()?;
     Ok(account.locked(|locked| {
         let mut prekeys = locked.load_prekeys()?;
+        forget_older(&mut prekeys, now);
         let due = prekeys
             .current()
             .is_none_or(|current| is_due(current.created_at, now));
@@ -255,6 +278,19 @@ mod tests {
         assert!(is_due(now - SIGNED_PREKEY_LIFETIME, now));
         assert!(!is_due(now + 60, now), "a clock a minute apart is fine");
         assert!(is_due(now + SIGNED_PREKEY_LIFETIME + 1, now));
+    }
+
+    #[test]
+    fn private_halves_are_kept_while_a_message_sealed_to_them_is_readable() {
+        let now = 1_800_000_000;
+        let (signed, one_time) = forget_before(now);
+        // Replaced just now: a message sealed just before may wait 30 days.
+        assert_eq!(signed, now - MAX_MESSAGE_AGE - CLOCK_SLACK);
+        // Usable for two weeks after it was made, then readable 30 days.
+        assert_eq!(
+            one_time,
+            now - ONE_TIME_PREKEY_USABLE - MAX_MESSAGE_AGE - CLOCK_SLACK
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::store::Quota;
+use crate::wire::protocol::MAX_MESSAGE_AGE;
 
 /// Default largest envelope: a 1 MiB body plus room for the envelope's
 /// keys, names and signature.
@@ -77,6 +78,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Most messages and bytes queued for one recipient.
     pub mailbox: Quota,
+    /// How long a message may wait for its recipient before it expires.
+    pub max_message_age: Duration,
     /// `login` requests per source address.
     pub logins: Rate,
     /// `register` requests per source address.
@@ -96,6 +99,7 @@ impl Default for Limits {
                 max_messages: DEFAULT_MAX_QUEUED_MESSAGES,
                 max_bytes: DEFAULT_MAX_QUEUED_BYTES,
             },
+            max_message_age: Duration::from_secs(MAX_MESSAGE_AGE),
             logins: Rate {
                 burst: DEFAULT_LOGINS_PER_MINUTE,
                 period: Duration::from_secs(60),
@@ -109,6 +113,12 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// How often expired messages and prekeys are looked for: a tenth of
+    /// the message age, between once a second and once a minute.
+    pub fn expiry_interval(&self) -> Duration {
+        (self.max_message_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
     /// Largest frame payload read: a base64-encoded maximal envelope plus
     /// JSON overhead, never beyond what a 32-bit length can announce.
     pub fn max_frame(&self) -> usize {

@@ -35,6 +35,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 pub use clock::{Clock, SystemClock};
 pub use limits::Limits;
+use store::Expired;
 pub use store::Store;
 
 use crate::wire::signing::CertificateDigest;
@@ -103,6 +104,7 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         limits,
     });
     let (notify_shutdown, _) = watch::channel(false);
+    tokio::spawn(expire(Arc::clone(&context), notify_shutdown.subscribe()));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Always accept: admission, not the kernel backlog, decides who
@@ -140,4 +142,26 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
     );
     notify_shutdown.send_replace(true);
     notify_shutdown.closed().await;
+}
+
+/// Delete what has outlived its use ([`Store::expire`]) at start and then
+/// every [`Limits::expiry_interval`], until shutdown.
+async fn expire(context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(context.limits.expiry_interval());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let now = context.clock.now();
+        let max_age = context.limits.max_message_age.as_secs();
+        let store = Arc::clone(&context.store);
+        match tokio::task::spawn_blocking(move || store.expire(now, max_age)).await {
+            Ok(Ok(expired)) if expired != Expired::default() => info!(?expired, "expired"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => warn!(%error, "cannot delete expired messages and prekeys"),
+            Err(error) => warn!(%error, "cannot delete expired messages and prekeys"),
+        }
+    }
 }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::store::{
-    Enqueued, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, Store, StoreError,
-    StoreFuture, StoredMessage, TokenHash, User, UserId,
+    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, Store,
+    StoreError, StoreFuture, StoredMessage, TokenHash, User, UserId,
 };
 use crate::files::{self, FileError};
 use crate::wire::protocol::UserName;
@@ -170,6 +170,23 @@ impl Store for SqliteStore {
         let ids = ids.to_vec();
         self.writer
             .write(move |conn| queries::ack(conn, recipient, &ids))
+    }
+
+    /// One group commit per batch of each kind, until a batch comes short.
+    fn expire(&self, now: u64, max_message_age: u64) -> Result<Expired, StoreError> {
+        let mut total = Expired::default();
+        loop {
+            let step = self
+                .writer
+                .write(move |conn| queries::expire(conn, now, max_message_age))?;
+            total.messages += step.messages;
+            total.one_time_prekeys += step.one_time_prekeys;
+            total.claimed += step.claimed;
+            let full = queries::EXPIRE_BATCH;
+            if step.messages < full && step.one_time_prekeys < full && step.claimed < full {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -245,4 +245,24 @@ pub trait Store: Send + Sync {
     /// Delete the recipient's messages with these ids; others' messages and
     /// unknown ids are left alone. Returns how many were deleted.
     fn ack(&self, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError>;
+
+    /// Delete what has outlived its use by `now`: messages received more
+    /// than `max_message_age` seconds earlier, one-time prekeys senders no
+    /// longer use (made [`ONE_TIME_PREKEY_USABLE`] or longer ago), and the
+    /// record of one-time prekeys handed out as long ago. Runs in short
+    /// steps, so that other writes are not held up.
+    ///
+    /// [`ONE_TIME_PREKEY_USABLE`]: crate::wire::protocol::ONE_TIME_PREKEY_USABLE
+    fn expire(&self, now: u64, max_message_age: u64) -> Result<Expired, StoreError>;
+}
+
+/// What [`Store::expire`] deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// Queued messages.
+    pub messages: u64,
+    /// One-time prekeys from pools.
+    pub one_time_prekeys: u64,
+    /// Records of one-time prekeys handed out.
+    pub claimed: u64,
 }

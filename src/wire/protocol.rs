@@ -48,6 +48,16 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 /// Most one-time prekeys a server holds for one account.
 pub const MAX_ONE_TIME_PREKEYS: u32 = 200;
 
+/// How long a message may wait for its recipient, in seconds (30 days):
+/// servers expire queued messages older than this by default, and clients
+/// refuse messages sent longer ago.
+pub const MAX_MESSAGE_AGE: u64 = 30 * 24 * 60 * 60;
+
+/// How long after it was made a one-time prekey is used, in seconds (14
+/// days): senders refuse an older one, and servers drop it from the pool
+/// (so its owner tops the pool up with fresh ones).
+pub const ONE_TIME_PREKEY_USABLE: u64 = 14 * 24 * 60 * 60;
+
 /// The latest time the wire carries, in milliseconds since the Unix
 /// epoch: the last millisecond of the year 9999, the end of what RFC 3339
 /// can write. Envelopes stamped later are malformed.

@@ -255,3 +255,47 @@ fn a_keyring_without_its_prekeys_replaces_the_servers_pool() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("sealed to the new pool"), "{stdout}");
 }
+
+/// The ids of the signed prekeys in `user`'s keyring.
+fn signed_prekey_ids(world: &World, user: &str) -> Vec<i64> {
+    let path = world.account_dir(user).join("prekeys.toml");
+    let file: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    file["signed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|prekey| prekey["id"].as_integer().unwrap())
+        .collect()
+}
+
+/// A signed prekey replaced more than 30 days ago can open no message a
+/// reader still shows: its private half goes with the next command.
+#[test]
+fn a_signed_prekey_replaced_over_thirty_days_ago_is_deleted() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    // Prekey 1 made 40 days ago, replaced by prekey 2 31 days ago.
+    let path = world.account_dir("John").join("prekeys.toml");
+    let mut file: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let day = 24 * 60 * 60;
+    let now = msgr::wire::protocol::unix_now() as i64;
+    let signed = file["signed"].as_array_mut().unwrap();
+    signed[0]["created_at"] = toml::Value::Integer(now - 40 * day);
+    let mut replacement = signed[0].clone();
+    replacement["id"] = toml::Value::Integer(2);
+    replacement["created_at"] = toml::Value::Integer(now - 31 * day);
+    signed.push(replacement);
+    std::fs::write(&path, toml::to_string(&file).unwrap()).unwrap();
+    assert_eq!(signed_prekey_ids(&world, "John"), [1, 2]);
+
+    let (code, _, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    // Prekey 2, due for replacement, was replaced by 3 just now, and is
+    // kept for the messages sealed to it.
+    assert_eq!(signed_prekey_ids(&world, "John"), [2, 3]);
+    world.send("Alice", "John", "sealed to prekey 3");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("sealed to prekey 3"), "{stdout}");
+}

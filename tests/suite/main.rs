@@ -13,5 +13,6 @@ mod end_to_end;
 mod forward_secrecy;
 mod hardening;
 mod malicious_server;
+mod message_age;
 mod server;
 mod trust;

@@ -18,7 +18,7 @@ use crate::server::limits::{
     DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
 };
 use crate::server::store::Quota;
-use crate::wire::protocol::CLIENT_MAX_FRAME;
+use crate::wire::protocol::{CLIENT_MAX_FRAME, MAX_MESSAGE_AGE};
 
 /// `msgr serve`.
 #[derive(Debug, Clone, Args)]
@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// Most envelope bytes queued for one recipient.
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED_BYTES, value_name = "BYTES")]
     pub max_queued_bytes: u64,
+
+    /// Seconds a message may wait for its recipient (default 30 days);
+    /// older ones are deleted unread. Clients refuse messages sent more
+    /// than 30 days ago whatever this says.
+    #[arg(long, default_value_t = MAX_MESSAGE_AGE, value_name = "SECONDS")]
+    pub max_message_age: u64,
 
     /// How long a login session stays valid, in seconds.
     #[arg(long, default_value_t = DEFAULT_SESSION_TTL_SECS, value_name = "SECONDS")]
@@ -129,6 +135,7 @@ impl ServeArgs {
             ("--handshake-timeout", self.handshake_timeout),
             ("--idle-timeout", self.idle_timeout),
             ("--max-queued-messages", self.max_queued_messages),
+            ("--max-message-age", self.max_message_age),
             ("--max-connections", self.max_connections as u64),
             ("--max-pending", self.max_pending as u64),
             ("--max-logins-per-minute", self.max_logins_per_minute.into()),
@@ -150,6 +157,7 @@ impl ServeArgs {
                 max_messages: self.max_queued_messages,
                 max_bytes: self.max_queued_bytes,
             },
+            max_message_age: Duration::from_secs(self.max_message_age),
             logins: Rate {
                 burst: self.max_logins_per_minute,
                 period: Duration::from_secs(60),
@@ -199,6 +207,7 @@ mod tests {
         assert_eq!(limits.logins, defaults.logins);
         assert_eq!(limits.registrations, defaults.registrations);
         assert_eq!(limits.session_ttl, defaults.session_ttl);
+        assert_eq!(limits.max_message_age, defaults.max_message_age);
         assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
     }
 

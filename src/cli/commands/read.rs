@@ -20,8 +20,9 @@ use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::PinStatus;
-use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink};
+use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink, StaleLimit};
 use crate::files::{FileError, create_private_dir, write_atomic};
+use crate::wire::protocol::MAX_MESSAGE_AGE;
 
 /// Read, print and acknowledge messages as the arguments say.
 pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
@@ -117,6 +118,21 @@ impl Sink for Printer<'_> {
             ),
             Problem::Failed { id, sender, error } => {
                 format!("message {id} from {sender} failed verification: {error}; it was discarded")
+            }
+            Problem::Stale {
+                id,
+                sender,
+                sent_at_ms,
+                limit,
+            } => {
+                let sent = rfc3339_seconds(sent_at_ms);
+                let before = match limit {
+                    StaleLimit::MaxAge => {
+                        format!("more than {} days ago", MAX_MESSAGE_AGE / (24 * 60 * 60))
+                    }
+                    StaleLimit::Keyring => "before this keyring was made".to_owned(),
+                };
+                format!("message {id} from {sender} was sent {sent}, {before}; it was discarded")
             }
             Problem::Held { id, sender, error } => {
                 let error = AppError::from(error);

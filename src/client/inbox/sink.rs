@@ -62,6 +62,17 @@ pub enum Problem {
         /// Why it failed.
         error: EnvelopeError,
     },
+    /// The message was sent too long ago to be shown; it was discarded.
+    Stale {
+        /// The server's id of the message.
+        id: u64,
+        /// The sender the envelope names (its signature checked).
+        sender: String,
+        /// Send time, milliseconds since the Unix epoch.
+        sent_at_ms: u64,
+        /// What it was sent before.
+        limit: StaleLimit,
+    },
     /// The sender's key is not available now; the message stays queued.
     Held {
         /// The server's id of the message.
@@ -71,6 +82,17 @@ pub enum Problem {
         /// Why the key is not available.
         error: ClientError,
     },
+}
+
+/// Why a message is too old to be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleLimit {
+    /// It was sent more than the maximum message age ago: a copy the
+    /// server kept (or replays) after its time.
+    MaxAge,
+    /// It was sent before this keyring made its first prekey, so it was
+    /// not sealed for this keyring.
+    Keyring,
 }
 
 /// Where a read's results go: genuine messages, keys pinned on the way,

@@ -1,12 +1,14 @@
 //! `prekeys.toml`: the private halves of the account's prekeys (X25519),
 //! which messages to the account are encrypted to. Signed prekeys: the
-//! newest is the one published, replaced weekly; older ones are kept, as
-//! messages sealed to them may still be queued (until the server bounds how
-//! long a message can wait). One-time prekeys: a pool
-//! the server hands out one per message; each private half is deleted once
-//! its message is shown, so a copy of the keyring taken later opens none
-//! of them again. Mode 0600 like every keyring file; not covered by the
-//! identity key's passphrase (see SECURITY.md).
+//! newest is the one published, replaced weekly; older ones are kept while
+//! messages sealed to them may still be read. One-time prekeys: a pool the
+//! server hands out one per message; each private half is deleted once its
+//! message is shown, so a copy of the keyring taken later opens none of
+//! them again, and an unused one once no message sealed to it could still
+//! be read. When those times come is [`crate::client::prekeys`]' affair.
+//! The file also records when the keyring made its first prekey. Mode 0600
+//! like every keyring file; not covered by the identity key's passphrase
+//! (see SECURITY.md).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -65,12 +67,38 @@ pub struct Prekeys {
     /// it has, the server's pool (if any) holds prekeys this keyring lacks
     /// (it was made anew, or lost its file), and is replaced.
     pool_confirmed: bool,
+    /// When the first prekey was made: no message sent before can have
+    /// been sealed for this keyring.
+    created_at: Option<u64>,
 }
 
 impl Prekeys {
     /// The newest prekey, the one to publish.
     pub fn current(&self) -> Option<&Prekey> {
         self.keys.last()
+    }
+
+    /// When the keyring made its first prekey, if it has made one.
+    pub fn created_at(&self) -> Option<u64> {
+        self.created_at
+    }
+
+    /// Delete the private halves of the signed prekeys replaced (by a
+    /// newer one made) before `signed_replaced_before`, and of the unused
+    /// one-time prekeys made before `one_time_made_before`; whether any
+    /// was held.
+    pub fn forget_older(&mut self, signed_replaced_before: u64, one_time_made_before: u64) -> bool {
+        let before = (self.keys.len(), self.one_time.len());
+        let replaced_at: Vec<u64> = self.keys.iter().skip(1).map(|key| key.created_at).collect();
+        let mut replaced = replaced_at.iter();
+        self.keys.retain(|_| {
+            replaced
+                .next()
+                .is_none_or(|&at| at >= signed_replaced_before)
+        });
+        self.one_time
+            .retain(|key| key.created_at >= one_time_made_before);
+        (self.keys.len(), self.one_time.len()) != before
     }
 
     /// The private key of prekey number `id`.
@@ -93,6 +121,7 @@ impl Prekeys {
             secret,
             published: false,
         });
+        self.created_at.get_or_insert(created_at);
         self.keys.last().expect("just pushed")
     }
 
@@ -170,6 +199,8 @@ pub(super) struct PrekeysFile {
     pool_confirmed: bool,
     #[serde(default)]
     one_time: Vec<PrekeyRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,6 +261,7 @@ impl PrekeysFile {
             next_one_time_id: prekeys.next_one_time_id,
             pool_confirmed: prekeys.pool_confirmed,
             one_time,
+            created_at: prekeys.created_at,
         })
     }
 
@@ -246,7 +278,7 @@ impl PrekeysFile {
                     published: record.published,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
         let one_time = self
             .one_time
             .iter()
@@ -260,11 +292,16 @@ impl PrekeysFile {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let highest = one_time.iter().map(|key| key.id).max().unwrap_or(0);
+        // A file from before this was recorded: its oldest prekey tells.
+        let created_at = self
+            .created_at
+            .or_else(|| keys.iter().map(|key| key.created_at).min());
         Ok(Prekeys {
             keys,
             one_time,
             next_one_time_id: self.next_one_time_id.max(highest.wrapping_add(1)),
             pool_confirmed: self.pool_confirmed,
+            created_at,
         })
     }
 }
@@ -297,6 +334,29 @@ mod tests {
             prekeys.secret(1).unwrap().public_key().unwrap()
         );
         assert!(back.secret(3).is_none());
+        assert_eq!(back.created_at(), Some(10), "when the first was made");
+    }
+
+    #[test]
+    fn prekeys_are_forgotten_by_when_they_were_replaced_or_made() {
+        let mut prekeys = Prekeys::default();
+        let fresh = || AgreementSecret::generate().unwrap();
+        for made in [100, 200, 300] {
+            prekeys.add(fresh(), made);
+        }
+        let bytes = || fresh().to_bytes().unwrap();
+        prekeys.add_one_time(vec![bytes()], 150);
+        prekeys.add_one_time(vec![bytes()], 250);
+        assert!(!prekeys.forget_older(200, 150), "nothing that old");
+        // Prekey 1 was replaced at 200, prekey 2 at 300; 3 is current.
+        assert!(prekeys.forget_older(250, 200));
+        assert!(prekeys.secret(1).is_none());
+        assert!(prekeys.secret(2).is_some() && prekeys.secret(3).is_some());
+        assert!(prekeys.one_time_secret(1).is_none());
+        assert!(prekeys.one_time_secret(2).is_some());
+        assert!(prekeys.forget_older(u64::MAX, u64::MAX));
+        assert_eq!(prekeys.current().map(|current| current.id), Some(3));
+        assert_eq!(prekeys.created_at(), Some(100), "the keyring's birth stays");
     }
 
     #[test]

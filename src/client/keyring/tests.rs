@@ -84,17 +84,45 @@ fn sessions_and_seen_ids_round_trip() {
     account.remove_session().unwrap();
     assert!(account.load_session().unwrap().is_none());
 
-    let mut seen = account.load_seen().unwrap();
-    seen.insert(seen_key(&username("Alice"), "0102"));
+    let mut seen = account.load_seen(0).unwrap();
+    seen.insert(seen_key(&username("Alice"), "0102"), 1000);
     account.save_seen(&seen).unwrap();
-    let mut seen = account.load_seen().unwrap();
+    let mut seen = account.load_seen(0).unwrap();
     assert!(seen.contains("alice 0102"));
-    seen.insert(seen_key(&username("bob"), "03"));
+    seen.insert(seen_key(&username("bob"), "03"), 2000);
     account.save_seen(&seen).unwrap();
-    let seen = account.load_seen().unwrap();
+    let seen = account.load_seen(0).unwrap();
     assert!(seen.contains("alice 0102") && seen.contains("bob 03"));
     assert!(!seen.contains("carol 04"));
     assert_eq!(seen_key(&username("ALICE"), "0102"), "alice 0102");
+}
+
+#[test]
+fn seen_ids_of_expired_messages_are_pruned_in_bulk() {
+    let (_dir, account) = account();
+    let path = account.dir().join("seen.txt");
+    // Written before send times were recorded: kept, as its age is unknown.
+    std::fs::write(&path, "carol 00\n").unwrap();
+    let mut seen = account.load_seen(0).unwrap();
+    for id in 0..100 {
+        seen.insert(seen_key(&username("Alice"), &format!("{id:04x}")), 1000);
+    }
+    seen.insert(seen_key(&username("Alice"), "ffff"), 5000);
+    account.save_seen(&seen).unwrap();
+    // None sent before the bound: nothing is rewritten.
+    let few = account.load_seen(1000).unwrap();
+    account.prune_seen(&few, 1000).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 102);
+
+    let seen = account.load_seen(2000).unwrap();
+    account.prune_seen(&seen, 2000).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "carol 00\nalice ffff 5000\n"
+    );
+    let seen = account.load_seen(2000).unwrap();
+    assert!(seen.contains("carol 00") && seen.contains("alice ffff"));
+    assert!(!seen.contains("alice 0000"));
 }
 
 #[test]

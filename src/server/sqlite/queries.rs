@@ -6,11 +6,12 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::server::store::{
-    Enqueued, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, StoreError, StoredMessage,
-    TokenHash, Usage, User, UserId,
+    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, StoreError,
+    StoredMessage, TokenHash, Usage, User, UserId,
 };
 use crate::wire::protocol::{
-    Base64Bytes, MAX_ONE_TIME_PREKEYS, SignedPrekey, UserName, canonical_name, unix_now,
+    Base64Bytes, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey, UserName,
+    canonical_name, unix_now,
 };
 
 /// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
@@ -113,12 +114,60 @@ pub(super) fn publish_prekeys(
     one_time_prekey_count(conn, user)
 }
 
-/// How many one-time prekeys the account holds.
+/// How many one-time prekeys the account holds that senders still use.
 pub(super) fn one_time_prekey_count(conn: &Connection, user: UserId) -> Result<u32, StoreError> {
     let count: u32 = conn
-        .prepare_cached("SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1")?
-        .query_row([user], |row| row.get(0))?;
+        .prepare_cached(
+            "SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1 AND created_at >= ?2",
+        )?
+        .query_row(params![user, usable_since(unix_now())], |row| row.get(0))?;
     Ok(count)
+}
+
+/// The oldest creation time of a one-time prekey senders still use at
+/// `now`; older ones are never handed out, and [`expire`] deletes them.
+fn usable_since(now: u64) -> u64 {
+    now.saturating_sub(ONE_TIME_PREKEY_USABLE).min(SQL_MAX)
+}
+
+/// Most rows one [`expire`] deletes of each kind, so that it holds the
+/// writer only briefly; the caller repeats while it deletes that many.
+pub(super) const EXPIRE_BATCH: u64 = 10_000;
+
+/// Delete, up to [`EXPIRE_BATCH`] of each, the messages received more than
+/// `max_message_age` seconds before `now`, the one-time prekeys senders no
+/// longer use, and the record of one-time prekeys handed out so long ago
+/// that, published again, they would not be used either.
+pub(super) fn expire(
+    conn: &Connection,
+    now: u64,
+    max_message_age: u64,
+) -> Result<Expired, StoreError> {
+    let received_before = now.saturating_sub(max_message_age).min(SQL_MAX);
+    let messages = conn
+        .prepare_cached(
+            "DELETE FROM messages WHERE id IN
+                 (SELECT id FROM messages WHERE received_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![received_before, EXPIRE_BATCH])?;
+    let one_time_prekeys = conn
+        .prepare_cached(
+            "DELETE FROM one_time_prekeys WHERE (user_id, id) IN
+                 (SELECT user_id, id FROM one_time_prekeys WHERE created_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![usable_since(now), EXPIRE_BATCH])?;
+    let claimed = conn
+        .prepare_cached(
+            "DELETE FROM claimed_one_time_prekeys WHERE (user_id, public_key) IN
+                 (SELECT user_id, public_key FROM claimed_one_time_prekeys
+                  WHERE claimed_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![usable_since(now), EXPIRE_BATCH])?;
+    Ok(Expired {
+        messages: messages as u64,
+        one_time_prekeys: one_time_prekeys as u64,
+        claimed: claimed as u64,
+    })
 }
 
 /// The named account with its signed prekey and, with `claim`, its oldest
@@ -145,7 +194,8 @@ pub(super) fn key_bundle(
     }))
 }
 
-/// Delete and return the account's lowest-numbered one-time prekey.
+/// Delete and return the account's lowest-numbered one-time prekey that
+/// senders still use.
 fn claim_one_time_prekey(
     conn: &Connection,
     user: UserId,
@@ -153,10 +203,11 @@ fn claim_one_time_prekey(
     let prekey = conn
         .prepare_cached(
             "DELETE FROM one_time_prekeys
-             WHERE user_id = ?1 AND id = (SELECT min(id) FROM one_time_prekeys WHERE user_id = ?1)
+             WHERE user_id = ?1 AND id = (SELECT min(id) FROM one_time_prekeys
+                                          WHERE user_id = ?1 AND created_at >= ?2)
              RETURNING id, public_key, created_at, signature",
         )?
-        .query_row([user], prekey_from_row)
+        .query_row(params![user, usable_since(unix_now())], prekey_from_row)
         .optional()?;
     if let Some(prekey) = &prekey {
         conn.prepare_cached(

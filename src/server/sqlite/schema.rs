@@ -94,6 +94,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, public_key)
     ) WITHOUT ROWID;
     ",
+    // What expires by age: queued messages, and the record of one-time
+    // prekeys handed out.
+    "
+    CREATE INDEX messages_by_age ON messages (received_at);
+    CREATE INDEX claimed_one_time_prekeys_by_age ON claimed_one_time_prekeys (claimed_at);
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

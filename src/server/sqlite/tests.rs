@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::server::store::Usage;
-use crate::wire::protocol::{SignedPrekey, username};
+use crate::wire::protocol::{
+    MAX_MESSAGE_AGE, ONE_TIME_PREKEY_USABLE, SignedPrekey, unix_now, username,
+};
 
 fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -15,7 +17,7 @@ fn prekey(id: u32) -> SignedPrekey {
     SignedPrekey {
         id,
         public_key: crate::wire::protocol::Base64Bytes(vec![id as u8; 32]),
-        created_at: 1000 + u64::from(id),
+        created_at: unix_now() + u64::from(id),
         signature: crate::wire::protocol::Base64Bytes(vec![9; 256]),
     }
 }
@@ -148,6 +150,66 @@ fn one_time_prekeys_are_handed_out_once_each_lowest_first() {
     assert_eq!(claimed, [1, 2, 3, 4, 0], "then the signed prekey alone");
     assert_eq!(store.one_time_prekeys(alice.id).unwrap(), 0);
     assert_eq!(store.one_time_prekeys(john.id).unwrap(), 0);
+}
+
+#[test]
+fn expiry_deletes_old_messages_and_prekeys_senders_no_longer_use() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    let john = user(&store, "John");
+    for body in [b"one", b"two"] {
+        store
+            .enqueue(john.id, alice.id, body.to_vec(), ROOMY)
+            .unwrap();
+    }
+    let now = unix_now();
+    let day = 24 * 60 * 60;
+    let nothing = Expired::default();
+    assert_eq!(
+        store.expire(now + 29 * day, MAX_MESSAGE_AGE).unwrap(),
+        nothing
+    );
+    assert_eq!(store.fetch(john.id, page(0, 10, 1 << 20)).unwrap().len(), 2);
+
+    // A one-time prekey made too long ago is neither counted nor handed
+    // out, and then deleted.
+    let stale = SignedPrekey {
+        created_at: now - ONE_TIME_PREKEY_USABLE - 1,
+        ..prekey(1)
+    };
+    let pool = Prekeys {
+        one_time: vec![stale, prekey(2)],
+        ..one_time(0..0)
+    };
+    assert_eq!(store.publish_prekeys(alice.id, &pool).unwrap(), 1);
+    let claimed = store.key_bundle("Alice", true).unwrap().unwrap();
+    assert_eq!(claimed.one_time_prekey, Some(prekey(2)));
+    assert_eq!(
+        store.expire(now, MAX_MESSAGE_AGE).unwrap(),
+        Expired {
+            one_time_prekeys: 1,
+            ..nothing
+        }
+    );
+
+    // Thirty days on, the messages go; two weeks after its claim, the
+    // record of prekey 2 goes too.
+    assert_eq!(
+        store
+            .expire(now + MAX_MESSAGE_AGE + 1, MAX_MESSAGE_AGE)
+            .unwrap(),
+        Expired {
+            messages: 2,
+            claimed: 1,
+            ..nothing
+        }
+    );
+    assert!(
+        store
+            .fetch(john.id, page(0, 10, 1 << 20))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -224,7 +224,8 @@ fn one_time_prekeys_are_checked_pooled_and_handed_out_once() {
     let (_dir, server) = start_server(&[]);
     let mut alice = crate::common::raw::signed_in(&server, "Alice");
     let one_time = |kind, id| {
-        SignedPrekey::sign(kind, &name("Alice"), id, 1, &prekeys()[0], &keys()[0]).unwrap()
+        let now = msgr::wire::protocol::unix_now();
+        SignedPrekey::sign(kind, &name("Alice"), id, now, &prekeys()[0], &keys()[0]).unwrap()
     };
     let publish = |prekeys: Vec<SignedPrekey>| Request::PublishPrekeys {
         signed_prekey: None,
