@@ -6,6 +6,7 @@
 //! pins, session token, shown ids); [`session`] logging in and
 //! authenticating; [`directory`] other users' keys, checked and pinned;
 //! [`prekeys`] keeping the account's prekeys on the server fresh;
+//! [`rotation`] replacing the account's own identity key;
 //! [`outbox`] sealing and queueing a message;
 //! [`inbox`] reading the queue; [`settings`] flags, environment and
 //! `config.toml` resolved; [`passphrase`] where a key's passphrase comes
@@ -23,5 +24,6 @@ pub mod net;
 pub mod outbox;
 pub mod passphrase;
 pub mod prekeys;
+pub mod rotation;
 pub mod session;
 pub mod settings;

@@ -129,6 +129,12 @@ fn replace(path: &Path, contents: &[u8], durable: bool) -> Result<(), FileError>
     Ok(())
 }
 
+/// Rename `from` to `to` (replacing it) in the same folder, durably.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<(), FileError> {
+    fs::rename(from, to).map_err(FileError::at(to))?;
+    sync_folder(folder_of(to))
+}
+
 /// Append `lines` (each ending in a newline) to `path`, created with mode
 /// 0600 if missing, and make them durable with one fsync. A line left
 /// incomplete by a crash is closed first, so it can never merge with the

@@ -130,6 +130,8 @@ pub enum Command {
     Create(CreateArgs),
     /// Receive, verify, decrypt and print queued messages.
     Read(ReadArgs),
+    /// Replace the account's key; contacts follow the signed rotation.
+    Rotate(RotateArgs),
     /// Show the account, its key fingerprint, the server pin and the
     /// session's expiry (without contacting the server).
     Whoami,
@@ -162,7 +164,21 @@ pub struct RegisterArgs {
     pub passphrase: bool,
 }
 
-/// A key size `register --bits` accepts.
+/// `msgr rotate`.
+#[derive(Debug, Clone, Args)]
+pub struct RotateArgs {
+    /// RSA key size of the new key: 2048, 3072 or 4096 [default: the
+    /// current key's].
+    #[arg(long, value_parser = key_bits, value_name = "BITS")]
+    pub bits: Option<usize>,
+
+    /// Protect the new private key with a passphrase (it is protected
+    /// anyway if the current one is).
+    #[arg(long)]
+    pub passphrase: bool,
+}
+
+/// A key size `register --bits` and `rotate --bits` accept.
 fn key_bits(text: &str) -> Result<usize, String> {
     text.parse()
         .ok()

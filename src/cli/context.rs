@@ -89,7 +89,13 @@ impl ClientContext {
             }
             .into());
         }
-        let encrypted = match account.load_identity()? {
+        self.unlock(account.load_identity()?)
+    }
+
+    /// `stored`, unlocked with its passphrase if it has one (asked up to
+    /// three times at a terminal).
+    pub fn unlock(&self, stored: StoredKey) -> AppResult<PrivateKey> {
+        let encrypted = match stored {
             StoredKey::Plain(key) => return Ok(key),
             StoredKey::Encrypted(encrypted) => encrypted,
         };

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::cli::error::AppError;
 use crate::cli::failure::Failure;
+use crate::client::directory::{CheckedKey, PinStatus};
 use crate::wire::protocol::MAX_TIME_MS;
 
 pub use human::{Human, color_enabled};
@@ -122,6 +123,37 @@ impl Output {
             hint: None,
             user: Some(user),
             fingerprint: Some(fingerprint),
+        });
+    }
+
+    /// Say so if the pin of `checked` was made on sight or followed a
+    /// rotation on the way.
+    pub fn pin_changes(&self, checked: &CheckedKey) {
+        let (name, fingerprint) = (checked.name.as_str(), checked.key.fingerprint());
+        match (checked.status, checked.rotated_from()) {
+            (PinStatus::New, _) => self.pinned_on_sight(name, &fingerprint),
+            (PinStatus::Rotated, Some(from)) => {
+                self.key_rotated(name, &from.fingerprint(), &fingerprint);
+            }
+            _ => {}
+        }
+    }
+
+    /// The pin of `user` followed their key rotations from the key `from`
+    /// to `to`: always said, like [`Output::pinned_on_sight`], with the new
+    /// fingerprint in the JSON notice's `fingerprint` field.
+    pub fn key_rotated(&self, user: &str, from: &str, to: &str) {
+        let message = format!(
+            "{user} replaced their key {from} with {to}, signed by both keys; the pin follows it"
+        );
+        self.write_diagnostic(&Diagnostic {
+            level: Level::Notice,
+            code: None,
+            exit_status: None,
+            message: &message,
+            hint: None,
+            user: Some(user),
+            fingerprint: Some(to),
         });
     }
 

@@ -2,8 +2,9 @@
 //! compared with the pin every time after. The server's answer is believed
 //! only as far as it can be checked: it must be for the name asked for, its
 //! identity key must be the pinned one (or be pinned now, visibly, under
-//! the pin policy, or match the fingerprint the user expects), and its
-//! prekey must be signed by that identity key.
+//! the pin policy, or match the fingerprint the user expects, or be reached
+//! from the pin by a chain of rotations each signed by both its keys), and
+//! its prekeys must be signed by that identity key.
 
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountAccess, Contact, OneTimeOffer};
@@ -12,7 +13,8 @@ use crate::client::prekeys;
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
 use crate::wire::protocol::{
-    ErrorCode, Request, Response, SignedPrekey, UserName, printable, unix_now,
+    ErrorCode, KeyRotation, Replaced, Request, Response, SignedPrekey, UserName, follow, printable,
+    unix_now,
 };
 use crate::wire::signing::PrekeyKind;
 
@@ -25,6 +27,9 @@ pub enum PinStatus {
     Unchanged,
     /// The key differed and replaced the pin, as the user expected.
     Replaced,
+    /// The key differed, and the owner's signed rotations lead from the
+    /// pin to it: the pin moved to it.
+    Rotated,
 }
 
 /// Whether a key for a name nobody pinned yet may be pinned on sight
@@ -66,6 +71,19 @@ pub struct CheckedKey {
     pub one_time: Option<OneTimeOffer>,
     /// How it related to the pin before.
     pub status: PinStatus,
+    /// With [`PinStatus::Rotated`], the keys replaced since the pin, the
+    /// pinned one first.
+    pub replaced: Vec<Replaced>,
+}
+
+impl CheckedKey {
+    /// The key pinned before a rotation moved the pin, if one did.
+    pub fn rotated_from(&self) -> Option<&PublicKey> {
+        match self.status {
+            PinStatus::Rotated => self.replaced.first().map(|replaced| &replaced.key),
+            _ => None,
+        }
+    }
 }
 
 /// The request for `name`'s key; with `claim`, for one of their one-time
@@ -104,7 +122,7 @@ pub fn check_answer(
 ) -> ClientResult<CheckedKey> {
     let offered = parse_key(name, answer)?;
     let pinned = account.files().contact(name)?;
-    let status = pin_status(pinned.as_ref(), &offered.name, &offered.key, acceptance)?;
+    let status = pin_status(pinned.as_ref(), offered.identity(), acceptance)?;
     // A prekey pinned with this very key was checked when it was pinned.
     let checked_before = match (&pinned, status) {
         (Some(pin), PinStatus::Unchanged) => pin.prekey,
@@ -114,25 +132,36 @@ pub fn check_answer(
     if status == PinStatus::Unchanged
         && pinned.is_some_and(|pin| pin.prekey == offered.prekey || offered.prekey.is_none())
     {
-        return Ok(offered.checked(status));
+        return Ok(offered.checked(status, Vec::new()));
     }
-    let status = account.locked(|locked| {
+    let (status, replaced) = account.locked(|locked| {
         let pinned = locked.contact(name)?;
-        let status = match pin_status(pinned.as_ref(), &offered.name, &offered.key, acceptance) {
+        let status = match pin_status(pinned.as_ref(), offered.identity(), acceptance) {
             Ok(status) => status,
             Err(refused) => return Ok(Err(refused)),
         };
-        let prekey = offered.prekey.or(pinned
-            .and_then(|pin| pin.prekey)
-            .filter(|_| status == PinStatus::Unchanged));
+        let replaced = match (&pinned, status) {
+            (Some(pin), PinStatus::Rotated) => {
+                follow(&offered.rotations, &offered.name, &pin.key, &offered.key)
+                    .expect("the status says the chain leads here")
+            }
+            _ => Vec::new(),
+        };
+        let (prekey, mut previous) = match pinned {
+            Some(pin) if status == PinStatus::Unchanged => (pin.prekey, pin.previous),
+            Some(pin) if status == PinStatus::Rotated => (None, pin.previous),
+            _ => (None, Vec::new()),
+        };
+        previous.extend(replaced.iter().cloned());
         locked.pin_contact(&Contact {
             name: offered.name.clone(),
             key: offered.key.clone(),
-            prekey,
+            prekey: offered.prekey.or(prekey),
+            previous,
         })?;
-        Ok(Ok(status))
+        Ok(Ok((status, replaced)))
     })??;
-    Ok(offered.checked(status))
+    Ok(offered.checked(status, replaced))
 }
 
 /// The pinned key of `name`, or else its key fetched and checked under
@@ -160,9 +189,14 @@ struct Offered {
     key: PublicKey,
     signed_prekey: Option<SignedPrekey>,
     one_time_prekey: Option<SignedPrekey>,
+    rotations: Vec<KeyRotation>,
 }
 
 impl Offered {
+    fn identity(&self) -> (&UserName, &PublicKey, &[KeyRotation]) {
+        (&self.name, &self.key, &self.rotations)
+    }
+
     /// The answer with its prekeys checked against its identity key (the
     /// signed prekey not again if it is `checked_before`).
     fn with_checked_prekeys(
@@ -174,6 +208,7 @@ impl Offered {
             key,
             signed_prekey,
             one_time_prekey,
+            rotations,
         } = self;
         let check = |kind, prekey: &SignedPrekey| -> ClientResult<RecipientPrekey> {
             let public_key =
@@ -208,6 +243,7 @@ impl Offered {
             key,
             prekey,
             one_time,
+            rotations,
         })
     }
 }
@@ -218,26 +254,31 @@ struct Verified {
     key: PublicKey,
     prekey: Option<RecipientPrekey>,
     one_time: Option<OneTimeOffer>,
+    rotations: Vec<KeyRotation>,
 }
 
 impl Verified {
-    fn checked(self, status: PinStatus) -> CheckedKey {
+    fn identity(&self) -> (&UserName, &PublicKey, &[KeyRotation]) {
+        (&self.name, &self.key, &self.rotations)
+    }
+
+    fn checked(self, status: PinStatus, replaced: Vec<Replaced>) -> CheckedKey {
         CheckedKey {
             name: self.name,
             key: self.key,
             prekey: self.prekey,
             one_time: self.one_time,
             status,
+            replaced,
         }
     }
 }
 
-/// How `name`'s offered `key` relates to `pinned`, or the trust error if
-/// `acceptance` does not allow it.
+/// How `name`'s offered `key`, with its `rotations`, relates to `pinned`,
+/// or the trust error if `acceptance` does not allow it.
 fn pin_status(
     pinned: Option<&Contact>,
-    name: &UserName,
-    key: &PublicKey,
+    (name, key, rotations): (&UserName, &PublicKey, &[KeyRotation]),
     acceptance: Acceptance<'_>,
 ) -> ClientResult<PinStatus> {
     if let Some(expected) = acceptance.expect {
@@ -253,6 +294,7 @@ fn pin_status(
     match pinned {
         Some(pin) if pin.key == *key => Ok(PinStatus::Unchanged),
         Some(_) if acceptance.expect.is_some() => Ok(PinStatus::Replaced),
+        Some(pin) if follow(rotations, name, &pin.key, key).is_some() => Ok(PinStatus::Rotated),
         Some(pin) => Err(key_changed(name, &pin.key, key)),
         None if acceptance.expect.is_some() || acceptance.policy == PinPolicy::FirstUse => {
             Ok(PinStatus::New)
@@ -290,6 +332,7 @@ fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResul
         public_key,
         signed_prekey,
         one_time_prekey,
+        rotations,
     } = response
     else {
         return Err(unexpected(&response).into());
@@ -310,5 +353,6 @@ fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResul
         key,
         signed_prekey,
         one_time_prekey,
+        rotations,
     })
 }

@@ -15,6 +15,7 @@ mod sink;
 
 pub use sink::{Delivery, Opened, Problem, Sink, StaleLimit};
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -24,13 +25,12 @@ use crate::client::error::{ClientError, ClientResult};
 use crate::client::interrupt::Interrupt;
 use crate::client::keyring::{Account, AccountDir, Prekeys, SeenIds, seen_key};
 use crate::client::net::{Connection, NetError, unexpected};
-use crate::client::prekeys::CLOCK_SLACK;
 use crate::client::session;
-use crate::wire::crypto::PrivateKey;
-use crate::wire::envelope;
+use crate::wire::crypto::{PrivateKey, PublicKey};
+use crate::wire::envelope::{self, EnvelopeError};
 use crate::wire::protocol::{
-    ErrorCode, FETCH_PAGE, MAX_MESSAGE_AGE, MAX_PAGE_BYTES, MAX_WAIT_MS, QueuedMessage, Request,
-    Response, UserName, hex, printable, unix_now,
+    CLOCK_SLACK, ErrorCode, FETCH_PAGE, MAX_MESSAGE_AGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    QueuedMessage, Request, Response, UserName, hex, printable, unix_now,
 };
 use crate::wire::signing::PrekeyKind;
 
@@ -86,6 +86,9 @@ pub struct Inbox {
     after: u64,
     /// The ids of an acknowledgement whose answer is not read yet.
     unanswered_ack: Option<Vec<u64>>,
+    /// Senders whose key was fetched again during this read, to follow a
+    /// rotation (once each).
+    refreshed: HashSet<String>,
 }
 
 impl Inbox {
@@ -108,6 +111,7 @@ impl Inbox {
             me: None,
             after: 0,
             unanswered_ack: None,
+            refreshed: HashSet::new(),
         }
     }
 
@@ -374,10 +378,11 @@ impl Inbox {
         if sender_pin == PinStatus::New {
             sink.pinned_on_sight(sender.as_str(), &sender_key.fingerprint());
         }
+        let signer = self.signer(account, &parsed, sender_key, sink);
         // Judged by the send time its sender signed; unsigned, it fails
         // verification below instead.
         if let Some(limit) = stale(header.sent_at_ms, prekeys.created_at(), unix_now())
-            && parsed.is_signed_by(&sender_key)
+            && let Some(_) = &signer
         {
             return Ok(Outcome::NotShown(Problem::Stale {
                 id,
@@ -398,7 +403,11 @@ impl Inbox {
             PrekeyKind::Signed => prekeys.secret(id),
             PrekeyKind::OneTime => one_time.as_ref(),
         };
-        let body = match parsed.open(me, &sender_key, lookup) {
+        let Some(signer) = signer else {
+            let (sender, error) = (sender.to_string(), EnvelopeError::BadSignature);
+            return Ok(Outcome::NotShown(Problem::Failed { id, sender, error }));
+        };
+        let body = match parsed.open(me, &signer, lookup) {
             Ok(body) => body,
             Err(error) => {
                 let sender = sender.to_string();
@@ -419,6 +428,56 @@ impl Inbox {
                 Ok(Outcome::Shown(parsed.one_time_prekey_id))
             }
             Delivery::Kept => Ok(Outcome::Kept),
+        }
+    }
+}
+
+impl Inbox {
+    /// The key of the sender's that signed `parsed`, if one did: the
+    /// `pinned` one; or one the sender rotated out after the message was
+    /// sent; or, fetched again (once per sender and read), the sender's
+    /// current key, which the pin follows if a chain of rotations signed by
+    /// both keys of each leads there from it.
+    fn signer<S: Sink>(
+        &mut self,
+        account: &Account,
+        parsed: &envelope::Parsed<'_>,
+        pinned: PublicKey,
+        sink: &mut S,
+    ) -> Option<PublicKey> {
+        if parsed.is_signed_by(&pinned) {
+            return Some(pinned);
+        }
+        let sender = &parsed.header.sender;
+        let sent_at = parsed.header.sent_at_ms / 1000;
+        let rotated_out = |account: &Account| {
+            let contact = account.contact(sender).ok()??;
+            contact
+                .previous
+                .into_iter()
+                .find(|old| {
+                    sent_at < old.at.saturating_add(CLOCK_SLACK) && parsed.is_signed_by(&old.key)
+                })
+                .map(|old| old.key)
+        };
+        if let Some(key) = rotated_out(account) {
+            return Some(key);
+        }
+        if !self.refreshed.insert(sender.canonical()) {
+            return None;
+        }
+        let acceptance = directory::Acceptance {
+            policy: self.policy,
+            expect: None,
+        };
+        let checked =
+            directory::fetch_checked(&mut self.connection, account, sender, acceptance).ok()?;
+        if checked.status == PinStatus::Rotated {
+            sink.key_rotated(&checked);
+        }
+        match parsed.is_signed_by(&checked.key) {
+            true => Some(checked.key),
+            false => rotated_out(account),
         }
     }
 }

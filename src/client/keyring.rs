@@ -6,6 +6,7 @@
 //! accounts/<user>@<host:port>/     one folder per account (mode 0700)
 //!     identity.pem                 the private key, PKCS#8 PEM, encrypted if
 //!                                  registered with a passphrase (mode 0600)
+//!     identity.next.pem            a new private key `msgr rotate` has not finished with
 //!     account.toml                 written once the server confirmed registration
 //!     session.toml                 the session token and its expiry
 //!     prekeys.toml                 private halves of the signed prekeys (mode 0600)
@@ -50,7 +51,7 @@ pub use records::{Contact, Registration, Session, SessionToken};
 
 use crate::files::{
     FileError, append_lines, create_private_dir, lock_exclusive, open_to_others, read_optional,
-    write_atomic,
+    rename_durably, write_atomic,
 };
 use prekeys::PrekeysFile;
 use records::{ContactRecord, SessionRecord};
@@ -187,6 +188,24 @@ impl AccountDir {
     /// Whether a private key is stored.
     pub fn has_identity(&self) -> bool {
         self.identity_path().exists()
+    }
+
+    /// Path of a new private key that `msgr rotate` made and the server
+    /// may not have taken yet.
+    pub fn pending_identity_path(&self) -> PathBuf {
+        self.dir.join("identity.next.pem")
+    }
+
+    /// The new private key of an unfinished rotation, if there is one
+    /// (refused if others could read it; encrypted ones still encrypted).
+    pub fn load_pending_identity(&self) -> Result<Option<StoredKey>, KeyringError> {
+        let path = self.pending_identity_path();
+        let Some(pem) = read_optional(&path)? else {
+            return Ok(None);
+        };
+        check_private(&path)?;
+        let pem = String::from_utf8(pem).map_err(|e| KeyringError::corrupt(&path, e))?;
+        identity::parse(&path, pem).map(Some)
     }
 
     /// Whether the server confirmed this account's registration.
@@ -337,6 +356,37 @@ impl Account {
         Ok(write_atomic(&path, pem.as_bytes())?)
     }
 
+    /// Store a new private key for a rotation (mode 0600), encrypted
+    /// under `passphrase` if one is given, beside the current one.
+    pub fn save_pending_identity(
+        &self,
+        key: &PrivateKey,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(), KeyringError> {
+        let path = self.pending_identity_path();
+        let pem =
+            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(write_atomic(&path, pem.as_bytes())?)
+    }
+
+    /// The server took the rotation: the new private key replaces the old
+    /// one, and `account.toml` records the fingerprints.
+    pub fn finish_rotation(&self, old: &str, new: &str) -> Result<(), KeyringError> {
+        rename_durably(&self.pending_identity_path(), &self.identity_path())?;
+        let path = self.dir.join("account.toml");
+        let mut registration = self
+            .registration()?
+            .ok_or_else(|| KeyringError::corrupt(&path, "it is missing"))?;
+        if registration.fingerprint != new {
+            registration.previous.push(old.to_owned());
+            registration.fingerprint = new.to_owned();
+        }
+        self.write_toml("account.toml", &registration)
+    }
+
     /// Delete a private key the server never accepted.
     pub fn remove_identity(&self) -> Result<(), KeyringError> {
         let path = self.identity_path();
@@ -348,6 +398,7 @@ impl Account {
         let record = Registration {
             user: user.clone(),
             fingerprint: fingerprint.to_owned(),
+            previous: Vec::new(),
         };
         self.write_toml("account.toml", &record)
     }

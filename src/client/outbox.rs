@@ -7,7 +7,7 @@
 
 use tracing::debug;
 
-use crate::client::directory::{self, Acceptance, CheckedKey, PinPolicy, PinStatus};
+use crate::client::directory::{self, Acceptance, CheckedKey, PinPolicy};
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountDir, Contact, OneTimeOffer};
 use crate::client::net::{Connection, NetError, unexpected};
@@ -29,8 +29,8 @@ pub struct Outbox<'a> {
     pub body: &'a [u8],
     /// Whether a recipient's key may be pinned on sight.
     pub policy: PinPolicy,
-    /// Told `(name, fingerprint)` of each key pinned on sight.
-    pub on_new_pin: &'a dyn Fn(&str, &str),
+    /// Shown each recipient's checked key, to say how its pin changed.
+    pub announce: &'a dyn Fn(&CheckedKey),
 }
 
 /// A message queued for one recipient.
@@ -58,9 +58,7 @@ impl Outbox<'_> {
             ),
         };
         let recipient = directory::check_answer(self.account, name, key_answer, self.acceptance())?;
-        if recipient.status == PinStatus::New {
-            (self.on_new_pin)(recipient.name.as_str(), &recipient.key.fingerprint());
-        }
+        (self.announce)(&recipient);
         let Some(signed) = recipient.prekey else {
             return Err(ClientError::NoPrekey {
                 name: recipient.name.to_string(),
@@ -230,6 +228,7 @@ mod tests {
                 name: username("John"),
                 key: john.public_key(),
                 prekey: Some(prekey),
+                previous: Vec::new(),
             };
             Presealed::seal(username("Alice"), pin, one_time, b"hi", alice)
                 .expect("the pin has a prekey")
@@ -240,6 +239,7 @@ mod tests {
             prekey: Some(prekey),
             one_time: None,
             status: directory::PinStatus::Unchanged,
+            replaced: Vec::new(),
         };
         let (header, sealed) = preseal()
             .confirmed(&username("Alice"), &confirmed("John", john))

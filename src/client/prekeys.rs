@@ -16,7 +16,8 @@ use crate::client::net::{Connection, unexpected};
 use crate::wire::crypto::agreement::AgreementSecret;
 use crate::wire::crypto::{CryptoError, PrivateKey};
 use crate::wire::protocol::{
-    MAX_MESSAGE_AGE, ONE_TIME_PREKEY_USABLE, Request, Response, SignedPrekey, UserName, unix_now,
+    CLOCK_SLACK, MAX_MESSAGE_AGE, ONE_TIME_PREKEY_USABLE, Request, Response, SignedPrekey,
+    UserName, unix_now,
 };
 use crate::wire::signing::PrekeyKind;
 
@@ -28,10 +29,6 @@ pub const REFILL_BELOW: u32 = POOL / 5;
 
 /// A signed prekey this old (seconds) is replaced.
 pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
-
-/// How far another machine's clock may run ahead of or behind this one's,
-/// in seconds.
-pub const CLOCK_SLACK: u64 = 60 * 60;
 
 /// When the private halves that no message still readable at `now` can
 /// need were made: `(signed_replaced_before, one_time_made_before)` for
@@ -148,6 +145,24 @@ pub fn for_registration(
 ) -> ClientResult<Publication> {
     let prekeys = prepare(account, Some(0))?;
     publication(&prekeys, owner, identity, true)
+}
+
+/// What a key rotation sends with the rotation: the current signed prekey
+/// and a pool of one-time prekeys (the unpublished ones, made now if too
+/// few), all signed by the new identity key `identity` as `owner`'s, the
+/// pool replacing the server's (signed by the old key, it would be
+/// refused by every sender).
+pub fn for_rotation(
+    account: &impl AccountAccess,
+    owner: &UserName,
+    identity: &PrivateKey,
+) -> ClientResult<Publication> {
+    let prekeys = prepare(account, Some(0))?;
+    let publication = publication(&prekeys, owner, identity, true)?;
+    Ok(Publication {
+        replace_pool: true,
+        ..publication
+    })
 }
 
 /// What of `prekeys` the server has not confirmed (with `signed_anyway`,

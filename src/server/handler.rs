@@ -28,8 +28,8 @@ use super::store::{
 };
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
 use crate::wire::protocol::{
-    Base64Bytes, ErrorCode, FETCH_PAGE, LOGIN_NONCE_LEN, MAX_PAGE_BYTES, MAX_WAIT_MS,
-    QueuedMessage, Request, Response, TOKEN_LEN, UserName,
+    Base64Bytes, CLOCK_SLACK, ErrorCode, FETCH_PAGE, KeyRotation, LOGIN_NONCE_LEN, MAX_PAGE_BYTES,
+    MAX_WAIT_MS, QueuedMessage, Request, Response, TOKEN_LEN, UserName,
 };
 use crate::wire::signing;
 
@@ -120,6 +120,18 @@ impl<'a> Handler<'a> {
                     replace_one_time: replace_one_time_prekeys,
                 };
                 self.publish_prekeys(prekeys).await
+            }
+            Request::RotateKey {
+                rotation,
+                signed_prekey,
+                one_time_prekeys,
+            } => {
+                let prekeys = Prekeys {
+                    signed: Some(signed_prekey),
+                    one_time: one_time_prekeys,
+                    replace_one_time: true,
+                };
+                self.rotate_key(rotation, prekeys).await
             }
             Request::Send {
                 recipient,
@@ -365,7 +377,52 @@ impl<'a> Handler<'a> {
             public_key: Base64Bytes(bundle.user.public_key),
             signed_prekey: bundle.signed_prekey,
             one_time_prekey: bundle.one_time_prekey,
+            rotations: bundle.rotations,
         })
+    }
+
+    /// Replace the authenticated account's identity key: `rotation` must
+    /// be signed by both keys, start from the account's key and be dated
+    /// by this server's clock (within the clock slack), and `prekeys` must
+    /// be signed by the new key. The connection acts with the new key
+    /// afterwards.
+    async fn rotate_key(
+        &mut self,
+        rotation: KeyRotation,
+        prekeys: Prekeys,
+    ) -> Result<Response, Refusal> {
+        let identity = self.session()?;
+        let name = identity.user.name.clone();
+        let Some((_, new_key)) = rotation.verify(&name) else {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "the key rotation is not signed by both keys, or a key is unusable",
+            ));
+        };
+        let now = self.context.clock.now();
+        if rotation.rotated_at.abs_diff(now) > CLOCK_SLACK {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "the key rotation is dated more than an hour from the server's clock",
+            ));
+        }
+        check_prekeys(&prekeys, &name, &new_key)?;
+        let user_id = identity.user.id;
+        let new_der = rotation.new_key.0.clone();
+        let one_time_prekeys = self
+            .with_store(move |store| store.rotate_key(user_id, &rotation, &prekeys))
+            .await?
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::BadRequest,
+                    "the key rotation does not start from the account's current key",
+                )
+            })?;
+        if let Some(identity) = self.identity.as_mut() {
+            identity.key = new_key;
+            identity.user.public_key = new_der;
+        }
+        Ok(Response::KeyRotated { one_time_prekeys })
     }
 
     async fn publish_prekeys(&self, prekeys: Prekeys) -> Result<Response, Refusal> {

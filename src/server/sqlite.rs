@@ -21,7 +21,7 @@ use super::store::{
     StoreError, StoreFuture, StoredMessage, TokenHash, User, UserId,
 };
 use crate::files::{self, FileError};
-use crate::wire::protocol::UserName;
+use crate::wire::protocol::{KeyRotation, UserName};
 use readers::Readers;
 use writer::Writer;
 
@@ -82,6 +82,17 @@ impl Store for SqliteStore {
         let prekeys = prekeys.clone();
         self.writer
             .write(move |conn| queries::publish_prekeys(conn, user, &prekeys))
+    }
+
+    fn rotate_key(
+        &self,
+        user: UserId,
+        rotation: &KeyRotation,
+        prekeys: &Prekeys,
+    ) -> Result<Option<u32>, StoreError> {
+        let (rotation, prekeys) = (rotation.clone(), prekeys.clone());
+        self.writer
+            .write(move |conn| queries::rotate_key(conn, user, &rotation, &prekeys))
     }
 
     fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::wire::protocol::{SignedPrekey, UserName};
+use crate::wire::protocol::{KeyRotation, SignedPrekey, UserName};
 
 /// Database id of an account.
 pub type UserId = i64;
@@ -139,6 +139,8 @@ pub struct KeyBundle {
     pub signed_prekey: Option<SignedPrekey>,
     /// The one-time prekey handed out (and deleted) now.
     pub one_time_prekey: Option<SignedPrekey>,
+    /// Its identity key rotations, oldest first.
+    pub rotations: Vec<KeyRotation>,
 }
 
 /// What [`Store::enqueue`] did.
@@ -172,6 +174,20 @@ pub trait Store: Send + Sync {
     /// signatures checked; one whose number the pool holds already is
     /// ignored); returns how many one-time prekeys the account holds now.
     fn publish_prekeys(&self, user: UserId, prekeys: &Prekeys) -> Result<u32, StoreError>;
+
+    /// Replace the account's identity key as `rotation` says (its
+    /// signatures checked) and its prekeys with `prekeys` (signed by the
+    /// new key, replacing the pool), recording the rotation; returns how
+    /// many one-time prekeys the account holds now. `None`, changing
+    /// nothing, if the account's key is not the rotation's old key — unless
+    /// this very rotation was the last one made (a retry), which stores the
+    /// prekeys again.
+    fn rotate_key(
+        &self,
+        user: UserId,
+        rotation: &KeyRotation,
+        prekeys: &Prekeys,
+    ) -> Result<Option<u32>, StoreError>;
 
     /// The named account (in any letter case) and its signed prekey; with
     /// `claim`, also one of its one-time prekeys, deleted in the same

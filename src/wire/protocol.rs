@@ -12,6 +12,7 @@ mod bytes;
 mod frame;
 mod names;
 mod prekey;
+mod rotation;
 mod text;
 
 pub use bytes::{Base64Bytes, hex};
@@ -20,6 +21,7 @@ pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
 pub use names::username;
 pub use names::{MAX_NAME_LEN, NameError, UserName, canonical_name};
 pub use prekey::SignedPrekey;
+pub use rotation::{KeyRotation, Replaced, follow};
 pub use text::printable;
 
 /// The protocol version this build speaks; exchanged in the first frame.
@@ -47,6 +49,10 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 
 /// Most one-time prekeys a server holds for one account.
 pub const MAX_ONE_TIME_PREKEYS: u32 = 200;
+
+/// How far apart two machines' clocks may be, in seconds: the slack every
+/// comparison of a time one side signed with the other's clock allows.
+pub const CLOCK_SLACK: u64 = 60 * 60;
 
 /// How long a message may wait for its recipient, in seconds (30 days):
 /// servers expire queued messages older than this by default, and clients
@@ -146,6 +152,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "is_false")]
         replace_one_time_prekeys: bool,
     },
+    /// Replace the account's identity key (needs authentication): the
+    /// rotation, signed by the current key and the new one, with a signed
+    /// prekey and one-time prekeys signed by the new key, which replace
+    /// the account's.
+    RotateKey {
+        /// The rotation from the account's current key.
+        rotation: KeyRotation,
+        /// The new signed prekey, signed by the new key.
+        signed_prekey: SignedPrekey,
+        /// A new pool of one-time prekeys, signed by the new key.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        one_time_prekeys: Vec<SignedPrekey>,
+    },
     /// Queue a sealed envelope for a recipient (needs authentication).
     Send {
         /// The recipient's user name.
@@ -231,9 +250,18 @@ pub enum Response {
         /// was claimed and the account's pool was not empty.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         one_time_prekey: Option<SignedPrekey>,
+        /// The account's key rotations, oldest first: the chain from any
+        /// earlier identity key to `public_key`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rotations: Vec<KeyRotation>,
     },
     /// The prekeys are stored.
     PrekeysPublished {
+        /// How many one-time prekeys the server holds for the account now.
+        one_time_prekeys: u32,
+    },
+    /// The identity key is replaced, and the prekeys with it.
+    KeyRotated {
         /// How many one-time prekeys the server holds for the account now.
         one_time_prekeys: u32,
     },
@@ -368,6 +396,7 @@ impl Request {
             Self::Authenticate { .. } => "authenticate",
             Self::GetKey { .. } => "get_key",
             Self::PublishPrekeys { .. } => "publish_prekeys",
+            Self::RotateKey { .. } => "rotate_key",
             Self::Send { .. } => "send",
             Self::Fetch { .. } => "fetch",
             Self::Ack { .. } => "ack",
@@ -398,6 +427,7 @@ impl Response {
             Self::Authenticated { .. } => "authenticated",
             Self::Key { .. } => "key",
             Self::PrekeysPublished { .. } => "prekeys_published",
+            Self::KeyRotated { .. } => "key_rotated",
             Self::Sent { .. } => "sent",
             Self::Messages { .. } => "messages",
             Self::Acked { .. } => "acked",

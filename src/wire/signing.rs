@@ -21,6 +21,8 @@ pub const PREKEY_CONTEXT: &[u8] = b"msgr signed prekey v1\0";
 pub const ONE_TIME_PREKEY_CONTEXT: &[u8] = b"msgr one-time prekey v1\0";
 /// Context of a message envelope.
 pub const ENVELOPE_CONTEXT: &[u8] = b"msgr envelope v2\0";
+/// Context of a key rotation, signed by the old identity key and the new.
+pub const ROTATION_CONTEXT: &[u8] = b"msgr key rotation v1\0";
 
 /// Bytes of the SHA-256 digest of the server's certificate that login and
 /// registration statements carry.
@@ -117,17 +119,40 @@ pub fn envelope(signed_part: &[u8]) -> Statement {
     Statement::new(ENVELOPE_CONTEXT, signed_part.len()).bytes(signed_part)
 }
 
+/// A key rotation: `user` replaces the identity key `old_key_der` with
+/// `new_key_der` at `rotated_at` (seconds since the Unix epoch). Each key
+/// is preceded by its length as two big-endian bytes.
+pub fn rotation(
+    user: &UserName,
+    rotated_at: u64,
+    old_key_der: &[u8],
+    new_key_der: &[u8],
+) -> Statement {
+    let length = |der: &[u8]| u16::try_from(der.len()).unwrap_or(u16::MAX).to_be_bytes();
+    Statement::new(
+        ROTATION_CONTEXT,
+        33 + 12 + old_key_der.len() + new_key_der.len(),
+    )
+    .name(user)
+    .bytes(&rotated_at.to_be_bytes())
+    .bytes(&length(old_key_der))
+    .bytes(old_key_der)
+    .bytes(&length(new_key_der))
+    .bytes(new_key_der)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::protocol::username;
 
-    const CONTEXTS: [&[u8]; 5] = [
+    const CONTEXTS: [&[u8]; 6] = [
         LOGIN_CONTEXT,
         REGISTRATION_CONTEXT,
         PREKEY_CONTEXT,
         ONE_TIME_PREKEY_CONTEXT,
         ENVELOPE_CONTEXT,
+        ROTATION_CONTEXT,
     ];
 
     #[test]
@@ -151,6 +176,7 @@ mod tests {
             prekey(PrekeyKind::Signed, &username("Alice"), 1, 2, &[3; 32]),
             prekey(PrekeyKind::OneTime, &username("Alice"), 1, 2, &[3; 32]),
             envelope(b"MSGR"),
+            rotation(&username("Alice"), 1, b"old", b"new"),
         ];
         for (statement, context) in kinds.iter().zip(CONTEXTS) {
             assert!(statement.as_bytes().starts_with(context));

@@ -14,5 +14,6 @@ mod forward_secrecy;
 mod hardening;
 mod malicious_server;
 mod message_age;
+mod rotation;
 mod server;
 mod trust;

@@ -35,9 +35,7 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     let (mut connection, me, head_start) =
         connect_with_head_start(context, &account, &identity, &recipients[0], &body)?;
     check_size(body.len() as u64, connection.max_envelope()?)?;
-    let announce = |name: &str, fingerprint: &str| {
-        context.output.pinned_on_sight(name, fingerprint);
-    };
+    let announce = |checked: &_| context.output.pin_changes(checked);
     let mut outcome = Outcome {
         from: me.as_str(),
         sent: Vec::new(),
@@ -50,7 +48,7 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
         me: &me,
         body: &body,
         policy: context.pin_policy(),
-        on_new_pin: &announce,
+        announce: &announce,
     };
     let mut head_start = Some(head_start);
     for name in &recipients {

@@ -45,6 +45,10 @@ pub fn run(context: &ClientContext, args: &KeyArgs) -> AppResult<()> {
                 .notice(&format!("replaced the pinned key of {}", checked.name));
             "replaced"
         }
+        PinStatus::Rotated => {
+            context.output.pin_changes(&checked);
+            "rotated"
+        }
         PinStatus::Unchanged => "unchanged",
     };
     let record = KeyRecord {
@@ -62,7 +66,7 @@ struct KeyRecord<'a> {
     user: &'a str,
     fingerprint: String,
     bits: usize,
-    /// `new`, `unchanged` or `replaced`.
+    /// `new`, `unchanged`, `replaced` or `rotated`.
     pin: &'static str,
 }
 

@@ -10,6 +10,7 @@ pub mod logout;
 pub mod man;
 pub mod read;
 pub mod register;
+pub mod rotate;
 pub mod serve;
 pub mod whoami;
 
@@ -37,6 +38,7 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
         Command::Key(args) => key::run(&context, args),
         Command::Create(args) => create::run(&context, args),
         Command::Read(args) => read::run(&context, args),
+        Command::Rotate(args) => rotate::run(&context, args),
         Command::Whoami => whoami::run(&context),
         Command::Contacts => contacts::run(&context),
         Command::Logout => logout::run(&context),

@@ -19,7 +19,7 @@ use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
-use crate::client::directory::PinStatus;
+use crate::client::directory::{CheckedKey, PinStatus};
 use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink, StaleLimit};
 use crate::files::{FileError, create_private_dir, write_atomic};
 use crate::wire::protocol::MAX_MESSAGE_AGE;
@@ -92,7 +92,7 @@ impl Sink for Printer<'_> {
             sent_at_ms: message.sent_at_ms,
             sender_pin: match message.sender_pin {
                 PinStatus::New => "new",
-                PinStatus::Unchanged | PinStatus::Replaced => "pinned",
+                PinStatus::Unchanged | PinStatus::Replaced | PinStatus::Rotated => "pinned",
             },
             body,
         };
@@ -102,6 +102,10 @@ impl Sink for Printer<'_> {
 
     fn pinned_on_sight(&mut self, user: &str, fingerprint: &str) {
         self.output.pinned_on_sight(user, fingerprint);
+    }
+
+    fn key_rotated(&mut self, checked: &CheckedKey) {
+        self.output.pin_changes(checked);
     }
 
     fn not_shown(&mut self, problem: Problem) {

@@ -1,6 +1,6 @@
 //! `msgr whoami`: what this keyring knows about the account — name,
-//! server, key fingerprint and protection, how the server is trusted, and
-//! the session's expiry. Local only: it does not contact the server.
+//! server, key fingerprint and protection, how many keys it has had, how
+//! the server is trusted, and the session's expiry. Local only: it does not contact the server.
 
 use std::io::Write;
 use std::path::Path;
@@ -27,6 +27,7 @@ pub fn run(context: &ClientContext) -> AppResult<()> {
     let record = WhoAmI {
         user: registration.user.into(),
         server: server.clone(),
+        keys: registration.previous.len() + 1,
         fingerprint: registration.fingerprint,
         passphrase_protected: account.identity_is_encrypted()?,
         server_pin: context
@@ -48,6 +49,8 @@ struct WhoAmI<'a> {
     server: String,
     fingerprint: String,
     passphrase_protected: bool,
+    /// How many identity keys the account has had, this one included.
+    keys: usize,
     /// The pinned certificate fingerprint, if the server was pinned.
     server_pin: Option<String>,
     /// The CA file the server is verified with instead, if any.
@@ -66,6 +69,12 @@ impl Render for WhoAmI<'_> {
             false => "not passphrase-protected",
         };
         writeln!(out, " {} ({protection})", self.fingerprint)?;
+        out.label("History:")?;
+        match self.keys - 1 {
+            0 => writeln!(out, " 1 key (never rotated)")?,
+            1 => writeln!(out, " 2 keys (rotated once)")?,
+            rotations => writeln!(out, " {} keys (rotated {rotations} times)", self.keys)?,
+        }
         out.label("Server: ")?;
         match (&self.ca_cert, &self.server_pin) {
             (Some(file), _) => writeln!(out, " verified with --ca-cert {}", file.display())?,

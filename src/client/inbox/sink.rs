@@ -2,7 +2,7 @@
 //! which says whether it was written out ([`Delivery`]); and each message
 //! that was not shown, with why ([`Problem`]).
 
-use crate::client::directory::PinStatus;
+use crate::client::directory::{CheckedKey, PinStatus};
 use crate::client::error::ClientError;
 use crate::wire::envelope::EnvelopeError;
 use crate::wire::protocol::UserName;
@@ -108,6 +108,10 @@ pub trait Sink {
 
     /// The key of `user` was pinned on sight, to open a message.
     fn pinned_on_sight(&mut self, user: &str, fingerprint: &str);
+
+    /// The pin of a sender followed their key rotations to `checked`, to
+    /// open a message.
+    fn key_rotated(&mut self, checked: &CheckedKey);
 
     /// A message was not shown.
     fn not_shown(&mut self, problem: Problem);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
-use crate::wire::protocol::{NameError, UserName, unix_now};
+use crate::wire::protocol::{NameError, Replaced, UserName, unix_now};
 
 /// A session token: a bearer secret, so `Debug` never shows it.
 #[derive(Clone)]
@@ -56,6 +56,10 @@ pub struct Contact {
     /// The signed prekey last seen for the contact, its signature checked
     /// against `key`; lets `create` seal before the server confirms it.
     pub prekey: Option<RecipientPrekey>,
+    /// The identity keys the contact rotated out since it was first
+    /// pinned, oldest first, with when each was replaced: messages sent
+    /// before then may be signed by them.
+    pub previous: Vec<Replaced>,
 }
 
 /// `account.toml`: written once the server confirmed registration.
@@ -63,8 +67,12 @@ pub struct Contact {
 pub struct Registration {
     /// The name as the server stores it.
     pub user: UserName,
-    /// Fingerprint of the registered public key.
+    /// Fingerprint of the registered public key (the current one, after
+    /// rotations).
     pub fingerprint: String,
+    /// Fingerprints of the keys rotated out (`msgr rotate`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<String>,
 }
 
 /// `session.toml`.
@@ -101,6 +109,16 @@ pub(super) struct ContactRecord {
     prekey_id: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     prekey: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    previous: Vec<PreviousKeyRecord>,
+}
+
+/// A key a contact rotated out, in `contacts.toml`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PreviousKeyRecord {
+    public_key: String,
+    replaced_at: u64,
 }
 
 impl ContactRecord {
@@ -113,14 +131,19 @@ impl ContactRecord {
             prekey: contact
                 .prekey
                 .map(|prekey| STANDARD.encode(prekey.public_key)),
+            previous: contact
+                .previous
+                .iter()
+                .map(|replaced| PreviousKeyRecord {
+                    public_key: STANDARD.encode(replaced.key.to_der()),
+                    replaced_at: replaced.at,
+                })
+                .collect(),
         }
     }
 
     pub fn to_contact(&self) -> Result<Contact, String> {
-        let der = STANDARD
-            .decode(&self.public_key)
-            .map_err(|e| e.to_string())?;
-        let key = PublicKey::from_der(&der).map_err(|e| e.to_string())?;
+        let key = parse_key(&self.public_key)?;
         let prekey = match (self.prekey_id, &self.prekey) {
             (Some(id), Some(public_key)) => {
                 let public_key = STANDARD.decode(public_key).map_err(|e| e.to_string())?;
@@ -131,10 +154,27 @@ impl ContactRecord {
             }
             _ => None,
         };
+        let previous = self
+            .previous
+            .iter()
+            .map(|record| {
+                Ok(Replaced {
+                    key: parse_key(&record.public_key)?,
+                    at: record.replaced_at,
+                })
+            })
+            .collect::<Result<_, String>>()?;
         Ok(Contact {
             name: self.name.parse().map_err(|e: NameError| e.to_string())?,
             key,
             prekey,
+            previous,
         })
     }
+}
+
+/// A public key from its base64 DER.
+fn parse_key(base64: &str) -> Result<PublicKey, String> {
+    let der = STANDARD.decode(base64).map_err(|e| e.to_string())?;
+    PublicKey::from_der(&der).map_err(|e| e.to_string())
 }

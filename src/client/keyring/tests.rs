@@ -46,17 +46,24 @@ fn contacts_are_pinned_case_insensitively() {
             name: username("John"),
             key: test_keys()[1].public_key(),
             prekey: Some(prekey),
+            previous: vec![crate::wire::protocol::Replaced {
+                key: test_keys()[0].public_key(),
+                at: 77,
+            }],
         })
         .unwrap();
     let contact = account.contact(&username("JOHN")).unwrap().unwrap();
     assert_eq!(contact.name, "John");
     assert_eq!(contact.key, test_keys()[1].public_key());
     assert_eq!(contact.prekey, Some(prekey));
+    assert_eq!(contact.previous[0].key, test_keys()[0].public_key());
+    assert_eq!(contact.previous[0].at, 77);
     account
         .pin_contact(&Contact {
             name: username("carol"),
             key: test_keys()[2].public_key(),
             prekey: None,
+            previous: Vec::new(),
         })
         .unwrap();
     let names: Vec<_> = account

@@ -10,7 +10,7 @@ use crate::server::store::{
     StoredMessage, TokenHash, Usage, User, UserId,
 };
 use crate::wire::protocol::{
-    Base64Bytes, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey, UserName,
+    Base64Bytes, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey, UserName,
     canonical_name, unix_now,
 };
 
@@ -187,11 +187,71 @@ pub(super) fn key_bundle(
     } else {
         None
     };
+    let rotations = rotations(conn, user.id)?;
     Ok(Some(KeyBundle {
         user,
         signed_prekey,
         one_time_prekey,
+        rotations,
     }))
+}
+
+/// The account's key rotations, oldest first.
+fn rotations(conn: &Connection, user: UserId) -> Result<Vec<KeyRotation>, StoreError> {
+    let mut query = conn.prepare_cached(
+        "SELECT old_key, new_key, rotated_at, old_signature, new_signature
+         FROM key_rotations WHERE user_id = ?1 ORDER BY id",
+    )?;
+    let rotations = query
+        .query_map([user], |row| {
+            Ok(KeyRotation {
+                old_key: Base64Bytes(row.get(0)?),
+                new_key: Base64Bytes(row.get(1)?),
+                rotated_at: row.get(2)?,
+                old_signature: Base64Bytes(row.get(3)?),
+                new_signature: Base64Bytes(row.get(4)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rotations)
+}
+
+/// See [`crate::server::Store::rotate_key`].
+pub(super) fn rotate_key(
+    conn: &Connection,
+    user: UserId,
+    rotation: &KeyRotation,
+    prekeys: &Prekeys,
+) -> Result<Option<u32>, StoreError> {
+    let current: Vec<u8> = conn
+        .prepare_cached("SELECT public_key FROM users WHERE id = ?1")?
+        .query_row([user], |row| row.get(0))?;
+    if current == rotation.new_key.0 {
+        let repeated = rotations(conn, user)?.last() == Some(rotation);
+        return match repeated {
+            true => publish_prekeys(conn, user, prekeys).map(Some),
+            false => Ok(None),
+        };
+    }
+    if current != rotation.old_key.0 {
+        return Ok(None);
+    }
+    conn.prepare_cached("UPDATE users SET public_key = ?2 WHERE id = ?1")?
+        .execute(params![user, rotation.new_key.0])?;
+    conn.prepare_cached(
+        "INSERT INTO key_rotations
+             (user_id, old_key, new_key, rotated_at, old_signature, new_signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        user,
+        rotation.old_key.0,
+        rotation.new_key.0,
+        rotation.rotated_at.min(SQL_MAX),
+        rotation.old_signature.0,
+        rotation.new_signature.0
+    ])?;
+    publish_prekeys(conn, user, prekeys).map(Some)
 }
 
 /// Delete and return the account's lowest-numbered one-time prekey that

@@ -100,6 +100,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_by_age ON messages (received_at);
     CREATE INDEX claimed_one_time_prekeys_by_age ON claimed_one_time_prekeys (claimed_at);
     ",
+    // Each account's identity key rotations, in order (`id`), each signed
+    // by the replaced key and the replacing one.
+    "
+    CREATE TABLE key_rotations (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        old_key BLOB NOT NULL,
+        new_key BLOB NOT NULL,
+        rotated_at INTEGER NOT NULL,
+        old_signature BLOB NOT NULL,
+        new_signature BLOB NOT NULL
+    );
+    CREATE INDEX key_rotations_by_user ON key_rotations (user_id, id);
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

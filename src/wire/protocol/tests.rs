@@ -94,6 +94,17 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
             one_time_prekeys: vec![prekey()],
             replace_one_time_prekeys: true,
         },
+        Request::RotateKey {
+            rotation: KeyRotation {
+                old_key: bytes(),
+                new_key: bytes(),
+                rotated_at: 1,
+                old_signature: bytes(),
+                new_signature: bytes(),
+            },
+            signed_prekey: prekey(),
+            one_time_prekeys: vec![prekey()],
+        },
         Request::Send {
             recipient: user(),
             envelope: bytes(),
@@ -129,8 +140,12 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
             public_key: bytes(),
             signed_prekey: None,
             one_time_prekey: Some(prekey()),
+            rotations: Vec::new(),
         },
         Response::PrekeysPublished {
+            one_time_prekeys: 100,
+        },
+        Response::KeyRotated {
             one_time_prekeys: 100,
         },
         Response::Sent { id: 1 },
@@ -166,7 +181,7 @@ fn kinds_are_the_wire_names() {
     kinds.dedup();
     assert_eq!(kinds.len(), count, "each variant once");
     // As many as the enums have variants (update with a new one).
-    assert_eq!((requests.len(), responses.len()), (11, 12));
+    assert_eq!((requests.len(), responses.len()), (12, 13));
 }
 
 #[test]

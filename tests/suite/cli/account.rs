@@ -35,8 +35,9 @@ fn whoami_shows_account_key_server_pin_and_session() {
         lines[1],
         format!("Key:     {registered_fingerprint} (not passphrase-protected)")
     );
+    assert_eq!(lines[2], "History: 1 key (never rotated)");
     assert_eq!(
-        lines[2],
+        lines[3],
         format!(
             "Server:  certificate pinned as {}",
             world.server.fingerprint
@@ -45,10 +46,10 @@ fn whoami_shows_account_key_server_pin_and_session() {
     assert!(
         predicate::str::is_match(r"^Session: valid until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
             .unwrap()
-            .eval(lines[3]),
+            .eval(lines[4]),
         "{text}"
     );
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
 }
 
 #[test]

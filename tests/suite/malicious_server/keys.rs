@@ -150,6 +150,7 @@ fn a_prekey_the_pinned_key_did_not_sign_is_refused() {
             public_key,
             signed_prekey: Some(signed_prekey("John", 2)),
             one_time_prekey: None,
+            rotations: Vec::new(),
         },
         other => other,
     });
@@ -210,6 +211,7 @@ fn a_one_time_prekey_the_pinned_key_did_not_sign_as_one_is_refused() {
                     )
                 },
                 signed_prekey,
+                rotations: Vec::new(),
             },
             other => other,
         });

@@ -145,6 +145,7 @@ fn server_strings_never_reach_the_terminal_raw() {
             public_key: Base64Bytes(keys()[2].public_key().to_der()),
             signed_prekey: None,
             one_time_prekey: None,
+            rotations: Vec::new(),
         },
         Request::GetKey { .. } => Response::error(
             ErrorCode::RateLimited,

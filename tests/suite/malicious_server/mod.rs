@@ -120,5 +120,6 @@ pub(super) fn mallory_key_answer(name: &str) -> Response {
         public_key: Base64Bytes(keys()[2].public_key().to_der()),
         signed_prekey: Some(signed_prekey(name, 2)),
         one_time_prekey: None,
+        rotations: Vec::new(),
     }
 }
