@@ -407,10 +407,10 @@ impl<'a> Handler<'a> {
             ));
         }
         check_prekeys(&prekeys, &name, &new_key)?;
-        let user_id = identity.user.id;
+        let (user_id, keep) = (identity.user.id, identity.token_hash);
         let new_der = rotation.new_key.0.clone();
         let one_time_prekeys = self
-            .with_store(move |store| store.rotate_key(user_id, &rotation, &prekeys))
+            .with_store(move |store| store.rotate_key(user_id, &rotation, &prekeys, &keep))
             .await?
             .ok_or_else(|| {
                 Refusal::new(

@@ -89,10 +89,11 @@ impl Store for SqliteStore {
         user: UserId,
         rotation: &KeyRotation,
         prekeys: &Prekeys,
+        keep: &TokenHash,
     ) -> Result<Option<u32>, StoreError> {
-        let (rotation, prekeys) = (rotation.clone(), prekeys.clone());
+        let (rotation, prekeys, keep) = (rotation.clone(), prekeys.clone(), *keep);
         self.writer
-            .write(move |conn| queries::rotate_key(conn, user, &rotation, &prekeys))
+            .write(move |conn| queries::rotate_key(conn, user, &rotation, &prekeys, &keep))
     }
 
     fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError> {

@@ -177,16 +177,18 @@ pub trait Store: Send + Sync {
 
     /// Replace the account's identity key as `rotation` says (its
     /// signatures checked) and its prekeys with `prekeys` (signed by the
-    /// new key, replacing the pool), recording the rotation; returns how
-    /// many one-time prekeys the account holds now. `None`, changing
-    /// nothing, if the account's key is not the rotation's old key — unless
-    /// this very rotation was the last one made (a retry), which stores the
-    /// prekeys again.
+    /// new key, replacing the pool), recording the rotation and ending
+    /// every session of the account but `keep` (one made with the old key
+    /// may be a thief's); returns how many one-time prekeys the account
+    /// holds now. `None`, changing nothing, if the account's key is not the
+    /// rotation's old key — unless this very rotation was the last one made
+    /// (a retry), which stores the prekeys again.
     fn rotate_key(
         &self,
         user: UserId,
         rotation: &KeyRotation,
         prekeys: &Prekeys,
+        keep: &TokenHash,
     ) -> Result<Option<u32>, StoreError>;
 
     /// The named account (in any letter case) and its signed prekey; with

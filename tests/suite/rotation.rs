@@ -194,7 +194,8 @@ fn an_interrupted_rotation_is_finished_by_running_it_again() {
 
 /// The server takes a rotation only signed by both keys, from the
 /// account's current key, dated now, with prekeys signed by the new key;
-/// the same rotation sent again is answered as taken.
+/// the same rotation sent again is answered as taken; the account's other
+/// sessions end with it.
 #[test]
 fn the_server_checks_every_part_of_a_rotation() {
     let (_dir, server) = start_server(&[]);
@@ -226,6 +227,8 @@ fn the_server_checks_every_part_of_a_rotation() {
         ErrorCode::AuthRequired
     );
     let mut client = signed_in(&server, "Alice");
+    // Another session, made with the old key (a thief's, say).
+    let other_token = Client::greeted(&server).login("Alice", alice);
     let refused = [
         // Signed by the new key only.
         KeyRotation {
@@ -271,6 +274,12 @@ fn the_server_checks_every_part_of_a_rotation() {
             }
         );
     }
+    // Every other session of the account ended with the old key.
+    let mut elsewhere = Client::greeted(&server);
+    assert_eq!(
+        error_code(&elsewhere.authenticate("Alice", &other_token)),
+        ErrorCode::AuthFailed
+    );
     let Response::Key {
         public_key,
         rotations,

@@ -222,6 +222,7 @@ pub(super) fn rotate_key(
     user: UserId,
     rotation: &KeyRotation,
     prekeys: &Prekeys,
+    keep: &TokenHash,
 ) -> Result<Option<u32>, StoreError> {
     let current: Vec<u8> = conn
         .prepare_cached("SELECT public_key FROM users WHERE id = ?1")?
@@ -251,6 +252,8 @@ pub(super) fn rotate_key(
         rotation.old_signature.0,
         rotation.new_signature.0
     ])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
+        .execute(params![user, &keep[..]])?;
     publish_prekeys(conn, user, prekeys).map(Some)
 }
 
