@@ -27,6 +27,11 @@ pub const POOL: u32 = 100;
 /// Below this many on the server, the pool is topped up (a fifth of it).
 pub const REFILL_BELOW: u32 = POOL / 5;
 
+/// Most unused one-time prekeys a keyring holds: beyond this many, no more
+/// are made, so a server that keeps reporting an empty pool (lying, or
+/// losing what it is sent) cannot make the keyring grow without bound.
+pub const MOST_HELD: usize = 4 * POOL as usize;
+
 /// A signed prekey this old (seconds) is replaced.
 pub const SIGNED_PREKEY_LIFETIME: u64 = 7 * 24 * 60 * 60;
 
@@ -127,7 +132,9 @@ pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<
             prekeys.add(fresh_signed, now);
         }
         let unpublished = prekeys.unpublished_one_time().count() as u32;
-        if held.is_some_and(|held| held.saturating_add(unpublished) < REFILL_BELOW) {
+        if held.is_some_and(|held| held.saturating_add(unpublished) < REFILL_BELOW)
+            && prekeys.one_time_count() < MOST_HELD
+        {
             prekeys.add_one_time(fresh_one_time, now);
         }
         locked.save_prekeys(&prekeys)?;
@@ -284,6 +291,33 @@ fn signing_failed(source: CryptoError) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_reporting_an_empty_pool_forever_cannot_grow_the_keyring_without_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = crate::client::keyring::Keyring::open(dir.path()).unwrap();
+        let account = keyring
+            .account_dir(
+                &crate::wire::protocol::username("Alice"),
+                &"localhost:12000".parse().unwrap(),
+            )
+            .unwrap();
+        for _ in 0..6 {
+            let prekeys = prepare(&account, Some(0)).unwrap();
+            // Every command publishes them, and the server confirms them,
+            // yet reports none held the next time.
+            let ids: Vec<u32> = prekeys.unpublished_one_time().map(|key| key.id).collect();
+            account
+                .locked(|locked| {
+                    let mut prekeys = locked.load_prekeys()?;
+                    prekeys.mark_one_time_published(&ids);
+                    locked.save_prekeys(&prekeys)
+                })
+                .unwrap();
+        }
+        let held = account.load_prekeys().unwrap().one_time_count();
+        assert_eq!(held, MOST_HELD);
+    }
 
     #[test]
     fn a_signed_prekey_is_due_after_a_week_or_if_made_in_the_future() {

@@ -39,6 +39,15 @@ use refusal::{
     Refusal, answer, check_envelope, check_name, check_prekeys, mailbox_full, unknown_user,
 };
 
+/// `prekeys` once [`check_prekeys`] passed them, run on a blocking thread:
+/// a full pool is 201 RSA signature checks, which would hold up every
+/// connection served by this runtime thread meanwhile.
+async fn verified(prekeys: Prekeys, owner: UserName, key: PublicKey) -> Result<Prekeys, Refusal> {
+    tokio::task::spawn_blocking(move || check_prekeys(&prekeys, &owner, &key).map(|()| prekeys))
+        .await
+        .unwrap_or_else(|error| Err(Refusal::internal(&error)))
+}
+
 /// The response to a `send` handed to the store, ready once its write is
 /// durable (or at once, if the `send` was refused before that).
 pub type Answer<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
@@ -237,7 +246,7 @@ impl<'a> Handler<'a> {
                 "the registration proof is not a signature by the given key for this server and name",
             ));
         }
-        check_prekeys(&prekeys, &name, &key)?;
+        let prekeys = verified(prekeys, name.clone(), key.clone()).await?;
         let der = key.to_der();
         let outcome = self
             .with_store(move |store| store.register(&name, &der, &prekeys))
@@ -406,8 +415,8 @@ impl<'a> Handler<'a> {
                 "the key rotation is dated more than an hour from the server's clock",
             ));
         }
-        check_prekeys(&prekeys, &name, &new_key)?;
         let (user_id, keep) = (identity.user.id, identity.token_hash);
+        let prekeys = verified(prekeys, name, new_key.clone()).await?;
         let new_der = rotation.new_key.0.clone();
         let one_time_prekeys = self
             .with_store(move |store| store.rotate_key(user_id, &rotation, &prekeys, &keep))
@@ -427,8 +436,9 @@ impl<'a> Handler<'a> {
 
     async fn publish_prekeys(&self, prekeys: Prekeys) -> Result<Response, Refusal> {
         let identity = self.session()?;
-        check_prekeys(&prekeys, &identity.user.name, &identity.key)?;
+        let (owner, key) = (identity.user.name.clone(), identity.key.clone());
         let user_id = identity.user.id;
+        let prekeys = verified(prekeys, owner, key).await?;
         let one_time_prekeys = self
             .with_store(move |store| store.publish_prekeys(user_id, &prekeys))
             .await?;

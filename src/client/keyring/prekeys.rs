@@ -156,6 +156,11 @@ impl Prekeys {
         }
     }
 
+    /// How many one-time prekeys' private halves are held.
+    pub fn one_time_count(&self) -> usize {
+        self.one_time.len()
+    }
+
     /// The one-time prekeys the server has not confirmed yet.
     pub fn unpublished_one_time(&self) -> impl Iterator<Item = &OneTimePrekey> {
         self.one_time.iter().filter(|key| !key.published)
