@@ -223,8 +223,8 @@ fn folder_of(path: &Path) -> &Path {
     }
 }
 
-/// Make a rename or creation in `dir` durable.
-fn sync_folder(dir: &Path) -> Result<(), FileError> {
+/// Make the renames, creations and deletions in `dir` durable.
+pub fn sync_folder(dir: &Path) -> Result<(), FileError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(FileError::at(dir))

@@ -80,8 +80,18 @@ impl ClientContext {
 
     /// The account's private key, unlocked with its passphrase if it has
     /// one; an authentication error saying how to get a key if there is
-    /// none.
+    /// none, or how to finish a rotation left unfinished.
     pub fn identity(&self, account: &AccountDir) -> AppResult<PrivateKey> {
+        let pending = account.pending_identity_path();
+        if pending.exists() {
+            return Err(Failure::UnfinishedRotation { pending }.into());
+        }
+        self.replaced_identity(account)
+    }
+
+    /// The account's private key even while a rotation is unfinished: the
+    /// key that rotation replaces.
+    pub fn replaced_identity(&self, account: &AccountDir) -> AppResult<PrivateKey> {
         if !account.has_identity() {
             return Err(Failure::NoKey {
                 user: self.user.to_string(),

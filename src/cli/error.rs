@@ -175,6 +175,10 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         Failure::NoKey { .. } | Failure::NotRegisteredHere { .. } => {
             (ExitStatus::Auth, hint(REGISTER_OR_CHECK))
         }
+        Failure::UnfinishedRotation { .. } => (
+            ExitStatus::Auth,
+            hint("run `msgr rotate` to finish it, then try again"),
+        ),
         Failure::AlreadyRegistered { identity, .. } => (
             ExitStatus::Refused,
             Some(format!(

@@ -44,6 +44,14 @@ pub enum Failure {
         /// The server.
         server: String,
     },
+    /// A `msgr rotate` was interrupted: the server may already hold the
+    /// new key, so signing with the old one could produce messages that
+    /// contacts refuse.
+    #[error("a key rotation of this account is unfinished ({} holds the new key)", .pending.display())]
+    UnfinishedRotation {
+        /// The new key's file.
+        pending: PathBuf,
+    },
     /// `whoami` for an account the keyring never registered.
     #[error("{user} is not registered on {server} from this keyring")]
     NotRegisteredHere {

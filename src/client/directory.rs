@@ -13,8 +13,8 @@ use crate::client::prekeys;
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
 use crate::wire::protocol::{
-    ErrorCode, KeyRotation, Replaced, Request, Response, SignedPrekey, UserName, follow, printable,
-    unix_now,
+    ErrorCode, KeyRotation, Replaced, Request, Response, SignedPrekey, UserName, follow, history,
+    printable, unix_now,
 };
 use crate::wire::signing::PrekeyKind;
 
@@ -147,12 +147,17 @@ pub fn check_answer(
             }
             _ => Vec::new(),
         };
-        let (prekey, mut previous) = match pinned {
+        let (prekey, previous) = match pinned {
             Some(pin) if status == PinStatus::Unchanged => (pin.prekey, pin.previous),
-            Some(pin) if status == PinStatus::Rotated => (None, pin.previous),
-            _ => (None, Vec::new()),
+            Some(pin) if status == PinStatus::Rotated => {
+                (None, [pin.previous, replaced.clone()].concat())
+            }
+            // A key pinned afresh: what its own chain says came before it.
+            _ => (
+                None,
+                history(&offered.rotations, &offered.name, &offered.key),
+            ),
         };
-        previous.extend(replaced.iter().cloned());
         locked.pin_contact(&Contact {
             name: offered.name.clone(),
             key: offered.key.clone(),

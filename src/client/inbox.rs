@@ -86,8 +86,8 @@ pub struct Inbox {
     after: u64,
     /// The ids of an acknowledgement whose answer is not read yet.
     unanswered_ack: Option<Vec<u64>>,
-    /// Senders whose key was fetched again during this read, to follow a
-    /// rotation (once each).
+    /// Senders whose key was fetched again for the page being handled, to
+    /// follow a rotation (once each).
     refreshed: HashSet<String>,
 }
 
@@ -265,7 +265,10 @@ impl Inbox {
         interrupt: Option<&Interrupt>,
     ) -> Result<bool, S::Error> {
         let account = self.home.lock().map_err(ClientError::from)?;
-        let expired_before = unix_now().saturating_sub(MAX_MESSAGE_AGE);
+        self.refreshed.clear();
+        // With the clock slack on top, so that a clock run ahead for a
+        // while does not forget ids of messages still accepted later.
+        let expired_before = unix_now().saturating_sub(MAX_MESSAGE_AGE + CLOCK_SLACK);
         let mut seen = account
             .load_seen(expired_before)
             .map_err(ClientError::from)?;
@@ -378,7 +381,13 @@ impl Inbox {
         if sender_pin == PinStatus::New {
             sink.pinned_on_sight(sender.as_str(), &sender_key.fingerprint());
         }
-        let signer = self.signer(account, &parsed, sender_key, sink);
+        let signer = match self.signer(account, &parsed, sender_key, sink) {
+            Ok(signer) => signer,
+            Err(error) => {
+                let sender = sender.to_string();
+                return Ok(Outcome::NotShown(Problem::Held { id, sender, error }));
+            }
+        };
         // Judged by the send time its sender signed; unsigned, it fails
         // verification below instead.
         if let Some(limit) = stale(header.sent_at_ms, prekeys.created_at(), unix_now())
@@ -435,18 +444,19 @@ impl Inbox {
 impl Inbox {
     /// The key of the sender's that signed `parsed`, if one did: the
     /// `pinned` one; or one the sender rotated out after the message was
-    /// sent; or, fetched again (once per sender and read), the sender's
+    /// sent; or, fetched again (once per sender and page), the sender's
     /// current key, which the pin follows if a chain of rotations signed by
-    /// both keys of each leads there from it.
+    /// both keys of each leads there from it. `Err` if that key could not
+    /// be fetched or checked: the message then stays queued.
     fn signer<S: Sink>(
         &mut self,
         account: &Account,
         parsed: &envelope::Parsed<'_>,
         pinned: PublicKey,
         sink: &mut S,
-    ) -> Option<PublicKey> {
+    ) -> ClientResult<Option<PublicKey>> {
         if parsed.is_signed_by(&pinned) {
-            return Some(pinned);
+            return Ok(Some(pinned));
         }
         let sender = &parsed.header.sender;
         let sent_at = parsed.header.sent_at_ms / 1000;
@@ -461,24 +471,23 @@ impl Inbox {
                 .map(|old| old.key)
         };
         if let Some(key) = rotated_out(account) {
-            return Some(key);
+            return Ok(Some(key));
         }
         if !self.refreshed.insert(sender.canonical()) {
-            return None;
+            return Ok(None);
         }
         let acceptance = directory::Acceptance {
             policy: self.policy,
             expect: None,
         };
-        let checked =
-            directory::fetch_checked(&mut self.connection, account, sender, acceptance).ok()?;
+        let checked = directory::fetch_checked(&mut self.connection, account, sender, acceptance)?;
         if checked.status == PinStatus::Rotated {
             sink.key_rotated(&checked);
         }
-        match parsed.is_signed_by(&checked.key) {
+        Ok(match parsed.is_signed_by(&checked.key) {
             true => Some(checked.key),
             false => rotated_out(account),
-        }
+        })
     }
 }
 

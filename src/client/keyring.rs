@@ -46,7 +46,7 @@ use crate::wire::protocol::UserName;
 pub use claimed::OneTimeOffer;
 pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
-pub use prekeys::{Prekey, Prekeys};
+pub use prekeys::{OneTimePrekey, Prekey, Prekeys};
 pub use records::{Contact, Registration, Session, SessionToken};
 
 use crate::files::{

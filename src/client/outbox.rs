@@ -49,7 +49,7 @@ impl Outbox<'_> {
     /// for the next message: the one claimed with the key answer if the
     /// envelope sealed ahead was used, else one claimed with the message.
     pub fn send(&mut self, name: &UserName, head_start: Option<HeadStart>) -> ClientResult<Queued> {
-        let sealed_ahead = head_start.is_some();
+        let keeps_next = head_start.is_some();
         let (key_answer, presealed) = match head_start {
             Some(head_start) => (head_start.key_answer, head_start.presealed),
             None => (
@@ -84,7 +84,7 @@ impl Outbox<'_> {
             envelope: Base64Bytes(sealed),
         })?;
         // An empty pool (no one-time prekey came) is not asked again.
-        let claim_next = sealed_ahead && unused_offer.is_none() && recipient.one_time.is_some();
+        let claim_next = keeps_next && unused_offer.is_none() && recipient.one_time.is_some();
         if claim_next {
             self.connection
                 .write_request(&directory::key_request(&recipient.name, true))?;
@@ -98,11 +98,12 @@ impl Outbox<'_> {
             let answer = self.connection.read_response();
             match directory::check_answer(self.account, &recipient.name, answer, self.acceptance())
             {
-                Ok(CheckedKey {
-                    one_time: Some(offer),
-                    ..
-                }) => self.keep(&recipient, &offer),
-                Ok(_) => {}
+                Ok(next) => {
+                    (self.announce)(&next);
+                    if let Some(offer) = &next.one_time {
+                        self.keep(&next, offer);
+                    }
+                }
                 Err(error) => debug!(%error, "no one-time prekey kept for the next message"),
             }
         }

@@ -11,7 +11,7 @@
 use tracing::debug;
 
 use crate::client::error::{ClientError, ClientResult};
-use crate::client::keyring::{AccountAccess, Prekeys};
+use crate::client::keyring::{AccountAccess, OneTimePrekey, Prekey, Prekeys};
 use crate::client::net::{Connection, unexpected};
 use crate::wire::crypto::agreement::AgreementSecret;
 use crate::wire::crypto::{CryptoError, PrivateKey};
@@ -79,7 +79,7 @@ impl Publication {
         Ok(account.locked(|locked| {
             let mut prekeys = locked.load_prekeys()?;
             if let Some(signed) = &self.signed {
-                prekeys.mark_published(signed.id);
+                prekeys.mark_published(signed.id, unix_now());
             }
             prekeys.mark_one_time_published(&one_time);
             locked.save_prekeys(&prekeys)
@@ -154,21 +154,38 @@ pub fn for_registration(
     publication(&prekeys, owner, identity, true)
 }
 
-/// What a key rotation sends with the rotation: the current signed prekey
-/// and a pool of one-time prekeys (the unpublished ones, made now if too
-/// few), all signed by the new identity key `identity` as `owner`'s, the
-/// pool replacing the server's (signed by the old key, it would be
-/// refused by every sender).
+/// What a key rotation sends with the rotation: a signed prekey and a
+/// pool of one-time prekeys made now (whoever stole the keyring holds the
+/// private halves of the earlier ones), signed by the new identity key
+/// `identity` as `owner`'s, the pool replacing the server's (signed by the
+/// old key, it would be refused by every sender anyway).
 pub fn for_rotation(
     account: &impl AccountAccess,
     owner: &UserName,
     identity: &PrivateKey,
 ) -> ClientResult<Publication> {
-    let prekeys = prepare(account, Some(0))?;
-    let publication = publication(&prekeys, owner, identity, true)?;
+    let now = unix_now();
+    let fresh_signed = generate()?;
+    let fresh_one_time = (0..POOL)
+        .map(|_| generate()?.to_bytes().map_err(made_no_prekey))
+        .collect::<ClientResult<Vec<_>>>()?;
+    let (prekeys, fresh_ids) = account.locked(|locked| {
+        let mut prekeys = locked.load_prekeys()?;
+        forget_older(&mut prekeys, now);
+        prekeys.add(fresh_signed, now);
+        let fresh_ids = prekeys.add_one_time(fresh_one_time, now);
+        locked.save_prekeys(&prekeys)?;
+        Ok((prekeys, fresh_ids))
+    })?;
+    let current = prekeys.current().expect("just made");
     Ok(Publication {
+        signed: Some(sign_signed(current, owner, identity)?),
+        one_time: sign_one_time(
+            prekeys.one_time().filter(|key| fresh_ids.contains(&key.id)),
+            owner,
+            identity,
+        )?,
         replace_pool: true,
-        ..publication
     })
 }
 
@@ -181,41 +198,54 @@ fn publication(
     identity: &PrivateKey,
     signed_anyway: bool,
 ) -> ClientResult<Publication> {
-    let current = prekeys
+    let signed = prekeys
         .current()
-        .filter(|current| signed_anyway || !current.published);
-    let signed = current
-        .map(|current| {
-            SignedPrekey::sign(
-                PrekeyKind::Signed,
-                owner,
-                current.id,
-                current.created_at,
-                &current.secret,
-                identity,
-            )
-            .map_err(signing_failed)
-        })
+        .filter(|current| signed_anyway || !current.published)
+        .map(|current| sign_signed(current, owner, identity))
         .transpose()?;
-    let one_time = prekeys
-        .unpublished_one_time()
-        .map(|key| {
-            SignedPrekey::sign(
-                PrekeyKind::OneTime,
-                owner,
-                key.id,
-                key.created_at,
-                &key.secret().map_err(made_no_prekey)?,
-                identity,
-            )
-            .map_err(signing_failed)
-        })
-        .collect::<ClientResult<Vec<_>>>()?;
+    let one_time = sign_one_time(prekeys.unpublished_one_time(), owner, identity)?;
     Ok(Publication {
         signed,
         replace_pool: !one_time.is_empty() && prekeys.pool_needs_replacing(),
         one_time,
     })
+}
+
+/// `prekey` signed by `identity` as `owner`'s signed prekey.
+fn sign_signed(
+    prekey: &Prekey,
+    owner: &UserName,
+    identity: &PrivateKey,
+) -> ClientResult<SignedPrekey> {
+    SignedPrekey::sign(
+        PrekeyKind::Signed,
+        owner,
+        prekey.id,
+        prekey.created_at,
+        &prekey.secret,
+        identity,
+    )
+    .map_err(signing_failed)
+}
+
+/// `keys` signed by `identity` as `owner`'s one-time prekeys.
+fn sign_one_time<'a>(
+    keys: impl Iterator<Item = &'a OneTimePrekey>,
+    owner: &UserName,
+    identity: &PrivateKey,
+) -> ClientResult<Vec<SignedPrekey>> {
+    keys.map(|key| {
+        SignedPrekey::sign(
+            PrekeyKind::OneTime,
+            owner,
+            key.id,
+            key.created_at,
+            &key.secret().map_err(made_no_prekey)?,
+            identity,
+        )
+        .map_err(signing_failed)
+    })
+    .collect()
 }
 
 /// Bring the server's copy of the account's prekeys up to date, given

@@ -1,8 +1,11 @@
 //! Replacing the account's own identity key (`msgr rotate`): the new key
 //! is kept beside the old one until the server takes the rotation —
-//! signed by both keys, with prekeys signed by the new one — and replaces
-//! it only then, so an interrupted rotation is finished by running it
-//! again, whether or not the server took it.
+//! signed by both keys, with prekeys made now and signed by the new one —
+//! and replaces it only then, so an interrupted rotation is finished by
+//! running it again, whether or not the server took it. A rotation is
+//! what one does after a keyring was stolen, so it trusts nothing the
+//! thief may hold: it logs in afresh (the server then ends every other
+//! session, the stolen token's too) and publishes no prekey made before.
 
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::Account;
@@ -33,7 +36,8 @@ pub fn rotate(
     let me = if registered_key == new_key.to_der() {
         session::own_name(user, answered)?
     } else {
-        let me = session::authenticate(connection, account, user, old)?;
+        let (acting, _) = session::login(connection, account, user, old)?;
+        let me = acting.me;
         let publication = prekeys::for_rotation(account, &me, new)?;
         let rotation =
             KeyRotation::sign(&me, old, new, unix_now()).map_err(|source| ClientError::Crypto {

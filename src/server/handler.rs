@@ -24,7 +24,8 @@ use tracing::{debug, info};
 use super::Context;
 use super::ratelimit::RateLimiter;
 use super::store::{
-    Enqueued, Page, Prekeys, RegisterOutcome, Store, StoreError, TokenHash, User, UserId,
+    Enqueued, Page, Prekeys, RegisterOutcome, RotateOutcome, Store, StoreError, TokenHash, User,
+    UserId,
 };
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
 use crate::wire::protocol::{
@@ -62,6 +63,18 @@ struct Identity {
     token_hash: TokenHash,
     /// When the presented session expires.
     expires_at: u64,
+    /// `KeyChanges::now` when the connection authenticated (or asked
+    /// for its login challenge): a later rotation of the account's key
+    /// ends its right to act.
+    since: u64,
+}
+
+/// A login challenge waiting for its answer: the account as it was when
+/// the challenge was made, the nonce, and `KeyChanges::now` then.
+struct Challenge {
+    user: User,
+    nonce: [u8; LOGIN_NONCE_LEN],
+    since: u64,
 }
 
 /// Per-connection request state.
@@ -72,7 +85,7 @@ pub struct Handler<'a> {
     identity: Option<Identity>,
     /// The account and nonce of the last `login`, until a `login_proof`
     /// answers it (once).
-    challenge: Option<(User, [u8; LOGIN_NONCE_LEN])>,
+    challenge: Option<Challenge>,
     /// Ends a waiting `fetch` early when the server shuts down.
     shutdown: watch::Receiver<bool>,
 }
@@ -221,6 +234,16 @@ impl<'a> Handler<'a> {
                 "the session has expired; log in again",
             ));
         }
+        if self
+            .context
+            .key_changes
+            .changed_since(identity.user.id, identity.since)
+        {
+            return Err(Refusal::new(
+                ErrorCode::AuthFailed,
+                "the account's key was replaced since this connection logged in; log in again",
+            ));
+        }
         Ok(identity)
     }
 
@@ -269,9 +292,10 @@ impl<'a> Handler<'a> {
     async fn login(&mut self, name: String) -> Result<Response, Refusal> {
         self.challenge = None;
         self.charge(&self.context.logins, "login")?;
+        let since = self.context.key_changes.now();
         let user = self.known_user(name).await?;
         let nonce = random_bytes();
-        self.challenge = Some((user, nonce));
+        self.challenge = Some(Challenge { user, nonce, since });
         Ok(Response::LoginChallenge {
             nonce: Base64Bytes(nonce.to_vec()),
         })
@@ -280,7 +304,7 @@ impl<'a> Handler<'a> {
     /// Check the answer to this connection's challenge; if it is the
     /// account's signature, start a session and act for the account.
     async fn login_proof(&mut self, signature: &[u8]) -> Result<Response, Refusal> {
-        let (user, nonce) = self.challenge.take().ok_or_else(|| {
+        let Challenge { user, nonce, since } = self.challenge.take().ok_or_else(|| {
             Refusal::new(
                 ErrorCode::BadRequest,
                 "there is no login challenge to answer on this connection; send login first",
@@ -299,13 +323,22 @@ impl<'a> Handler<'a> {
         let hash = sha256(token.as_ref());
         let now = self.context.clock.now();
         let expires_at = now.saturating_add(self.context.limits.session_ttl.as_secs());
-        let user_id = user.id;
-        let one_time_prekeys = self
+        let (user_id, checked_key) = (user.id, user.public_key.clone());
+        let created = self
             .with_store(move |store| {
-                store.create_session(user_id, &hash, expires_at, now)?;
-                store.one_time_prekeys(user_id)
+                if !store.create_session(user_id, &checked_key, &hash, expires_at, now)? {
+                    return Ok(None);
+                }
+                store.one_time_prekeys(user_id).map(Some)
             })
             .await?;
+        // The key was replaced between the challenge and the proof.
+        let Some(one_time_prekeys) = created else {
+            return Err(Refusal::new(
+                ErrorCode::AuthFailed,
+                "the account's key was replaced during this login; log in again",
+            ));
+        };
         info!(user = %user.name, "logged in");
         let response = Response::LoggedIn {
             user: user.name.to_string(),
@@ -318,6 +351,7 @@ impl<'a> Handler<'a> {
             key,
             token_hash: hash,
             expires_at,
+            since,
         });
         Ok(response)
     }
@@ -335,6 +369,7 @@ impl<'a> Handler<'a> {
         }
         let hash = sha256(token);
         let now = self.context.clock.now();
+        let since = self.context.key_changes.now();
         let found = self
             .with_store(move |store| {
                 let (Some(user), Some(session)) =
@@ -364,6 +399,7 @@ impl<'a> Handler<'a> {
             key,
             token_hash: hash,
             expires_at: session.expires_at,
+            since,
         });
         Ok(response)
     }
@@ -408,6 +444,13 @@ impl<'a> Handler<'a> {
                 "the key rotation is not signed by both keys, or a key is unusable",
             ));
         };
+        // Pins and chains compare keys by their DER bytes.
+        if new_key.to_der() != rotation.new_key.0 {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "the new key is not in canonical DER (SubjectPublicKeyInfo)",
+            ));
+        }
         let now = self.context.clock.now();
         if rotation.rotated_at.abs_diff(now) > CLOCK_SLACK {
             return Err(Refusal::new(
@@ -418,18 +461,29 @@ impl<'a> Handler<'a> {
         let (user_id, keep) = (identity.user.id, identity.token_hash);
         let prekeys = verified(prekeys, name, new_key.clone()).await?;
         let new_der = rotation.new_key.0.clone();
-        let one_time_prekeys = self
+        let outcome = self
             .with_store(move |store| store.rotate_key(user_id, &rotation, &prekeys, &keep))
-            .await?
-            .ok_or_else(|| {
-                Refusal::new(
+            .await?;
+        let one_time_prekeys = match outcome {
+            RotateOutcome::Rotated(one_time_prekeys) => one_time_prekeys,
+            RotateOutcome::NotFromCurrentKey => {
+                return Err(Refusal::new(
                     ErrorCode::BadRequest,
                     "the key rotation does not start from the account's current key",
-                )
-            })?;
+                ));
+            }
+            RotateOutcome::EarlierThanLast => {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "the key rotation is dated before the account's last one",
+                ));
+            }
+        };
+        let since = self.context.key_changes.rotated(user_id);
         if let Some(identity) = self.identity.as_mut() {
             identity.key = new_key;
             identity.user.public_key = new_der;
+            identity.since = since;
         }
         Ok(Response::KeyRotated { one_time_prekeys })
     }

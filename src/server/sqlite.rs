@@ -17,8 +17,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::store::{
-    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, Store,
-    StoreError, StoreFuture, StoredMessage, TokenHash, User, UserId,
+    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, RotateOutcome, Session,
+    Store, StoreError, StoreFuture, StoredMessage, TokenHash, User, UserId,
 };
 use crate::files::{self, FileError};
 use crate::wire::protocol::{KeyRotation, UserName};
@@ -90,7 +90,7 @@ impl Store for SqliteStore {
         rotation: &KeyRotation,
         prekeys: &Prekeys,
         keep: &TokenHash,
-    ) -> Result<Option<u32>, StoreError> {
+    ) -> Result<RotateOutcome, StoreError> {
         let (rotation, prekeys, keep) = (rotation.clone(), prekeys.clone(), *keep);
         self.writer
             .write(move |conn| queries::rotate_key(conn, user, &rotation, &prekeys, &keep))
@@ -119,13 +119,15 @@ impl Store for SqliteStore {
     fn create_session(
         &self,
         user_id: UserId,
+        key: &[u8],
         token_hash: &TokenHash,
         expires_at: u64,
         now: u64,
-    ) -> Result<(), StoreError> {
-        let token_hash = *token_hash;
-        self.writer
-            .write(move |conn| queries::create_session(conn, user_id, &token_hash, expires_at, now))
+    ) -> Result<bool, StoreError> {
+        let (key, token_hash) = (key.to_vec(), *token_hash);
+        self.writer.write(move |conn| {
+            queries::create_session(conn, user_id, &key, &token_hash, expires_at, now)
+        })
     }
 
     fn find_session(

@@ -180,16 +180,17 @@ pub trait Store: Send + Sync {
     /// new key, replacing the pool), recording the rotation and ending
     /// every session of the account but `keep` (one made with the old key
     /// may be a thief's); returns how many one-time prekeys the account
-    /// holds now. `None`, changing nothing, if the account's key is not the
+    /// holds now. Nothing changes if the account's key is not the
     /// rotation's old key — unless this very rotation was the last one made
-    /// (a retry), which stores the prekeys again.
+    /// (a retry), which stores the prekeys again — or if the rotation is
+    /// dated before the account's last one.
     fn rotate_key(
         &self,
         user: UserId,
         rotation: &KeyRotation,
         prekeys: &Prekeys,
         keep: &TokenHash,
-    ) -> Result<Option<u32>, StoreError>;
+    ) -> Result<RotateOutcome, StoreError>;
 
     /// The named account (in any letter case) and its signed prekey; with
     /// `claim`, also one of its one-time prekeys, deleted in the same
@@ -202,14 +203,18 @@ pub trait Store: Send + Sync {
     /// Look an account up by name, ignoring letter case.
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;
 
-    /// Record a session; `now` lets the store drop expired ones on the way.
+    /// Record a session if the account's key is still `key` (the one its
+    /// login was checked with): `false`, recording nothing, if a rotation
+    /// replaced it meanwhile. `now` lets the store drop expired sessions on
+    /// the way.
     fn create_session(
         &self,
         user_id: UserId,
+        key: &[u8],
         token_hash: &TokenHash,
         expires_at: u64,
         now: u64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The session with this token hash, unless it has expired by `now`.
     fn find_session(&self, token_hash: &TokenHash, now: u64)
@@ -272,6 +277,19 @@ pub trait Store: Send + Sync {
     ///
     /// [`ONE_TIME_PREKEY_USABLE`]: crate::wire::protocol::ONE_TIME_PREKEY_USABLE
     fn expire(&self, now: u64, max_message_age: u64) -> Result<Expired, StoreError>;
+}
+
+/// What [`Store::rotate_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The key is replaced (or was, by this very rotation); the account
+    /// holds this many one-time prekeys now.
+    Rotated(u32),
+    /// The account's key is not the rotation's old key.
+    NotFromCurrentKey,
+    /// The rotation is dated before the account's last one, which would
+    /// break the chain's order.
+    EarlierThanLast,
 }
 
 /// What [`Store::expire`] deleted.

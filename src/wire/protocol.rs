@@ -21,7 +21,7 @@ pub use frame::{FRAME_HEADER_LEN, FrameError, decode_frame, encode_frame};
 pub use names::username;
 pub use names::{MAX_NAME_LEN, NameError, UserName, canonical_name};
 pub use prekey::SignedPrekey;
-pub use rotation::{KeyRotation, Replaced, follow};
+pub use rotation::{KeyRotation, Replaced, follow, history};
 pub use text::printable;
 
 /// The protocol version this build speaks; exchanged in the first frame.

@@ -275,7 +275,8 @@ fn a_signed_prekey_replaced_over_thirty_days_ago_is_deleted() {
     let world = World::new();
     world.register("Alice");
     world.register("John");
-    // Prekey 1 made 40 days ago, replaced by prekey 2 31 days ago.
+    // Prekey 1 made 40 days ago, replaced by prekey 2 (made and
+    // published) 31 days ago.
     let path = world.account_dir("John").join("prekeys.toml");
     let mut file: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
     let day = 24 * 60 * 60;
@@ -285,6 +286,7 @@ fn a_signed_prekey_replaced_over_thirty_days_ago_is_deleted() {
     let mut replacement = signed[0].clone();
     replacement["id"] = toml::Value::Integer(2);
     replacement["created_at"] = toml::Value::Integer(now - 31 * day);
+    replacement["published_at"] = toml::Value::Integer(now - 31 * day);
     signed.push(replacement);
     std::fs::write(&path, toml::to_string(&file).unwrap()).unwrap();
     assert_eq!(signed_prekey_ids(&world, "John"), [1, 2]);

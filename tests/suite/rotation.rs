@@ -8,7 +8,7 @@ use msgr::wire::crypto::PrivateKey;
 use msgr::wire::protocol::{
     Base64Bytes, ErrorCode, KeyRotation, Request, Response, SignedPrekey, unix_now,
 };
-use msgr::wire::signing::PrekeyKind;
+use msgr::wire::signing::{self, PrekeyKind};
 
 use crate::common::raw::{Client, error_code, keys, prekeys, signed_in};
 use crate::common::{World, name, start_server};
@@ -23,6 +23,38 @@ fn own_fingerprint(world: &World, user: &str) -> String {
     assert!(output.status.success());
     let whoami: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     whoami["fingerprint"].as_str().unwrap().to_owned()
+}
+
+/// The session token in `user`'s keyring.
+fn stored_token(world: &World, user: &str) -> Base64Bytes {
+    let path = world.account_dir(user).join("session.toml");
+    let session: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    let token = session["token"].as_str().unwrap();
+    Base64Bytes(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, token).unwrap())
+}
+
+/// `user`'s signed prekey on the server and the numbers of their pool.
+fn published_prekeys(world: &World, user: &str) -> ((i64, Vec<u8>), Vec<i64>) {
+    let db = world.server.database();
+    let owner = "(SELECT id FROM users WHERE name = ?1)";
+    let signed = db
+        .query_row(
+            &format!("SELECT id, public_key FROM signed_prekeys WHERE user_id = {owner}"),
+            [user],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    let mut pool = db
+        .prepare(&format!(
+            "SELECT id FROM one_time_prekeys WHERE user_id = {owner} ORDER BY id"
+        ))
+        .unwrap();
+    let pool = pool
+        .query_map([user], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    (signed, pool)
 }
 
 /// `msgr rotate` as `user`; returns the new fingerprint.
@@ -182,6 +214,15 @@ fn an_interrupted_rotation_is_finished_by_running_it_again() {
     let owner_only = std::os::unix::fs::PermissionsExt::from_mode(0o600);
     std::fs::set_permissions(dir.join("identity.pem"), owner_only).unwrap();
     std::fs::write(dir.join("account.toml"), account).unwrap();
+    // Until it is finished, nothing signs with either key.
+    world
+        .msgr("Alice")
+        .args(["create", "John", "signed with which key?"])
+        .assert()
+        .code(4)
+        .stderr(predicates::str::contains(
+            "a key rotation of this account is unfinished",
+        ));
     let output = world.msgr("Alice").arg("rotate").output().unwrap();
     assert!(output.status.success(), "{output:?}");
     assert_eq!(own_fingerprint(&world, "Alice"), new);
@@ -227,8 +268,17 @@ fn the_server_checks_every_part_of_a_rotation() {
         ErrorCode::AuthRequired
     );
     let mut client = signed_in(&server, "Alice");
-    // Another session, made with the old key (a thief's, say).
+    // Another session, made with the old key (a thief's, say), one
+    // connection acting with it, and a login half done with it.
     let other_token = Client::greeted(&server).login("Alice", alice);
+    let mut thief = Client::greeted(&server);
+    thief.log_in("Alice", alice);
+    let mut racer = Client::greeted(&server);
+    let Response::LoginChallenge { nonce } = racer.request(&Request::Login {
+        user: "Alice".into(),
+    }) else {
+        panic!("a login challenge");
+    };
     let refused = [
         // Signed by the new key only.
         KeyRotation {
@@ -274,11 +324,30 @@ fn the_server_checks_every_part_of_a_rotation() {
             }
         );
     }
-    // Every other session of the account ended with the old key.
+    // Every other session of the account ended with the old key, the
+    // connection acting with it stopped, and the login cannot finish.
     let mut elsewhere = Client::greeted(&server);
     assert_eq!(
         error_code(&elsewhere.authenticate("Alice", &other_token)),
         ErrorCode::AuthFailed
+    );
+    let fetch = Request::Fetch {
+        after: 0,
+        limit: 1,
+        wait_ms: 0,
+    };
+    assert_eq!(error_code(&thief.request(&fetch)), ErrorCode::AuthFailed);
+    let statement = signing::login(&racer.certificate_digest(), &name("Alice"), &nonce.0);
+    let proof = Request::LoginProof {
+        signature: Base64Bytes(alice.sign(&statement).unwrap()),
+    };
+    assert_eq!(error_code(&racer.request(&proof)), ErrorCode::AuthFailed);
+    assert!(matches!(client.request(&fetch), Response::Messages { .. }));
+    // A later rotation may not be dated before this one.
+    let backdated = KeyRotation::sign(&name("Alice"), &new, third, now - 60).unwrap();
+    assert_eq!(
+        error_code(&client.request(&request(backdated, third))),
+        ErrorCode::BadRequest
     );
     let Response::Key {
         public_key,
@@ -298,4 +367,80 @@ fn the_server_checks_every_part_of_a_rotation() {
             .verify(PrekeyKind::Signed, &name("Alice"), &new.public_key())
             .is_some()
     );
+}
+
+/// What a thief copied with the keyring is useless after a rotation: the
+/// session token ends, and the prekeys messages are sealed to from then on
+/// are made anew, not the stolen ones signed again.
+#[test]
+fn a_rotation_ends_a_stolen_session_and_publishes_fresh_prekeys() {
+    let world = World::new();
+    world.register("Alice");
+    world.msgr("Alice").arg("login").assert().success();
+    let stolen = stored_token(&world, "Alice");
+    let ((signed_id, signed_key), pool) = published_prekeys(&world, "Alice");
+    rotate(&world, "Alice");
+    let ((new_id, new_key), new_pool) = published_prekeys(&world, "Alice");
+    assert!(
+        new_id > signed_id && new_key != signed_key,
+        "a new signed prekey"
+    );
+    assert_eq!(new_pool.len(), 100);
+    assert!(
+        new_pool.iter().all(|id| id > pool.last().unwrap()),
+        "a new pool: {new_pool:?}"
+    );
+    let mut thief = Client::greeted(&world.server);
+    assert_eq!(
+        error_code(&thief.authenticate("Alice", &stolen)),
+        ErrorCode::AuthFailed
+    );
+    // The keyring's own new session works.
+    assert_ne!(stored_token(&world, "Alice"), stolen);
+    world.msgr("Alice").arg("read").assert().success();
+}
+
+/// A reader who pins the sender only after the rotation still opens what
+/// the sender signed before it: the chain behind the pinned key says which
+/// key that was.
+#[test]
+fn a_first_contact_after_a_rotation_opens_what_was_signed_before() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "before the rotation");
+    rotate(&world, "Alice");
+    world.send("Alice", "John", "after the rotation");
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("before the rotation\n") && stdout.contains("after the rotation\n"),
+        "{stdout}"
+    );
+}
+
+/// A server that withholds the chain cannot get a message discarded: it
+/// stays queued, with the changed key reported, until the chain is served.
+#[test]
+fn a_message_from_a_key_the_reader_cannot_check_yet_stays_queued() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.msgr("John").args(["key", "Alice"]).assert().success();
+    rotate(&world, "Alice");
+    world.send("Alice", "John", "signed by the new key");
+    let db = world.server.database();
+    db.execute_batch(
+        "CREATE TABLE withheld AS SELECT * FROM key_rotations; DELETE FROM key_rotations;",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (6, ""), "{stderr}");
+    assert!(stderr.contains("it stays queued"), "{stderr}");
+    assert_eq!(world.queued(), 1);
+    db.execute_batch("INSERT INTO key_rotations SELECT * FROM withheld;")
+        .unwrap();
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("signed by the new key"), "{stdout}");
 }

@@ -95,6 +95,7 @@ fn connect_with_head_start(
     let (connected, presealed) = std::thread::scope(|scope| {
         let sealing = scope.spawn(|| {
             let presealed = guess.and_then(|(me, recipient, one_time)| {
+                account.persist_taken(first).ok()?;
                 Presealed::seal(me, recipient, one_time, body, identity)
             });
             if presealed.is_none() {

@@ -26,9 +26,17 @@ pub fn run(context: &ClientContext, args: &RotateArgs) -> AppResult<()> {
             user: context.user.to_string(),
             server: context.server.to_string(),
         })?;
-    let old = context.identity(&account)?;
+    let old = context.replaced_identity(&account)?;
     let new = match account.load_pending_identity()? {
-        Some(pending) => context.unlock(pending)?,
+        Some(pending) => {
+            if args.bits.is_some() || args.passphrase {
+                context.output.warning(
+                    "finishing the rotation interrupted earlier, with the key it made; \
+                     --bits and --passphrase apply to the next rotation",
+                );
+            }
+            context.unlock(pending)?
+        }
         None => {
             let protect = args.passphrase || account.identity_is_encrypted()?;
             let passphrase = match protect {

@@ -3,8 +3,10 @@
 //! message while it connects instead of after the server's answer. Each
 //! file is written once and taken by deleting it, which only one process
 //! can do: two messages never use one prekey, and no lock is needed. The
-//! files hold public keys only and are written without fsync; one lost in
-//! a crash costs an unused prekey.
+//! files hold public keys only and are written without fsync, as one lost
+//! in a crash costs an unused prekey; but a deletion is made durable
+//! ([`AccountDir::persist_taken`]) before the prekey is used, or a power
+//! loss could bring it back for a second message.
 
 use std::path::PathBuf;
 
@@ -13,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use super::{AccountDir, KeyringError};
-use crate::files::{TEMPORARY_PREFIX, create_private_dir, write_atomic_unsynced};
+use crate::files::{TEMPORARY_PREFIX, create_private_dir, sync_folder, write_atomic_unsynced};
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope::RecipientPrekey;
 use crate::wire::protocol::UserName;
@@ -91,6 +93,12 @@ impl AccountDir {
                 let offer = record.offer()?;
                 (record.signer == fingerprint && usable(&offer)).then_some(offer)
             })
+    }
+
+    /// Make the taking of `name`'s kept prekeys durable, so that none
+    /// comes back after a power loss to be used for a second message.
+    pub fn persist_taken(&self, name: &UserName) -> Result<(), KeyringError> {
+        Ok(sync_folder(&self.claimed_dir(name))?)
     }
 
     fn claimed_dir(&self, name: &UserName) -> PathBuf {

@@ -30,6 +30,19 @@ pub struct Prekey {
     pub secret: AgreementSecret,
     /// Whether the server confirmed it as the account's signed prekey.
     pub published: bool,
+    /// When the server confirmed it (unknown for a keyring from before
+    /// this was recorded): senders have sealed to it since, and to the
+    /// one before it until then.
+    pub published_at: Option<u64>,
+}
+
+impl Prekey {
+    /// When senders started sealing to this prekey, once published: when
+    /// the server confirmed it, or else (not recorded) when it was made.
+    fn in_use_since(&self) -> Option<u64> {
+        self.published
+            .then(|| self.published_at.unwrap_or(self.created_at))
+    }
 }
 
 /// One one-time prekey's private half. Kept as its 32 bytes and made a key
@@ -89,12 +102,16 @@ impl Prekeys {
     /// was held.
     pub fn forget_older(&mut self, signed_replaced_before: u64, one_time_made_before: u64) -> bool {
         let before = (self.keys.len(), self.one_time.len());
-        let replaced_at: Vec<u64> = self.keys.iter().skip(1).map(|key| key.created_at).collect();
-        let mut replaced = replaced_at.iter();
+        // A signed prekey is replaced once a later one is in use.
+        let replaced_at: Vec<Option<u64>> = (0..self.keys.len())
+            .map(|index| self.keys[index + 1..].iter().find_map(Prekey::in_use_since))
+            .collect();
+        let mut replaced = replaced_at.into_iter();
         self.keys.retain(|_| {
             replaced
                 .next()
-                .is_none_or(|&at| at >= signed_replaced_before)
+                .flatten()
+                .is_none_or(|at| at >= signed_replaced_before)
         });
         self.one_time
             .retain(|key| key.created_at >= one_time_made_before);
@@ -120,15 +137,17 @@ impl Prekeys {
             created_at,
             secret,
             published: false,
+            published_at: None,
         });
         self.created_at.get_or_insert(created_at);
         self.keys.last().expect("just pushed")
     }
 
-    /// Record that the server confirmed prekey `id`.
-    pub fn mark_published(&mut self, id: u32) {
+    /// Record that the server confirmed prekey `id` at `at`.
+    pub fn mark_published(&mut self, id: u32, at: u64) {
         if let Some(key) = self.keys.iter_mut().find(|key| key.id == id) {
             key.published = true;
+            key.published_at.get_or_insert(at);
         }
     }
 
@@ -142,18 +161,27 @@ impl Prekeys {
     }
 
     /// Add new one-time prekeys made at `created_at`, given as their
-    /// private keys' bytes ([`AgreementSecret::to_bytes`]).
-    pub fn add_one_time(&mut self, secrets: Vec<Zeroizing<Vec<u8>>>, created_at: u64) {
+    /// private keys' bytes ([`AgreementSecret::to_bytes`]); returns the
+    /// numbers they got.
+    pub fn add_one_time(&mut self, secrets: Vec<Zeroizing<Vec<u8>>>, created_at: u64) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(secrets.len());
         for secret in secrets {
-            self.next_one_time_id = self.next_one_time_id.max(1);
+            let id = self.next_one_time_id.max(1);
+            ids.push(id);
             self.one_time.push(OneTimePrekey {
-                id: self.next_one_time_id,
+                id,
                 created_at,
                 secret,
                 published: false,
             });
-            self.next_one_time_id = self.next_one_time_id.wrapping_add(1);
+            self.next_one_time_id = id.wrapping_add(1);
         }
+        ids
+    }
+
+    /// Every one-time prekey held.
+    pub fn one_time(&self) -> impl Iterator<Item = &OneTimePrekey> {
+        self.one_time.iter()
     }
 
     /// How many one-time prekeys' private halves are held.
@@ -215,6 +243,8 @@ struct PrekeyRecord {
     created_at: u64,
     private_key: String,
     published: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    published_at: Option<u64>,
 }
 
 impl PrekeyRecord {
@@ -224,6 +254,7 @@ impl PrekeyRecord {
             created_at,
             private_key: STANDARD.encode(secret),
             published,
+            published_at: None,
         }
     }
 
@@ -248,12 +279,10 @@ impl PrekeysFile {
             .iter()
             .map(|key| {
                 let bytes = key.secret.to_bytes()?;
-                Ok(PrekeyRecord::new(
-                    key.id,
-                    key.created_at,
-                    &bytes,
-                    key.published,
-                ))
+                Ok(PrekeyRecord {
+                    published_at: key.published_at,
+                    ..PrekeyRecord::new(key.id, key.created_at, &bytes, key.published)
+                })
             })
             .collect::<Result<_, CryptoError>>()?;
         let one_time = prekeys
@@ -281,6 +310,7 @@ impl PrekeysFile {
                     created_at: record.created_at,
                     secret: AgreementSecret::from_bytes(&bytes).map_err(|e| e.to_string())?,
                     published: record.published,
+                    published_at: record.published_at,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -322,7 +352,7 @@ mod tests {
         let fresh = || AgreementSecret::generate().unwrap();
         assert_eq!(prekeys.add(fresh(), 10).id, 1);
         assert_eq!(prekeys.add(fresh(), 20).id, 2);
-        prekeys.mark_published(2);
+        prekeys.mark_published(2, 25);
         let file = PrekeysFile::from_prekeys(&prekeys).unwrap();
         let text = toml::to_string(&file).unwrap();
         let back = toml::from_str::<PrekeysFile>(&text)
@@ -349,17 +379,26 @@ mod tests {
         for made in [100, 200, 300] {
             prekeys.add(fresh(), made);
         }
+        // Prekey 2 reached the server late, and 3 not yet.
+        prekeys.mark_published(1, 110);
+        prekeys.mark_published(2, 260);
         let bytes = || fresh().to_bytes().unwrap();
         prekeys.add_one_time(vec![bytes()], 150);
         prekeys.add_one_time(vec![bytes()], 250);
         assert!(!prekeys.forget_older(200, 150), "nothing that old");
-        // Prekey 1 was replaced at 200, prekey 2 at 300; 3 is current.
-        assert!(prekeys.forget_older(250, 200));
-        assert!(prekeys.secret(1).is_none());
-        assert!(prekeys.secret(2).is_some() && prekeys.secret(3).is_some());
+        // Prekey 1 was in use until 260, when 2 was published.
+        assert!(prekeys.forget_older(250, 200), "one-time prekey 1 goes");
+        assert!(prekeys.secret(1).is_some());
         assert!(prekeys.one_time_secret(1).is_none());
         assert!(prekeys.one_time_secret(2).is_some());
+        assert!(prekeys.forget_older(261, 200));
+        assert!(prekeys.secret(1).is_none());
+        // Nothing replaced prekey 2 on the server yet.
+        prekeys.forget_older(u64::MAX, 0);
+        assert!(prekeys.secret(2).is_some() && prekeys.secret(3).is_some());
+        prekeys.mark_published(3, 300);
         assert!(prekeys.forget_older(u64::MAX, u64::MAX));
+        assert!(prekeys.secret(2).is_none());
         assert_eq!(prekeys.current().map(|current| current.id), Some(3));
         assert_eq!(prekeys.created_at(), Some(100), "the keyring's birth stays");
     }

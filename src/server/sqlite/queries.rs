@@ -6,12 +6,12 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::server::store::{
-    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, Session, StoreError,
-    StoredMessage, TokenHash, Usage, User, UserId,
+    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, RotateOutcome, Session,
+    StoreError, StoredMessage, TokenHash, Usage, User, UserId,
 };
 use crate::wire::protocol::{
-    Base64Bytes, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey, UserName,
-    canonical_name, unix_now,
+    Base64Bytes, CLOCK_SLACK, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE,
+    SignedPrekey, UserName, canonical_name, unix_now,
 };
 
 /// SQLite keeps signed 64-bit integers; larger times and ids are clamped.
@@ -137,7 +137,8 @@ pub(super) const EXPIRE_BATCH: u64 = 10_000;
 /// Delete, up to [`EXPIRE_BATCH`] of each, the messages received more than
 /// `max_message_age` seconds before `now`, the one-time prekeys senders no
 /// longer use, and the record of one-time prekeys handed out so long ago
-/// that, published again, they would not be used either.
+/// (with the clock slack on top, as their owner's clock may run ahead of
+/// this one) that, published again, they would not be used either.
 pub(super) fn expire(
     conn: &Connection,
     now: u64,
@@ -162,7 +163,10 @@ pub(super) fn expire(
                  (SELECT user_id, public_key FROM claimed_one_time_prekeys
                   WHERE claimed_at < ?1 LIMIT ?2)",
         )?
-        .execute(params![usable_since(now), EXPIRE_BATCH])?;
+        .execute(params![
+            usable_since(now).saturating_sub(CLOCK_SLACK),
+            EXPIRE_BATCH
+        ])?;
     Ok(Expired {
         messages: messages as u64,
         one_time_prekeys: one_time_prekeys as u64,
@@ -223,19 +227,25 @@ pub(super) fn rotate_key(
     rotation: &KeyRotation,
     prekeys: &Prekeys,
     keep: &TokenHash,
-) -> Result<Option<u32>, StoreError> {
+) -> Result<RotateOutcome, StoreError> {
     let current: Vec<u8> = conn
         .prepare_cached("SELECT public_key FROM users WHERE id = ?1")?
         .query_row([user], |row| row.get(0))?;
+    let earlier = rotations(conn, user)?;
     if current == rotation.new_key.0 {
-        let repeated = rotations(conn, user)?.last() == Some(rotation);
-        return match repeated {
-            true => publish_prekeys(conn, user, prekeys).map(Some),
-            false => Ok(None),
+        return match earlier.last() == Some(rotation) {
+            true => publish_prekeys(conn, user, prekeys).map(RotateOutcome::Rotated),
+            false => Ok(RotateOutcome::NotFromCurrentKey),
         };
     }
     if current != rotation.old_key.0 {
-        return Ok(None);
+        return Ok(RotateOutcome::NotFromCurrentKey);
+    }
+    if earlier
+        .last()
+        .is_some_and(|last| last.rotated_at > rotation.rotated_at)
+    {
+        return Ok(RotateOutcome::EarlierThanLast);
     }
     conn.prepare_cached("UPDATE users SET public_key = ?2 WHERE id = ?1")?
         .execute(params![user, rotation.new_key.0])?;
@@ -254,7 +264,7 @@ pub(super) fn rotate_key(
     ])?;
     conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
         .execute(params![user, &keep[..]])?;
-    publish_prekeys(conn, user, prekeys).map(Some)
+    publish_prekeys(conn, user, prekeys).map(RotateOutcome::Rotated)
 }
 
 /// Delete and return the account's lowest-numbered one-time prekey that
@@ -412,17 +422,25 @@ pub(super) fn ack(conn: &Connection, recipient: UserId, ids: &[u64]) -> Result<u
 pub(super) fn create_session(
     conn: &Connection,
     user_id: UserId,
+    key: &[u8],
     token_hash: &TokenHash,
     expires_at: u64,
     now: u64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
         .execute([now.min(SQL_MAX)])?;
-    conn.prepare_cached(
-        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![&token_hash[..], user_id, expires_at.min(SQL_MAX)])?;
-    Ok(())
+    let created = conn
+        .prepare_cached(
+            "INSERT INTO sessions (token_hash, user_id, expires_at)
+             SELECT ?1, ?2, ?3 WHERE (SELECT public_key FROM users WHERE id = ?2) = ?4",
+        )?
+        .execute(params![
+            &token_hash[..],
+            user_id,
+            expires_at.min(SQL_MAX),
+            key
+        ])?;
+    Ok(created == 1)
 }
 
 /// The live session with this token hash.

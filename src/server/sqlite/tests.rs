@@ -351,7 +351,17 @@ fn pages_stop_at_the_byte_budget_but_hold_at_least_one_message() {
 fn expired_sessions_are_ignored_and_pruned() {
     let (dir, store) = open();
     let alice = user(&store, "Alice");
-    store.create_session(alice.id, &[1; 32], 100, 50).unwrap();
+    assert!(
+        store
+            .create_session(alice.id, b"Alice", &[1; 32], 100, 50)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_session(alice.id, b"an earlier key", &[3; 32], 100, 50)
+            .unwrap(),
+        "a login checked with a key since replaced starts no session"
+    );
     let live = Session {
         user_id: alice.id,
         expires_at: 100,
@@ -360,7 +370,9 @@ fn expired_sessions_are_ignored_and_pruned() {
     assert_eq!(store.find_session(&[1; 32], 100).unwrap(), None);
     assert_eq!(store.find_session(&[2; 32], 0).unwrap(), None);
 
-    store.create_session(alice.id, &[2; 32], 300, 200).unwrap();
+    store
+        .create_session(alice.id, b"Alice", &[2; 32], 300, 200)
+        .unwrap();
     let remaining: i64 = inspect(&dir)
         .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
         .unwrap();

@@ -102,6 +102,33 @@ pub fn follow(
     None
 }
 
+/// The keys `owner` had before `current`, oldest first, as far back as the
+/// end of `chain` vouches for them: walking back from `current`, each link
+/// that brought the key held so far, signed by both its keys, adds the key
+/// it replaced. For a key pinned without an earlier pin, whose history
+/// still tells which key signed a message sent before a rotation.
+pub fn history(chain: &[KeyRotation], owner: &UserName, current: &PublicKey) -> Vec<Replaced> {
+    let mut replaced = Vec::new();
+    let mut holder = current.clone();
+    let mut until = u64::MAX;
+    for link in chain.iter().rev() {
+        let Some((old, new)) = link.verify(owner) else {
+            break;
+        };
+        if new != holder || link.rotated_at > until {
+            break;
+        }
+        replaced.push(Replaced {
+            key: old.clone(),
+            at: link.rotated_at,
+        });
+        until = link.rotated_at;
+        holder = old;
+    }
+    replaced.reverse();
+    replaced
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +179,38 @@ mod tests {
             KeyRotation::sign(&alice, two, three, 50).unwrap(),
         ];
         assert!(follow(&backdated, &alice, &k1, &k3).is_none());
+    }
+
+    #[test]
+    fn the_history_behind_a_key_goes_back_as_far_as_the_chain_vouches() {
+        let [one, two, three] = test_keys();
+        let alice = username("Alice");
+        let chain = [
+            KeyRotation::sign(&alice, one, two, 100).unwrap(),
+            KeyRotation::sign(&alice, two, three, 200).unwrap(),
+        ];
+        let (k1, k2, k3) = (one.public_key(), two.public_key(), three.public_key());
+        assert_eq!(
+            history(&chain, &alice, &k3),
+            [
+                Replaced {
+                    key: k1.clone(),
+                    at: 100
+                },
+                Replaced {
+                    key: k2.clone(),
+                    at: 200
+                }
+            ]
+        );
+        assert_eq!(history(&chain, &alice, &k2), []);
+        assert_eq!(history(&chain, &username("Bob"), &k3), []);
+        let mut broken = chain.clone();
+        broken[0].old_signature = broken[0].new_signature.clone();
+        assert_eq!(
+            history(&broken, &alice, &k3).len(),
+            1,
+            "stops at a forged link"
+        );
     }
 }

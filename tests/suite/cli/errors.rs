@@ -230,6 +230,9 @@ fn failures() -> Vec<Failure> {
             user: s("Alice"),
             server: s("localhost:12000"),
         },
+        Failure::UnfinishedRotation {
+            pending: path("identity.next.pem"),
+        },
         Failure::AlreadyRegistered {
             user: s("Alice"),
             server: s("localhost:12000"),
@@ -307,6 +310,7 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::NotAFingerprint(_) => "NotAFingerprint",
         Failure::NoKey { .. } => "NoKey",
         Failure::NotRegisteredHere { .. } => "NotRegisteredHere",
+        Failure::UnfinishedRotation { .. } => "UnfinishedRotation",
         Failure::AlreadyRegistered { .. } => "AlreadyRegistered",
         Failure::KeyGeneration(_) => "KeyGeneration",
         Failure::Stdin(_) => "Stdin",
