@@ -122,7 +122,7 @@ pub fn check_answer(
 ) -> ClientResult<CheckedKey> {
     let offered = parse_key(name, answer)?;
     let pinned = account.files().contact(name)?;
-    let status = pin_status(pinned.as_ref(), offered.identity(), acceptance)?;
+    let (status, _) = pin_status(pinned.as_ref(), &offered.owner, acceptance)?;
     // A prekey pinned with this very key was checked when it was pinned.
     let checked_before = match (&pinned, status) {
         (Some(pin), PinStatus::Unchanged) => pin.prekey,
@@ -136,31 +136,22 @@ pub fn check_answer(
     }
     let (status, replaced) = account.locked(|locked| {
         let pinned = locked.contact(name)?;
-        let status = match pin_status(pinned.as_ref(), offered.identity(), acceptance) {
+        let (status, replaced) = match pin_status(pinned.as_ref(), &offered.owner, acceptance) {
             Ok(status) => status,
             Err(refused) => return Ok(Err(refused)),
         };
-        let replaced = match (&pinned, status) {
-            (Some(pin), PinStatus::Rotated) => {
-                follow(&offered.rotations, &offered.name, &pin.key, &offered.key)
-                    .expect("the status says the chain leads here")
-            }
-            _ => Vec::new(),
-        };
+        let owner = &offered.owner;
         let (prekey, previous) = match pinned {
             Some(pin) if status == PinStatus::Unchanged => (pin.prekey, pin.previous),
             Some(pin) if status == PinStatus::Rotated => {
                 (None, [pin.previous, replaced.clone()].concat())
             }
             // A key pinned afresh: what its own chain says came before it.
-            _ => (
-                None,
-                history(&offered.rotations, &offered.name, &offered.key),
-            ),
+            _ => (None, history(&owner.rotations, &owner.name, &owner.key)),
         };
         locked.pin_contact(&Contact {
-            name: offered.name.clone(),
-            key: offered.key.clone(),
+            name: owner.name.clone(),
+            key: owner.key.clone(),
             prekey: offered.prekey.or(prekey),
             previous,
         })?;
@@ -188,20 +179,22 @@ pub fn pinned_or_fetch(
     Ok((checked.key, checked.status))
 }
 
-/// A key answer for the name asked for, its prekeys not yet checked.
-struct Offered {
+/// Whose keys an answer offers: the name as the server spells it, the
+/// identity key and the rotations that lead to it.
+struct Owner {
     name: UserName,
     key: PublicKey,
-    signed_prekey: Option<SignedPrekey>,
-    one_time_prekey: Option<SignedPrekey>,
     rotations: Vec<KeyRotation>,
 }
 
-impl Offered {
-    fn identity(&self) -> (&UserName, &PublicKey, &[KeyRotation]) {
-        (&self.name, &self.key, &self.rotations)
-    }
+/// A key answer for the name asked for, its prekeys not yet checked.
+struct Offered {
+    owner: Owner,
+    signed_prekey: Option<SignedPrekey>,
+    one_time_prekey: Option<SignedPrekey>,
+}
 
+impl Offered {
     /// The answer with its prekeys checked against its identity key (the
     /// signed prekey not again if it is `checked_before`).
     fn with_checked_prekeys(
@@ -209,16 +202,15 @@ impl Offered {
         checked_before: Option<RecipientPrekey>,
     ) -> ClientResult<Verified> {
         let Self {
-            name,
-            key,
+            owner,
             signed_prekey,
             one_time_prekey,
-            rotations,
         } = self;
+        let (name, key) = (&owner.name, &owner.key);
         let check = |kind, prekey: &SignedPrekey| -> ClientResult<RecipientPrekey> {
             let public_key =
                 prekey
-                    .verify(kind, &name, &key)
+                    .verify(kind, name, key)
                     .ok_or_else(|| ClientError::ForeignPrekey {
                         name: name.to_string(),
                         fingerprint: key.fingerprint(),
@@ -244,33 +236,25 @@ impl Offered {
         }
         .filter(|offer| prekeys::one_time_is_usable(offer.created_at, unix_now()));
         Ok(Verified {
-            name,
-            key,
+            owner,
             prekey,
             one_time,
-            rotations,
         })
     }
 }
 
 /// A key answer that passed every check that needs no pin.
 struct Verified {
-    name: UserName,
-    key: PublicKey,
+    owner: Owner,
     prekey: Option<RecipientPrekey>,
     one_time: Option<OneTimeOffer>,
-    rotations: Vec<KeyRotation>,
 }
 
 impl Verified {
-    fn identity(&self) -> (&UserName, &PublicKey, &[KeyRotation]) {
-        (&self.name, &self.key, &self.rotations)
-    }
-
     fn checked(self, status: PinStatus, replaced: Vec<Replaced>) -> CheckedKey {
         CheckedKey {
-            name: self.name,
-            key: self.key,
+            name: self.owner.name,
+            key: self.owner.key,
             prekey: self.prekey,
             one_time: self.one_time,
             status,
@@ -279,13 +263,15 @@ impl Verified {
     }
 }
 
-/// How `name`'s offered `key`, with its `rotations`, relates to `pinned`,
-/// or the trust error if `acceptance` does not allow it.
+/// How the `owner`'s offered key relates to `pinned` — with the keys
+/// replaced since the pin if a rotation chain leads from it — or the trust
+/// error if `acceptance` does not allow it.
 fn pin_status(
     pinned: Option<&Contact>,
-    (name, key, rotations): (&UserName, &PublicKey, &[KeyRotation]),
+    owner: &Owner,
     acceptance: Acceptance<'_>,
-) -> ClientResult<PinStatus> {
+) -> ClientResult<(PinStatus, Vec<Replaced>)> {
+    let (name, key) = (&owner.name, &owner.key);
     if let Some(expected) = acceptance.expect {
         let offered = key.fingerprint();
         if expected != offered {
@@ -296,13 +282,16 @@ fn pin_status(
             });
         }
     }
+    let none = Vec::new;
     match pinned {
-        Some(pin) if pin.key == *key => Ok(PinStatus::Unchanged),
-        Some(_) if acceptance.expect.is_some() => Ok(PinStatus::Replaced),
-        Some(pin) if follow(rotations, name, &pin.key, key).is_some() => Ok(PinStatus::Rotated),
-        Some(pin) => Err(key_changed(name, &pin.key, key)),
+        Some(pin) if pin.key == *key => Ok((PinStatus::Unchanged, none())),
+        Some(_) if acceptance.expect.is_some() => Ok((PinStatus::Replaced, none())),
+        Some(pin) => match follow(&owner.rotations, name, &pin.key, key) {
+            Some(replaced) => Ok((PinStatus::Rotated, replaced)),
+            None => Err(key_changed(name, &pin.key, key)),
+        },
         None if acceptance.expect.is_some() || acceptance.policy == PinPolicy::FirstUse => {
-            Ok(PinStatus::New)
+            Ok((PinStatus::New, none()))
         }
         None => Err(ClientError::NotPinned {
             name: name.to_string(),
@@ -354,10 +343,12 @@ fn parse_key(name: &UserName, answer: Result<Response, NetError>) -> ClientResul
         source,
     })?;
     Ok(Offered {
-        name: user,
-        key,
+        owner: Owner {
+            name: user,
+            key,
+            rotations,
+        },
         signed_prekey,
         one_time_prekey,
-        rotations,
     })
 }

@@ -343,7 +343,11 @@ impl Inbox {
             PrekeyKind::Signed => prekeys.secret(signed_id),
             PrekeyKind::OneTime => Some(&one_time),
         };
-        parsed.open(me, &contact.key, lookup).ok().map(|_| id)
+        // Signed by the pinned key, or by one the sender rotated out since.
+        let mut keys =
+            std::iter::once(&contact.key).chain(contact.previous.iter().map(|old| &old.key));
+        keys.any(|key| parsed.open(me, key, lookup).is_ok())
+            .then_some(id)
     }
 
     /// Verify and decrypt one message and, if genuine and new, deliver it.
