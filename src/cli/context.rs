@@ -10,7 +10,7 @@ use crate::cli::failure::Failure;
 use crate::cli::output::Output;
 use crate::client::connect;
 use crate::client::directory::PinPolicy;
-use crate::client::keyring::{Account, AccountDir, Keyring, KeyringError, StoredKey};
+use crate::client::keyring::{Account, AccountDir, Keyring, KeyringError, Registration, StoredKey};
 use crate::client::net::{Connection, ServerAddr};
 use crate::client::passphrase::{PROMPT_ATTEMPTS, PassphraseSource};
 use crate::client::settings::Settings;
@@ -76,6 +76,18 @@ impl ClientContext {
     /// Where a new key's passphrase comes from.
     pub fn passphrase(&self) -> &PassphraseSource {
         &self.passphrase
+    }
+
+    /// What the server confirmed when this keyring registered the account,
+    /// or the error saying it did not.
+    pub fn registration(&self, account: &AccountDir) -> AppResult<Registration> {
+        account.registration()?.ok_or_else(|| {
+            Failure::NotRegisteredHere {
+                user: self.user.to_string(),
+                server: self.server.to_string(),
+            }
+            .into()
+        })
     }
 
     /// The account's private key, unlocked with its passphrase if it has

@@ -115,15 +115,7 @@ impl Output {
         let message = format!(
             "pinned the key of {user} seen for the first time: {fingerprint}; compare it with the fingerprint `msgr whoami` shows {user}"
         );
-        self.write_diagnostic(&Diagnostic {
-            level: Level::Notice,
-            code: None,
-            exit_status: None,
-            message: &message,
-            hint: None,
-            user: Some(user),
-            fingerprint: Some(fingerprint),
-        });
+        self.pin_notice(&message, user, fingerprint);
     }
 
     /// Say so if the pin of `checked` was made on sight or followed a
@@ -146,14 +138,19 @@ impl Output {
         let message = format!(
             "{user} replaced their key {from} with {to}, signed by both keys; the pin follows it"
         );
+        self.pin_notice(&message, user, to);
+    }
+
+    /// A notice that the pin of `user` is now the key `fingerprint`.
+    fn pin_notice(&self, message: &str, user: &str, fingerprint: &str) {
         self.write_diagnostic(&Diagnostic {
             level: Level::Notice,
             code: None,
             exit_status: None,
-            message: &message,
+            message,
             hint: None,
             user: Some(user),
-            fingerprint: Some(to),
+            fingerprint: Some(fingerprint),
         });
     }
 

@@ -347,13 +347,7 @@ impl Account {
         key: &PrivateKey,
         passphrase: Option<&[u8]>,
     ) -> Result<(), KeyringError> {
-        let path = self.identity_path();
-        let pem =
-            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(write_atomic(&path, pem.as_bytes())?)
+        save_key(&self.identity_path(), key, passphrase)
     }
 
     /// Store a new private key for a rotation (mode 0600), encrypted
@@ -363,13 +357,7 @@ impl Account {
         key: &PrivateKey,
         passphrase: Option<&[u8]>,
     ) -> Result<(), KeyringError> {
-        let path = self.pending_identity_path();
-        let pem =
-            identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(write_atomic(&path, pem.as_bytes())?)
+        save_key(&self.pending_identity_path(), key, passphrase)
     }
 
     /// The server took the rotation: the new private key replaces the old
@@ -549,6 +537,16 @@ fn seen_line(line: &str) -> (&str, Option<u64>) {
 /// (lowercase hex).
 pub fn seen_key(sender: &UserName, message_id_hex: &str) -> String {
     format!("{} {message_id_hex}", sender.canonical())
+}
+
+/// Write `key` to `path` as PKCS#8 PEM (mode 0600), encrypted under
+/// `passphrase` if one is given.
+fn save_key(path: &Path, key: &PrivateKey, passphrase: Option<&[u8]>) -> Result<(), KeyringError> {
+    let pem = identity::encode(key, passphrase).map_err(|source| KeyringError::BadIdentity {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(write_atomic(path, pem.as_bytes())?)
 }
 
 /// Delete `path` if it exists.

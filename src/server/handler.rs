@@ -615,8 +615,16 @@ impl<'a> Handler<'a> {
         Ok(Response::LoggedOut)
     }
 
+    /// Delete acknowledged messages: at most a page's worth at once, so
+    /// that no `ack` holds the writer long.
     async fn ack(&self, ids: Vec<u64>) -> Result<Response, Refusal> {
         let user_id = self.identity()?.id;
+        if ids.len() > FETCH_PAGE as usize {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("at most {FETCH_PAGE} ids per ack, a fetch page's worth"),
+            ));
+        }
         let count = self
             .with_store(move |store| store.ack(user_id, &ids))
             .await?;

@@ -20,12 +20,7 @@ use crate::wire::crypto::PrivateKey;
 /// made.
 pub fn run(context: &ClientContext, args: &RotateArgs) -> AppResult<()> {
     let account = context.account()?;
-    let registration = account
-        .registration()?
-        .ok_or_else(|| Failure::NotRegisteredHere {
-            user: context.user.to_string(),
-            server: context.server.to_string(),
-        })?;
+    let registration = context.registration(&account)?;
     let old = context.replaced_identity(&account)?;
     let new = match account.load_pending_identity()? {
         Some(pending) => {

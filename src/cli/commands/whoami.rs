@@ -9,19 +9,13 @@ use serde::Serialize;
 
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
-use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Render, rfc3339_unix_seconds};
 use crate::client::net::trust::ServerPin;
 
 /// Print the account's local state.
 pub fn run(context: &ClientContext) -> AppResult<()> {
     let account = context.account()?;
-    let registration = account
-        .registration()?
-        .ok_or_else(|| Failure::NotRegisteredHere {
-            user: context.user.to_string(),
-            server: context.server.to_string(),
-        })?;
+    let registration = context.registration(&account)?;
     let server = context.server.to_string();
     let session = account.load_session()?;
     let record = WhoAmI {

@@ -409,13 +409,15 @@ pub(super) fn fetch(
 
 /// Delete the recipient's messages with these ids.
 pub(super) fn ack(conn: &Connection, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError> {
-    let mut statement =
-        conn.prepare_cached("DELETE FROM messages WHERE recipient_id = ?1 AND id = ?2")?;
-    let mut deleted = 0;
-    for &id in ids.iter().filter(|&&id| id <= SQL_MAX) {
-        deleted += statement.execute(params![recipient, id])? as u64;
-    }
-    Ok(deleted)
+    let ids: Vec<u64> = ids.iter().copied().filter(|&id| id <= SQL_MAX).collect();
+    let ids = serde_json::to_string(&ids).expect("numbers always serialise");
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM messages WHERE recipient_id = ?1
+             AND id IN (SELECT value FROM json_each(?2))",
+        )?
+        .execute(params![recipient, ids])?;
+    Ok(deleted as u64)
 }
 
 /// Record a session, dropping the expired ones on the way.

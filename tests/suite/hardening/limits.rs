@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::raw::{Client, error_code, keys, sealed, signed_in, tcp_from};
 use crate::common::{Server, World, msgr_bare, start_server};
-use msgr::wire::protocol::{ErrorCode, Request, Response};
+use msgr::wire::protocol::{ErrorCode, FETCH_PAGE, Request, Response};
 use predicates::prelude::*;
 
 /// `msgr serve 0` with `flags`, expected to refuse to start.
@@ -260,4 +260,34 @@ fn connections_beyond_the_limit_wait_without_starving_those_in_service() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     assert!(matches!(waiting.response(), Response::Hello { .. }));
+}
+
+/// An `ack` carries at most a fetch page's ids, deleted in one statement,
+/// so no `ack` holds the database writer for long.
+#[test]
+fn an_ack_carries_at_most_a_page_of_ids() {
+    let (_dir, server) = start_server(&[]);
+    let mut alice = signed_in(&server, "Alice");
+    for body in [b"one", b"two", b"six"] {
+        assert!(matches!(
+            alice.request(&sealed("Alice", "John", body)),
+            Response::Sent { .. }
+        ));
+    }
+    let mut john = signed_in(&server, "John");
+    let queued: Vec<u64> = john.fetch().iter().map(|message| message.id).collect();
+    assert_eq!(queued.len(), 3);
+    let page = u64::from(FETCH_PAGE);
+    let too_many = Request::Ack {
+        ids: (1..=page + 1).collect(),
+    };
+    assert_eq!(error_code(&john.request(&too_many)), ErrorCode::BadRequest);
+    assert_eq!(john.fetch().len(), 3, "nothing was deleted");
+    let mut ids: Vec<u64> = (1_000_000..).take(FETCH_PAGE as usize - 3).collect();
+    ids.extend(&queued);
+    assert_eq!(
+        john.request(&Request::Ack { ids }),
+        Response::Acked { count: 3 }
+    );
+    assert!(john.fetch().is_empty());
 }
