@@ -138,7 +138,7 @@ pub enum Command {
     /// List the pinned keys of other users with their fingerprints.
     Contacts,
     /// End the session on the server and forget its token.
-    Logout,
+    Logout(LogoutArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print a manual page (roff).
@@ -162,6 +162,15 @@ pub struct RegisterArgs {
     /// Protect the private key with a passphrase (encrypted PKCS#8).
     #[arg(long)]
     pub passphrase: bool,
+}
+
+/// `msgr logout`.
+#[derive(Debug, Clone, Args)]
+pub struct LogoutArgs {
+    /// End every session of the account, on every machine (logging in
+    /// first if needed), not only this keyring's.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `msgr rotate`.

@@ -288,6 +288,21 @@ pub fn end(connection: &mut Connection, user: &UserName, token: &SessionToken) -
     }
 }
 
+/// End every session of `user` on the server, logging in with `identity`
+/// first if the stored token does not do.
+pub fn end_all(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &UserName,
+    identity: &PrivateKey,
+) -> ClientResult<()> {
+    authenticate(connection, account, user, identity)?;
+    match connection.request(&Request::LogoutAll)? {
+        Response::LoggedOut => Ok(()),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
 /// Present `token`: whom the server acts for now, or `None` if it refused
 /// the token.
 fn present(

@@ -63,14 +63,15 @@ struct Identity {
     token_hash: TokenHash,
     /// When the presented session expires.
     expires_at: u64,
-    /// `KeyChanges::now` when the connection authenticated (or asked
-    /// for its login challenge): a later rotation of the account's key
-    /// ends its right to act.
+    /// `SessionEnds::now` when the connection authenticated (or asked
+    /// for its login challenge): a later ending of the account's sessions
+    /// (a logout, a key rotation) ends its right to act until it
+    /// authenticates again.
     since: u64,
 }
 
 /// A login challenge waiting for its answer: the account as it was when
-/// the challenge was made, the nonce, and `KeyChanges::now` then.
+/// the challenge was made, the nonce, and `SessionEnds::now` then.
 struct Challenge {
     user: User,
     nonce: [u8; LOGIN_NONCE_LEN],
@@ -165,7 +166,8 @@ impl<'a> Handler<'a> {
                 wait_ms,
             } => self.fetch(after, limit, wait_ms).await,
             Request::Ack { ids } => self.ack(ids).await,
-            Request::Logout => self.logout().await,
+            Request::Logout => self.logout(false).await,
+            Request::LogoutAll => self.logout(true).await,
         };
         answer(kind, result)
     }
@@ -234,14 +236,15 @@ impl<'a> Handler<'a> {
                 "the session has expired; log in again",
             ));
         }
-        if self
-            .context
-            .key_changes
-            .changed_since(identity.user.id, identity.since)
-        {
+        if self.context.session_ends.ended_since(
+            identity.user.id,
+            &identity.token_hash,
+            identity.since,
+        ) {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,
-                "the account's key was replaced since this connection logged in; log in again",
+                "the session this connection acts with has ended (a logout or a key \
+                 rotation); log in again",
             ));
         }
         Ok(identity)
@@ -292,7 +295,7 @@ impl<'a> Handler<'a> {
     async fn login(&mut self, name: String) -> Result<Response, Refusal> {
         self.challenge = None;
         self.charge(&self.context.logins, "login")?;
-        let since = self.context.key_changes.now();
+        let since = self.context.session_ends.now();
         let user = self.known_user(name).await?;
         let nonce = random_bytes();
         self.challenge = Some(Challenge { user, nonce, since });
@@ -326,8 +329,15 @@ impl<'a> Handler<'a> {
         let (user_id, checked_key) = (user.id, user.public_key.clone());
         let created = self
             .with_store(move |store| {
-                if !store.create_session(user_id, &checked_key, &hash, expires_at, now)? {
+                let Some(ended) =
+                    store.create_session(user_id, &checked_key, &hash, expires_at, now)?
+                else {
                     return Ok(None);
+                };
+                // The cap bounds rows, it revokes nothing: connections
+                // authenticated with an evicted session act on as before.
+                if ended > 0 {
+                    debug!(ended, "ended the account's oldest sessions");
                 }
                 store.one_time_prekeys(user_id).map(Some)
             })
@@ -369,7 +379,7 @@ impl<'a> Handler<'a> {
         }
         let hash = sha256(token);
         let now = self.context.clock.now();
-        let since = self.context.key_changes.now();
+        let since = self.context.session_ends.now();
         let found = self
             .with_store(move |store| {
                 let (Some(user), Some(session)) =
@@ -479,7 +489,7 @@ impl<'a> Handler<'a> {
                 ));
             }
         };
-        let since = self.context.key_changes.rotated(user_id);
+        let since = self.context.session_ends.ended_all(user_id);
         if let Some(identity) = self.identity.as_mut() {
             identity.key = new_key;
             identity.user.public_key = new_der;
@@ -605,13 +615,25 @@ impl<'a> Handler<'a> {
         Ok(Response::Messages { messages })
     }
 
-    async fn logout(&mut self) -> Result<Response, Refusal> {
+    /// End this connection's session, or with `all` every session of
+    /// the account; other connections acting with an ended session stop.
+    async fn logout(&mut self, all: bool) -> Result<Response, Refusal> {
         self.identity()?;
         let identity = self.identity.take().expect("checked above");
-        let hash = identity.token_hash;
-        self.with_store(move |store| store.delete_session(&hash))
-            .await?;
-        info!(user = %identity.user.name, "logged out");
+        let (hash, user_id) = (identity.token_hash, identity.user.id);
+        self.with_store(move |store| match all {
+            true => store.delete_sessions(user_id).map(|_| ()),
+            false => store.delete_session(&hash).map(|_| ()),
+        })
+        .await?;
+        let ends = &self.context.session_ends;
+        match all {
+            true => {
+                ends.ended_all(user_id);
+            }
+            false => ends.ended_one(hash, identity.expires_at, self.context.clock.now()),
+        }
+        info!(user = %identity.user.name, all, "logged out");
         Ok(Response::LoggedOut)
     }
 

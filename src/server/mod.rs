@@ -2,8 +2,8 @@
 //! admission of new connections (`admission`), one task per connection
 //! (`peer`, framing in `connection`, requests in `handler`), per-address
 //! rate limits (`ratelimit`), the limits themselves ([`limits`]), the
-//! waking of waiting readers (`mailbox`), the key rotations that end other
-//! connections' right to act (`key_changes`), the storage contract ([`store`])
+//! waking of waiting readers (`mailbox`), the ended sessions that stop
+//! other connections acting (`session_ends`), the storage contract ([`store`])
 //! and its SQLite implementation with group commit ([`sqlite`]), the TLS
 //! material ([`tls`]) and the clock sessions expire by ([`clock`]).
 //!
@@ -17,11 +17,11 @@ mod admission;
 pub mod clock;
 mod connection;
 mod handler;
-mod key_changes;
 pub mod limits;
 mod mailbox;
 mod peer;
 mod ratelimit;
+mod session_ends;
 pub mod sqlite;
 pub mod store;
 pub mod tls;
@@ -70,8 +70,8 @@ struct Context {
     registrations: RateLimiter,
     /// The time sessions expire by.
     clock: Arc<dyn Clock>,
-    /// The key rotations made through this server.
-    key_changes: key_changes::KeyChanges,
+    /// The accounts whose sessions were ended through this server.
+    session_ends: session_ends::SessionEnds,
 }
 
 /// What a server is made of: its TLS material, its storage, its limits
@@ -103,7 +103,7 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         certificate_digest: tls.certificate_digest,
         admission: Admission::new(limits.max_pending, limits.max_connections),
         mailboxes: mailbox::Mailboxes::default(),
-        key_changes: key_changes::KeyChanges::default(),
+        session_ends: session_ends::SessionEnds::default(),
         logins: RateLimiter::new(limits.logins),
         registrations: RateLimiter::new(limits.registrations),
         limits,

@@ -123,7 +123,7 @@ impl Store for SqliteStore {
         token_hash: &TokenHash,
         expires_at: u64,
         now: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let (key, token_hash) = (key.to_vec(), *token_hash);
         self.writer.write(move |conn| {
             queries::create_session(conn, user_id, &key, &token_hash, expires_at, now)
@@ -143,6 +143,11 @@ impl Store for SqliteStore {
         let token_hash = *token_hash;
         self.writer
             .write(move |conn| queries::delete_session(conn, &token_hash))
+    }
+
+    fn delete_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| queries::delete_sessions(conn, user))
     }
 
     fn enqueue(

@@ -204,9 +204,10 @@ pub trait Store: Send + Sync {
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;
 
     /// Record a session if the account's key is still `key` (the one its
-    /// login was checked with): `false`, recording nothing, if a rotation
-    /// replaced it meanwhile. `now` lets the store drop expired sessions on
-    /// the way.
+    /// login was checked with), ending the account's oldest sessions beyond
+    /// [`MAX_SESSIONS_PER_ACCOUNT`]; returns how many it ended, or `None`,
+    /// recording nothing, if a rotation replaced the key meanwhile. `now`
+    /// lets the store drop expired sessions on the way.
     fn create_session(
         &self,
         user_id: UserId,
@@ -214,7 +215,7 @@ pub trait Store: Send + Sync {
         token_hash: &TokenHash,
         expires_at: u64,
         now: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
 
     /// The session with this token hash, unless it has expired by `now`.
     fn find_session(&self, token_hash: &TokenHash, now: u64)
@@ -222,6 +223,9 @@ pub trait Store: Send + Sync {
 
     /// End a session; returns whether it existed.
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
+
+    /// End every session of the account; returns how many there were.
+    fn delete_sessions(&self, user: UserId) -> Result<u64, StoreError>;
 
     /// Queue an envelope durably, unless that would take the recipient's
     /// queue beyond `quota` (checked atomically with the insert).
@@ -278,6 +282,10 @@ pub trait Store: Send + Sync {
     /// [`ONE_TIME_PREKEY_USABLE`]: crate::wire::protocol::ONE_TIME_PREKEY_USABLE
     fn expire(&self, now: u64, max_message_age: u64) -> Result<Expired, StoreError>;
 }
+
+/// Most live sessions one account keeps; a login beyond them ends the one
+/// that expires first, so logins cannot pile up rows without bound.
+pub const MAX_SESSIONS_PER_ACCOUNT: u64 = 32;
 
 /// What [`Store::rotate_key`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

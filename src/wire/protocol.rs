@@ -193,6 +193,10 @@ pub enum Request {
     /// End the session whose token authenticated this connection (needs
     /// authentication); the token is useless afterwards.
     Logout,
+    /// End every session of the authenticated account, this one included
+    /// (needs authentication): every token made for it is useless
+    /// afterwards.
+    LogoutAll,
 }
 
 /// A response from server to client; exactly one per request, in order.
@@ -401,6 +405,7 @@ impl Request {
             Self::Fetch { .. } => "fetch",
             Self::Ack { .. } => "ack",
             Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
         }
     }
 

@@ -25,14 +25,6 @@ fn own_fingerprint(world: &World, user: &str) -> String {
     whoami["fingerprint"].as_str().unwrap().to_owned()
 }
 
-/// The session token in `user`'s keyring.
-fn stored_token(world: &World, user: &str) -> Base64Bytes {
-    let path = world.account_dir(user).join("session.toml");
-    let session: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-    let token = session["token"].as_str().unwrap();
-    Base64Bytes(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, token).unwrap())
-}
-
 /// `user`'s signed prekey on the server and the numbers of their pool.
 fn published_prekeys(world: &World, user: &str) -> ((i64, Vec<u8>), Vec<i64>) {
     let db = world.server.database();
@@ -377,7 +369,7 @@ fn a_rotation_ends_a_stolen_session_and_publishes_fresh_prekeys() {
     let world = World::new();
     world.register("Alice");
     world.msgr("Alice").arg("login").assert().success();
-    let stolen = stored_token(&world, "Alice");
+    let stolen = world.stored_token("Alice");
     let ((signed_id, signed_key), pool) = published_prekeys(&world, "Alice");
     rotate(&world, "Alice");
     let ((new_id, new_key), new_pool) = published_prekeys(&world, "Alice");
@@ -396,7 +388,7 @@ fn a_rotation_ends_a_stolen_session_and_publishes_fresh_prekeys() {
         ErrorCode::AuthFailed
     );
     // The keyring's own new session works.
-    assert_ne!(stored_token(&world, "Alice"), stolen);
+    assert_ne!(world.stored_token("Alice"), stolen);
     world.msgr("Alice").arg("read").assert().success();
 }
 

@@ -41,7 +41,7 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
         Command::Rotate(args) => rotate::run(&context, args),
         Command::Whoami => whoami::run(&context),
         Command::Contacts => contacts::run(&context),
-        Command::Logout => logout::run(&context),
+        Command::Logout(args) => logout::run(&context, args),
         Command::Serve(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

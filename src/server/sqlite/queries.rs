@@ -6,8 +6,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::server::store::{
-    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, RotateOutcome, Session,
-    StoreError, StoredMessage, TokenHash, Usage, User, UserId,
+    Enqueued, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Page, Prekeys, Quota, RegisterOutcome,
+    RotateOutcome, Session, StoreError, StoredMessage, TokenHash, Usage, User, UserId,
 };
 use crate::wire::protocol::{
     Base64Bytes, CLOCK_SLACK, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE,
@@ -428,7 +428,7 @@ pub(super) fn create_session(
     token_hash: &TokenHash,
     expires_at: u64,
     now: u64,
-) -> Result<bool, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
         .execute([now.min(SQL_MAX)])?;
     let created = conn
@@ -442,7 +442,25 @@ pub(super) fn create_session(
             expires_at.min(SQL_MAX),
             key
         ])?;
-    Ok(created == 1)
+    if created == 0 {
+        return Ok(None);
+    }
+    let ended = conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE user_id = ?1 AND token_hash NOT IN
+                 (SELECT token_hash FROM sessions WHERE user_id = ?1
+                  ORDER BY expires_at DESC LIMIT ?2)",
+        )?
+        .execute(params![user_id, MAX_SESSIONS_PER_ACCOUNT])?;
+    Ok(Some(ended as u64))
+}
+
+/// End every session of `user`.
+pub(super) fn delete_sessions(conn: &Connection, user: UserId) -> Result<u64, StoreError> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+        .execute([user])?;
+    Ok(deleted as u64)
 }
 
 /// The live session with this token hash.

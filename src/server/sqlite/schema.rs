@@ -114,6 +114,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX key_rotations_by_user ON key_rotations (user_id, id);
     ",
+    // Sessions per account, for the cap on them and for logging out of all.
+    "
+    CREATE INDEX sessions_by_user ON sessions (user_id, expires_at);
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

@@ -2,7 +2,7 @@
 //! queues and quotas.
 
 use super::*;
-use crate::server::store::Usage;
+use crate::server::store::{MAX_SESSIONS_PER_ACCOUNT, Usage};
 use crate::wire::protocol::{
     MAX_MESSAGE_AGE, ONE_TIME_PREKEY_USABLE, SignedPrekey, unix_now, username,
 };
@@ -348,18 +348,49 @@ fn pages_stop_at_the_byte_budget_but_hold_at_least_one_message() {
 }
 
 #[test]
+fn an_account_keeps_its_newest_sessions_and_can_end_them_all() {
+    let (_dir, store) = open();
+    let alice = user(&store, "Alice");
+    let bob = user(&store, "Bob");
+    store
+        .create_session(bob.id, b"Bob", &[0; 32], 500, 1)
+        .unwrap();
+    let cap = MAX_SESSIONS_PER_ACCOUNT;
+    for n in 1..=cap {
+        let ended = store
+            .create_session(alice.id, b"Alice", &[n as u8; 32], 100 + n, 1)
+            .unwrap();
+        assert_eq!(ended, Some(0));
+    }
+    let one_more = store
+        .create_session(alice.id, b"Alice", &[255; 32], 1000, 1)
+        .unwrap();
+    assert_eq!(one_more, Some(1), "the one expiring first makes room");
+    assert_eq!(store.find_session(&[1; 32], 2).unwrap(), None);
+    assert!(store.find_session(&[2; 32], 2).unwrap().is_some());
+    assert_eq!(store.delete_sessions(alice.id).unwrap(), cap);
+    assert!(store.find_session(&[255; 32], 2).unwrap().is_none());
+    assert!(
+        store.find_session(&[0; 32], 2).unwrap().is_some(),
+        "Bob's stays"
+    );
+}
+
+#[test]
 fn expired_sessions_are_ignored_and_pruned() {
     let (dir, store) = open();
     let alice = user(&store, "Alice");
-    assert!(
+    assert_eq!(
         store
             .create_session(alice.id, b"Alice", &[1; 32], 100, 50)
-            .unwrap()
+            .unwrap(),
+        Some(0)
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .create_session(alice.id, b"an earlier key", &[3; 32], 100, 50)
             .unwrap(),
+        None,
         "a login checked with a key since replaced starts no session"
     );
     let live = Session {

@@ -116,6 +116,7 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
         },
         Request::Ack { ids: vec![1] },
         Request::Logout,
+        Request::LogoutAll,
     ];
     let responses = vec![
         Response::Hello {
@@ -181,7 +182,7 @@ fn kinds_are_the_wire_names() {
     kinds.dedup();
     assert_eq!(kinds.len(), count, "each variant once");
     // As many as the enums have variants (update with a new one).
-    assert_eq!((requests.len(), responses.len()), (12, 13));
+    assert_eq!((requests.len(), responses.len()), (13, 13));
 }
 
 #[test]

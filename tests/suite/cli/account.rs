@@ -154,3 +154,35 @@ fn logout_ends_the_session_locally_and_on_the_server() {
     world.msgr("Alice").args(["read"]).assert().success();
     assert_eq!(sessions(), 1);
 }
+
+/// `logout --all` ends every session of the account, such as one whose
+/// token was copied to another machine, and those of other keyrings.
+#[test]
+fn logout_all_ends_every_session_of_the_account() {
+    let world = World::new();
+    world.register("Alice");
+    world.msgr("Alice").arg("login").assert().success();
+    let copied = world.stored_token("Alice");
+    world.msgr("Alice").arg("login").assert().success();
+    world
+        .msgr("Alice")
+        .args(["logout", "--all"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "Ended every session of Alice on localhost:{}\n",
+            world.server.port
+        ));
+    let sessions: i64 = world
+        .server
+        .database()
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 0);
+    let mut elsewhere = crate::common::raw::Client::greeted(&world.server);
+    assert_eq!(
+        crate::common::raw::error_code(&elsewhere.authenticate("Alice", &copied)),
+        msgr::wire::protocol::ErrorCode::AuthFailed
+    );
+    assert!(!world.account_dir("Alice").join("session.toml").exists());
+}

@@ -200,6 +200,15 @@ impl World {
         self.dir.path().join("clients").join(user)
     }
 
+    /// The session token in `user`'s keyring.
+    pub fn stored_token(&self, user: &str) -> msgr::wire::protocol::Base64Bytes {
+        let path = self.account_dir(user).join("session.toml");
+        let session: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+        let token = session["token"].as_str().unwrap();
+        let engine = base64::engine::general_purpose::STANDARD;
+        msgr::wire::protocol::Base64Bytes(base64::Engine::decode(&engine, token).unwrap())
+    }
+
     /// The keyring folder of `user`'s account on this server.
     pub fn account_dir(&self, user: &str) -> PathBuf {
         self.account_dir_at(user, self.server.port)

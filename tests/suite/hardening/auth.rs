@@ -38,8 +38,15 @@ fn logout_revokes_only_its_own_session() {
             Response::Authenticated { .. }
         ));
     }
+    // Another connection acting with the first session.
+    let mut elsewhere = Client::greeted(&server);
+    assert!(matches!(
+        elsewhere.authenticate("Alice", &one),
+        Response::Authenticated { .. }
+    ));
     assert_eq!(first.request(&Request::Logout), Response::LoggedOut);
     send_is(&mut first, ErrorCode::AuthRequired);
+    send_is(&mut elsewhere, ErrorCode::AuthFailed);
     let mut third = Client::greeted(&server);
     assert_eq!(
         error_code(&third.authenticate("Alice", &one)),
@@ -53,6 +60,33 @@ fn logout_revokes_only_its_own_session() {
     assert!(matches!(
         third.authenticate("Alice", &two),
         Response::Authenticated { .. }
+    ));
+}
+
+/// `logout_all` ends every session of the account, on every connection.
+#[test]
+fn logout_all_ends_every_session_of_the_account() {
+    let (_dir, server) = start_server(&[]);
+    let mut first = with_accounts(&server);
+    let (alice, john) = (&keys()[0], &keys()[1]);
+    let mut second = Client::greeted(&server);
+    let mut johns = Client::greeted(&server);
+    let (one, two) = (first.login("Alice", alice), second.login("Alice", alice));
+    johns.log_in("John", john);
+    assert_eq!(first.request(&Request::LogoutAll), Response::LoggedOut);
+    send_is(&mut first, ErrorCode::AuthRequired);
+    send_is(&mut second, ErrorCode::AuthFailed);
+    for token in [&one, &two] {
+        let mut later = Client::greeted(&server);
+        assert_eq!(
+            error_code(&later.authenticate("Alice", token)),
+            ErrorCode::AuthFailed
+        );
+    }
+    // John's session is his own.
+    assert!(matches!(
+        johns.request(&sealed("John", "Alice", b"still here")),
+        Response::Sent { .. }
     ));
 }
 
