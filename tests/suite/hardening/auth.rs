@@ -205,3 +205,33 @@ fn a_full_cli_flow_leaves_no_body_in_the_trace_log() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+/// Asking for login challenges, or answering one wrongly, stores nothing:
+/// a session row exists only once a challenge was answered with the
+/// account's signature.
+#[test]
+fn only_a_signed_login_makes_a_session() {
+    let (_dir, server) = start_server(&[]);
+    let mut client = with_accounts(&server);
+    for _ in 0..5 {
+        assert!(matches!(
+            client.request(&Request::Login {
+                user: "Alice".into()
+            }),
+            Response::LoginChallenge { .. }
+        ));
+    }
+    let wrong = Request::LoginProof {
+        signature: msgr::wire::protocol::Base64Bytes(vec![0; 384]),
+    };
+    assert_eq!(error_code(&client.request(&wrong)), ErrorCode::AuthFailed);
+    let sessions = || -> i64 {
+        server
+            .database()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sessions(), 0);
+    client.log_in("Alice", &keys()[0]);
+    assert_eq!(sessions(), 1);
+}
