@@ -354,6 +354,13 @@ fn client_status_and_hint(
             ExitStatus::Usage,
             Some("check --passphrase-file or passphrase_file in config.toml".into()),
         ),
+        E::PassphraseFileOpen { path, .. } => (
+            ExitStatus::Usage,
+            Some(format!(
+                "run `chmod 600 {}` (and change the passphrase if others may have read it)",
+                path.display()
+            )),
+        ),
         E::NoTerminal => (
             ExitStatus::Auth,
             Some("set MSGR_PASSPHRASE or pass --passphrase-file FILE".into()),

@@ -185,6 +185,14 @@ pub enum ClientError {
         /// The failure.
         source: std::io::Error,
     },
+    /// The passphrase file may be read by group or others.
+    #[error("the passphrase file {} is accessible by other users (mode {mode:o})", path.display())]
+    PassphraseFileOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// No configuration directory could be found for this user.
     #[error("cannot find a configuration directory for this user")]
     NoConfigDir,

@@ -50,8 +50,8 @@ pub use prekeys::{OneTimePrekey, Prekey, Prekeys};
 pub use records::{Contact, Registration, Session, SessionToken};
 
 use crate::files::{
-    FileError, append_lines, create_private_dir, lock_exclusive, open_to_others, read_optional,
-    rename_durably, write_atomic,
+    FOLDER_MODE, FileError, append_lines, create_private_dir, lock_exclusive, open_to_others,
+    read_optional, rename_durably, restrict, write_atomic,
 };
 use prekeys::PrekeysFile;
 use records::{ContactRecord, SessionRecord};
@@ -128,9 +128,12 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Open (creating, owner-only) the config directory.
+    /// Open (creating, owner-only) the config directory; one that group or
+    /// others may enter (made by hand, or by an older setup) is tightened
+    /// to owner-only.
     pub fn open(dir: &Path) -> Result<Self, KeyringError> {
         create_private_dir(dir)?;
+        restrict(dir, FOLDER_MODE)?;
         Ok(Self {
             dir: dir.to_owned(),
         })
@@ -148,6 +151,9 @@ impl Keyring {
             server.to_string().to_ascii_lowercase()
         ));
         create_private_dir(&dir)?;
+        for folder in [dir.parent().expect("accounts/ holds it"), &dir] {
+            restrict(folder, FOLDER_MODE)?;
+        }
         Ok(AccountDir { dir })
     }
 

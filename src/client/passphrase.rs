@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::client::error::{ClientError, ClientResult};
+use crate::files::open_to_others;
 
 /// How many times a person at a terminal may try a passphrase.
 pub const PROMPT_ATTEMPTS: usize = 3;
@@ -83,14 +84,24 @@ pub fn from_environment() -> Option<Passphrase> {
         .map(|value| Passphrase(Zeroizing::new(value)))
 }
 
-/// The first line of `path`, without its line ending.
+/// The first line of `path`, without its line ending; refused if group or
+/// others may read the file, as the private key it unlocks would be.
 fn read_file(path: &Path) -> ClientResult<Passphrase> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        ClientError::PassphraseFile {
-            path: path.to_owned(),
-            source,
+    let unreadable = |source| ClientError::PassphraseFile {
+        path: path.to_owned(),
+        source,
+    };
+    match open_to_others(path) {
+        Ok(Some(mode)) => {
+            return Err(ClientError::PassphraseFileOpen {
+                path: path.to_owned(),
+                mode,
+            });
         }
-    })?);
+        Ok(None) => {}
+        Err(error) => return Err(unreadable(error.source)),
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(unreadable)?);
     let line = text.lines().next().unwrap_or_default();
     Ok(Passphrase(Zeroizing::new(line.to_owned())))
 }
@@ -114,7 +125,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pass");
         std::fs::write(&path, "s3cret words\r\nsecond line\n").unwrap();
-        let source = PassphraseSource::File(path);
+        let mode = |bits| std::os::unix::fs::PermissionsExt::from_mode(bits);
+        std::fs::set_permissions(&path, mode(0o644)).unwrap();
+        let source = PassphraseSource::File(path.clone());
+        assert!(matches!(
+            source.unlock(Path::new("k")),
+            Err(ClientError::PassphraseFileOpen { mode: 0o644, .. })
+        ));
+        std::fs::set_permissions(&path, mode(0o600)).unwrap();
         assert_eq!(
             source.unlock(Path::new("k")).unwrap().expose(),
             b"s3cret words"

@@ -257,8 +257,8 @@ impl<'a> Handler<'a> {
         prekeys: Prekeys,
         proof: &[u8],
     ) -> Result<Response, Refusal> {
-        self.charge(&self.context.registrations, "register")?;
         let name = check_name(name)?;
+        self.charge(&self.context.registrations, "register")?;
         let key = PublicKey::from_der(&der).map_err(|error| {
             Refusal::new(
                 ErrorCode::BadRequest,
@@ -421,6 +421,11 @@ impl<'a> Handler<'a> {
         // them, so that nobody can empty pools anonymously.
         if claim {
             self.session()?;
+        }
+        // Looking names up without an account is limited per source, so
+        // that the accounts of a server cannot be listed quickly.
+        if self.identity.is_none() {
+            self.charge(&self.context.lookups, "key lookup")?;
         }
         let name = check_name(name)?;
         let bundle = self

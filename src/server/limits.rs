@@ -46,6 +46,10 @@ pub const DEFAULT_LOGINS_PER_MINUTE: u32 = 30;
 /// Default `register` requests per hour from one source address.
 pub const DEFAULT_REGISTRATIONS_PER_HOUR: u32 = 10;
 
+/// Default `get_key` requests per minute from one source address on
+/// connections that act for nobody.
+pub const DEFAULT_LOOKUPS_PER_MINUTE: u32 = 120;
+
 /// Room in a frame beyond the base64 envelope: JSON keys, names, quoting,
 /// and a `register` or `publish_prekeys` carrying a full pool of one-time
 /// prekeys (200 of about 800 bytes each with a 4096-bit key).
@@ -84,6 +88,8 @@ pub struct Limits {
     pub logins: Rate,
     /// `register` requests per source address.
     pub registrations: Rate,
+    /// Unauthenticated `get_key` requests per source address.
+    pub lookups: Rate,
 }
 
 impl Default for Limits {
@@ -107,6 +113,10 @@ impl Default for Limits {
             registrations: Rate {
                 burst: DEFAULT_REGISTRATIONS_PER_HOUR,
                 period: Duration::from_secs(3600),
+            },
+            lookups: Rate {
+                burst: DEFAULT_LOOKUPS_PER_MINUTE,
+                period: Duration::from_secs(60),
             },
         }
     }

@@ -68,6 +68,8 @@ struct Context {
     logins: RateLimiter,
     /// `register` requests per source address.
     registrations: RateLimiter,
+    /// Unauthenticated `get_key` requests per source address.
+    lookups: RateLimiter,
     /// The time sessions expire by.
     clock: Arc<dyn Clock>,
     /// The accounts whose sessions were ended through this server.
@@ -106,6 +108,7 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         session_ends: session_ends::SessionEnds::default(),
         logins: RateLimiter::new(limits.logins),
         registrations: RateLimiter::new(limits.registrations),
+        lookups: RateLimiter::new(limits.lookups),
         limits,
     });
     let (notify_shutdown, _) = watch::channel(false);

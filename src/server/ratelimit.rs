@@ -7,8 +7,9 @@
 //! A source is an IPv4 address or an IPv6 /64, since one IPv6 host
 //! commonly holds a whole /64. Buckets live in memory only (a restart
 //! forgives everyone), and their number is capped: full buckets are
-//! forgotten first, and when every tracked source is still throttled a new
-//! source is refused until some bucket refills.
+//! forgotten first, and when every tracked source is still throttled the
+//! one spent from longest ago is forgotten (forgiven), so that a new source
+//! is never refused for others' sake.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -50,8 +51,12 @@ impl RateLimiter {
         let source = source_of(addr);
         if !buckets.contains_key(&source) && buckets.len() >= MAX_SOURCES {
             buckets.retain(|_, bucket| self.refill(*bucket, now).tokens < self.burst());
-            if buckets.len() >= MAX_SOURCES {
-                return Err(self.per_token());
+            let oldest = buckets
+                .iter()
+                .min_by_key(|(_, bucket)| bucket.updated)
+                .map(|(source, _)| *source);
+            if let Some(oldest) = oldest.filter(|_| buckets.len() >= MAX_SOURCES) {
+                buckets.remove(&oldest);
             }
         }
         let full = Bucket {
@@ -142,19 +147,26 @@ mod tests {
     }
 
     #[test]
-    fn refilled_sources_are_forgotten_when_the_table_is_full() {
+    fn a_full_table_forgets_refilled_sources_first_then_the_stalest() {
         let limiter = limiter(1, 1);
         let start = Instant::now();
         let addr = |n: usize| IpAddr::V4((n as u32).into());
         for n in 0..MAX_SOURCES {
-            assert!(limiter.check(addr(n), start).is_ok());
+            let at = start + Duration::from_micros(n as u64);
+            assert!(limiter.check(addr(n), at).is_ok());
         }
-        assert!(
-            limiter.check(addr(MAX_SOURCES), start).is_err(),
-            "all throttled: a new source waits"
-        );
+        // Everyone throttled: the source spent from longest ago is forgotten
+        // to make room, and a newcomer is served.
+        let full = start + Duration::from_millis(100);
+        assert!(limiter.check(addr(MAX_SOURCES), full).is_ok());
+        let buckets = limiter.buckets.lock().unwrap();
+        assert_eq!(buckets.len(), MAX_SOURCES);
+        assert!(!buckets.contains_key(&addr(0)));
+        assert!(buckets.contains_key(&addr(1)));
+        drop(buckets);
+        // Refilled buckets go first.
         let refilled = start + Duration::from_secs(2);
-        assert!(limiter.check(addr(MAX_SOURCES), refilled).is_ok());
+        assert!(limiter.check(addr(MAX_SOURCES + 1), refilled).is_ok());
         assert_eq!(limiter.buckets.lock().unwrap().len(), 1);
     }
 }

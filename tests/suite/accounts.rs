@@ -74,6 +74,29 @@ fn the_private_key_is_owner_only_and_an_open_one_is_refused() {
         .stderr(predicate::str::contains("chmod 600"));
 }
 
+/// Folders of the keyring left open to others (made by hand, or by an
+/// older setup) are made owner-only by the next command.
+#[test]
+fn keyring_folders_open_to_others_are_tightened() {
+    let world = World::new();
+    world.register("Alice");
+    let account = world.account_dir("Alice");
+    let folders = [
+        world.config_dir("Alice"),
+        account.parent().unwrap().to_owned(),
+        account.clone(),
+    ];
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for folder in &folders {
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    world.msgr("Alice").arg("whoami").assert().success();
+    for folder in &folders {
+        assert_eq!(mode(folder), 0o700, "{}", folder.display());
+    }
+}
+
 #[test]
 fn an_unknown_recipient_is_a_clear_error() {
     let world = World::new();

@@ -13,9 +13,9 @@ use thiserror::Error;
 use crate::server::Limits;
 use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REGISTRATIONS_PER_HOUR,
-    DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
+    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PENDING, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES,
+    DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
 };
 use crate::server::store::Quota;
 use crate::wire::protocol::{CLIENT_MAX_FRAME, MAX_MESSAGE_AGE};
@@ -95,6 +95,12 @@ pub struct ServeArgs {
     /// /64); more are refused as rate_limited.
     #[arg(long, default_value_t = DEFAULT_REGISTRATIONS_PER_HOUR, value_name = "N")]
     pub max_registrations_per_hour: u32,
+
+    /// `get_key` requests allowed per minute from one address (IPv6: one
+    /// /64) on connections not logged in, so that names cannot be
+    /// enumerated quickly; more are refused as rate_limited.
+    #[arg(long, default_value_t = DEFAULT_LOOKUPS_PER_MINUTE, value_name = "N")]
+    pub max_lookups_per_minute: u32,
 }
 
 /// A `serve` flag outside its allowed range.
@@ -143,6 +149,10 @@ impl ServeArgs {
                 "--max-registrations-per-hour",
                 self.max_registrations_per_hour.into(),
             ),
+            (
+                "--max-lookups-per-minute",
+                self.max_lookups_per_minute.into(),
+            ),
         ] {
             at_least_one(flag, value)?;
         }
@@ -165,6 +175,10 @@ impl ServeArgs {
             registrations: Rate {
                 burst: self.max_registrations_per_hour,
                 period: Duration::from_secs(3600),
+            },
+            lookups: Rate {
+                burst: self.max_lookups_per_minute,
+                period: Duration::from_secs(60),
             },
         })
     }
@@ -206,6 +220,7 @@ mod tests {
         assert_eq!(limits.mailbox, defaults.mailbox);
         assert_eq!(limits.logins, defaults.logins);
         assert_eq!(limits.registrations, defaults.registrations);
+        assert_eq!(limits.lookups, defaults.lookups);
         assert_eq!(limits.session_ttl, defaults.session_ttl);
         assert_eq!(limits.max_message_age, defaults.max_message_age);
         assert_eq!(limits.handshake_timeout, Duration::from_secs(10));

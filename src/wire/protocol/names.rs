@@ -32,15 +32,25 @@ fn validate_username(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong(name.to_owned()));
+        return Err(NameError::TooLong(shortened(name)));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     // "." and ".." are legal by the character rule but would be path
     // traversal in the client's account folders.
     if !name.chars().all(allowed) || name.chars().all(|c| c == '.') {
-        return Err(NameError::BadCharacter(name.to_owned()));
+        return Err(NameError::BadCharacter(shortened(name)));
     }
     Ok(())
+}
+
+/// `name` as an error message quotes it: at most a little more than a
+/// valid name, so that a huge name is not echoed back whole.
+fn shortened(name: &str) -> String {
+    const SHOWN: usize = 2 * MAX_NAME_LEN;
+    match name.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
 }
 
 /// The case-insensitive form that decides uniqueness and pins.
@@ -149,6 +159,22 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_huge_name_is_not_echoed_back_whole() {
+        let huge = "é".repeat(1 << 20);
+        let message = validate_username(&huge).unwrap_err().to_string();
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(
+            message.contains(&format!("{}…", "é".repeat(64))),
+            "{message}"
+        );
+        let bad = "a b".to_owned();
+        assert_eq!(
+            validate_username(&bad),
+            Err(NameError::BadCharacter(bad.clone()))
+        );
     }
 
     #[test]

@@ -197,6 +197,10 @@ fn client_errors() -> Vec<ClientError> {
             path: PathBuf::from("/home/alice/.msgr-pass"),
             source: os(2),
         },
+        ClientError::PassphraseFileOpen {
+            path: PathBuf::from("/home/alice/.msgr-pass"),
+            mode: 0o644,
+        },
         ClientError::NoConfigDir,
         ClientError::ConfigUnreadable {
             path: PathBuf::from("/home/alice/.config/msgr/config.toml"),
@@ -360,6 +364,7 @@ fn client_label(error: &ClientError) -> String {
         ClientError::EmptyPassphrase => "EmptyPassphrase",
         ClientError::PassphrasesDiffer => "PassphrasesDiffer",
         ClientError::PassphraseFile { .. } => "PassphraseFile",
+        ClientError::PassphraseFileOpen { .. } => "PassphraseFileOpen",
         ClientError::NoConfigDir => "NoConfigDir",
         ClientError::ConfigUnreadable { .. } => "ConfigUnreadable",
         ClientError::ConfigInvalid { .. } => "ConfigInvalid",

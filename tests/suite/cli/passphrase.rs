@@ -66,6 +66,22 @@ fn scripts_give_the_passphrase_by_environment_or_file() {
         .success();
     let file = world.dir.path().join("passphrase");
     std::fs::write(&file, "correct horse\n").unwrap();
+    // A file others may read is refused, as the key it unlocks would be.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    world
+        .msgr("Alice")
+        .arg("--passphrase-file")
+        .arg(&file)
+        .args(["create", "John", "never sent"])
+        .assert()
+        .code(2)
+        .stderr(format!(
+            "msgr: the passphrase file {} is accessible by other users (mode 644); \
+             run `chmod 600 {}` (and change the passphrase if others may have read it)\n",
+            file.display(),
+            file.display()
+        ));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     // The flag beats the environment.
     world
         .msgr("Alice")

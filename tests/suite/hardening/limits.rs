@@ -175,6 +175,64 @@ fn logins_and_registrations_are_rate_limited_per_source_address() {
     elsewhere.log_in("Carol", carol);
 }
 
+/// Names cannot be listed quickly: `get_key` from a connection that acts
+/// for nobody is limited per source address, while a logged-in one (a
+/// sender sealing) is not; a name that breaks the rules costs no
+/// registration allowance; and a huge name is not echoed back whole.
+#[test]
+fn anonymous_lookups_are_rate_limited_and_bad_names_cost_nothing() {
+    let (_dir, server) = start_server(&[
+        "--max-lookups-per-minute",
+        "3",
+        "--max-registrations-per-hour",
+        "1",
+    ]);
+    let alice = &keys()[0];
+    let mut client = Client::greeted(&server);
+    let bad_name = Request::Register {
+        user: "a b".into(),
+        public_key: msgr::wire::protocol::Base64Bytes(alice.public_key().to_der()),
+        signed_prekey: crate::common::raw::signed_prekey("Alice", 0),
+        one_time_prekeys: Vec::new(),
+        proof: msgr::wire::protocol::Base64Bytes(vec![0; 256]),
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            error_code(&client.request(&bad_name)),
+            ErrorCode::InvalidName
+        );
+    }
+    assert!(matches!(
+        client.register("Alice", alice),
+        Response::Registered { .. }
+    ));
+    let lookup = |name: &str| Request::GetKey {
+        user: name.into(),
+        claim: false,
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            error_code(&client.request(&lookup("nobody"))),
+            ErrorCode::UnknownUser
+        );
+    }
+    let refused = client.request(&lookup("Alice"));
+    assert_eq!(error_code(&refused), ErrorCode::RateLimited);
+    client.log_in("Alice", alice);
+    for _ in 0..5 {
+        assert!(matches!(
+            client.request(&lookup("Alice")),
+            Response::Key { .. }
+        ));
+    }
+    let huge = client.request(&lookup(&"x".repeat(1 << 20)));
+    let Response::Error { code, message } = huge else {
+        panic!("{huge:?}");
+    };
+    assert_eq!(code, ErrorCode::InvalidName);
+    assert!(message.len() < 200, "{} bytes", message.len());
+}
+
 #[test]
 fn a_rate_limited_client_exits_7_and_says_to_wait() {
     let world = World::with_server_args(&["--max-registrations-per-hour", "1"]);
