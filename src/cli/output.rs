@@ -88,8 +88,7 @@ impl Output {
             out.write_all(b"\n")?;
         } else {
             let color = human::color_enabled(&stdout);
-            let terminal = stdout.is_terminal();
-            record.human(&mut Human::new(&mut out, color, terminal))?;
+            record.human(&mut Human::new(&mut out, color))?;
         }
         out.flush()
     }
@@ -197,7 +196,7 @@ impl Output {
             err.write_all(&bytes)
         } else {
             let color = human::color_enabled(&stderr);
-            let mut out = Human::new(&mut err, color, stderr.is_terminal());
+            let mut out = Human::new(&mut err, color);
             human_diagnostic(&mut out, line.level, line.message, line.hint.flatten())
         };
     }

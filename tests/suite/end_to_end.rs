@@ -44,7 +44,7 @@ fn readme_example_delivers_the_message_with_sender_and_time() {
     let date = regex_lite_date(&stdout);
     assert_eq!(
         stdout,
-        format!("From: Alice\nDate: {date}\n\nHello John! How are you?\n\n")
+        format!("From: Alice\nDate: {date}\n\n    Hello John! How are you?\n\n")
     );
 }
 
@@ -84,10 +84,10 @@ fn a_100_kb_body_from_stdin_arrives_intact() {
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(
-        stdout.contains(&format!("\n\n{body}\n\n")),
+        stdout.contains(&format!("\n\n    {body}\n\n")),
         "the 100 KB body is not intact"
     );
-    assert!(stdout.contains("\n\ndash means stdin\n\n"));
+    assert!(stdout.contains("\n\n    dash means stdin\n\n"));
     let first = stdout.find(&body).unwrap();
     assert!(
         first < stdout.find("dash means stdin").unwrap(),

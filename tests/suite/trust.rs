@@ -371,7 +371,7 @@ fn an_account_from_before_prekeys_publishes_one_on_its_next_command() {
     world.send("Alice", "John", "now it works");
     let (code, stdout, _) = world.read("John");
     assert_eq!(code, 0);
-    assert!(stdout.contains("\n\nnow it works\n"), "{stdout}");
+    assert!(stdout.contains("\n\n    now it works\n"), "{stdout}");
 }
 
 #[test]

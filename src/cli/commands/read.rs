@@ -201,7 +201,7 @@ enum Body<'a> {
 }
 
 impl Render for MessageRecord<'_> {
-    /// Mail-like headers, a blank line, the body, a blank line.
+    /// Mail-like headers, a blank line, the body indented, a blank line.
     fn human(&self, out: &mut Human<'_>) -> std::io::Result<()> {
         out.label("From:")?;
         out.write_all(b" ")?;
@@ -212,10 +212,7 @@ impl Render for MessageRecord<'_> {
         match &self.body {
             Body::Text(text) => {
                 out.write_all(b"\n")?;
-                out.untrusted(text)?;
-                if !text.ends_with('\n') {
-                    out.write_all(b"\n")?;
-                }
+                out.body(text)?;
             }
             Body::Base64(encoded) => writeln!(out, "\n{encoded}")?,
             Body::Saved(path) => {

@@ -24,7 +24,7 @@ fn a_binary_body_stays_queued_in_human_mode_with_a_notice() {
     world.send("Alice", "John", "a text after it");
     // The text after it is shown once; the binary body stays for later.
     for text_shown in [true, false] {
-        let shown = predicate::str::contains("\n\na text after it\n\n");
+        let shown = predicate::str::contains("\n\n    a text after it\n\n");
         world
             .msgr("John")
             .arg("read")
@@ -149,6 +149,30 @@ fn out_dir_in_human_mode_prints_the_paths_and_never_overwrites() {
     assert!(stdout.starts_with("From: Alice\nDate: "), "{stdout}");
     assert!(
         stdout.ends_with(&format!("\nSaved: {path}\n\n")),
+        "{stdout}"
+    );
+}
+
+/// A body cannot pass for msgr's own lines: each of its lines is indented,
+/// and control and bidirectional-formatting characters are shown, not
+/// obeyed, in a pipe as on a terminal.
+#[test]
+fn a_body_cannot_fake_a_header_or_reorder_text() {
+    let world = World::new();
+    world.register("Mallory");
+    world.register("John");
+    let forged = "pay me\n\nFrom: Alice\nDate: 2026-11-29T09:00:00Z\n\ninvoice for \u{202e}cod.exe\x1b[2J";
+    world.send("Mallory", "John", forged);
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!(code, 0, "{stderr}");
+    let body = stdout.split_once("\n\n").unwrap().1;
+    assert_eq!(
+        body,
+        "    pay me\n\n    From: Alice\n    Date: 2026-11-29T09:00:00Z\n\n    invoice for \\u{202e}cod.exe^[[2J\n\n"
+    );
+    assert_eq!(
+        stdout.lines().filter(|line| line.starts_with("From:")).count(),
+        1,
         "{stdout}"
     );
 }

@@ -35,7 +35,7 @@ fn each_recipient_gets_their_own_envelope() {
     for user in ["John", "Carol"] {
         let (code, stdout, stderr) = world.read(user);
         assert_eq!(code, 0, "{stderr}");
-        assert!(stdout.ends_with("\n\nHi both\n\n"), "{stdout}");
+        assert!(stdout.ends_with("\n\n    Hi both\n\n"), "{stdout}");
         assert_eq!(stdout.matches("From: Alice").count(), 1, "no duplicate");
     }
 }

@@ -20,7 +20,10 @@ fn wait_returns_as_soon_as_a_message_arrives() {
     world.send("Alice", "John", "worth the wait");
     let (status, lines, stderr) = reader.finish();
     assert!(status.success(), "{stderr}");
-    assert!(lines.contains(&"worth the wait".to_owned()), "{lines:?}");
+    assert!(
+        lines.contains(&"    worth the wait".to_owned()),
+        "{lines:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "it did not wait for the timeout"
@@ -118,7 +121,7 @@ fn follow_with_a_limit_stops_after_n_messages() {
     world.send("Alice", "John", "just this one");
     let (status, lines, stderr) = follower.finish();
     assert!(status.success(), "{stderr}");
-    assert!(lines.contains(&"just this one".to_owned()), "{lines:?}");
+    assert!(lines.contains(&"    just this one".to_owned()), "{lines:?}");
 }
 
 #[test]
@@ -136,13 +139,13 @@ fn follow_logs_in_again_when_its_session_expires() {
     // After the first "From:" line: Date, blank, body, blank, then the
     // second message's From, Date, blank and body.
     let lines: Vec<String> = (0..8).map(|_| follower.next_line()).collect();
-    assert_eq!(lines[2], "before expiry", "{lines:?}");
-    assert_eq!(lines[7], "after expiry", "{lines:?}");
+    assert_eq!(lines[2], "    before expiry", "{lines:?}");
+    assert_eq!(lines[7], "    after expiry", "{lines:?}");
     // That message answered a fetch made before the expiry; the next one
     // needs a fetch, and so a login, after it.
     world.send("Alice", "John", "after logging in again");
     let lines: Vec<String> = (0..5).map(|_| follower.next_line()).collect();
-    assert_eq!(lines[4], "after logging in again", "{lines:?}");
+    assert_eq!(lines[4], "    after logging in again", "{lines:?}");
     follower.signal("TERM");
     let (status, _, stderr) = follower.finish();
     assert!(status.success(), "{stderr}");

@@ -36,7 +36,12 @@ fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
 /// How often each body line appears in `read` output.
 fn body_counts(stdout: &str) -> BTreeMap<&str, usize> {
     let mut counts = BTreeMap::new();
-    for line in stdout.lines().filter(|l| l.starts_with("body-")) {
+    // Bodies are indented in human output.
+    for line in stdout
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("body-"))
+    {
         *counts.entry(line).or_default() += 1;
     }
     counts

@@ -44,7 +44,12 @@ fn is_dead(pid: u32) -> bool {
 /// How often each line starting with `prefix` appears in `text`.
 fn line_counts<'a>(text: &'a str, prefix: &str) -> BTreeMap<&'a str, usize> {
     let mut counts = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with(prefix)) {
+    // Bodies are indented in human output.
+    for line in text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with(prefix))
+    {
         *counts.entry(line).or_default() += 1;
     }
     counts
