@@ -135,6 +135,29 @@ pub fn rename_durably(from: &Path, to: &Path) -> Result<(), FileError> {
     sync_folder(folder_of(to))
 }
 
+/// Write `contents` to `path` (mode 0600) only if nothing is there yet —
+/// no file, and no link, which is never followed: whole and durable, or
+/// not at all. Returns whether it did (`false`: the name is taken).
+pub fn write_new(path: &Path, contents: &[u8]) -> Result<bool, FileError> {
+    let dir = folder_of(path);
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMPORARY_PREFIX)
+        .permissions(fs::Permissions::from_mode(SECRET_MODE))
+        .tempfile_in(dir)
+        .map_err(FileError::at(dir))?;
+    temp.write_all(contents)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(FileError::at(temp.path()))?;
+    // link(2) creates the name only if it is free, atomically.
+    match fs::hard_link(temp.path(), path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(error) => return Err(FileError::at(path)(error)),
+    }
+    sync_folder(dir)?;
+    Ok(true)
+}
+
 /// Append `lines` (each ending in a newline) to `path`, created with mode
 /// 0600 if missing, and make them durable with one fsync. A line left
 /// incomplete by a crash is closed first, so it can never merge with the

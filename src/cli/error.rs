@@ -199,9 +199,9 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             ExitStatus::Trust,
             hint("ask the senders to check their keys, or check your pins with `msgr key NAME`"),
         ),
-        Failure::SavedFileDiffers(_) => (
+        Failure::OutDirNotPrivate { .. } => (
             ExitStatus::Failure,
-            hint("move it away and read again; the message stays queued"),
+            hint("give --out-dir a folder of your own that only you can write to"),
         ),
         Failure::NoSuchCommand { commands, .. } => {
             (ExitStatus::Usage, Some(format!("choose one of {commands}")))

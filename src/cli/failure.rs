@@ -95,10 +95,15 @@ pub enum Failure {
     /// `read` met messages it could not verify, or refused as too old.
     #[error("{0} message(s) were not shown; the warnings above say why")]
     NotVerified(u64),
-    /// `read --out-dir` found a file of the message's name with other
-    /// contents.
-    #[error("{} exists already with other contents", .0.display())]
-    SavedFileDiffers(PathBuf),
+    /// `read --out-dir` was given a folder that others may write to (and
+    /// so plant files or links in) or that belongs to another user.
+    #[error("{} {why}", .dir.display())]
+    OutDirNotPrivate {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// `man` for a command msgr does not have.
     #[error("msgr has no command named {name}")]
     NoSuchCommand {

@@ -7,6 +7,7 @@
 //! printed.
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::{CheckedKey, PinStatus};
 use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink, StaleLimit};
-use crate::files::{FileError, create_private_dir, write_atomic};
+use crate::client::keyring::AccountDir;
+use crate::files::{FileError, create_private_dir, write_new};
 use crate::wire::protocol::MAX_MESSAGE_AGE;
 
 /// Read, print and acknowledge messages as the arguments say.
@@ -33,6 +35,7 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
     };
     if let Some(dir) = &args.out_dir {
         create_private_dir(dir)?;
+        check_out_dir(dir, &context.account_dir()?)?;
     }
     let mut printer = Printer {
         output: &context.output,
@@ -155,19 +158,63 @@ fn saved_name(message: &Opened<'_>) -> String {
     format!("{}-{}", message.sender.canonical(), message.id)
 }
 
-/// Write `body` to `DIR/NAME`, durably. A file of that name with the same
-/// contents (left by a read that crashed before acknowledging) is fine;
-/// one with other contents is never overwritten.
-fn save(dir: &Path, name: &str, body: &[u8]) -> AppResult<PathBuf> {
-    let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(existing) if existing == body => return Ok(path),
-        Ok(_) => return Err(Failure::SavedFileDiffers(path).into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(FileError { path, source }.into()),
+/// Refuse an out-dir that others may write to (they could plant files or
+/// links under the names messages are saved as) or that belongs to another
+/// user than the one whose keyring is in `home`.
+fn check_out_dir(dir: &Path, home: &AccountDir) -> AppResult<()> {
+    let metadata = |path: &Path| {
+        std::fs::metadata(path).map_err(|source| FileError {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let (out, own) = (metadata(dir)?, metadata(home.dir())?);
+    let why = if out.uid() != own.uid() {
+        "belongs to another user"
+    } else if out.mode() & 0o022 != 0 {
+        "is writable by others"
+    } else {
+        return Ok(());
+    };
+    Err(Failure::OutDirNotPrivate {
+        dir: dir.to_owned(),
+        why,
     }
-    write_atomic(&path, body)?;
-    Ok(path)
+    .into())
+}
+
+/// Write `body` to a file of its own in `dir`, durably: `NAME`, or else
+/// `NAME.2`, `NAME.3`, … when that name is taken by other contents or by
+/// anything but a file (a link is never followed). A file with the same
+/// contents (left by a read that crashed before acknowledging) is used
+/// again. So one message never stops the delivery of the others.
+fn save(dir: &Path, name: &str, body: &[u8]) -> AppResult<PathBuf> {
+    for n in 1u32.. {
+        let path = match n {
+            1 => dir.join(name),
+            n => dir.join(format!("{name}.{n}")),
+        };
+        let occupant = match std::fs::symlink_metadata(&path) {
+            Ok(occupant) => occupant,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if write_new(&path, body)? {
+                    return Ok(path);
+                }
+                continue;
+            }
+            Err(source) => return Err(FileError { path, source }.into()),
+        };
+        if occupant.is_file() && occupant.len() == body.len() as u64 {
+            let existing = std::fs::read(&path).map_err(|source| FileError {
+                path: path.clone(),
+                source,
+            })?;
+            if existing == body {
+                return Ok(path);
+            }
+        }
+    }
+    unreachable!("some number names a free file")
 }
 
 /// One message as `read` prints it.

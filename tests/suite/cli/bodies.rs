@@ -103,6 +103,9 @@ fn out_dir_saves_each_body_under_its_sender_and_message_id() {
     assert_eq!((code, stdout.as_str()), (0, ""), "both were acknowledged");
 }
 
+/// A name taken in the out-dir — by other contents, or by a link planted
+/// there — is never overwritten or followed: the body goes to the next free
+/// name, and the read goes on. An out-dir others may write to is refused.
 #[test]
 fn out_dir_in_human_mode_prints_the_paths_and_never_overwrites() {
     let world = World::new();
@@ -121,35 +124,47 @@ fn out_dir_in_human_mode_prints_the_paths_and_never_overwrites() {
     let out = world.dir.path().join("inbox");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join(&id), "someone else's file").unwrap();
+    let victim = world.dir.path().join("victim");
+    std::fs::write(&victim, "not to be touched").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join(format!("{id}.2"))).unwrap();
+
+    let shared = world.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
     world
         .msgr("John")
         .args(["read", "--out-dir"])
-        .arg(&out)
+        .arg(&shared)
         .assert()
         .code(1)
         .stdout("")
-        .stderr(predicate::str::contains(
-            "exists already with other contents",
+        .stderr(format!(
+            "msgr: {} is writable by others; give --out-dir a folder of your own that only you can write to\n",
+            shared.display()
         ));
-    assert_eq!(
-        std::fs::read_to_string(out.join(&id)).unwrap(),
-        "someone else's file"
-    );
 
-    std::fs::remove_file(out.join(&id)).unwrap();
-    let path = out.join(&id).display().to_string();
+    let saved = out.join(format!("{id}.3"));
     let output = world
         .msgr("John")
         .args(["read", "--out-dir"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(output.status.success());
+    assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.starts_with("From: Alice\nDate: "), "{stdout}");
     assert!(
-        stdout.ends_with(&format!("\nSaved: {path}\n\n")),
+        stdout.ends_with(&format!("\nSaved: {}\n\n", saved.display())),
         "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), "first");
+    assert_eq!(
+        std::fs::read_to_string(out.join(&id)).unwrap(),
+        "someone else's file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "not to be touched"
     );
 }
 
@@ -161,7 +176,8 @@ fn a_body_cannot_fake_a_header_or_reorder_text() {
     let world = World::new();
     world.register("Mallory");
     world.register("John");
-    let forged = "pay me\n\nFrom: Alice\nDate: 2026-11-29T09:00:00Z\n\ninvoice for \u{202e}cod.exe\x1b[2J";
+    let forged =
+        "pay me\n\nFrom: Alice\nDate: 2026-11-29T09:00:00Z\n\ninvoice for \u{202e}cod.exe\x1b[2J";
     world.send("Mallory", "John", forged);
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "{stderr}");
@@ -171,7 +187,10 @@ fn a_body_cannot_fake_a_header_or_reorder_text() {
         "    pay me\n\n    From: Alice\n    Date: 2026-11-29T09:00:00Z\n\n    invoice for \\u{202e}cod.exe^[[2J\n\n"
     );
     assert_eq!(
-        stdout.lines().filter(|line| line.starts_with("From:")).count(),
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("From:"))
+            .count(),
         1,
         "{stdout}"
     );

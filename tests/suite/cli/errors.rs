@@ -256,7 +256,10 @@ fn failures() -> Vec<Failure> {
             missed: s("Carol"),
         },
         Failure::NotVerified(2),
-        Failure::SavedFileDiffers(PathBuf::from("out/john-0102")),
+        Failure::OutDirNotPrivate {
+            dir: PathBuf::from("/tmp"),
+            why: "is writable by others",
+        },
         Failure::NoSuchCommand {
             name: s("send"),
             commands: s("register, login, create, read"),
@@ -321,7 +324,7 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::SentToNobody { .. } => "SentToNobody",
         Failure::Partial { .. } => "Partial",
         Failure::NotVerified(_) => "NotVerified",
-        Failure::SavedFileDiffers(_) => "SavedFileDiffers",
+        Failure::OutDirNotPrivate { .. } => "OutDirNotPrivate",
         Failure::NoSuchCommand { .. } => "NoSuchCommand",
         Failure::ManualPage(_) => "ManualPage",
         Failure::Stdout(_) => "Stdout",
