@@ -407,9 +407,10 @@ fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Opt
                 | ErrorCode::TooLarge
                 | ErrorCode::MailboxFull
                 | ErrorCode::RateLimited => ExitStatus::Refused,
-                ErrorCode::BadRequest | ErrorCode::UnsupportedVersion | ErrorCode::Internal => {
-                    ExitStatus::Connection
-                }
+                ErrorCode::BadRequest
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::Busy
+                | ErrorCode::Internal => ExitStatus::Connection,
             },
             None,
         ),

@@ -7,9 +7,12 @@
 //! OpenSSH's `MaxStartups`): a real client's handshake takes milliseconds,
 //! so it is never the oldest for long, while sockets that say nothing are.
 //! Connections that have been greeted hold one of `max_connections` slots
-//! until they close and are never evicted, so load cannot starve them.
+//! until they close and are never evicted, so load cannot starve them; and
+//! one source address (an IPv4 address or an IPv6 /64) holds at most
+//! `max_per_source` of them, so one host cannot take them all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -23,6 +26,29 @@ pub struct Admission {
     pending: Mutex<PendingSet>,
     /// One permit per connection in service.
     slots: Arc<Semaphore>,
+    /// Most connections in service (or waiting for a slot) per source.
+    max_per_source: usize,
+    /// How many each source has.
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A source's claim on one of its connections; given back when dropped.
+#[derive(Debug)]
+pub struct SourceShare {
+    source: IpAddr,
+    admission: Arc<Admission>,
+}
+
+impl Drop for SourceShare {
+    fn drop(&mut self) {
+        let mut counts = self.admission.counts();
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,15 +68,40 @@ pub struct Pending {
 
 impl Admission {
     /// Room for `max_pending` pending and `max_connections` served
-    /// connections (both at least 1).
-    pub fn new(max_pending: usize, max_connections: usize) -> Arc<Self> {
+    /// connections, at most `max_per_source` of them from one source (all
+    /// at least 1).
+    pub fn new(max_pending: usize, max_connections: usize, max_per_source: usize) -> Arc<Self> {
         Arc::new(Self {
             max_pending: max_pending.max(1),
             pending: Mutex::default(),
             slots: Arc::new(Semaphore::new(
                 max_connections.clamp(1, Semaphore::MAX_PERMITS),
             )),
+            max_per_source: max_per_source.max(1),
+            per_source: Mutex::default(),
         })
+    }
+
+    /// One of the connections `addr`'s source may have in service, unless
+    /// it has all of them already.
+    pub fn share(self: &Arc<Self>, addr: IpAddr) -> Option<SourceShare> {
+        let source = super::ratelimit::source_of(addr);
+        let mut counts = self.counts();
+        let count = counts.entry(source).or_default();
+        if *count >= self.max_per_source {
+            return None;
+        }
+        *count += 1;
+        Some(SourceShare {
+            source,
+            admission: Arc::clone(self),
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Enter a new connection as pending, evicting the oldest pending
@@ -113,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_oldest_pending_connection_is_evicted_first() {
-        let admission = Admission::new(2, 1);
+        let admission = Admission::new(2, 1, 1);
         let mut oldest = admission.admit();
         let mut middle = admission.admit();
         let _newest = admission.admit();
@@ -127,9 +178,24 @@ mod tests {
         assert_eq!(admission.pending(), 1, "leaving frees the place");
     }
 
+    #[test]
+    fn a_source_gets_its_share_of_connections_and_no_more() {
+        let admission = Admission::new(1, 10, 2);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let first = admission.share(ip("192.0.2.1")).unwrap();
+        let _second = admission.share(ip("192.0.2.1")).unwrap();
+        assert!(admission.share(ip("192.0.2.1")).is_none());
+        assert!(
+            admission.share(ip("2001:db8::1")).is_some(),
+            "another source"
+        );
+        drop(first);
+        assert!(admission.share(ip("192.0.2.1")).is_some(), "given back");
+    }
+
     #[tokio::test]
     async fn slots_are_held_until_released() {
-        let admission = Admission::new(1, 1);
+        let admission = Admission::new(1, 1, 1);
         let held = admission.slot().await;
         let waiting = tokio::time::timeout(Duration::from_millis(20), admission.slot()).await;
         assert!(waiting.is_err(), "no second slot");

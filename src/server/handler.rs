@@ -217,6 +217,12 @@ impl<'a> Handler<'a> {
         user.ok_or_else(unknown_user)
     }
 
+    /// Whether the connection acts for an account (whose session may
+    /// have expired since).
+    pub fn is_authenticated(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// The authenticated account, or `auth_required`/`auth_failed`.
     fn identity(&self) -> Result<&User, Refusal> {
         self.session().map(|identity| &identity.user)

@@ -22,6 +22,9 @@ pub const DEFAULT_SESSION_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Default number of connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
+/// Default number of connections served at once for one source address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+
 /// Default number of connections still in their TLS handshake or not yet
 /// greeted; beyond it the oldest such connection is dropped.
 pub const DEFAULT_MAX_PENDING: usize = 128;
@@ -73,12 +76,15 @@ pub struct Limits {
     pub session_ttl: Duration,
     /// Connections served at once (after their `hello`).
     pub max_connections: usize,
+    /// Connections served at once for one source address.
+    pub max_connections_per_source: usize,
     /// Connections still being admitted (TLS handshake, `hello`, waiting
     /// for a free slot); more evict the oldest.
     pub max_pending: usize,
     /// Deadline for a new connection's TLS handshake, `hello` and slot.
     pub handshake_timeout: Duration,
-    /// Deadline for each read of a request and write of a response.
+    /// Deadline for each read of a request and write of a response (on a
+    /// connection that acts for nobody, the handshake timeout if shorter).
     pub idle_timeout: Duration,
     /// Most messages and bytes queued for one recipient.
     pub mailbox: Quota,
@@ -98,6 +104,7 @@ impl Default for Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_SECS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             max_pending: DEFAULT_MAX_PENDING,
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),

@@ -103,7 +103,11 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         clock,
         acceptor: TlsAcceptor::from(tls.config),
         certificate_digest: tls.certificate_digest,
-        admission: Admission::new(limits.max_pending, limits.max_connections),
+        admission: Admission::new(
+            limits.max_pending,
+            limits.max_connections,
+            limits.max_connections_per_source,
+        ),
         mailboxes: mailbox::Mailboxes::default(),
         session_ends: session_ends::SessionEnds::default(),
         logins: RateLimiter::new(limits.logins),

@@ -146,17 +146,34 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     if !matches!(greeting, Response::Hello { .. }) {
         return send(connection, &greeting, idle).await;
     }
-    let Some(_slot) = gate.pass(context.admission.slot()).await? else {
-        return Ok(());
+    // Told rather than dropped, so that a client can say the server is
+    // busy instead of reporting a broken connection.
+    let busy = |why: &str| Response::error(ErrorCode::Busy, format!("the server is busy: {why}"));
+    let Some(_share) = context.admission.share(peer.ip()) else {
+        let why =
+            "your address has as many connections open as it may; close one or try again later";
+        return send(connection, &busy(why), idle).await;
+    };
+    let _slot = match gate.pass(context.admission.slot()).await {
+        Ok(Some(slot)) => slot,
+        Ok(None) => return Ok(()),
+        Err(ConnectionError::HandshakeTimeout) => {
+            let why = "no connection slot came free in time; try again in a moment";
+            return send(connection, &busy(why), idle).await;
+        }
+        Err(other) => return Err(other),
     };
     drop(gate);
     send(connection, &greeting, idle).await?;
+    // Until it logs in, a connection may idle only as long as a handshake.
+    let anonymous_idle = idle.min(context.limits.handshake_timeout);
     Conversation {
         connection,
         handler: Handler::new(context, peer.ip(), shutdown.clone()),
         in_flight: InFlight::default(),
         idle,
-        idle_deadline: Instant::now() + idle,
+        anonymous_idle,
+        idle_deadline: Instant::now() + anonymous_idle,
     }
     .run(shutdown)
     .await
@@ -168,7 +185,11 @@ struct Conversation<'c, 'a, S> {
     handler: Handler<'a>,
     /// `send`s handed to the store and not yet answered.
     in_flight: InFlight<'a>,
+    /// How long a request may take to arrive, and a response to be taken.
     idle: Duration,
+    /// How long the next request may take to arrive while the connection
+    /// acts for nobody.
+    anonymous_idle: Duration,
     /// When to stop waiting for the next request if no `send` is in flight
     /// by then: the idle timeout after the last response was written.
     idle_deadline: Instant,
@@ -255,7 +276,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conversation<'_, 'a, S> {
         timeout(self.idle, self.connection.flush())
             .await
             .map_err(|_| ConnectionError::Timeout)??;
-        self.idle_deadline = Instant::now() + self.idle;
+        let wait = match self.handler.is_authenticated() {
+            true => self.idle,
+            false => self.anonymous_idle,
+        };
+        self.idle_deadline = Instant::now() + wait;
         Ok(())
     }
 }

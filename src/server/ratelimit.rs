@@ -94,7 +94,7 @@ impl RateLimiter {
 
 /// The key a request is charged to: the IPv4 address (also when mapped
 /// into IPv6), or the IPv6 address's /64 prefix.
-fn source_of(addr: IpAddr) -> IpAddr {
+pub fn source_of(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

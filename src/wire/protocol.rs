@@ -330,6 +330,9 @@ pub enum ErrorCode {
     AuthFailed,
     /// The envelope or frame exceeds the server's limit.
     TooLarge,
+    /// The server has no room for this connection now: every slot is
+    /// taken, or the source address holds its share of them.
+    Busy,
     /// The recipient's queue is full.
     MailboxFull,
     /// Too many attempts from this address; retry later.
@@ -340,7 +343,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         Self::BadRequest,
         Self::UnsupportedVersion,
         Self::InvalidName,
@@ -349,6 +352,7 @@ impl ErrorCode {
         Self::AuthRequired,
         Self::AuthFailed,
         Self::TooLarge,
+        Self::Busy,
         Self::MailboxFull,
         Self::RateLimited,
         Self::Internal,
@@ -365,6 +369,7 @@ impl ErrorCode {
             Self::AuthRequired => "auth_required",
             Self::AuthFailed => "auth_failed",
             Self::TooLarge => "too_large",
+            Self::Busy => "busy",
             Self::MailboxFull => "mailbox_full",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",

@@ -13,9 +13,10 @@ use thiserror::Error;
 use crate::server::Limits;
 use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
-    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_PENDING, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES,
-    DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
+    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SESSION_TTL_SECS,
+    MAX_MESSAGE_BYTES_CEILING, Rate,
 };
 use crate::server::store::Quota;
 use crate::wire::protocol::{CLIENT_MAX_FRAME, MAX_MESSAGE_AGE};
@@ -71,6 +72,11 @@ pub struct ServeArgs {
     /// for a free slot.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
+
+    /// Most connections served at once for one address (IPv6: one /64);
+    /// beyond them a new connection from it is refused as busy.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_SOURCE, value_name = "N")]
+    pub max_connections_per_source: usize,
 
     /// Most connections still in their TLS handshake or not yet greeted;
     /// beyond this the oldest of them is dropped.
@@ -143,6 +149,10 @@ impl ServeArgs {
             ("--max-queued-messages", self.max_queued_messages),
             ("--max-message-age", self.max_message_age),
             ("--max-connections", self.max_connections as u64),
+            (
+                "--max-connections-per-source",
+                self.max_connections_per_source as u64,
+            ),
             ("--max-pending", self.max_pending as u64),
             ("--max-logins-per-minute", self.max_logins_per_minute.into()),
             (
@@ -160,6 +170,7 @@ impl ServeArgs {
             max_message_bytes: self.max_message_bytes,
             session_ttl: Duration::from_secs(self.session_ttl),
             max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
             max_pending: self.max_pending,
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),

@@ -32,8 +32,9 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
         true => Some(context.passphrase().choose()?),
         false => None,
     };
-    let mut connection = context.connect()?;
     let fresh = !account.has_identity();
+    // Made before connecting: a connection that is not logged in may stay
+    // silent only briefly, and a large key takes a while.
     let identity = if !fresh {
         context.identity(&account)?
     } else {
@@ -42,6 +43,7 @@ pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
             .spinner(&format!("generating a {}-bit RSA key", args.bits));
         PrivateKey::generate(args.bits).map_err(Failure::KeyGeneration)?
     };
+    let mut connection = context.connect()?;
     if fresh || passphrase.is_some() {
         account.save_identity(&identity, passphrase.as_ref().map(|p| p.expose()))?;
     }

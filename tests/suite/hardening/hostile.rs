@@ -263,7 +263,12 @@ fn an_envelope_over_the_limit_is_refused_but_the_connection_stays() {
 fn lying_length_prefixes_do_not_make_the_server_allocate() {
     // Each connection announces the largest frame the server takes (about
     // 11 MiB at this limit) and sends a few bytes of it.
-    let (_dir, server) = start_server(&["--max-message-bytes", "8388608"]);
+    let (_dir, server) = start_server(&[
+        "--max-message-bytes",
+        "8388608",
+        "--max-connections-per-source",
+        "64",
+    ]);
     let before = memory_kib(server.pid());
     let liars: Vec<Client> = (0..40)
         .map(|_| {

@@ -272,8 +272,15 @@ fn silent_connections_are_closed_after_the_timeouts() {
     // TLS, but no hello: the handshake timeout covers the hello too.
     let mut unannounced = Client::connect(&server);
     assert!(time_to_close(&mut unannounced.stream.sock) < Duration::from_secs(3));
-    // Greeted, then idle: the idle timeout.
-    let mut idle = Client::greeted(&server);
+    // Greeted but not logged in, then idle: no longer than a handshake.
+    let mut anonymous = Client::greeted(&server);
+    let waited = time_to_close(&mut anonymous.stream.sock);
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1900),
+        "{waited:?}"
+    );
+    // Logged in, then idle: the idle timeout.
+    let mut idle = signed_in(&server, "Alice");
     let waited = time_to_close(&mut idle.stream.sock);
     assert!(waited >= Duration::from_millis(1900), "{waited:?}");
     // Half a frame, then nothing: the idle timeout too.
@@ -281,6 +288,56 @@ fn silent_connections_are_closed_after_the_timeouts() {
     stalled.send_raw(b"\0\0\0\x40{\"type\"");
     let waited = time_to_close(&mut stalled.stream.sock);
     assert!(waited < Duration::from_secs(4), "{waited:?}");
+}
+
+/// One address cannot take every connection slot: beyond its share its
+/// new connections are told the server is busy, and another address is
+/// served at once. A client that waited for a slot in vain says the server
+/// is busy, not that the connection broke.
+#[test]
+fn one_address_cannot_take_every_connection_slot() {
+    let world = World::with_server_args(&[
+        "--max-connections",
+        "3",
+        "--max-connections-per-source",
+        "2",
+        "--handshake-timeout",
+        "1",
+    ]);
+    world.register("John");
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    // Logged in, so that they may idle.
+    let alice = &keys()[0];
+    let _held: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut held = Client::over(tcp_from(other, &world.server.addr)).greet();
+            held.register("Alice", alice);
+            held.log_in("Alice", alice);
+            held
+        })
+        .collect();
+    let mut third = Client::over(tcp_from(other, &world.server.addr));
+    let refused = third.hello(msgr::wire::protocol::PROTOCOL_VERSION);
+    assert_eq!(error_code(&refused), ErrorCode::Busy, "{refused:?}");
+
+    let started = Instant::now();
+    world.msgr("John").args(["key", "John"]).assert().success();
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // The last slot taken (by a logged-in connection, which may idle) from
+    // this address: the next client waits a handshake timeout for one,
+    // then is told the server is busy.
+    let mut last = Client::greeted(&world.server);
+    last.register("Carol", &keys()[2]);
+    last.log_in("Carol", &keys()[2]);
+    world
+        .msgr("John")
+        .args(["key", "John"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "the server is busy: no connection slot came free in time",
+        ));
 }
 
 #[test]
