@@ -94,10 +94,12 @@ MQ=(-h localhost -p "$MQ_PORT" --cafile "$work/mq.crt" --tls-version tlsv1.3)
 
 # --- msgr --------------------------------------------------------------------
 # The queue and rate limits are raised: the benchmark queues a million
-# messages for one user and registers a user pair per load-generator run.
+# messages for one user, registers a user pair per load-generator run and
+# opens up to 64 connections from one address.
 "$MSGR_BIN" serve 0 --bind 127.0.0.1 --data-dir "$work/msgr" \
   --max-queued-messages 10000000 --max-queued-bytes 100000000000 \
   --max-registrations-per-hour 100000 --max-logins-per-minute 100000 \
+  --max-connections-per-source 1000 --max-lookups-per-minute 100000 \
   >"$work/serve.out" 2>"$work/serve.log" &
 MSGR_PID=$!; pids+=("$MSGR_PID")
 for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
