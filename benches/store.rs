@@ -16,6 +16,7 @@ const BACKGROUND: usize = 100_000;
 const QUOTA: Quota = Quota {
     max_messages: u64::MAX,
     max_bytes: u64::MAX,
+    sender_share: 100,
 };
 const PAGE: Page = Page {
     after: 0,

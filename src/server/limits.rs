@@ -43,6 +43,10 @@ pub const DEFAULT_MAX_QUEUED_MESSAGES: u64 = 10_000;
 /// Default most envelope bytes queued for one recipient (256 MiB).
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Default share, in percent, of a recipient's quota that one sender's
+/// messages may take.
+pub const DEFAULT_SENDER_SHARE: u64 = 25;
+
 /// Default `login` requests per minute from one source address.
 pub const DEFAULT_LOGINS_PER_MINUTE: u32 = 30;
 
@@ -111,6 +115,7 @@ impl Default for Limits {
             mailbox: Quota {
                 max_messages: DEFAULT_MAX_QUEUED_MESSAGES,
                 max_bytes: DEFAULT_MAX_QUEUED_BYTES,
+                sender_share: DEFAULT_SENDER_SHARE,
             },
             max_message_age: Duration::from_secs(MAX_MESSAGE_AGE),
             logins: Rate {

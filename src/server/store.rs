@@ -98,6 +98,22 @@ pub struct Quota {
     pub max_messages: u64,
     /// Most queued envelope bytes.
     pub max_bytes: u64,
+    /// The share of both, in percent, that one sender's messages may take
+    /// (beyond their first, which always may), so that one account cannot
+    /// fill another's mailbox for everyone.
+    pub sender_share: u64,
+}
+
+impl Quota {
+    /// The part of this quota one sender may fill.
+    pub fn one_senders(self) -> Quota {
+        let part = |whole: u64| whole.saturating_mul(self.sender_share) / 100;
+        Quota {
+            max_messages: part(self.max_messages).max(1),
+            max_bytes: part(self.max_bytes),
+            sender_share: 100,
+        }
+    }
 }
 
 /// What one recipient has queued.
@@ -150,6 +166,9 @@ pub enum Enqueued {
     Queued(u64),
     /// Refused, nothing stored: the recipient's queue is at its quota.
     MailboxFull(Usage),
+    /// Refused, nothing stored: the sender's messages take their share of
+    /// the recipient's quota already.
+    SenderShareFull(Usage),
 }
 
 /// Durable storage behind the server. Every method is one atomic unit: it

@@ -15,8 +15,8 @@ use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
     DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SESSION_TTL_SECS,
-    MAX_MESSAGE_BYTES_CEILING, Rate,
+    DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SENDER_SHARE,
+    DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
 };
 use crate::server::store::Quota;
 use crate::wire::protocol::{CLIENT_MAX_FRAME, MAX_MESSAGE_AGE};
@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// Most envelope bytes queued for one recipient.
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED_BYTES, value_name = "BYTES")]
     pub max_queued_bytes: u64,
+
+    /// The share, in percent (1 to 100), of a recipient's message and byte
+    /// quota that one sender's messages may take; beyond it that sender
+    /// gets mailbox_full while others can still send.
+    #[arg(long, default_value_t = DEFAULT_SENDER_SHARE, value_name = "PERCENT")]
+    pub sender_share: u64,
 
     /// Seconds a message may wait for its recipient (default 30 days);
     /// older ones are deleted unread. Clients refuse messages sent more
@@ -132,6 +138,12 @@ impl ServeArgs {
                 ),
             });
         }
+        if self.sender_share > 100 {
+            return Err(LimitError {
+                flag: "--sender-share",
+                problem: "is a percentage, at most 100".into(),
+            });
+        }
         if self.max_queued_bytes < self.max_message_bytes {
             return Err(LimitError {
                 flag: "--max-queued-bytes",
@@ -148,6 +160,7 @@ impl ServeArgs {
             ("--idle-timeout", self.idle_timeout),
             ("--max-queued-messages", self.max_queued_messages),
             ("--max-message-age", self.max_message_age),
+            ("--sender-share", self.sender_share),
             ("--max-connections", self.max_connections as u64),
             (
                 "--max-connections-per-source",
@@ -177,6 +190,7 @@ impl ServeArgs {
             mailbox: Quota {
                 max_messages: self.max_queued_messages,
                 max_bytes: self.max_queued_bytes,
+                sender_share: self.sender_share,
             },
             max_message_age: Duration::from_secs(self.max_message_age),
             logins: Rate {

@@ -141,6 +141,23 @@ pub(super) fn mailbox_full(recipient: &str, usage: Usage) -> Refusal {
     )
 }
 
+pub(super) fn sender_share_full(recipient: &str, usage: Usage) -> Refusal {
+    info!(
+        recipient,
+        queued = usage.messages,
+        bytes = usage.bytes,
+        "sender's share of a mailbox full"
+    );
+    Refusal::new(
+        ErrorCode::MailboxFull,
+        format!(
+            "your {} messages waiting for {recipient} take all of your share of their mailbox \
+             on this server, so the message was not sent; try again after {recipient} has read them",
+            usage.messages
+        ),
+    )
+}
+
 pub(super) fn unknown_user() -> Refusal {
     Refusal::new(ErrorCode::UnknownUser, "no such user on this server")
 }

@@ -362,6 +362,10 @@ pub(super) fn enqueue(
     if usage.exceeds_with(envelope.len() as u64, quota) {
         return Ok(Enqueued::MailboxFull(usage));
     }
+    let senders = sender_usage(conn, recipient, sender)?;
+    if senders.messages > 0 && senders.exceeds_with(envelope.len() as u64, quota.one_senders()) {
+        return Ok(Enqueued::SenderShareFull(senders));
+    }
     conn.prepare_cached(
         "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
          VALUES (?1, ?2, ?3, ?4)",
@@ -375,6 +379,22 @@ pub(super) fn enqueue(
     let id = u64::try_from(conn.last_insert_rowid())
         .map_err(|_| StoreError::Corrupt("negative message id".into()))?;
     Ok(Enqueued::Queued(id))
+}
+
+/// What `sender` has queued for `recipient`.
+fn sender_usage(conn: &Connection, recipient: UserId, sender: UserId) -> Result<Usage, StoreError> {
+    let usage = conn
+        .prepare_cached(
+            "SELECT messages, bytes FROM sender_totals WHERE recipient_id = ?1 AND sender_id = ?2",
+        )?
+        .query_row([recipient, sender], |row| {
+            Ok(Usage {
+                messages: row.get(0)?,
+                bytes: row.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(usage.unwrap_or_default())
 }
 
 /// A page of the recipient's queue, oldest first, within its byte budget.

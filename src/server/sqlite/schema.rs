@@ -118,6 +118,34 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX sessions_by_user ON sessions (user_id, expires_at);
     ",
+    // Per-recipient totals of each sender's queued messages, for each
+    // sender's share of a mailbox; kept by triggers like queue_totals.
+    "
+    CREATE TABLE sender_totals (
+        recipient_id INTEGER NOT NULL,
+        sender_id INTEGER NOT NULL,
+        messages INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (recipient_id, sender_id)
+    ) WITHOUT ROWID;
+    INSERT INTO sender_totals (recipient_id, sender_id, messages, bytes)
+        SELECT recipient_id, sender_id, count(*), sum(length(envelope)) FROM messages
+        GROUP BY recipient_id, sender_id;
+    CREATE TRIGGER sender_totals_after_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO sender_totals (recipient_id, sender_id, messages, bytes)
+            VALUES (NEW.recipient_id, NEW.sender_id, 1, length(NEW.envelope))
+            ON CONFLICT (recipient_id, sender_id) DO UPDATE
+            SET messages = messages + 1, bytes = bytes + length(NEW.envelope);
+    END;
+    CREATE TRIGGER sender_totals_after_delete AFTER DELETE ON messages BEGIN
+        UPDATE sender_totals
+            SET messages = messages - 1, bytes = bytes - length(OLD.envelope)
+            WHERE recipient_id = OLD.recipient_id AND sender_id = OLD.sender_id;
+        DELETE FROM sender_totals
+            WHERE recipient_id = OLD.recipient_id AND sender_id = OLD.sender_id
+            AND messages = 0;
+    END;
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

@@ -69,6 +69,7 @@ fn page(after: u64, limit: u32, max_bytes: usize) -> Page {
 const ROOMY: Quota = Quota {
     max_messages: 1000,
     max_bytes: 1 << 20,
+    sender_share: 100,
 };
 
 fn queue(store: &SqliteStore, to: &User, from: &User, envelope: &[u8]) -> u64 {
@@ -442,12 +443,50 @@ fn a_newer_schema_is_refused() {
 }
 
 #[test]
+fn one_sender_fills_only_its_share_of_a_mailbox() {
+    let (_dir, store) = open();
+    let (alice, john, carol) = (
+        user(&store, "Alice"),
+        user(&store, "John"),
+        user(&store, "Carol"),
+    );
+    let quota = Quota {
+        max_messages: 8,
+        max_bytes: 1000,
+        sender_share: 25,
+    };
+    let send = |from: &User, len: usize| store.enqueue(john.id, from.id, vec![0; len], quota);
+    // A first message always goes, even one beyond the byte share.
+    let Enqueued::Queued(first) = send(&alice, 300).unwrap() else {
+        panic!("a first message goes")
+    };
+    assert_eq!(
+        send(&alice, 1).unwrap(),
+        Enqueued::SenderShareFull(Usage {
+            messages: 1,
+            bytes: 300
+        }),
+        "301 bytes would exceed a quarter of 1000"
+    );
+    assert!(matches!(send(&carol, 10).unwrap(), Enqueued::Queued(_)));
+    assert!(matches!(send(&carol, 10).unwrap(), Enqueued::Queued(_)));
+    assert!(
+        matches!(send(&carol, 10).unwrap(), Enqueued::SenderShareFull(_)),
+        "two of eight messages is a quarter"
+    );
+    // Read, Alice's share is free again.
+    assert_eq!(store.ack(john.id, &[first]).unwrap(), 1);
+    assert!(matches!(send(&alice, 100).unwrap(), Enqueued::Queued(_)));
+}
+
+#[test]
 fn a_full_mailbox_refuses_by_count_and_by_bytes_until_acknowledged() {
     let (_dir, store) = open();
     let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
     let quota = Quota {
         max_messages: 2,
         max_bytes: 25,
+        sender_share: 100,
     };
     let send = |len: usize| {
         store

@@ -84,9 +84,37 @@ fn the_largest_allowed_messages_reach_the_reader_one_page_each() {
     assert_eq!(stdout.matches(&body).count(), 2);
 }
 
+/// One account cannot fill another's mailbox for everyone: its messages
+/// take at most their share of the quota, and others can still send.
+#[test]
+fn one_sender_fills_only_its_share_of_a_mailbox() {
+    let world = World::with_server_args(&["--max-queued-messages", "4", "--sender-share", "50"]);
+    for user in ["Alice", "Carol", "John"] {
+        world.register(user);
+    }
+    world.send("Alice", "John", "one");
+    world.send("Alice", "John", "two");
+    world
+        .msgr("Alice")
+        .args(["create", "John", "three"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "your 2 messages waiting for John take all of your share of their mailbox \
+             on this server, so the message was not sent",
+        ));
+    world.send("Carol", "John", "still room for me");
+    let (code, stdout, _) = world.read("John");
+    assert_eq!(code, 0);
+    assert!(stdout.contains("still room for me") && !stdout.contains("three"));
+    world.assert_queued_soon(0);
+    world.send("Alice", "John", "three");
+}
+
 #[test]
 fn a_full_mailbox_is_a_clear_refusal_until_the_recipient_reads() {
-    let world = World::with_server_args(&["--max-queued-messages", "2"]);
+    // One sender may fill all of it here.
+    let world = World::with_server_args(&["--max-queued-messages", "2", "--sender-share", "100"]);
     world.register("Alice");
     world.register("John");
     world.send("Alice", "John", "one");
@@ -108,8 +136,14 @@ fn a_full_mailbox_is_a_clear_refusal_until_the_recipient_reads() {
 
 #[test]
 fn the_mailbox_byte_quota_counts_envelope_bytes() {
-    let (_dir, server) =
-        start_server(&["--max-message-bytes", "2000", "--max-queued-bytes", "2000"]);
+    let (_dir, server) = start_server(&[
+        "--max-message-bytes",
+        "2000",
+        "--max-queued-bytes",
+        "2000",
+        "--sender-share",
+        "100",
+    ]);
     let mut client = signed_in(&server, "Alice");
     let mut queued = 0;
     let refused = loop {
