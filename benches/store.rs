@@ -45,7 +45,7 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, UserId, UserId) {
             replace_one_time: false,
         };
         store
-            .register(&name.parse().unwrap(), &key, &prekeys)
+            .register(&name.parse().unwrap(), &key, &prekeys, u64::MAX)
             .unwrap();
         store.find_user(name).unwrap().unwrap().id
     };

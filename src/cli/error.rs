@@ -404,8 +404,10 @@ fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Opt
                 ErrorCode::UnknownUser => ExitStatus::UnknownUser,
                 ErrorCode::InvalidName
                 | ErrorCode::NameTaken
+                | ErrorCode::KeyInUse
                 | ErrorCode::TooLarge
                 | ErrorCode::MailboxFull
+                | ErrorCode::StorageFull
                 | ErrorCode::RateLimited => ExitStatus::Refused,
                 ErrorCode::BadRequest
                 | ErrorCode::UnsupportedVersion

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::Context;
 use super::ratelimit::RateLimiter;
@@ -281,8 +281,9 @@ impl<'a> Handler<'a> {
         }
         let prekeys = verified(prekeys, name.clone(), key.clone()).await?;
         let der = key.to_der();
+        let max_per_key = self.context.limits.max_accounts_per_key;
         let outcome = self
-            .with_store(move |store| store.register(&name, &der, &prekeys))
+            .with_store(move |store| store.register(&name, &der, &prekeys, max_per_key))
             .await?;
         match outcome {
             RegisterOutcome::Created(user) | RegisterOutcome::AlreadyRegisteredSameKey(user) => {
@@ -291,6 +292,13 @@ impl<'a> Handler<'a> {
                     user: user.name.into(),
                 })
             }
+            RegisterOutcome::KeyInUse => Err(Refusal::new(
+                ErrorCode::KeyInUse,
+                format!(
+                    "this key is registered under {max_per_key} account(s) on this server \
+                     already; register with a key of its own"
+                ),
+            )),
             RegisterOutcome::NameTaken => Err(Refusal::new(
                 ErrorCode::NameTaken,
                 "that name is registered already (letter case does not matter); choose another",
@@ -578,6 +586,20 @@ impl<'a> Handler<'a> {
         }
         let recipient = check_name(recipient)?;
         check_envelope(envelope, &sender.user.name, &sender.key, &recipient)?;
+        let reserve = self.context.limits.min_free_disk;
+        if let Some(free) = self.context.store.free_space()
+            && free < reserve.saturating_add(envelope.len() as u64)
+        {
+            warn!(
+                free,
+                reserve, "refusing messages: the data volume is nearly full"
+            );
+            return Err(Refusal::new(
+                ErrorCode::StorageFull,
+                "the server is running out of disk space and takes no messages now; \
+                 try again later, or tell its operator",
+            ));
+        }
         Ok((sender.user.id, recipient))
     }
 

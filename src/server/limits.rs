@@ -43,6 +43,13 @@ pub const DEFAULT_MAX_QUEUED_MESSAGES: u64 = 10_000;
 /// Default most envelope bytes queued for one recipient (256 MiB).
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Default free space, in bytes, the data volume keeps: below it, sends
+/// are refused (64 MiB).
+pub const DEFAULT_MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
+
+/// Default most accounts registered with one key.
+pub const DEFAULT_MAX_ACCOUNTS_PER_KEY: u64 = 3;
+
 /// Default share, in percent, of a recipient's quota that one sender's
 /// messages may take.
 pub const DEFAULT_SENDER_SHARE: u64 = 25;
@@ -94,6 +101,11 @@ pub struct Limits {
     pub mailbox: Quota,
     /// How long a message may wait for its recipient before it expires.
     pub max_message_age: Duration,
+    /// Most accounts registered with one key.
+    pub max_accounts_per_key: u64,
+    /// Free bytes the data volume keeps; sends that would eat into them
+    /// are refused.
+    pub min_free_disk: u64,
     /// `login` requests per source address.
     pub logins: Rate,
     /// `register` requests per source address.
@@ -118,6 +130,8 @@ impl Default for Limits {
                 sender_share: DEFAULT_SENDER_SHARE,
             },
             max_message_age: Duration::from_secs(MAX_MESSAGE_AGE),
+            max_accounts_per_key: DEFAULT_MAX_ACCOUNTS_PER_KEY,
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
             logins: Rate {
                 burst: DEFAULT_LOGINS_PER_MINUTE,
                 period: Duration::from_secs(60),

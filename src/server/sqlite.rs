@@ -35,6 +35,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// Lookups and fetches.
     readers: Readers,
+    /// The data directory, whose volume's free space is watched.
+    dir: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -50,7 +52,11 @@ impl SqliteStore {
         let writer = Writer::start(conn).map_err(|error| {
             StoreError::Setup(format!("cannot start the writer thread: {error}"))
         })?;
-        Ok(Self { writer, readers })
+        Ok(Self {
+            writer,
+            readers,
+            dir: dir.to_owned(),
+        })
     }
 }
 
@@ -72,10 +78,12 @@ impl Store for SqliteStore {
         name: &UserName,
         public_key: &[u8],
         prekeys: &Prekeys,
+        max_accounts_per_key: u64,
     ) -> Result<RegisterOutcome, StoreError> {
         let (name, public_key, prekeys) = (name.clone(), public_key.to_vec(), prekeys.clone());
-        self.writer
-            .write(move |conn| queries::register(conn, &name, &public_key, &prekeys))
+        self.writer.write(move |conn| {
+            queries::register(conn, &name, &public_key, &prekeys, max_accounts_per_key)
+        })
     }
 
     fn publish_prekeys(&self, user: UserId, prekeys: &Prekeys) -> Result<u32, StoreError> {
@@ -189,6 +197,12 @@ impl Store for SqliteStore {
         let ids = ids.to_vec();
         self.writer
             .write(move |conn| queries::ack(conn, recipient, &ids))
+    }
+
+    /// The space an unprivileged process may still use, as `df` shows it.
+    fn free_space(&self) -> Option<u64> {
+        let stats = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
 
     /// One group commit per batch of each kind, until a batch comes short.

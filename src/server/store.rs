@@ -57,6 +57,9 @@ pub enum RegisterOutcome {
     AlreadyRegisteredSameKey(User),
     /// The name (in some letter case) belongs to a different key.
     NameTaken,
+    /// The name is free, but the key is registered under as many accounts
+    /// as one key may be.
+    KeyInUse,
 }
 
 /// A live login session.
@@ -178,14 +181,16 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 
 pub trait Store: Send + Sync {
     /// Create an account with its prekeys unless its name (compared
-    /// case-insensitively) is taken; a registration repeated with the same
-    /// key stores the prekeys as [`Store::publish_prekeys`] does. The
-    /// prekeys' signatures must have been checked.
+    /// case-insensitively) is taken, or its key is registered under
+    /// `max_accounts_per_key` accounts already; a registration repeated
+    /// with the same key stores the prekeys as [`Store::publish_prekeys`]
+    /// does. The prekeys' signatures must have been checked.
     fn register(
         &self,
         name: &UserName,
         public_key: &[u8],
         prekeys: &Prekeys,
+        max_accounts_per_key: u64,
     ) -> Result<RegisterOutcome, StoreError>;
 
     /// Replace the account's signed prekey if one is given and add the
@@ -291,6 +296,12 @@ pub trait Store: Send + Sync {
     /// Delete the recipient's messages with these ids; others' messages and
     /// unknown ids are left alone. Returns how many were deleted.
     fn ack(&self, recipient: UserId, ids: &[u64]) -> Result<u64, StoreError>;
+
+    /// Free bytes on the volume the store writes to, if it can tell: sends
+    /// are refused when it falls below the server's reserve.
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
 
     /// Delete what has outlived its use by `now`: messages received more
     /// than `max_message_age` seconds earlier, one-time prekeys senders no

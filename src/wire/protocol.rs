@@ -322,6 +322,8 @@ pub enum ErrorCode {
     InvalidName,
     /// The name is registered already (in some letter case).
     NameTaken,
+    /// The key is registered under as many accounts as one key may be.
+    KeyInUse,
     /// No such user.
     UnknownUser,
     /// The request needs an authenticated connection.
@@ -330,6 +332,8 @@ pub enum ErrorCode {
     AuthFailed,
     /// The envelope or frame exceeds the server's limit.
     TooLarge,
+    /// The server's disk is nearly full: it takes no messages now.
+    StorageFull,
     /// The server has no room for this connection now: every slot is
     /// taken, or the source address holds its share of them.
     Busy,
@@ -343,16 +347,18 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::BadRequest,
         Self::UnsupportedVersion,
         Self::InvalidName,
         Self::NameTaken,
+        Self::KeyInUse,
         Self::UnknownUser,
         Self::AuthRequired,
         Self::AuthFailed,
         Self::TooLarge,
         Self::Busy,
+        Self::StorageFull,
         Self::MailboxFull,
         Self::RateLimited,
         Self::Internal,
@@ -365,11 +371,13 @@ impl ErrorCode {
             Self::UnsupportedVersion => "unsupported_version",
             Self::InvalidName => "invalid_name",
             Self::NameTaken => "name_taken",
+            Self::KeyInUse => "key_in_use",
             Self::UnknownUser => "unknown_user",
             Self::AuthRequired => "auth_required",
             Self::AuthFailed => "auth_failed",
             Self::TooLarge => "too_large",
             Self::Busy => "busy",
+            Self::StorageFull => "storage_full",
             Self::MailboxFull => "mailbox_full",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",

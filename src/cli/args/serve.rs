@@ -13,10 +13,11 @@ use thiserror::Error;
 use crate::server::Limits;
 use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
-    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SENDER_SHARE,
-    DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
+    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_ACCOUNTS_PER_KEY, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MIN_FREE_DISK,
+    DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SENDER_SHARE, DEFAULT_SESSION_TTL_SECS,
+    MAX_MESSAGE_BYTES_CEILING, Rate,
 };
 use crate::server::store::Quota;
 use crate::wire::protocol::{CLIENT_MAX_FRAME, MAX_MESSAGE_AGE};
@@ -57,6 +58,17 @@ pub struct ServeArgs {
     /// Most envelope bytes queued for one recipient.
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUED_BYTES, value_name = "BYTES")]
     pub max_queued_bytes: u64,
+
+    /// Free space, in bytes, the data volume keeps: a send that would eat
+    /// into it is refused as storage_full, so the database never fills
+    /// the disk (0: no reserve).
+    #[arg(long, default_value_t = DEFAULT_MIN_FREE_DISK, value_name = "BYTES")]
+    pub min_free_disk: u64,
+
+    /// Most accounts one key may be registered under; registering it
+    /// under another is refused as key_in_use.
+    #[arg(long, default_value_t = DEFAULT_MAX_ACCOUNTS_PER_KEY, value_name = "N")]
+    pub max_accounts_per_key: u64,
 
     /// The share, in percent (1 to 100), of a recipient's message and byte
     /// quota that one sender's messages may take; beyond it that sender
@@ -161,6 +173,7 @@ impl ServeArgs {
             ("--max-queued-messages", self.max_queued_messages),
             ("--max-message-age", self.max_message_age),
             ("--sender-share", self.sender_share),
+            ("--max-accounts-per-key", self.max_accounts_per_key),
             ("--max-connections", self.max_connections as u64),
             (
                 "--max-connections-per-source",
@@ -193,6 +206,8 @@ impl ServeArgs {
                 sender_share: self.sender_share,
             },
             max_message_age: Duration::from_secs(self.max_message_age),
+            max_accounts_per_key: self.max_accounts_per_key,
+            min_free_disk: self.min_free_disk,
             logins: Rate {
                 burst: self.max_logins_per_minute,
                 period: Duration::from_secs(60),

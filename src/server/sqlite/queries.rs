@@ -44,22 +44,28 @@ pub(super) fn register(
     name: &UserName,
     public_key: &[u8],
     prekeys: &Prekeys,
+    max_accounts_per_key: u64,
 ) -> Result<RegisterOutcome, StoreError> {
     // Insert-or-ignore decides atomically even when several processes
-    // share the file; the loser then compares keys.
+    // share the file; the loser then compares keys. A key registered
+    // under enough accounts already inserts nothing either.
     let inserted = conn
         .prepare_cached(
             "INSERT INTO users (name, name_key, public_key, created_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name_key) DO NOTHING",
+             SELECT ?1, ?2, ?3, ?4
+             WHERE (SELECT count(*) FROM users WHERE public_key = ?3) < ?5
+             ON CONFLICT (name_key) DO NOTHING",
         )?
         .execute(params![
             name.as_str(),
             name.canonical(),
             public_key,
-            unix_now().min(SQL_MAX)
+            unix_now().min(SQL_MAX),
+            max_accounts_per_key.min(SQL_MAX)
         ])?;
-    let user = find_user(conn, name.as_str())?
-        .ok_or_else(|| StoreError::Corrupt(format!("user {name:?} vanished after insert")))?;
+    let Some(user) = find_user(conn, name.as_str())? else {
+        return Ok(RegisterOutcome::KeyInUse);
+    };
     let outcome = if inserted == 1 {
         RegisterOutcome::Created(user)
     } else if user.public_key == public_key {

@@ -137,6 +137,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
             ON CONFLICT (recipient_id, sender_id) DO UPDATE
             SET messages = messages + 1, bytes = bytes + length(NEW.envelope);
     END;
+    CREATE INDEX users_by_key ON users (public_key);
     CREATE TRIGGER sender_totals_after_delete AFTER DELETE ON messages BEGIN
         UPDATE sender_totals
             SET messages = messages - 1, bytes = bytes - length(OLD.envelope)

@@ -50,7 +50,7 @@ fn signed_prekey_of(store: &SqliteStore, name: &str) -> Option<SignedPrekey> {
 
 fn user(store: &SqliteStore, name: &str) -> User {
     match store
-        .register(&username(name), name.as_bytes(), &signed(1))
+        .register(&username(name), name.as_bytes(), &signed(1), 3)
         .unwrap()
     {
         RegisterOutcome::Created(user) => user,
@@ -98,7 +98,7 @@ fn names_are_unique_regardless_of_case() {
     assert_eq!(alice.name, "Alice");
     assert_eq!(
         store
-            .register(&username("alice"), b"other key", &signed(2))
+            .register(&username("alice"), b"other key", &signed(2), 3)
             .unwrap(),
         RegisterOutcome::NameTaken
     );
@@ -113,7 +113,7 @@ fn registering_again_with_the_same_key_is_idempotent() {
     let alice = user(&store, "Alice");
     assert_eq!(
         store
-            .register(&username("Alice"), b"Alice", &signed(2))
+            .register(&username("Alice"), b"Alice", &signed(2), 3)
             .unwrap(),
         RegisterOutcome::AlreadyRegisteredSameKey(alice.clone())
     );
@@ -439,6 +439,25 @@ fn a_newer_schema_is_refused() {
     assert!(matches!(
         SqliteStore::open(dir.path()),
         Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn one_key_is_registered_under_a_bounded_number_of_accounts() {
+    let (_dir, store) = open();
+    let register = |name: &str| {
+        store
+            .register(&username(name), b"shared key", &signed(1), 2)
+            .unwrap()
+    };
+    assert!(matches!(register("Alice"), RegisterOutcome::Created(_)));
+    assert!(matches!(register("Bob"), RegisterOutcome::Created(_)));
+    assert_eq!(register("Carol"), RegisterOutcome::KeyInUse);
+    assert!(store.find_user("carol").unwrap().is_none());
+    // A retried registration of an account the key has is still fine.
+    assert!(matches!(
+        register("alice"),
+        RegisterOutcome::AlreadyRegisteredSameKey(_)
     ));
 }
 

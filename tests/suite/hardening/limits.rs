@@ -267,6 +267,51 @@ fn anonymous_lookups_are_rate_limited_and_bad_names_cost_nothing() {
     assert!(message.len() < 200, "{} bytes", message.len());
 }
 
+/// A server whose data volume is down to its reserve takes no messages,
+/// and says so, rather than fill the disk.
+#[test]
+fn sends_stop_before_the_disk_fills() {
+    // A reserve of 1 EiB: more than any disk here has free.
+    let world = World::with_server_args(&["--min-free-disk", "1152921504606846976"]);
+    world.register("Alice");
+    world.register("John");
+    world
+        .msgr("Alice")
+        .args(["create", "John", "no room"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "the server is running out of disk space and takes no messages now",
+        ));
+    assert_eq!(world.queued(), 0);
+}
+
+/// One key cannot open accounts without bound.
+#[test]
+fn a_key_is_registered_under_a_bounded_number_of_accounts() {
+    let (_dir, server) = start_server(&["--max-accounts-per-key", "1"]);
+    let alice = &keys()[0];
+    let mut client = Client::greeted(&server);
+    assert!(matches!(
+        client.register("Alice", alice),
+        Response::Registered { .. }
+    ));
+    let refused = client.register("Alicia", alice);
+    let Response::Error { code, message } = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(code, ErrorCode::KeyInUse);
+    assert_eq!(
+        message,
+        "this key is registered under 1 account(s) on this server already; \
+         register with a key of its own"
+    );
+    assert!(matches!(
+        client.register("Alice", alice),
+        Response::Registered { .. }
+    ));
+}
+
 #[test]
 fn a_rate_limited_client_exits_7_and_says_to_wait() {
     let world = World::with_server_args(&["--max-registrations-per-hour", "1"]);
