@@ -69,6 +69,15 @@ pub const DEFAULT_LOOKUPS_PER_MINUTE: u32 = 120;
 /// prekeys (200 of about 800 bytes each with a 4096-bit key).
 const FRAME_SLACK: u64 = 256 * 1024;
 
+/// Largest frame payload read before `hello` is answered: a `hello` is a
+/// few dozen bytes.
+pub const HELLO_MAX_FRAME: usize = 1024;
+
+/// Largest frame payload read from a connection that acts for nobody:
+/// enough for a `register` with a full pool of one-time prekeys, far less
+/// than a message, which only an account can send.
+pub const ANONYMOUS_MAX_FRAME: usize = FRAME_SLACK as usize;
+
 /// Up to `burst` events per `period` from one source, refilled evenly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -155,8 +164,9 @@ impl Limits {
         (self.max_message_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
-    /// Largest frame payload read: a base64-encoded maximal envelope plus
-    /// JSON overhead, never beyond what a 32-bit length can announce.
+    /// Largest frame payload read from a logged-in connection: a
+    /// base64-encoded maximal envelope plus JSON overhead, never beyond
+    /// what a 32-bit length can announce.
     pub fn max_frame(&self) -> usize {
         let base64 = self.max_message_bytes.saturating_mul(4) / 3;
         let max = base64.saturating_add(FRAME_SLACK).min(u64::from(u32::MAX));

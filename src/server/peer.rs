@@ -31,6 +31,7 @@ use super::Context;
 use super::admission::Pending;
 use super::connection::{Connection, ConnectionError, Incoming};
 use super::handler::{Answer, Handler};
+use super::limits::{ANONYMOUS_MAX_FRAME, HELLO_MAX_FRAME};
 use crate::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
 
 /// How long the last words to a leaving peer (an error, close_notify) may
@@ -79,10 +80,8 @@ async fn serve(
     let Some(stream) = gate.pass(context.acceptor.accept(socket)).await? else {
         return Ok(());
     };
-    let mut connection = Connection::new(
-        stream.map_err(ConnectionError::Handshake)?,
-        limits.max_frame(),
-    );
+    let mut connection =
+        Connection::new(stream.map_err(ConnectionError::Handshake)?, HELLO_MAX_FRAME);
     let result = converse(&mut connection, gate, context, peer, &mut shutdown).await;
     // Bounded: a peer that stopped reading must not hold the socket, nor
     // stall shutdown.
@@ -165,6 +164,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     };
     drop(gate);
     send(connection, &greeting, idle).await?;
+    connection.set_max_frame(ANONYMOUS_MAX_FRAME);
     // Until it logs in, a connection may idle only as long as a handshake.
     let anonymous_idle = idle.min(context.limits.handshake_timeout);
     Conversation {
@@ -173,6 +173,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         in_flight: InFlight::default(),
         idle,
         anonymous_idle,
+        max_frame: context.limits.max_frame(),
         idle_deadline: Instant::now() + anonymous_idle,
     }
     .run(shutdown)
@@ -190,6 +191,8 @@ struct Conversation<'c, 'a, S> {
     /// How long the next request may take to arrive while the connection
     /// acts for nobody.
     anonymous_idle: Duration,
+    /// Largest frame read once the connection acts for an account.
+    max_frame: usize,
     /// When to stop waiting for the next request if no `send` is in flight
     /// by then: the idle timeout after the last response was written.
     idle_deadline: Instant,
@@ -247,6 +250,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conversation<'_, 'a, S> {
                 Response::error(ErrorCode::BadRequest, format!("malformed request: {error}"))
             }
         };
+        // Only an account may send frames as large as a message.
+        self.connection
+            .set_max_frame(match self.handler.is_authenticated() {
+                true => self.max_frame,
+                false => ANONYMOUS_MAX_FRAME,
+            });
         self.connection.queue_response(&response);
         self.flush().await
     }

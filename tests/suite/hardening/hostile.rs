@@ -288,6 +288,60 @@ fn lying_length_prefixes_do_not_make_the_server_allocate() {
     drop(liars);
 }
 
+/// Until a connection logs in its frames are small — 1 KiB before `hello`,
+/// 256 KiB after — so that the most connections the server admits, each
+/// holding a nearly complete frame of its largest allowed size, hold little
+/// memory, whatever the largest message; only an account's connection may
+/// send a message-sized frame.
+#[test]
+fn frames_before_logging_in_are_small_and_memory_stays_bounded() {
+    let (_dir, server) = start_server(&[
+        "--max-message-bytes",
+        "8388608",
+        "--max-connections",
+        "64",
+        "--max-pending",
+        "64",
+        "--max-connections-per-source",
+        "64",
+    ]);
+    let frame = |length: usize| (length as u32).to_be_bytes();
+    let mut before_hello = Client::connect(&server);
+    before_hello.send_raw(&frame(2000));
+    assert_eq!(error_code(&before_hello.response()), ErrorCode::TooLarge);
+    assert!(before_hello.is_closed());
+    let mut anonymous = Client::greeted(&server);
+    anonymous.send_raw(&frame(300 * 1024));
+    assert_eq!(error_code(&anonymous.response()), ErrorCode::TooLarge);
+    assert!(anonymous.is_closed());
+
+    let before = memory_kib(server.pid());
+    let greeted: Vec<Client> = (0..64)
+        .map(|_| {
+            let mut client = Client::greeted(&server);
+            client.send_raw(&frame(256 * 1024));
+            client.send_raw(&vec![b' '; 255 * 1024]);
+            client
+        })
+        .collect();
+    let pending: Vec<Client> = (0..64)
+        .map(|_| {
+            let mut client = Client::connect(&server);
+            client.send_raw(&frame(1024));
+            client.send_raw(&[b' '; 1000]);
+            client
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = memory_kib(server.pid());
+    // 64 × 256 KiB of frames, plus TLS buffers; unlimited, the announced
+    // 8 MiB messages would be 700 MiB.
+    let grown = after.saturating_sub(before);
+    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+    drop((greeted, pending));
+    assert_still_serving(&server);
+}
+
 /// Resident plus swapped-out memory of process `pid`, in KiB.
 fn memory_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
