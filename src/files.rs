@@ -110,6 +110,22 @@ pub fn write_atomic_unsynced(path: &Path, contents: &[u8]) -> Result<(), FileErr
 /// by fsyncs or not.
 fn replace(path: &Path, contents: &[u8], durable: bool) -> Result<(), FileError> {
     let dir = folder_of(path);
+    let temp = temporary(dir, contents, durable)?;
+    temp.persist(path)
+        .map_err(|error| FileError::at(path)(error.error))?;
+    if durable {
+        sync_folder(dir)?;
+    }
+    Ok(())
+}
+
+/// A temporary file (mode 0600) in `dir` holding `contents`, synced to
+/// disk if `durable`; deleted when dropped unless persisted.
+fn temporary(
+    dir: &Path,
+    contents: &[u8],
+    durable: bool,
+) -> Result<tempfile::NamedTempFile, FileError> {
     let mut temp = tempfile::Builder::new()
         .prefix(TEMPORARY_PREFIX)
         .permissions(fs::Permissions::from_mode(SECRET_MODE))
@@ -121,12 +137,7 @@ fn replace(path: &Path, contents: &[u8], durable: bool) -> Result<(), FileError>
             false => Ok(()),
         })
         .map_err(FileError::at(temp.path()))?;
-    temp.persist(path)
-        .map_err(|error| FileError::at(path)(error.error))?;
-    if durable {
-        sync_folder(dir)?;
-    }
-    Ok(())
+    Ok(temp)
 }
 
 /// Rename `from` to `to` (replacing it) in the same folder, durably.
@@ -140,14 +151,7 @@ pub fn rename_durably(from: &Path, to: &Path) -> Result<(), FileError> {
 /// not at all. Returns whether it did (`false`: the name is taken).
 pub fn write_new(path: &Path, contents: &[u8]) -> Result<bool, FileError> {
     let dir = folder_of(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMPORARY_PREFIX)
-        .permissions(fs::Permissions::from_mode(SECRET_MODE))
-        .tempfile_in(dir)
-        .map_err(FileError::at(dir))?;
-    temp.write_all(contents)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(FileError::at(temp.path()))?;
+    let temp = temporary(dir, contents, true)?;
     // link(2) creates the name only if it is free, atomically.
     match fs::hard_link(temp.path(), path) {
         Ok(()) => {}

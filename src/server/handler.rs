@@ -37,8 +37,7 @@ use crate::wire::signing;
 mod refusal;
 
 use refusal::{
-    Refusal, answer, check_envelope, check_name, check_prekeys, mailbox_full, sender_share_full,
-    unknown_user,
+    Refusal, answer, check_envelope, check_name, check_prekeys, mailbox_full, unknown_user,
 };
 
 /// `prekeys` once [`check_prekeys`] passed them, run on a blocking thread:
@@ -557,10 +556,10 @@ impl<'a> Handler<'a> {
                     Ok(Response::Sent { id })
                 }
                 (recipient, Enqueued::MailboxFull(usage)) => {
-                    Err(mailbox_full(recipient.name.as_str(), usage))
+                    Err(mailbox_full(recipient.name.as_str(), usage, false))
                 }
                 (recipient, Enqueued::SenderShareFull(usage)) => {
-                    Err(sender_share_full(recipient.name.as_str(), usage))
+                    Err(mailbox_full(recipient.name.as_str(), usage, true))
                 }
             }
         }

@@ -124,36 +124,29 @@ pub(super) fn check_prekeys(
     Ok(())
 }
 
-/// The refusal for a recipient whose queue is at its quota.
-pub(super) fn mailbox_full(recipient: &str, usage: Usage) -> Refusal {
+/// The refusal for a `send` whose recipient's queue is at its quota, or
+/// (`senders`) whose sender's messages queued for them, as `usage` counts
+/// them, take all of that sender's share of it.
+pub(super) fn mailbox_full(recipient: &str, usage: Usage, senders: bool) -> Refusal {
     info!(
         recipient,
         queued = usage.messages,
         bytes = usage.bytes,
+        senders,
         "mailbox full"
     );
-    Refusal::new(
-        ErrorCode::MailboxFull,
-        format!(
-            "{recipient}'s mailbox on this server is full, so the message was not sent; \
-             try again after {recipient} has read their messages"
-        ),
-    )
-}
-
-pub(super) fn sender_share_full(recipient: &str, usage: Usage) -> Refusal {
-    info!(
-        recipient,
-        queued = usage.messages,
-        bytes = usage.bytes,
-        "sender's share of a mailbox full"
-    );
-    Refusal::new(
-        ErrorCode::MailboxFull,
-        format!(
+    let full = match senders {
+        false => format!("{recipient}'s mailbox on this server is full"),
+        true => format!(
             "your {} messages waiting for {recipient} take all of your share of their mailbox \
-             on this server, so the message was not sent; try again after {recipient} has read them",
+             on this server",
             usage.messages
+        ),
+    };
+    Refusal::new(
+        ErrorCode::MailboxFull,
+        format!(
+            "{full}, so the message was not sent; try again after {recipient} has read their messages"
         ),
     )
 }
