@@ -2,15 +2,25 @@
 //! responses not yet written, and moves whole frames in and out. The frame
 //! codec itself is the pure [`crate::wire::protocol::decode_frame`]; this type
 //! only feeds it bytes, so a length prefix above the limit is refused
-//! before any buffer grows for it.
+//! before any buffer grows for it. A frame larger than
+//! [`UNRESERVED_FRAME`] is read only once the server-wide budget of bytes
+//! grants its size; the grant goes with the request to whoever handles
+//! it, so that the budget bounds every large frame being read or handled.
+
+use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::wire::protocol::{FrameError, Request, Response, decode_frame};
 
 /// Bytes requested from the stream per read.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Frames up to this size are read without a grant from the budget: every
+/// connection may hold one (the most a connection not logged in may send).
+pub const UNRESERVED_FRAME: usize = crate::server::limits::ANONYMOUS_MAX_FRAME;
 
 /// A request as read off the wire: parsed, or the reason it did not parse.
 pub type Incoming = Result<Request, serde_json::Error>;
@@ -51,6 +61,12 @@ pub struct Connection<S> {
     outgoing: Vec<u8>,
     /// Largest payload accepted.
     max_frame: usize,
+    /// The server-wide budget of bytes for large frames.
+    budget: Option<Arc<Semaphore>>,
+    /// The grant for the large frame being read.
+    reading: Option<OwnedSemaphorePermit>,
+    /// The grant for the frame returned last, until taken or the next read.
+    returned: Option<OwnedSemaphorePermit>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -61,7 +77,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             buffer: Vec::with_capacity(READ_CHUNK),
             outgoing: Vec::new(),
             max_frame,
+            budget: None,
+            reading: None,
+            returned: None,
         }
+    }
+
+    /// Read frames larger than [`UNRESERVED_FRAME`] only once `budget`
+    /// grants their size.
+    pub fn with_budget(mut self, budget: Arc<Semaphore>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The budget's grant for the request returned last, if its frame
+    /// needed one: holding it keeps the bytes counted (a `send` in flight).
+    pub fn take_grant(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.returned.take()
     }
 
     /// Refuse frames with payloads above `max_frame` bytes from now on.
@@ -76,11 +108,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// `read_buf`), and a frame leaves it only when its request is
     /// returned, so a read dropped part-way loses nothing.
     pub async fn read_request(&mut self) -> Result<Option<Incoming>, ConnectionError> {
+        self.returned = None;
         loop {
             if let Some((payload, used)) = decode_frame(&self.buffer, self.max_frame)? {
                 let request = Request::from_payload(payload);
                 self.buffer.drain(..used);
+                if self.buffer.capacity() > UNRESERVED_FRAME + READ_CHUNK {
+                    self.buffer.shrink_to(READ_CHUNK.max(self.buffer.len()));
+                }
+                self.returned = self.reading.take();
                 return Ok(Some(request));
+            }
+            // A large frame announced: wait for the budget before reading
+            // it. Cancel-safe: a grant is kept once given.
+            if let (Some(budget), None, Some(length)) =
+                (&self.budget, &self.reading, announced(&self.buffer))
+                && length > UNRESERVED_FRAME
+            {
+                let grant = Arc::clone(budget)
+                    .acquire_many_owned(u32::try_from(length).unwrap_or(u32::MAX))
+                    .await
+                    .expect("the budget is never closed");
+                self.reading = Some(grant);
             }
             self.buffer.reserve(READ_CHUNK);
             match self.stream.read_buf(&mut self.buffer).await {
@@ -132,6 +181,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut discarded = vec![0; READ_CHUNK];
         while let Ok(1..) = self.stream.read(&mut discarded).await {}
     }
+}
+
+/// The payload length a buffer's frame announces, once its prefix is in.
+fn announced(buffer: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = buffer.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(prefix) as usize)
 }
 
 #[cfg(test)]

@@ -47,6 +47,10 @@ pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 256 * 1024 * 1024;
 /// are refused (64 MiB).
 pub const DEFAULT_MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
 
+/// Default most bytes of large frames (beyond what a connection that is
+/// not logged in may send) being read or handled at once, server-wide.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Default most accounts registered with one key.
 pub const DEFAULT_MAX_ACCOUNTS_PER_KEY: u64 = 3;
 
@@ -112,6 +116,10 @@ pub struct Limits {
     pub max_message_age: Duration,
     /// Most accounts registered with one key.
     pub max_accounts_per_key: u64,
+    /// Most bytes of frames larger than a connection that is not logged in
+    /// may send, being read or held by `send`s in flight, server-wide; a
+    /// connection about to read one more waits. At least the largest frame.
+    pub max_buffered_bytes: u64,
     /// Free bytes the data volume keeps; sends that would eat into them
     /// are refused.
     pub min_free_disk: u64,
@@ -140,6 +148,7 @@ impl Default for Limits {
             },
             max_message_age: Duration::from_secs(MAX_MESSAGE_AGE),
             max_accounts_per_key: DEFAULT_MAX_ACCOUNTS_PER_KEY,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             min_free_disk: DEFAULT_MIN_FREE_DISK,
             logins: Rate {
                 burst: DEFAULT_LOGINS_PER_MINUTE,

@@ -72,6 +72,9 @@ struct Context {
     lookups: RateLimiter,
     /// The time sessions expire by.
     clock: Arc<dyn Clock>,
+    /// Bytes of large frames being read or handled, server-wide
+    /// ([`Limits::max_buffered_bytes`]).
+    frame_budget: Arc<tokio::sync::Semaphore>,
     /// The accounts whose sessions were ended through this server.
     session_ends: session_ends::SessionEnds,
 }
@@ -110,6 +113,11 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         ),
         mailboxes: mailbox::Mailboxes::default(),
         session_ends: session_ends::SessionEnds::default(),
+        frame_budget: Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(limits.max_buffered_bytes)
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
         logins: RateLimiter::new(limits.logins),
         registrations: RateLimiter::new(limits.registrations),
         lookups: RateLimiter::new(limits.lookups),

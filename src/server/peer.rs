@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::info;
 
@@ -81,7 +81,8 @@ async fn serve(
         return Ok(());
     };
     let mut connection =
-        Connection::new(stream.map_err(ConnectionError::Handshake)?, HELLO_MAX_FRAME);
+        Connection::new(stream.map_err(ConnectionError::Handshake)?, HELLO_MAX_FRAME)
+            .with_budget(Arc::clone(&context.frame_budget));
     let result = converse(&mut connection, gate, context, peer, &mut shutdown).await;
     // Bounded: a peer that stopped reading must not hold the socket, nor
     // stall shutdown.
@@ -237,7 +238,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conversation<'_, 'a, S> {
                     self.answered(response).await?;
                 }
                 let answer = self.handler.send(recipient, envelope.0);
-                self.in_flight.push(answer, bytes);
+                // The frame's grant from the budget lasts as long as the
+                // envelope is held, until the send is answered.
+                let grant = self.connection.take_grant();
+                self.in_flight.push(answer, bytes, grant);
                 return Ok(());
             }
             other => other,
@@ -295,11 +299,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conversation<'_, 'a, S> {
 }
 
 /// The `send`s of a connection handed to the store and not yet answered,
-/// oldest first, with their envelope sizes. Their writes make progress
-/// without being polled; only the oldest is waited for.
+/// oldest first, with their envelope sizes and their frames' grants from
+/// the budget. Their writes make progress without being polled; only the
+/// oldest is waited for.
 #[derive(Default)]
 struct InFlight<'a> {
-    answers: VecDeque<(Answer<'a>, usize)>,
+    answers: VecDeque<(Answer<'a>, usize, Option<OwnedSemaphorePermit>)>,
     /// The envelope bytes of `answers`.
     bytes: usize,
 }
@@ -316,8 +321,8 @@ impl<'a> InFlight<'a> {
                 && self.bytes + bytes <= MAX_BYTES_IN_FLIGHT)
     }
 
-    fn push(&mut self, answer: Answer<'a>, bytes: usize) {
-        self.answers.push_back((answer, bytes));
+    fn push(&mut self, answer: Answer<'a>, bytes: usize, grant: Option<OwnedSemaphorePermit>) {
+        self.answers.push_back((answer, bytes, grant));
         self.bytes += bytes;
     }
 
@@ -325,7 +330,7 @@ impl<'a> InFlight<'a> {
     /// removed; never, while none is in flight. Cancel-safe: a `send` is
     /// removed only together with its response.
     async fn oldest(&mut self) -> Response {
-        let Some((answer, bytes)) = self.answers.front_mut() else {
+        let Some((answer, bytes, _)) = self.answers.front_mut() else {
             return std::future::pending().await;
         };
         let (response, bytes) = (answer.await, *bytes);

@@ -13,11 +13,11 @@ use thiserror::Error;
 use crate::server::Limits;
 use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
-    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_ACCOUNTS_PER_KEY, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MIN_FREE_DISK,
-    DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SENDER_SHARE, DEFAULT_SESSION_TTL_SECS,
-    MAX_MESSAGE_BYTES_CEILING, Rate,
+    DEFAULT_LOOKUPS_PER_MINUTE, DEFAULT_MAX_ACCOUNTS_PER_KEY, DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PENDING, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES,
+    DEFAULT_MIN_FREE_DISK, DEFAULT_REGISTRATIONS_PER_HOUR, DEFAULT_SENDER_SHARE,
+    DEFAULT_SESSION_TTL_SECS, MAX_MESSAGE_BYTES_CEILING, Rate,
 };
 use crate::server::store::Quota;
 use crate::wire::protocol::{CLIENT_MAX_FRAME, MAX_MESSAGE_AGE};
@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// the disk (0: no reserve).
     #[arg(long, default_value_t = DEFAULT_MIN_FREE_DISK, value_name = "BYTES")]
     pub min_free_disk: u64,
+
+    /// Most bytes of large frames (messages) being read or queued for the
+    /// database at once, server-wide; beyond it connections wait before
+    /// reading more. At least the largest frame a message makes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BUFFERED_BYTES, value_name = "BYTES")]
+    pub max_buffered_bytes: u64,
 
     /// Most accounts one key may be registered under; registering it
     /// under another is refused as key_in_use.
@@ -192,7 +198,7 @@ impl ServeArgs {
         ] {
             at_least_one(flag, value)?;
         }
-        Ok(Limits {
+        let limits = Limits {
             max_message_bytes: self.max_message_bytes,
             session_ttl: Duration::from_secs(self.session_ttl),
             max_connections: self.max_connections,
@@ -207,6 +213,7 @@ impl ServeArgs {
             },
             max_message_age: Duration::from_secs(self.max_message_age),
             max_accounts_per_key: self.max_accounts_per_key,
+            max_buffered_bytes: self.max_buffered_bytes,
             min_free_disk: self.min_free_disk,
             logins: Rate {
                 burst: self.max_logins_per_minute,
@@ -220,7 +227,19 @@ impl ServeArgs {
                 burst: self.max_lookups_per_minute,
                 period: Duration::from_secs(60),
             },
-        })
+        };
+        let largest_frame = limits.max_frame() as u64;
+        if limits.max_buffered_bytes < largest_frame {
+            return Err(LimitError {
+                flag: "--max-buffered-bytes",
+                problem: format!(
+                    "must be at least the largest frame a message makes ({largest_frame} bytes \
+                     at --max-message-bytes {}), or such a message could never be read",
+                    self.max_message_bytes
+                ),
+            });
+        }
+        Ok(limits)
     }
 }
 
@@ -276,5 +295,10 @@ mod tests {
         assert_eq!(error.to_string(), "--max-connections must be at least 1");
         let error = limits(&["--max-queued-bytes", "1000"]).unwrap_err();
         assert_eq!(error.flag, "--max-queued-bytes");
+        let error = limits(&["--max-buffered-bytes", "1000000"]).unwrap_err();
+        assert_eq!(error.flag, "--max-buffered-bytes");
+        assert!(error.to_string().contains("(1665706 bytes"), "{error}");
+        let error = limits(&["--sender-share", "101"]).unwrap_err();
+        assert_eq!(error.flag, "--sender-share");
     }
 }

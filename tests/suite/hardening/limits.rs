@@ -485,3 +485,43 @@ fn an_ack_carries_at_most_a_page_of_ids() {
     );
     assert!(john.fetch().is_empty());
 }
+
+/// Large frames being read or waiting for the database share one
+/// server-wide budget of bytes: with room for one, a second connection's
+/// large message is not read until the first one has been handled.
+#[test]
+fn large_frames_share_a_server_wide_budget() {
+    let (_dir, server) = start_server(&[
+        "--max-message-bytes",
+        "1048576",
+        "--max-buffered-bytes",
+        "1700000",
+    ]);
+    let mut first = signed_in(&server, "Alice");
+    let mut second = signed_in(&server, "Alice");
+    let large = || sealed("Alice", "John", &vec![b'x'; 700_000]).to_frame();
+    let (one, two) = (large(), large());
+    assert!(one.len() + two.len() > 1_700_000, "two do not fit at once");
+    let half = one.len() / 2;
+    first.send_raw(&one[..half]);
+    std::thread::sleep(Duration::from_millis(300));
+    second.send_raw(&two);
+    second
+        .stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let mut byte = [0; 1];
+    assert!(
+        std::io::Read::read(&mut second.stream, &mut byte).is_err(),
+        "the second large message waits while the first holds the budget"
+    );
+    first.send_raw(&one[half..]);
+    assert!(matches!(first.response(), Response::Sent { .. }));
+    second
+        .stream
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(matches!(second.response(), Response::Sent { .. }));
+}
