@@ -217,6 +217,11 @@ pub struct CreateArgs {
     /// The message; omitted or `-` reads the body (any bytes) from
     /// standard input.
     pub message: Option<String>,
+
+    /// Send an empty message (refused otherwise, as a script that lost its
+    /// input would send one).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// The names in a comma-separated recipient list, as given.

@@ -166,6 +166,10 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml"),
         ),
         Failure::BadServer(_) | Failure::BadName(_) => (ExitStatus::Usage, None),
+        Failure::EmptyBody => (
+            ExitStatus::Usage,
+            hint("give the message as an argument or on standard input, or pass --allow-empty"),
+        ),
         Failure::NotAFingerprint(_) => (
             ExitStatus::Usage,
             hint(

@@ -73,6 +73,9 @@ pub enum Failure {
     /// Making a new identity key failed.
     #[error("{0}")]
     KeyGeneration(CryptoError),
+    /// The body is empty and `--allow-empty` was not given.
+    #[error("the message is empty, so nothing was sent")]
+    EmptyBody,
     /// The body could not be read from standard input.
     #[error("cannot read the message from standard input: {0}")]
     Stdin(std::io::Error),

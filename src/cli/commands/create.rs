@@ -3,7 +3,7 @@
 //! one connection. The result names who got the message; if some did not,
 //! the command fails naming them (exit status 8 when others did get it).
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -27,7 +27,10 @@ const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// Send one message to every recipient and report where it went.
 pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     let recipients = recipients(&args.recipients.0)?;
-    let body = read_body(args.message.as_deref())?;
+    let body = read_body(context, args.message.as_deref())?;
+    if body.is_empty() && !args.allow_empty {
+        return Err(Failure::EmptyBody.into());
+    }
     // Unlocked: concurrent creates from one account (cron jobs) run in
     // parallel; the rare change (a new pin, a new token) locks briefly.
     let account = context.account_dir()?;
@@ -141,10 +144,16 @@ fn recipients(names: &[String]) -> AppResult<Vec<UserName>> {
     Ok(unique)
 }
 
-/// The body: the argument, or standard input when it is absent or `-`.
-fn read_body(message: Option<&str>) -> AppResult<Vec<u8>> {
+/// The body: the argument, or standard input when it is absent or `-`
+/// (at a terminal, after saying how to end it).
+fn read_body(context: &ClientContext, message: Option<&str>) -> AppResult<Vec<u8>> {
     if let Some(text) = message.filter(|m| *m != "-") {
         return Ok(text.as_bytes().to_vec());
+    }
+    if std::io::stdin().is_terminal() {
+        context
+            .output
+            .notice("type the message, then press Ctrl-D on a line of its own");
     }
     let mut body = Vec::new();
     std::io::stdin()

@@ -195,3 +195,31 @@ fn a_body_cannot_fake_a_header_or_reorder_text() {
         "{stdout}"
     );
 }
+
+/// A script that lost its input sends nothing: an empty body is refused
+/// unless asked for.
+#[test]
+fn an_empty_message_is_sent_only_when_asked_for() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    for stdin in [None, Some("")] {
+        let mut create = world.msgr("Alice");
+        create.args(["create", "John"]);
+        match stdin {
+            None => create.arg(""),
+            Some(input) => create.write_stdin(input),
+        };
+        create.assert().code(2).stdout("").stderr(
+            "msgr: the message is empty, so nothing was sent; give the message as an argument \
+             or on standard input, or pass --allow-empty\n",
+        );
+    }
+    assert_eq!(world.queued(), 0);
+    world
+        .msgr("Alice")
+        .args(["create", "--allow-empty", "John", ""])
+        .assert()
+        .success();
+    assert_eq!(world.queued(), 1);
+}

@@ -243,6 +243,7 @@ fn failures() -> Vec<Failure> {
             identity: path("identity.pem"),
         },
         Failure::KeyGeneration(CryptoError::UnsupportedSize(1024)),
+        Failure::EmptyBody,
         Failure::Stdin(io::Error::new(
             io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
@@ -321,6 +322,7 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::AlreadyRegistered { .. } => "AlreadyRegistered",
         Failure::KeyGeneration(_) => "KeyGeneration",
         Failure::Stdin(_) => "Stdin",
+        Failure::EmptyBody => "EmptyBody",
         Failure::SentToNobody { .. } => "SentToNobody",
         Failure::Partial { .. } => "Partial",
         Failure::NotVerified(_) => "NotVerified",
