@@ -229,6 +229,11 @@ impl PublicKey {
             .map_err(|_| CryptoError::BadKey("cannot encode the key".into()))?
             .as_ref()
             .to_vec();
+        if public_exponent(&der) != Some(&PUBLIC_EXPONENT[..]) {
+            return Err(CryptoError::BadKey(
+                "the public exponent is not 65537, the only one msgr accepts".into(),
+            ));
+        }
         let verifying = ParsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, &der)
             .map_err(|e| CryptoError::BadKey(e.to_string()))?;
         Ok(Self {
@@ -259,6 +264,20 @@ impl PublicKey {
             .verify_sig(statement.as_bytes(), signature)
             .is_ok()
     }
+}
+
+/// The public exponent every identity key has: 65537, what every current
+/// implementation makes. One value is simpler to check everywhere, and a
+/// small one such as 3 has a history of attacks on careless verifiers.
+const PUBLIC_EXPONENT: [u8; 3] = [1, 0, 1];
+
+/// The big-endian public exponent of the RSA key in SubjectPublicKeyInfo
+/// `der`, if it parses.
+fn public_exponent(der: &[u8]) -> Option<&[u8]> {
+    let info = pkcs8::SubjectPublicKeyInfoRef::try_from(der).ok()?;
+    let bits = info.subject_public_key.as_bytes()?;
+    let key = pkcs1::RsaPublicKey::try_from(bits).ok()?;
+    Some(key.public_exponent.as_bytes())
 }
 
 /// OpenSSH-style fingerprint of any DER blob: `SHA256:` and unpadded base64.
@@ -317,6 +336,19 @@ mod tests {
         let public = PublicKey::from_der(&key.public_key().to_der()).unwrap();
         assert_eq!(public.fingerprint(), key.public_key().fingerprint());
         assert!(public.fingerprint().starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn only_keys_with_the_public_exponent_65537_are_accepted() {
+        use rsa::pkcs8::EncodePublicKey;
+        let mut rng = rand::thread_rng();
+        let mut with = |exponent: u32| {
+            let key = rsa::RsaPrivateKey::new_with_exp(&mut rng, 2048, &exponent.into()).unwrap();
+            key.to_public_key().to_public_key_der().unwrap()
+        };
+        assert!(PublicKey::from_der(with(65537).as_bytes()).is_ok());
+        let refused = PublicKey::from_der(with(3).as_bytes()).unwrap_err();
+        assert!(refused.to_string().contains("65537"), "{refused}");
     }
 
     /// The format must not depend on the library: check a signature with
