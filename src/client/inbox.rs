@@ -416,11 +416,11 @@ impl Inbox {
             PrekeyKind::Signed => prekeys.secret(id),
             PrekeyKind::OneTime => one_time.as_ref(),
         };
-        let Some(signer) = signer else {
+        let Some(signed) = signer else {
             let (sender, error) = (sender.to_string(), EnvelopeError::BadSignature);
             return Ok(Outcome::NotShown(Problem::Failed { id, sender, error }));
         };
-        let body = match parsed.open(me, &signer, lookup) {
+        let body = match signed.open(me, lookup) {
             Ok(body) => body,
             Err(error) => {
                 let sender = sender.to_string();
@@ -446,21 +446,21 @@ impl Inbox {
 }
 
 impl Inbox {
-    /// The key of the sender's that signed `parsed`, if one did: the
+    /// `parsed` as signed by a key of the sender's, if one signed it: the
     /// `pinned` one; or one the sender rotated out after the message was
     /// sent; or, fetched again (once per sender and page), the sender's
     /// current key, which the pin follows if a chain of rotations signed by
     /// both keys of each leads there from it. `Err` if that key could not
     /// be fetched or checked: the message then stays queued.
-    fn signer<S: Sink>(
+    fn signer<'p, 'a, S: Sink>(
         &mut self,
         account: &Account,
-        parsed: &envelope::Parsed<'_>,
+        parsed: &'p envelope::Parsed<'a>,
         pinned: PublicKey,
         sink: &mut S,
-    ) -> ClientResult<Option<PublicKey>> {
-        if parsed.is_signed_by(&pinned) {
-            return Ok(Some(pinned));
+    ) -> ClientResult<Option<envelope::Signed<'p, 'a>>> {
+        if let Ok(signed) = parsed.verify(&pinned) {
+            return Ok(Some(signed));
         }
         let sender = &parsed.header.sender;
         let sent_at = parsed.header.sent_at_ms / 1000;
@@ -468,14 +468,12 @@ impl Inbox {
             let contact = account.contact(sender).ok()??;
             contact
                 .previous
-                .into_iter()
-                .find(|old| {
-                    sent_at < old.at.saturating_add(CLOCK_SLACK) && parsed.is_signed_by(&old.key)
-                })
-                .map(|old| old.key)
+                .iter()
+                .filter(|old| sent_at < old.at.saturating_add(CLOCK_SLACK))
+                .find_map(|old| parsed.verify(&old.key).ok())
         };
-        if let Some(key) = rotated_out(account) {
-            return Ok(Some(key));
+        if let Some(signed) = rotated_out(account) {
+            return Ok(Some(signed));
         }
         if !self.refreshed.insert(sender.canonical()) {
             return Ok(None);
@@ -488,10 +486,10 @@ impl Inbox {
         if checked.status == PinStatus::Rotated {
             sink.key_rotated(&checked);
         }
-        Ok(match parsed.is_signed_by(&checked.key) {
-            true => Some(checked.key),
-            false => rotated_out(account),
-        })
+        Ok(parsed
+            .verify(&checked.key)
+            .ok()
+            .or_else(|| rotated_out(account)))
     }
 }
 

@@ -269,49 +269,73 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
     })
 }
 
-impl Parsed<'_> {
+impl<'a> Parsed<'a> {
     /// Whether `sender_key` signed this envelope. Servers check this
-    /// before queueing; [`open`](Self::open) checks it again.
+    /// before queueing.
     pub fn is_signed_by(&self, sender_key: &PublicKey) -> bool {
         sender_key.verify(&signing::envelope(self.signed), self.signature)
     }
 
-    /// Verify the signature with the sender's key, check that `me` is the
-    /// recipient, then decrypt the body with the private prekeys `prekeys`
-    /// finds for the kinds and numbers the envelope names.
+    /// The envelope as signed by `sender_key`, ready to open, if it is.
+    pub fn verify(&self, sender_key: &PublicKey) -> Result<Signed<'_, 'a>, EnvelopeError> {
+        match self.is_signed_by(sender_key) {
+            true => Ok(Signed(self)),
+            false => Err(EnvelopeError::BadSignature),
+        }
+    }
+
+    /// Verify the signature with the sender's key, then open as
+    /// [`Signed::open`] does.
     pub fn open<'k>(
         &self,
         me: &UserName,
         sender_key: &PublicKey,
         prekeys: impl Fn(PrekeyKind, u32) -> Option<&'k AgreementSecret>,
     ) -> Result<Vec<u8>, EnvelopeError> {
-        if !self.is_signed_by(sender_key) {
-            return Err(EnvelopeError::BadSignature);
-        }
-        if !me.is(self.header.recipient.as_str()) {
+        self.verify(sender_key)?.open(me, prekeys)
+    }
+}
+
+/// An envelope whose signature was checked with its sender's key
+/// ([`Parsed::verify`]): only such an envelope is opened.
+pub struct Signed<'p, 'a>(&'p Parsed<'a>);
+
+impl Signed<'_, '_> {
+    /// Check that `me` is the recipient, then decrypt the body with the
+    /// private prekeys `prekeys` finds for the kinds and numbers the
+    /// envelope names.
+    pub fn open<'k>(
+        &self,
+        me: &UserName,
+        prekeys: impl Fn(PrekeyKind, u32) -> Option<&'k AgreementSecret>,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        let envelope = self.0;
+        if !me.is(envelope.header.recipient.as_str()) {
             return Err(EnvelopeError::WrongRecipient(
-                self.header.recipient.to_string(),
+                envelope.header.recipient.to_string(),
             ));
         }
         let mut shared = zeroize::Zeroizing::new(Vec::with_capacity(2 * X25519_LEN));
         let named = [
-            Some((PrekeyKind::Signed, self.signed_prekey_id)),
-            self.one_time_prekey_id.map(|id| (PrekeyKind::OneTime, id)),
+            Some((PrekeyKind::Signed, envelope.signed_prekey_id)),
+            envelope
+                .one_time_prekey_id
+                .map(|id| (PrekeyKind::OneTime, id)),
         ];
         for (kind, id) in named.into_iter().flatten() {
             let prekey = prekeys(kind, id).ok_or(EnvelopeError::UnknownPrekey { kind, id })?;
             let agreed = prekey
-                .agree(&self.ephemeral)
+                .agree(&envelope.ephemeral)
                 .map_err(|_| EnvelopeError::Undecryptable)?;
             shared.extend_from_slice(&agreed);
         }
-        let key =
-            content_key(&shared, self.header_bytes).map_err(|_| EnvelopeError::Undecryptable)?;
-        let mut body = self.ciphertext.to_vec();
+        let key = content_key(&shared, envelope.header_bytes)
+            .map_err(|_| EnvelopeError::Undecryptable)?;
+        let mut body = envelope.ciphertext.to_vec();
         let len = key
             .open_in_place(
                 Nonce::assume_unique_for_key(NONCE),
-                Aad::from(self.header_bytes),
+                Aad::from(envelope.header_bytes),
                 &mut body,
             )
             .map_err(|_| EnvelopeError::Undecryptable)?
