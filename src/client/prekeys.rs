@@ -9,6 +9,7 @@
 //! too.
 
 use tracing::debug;
+use zeroize::Zeroizing;
 
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::keyring::{AccountAccess, OneTimePrekey, Prekey, Prekeys};
@@ -119,9 +120,7 @@ pub fn prepare(account: &impl AccountAccess, held: Option<u32>) -> ClientResult<
         .map_or(0, |held| POOL - held);
     // Made outside the lock: key generation can fail, and takes time.
     let fresh_signed = generate()?;
-    let fresh_one_time = (0..wanted)
-        .map(|_| generate()?.to_bytes().map_err(made_no_prekey))
-        .collect::<ClientResult<Vec<_>>>()?;
+    let fresh_one_time = generate_one_time(wanted)?;
     Ok(account.locked(|locked| {
         let mut prekeys = locked.load_prekeys()?;
         forget_older(&mut prekeys, now);
@@ -166,9 +165,7 @@ pub fn for_rotation(
 ) -> ClientResult<Publication> {
     let now = unix_now();
     let fresh_signed = generate()?;
-    let fresh_one_time = (0..POOL)
-        .map(|_| generate()?.to_bytes().map_err(made_no_prekey))
-        .collect::<ClientResult<Vec<_>>>()?;
+    let fresh_one_time = generate_one_time(POOL)?;
     let (prekeys, fresh_ids) = account.locked(|locked| {
         let mut prekeys = locked.load_prekeys()?;
         forget_older(&mut prekeys, now);
@@ -302,6 +299,13 @@ fn is_due(created_at: u64, now: u64) -> bool {
 
 fn generate() -> ClientResult<AgreementSecret> {
     AgreementSecret::generate().map_err(made_no_prekey)
+}
+
+/// `count` new one-time prekeys, as their private keys' bytes.
+fn generate_one_time(count: u32) -> ClientResult<Vec<Zeroizing<Vec<u8>>>> {
+    (0..count)
+        .map(|_| generate()?.to_bytes().map_err(made_no_prekey))
+        .collect()
 }
 
 fn made_no_prekey(source: CryptoError) -> ClientError {

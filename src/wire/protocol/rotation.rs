@@ -135,15 +135,23 @@ mod tests {
     use crate::wire::crypto::test_keys;
     use crate::wire::protocol::username;
 
-    #[test]
-    fn a_chain_is_followed_from_the_pin_to_the_current_key_only() {
+    /// Alice's keys one, two and three, and the chain of rotations from
+    /// one to two (at 100) and from two to three (at 200).
+    fn alice_rotated_twice() -> (UserName, [PublicKey; 3], [KeyRotation; 2]) {
         let [one, two, three] = test_keys();
         let alice = username("Alice");
         let chain = [
             KeyRotation::sign(&alice, one, two, 100).unwrap(),
             KeyRotation::sign(&alice, two, three, 200).unwrap(),
         ];
-        let (k1, k2, k3) = (one.public_key(), two.public_key(), three.public_key());
+        let keys = [one.public_key(), two.public_key(), three.public_key()];
+        (alice, keys, chain)
+    }
+
+    #[test]
+    fn a_chain_is_followed_from_the_pin_to_the_current_key_only() {
+        let (alice, [k1, k2, k3], chain) = alice_rotated_twice();
+        let [_, two, three] = test_keys();
         let replaced = follow(&chain, &alice, &k1, &k3).unwrap();
         assert_eq!(
             replaced,
@@ -183,13 +191,7 @@ mod tests {
 
     #[test]
     fn the_history_behind_a_key_goes_back_as_far_as_the_chain_vouches() {
-        let [one, two, three] = test_keys();
-        let alice = username("Alice");
-        let chain = [
-            KeyRotation::sign(&alice, one, two, 100).unwrap(),
-            KeyRotation::sign(&alice, two, three, 200).unwrap(),
-        ];
-        let (k1, k2, k3) = (one.public_key(), two.public_key(), three.public_key());
+        let (alice, [k1, k2, k3], chain) = alice_rotated_twice();
         assert_eq!(
             history(&chain, &alice, &k3),
             [

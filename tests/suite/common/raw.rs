@@ -229,6 +229,18 @@ impl Client {
         Response::from_payload(&payload).unwrap()
     }
 
+    /// Whether the server sends nothing for `wait` (a read of one byte
+    /// times out); reads wait [`READ_TIMEOUT`] again afterwards.
+    pub fn stays_silent_for(&mut self, wait: Duration) -> bool {
+        self.stream.sock.set_read_timeout(Some(wait)).unwrap();
+        let silent = self.stream.read(&mut [0; 1]).is_err();
+        self.stream
+            .sock
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap();
+        silent
+    }
+
     /// Whether the server has closed the connection (waiting up to
     /// [`READ_TIMEOUT`] for it to happen).
     pub fn is_closed(&mut self) -> bool {
