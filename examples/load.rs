@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use msgr::client::net::trust::TrustPolicy;
-use msgr::client::net::{Connection, NetError, ServerAddr};
+use msgr::client::net::{Connection, DEFAULT_TIMEOUT, NetError, ServerAddr};
 use msgr::wire::crypto::PrivateKey;
 use msgr::wire::crypto::agreement::AgreementSecret;
 use msgr::wire::envelope::{self, Header, RecipientPrekey, RecipientPrekeys};
@@ -262,7 +262,12 @@ fn authenticated(server: &ServerAddr, account: &Account) -> Result<Connection, S
 
 fn connect(server: &ServerAddr) -> Result<Connection, String> {
     // A benchmark on loopback: accept the server's certificate as on first use.
-    Connection::open(server, TrustPolicy::FirstUse { pinned: None }).map_err(|e| e.to_string())
+    Connection::open(
+        server,
+        TrustPolicy::FirstUse { pinned: None },
+        DEFAULT_TIMEOUT,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Register `name` with a fresh 2048-bit key and a prekey, and log in.

@@ -2,6 +2,7 @@
 //! subcommand. Parsing only; the work lives in [`crate::cli::commands`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -9,7 +10,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 mod serve;
 
 use crate::client::directory::PinPolicy;
-use crate::client::settings::Overrides;
+use crate::client::settings::{Overrides, parse_timeout};
 use crate::wire::crypto::{ALLOWED_BITS, DEFAULT_BITS, allowed_sizes};
 
 pub use serve::{LimitError, ServeArgs};
@@ -78,6 +79,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "MSGR_PIN_POLICY", value_name = "POLICY")]
     pub pin_policy: Option<PinPolicyArg>,
 
+    /// Give up (exit status 3) if connecting, or any one answer of the
+    /// server, takes longer than this [default: 30].
+    #[arg(
+        long,
+        global = true,
+        env = "MSGR_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = parse_timeout
+    )]
+    pub timeout: Option<Duration>,
+
     /// Log more (repeat for more detail); overrides RUST_LOG.
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -111,6 +123,7 @@ impl GlobalArgs {
                 PinPolicyArg::FirstUse => PinPolicy::FirstUse,
                 PinPolicyArg::Explicit => PinPolicy::Explicit,
             }),
+            timeout: self.timeout,
         }
     }
 }

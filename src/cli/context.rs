@@ -4,6 +4,7 @@
 //! the connection from them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::error::AppResult;
 use crate::cli::failure::Failure;
@@ -31,6 +32,7 @@ pub struct ClientContext {
     ca_cert: Option<PathBuf>,
     passphrase: PassphraseSource,
     pin_policy: PinPolicy,
+    timeout: Duration,
 }
 
 impl ClientContext {
@@ -50,6 +52,7 @@ impl ClientContext {
             ca_cert: settings.ca_cert,
             passphrase: settings.passphrase,
             pin_policy: settings.pin_policy,
+            timeout: settings.timeout,
         })
     }
 
@@ -148,7 +151,7 @@ impl ClientContext {
     /// hide), or that the system's roots vouch for it.
     pub fn connect(&self) -> AppResult<Connection> {
         let known = self.keyring.known_servers();
-        let connected = connect::connect(&self.server, self.ca_cert(), &known)?;
+        let connected = connect::connect(&self.server, self.ca_cert(), &known, self.timeout)?;
         if let Some(fingerprint) = connected.new_pin {
             self.output.notice_even_if_quiet(&format!(
                 "first connection to {}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)",

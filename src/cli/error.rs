@@ -342,7 +342,7 @@ fn client_status_and_hint(
         E::ConfigInvalid { .. } => (
             ExitStatus::Usage,
             Some(
-                "the known keys are server, user, ca_cert, json, passphrase_file and pin_policy"
+                "the known keys are server, user, ca_cert, json, passphrase_file, pin_policy and timeout"
                     .into(),
             ),
         ),
@@ -427,6 +427,10 @@ fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Opt
         NetError::Tls { .. } => (
             ExitStatus::Connection,
             Some("check --ca-cert, or that the address is an msgr server".into()),
+        ),
+        NetError::TimedOut { .. } => (
+            ExitStatus::Connection,
+            Some("check that the server is running and reachable, or allow it longer with --timeout SECONDS".into()),
         ),
         NetError::Io(_) | NetError::Protocol(_) => (ExitStatus::Connection, None),
     }

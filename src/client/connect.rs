@@ -4,6 +4,7 @@
 //! meanwhile wins, and a connection that does not match it is refused.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 
@@ -21,12 +22,14 @@ pub struct Connected {
     pub new_pin: Option<String>,
 }
 
-/// Connect to `server`, verified with the certificates in `ca_file` if
-/// given, else under the pin in `known` (made now on first contact).
+/// Connect to `server` within `timeout`, verified with the certificates in
+/// `ca_file` if given, else under the pin in `known` (made now on first
+/// contact).
 pub fn connect(
     server: &ServerAddr,
     ca_file: Option<&Path>,
     known: &KnownServers,
+    timeout: Duration,
 ) -> ClientResult<Connected> {
     let name = server.to_string();
     let policy = match ca_file {
@@ -41,7 +44,7 @@ pub fn connect(
         presented,
         known: known.path().to_owned(),
     };
-    let connection = Connection::open(server, policy).map_err(|error| match error {
+    let connection = Connection::open(server, policy, timeout).map_err(|error| match error {
         NetError::CertificateChanged {
             pinned, presented, ..
         } => mismatch(pinned, presented),

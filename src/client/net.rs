@@ -5,9 +5,11 @@
 //! reads the next answer, so several requests share one flight; the
 //! `hello` itself leaves with the handshake's last flight and is answered
 //! with the first response read. Error responses from the server become
-//! [`NetError::Server`] in one place, [`Connection::read_response`]. A
-//! request the server may hold (a waiting `fetch`) gets a longer read
-//! timeout, and a [`Canceller`] can end the connection from another thread.
+//! [`NetError::Server`] in one place, [`Connection::read_response`].
+//! Connecting (TCP and TLS together) and each response must finish within
+//! the timeout, however slowly the server trickles its bytes; a request
+//! the server may hold (a waiting `fetch`) gets that much longer, and a
+//! [`Canceller`] can end the connection from another thread.
 
 mod address;
 pub mod trust;
@@ -15,7 +17,7 @@ pub mod trust;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use thiserror::Error;
@@ -31,10 +33,9 @@ use crate::wire::signing::CertificateDigest;
 pub use address::{AddrError, ServerAddr};
 use trust::{ServerPin, TrustOutcome, TrustPolicy, Verifier};
 
-/// How long to wait for the TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for any single read or write.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting, and then each response, may take unless the user
+/// says otherwise (`--timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Failures talking to the server.
 #[derive(Debug, Error)]
@@ -65,7 +66,15 @@ pub enum NetError {
         /// The underlying error.
         source: io::Error,
     },
-    /// The connection broke or timed out.
+    /// Connecting, or a response, took longer than the timeout.
+    #[error("timed out after {} waiting for {server}", seconds(*.after))]
+    TimedOut {
+        /// The server as given.
+        server: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The connection broke.
     #[error("connection to the server failed: {0}")]
     Io(#[from] io::Error),
     /// The server sent something that is not valid protocol.
@@ -92,11 +101,21 @@ pub struct Connection {
     new_pin: Option<ServerPin>,
     /// SHA-256 of the certificate the server presented.
     certificate_digest: CertificateDigest,
+    /// The server as given, for errors.
+    server: String,
+    /// How long each response may take.
+    timeout: Duration,
 }
 
 impl Connection {
-    /// Connect to `server` and verify it under `policy`; `hello` is queued.
-    pub fn open(server: &ServerAddr, policy: TrustPolicy) -> Result<Self, NetError> {
+    /// Connect to `server` within `timeout` and verify it under `policy`;
+    /// `hello` is queued. Each response must then come within `timeout`.
+    pub fn open(
+        server: &ServerAddr,
+        policy: TrustPolicy,
+        timeout: Duration,
+    ) -> Result<Self, NetError> {
+        let deadline = Instant::now() + timeout;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = Arc::new(Verifier::new(policy, provider.clone()));
         let config = ClientConfig::builder_with_provider(provider)
@@ -118,24 +137,43 @@ impl Connection {
             }
             .to_frame(),
         )?;
-        let socket = connect_tcp(server)?;
+        let socket = connect_tcp(server, timeout, deadline)?;
         debug!(%server, "TCP connected; TLS handshake");
         let mut tls = StreamOwned::new(session, socket);
         while tls.conn.is_handshaking() {
-            if let Err(source) = tls.conn.complete_io(&mut tls.sock) {
-                return Err(match verifier.outcome() {
-                    Some(TrustOutcome::Changed { pinned, presented }) => {
-                        NetError::CertificateChanged {
-                            server: server.to_string(),
-                            pinned,
-                            presented,
-                        }
-                    }
-                    _ => NetError::Tls {
+            match exchange(&mut tls, deadline) {
+                Ok(0) => {
+                    let closed = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection during the handshake",
+                    );
+                    return Err(NetError::Tls {
                         server: server.to_string(),
-                        source,
-                    },
-                });
+                        source: closed,
+                    });
+                }
+                Ok(_) => {}
+                Err(source) if is_timeout(&source) => {
+                    return Err(NetError::TimedOut {
+                        server: server.to_string(),
+                        after: timeout,
+                    });
+                }
+                Err(source) => {
+                    return Err(match verifier.outcome() {
+                        Some(TrustOutcome::Changed { pinned, presented }) => {
+                            NetError::CertificateChanged {
+                                server: server.to_string(),
+                                pinned,
+                                presented,
+                            }
+                        }
+                        _ => NetError::Tls {
+                            server: server.to_string(),
+                            source,
+                        },
+                    });
+                }
             }
         }
         let new_pin = match verifier.outcome() {
@@ -153,6 +191,8 @@ impl Connection {
             max_envelope: None,
             new_pin,
             certificate_digest,
+            server: server.to_string(),
+            timeout,
         })
     }
 
@@ -200,15 +240,20 @@ impl Connection {
 
     /// Send what is queued without waiting for answers.
     pub fn flush(&mut self) -> Result<(), NetError> {
-        self.tls.flush()?;
-        Ok(())
+        self.tls.flush().map_err(|e| self.failed(e))
     }
 
     /// Send what is queued and read the next response; error responses
     /// become [`NetError::Server`].
     pub fn read_response(&mut self) -> Result<Response, NetError> {
+        self.read_response_within(self.timeout)
+    }
+
+    /// [`read_response`](Self::read_response), the response allowed to
+    /// take `allowed`.
+    fn read_response_within(&mut self, allowed: Duration) -> Result<Response, NetError> {
         self.max_envelope()?;
-        match self.read_frame()? {
+        match self.read_frame(allowed)? {
             Response::Error { code, message } => Err(server_error(code, &message)),
             response => Ok(response),
         }
@@ -228,15 +273,12 @@ impl Connection {
     /// [`read_response`](Self::read_response) for a request the server may
     /// hold for up to `held`.
     pub fn read_response_held(&mut self, held: Duration) -> Result<Response, NetError> {
-        self.tls.sock.set_read_timeout(Some(IO_TIMEOUT + held))?;
-        let response = self.read_response();
-        self.tls.sock.set_read_timeout(Some(IO_TIMEOUT))?;
-        response
+        self.read_response_within(self.timeout + held)
     }
 
     /// Read the answer to the `hello` queued by [`open`](Self::open).
     fn greeting(&mut self) -> Result<u64, NetError> {
-        match self.read_frame()? {
+        match self.read_frame(self.timeout)? {
             Response::Hello { max_envelope, .. } => {
                 info!(max_envelope, "connected");
                 self.max_envelope = Some(max_envelope);
@@ -247,9 +289,11 @@ impl Connection {
         }
     }
 
-    /// Flush, then read one response frame.
-    fn read_frame(&mut self) -> Result<Response, NetError> {
+    /// Flush, then read one response frame, which must come whole within
+    /// `allowed`.
+    fn read_frame(&mut self, allowed: Duration) -> Result<Response, NetError> {
         self.flush()?;
+        let deadline = Instant::now() + allowed;
         loop {
             match decode_frame(&self.buffer, CLIENT_MAX_FRAME) {
                 Ok(Some((payload, used))) => {
@@ -269,14 +313,84 @@ impl Connection {
                 }
             }
             let mut chunk = [0u8; 16 * 1024];
-            let read = self.tls.read(&mut chunk)?;
-            if read == 0 {
-                return Err(NetError::Protocol(
-                    "the server closed the connection".into(),
-                ));
+            match self.tls.conn.reader().read(&mut chunk) {
+                Ok(0) => return Err(closed()),
+                Ok(read) => {
+                    self.buffer.extend_from_slice(&chunk[..read]);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(closed()),
+                Err(e) => return Err(e.into()),
             }
-            self.buffer.extend_from_slice(&chunk[..read]);
+            match exchange(&mut self.tls, deadline) {
+                Ok(0) => return Err(closed()),
+                Ok(_) => {}
+                Err(e) => return Err(self.failed(e)),
+            }
         }
+    }
+
+    /// The error for `error` on this connection's socket.
+    fn failed(&self, error: io::Error) -> NetError {
+        if is_timeout(&error) {
+            NetError::TimedOut {
+                server: self.server.clone(),
+                after: self.timeout,
+            }
+        } else {
+            NetError::Io(error)
+        }
+    }
+}
+
+/// One round of TLS traffic: send what rustls has queued, then wait until
+/// `deadline` at the latest for bytes from the server and process them.
+/// Returns how many bytes were read (0: the server closed the connection).
+/// Doing the socket reads here, one at a time, is what lets a deadline
+/// hold however the server splits its records.
+fn exchange(
+    tls: &mut StreamOwned<ClientConnection, TcpStream>,
+    deadline: Instant,
+) -> io::Result<usize> {
+    let (conn, sock) = (&mut tls.conn, &mut tls.sock);
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    sock.set_read_timeout(Some(remaining))?;
+    let read = conn.read_tls(sock)?;
+    if let Err(error) = conn.process_new_packets() {
+        // Tell the server why (the alert rustls queued), as far as it listens.
+        let _ = conn.write_tls(sock);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+    }
+    Ok(read)
+}
+
+/// Whether a socket operation failed because its timeout expired.
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The error for a connection the server closed before answering.
+fn closed() -> NetError {
+    NetError::Protocol("the server closed the connection".into())
+}
+
+/// `duration` in words: "30 seconds", "1 second", "0.5 seconds".
+fn seconds(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs == 1.0 {
+        "1 second".to_owned()
+    } else {
+        format!("{secs} seconds")
     }
 }
 
@@ -307,7 +421,13 @@ fn server_error(code: ErrorCode, message: &str) -> NetError {
     }
 }
 
-fn connect_tcp(server: &ServerAddr) -> Result<TcpStream, NetError> {
+/// A TCP connection to an address of `server`, made before `deadline`;
+/// reads and writes on it time out after `timeout`.
+fn connect_tcp(
+    server: &ServerAddr,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<TcpStream, NetError> {
     let connect_error = |source| NetError::Connect {
         server: server.to_string(),
         source,
@@ -317,15 +437,25 @@ fn connect_tcp(server: &ServerAddr) -> Result<TcpStream, NetError> {
         .map_err(connect_error)?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
     for address in addresses {
-        match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&address, remaining) {
             Ok(socket) => {
                 socket.set_nodelay(true)?;
-                socket.set_read_timeout(Some(IO_TIMEOUT))?;
-                socket.set_write_timeout(Some(IO_TIMEOUT))?;
+                socket.set_read_timeout(Some(timeout))?;
+                socket.set_write_timeout(Some(timeout))?;
                 return Ok(socket);
             }
             Err(error) => last_error = error,
         }
+    }
+    if is_timeout(&last_error) || Instant::now() >= deadline {
+        return Err(NetError::TimedOut {
+            server: server.to_string(),
+            after: timeout,
+        });
     }
     Err(connect_error(last_error))
 }

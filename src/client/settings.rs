@@ -5,11 +5,13 @@
 //! to the config dir.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::client::directory::PinPolicy;
 use crate::client::error::{ClientError, ClientResult};
+use crate::client::net::DEFAULT_TIMEOUT;
 use crate::client::passphrase::{self, PassphraseSource};
 
 /// Name of the settings file in the config dir.
@@ -25,6 +27,7 @@ struct ConfigFile {
     json: Option<bool>,
     passphrase_file: Option<PathBuf>,
     pin_policy: Option<PinPolicy>,
+    timeout: Option<f64>,
 }
 
 /// The settings given as flags or environment variables, which win over
@@ -45,6 +48,8 @@ pub struct Overrides {
     pub passphrase_file: Option<PathBuf>,
     /// Whether `create` and `read` may pin keys on first contact.
     pub pin_policy: Option<PinPolicy>,
+    /// How long connecting and each response may take.
+    pub timeout: Option<Duration>,
 }
 
 /// The resolved global options.
@@ -64,6 +69,8 @@ pub struct Settings {
     pub passphrase: PassphraseSource,
     /// Whether `create` and `read` may pin keys on first contact.
     pub pin_policy: PinPolicy,
+    /// How long connecting and each response may take.
+    pub timeout: Duration,
 }
 
 impl Settings {
@@ -83,6 +90,16 @@ impl Settings {
                 None => PassphraseSource::Prompt,
             },
         };
+        let timeout = match (args.timeout, file.timeout) {
+            (Some(timeout), _) => timeout,
+            (None, Some(seconds)) => {
+                timeout_from_seconds(seconds).map_err(|detail| ClientError::ConfigInvalid {
+                    path: config_dir.join(CONFIG_FILE),
+                    detail: format!("timeout: {detail}"),
+                })?
+            }
+            (None, None) => DEFAULT_TIMEOUT,
+        };
         Ok(Self {
             server: args.server.clone().or(file.server),
             user: args.user.clone().or(file.user),
@@ -90,8 +107,32 @@ impl Settings {
             json: args.json.or(file.json).unwrap_or(false),
             passphrase,
             pin_policy: args.pin_policy.or(file.pin_policy).unwrap_or_default(),
+            timeout,
             config_dir,
         })
+    }
+}
+
+/// The longest timeout accepted: a day.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
+/// A timeout given in seconds (`--timeout`, `MSGR_TIMEOUT`, `timeout` in
+/// `config.toml`): more than zero, at most a day, fractions allowed.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    timeout_from_seconds(seconds)
+}
+
+fn timeout_from_seconds(seconds: f64) -> Result<Duration, String> {
+    if seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!(
+            "the timeout must be more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds"
+        ))
     }
 }
 

@@ -12,4 +12,5 @@ mod json;
 mod passphrase;
 mod recipients;
 mod shell;
+mod timeout;
 mod wait;

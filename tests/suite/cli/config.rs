@@ -147,6 +147,6 @@ fn an_unknown_key_in_the_file_is_a_usage_error_naming_the_known_ones() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "the known keys are server, user, ca_cert, json, passphrase_file and pin_policy",
+            "the known keys are server, user, ca_cert, json, passphrase_file, pin_policy and timeout",
         ));
 }

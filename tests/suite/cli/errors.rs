@@ -9,6 +9,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use msgr::cli::args::LimitError;
 use msgr::cli::error::{AppError, ExitStatus};
@@ -66,6 +67,10 @@ fn net_errors() -> Vec<NetError> {
         NetError::Tls {
             server: server(),
             source: io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate"),
+        },
+        NetError::TimedOut {
+            server: "localhost:12000".into(),
+            after: Duration::from_secs(30),
         },
         NetError::Io(os(110)),
         NetError::Protocol("the response is not JSON".into()),
@@ -394,6 +399,7 @@ fn net_label(error: &NetError) -> String {
         NetError::Connect { .. } => "Connect",
         NetError::CertificateChanged { .. } => "CertificateChanged",
         NetError::Tls { .. } => "Tls",
+        NetError::TimedOut { .. } => "TimedOut",
         NetError::Io(_) => "Io",
         NetError::Protocol(_) => "Protocol",
         NetError::Server { code, .. } => return format!("Server({})", code.as_str()),

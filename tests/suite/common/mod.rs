@@ -343,6 +343,7 @@ pub fn hermetic(command: &mut Command) {
         "MSGR_JSON",
         "MSGR_PASSPHRASE",
         "MSGR_PIN_POLICY",
+        "MSGR_TIMEOUT",
         "SSL_CERT_FILE",
         "SSL_CERT_DIR",
         "RUST_LOG",
