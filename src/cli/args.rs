@@ -257,6 +257,17 @@ pub struct ReadArgs {
     #[arg(long, short)]
     pub follow: bool,
 
+    /// With --follow: when the connection is lost (the server restarts),
+    /// keep trying to connect again for this long before giving up.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        requires = "follow",
+        default_value = "300",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub reconnect_for: u64,
+
     /// Read at most this many messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,

@@ -3,13 +3,12 @@
 //! passphrase source and the output; and opening the account, its key and
 //! the connection from them.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use crate::cli::error::AppResult;
 use crate::cli::failure::Failure;
 use crate::cli::output::Output;
-use crate::client::connect;
+use crate::client::connect::Dialer;
 use crate::client::directory::PinPolicy;
 use crate::client::keyring::{Account, AccountDir, Keyring, KeyringError, Registration, StoredKey};
 use crate::client::net::{Connection, ServerAddr};
@@ -29,10 +28,9 @@ pub struct ClientContext {
     pub keyring: Keyring,
     /// Where results and diagnostics go.
     pub output: Output,
-    ca_cert: Option<PathBuf>,
+    dialer: Dialer,
     passphrase: PassphraseSource,
     pin_policy: PinPolicy,
-    timeout: Duration,
 }
 
 impl ClientContext {
@@ -44,15 +42,20 @@ impl ClientContext {
         let user = settings.user.ok_or(Failure::NoUser)?;
         let user: UserName = user.parse().map_err(Failure::BadName)?;
         let keyring = Keyring::open(&settings.config_dir)?;
+        let dialer = Dialer::new(
+            server.clone(),
+            settings.ca_cert,
+            keyring.known_servers(),
+            settings.timeout,
+        );
         Ok(Self {
             server,
             user,
             keyring,
             output,
-            ca_cert: settings.ca_cert,
+            dialer,
             passphrase: settings.passphrase,
             pin_policy: settings.pin_policy,
-            timeout: settings.timeout,
         })
     }
 
@@ -68,7 +71,13 @@ impl ClientContext {
 
     /// The CA file the server is verified with, if one was given.
     pub fn ca_cert(&self) -> Option<&Path> {
-        self.ca_cert.as_deref()
+        self.dialer.ca_file()
+    }
+
+    /// How this command connects to the server, for a read that must
+    /// connect again after losing the connection.
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     /// Whether `create` and `read` may pin keys on first contact.
@@ -150,8 +159,7 @@ impl ClientContext {
     /// contact: its certificate (with a notice on stderr that `-q` does not
     /// hide), or that the system's roots vouch for it.
     pub fn connect(&self) -> AppResult<Connection> {
-        let known = self.keyring.known_servers();
-        let connected = connect::connect(&self.server, self.ca_cert(), &known, self.timeout)?;
+        let connected = self.dialer.dial()?;
         if let Some(fingerprint) = connected.new_pin {
             self.output.notice_even_if_quiet(&format!(
                 "first connection to {}; pinned its certificate fingerprint {fingerprint} (compare it with the one the server printed at start)",

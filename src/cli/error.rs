@@ -275,6 +275,10 @@ fn client_status_and_hint(
     const UNTRUTHFUL: &str = "the server is not answering truthfully; tell its operator";
     match error {
         E::Net(net) => net_status_and_hint(net),
+        E::ReconnectFailed { .. } => (
+            ExitStatus::Connection,
+            Some("check that the server is running, or keep trying longer with --reconnect-for SECONDS".into()),
+        ),
         E::Keyring(keyring) => keyring_status_and_hint(keyring),
         E::NotRegistered { .. } => (ExitStatus::Auth, Some("run `msgr register` first".into())),
         E::KeyRefused { .. } => (
@@ -431,6 +435,10 @@ fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Opt
         NetError::TimedOut { .. } => (
             ExitStatus::Connection,
             Some("check that the server is running and reachable, or allow it longer with --timeout SECONDS".into()),
+        ),
+        NetError::Closed => (
+            ExitStatus::Connection,
+            Some("the server may be restarting; run the command again".into()),
         ),
         NetError::Io(_) | NetError::Protocol(_) => (ExitStatus::Connection, None),
     }

@@ -1,7 +1,9 @@
 //! Opening a connection under the user's trust settings: the certificates
 //! of `--ca-cert` if given, else what `known_servers.toml` pinned for the
 //! server, pinning it on first contact. A pin another msgr process made
-//! meanwhile wins, and a connection that does not match it is refused.
+//! meanwhile wins, and a connection that does not match it is refused. A
+//! [`Dialer`] holds those settings, so that a long read can connect again
+//! under the same ones.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,10 +24,50 @@ pub struct Connected {
     pub new_pin: Option<String>,
 }
 
-/// Connect to `server` within `timeout`, verified with the certificates in
-/// `ca_file` if given, else under the pin in `known` (made now on first
-/// contact).
-pub fn connect(
+/// The server and how to reach and trust it.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    server: ServerAddr,
+    ca_file: Option<PathBuf>,
+    known: KnownServers,
+    timeout: Duration,
+}
+
+impl Dialer {
+    /// Connections to `server` within `timeout`, verified with the
+    /// certificates in `ca_file` if given, else under the pin in `known`
+    /// (made on first contact).
+    pub fn new(
+        server: ServerAddr,
+        ca_file: Option<PathBuf>,
+        known: KnownServers,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            server,
+            ca_file,
+            known,
+            timeout,
+        }
+    }
+
+    /// The server connections go to.
+    pub fn server(&self) -> &ServerAddr {
+        &self.server
+    }
+
+    /// The CA file the server is verified with, if one was given.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Open a connection.
+    pub fn dial(&self) -> ClientResult<Connected> {
+        connect(&self.server, self.ca_file(), &self.known, self.timeout)
+    }
+}
+
+fn connect(
     server: &ServerAddr,
     ca_file: Option<&Path>,
     known: &KnownServers,

@@ -215,6 +215,17 @@ pub enum ClientError {
     /// The signal handlers that end a waiting read could not be set up.
     #[error("cannot catch signals: {0}")]
     Signals(std::io::Error),
+    /// A following read lost its connection and could not connect again
+    /// in the time allowed.
+    #[error("could not reconnect to {server} within {}: {last}", crate::client::net::seconds(*.within))]
+    ReconnectFailed {
+        /// The server as given.
+        server: String,
+        /// The time allowed.
+        within: std::time::Duration,
+        /// Why the last attempt failed.
+        last: Box<ClientError>,
+    },
     /// A passphrase is needed and nobody can be asked.
     #[error("the private key needs a passphrase and there is no terminal to ask for it")]
     NoTerminal,

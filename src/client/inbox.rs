@@ -11,8 +11,10 @@
 //! one message twice. What was not shown, and why, goes to the sink as a
 //! [`Problem`]; how it reads is the sink's affair.
 
+mod reconnect;
 mod sink;
 
+pub use reconnect::Reconnect;
 pub use sink::{Delivery, Opened, Problem, Sink, StaleLimit};
 
 use std::collections::HashSet;
@@ -86,6 +88,10 @@ pub struct Inbox {
     after: u64,
     /// The ids of an acknowledgement whose answer is not read yet.
     unanswered_ack: Option<Vec<u64>>,
+    /// Why the last acknowledgement could not be sent, until reported.
+    ack_failed: Option<ClientError>,
+    /// How a following read connects again, if it does.
+    reconnect: Option<Reconnect>,
     /// Senders whose key was fetched again for the page being handled, to
     /// follow a rotation (once each).
     refreshed: HashSet<String>,
@@ -111,8 +117,16 @@ impl Inbox {
             me: None,
             after: 0,
             unanswered_ack: None,
+            ack_failed: None,
+            reconnect: None,
             refreshed: HashSet::new(),
         }
+    }
+
+    /// In [`Mode::Follow`], outlive a lost connection as `reconnect` says.
+    pub fn reconnecting(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = Some(reconnect);
+        self
     }
 
     /// Read in `mode`, at most `limit` messages, into `sink`.
@@ -140,19 +154,16 @@ impl Inbox {
             if room == 0 {
                 break;
             }
-            // Outside the interruptible wait, so a stop lets it finish.
-            self.settle_ack()?;
             let first_pending = tally.shown == 0 && tally.problems == 0;
             let wait = wait_for(mode, first_pending);
             let page_size = room.min(u64::from(FETCH_PAGE)) as u32;
-            let page = match (&interrupt, wait.is_zero()) {
-                (Some(interrupt), false) => {
-                    match interrupt.during(|| self.fetch(page_size, wait)) {
-                        Some(page) => page?,
-                        None => break,
-                    }
-                }
-                _ => self.fetch(page_size, wait)?,
+            let page = match self.next_page(interrupt.as_ref(), page_size, wait) {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(error) => match self.recover(error, mode, interrupt.as_ref(), sink)? {
+                    true => continue,
+                    false => break,
+                },
             };
             if page.is_empty() {
                 if wait.is_zero() {
@@ -168,7 +179,60 @@ impl Inbox {
                 break;
             }
         }
-        Ok(tally)
+        match self.ack_failed.take() {
+            Some(error) => Err(error.into()),
+            None => Ok(tally),
+        }
+    }
+
+    /// Settle the last acknowledgement, then fetch a page of up to `limit`
+    /// messages, waiting up to `wait` for the first (a wait a signal can
+    /// end: then `None`).
+    fn next_page(
+        &mut self,
+        interrupt: Option<&Interrupt>,
+        limit: u32,
+        wait: Duration,
+    ) -> ClientResult<Option<Vec<QueuedMessage>>> {
+        // Outside the interruptible wait, so a stop lets it finish.
+        self.settle_ack()?;
+        match interrupt {
+            Some(interrupt) if !wait.is_zero() => {
+                interrupt.during(|| self.fetch(limit, wait)).transpose()
+            }
+            _ => self.fetch(limit, wait).map(Some),
+        }
+    }
+
+    /// After `error`, go on on a new connection if this read follows and
+    /// the error is one to outlive; `false` if a stop was requested first.
+    fn recover<S: Sink>(
+        &mut self,
+        error: ClientError,
+        mode: Mode,
+        interrupt: Option<&Interrupt>,
+        sink: &mut S,
+    ) -> ClientResult<bool> {
+        let (Mode::Follow, Some(reconnect), Some(interrupt)) = (mode, &self.reconnect, interrupt)
+        else {
+            return Err(error);
+        };
+        if !reconnect::is_transient(&error) {
+            return Err(error);
+        }
+        let Some(connection) = reconnect.connect_again(error, interrupt, sink)? else {
+            return Ok(false);
+        };
+        interrupt.watch(connection.canceller().map_err(ClientError::Signals)?);
+        self.connection = connection;
+        // Log in again, and fetch from the start: what an acknowledgement
+        // lost with the old connection left queued is recognised as seen
+        // and acknowledged again.
+        self.me = None;
+        self.after = 0;
+        self.unanswered_ack = None;
+        self.ack_failed = None;
+        Ok(true)
     }
 
     /// One page of messages, waiting up to `wait` for the first.
@@ -226,19 +290,26 @@ impl Inbox {
     /// next request, or never if the read ends first. An acknowledgement
     /// that is lost with the connection costs nothing: the ids are
     /// remembered as seen, so the next read acknowledges them again
-    /// without showing them.
-    fn acknowledge(&mut self, ids: Vec<u64>) -> ClientResult<()> {
-        self.connection
-            .write_request(&Request::Ack { ids: ids.clone() })?;
-        self.connection.flush()?;
-        self.unanswered_ack = Some(ids);
-        Ok(())
+    /// without showing them. A failure to send it is reported when the
+    /// answer would have been read, or at the end of the read.
+    fn acknowledge(&mut self, ids: Vec<u64>) {
+        let sent = self
+            .connection
+            .write_request(&Request::Ack { ids: ids.clone() })
+            .and_then(|()| self.connection.flush());
+        match sent {
+            Ok(()) => self.unanswered_ack = Some(ids),
+            Err(error) => self.ack_failed = Some(error.into()),
+        }
     }
 
     /// Read the answer to the acknowledgement sent last, if unread; every
     /// later request waits for this. If the session expired meanwhile, log
     /// in again and acknowledge once more.
     fn settle_ack(&mut self) -> ClientResult<()> {
+        if let Some(error) = self.ack_failed.take() {
+            return Err(error);
+        }
         let Some(ids) = self.unanswered_ack.take() else {
             return Ok(());
         };
@@ -316,7 +387,7 @@ impl Inbox {
             account
                 .prune_seen(&seen, expired_before)
                 .map_err(ClientError::from)?;
-            self.acknowledge(acknowledge)?;
+            self.acknowledge(acknowledge);
         }
         match failure {
             Some(error) => Err(error),

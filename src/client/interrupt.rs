@@ -2,13 +2,15 @@
 //! `read --follow`). The first SIGINT or SIGTERM sets a flag: a request
 //! blocked waiting for messages is woken by shutting its connection down,
 //! and work in progress (the message being shown and acknowledged) is
-//! finished before the command exits. A second signal ends the process at
-//! once, as if msgr had not caught the first.
+//! finished before the command exits. A pause between attempts to
+//! reconnect ends early too. A second signal ends the process at once, as
+//! if msgr had not caught the first.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
@@ -21,7 +23,8 @@ use crate::client::net::Canceller;
 struct State {
     stop: AtomicBool,
     waiting: AtomicBool,
-    canceller: Canceller,
+    /// The connection a wait is on; replaced when the command reconnects.
+    canceller: Mutex<Canceller>,
 }
 
 /// Signal handling for as long as this value lives.
@@ -40,7 +43,7 @@ impl Interrupt {
         let state = Arc::new(State {
             stop: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
-            canceller,
+            canceller: Mutex::new(canceller),
         });
         let shared = state.clone();
         let thread = std::thread::spawn(move || {
@@ -50,7 +53,7 @@ impl Interrupt {
                     let _ = signal_hook::low_level::emulate_default_handler(signal);
                 }
                 if shared.waiting.load(SeqCst) {
-                    shared.canceller.cancel();
+                    shared.canceller.lock().expect("not poisoned").cancel();
                 }
             }
         });
@@ -59,6 +62,25 @@ impl Interrupt {
             handle,
             thread: Some(thread),
         })
+    }
+
+    /// Waits from now on are on the connection `canceller` ends.
+    pub fn watch(&self, canceller: Canceller) {
+        *self.state.canceller.lock().expect("not poisoned") = canceller;
+    }
+
+    /// Pause for `pause`; `false` if a stop was requested before or
+    /// during it (which ends it within a tenth of a second).
+    pub fn pause(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        while !self.requested() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        false
     }
 
     /// Whether a signal asked the command to stop.

@@ -74,6 +74,10 @@ pub enum NetError {
         /// The timeout that expired.
         after: Duration,
     },
+    /// The server closed the connection before answering (it may be
+    /// restarting).
+    #[error("the server closed the connection")]
+    Closed,
     /// The connection broke.
     #[error("connection to the server failed: {0}")]
     Io(#[from] io::Error),
@@ -314,17 +318,17 @@ impl Connection {
             }
             let mut chunk = [0u8; 16 * 1024];
             match self.tls.conn.reader().read(&mut chunk) {
-                Ok(0) => return Err(closed()),
+                Ok(0) => return Err(NetError::Closed),
                 Ok(read) => {
                     self.buffer.extend_from_slice(&chunk[..read]);
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(closed()),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(NetError::Closed),
                 Err(e) => return Err(e.into()),
             }
             match exchange(&mut self.tls, deadline) {
-                Ok(0) => return Err(closed()),
+                Ok(0) => return Err(NetError::Closed),
                 Ok(_) => {}
                 Err(e) => return Err(self.failed(e)),
             }
@@ -379,13 +383,8 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// The error for a connection the server closed before answering.
-fn closed() -> NetError {
-    NetError::Protocol("the server closed the connection".into())
-}
-
 /// `duration` in words: "30 seconds", "1 second", "0.5 seconds".
-fn seconds(duration: Duration) -> String {
+pub fn seconds(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
     if secs == 1.0 {
         "1 second".to_owned()

@@ -21,8 +21,10 @@ use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::{CheckedKey, PinStatus};
-use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Sink, StaleLimit};
+use crate::client::error::ClientError;
+use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Reconnect, Sink, StaleLimit};
 use crate::client::keyring::AccountDir;
+use crate::client::net::seconds;
 use crate::files::{FileError, create_private_dir, write_new};
 use crate::wire::protocol::MAX_MESSAGE_AGE;
 
@@ -44,13 +46,18 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
     let home = context.account_dir()?;
     let identity = context.identity(&home)?;
     let connection = context.connect()?;
+    let reconnect = Reconnect::new(
+        context.dialer().clone(),
+        Duration::from_secs(args.reconnect_for),
+    );
     let mut inbox = Inbox::new(
         connection,
         home,
         identity,
         &context.user,
         context.pin_policy(),
-    );
+    )
+    .reconnecting(reconnect);
     let tally = inbox.read(mode, args.limit, &mut printer)?;
     if tally.problems > 0 {
         return Err(Failure::NotVerified(tally.problems).into());
@@ -109,6 +116,18 @@ impl Sink for Printer<'_> {
 
     fn key_rotated(&mut self, checked: &CheckedKey) {
         self.output.pin_changes(checked);
+    }
+
+    fn connection_lost(&mut self, error: &ClientError, within: Duration) {
+        self.output.warning(&format!(
+            "lost the connection ({error}); trying to connect again for up to {}",
+            seconds(within)
+        ));
+    }
+
+    fn reconnected(&mut self, server: &str) {
+        self.output
+            .notice(&format!("connected again to {server}; following on"));
     }
 
     fn not_shown(&mut self, problem: Problem) {

@@ -115,4 +115,11 @@ pub trait Sink {
 
     /// A message was not shown.
     fn not_shown(&mut self, problem: Problem);
+
+    /// A following read lost its connection with `error` and will try to
+    /// connect again for up to `within`.
+    fn connection_lost(&mut self, error: &ClientError, within: std::time::Duration);
+
+    /// A following read is connected again to `server`.
+    fn reconnected(&mut self, server: &str);
 }

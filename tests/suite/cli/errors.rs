@@ -72,6 +72,7 @@ fn net_errors() -> Vec<NetError> {
             server: "localhost:12000".into(),
             after: Duration::from_secs(30),
         },
+        NetError::Closed,
         NetError::Io(os(110)),
         NetError::Protocol("the response is not JSON".into()),
     ];
@@ -217,6 +218,14 @@ fn client_errors() -> Vec<ClientError> {
         },
         ClientError::Signals(denied()),
         ClientError::NoTerminal,
+        ClientError::ReconnectFailed {
+            server: "localhost:12000".into(),
+            within: Duration::from_secs(300),
+            last: Box::new(ClientError::Net(NetError::Connect {
+                server: "localhost:12000".into(),
+                source: os(111),
+            })),
+        },
     ]
 }
 
@@ -380,6 +389,7 @@ fn client_label(error: &ClientError) -> String {
         ClientError::ConfigInvalid { .. } => "ConfigInvalid",
         ClientError::Signals(_) => "Signals",
         ClientError::NoTerminal => "NoTerminal",
+        ClientError::ReconnectFailed { .. } => "ReconnectFailed",
     };
     name.to_owned()
 }
@@ -400,6 +410,7 @@ fn net_label(error: &NetError) -> String {
         NetError::CertificateChanged { .. } => "CertificateChanged",
         NetError::Tls { .. } => "Tls",
         NetError::TimedOut { .. } => "TimedOut",
+        NetError::Closed => "Closed",
         NetError::Io(_) => "Io",
         NetError::Protocol(_) => "Protocol",
         NetError::Server { code, .. } => return format!("Server({})", code.as_str()),

@@ -161,3 +161,88 @@ fn follow_logs_in_again_when_its_session_expires() {
     let (code, stdout, _) = world.read("John");
     assert_eq!((code, stdout.as_str()), (0, ""), "both were acknowledged");
 }
+
+#[test]
+fn follow_outlives_a_server_restart() {
+    let mut world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "before the restart");
+    world.msgr("John").args(["key", "Alice"]).assert().success();
+    let follower = world.background("John", &["--json", "read", "--follow"]);
+    let first = follower.next_line();
+    world.restart();
+    world.send("Alice", "John", "after the restart");
+    let second = follower.next_line();
+    follower.signal("TERM");
+    let (status, rest, stderr) = follower.finish();
+    assert!(status.success(), "{status} {stderr}");
+    assert!(rest.is_empty(), "{rest:?}");
+    let bodies: Vec<_> = json_lines([first, second].join("\n").as_bytes())
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["before the restart", "after the restart"]);
+    let notices: Vec<_> = json_lines(stderr.as_bytes())
+        .iter()
+        .map(|n| {
+            (
+                n["level"].as_str().unwrap().to_owned(),
+                n["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let port = world.server.port;
+    assert_eq!(
+        notices,
+        [
+            (
+                "warning".to_owned(),
+                "lost the connection (the server closed the connection); trying to connect again for up to 300 seconds".to_owned()
+            ),
+            (
+                "notice".to_owned(),
+                format!("connected again to localhost:{port}; following on")
+            ),
+        ]
+    );
+    // Nothing was shown twice, and nothing is left queued.
+    assert_eq!(world.queued(), 0);
+}
+
+#[test]
+fn follow_gives_up_after_reconnect_for() {
+    let mut world = World::new();
+    world.register("John");
+    let follower = world.background("John", &["read", "--follow", "--reconnect-for", "2"]);
+    // Logged in and waiting before the server goes.
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    let status = world.server.signal_and_wait("TERM");
+    assert!(status.success());
+    let (status, lines, stderr) = follower.finish();
+    let port = world.server.port;
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(lines.is_empty(), "{lines:?}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "msgr: could not reconnect to localhost:{port} within 2 seconds: cannot connect to localhost:{port}: "
+        )) && last.ends_with(
+            "; check that the server is running, or keep trying longer with --reconnect-for SECONDS"
+        ),
+        "{stderr}"
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn reconnect_for_belongs_to_follow() {
+    let world = World::new();
+    world
+        .msgr("John")
+        .args(["read", "--reconnect-for", "10"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--follow"));
+}
