@@ -280,7 +280,13 @@ fn client_status_and_hint(
             Some("check that the server is running, or keep trying longer with --reconnect-for SECONDS".into()),
         ),
         E::Keyring(keyring) => keyring_status_and_hint(keyring),
-        E::NotRegistered { .. } => (ExitStatus::Auth, Some("run `msgr register` first".into())),
+        E::NotRegistered { .. } => (
+            ExitStatus::Auth,
+            Some(
+                "if the server lost its data, run `msgr register` to register the same key again"
+                    .into(),
+            ),
+        ),
         E::KeyRefused { .. } => (
             ExitStatus::Auth,
             Some(

@@ -23,11 +23,14 @@ pub enum ClientError {
     /// The keyring could not be read or written.
     #[error(transparent)]
     Keyring(#[from] KeyringError),
-    /// The server knows no account of this name to log in as.
-    #[error("{user} is not registered on this server")]
+    /// The server knows no account of this name to log in as, though
+    /// this keyring registered it there.
+    #[error("{server} does not know {user}, though this keyring registered it there")]
     NotRegistered {
         /// The account.
         user: String,
+        /// The server as given.
+        server: String,
     },
     /// The server refused the login signature of this keyring's key.
     #[error("the server refused this keyring's key as {user}'s")]

@@ -206,6 +206,11 @@ impl Connection {
         Ok(Canceller(self.tls.sock.try_clone()?))
     }
 
+    /// The server as given.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     /// What to pin if this was the first contact with the server.
     pub fn new_pin(&self) -> Option<&ServerPin> {
         self.new_pin.as_ref()

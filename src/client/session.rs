@@ -142,6 +142,7 @@ fn challenge(connection: &mut Connection, user: &UserName) -> ClientResult<Vec<u
                 ..
             } => ClientError::NotRegistered {
                 user: user.to_string(),
+                server: connection.server().to_owned(),
             },
             other => other.into(),
         })?;

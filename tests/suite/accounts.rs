@@ -199,3 +199,59 @@ fn settings_come_from_the_environment_and_config_toml() {
         .assert()
         .code(4);
 }
+
+#[test]
+fn after_the_server_lost_its_data_register_registers_the_same_key_again() {
+    let mut world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "before the loss");
+    let fingerprint = |world: &World| {
+        let output = world
+            .msgr("Alice")
+            .args(["--json", "whoami"])
+            .output()
+            .unwrap();
+        crate::common::client::json_object(&output.stdout)["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = fingerprint(&world);
+    world.lose_server_data();
+    let port = world.server.port;
+    world
+        .msgr("Alice")
+        .arg("read")
+        .assert()
+        .code(4)
+        .stderr(format!(
+            "msgr: localhost:{port} does not know Alice, though this keyring registered it there; if the server lost its data, run `msgr register` to register the same key again\n"
+        ));
+    world
+        .msgr("Alice")
+        .arg("register")
+        .assert()
+        .success()
+        .stdout(format!(
+            "Registered Alice on localhost:{port}; key fingerprint {before}\n"
+        ))
+        .stderr(format!(
+            "msgr: localhost:{port} did not know Alice (it may have lost its data); registered this keyring's key again\n"
+        ));
+    assert_eq!(fingerprint(&world), before);
+    // Registered again, the account works, and John's pin of the same key
+    // still holds.
+    world.msgr("John").arg("register").assert().success();
+    world.send("John", "Alice", "after the loss");
+    let (status, stdout, stderr) = world.read("Alice");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("    after the loss"), "{stdout}");
+    // A keyring the server does know is still refused a second registration.
+    world
+        .msgr("Alice")
+        .arg("register")
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("is already registered"));
+}

@@ -140,7 +140,10 @@ fn keyring_errors() -> Vec<KeyringError> {
 fn client_errors() -> Vec<ClientError> {
     let s = |text: &str| text.to_owned();
     vec![
-        ClientError::NotRegistered { user: s("Alice") },
+        ClientError::NotRegistered {
+            user: s("Alice"),
+            server: s("localhost:12000"),
+        },
         ClientError::KeyRefused { user: s("Alice") },
         ClientError::NotOwnName {
             user: s("Alice"),

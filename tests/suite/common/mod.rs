@@ -194,6 +194,22 @@ impl World {
         self.server = Server::start_with(&self.server.data_dir.clone(), self.server.port, &[]);
     }
 
+    /// Stop the server and start it again with its certificate but none
+    /// of its data, as after a restore from nothing.
+    pub fn lose_server_data(&mut self) {
+        let status = self.server.signal_and_wait("TERM");
+        assert!(status.success(), "server exited with {status}");
+        let data_dir = self.server.data_dir.clone();
+        for entry in std::fs::read_dir(&data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap();
+            if name != "cert.pem" && name != "key.pem" {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        self.server = Server::start_with(&data_dir, self.server.port, &[]);
+    }
+
     /// The config dir of `user` (each user has their own, as on separate
     /// machines).
     pub fn config_dir(&self, user: &str) -> PathBuf {
