@@ -152,6 +152,9 @@ pub enum Command {
     Contacts,
     /// End the session on the server and forget its token.
     Logout(LogoutArgs),
+    /// Delete the account on the server (its queue, sessions and key) and
+    /// its folder in this keyring.
+    Unregister(UnregisterArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print a manual page (roff).
@@ -184,6 +187,15 @@ pub struct LogoutArgs {
     /// first if needed), not only this keyring's.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `msgr unregister`.
+#[derive(Debug, Clone, Args)]
+pub struct UnregisterArgs {
+    /// Delete without asking (needed where there is no terminal to ask
+    /// at).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `msgr rotate`.

@@ -179,6 +179,10 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         Failure::NoKey { .. } | Failure::NotRegisteredHere { .. } => {
             (ExitStatus::Auth, hint(REGISTER_OR_CHECK))
         }
+        Failure::NotConfirmed { .. } => (
+            ExitStatus::Usage,
+            hint("nothing was deleted; pass --yes to delete without being asked"),
+        ),
         Failure::UnfinishedRotation { .. } => (
             ExitStatus::Auth,
             hint("run `msgr rotate` to finish it, then try again"),

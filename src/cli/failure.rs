@@ -52,6 +52,15 @@ pub enum Failure {
         /// The new key's file.
         pending: PathBuf,
     },
+    /// `unregister` was not confirmed: declined at the terminal, or there
+    /// was no terminal to ask at and no `--yes`.
+    #[error("{user} was not unregistered: {why}")]
+    NotConfirmed {
+        /// The account.
+        user: String,
+        /// What happened instead of a confirmation.
+        why: &'static str,
+    },
     /// `whoami` for an account the keyring never registered.
     #[error("{user} is not registered on {server} from this keyring")]
     NotRegisteredHere {

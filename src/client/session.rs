@@ -304,6 +304,21 @@ pub fn end_all(
     }
 }
 
+/// Delete `user`'s account on the server, logging in with `identity`
+/// first if the stored token does not do; the name the account had.
+pub fn unregister(
+    connection: &mut Connection,
+    account: &impl AccountAccess,
+    user: &UserName,
+    identity: &PrivateKey,
+) -> ClientResult<UserName> {
+    authenticate(connection, account, user, identity)?;
+    match connection.request(&Request::Unregister)? {
+        Response::Unregistered { user: name } => own_name(user, name),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
 /// Present `token`: whom the server acts for now, or `None` if it refused
 /// the token.
 fn present(

@@ -168,6 +168,7 @@ impl<'a> Handler<'a> {
             Request::Ack { ids } => self.ack(ids).await,
             Request::Logout => self.logout(false).await,
             Request::LogoutAll => self.logout(true).await,
+            Request::Unregister => self.unregister().await,
         };
         answer(kind, result)
     }
@@ -671,6 +672,20 @@ impl<'a> Handler<'a> {
         }
         info!(user = %identity.user.name, all, "logged out");
         Ok(Response::LoggedOut)
+    }
+
+    /// Delete the authenticated account; every connection acting for it
+    /// stops, as after `logout_all`.
+    async fn unregister(&mut self) -> Result<Response, Refusal> {
+        let user_id = self.identity()?.id;
+        self.with_store(move |store| store.unregister(user_id))
+            .await?;
+        let identity = self.identity.take().expect("checked above");
+        self.context.session_ends.ended_all(user_id);
+        info!(user = %identity.user.name, "unregistered");
+        Ok(Response::Unregistered {
+            user: identity.user.name.to_string(),
+        })
     }
 
     /// Delete acknowledged messages: at most a page's worth at once, so

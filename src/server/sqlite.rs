@@ -158,6 +158,11 @@ impl Store for SqliteStore {
             .write(move |conn| queries::delete_sessions(conn, user))
     }
 
+    fn unregister(&self, user: UserId) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| queries::unregister(conn, user))
+    }
+
     fn enqueue(
         &self,
         recipient: UserId,

@@ -251,6 +251,11 @@ pub trait Store: Send + Sync {
     /// End every session of the account; returns how many there were.
     fn delete_sessions(&self, user: UserId) -> Result<u64, StoreError>;
 
+    /// Delete the account: its queue, sessions, prekeys, rotations and
+    /// key, freeing its name. Messages it sent that others have not read
+    /// yet stay queued, still naming it as their sender.
+    fn unregister(&self, user: UserId) -> Result<(), StoreError>;
+
     /// Queue an envelope durably, unless that would take the recipient's
     /// queue beyond `quota` (checked atomically with the insert).
     fn enqueue(

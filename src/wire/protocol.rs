@@ -197,6 +197,9 @@ pub enum Request {
     /// (needs authentication): every token made for it is useless
     /// afterwards.
     LogoutAll,
+    /// Delete the authenticated account: its queue, sessions, prekeys and
+    /// key; the name is free afterwards.
+    Unregister,
 }
 
 /// A response from server to client; exactly one per request, in order.
@@ -286,6 +289,11 @@ pub enum Response {
     },
     /// The session is ended.
     LoggedOut,
+    /// The account is deleted.
+    Unregistered {
+        /// The name the account had, as the server stored it.
+        user: String,
+    },
     /// The request failed; the connection stays usable unless the frame
     /// itself was malformed.
     Error {
@@ -419,6 +427,7 @@ impl Request {
             Self::Ack { .. } => "ack",
             Self::Logout => "logout",
             Self::LogoutAll => "logout_all",
+            Self::Unregister => "unregister",
         }
     }
 
@@ -450,6 +459,7 @@ impl Response {
             Self::Messages { .. } => "messages",
             Self::Acked { .. } => "acked",
             Self::LoggedOut => "logged_out",
+            Self::Unregistered { .. } => "unregistered",
             Self::Error { .. } => "error",
         }
     }

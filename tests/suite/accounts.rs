@@ -255,3 +255,82 @@ fn after_the_server_lost_its_data_register_registers_the_same_key_again() {
         .code(7)
         .stderr(predicate::str::contains("is already registered"));
 }
+
+#[test]
+fn unregister_deletes_the_account_and_its_folder_and_frees_the_name() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("John", "Alice", "never read");
+    world.send("Alice", "John", "sent before leaving");
+    let token = world.stored_token("Alice");
+    let folder = world.account_dir("Alice");
+    let port = world.server.port;
+    world
+        .msgr("Alice")
+        .args(["unregister", "--yes"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "Unregistered Alice on localhost:{port}; deleted {}\n",
+            folder.display()
+        ));
+    assert!(!folder.exists());
+    // The server forgot the account: its key, its queue, its sessions.
+    world.msgr("John").args(["key", "Alice"]).assert().code(5);
+    let refused = crate::common::raw::Client::greeted(&world.server).request(
+        &msgr::wire::protocol::Request::Authenticate {
+            user: "Alice".into(),
+            token,
+        },
+    );
+    assert!(
+        matches!(refused, msgr::wire::protocol::Response::Error { .. }),
+        "{refused:?}"
+    );
+    let queued_for_alice: i64 = world
+        .server
+        .database()
+        .query_row(
+            "SELECT count(*) FROM messages m JOIN users u ON u.id = m.recipient_id
+             WHERE u.name = 'Alice'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(queued_for_alice, 0);
+    // What Alice sent before leaving is still John's to read.
+    let (status, stdout, stderr) = world.read("John");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("From: Alice\n") && stdout.contains("    sent before leaving"));
+    // The name is free: a new key can take it.
+    world.register("Alice");
+}
+
+#[test]
+fn unregister_needs_a_confirmation() {
+    let world = World::new();
+    world.register("Alice");
+    world
+        .msgr("Alice")
+        .arg("unregister")
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            "msgr: Alice was not unregistered: there is no terminal to confirm it at; nothing was deleted; pass --yes to delete without being asked\n",
+        );
+    let (deleted, screen) = world.on_terminal("Alice", &["unregister"], "n\n", &[]);
+    assert!(!deleted, "{screen}");
+    assert!(screen.contains("This cannot be undone. [y/N]"), "{screen}");
+    assert!(
+        screen.contains("the deletion was not confirmed"),
+        "{screen}"
+    );
+    // Nothing changed.
+    assert!(world.account_dir("Alice").exists());
+    world.msgr("Alice").arg("login").assert().success();
+    let (deleted, screen) = world.on_terminal("Alice", &["unregister"], "y\n", &[]);
+    assert!(deleted, "{screen}");
+    assert!(!world.account_dir("Alice").exists());
+}

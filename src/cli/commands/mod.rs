@@ -12,6 +12,7 @@ pub mod read;
 pub mod register;
 pub mod rotate;
 pub mod serve;
+pub mod unregister;
 pub mod whoami;
 
 use crate::cli::args::{Cli, Command};
@@ -42,6 +43,7 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
         Command::Whoami => whoami::run(&context),
         Command::Contacts => contacts::run(&context),
         Command::Logout(args) => logout::run(&context, args),
+        Command::Unregister(args) => unregister::run(&context, args),
         Command::Serve(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }

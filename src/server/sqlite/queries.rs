@@ -173,6 +173,7 @@ pub(super) fn expire(
             usable_since(now).saturating_sub(CLOCK_SLACK),
             EXPIRE_BATCH
         ])?;
+    delete_unreferenced_accounts(conn)?;
     Ok(Expired {
         messages: messages as u64,
         one_time_prekeys: one_time_prekeys as u64,
@@ -487,6 +488,41 @@ pub(super) fn delete_sessions(conn: &Connection, user: UserId) -> Result<u64, St
         .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
         .execute([user])?;
     Ok(deleted as u64)
+}
+
+/// Delete `user`'s account. The row stays while messages it sent are
+/// queued for others (they name it as their sender), with no key and the
+/// name key `#` and its id, which no user name can be; [`expire`] deletes
+/// it once they are gone.
+pub(super) fn unregister(conn: &Connection, user: UserId) -> Result<(), StoreError> {
+    for table_and_column in [
+        "messages WHERE recipient_id",
+        "queue_totals WHERE recipient_id",
+        "sessions WHERE user_id",
+        "signed_prekeys WHERE user_id",
+        "one_time_prekeys WHERE user_id",
+        "claimed_one_time_prekeys WHERE user_id",
+        "key_rotations WHERE user_id",
+    ] {
+        conn.prepare_cached(&format!("DELETE FROM {table_and_column} = ?1"))?
+            .execute([user])?;
+    }
+    conn.prepare_cached("UPDATE users SET name_key = '#' || id, public_key = X'' WHERE id = ?1")?
+        .execute([user])?;
+    delete_unreferenced_accounts(conn)?;
+    Ok(())
+}
+
+/// Delete the rows of deleted accounts whose messages are all gone; each
+/// pair of a recipient and a sender with messages queued has a row in
+/// `sender_totals`.
+fn delete_unreferenced_accounts(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM users WHERE name_key GLOB '#*'
+             AND NOT EXISTS (SELECT 1 FROM sender_totals WHERE sender_id = users.id)",
+        )?
+        .execute([])?)
 }
 
 /// The live session with this token hash.

@@ -570,3 +570,35 @@ fn concurrent_enqueues_all_commit_with_distinct_ids() {
         .unwrap();
     assert_eq!((stored, counted), ((threads * each) as i64, stored));
 }
+
+#[test]
+fn an_unregistered_account_frees_its_name_and_goes_with_its_last_message() {
+    let (dir, store) = open();
+    let alice = user(&store, "Alice");
+    let john = user(&store, "John");
+    queue(&store, &alice, &john, b"for alice");
+    let sent = queue(&store, &john, &alice, b"from alice");
+    store.unregister(alice.id).unwrap();
+    assert!(store.find_user("alice").unwrap().is_none());
+    assert_eq!(store.key_bundle("alice", true).unwrap(), None);
+    let rows = |sql: &str| -> i64 { inspect(&dir).query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(
+        rows("SELECT count(*) FROM messages WHERE recipient_id = 1"),
+        0
+    );
+    assert_eq!(
+        rows("SELECT count(*) FROM signed_prekeys WHERE user_id = 1"),
+        0
+    );
+    // John still reads what Alice sent, under her name, and the name is
+    // free for another key at once.
+    let page = store.fetch(john.id, page(0, 10, 1 << 20)).unwrap();
+    assert_eq!(page[0].sender, "Alice");
+    let again = user(&store, "alice");
+    assert_ne!(again.id, alice.id);
+    assert_eq!(rows("SELECT count(*) FROM users"), 3);
+    // Once her last message is gone, so is the row that named her.
+    store.ack(john.id, &[sent]).unwrap();
+    store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
+    assert_eq!(rows("SELECT count(*) FROM users"), 2);
+}

@@ -117,6 +117,7 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
         Request::Ack { ids: vec![1] },
         Request::Logout,
         Request::LogoutAll,
+        Request::Unregister,
     ];
     let responses = vec![
         Response::Hello {
@@ -153,6 +154,7 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
         Response::Messages { messages: vec![] },
         Response::Acked { count: 1 },
         Response::LoggedOut,
+        Response::Unregistered { user: user() },
         Response::Error {
             code: ErrorCode::Internal,
             message: "x".into(),
@@ -182,7 +184,7 @@ fn kinds_are_the_wire_names() {
     kinds.dedup();
     assert_eq!(kinds.len(), count, "each variant once");
     // As many as the enums have variants (update with a new one).
-    assert_eq!((requests.len(), responses.len()), (13, 13));
+    assert_eq!((requests.len(), responses.len()), (14, 14));
 }
 
 #[test]

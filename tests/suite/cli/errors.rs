@@ -251,6 +251,10 @@ fn failures() -> Vec<Failure> {
             user: s("Alice"),
             server: s("localhost:12000"),
         },
+        Failure::NotConfirmed {
+            user: s("Alice"),
+            why: "there is no terminal to confirm it at",
+        },
         Failure::UnfinishedRotation {
             pending: path("identity.next.pem"),
         },
@@ -335,6 +339,7 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::NotAFingerprint(_) => "NotAFingerprint",
         Failure::NoKey { .. } => "NoKey",
         Failure::NotRegisteredHere { .. } => "NotRegisteredHere",
+        Failure::NotConfirmed { .. } => "NotConfirmed",
         Failure::UnfinishedRotation { .. } => "UnfinishedRotation",
         Failure::AlreadyRegistered { .. } => "AlreadyRegistered",
         Failure::KeyGeneration(_) => "KeyGeneration",
