@@ -162,6 +162,40 @@ pub fn write_new(path: &Path, contents: &[u8]) -> Result<bool, FileError> {
     Ok(true)
 }
 
+/// Write `body` to a file of its own in `dir`, durably: `NAME`, or else
+/// `NAME.2`, `NAME.3`, … when that name is taken by other contents or by
+/// anything but a file (a link is never followed). A file with the same
+/// contents (left by a read that crashed before acknowledging) is used
+/// again. So one file never stops the writing of the others.
+pub fn write_unique(dir: &Path, name: &str, body: &[u8]) -> Result<PathBuf, FileError> {
+    for n in 1u32.. {
+        let path = match n {
+            1 => dir.join(name),
+            n => dir.join(format!("{name}.{n}")),
+        };
+        let occupant = match std::fs::symlink_metadata(&path) {
+            Ok(occupant) => occupant,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if write_new(&path, body)? {
+                    return Ok(path);
+                }
+                continue;
+            }
+            Err(source) => return Err(FileError { path, source }),
+        };
+        if occupant.is_file() && occupant.len() == body.len() as u64 {
+            let existing = std::fs::read(&path).map_err(|source| FileError {
+                path: path.clone(),
+                source,
+            })?;
+            if existing == body {
+                return Ok(path);
+            }
+        }
+    }
+    unreachable!("some number names a free file")
+}
+
 /// Append `lines` (each ending in a newline) to `path`, created with mode
 /// 0600 if missing, and make them durable with one fsync. A line left
 /// incomplete by a crash is closed first, so it can never merge with the

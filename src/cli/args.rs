@@ -280,6 +280,11 @@ pub struct ReadArgs {
     )]
     pub reconnect_for: u64,
 
+    /// First open again the messages kept in the account's rejected/
+    /// folder (they failed verification before), then read the queue.
+    #[arg(long)]
+    pub retry_rejected: bool,
+
     /// Read at most this many messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,

@@ -15,7 +15,7 @@ mod reconnect;
 mod sink;
 
 pub use reconnect::Reconnect;
-pub use sink::{Delivery, Opened, Problem, Sink, StaleLimit};
+pub use sink::{About, Delivery, Kept, Opened, Problem, Sink, StaleLimit};
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use tracing::debug;
 use crate::client::directory::{self, PinPolicy, PinStatus};
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::interrupt::Interrupt;
-use crate::client::keyring::{Account, AccountDir, Prekeys, SeenIds, seen_key};
+use crate::client::keyring::{Account, AccountDir, Prekeys, Rejected, SeenIds, seen_key};
 use crate::client::net::{Connection, NetError, unexpected};
 use crate::client::session;
 use crate::wire::crypto::{PrivateKey, PublicKey};
@@ -55,6 +55,13 @@ pub struct Tally {
     pub shown: u64,
     /// Messages that failed verification or could not be judged.
     pub problems: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Self) {
+        self.shown += other.shown;
+        self.problems += other.problems;
+    }
 }
 
 /// What became of one queued message.
@@ -361,6 +368,14 @@ impl Inbox {
                 }
                 Ok(Outcome::Kept) => {}
                 Ok(Outcome::NotShown(problem)) => {
+                    // Kept before it is acknowledged, so that it is never lost.
+                    let problem = match keep_rejected(&account, message, problem) {
+                        Ok(problem) => problem,
+                        Err(error) => {
+                            failure = Some(error.into());
+                            break;
+                        }
+                    };
                     tally.problems += 1;
                     if !matches!(problem, Problem::Held { .. }) {
                         acknowledge.push(message.id);
@@ -393,6 +408,68 @@ impl Inbox {
             Some(error) => Err(error),
             None => Ok(stopped),
         }
+    }
+
+    /// Open the messages kept in `rejected/` again: each that opens now is
+    /// delivered to `sink` and forgotten, each that still fails to verify
+    /// stays, and each found stale or unreadable now is discarded; all
+    /// but the opened ones are reported.
+    pub fn retry_rejected<S: Sink>(&mut self, sink: &mut S) -> Result<Tally, S::Error> {
+        if self.me.is_none() {
+            let (user, identity) = (&self.user, &self.identity);
+            let me = session::authenticate(&mut self.connection, &self.home, user, identity)?;
+            self.me = Some(me);
+        }
+        let account = self.home.lock().map_err(ClientError::from)?;
+        self.refreshed.clear();
+        let expired_before = unix_now().saturating_sub(MAX_MESSAGE_AGE + CLOCK_SLACK);
+        let mut seen = account
+            .load_seen(expired_before)
+            .map_err(ClientError::from)?;
+        let mut prekeys = account.load_prekeys().map_err(ClientError::from)?;
+        let mut tally = Tally::default();
+        let (mut done, mut used_one_time) = (Vec::new(), Vec::new());
+        for (path, rejected) in account.rejected().map_err(ClientError::from)? {
+            let message = QueuedMessage {
+                id: 0,
+                sender: rejected.sender,
+                envelope: rejected.envelope,
+            };
+            match self.judge(&account, &prekeys, &mut seen, &message, sink)? {
+                Outcome::Shown(one_time) => {
+                    tally.shown += 1;
+                    used_one_time.extend(one_time);
+                    done.push(path);
+                }
+                Outcome::Duplicate(_) => done.push(path),
+                Outcome::Kept => {}
+                Outcome::NotShown(problem) => {
+                    tally.problems += 1;
+                    let problem = match problem {
+                        Problem::Failed { about, error, .. } => {
+                            let kept = Kept::StillIn(path);
+                            Problem::Failed { about, error, kept }
+                        }
+                        held @ Problem::Held { .. } => held,
+                        other => {
+                            done.push(path);
+                            other
+                        }
+                    };
+                    sink.not_shown(problem);
+                }
+            }
+        }
+        // Seen first: a crash before the files go leaves duplicates that
+        // the next try recognises.
+        account.save_seen(&seen).map_err(ClientError::from)?;
+        if prekeys.remove_one_time(&used_one_time) {
+            account.save_prekeys(&prekeys).map_err(ClientError::from)?;
+        }
+        for path in done {
+            account.remove_rejected(&path).map_err(ClientError::from)?;
+        }
+        Ok(tally)
     }
 
     /// The one-time prekey a message shown before was sealed to, if this
@@ -431,14 +508,18 @@ impl Inbox {
         message: &QueuedMessage,
         sink: &mut S,
     ) -> Result<Outcome, S::Error> {
-        let id = message.id;
-        let parsed = match parse_as_recorded(message) {
+        let (parsed, recorded) = match parse_as_recorded(message) {
             Ok(parsed) => parsed,
             Err(problem) => return Ok(Outcome::NotShown(*problem)),
         };
         let header = &parsed.header;
         let sender = &header.sender;
         let message_id = hex(&header.message_id);
+        let about = || About {
+            sender: sender.clone(),
+            message_id: message_id.clone(),
+            sent_at_ms: header.sent_at_ms,
+        };
         let key = seen_key(sender, &message_id);
         if seen.contains(&key) {
             return Ok(Outcome::Duplicate(
@@ -449,8 +530,8 @@ impl Inbox {
         let (sender_key, sender_pin) = match pinned {
             Ok(pinned) => pinned,
             Err(error) => {
-                let sender = sender.to_string();
-                return Ok(Outcome::NotShown(Problem::Held { id, sender, error }));
+                let about = about();
+                return Ok(Outcome::NotShown(Problem::Held { about, error }));
             }
         };
         if sender_pin == PinStatus::New {
@@ -459,8 +540,8 @@ impl Inbox {
         let signer = match self.signer(account, &parsed, sender_key, sink) {
             Ok(signer) => signer,
             Err(error) => {
-                let sender = sender.to_string();
-                return Ok(Outcome::NotShown(Problem::Held { id, sender, error }));
+                let about = about();
+                return Ok(Outcome::NotShown(Problem::Held { about, error }));
             }
         };
         // Judged by the send time its sender signed; unsigned, it fails
@@ -468,12 +549,8 @@ impl Inbox {
         if let Some(limit) = stale(header.sent_at_ms, prekeys.created_at(), unix_now())
             && let Some(_) = &signer
         {
-            return Ok(Outcome::NotShown(Problem::Stale {
-                id,
-                sender: sender.to_string(),
-                sent_at_ms: header.sent_at_ms,
-                limit,
-            }));
+            let about = about();
+            return Ok(Outcome::NotShown(Problem::Stale { about, limit }));
         }
         let me = self
             .me
@@ -487,20 +564,22 @@ impl Inbox {
             PrekeyKind::Signed => prekeys.secret(id),
             PrekeyKind::OneTime => one_time.as_ref(),
         };
+        let failed = |error| {
+            let (about, kept) = (about(), Kept::Discarded);
+            Ok(Outcome::NotShown(Problem::Failed { about, error, kept }))
+        };
         let Some(signed) = signer else {
-            let (sender, error) = (sender.to_string(), EnvelopeError::BadSignature);
-            return Ok(Outcome::NotShown(Problem::Failed { id, sender, error }));
+            return failed(EnvelopeError::BadSignature);
         };
         let body = match signed.open(me, lookup) {
             Ok(body) => body,
-            Err(error) => {
-                let sender = sender.to_string();
-                return Ok(Outcome::NotShown(Problem::Failed { id, sender, error }));
-            }
+            Err(error) => return failed(error),
         };
+        // Shown as the server spells the name (the envelope may use
+        // another letter case of it).
         let opened = Opened {
             id: message_id,
-            sender,
+            sender: &recorded,
             recipient: &header.recipient,
             sent_at_ms: header.sent_at_ms,
             body: &body,
@@ -566,19 +645,29 @@ impl Inbox {
 
 /// The envelope of `message`, if it parses and names the sender the server
 /// recorded.
-fn parse_as_recorded(message: &QueuedMessage) -> Result<envelope::Parsed<'_>, Box<Problem>> {
-    let id = message.id;
-    let parsed = envelope::parse(&message.envelope.0)
-        .map_err(|error| Box::new(Problem::Unreadable { id, error }))?;
-    let sender = &parsed.header.sender;
-    if !sender.is(&message.sender) {
-        return Err(Box::new(Problem::SenderMismatch {
-            id,
-            claimed: sender.to_string(),
-            recorded: printable(&message.sender).into_owned(),
-        }));
+fn parse_as_recorded(
+    message: &QueuedMessage,
+) -> Result<(envelope::Parsed<'_>, UserName), Box<Problem>> {
+    let recorded = || printable(&message.sender).into_owned();
+    let parsed = envelope::parse(&message.envelope.0).map_err(|error| {
+        Box::new(Problem::Unreadable {
+            id: message.id,
+            recorded: recorded(),
+            error,
+        })
+    })?;
+    let header = &parsed.header;
+    match header.sender.same_account(message.sender.clone()) {
+        Some(spelled) => Ok((parsed, spelled)),
+        None => Err(Box::new(Problem::SenderMismatch {
+            about: About {
+                sender: header.sender.clone(),
+                message_id: hex(&header.message_id),
+                sent_at_ms: header.sent_at_ms,
+            },
+            recorded: recorded(),
+        })),
     }
-    Ok(parsed)
 }
 
 /// Why a message sent at `sent_at_ms` is too old to show at `now`, to a
@@ -596,6 +685,30 @@ fn stale(sent_at_ms: u64, keyring_created_at: Option<u64>, now: u64) -> Option<S
     } else {
         None
     }
+}
+
+/// `problem` with `message` kept in `rejected/` if it failed verification
+/// (unless the folder is full).
+fn keep_rejected(
+    account: &Account,
+    message: &QueuedMessage,
+    problem: Problem,
+) -> ClientResult<Problem> {
+    let Problem::Failed { about, error, .. } = problem else {
+        return Ok(problem);
+    };
+    let rejected = Rejected::new(
+        &message.sender,
+        &about.message_id,
+        about.sent_at_ms,
+        error.to_string(),
+        message.envelope.0.clone(),
+    );
+    let kept = match account.save_rejected(&about.sender, &rejected)? {
+        Some(path) => Kept::Saved(path),
+        None => Kept::Discarded,
+    };
+    Ok(Problem::Failed { about, error, kept })
 }
 
 /// Whether `page` held everything queued when it was fetched: it has fewer

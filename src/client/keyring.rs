@@ -13,6 +13,7 @@
 //!     contacts.toml                pinned public keys of other users
 //!     seen.txt                     ids of messages already shown, with their send times
 //!     claimed/<user>/<id>          a one-time prekey of <user> kept for the next message
+//!     rejected/<user>-<id>.json    a message that failed verification, kept to retry
 //!     lock                         held while a command changes the account
 //! ```
 //!
@@ -32,6 +33,7 @@ mod identity;
 mod known_servers;
 mod prekeys;
 mod records;
+mod rejected;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -48,6 +50,7 @@ pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
 pub use prekeys::{OneTimePrekey, Prekey, Prekeys};
 pub use records::{Contact, Registration, Session, SessionToken};
+pub use rejected::{MOST_REJECTED, Rejected};
 
 use crate::files::{
     FOLDER_MODE, FileError, append_lines, create_private_dir, lock_exclusive, open_to_others,

@@ -160,8 +160,27 @@ fn a_tampered_envelope_is_refused_and_never_printed() {
         stdout.contains("an honest note"),
         "the queue was not blocked"
     );
-    assert!(stderr.contains("failed verification"), "{stderr}");
-    assert!(stderr.contains("discarded"), "{stderr}");
+    // Kept, not lost: saved in rejected/ with the envelope and the reason.
+    let rejected = world.account_dir("John").join("rejected");
+    let saved: Vec<_> = std::fs::read_dir(&rejected)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{stderr}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved[0]).unwrap()).unwrap();
+    assert_eq!(record["sender"], "Alice");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let kept = base64::Engine::decode(&engine, record["envelope"].as_str().unwrap()).unwrap();
+    assert_eq!(kept, envelope);
+    assert!(
+        stderr.contains(&format!(
+            " failed verification: {}; it was saved as {}; once the cause is fixed, `msgr read --retry-rejected` opens it again\n",
+            record["reason"].as_str().unwrap(),
+            saved[0].display()
+        )),
+        "{stderr}"
+    );
 
     // `read` does not wait for the answer to its last acknowledgement.
     world.assert_queued_soon(0);
@@ -400,4 +419,54 @@ fn the_explicit_pin_policy_leaves_messages_from_unpinned_senders_queued() {
     let (code, stdout, _) = world.read("John");
     assert_eq!(code, 0);
     assert!(stdout.contains("from someone John never pinned"));
+}
+
+#[test]
+fn a_rejected_message_opens_again_once_the_cause_is_fixed() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.msgr("John").args(["key", "Alice"]).assert().success();
+    world.send("Alice", "John", "sealed to a prekey John's keyring lost");
+    // John's keyring loses the private halves of its prekeys (a backup
+    // restored without them): the message cannot be opened.
+    let prekeys = world.account_dir("John").join("prekeys.toml");
+    let backup = prekeys.with_extension("bak");
+    std::fs::rename(&prekeys, &backup).unwrap();
+    let (code, stdout, stderr) = world.read("John");
+    assert_eq!((code, stdout.as_str()), (6, ""), "{stderr}");
+    assert!(stderr.contains("failed verification"), "{stderr}");
+    world.assert_queued_soon(0);
+    let rejected = world.account_dir("John").join("rejected");
+    assert_eq!(std::fs::read_dir(&rejected).unwrap().count(), 1);
+
+    // Tried again while the cause remains, it stays where it is.
+    let output = world
+        .msgr("John")
+        .args(["read", "--retry-rejected"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("; it stays in "), "{stderr}");
+    assert_eq!(std::fs::read_dir(&rejected).unwrap().count(), 1);
+
+    // The prekeys restored, it opens, is shown once and is forgotten.
+    std::fs::rename(&backup, &prekeys).unwrap();
+    world
+        .msgr("John")
+        .args(["read", "--retry-rejected"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("From: Alice\n"))
+        .stdout(predicate::str::contains(
+            "    sealed to a prekey John's keyring lost\n",
+        ));
+    assert_eq!(std::fs::read_dir(&rejected).unwrap().count(), 0);
+    world
+        .msgr("John")
+        .args(["read", "--retry-rejected"])
+        .assert()
+        .success()
+        .stdout("");
 }

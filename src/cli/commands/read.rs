@@ -22,10 +22,12 @@ use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds};
 use crate::client::directory::{CheckedKey, PinStatus};
 use crate::client::error::ClientError;
-use crate::client::inbox::{Delivery, Inbox, Mode, Opened, Problem, Reconnect, Sink, StaleLimit};
-use crate::client::keyring::AccountDir;
+use crate::client::inbox::{
+    About, Delivery, Inbox, Kept, Mode, Opened, Problem, Reconnect, Sink, StaleLimit, Tally,
+};
+use crate::client::keyring::{AccountDir, MOST_REJECTED};
 use crate::client::net::seconds;
-use crate::files::{FileError, create_private_dir, write_new};
+use crate::files::{FileError, create_private_dir, write_unique};
 use crate::wire::protocol::MAX_MESSAGE_AGE;
 
 /// Read, print and acknowledge messages as the arguments say.
@@ -58,7 +60,11 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
         context.pin_policy(),
     )
     .reconnecting(reconnect);
-    let tally = inbox.read(mode, args.limit, &mut printer)?;
+    let mut tally = match args.retry_rejected {
+        true => inbox.retry_rejected(&mut printer)?,
+        false => Tally::default(),
+    };
+    tally += inbox.read(mode, args.limit, &mut printer)?;
     if tally.problems > 0 {
         return Err(Failure::NotVerified(tally.problems).into());
     }
@@ -79,7 +85,7 @@ impl Sink for Printer<'_> {
 
     fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery> {
         let body = match self.out_dir {
-            Some(dir) => Body::Saved(save(dir, &saved_name(message), message.body)?),
+            Some(dir) => Body::Saved(write_unique(dir, &saved_name(message), message.body)?),
             None => match std::str::from_utf8(message.body) {
                 Ok(text) => Body::Text(text),
                 Err(_) if self.output.is_json() => Body::Base64(STANDARD.encode(message.body)),
@@ -132,41 +138,58 @@ impl Sink for Printer<'_> {
 
     fn not_shown(&mut self, problem: Problem) {
         let warning = match problem {
-            Problem::Unreadable { id, error } => {
-                format!("message {id} is unreadable ({error}); it was discarded")
-            }
-            Problem::SenderMismatch {
+            Problem::Unreadable {
                 id,
-                claimed,
                 recorded,
+                error,
             } => format!(
-                "message {id} claims to be from {claimed} but the server says {recorded:?} sent it; it was discarded"
+                "a message the server says {recorded:?} sent (its id {id}) is unreadable ({error}); it was discarded"
             ),
-            Problem::Failed { id, sender, error } => {
-                format!("message {id} from {sender} failed verification: {error}; it was discarded")
+            Problem::SenderMismatch { about, recorded } => format!(
+                "message {} sent {} claims to be from {} but the server says {recorded:?} sent it; it was discarded",
+                about.message_id,
+                rfc3339_seconds(about.sent_at_ms),
+                about.sender
+            ),
+            Problem::Failed { about, error, kept } => {
+                let what = match kept {
+                    Kept::Saved(path) => format!(
+                        "it was saved as {}; once the cause is fixed, `msgr read --retry-rejected` opens it again",
+                        path.display()
+                    ),
+                    Kept::StillIn(path) => format!("it stays in {}", path.display()),
+                    Kept::Discarded => format!(
+                        "it was discarded, as {MOST_REJECTED} rejected messages are kept already"
+                    ),
+                };
+                format!("{} failed verification: {error}; {what}", described(&about))
             }
-            Problem::Stale {
-                id,
-                sender,
-                sent_at_ms,
-                limit,
-            } => {
-                let sent = rfc3339_seconds(sent_at_ms);
+            Problem::Stale { about, limit } => {
                 let before = match limit {
                     StaleLimit::MaxAge => {
                         format!("more than {} days ago", MAX_MESSAGE_AGE / (24 * 60 * 60))
                     }
                     StaleLimit::Keyring => "before this keyring was made".to_owned(),
                 };
-                format!("message {id} from {sender} was sent {sent}, {before}; it was discarded")
+                format!("{}, {before}; it was discarded", described(&about))
             }
-            Problem::Held { id, sender, error } => {
+            Problem::Held { about, error } => {
                 let error = AppError::from(error);
-                format!("message {id} from {sender}: {error}; it stays queued")
+                format!("{}: {error}; it stays queued", described(&about))
             }
         };
         self.output.warning(&warning);
     }
+}
+
+/// "message ID from SENDER sent TIME", as the envelope says.
+fn described(about: &About) -> String {
+    format!(
+        "message {} from {} sent {}",
+        about.message_id,
+        about.sender,
+        rfc3339_seconds(about.sent_at_ms)
+    )
 }
 
 /// The file a body is saved to: the sender (lower case) and the message
@@ -200,40 +223,6 @@ fn check_out_dir(dir: &Path, home: &AccountDir) -> AppResult<()> {
         why,
     }
     .into())
-}
-
-/// Write `body` to a file of its own in `dir`, durably: `NAME`, or else
-/// `NAME.2`, `NAME.3`, … when that name is taken by other contents or by
-/// anything but a file (a link is never followed). A file with the same
-/// contents (left by a read that crashed before acknowledging) is used
-/// again. So one message never stops the delivery of the others.
-fn save(dir: &Path, name: &str, body: &[u8]) -> AppResult<PathBuf> {
-    for n in 1u32.. {
-        let path = match n {
-            1 => dir.join(name),
-            n => dir.join(format!("{name}.{n}")),
-        };
-        let occupant = match std::fs::symlink_metadata(&path) {
-            Ok(occupant) => occupant,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if write_new(&path, body)? {
-                    return Ok(path);
-                }
-                continue;
-            }
-            Err(source) => return Err(FileError { path, source }.into()),
-        };
-        if occupant.is_file() && occupant.len() == body.len() as u64 {
-            let existing = std::fs::read(&path).map_err(|source| FileError {
-                path: path.clone(),
-                source,
-            })?;
-            if existing == body {
-                return Ok(path);
-            }
-        }
-    }
-    unreachable!("some number names a free file")
 }
 
 /// One message as `read` prints it.

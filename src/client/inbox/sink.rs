@@ -2,6 +2,8 @@
 //! which says whether it was written out ([`Delivery`]); and each message
 //! that was not shown, with why ([`Problem`]).
 
+use std::path::PathBuf;
+
 use crate::client::directory::{CheckedKey, PinStatus};
 use crate::client::error::ClientError;
 use crate::wire::envelope::EnvelopeError;
@@ -33,6 +35,18 @@ pub enum Delivery {
     Kept,
 }
 
+/// Which message a problem is about, as its envelope names it (the id and
+/// send time unverified unless the problem says otherwise).
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The sender the envelope names.
+    pub sender: UserName,
+    /// The sender's message id, as lowercase hex.
+    pub message_id: String,
+    /// Send time, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+}
+
 /// A queued message that was not shown.
 #[derive(Debug)]
 pub enum Problem {
@@ -40,48 +54,53 @@ pub enum Problem {
     Unreadable {
         /// The server's id of the message.
         id: u64,
+        /// The sender the server recorded, made printable.
+        recorded: String,
         /// What is wrong with it.
         error: EnvelopeError,
     },
     /// The envelope names another sender than the server recorded; it was
     /// discarded.
     SenderMismatch {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names.
-        claimed: String,
+        /// The message, with the sender its envelope claims.
+        about: About,
         /// The sender the server recorded, made printable.
         recorded: String,
     },
-    /// The envelope failed verification or decryption; it was discarded.
+    /// The envelope failed verification or decryption.
     Failed {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names.
-        sender: String,
+        /// The message.
+        about: About,
         /// Why it failed.
         error: EnvelopeError,
+        /// Where the message is kept, if it is.
+        kept: Kept,
     },
     /// The message was sent too long ago to be shown; it was discarded.
     Stale {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names (its signature checked).
-        sender: String,
-        /// Send time, milliseconds since the Unix epoch.
-        sent_at_ms: u64,
+        /// The message (its signature checked).
+        about: About,
         /// What it was sent before.
         limit: StaleLimit,
     },
     /// The sender's key is not available now; the message stays queued.
     Held {
-        /// The server's id of the message.
-        id: u64,
-        /// The sender the envelope names.
-        sender: String,
+        /// The message.
+        about: About,
         /// Why the key is not available.
         error: ClientError,
     },
+}
+
+/// What became of a message that failed verification.
+#[derive(Debug)]
+pub enum Kept {
+    /// Saved in this file of the account's `rejected/` folder.
+    Saved(PathBuf),
+    /// Tried again from this file, where it stays.
+    StillIn(PathBuf),
+    /// Discarded: the `rejected/` folder holds as many as it may.
+    Discarded,
 }
 
 /// Why a message is too old to be shown.

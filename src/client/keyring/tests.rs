@@ -141,3 +141,47 @@ fn damaged_files_are_reported_not_ignored() {
         Err(KeyringError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn rejected_messages_round_trip_and_are_bounded() {
+    let (_dir, account) = account();
+    let alice = username("Alice");
+    let rejected = |n: u32| {
+        Rejected::new(
+            "Alice",
+            &format!("{n:032x}"),
+            1_800_000_000_000,
+            "bad signature".into(),
+            vec![n as u8; 3],
+        )
+    };
+    let first = account
+        .save_rejected(&alice, &rejected(0))
+        .unwrap()
+        .unwrap();
+    assert!(first.ends_with(format!("rejected/alice-{:032x}.json", 0)));
+    // The same id again (a sender reusing it) never overwrites the first.
+    let second = account
+        .save_rejected(&alice, &rejected(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, first, "the same contents are kept once");
+    let mut other = rejected(0);
+    other.envelope.0 = vec![9; 3];
+    let third = account.save_rejected(&alice, &other).unwrap().unwrap();
+    assert_ne!(third, first);
+    let kept = account.rejected().unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].1.sent_at, "2027-01-15T08:00:00.000Z");
+    account.remove_rejected(&third).unwrap();
+    // Filled up (quickly, without the syncs of real saves).
+    for n in 1..MOST_REJECTED {
+        let path = first.with_file_name(format!("alice-{n:032x}.json"));
+        std::fs::write(path, std::fs::read(&first).unwrap()).unwrap();
+    }
+    assert_eq!(
+        account.save_rejected(&alice, &rejected(5000)).unwrap(),
+        None
+    );
+    assert_eq!(account.rejected().unwrap().len(), MOST_REJECTED);
+}

@@ -277,3 +277,45 @@ fn a_reused_message_id_deletes_no_one_time_prekey() {
     assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");
     assert!(held(7), "one-time prekey 7 was deleted");
 }
+
+#[test]
+fn a_sender_is_shown_as_registered_whatever_case_the_envelope_uses() {
+    // The real server refuses such an envelope; one that delivers it
+    // anyway cannot make John see a spelling the account does not have.
+    let world = World::new();
+    let extra: Arc<Mutex<Vec<QueuedMessage>>> = Arc::default();
+    let slipped = Arc::clone(&extra);
+    let (mitm, armed) = proxy(&world, move |request, response| match (request, response) {
+        (Request::Fetch { .. }, Response::Messages { mut messages }) => {
+            messages.splice(0..0, slipped.lock().unwrap().drain(..));
+            Response::Messages { messages }
+        }
+        (_, response) => response,
+    });
+    for user in ["Alice", "John"] {
+        register_via(&world, mitm.port, user);
+    }
+    let alice_key = identity_of(&world, "Alice", mitm.port);
+    let header = Header::new(&name("ALICE"), &name("John"));
+    let shouted = envelope::seal(
+        &header,
+        b"in capitals",
+        &alice_key,
+        &prekey_of(&world, "John"),
+    );
+    extra.lock().unwrap().push(QueuedMessage {
+        id: 1_000_000,
+        sender: "Alice".into(),
+        envelope: Base64Bytes(shouted.unwrap()),
+    });
+    armed.store(true, Ordering::SeqCst);
+    let output = world
+        .msgr_at("John", mitm.port)
+        .arg("read")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.starts_with("From: Alice\n"), "{stdout}");
+    assert!(stdout.contains("    in capitals\n"), "{stdout}");
+}
