@@ -3,7 +3,8 @@
 //! settings are resolved ([`context`]), the output in human and JSON form
 //! ([`output`]), the failures only the command line meets ([`failure`]),
 //! the user-facing error and the one table of exit statuses and hints
-//! ([`error`]), and the logging set-up ([`logging`]).
+//! ([`error`]), the logging set-up ([`logging`]), and the reference
+//! tables the README and the manual page share ([`reference`]).
 
 pub mod args;
 pub mod commands;
@@ -12,3 +13,4 @@ pub mod error;
 pub mod failure;
 pub mod logging;
 pub mod output;
+pub mod reference;

@@ -56,6 +56,30 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
         .map_err(FileError::at(dir))
 }
 
+/// Create `dir` and its missing parents with owner-only permissions, as
+/// [`create_private_dir`] does, and return the folders this call made,
+/// outermost first: empty if `dir` existed, so that a caller can remove
+/// exactly what it made and never a folder that was there before.
+pub fn create_missing_private_dirs(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|folder| !folder.as_os_str().is_empty() && !folder.exists())
+        .collect();
+    let mut made = Vec::new();
+    for folder in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(FOLDER_MODE).create(folder) {
+            Ok(()) => made.push(folder.to_owned()),
+            // Made meanwhile by another process: not ours to remove.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && folder.is_dir() => {}
+            Err(error) => return Err(FileError::at(folder)(error)),
+        }
+    }
+    if !dir.is_dir() {
+        return Err(FileError::at(dir)(io::ErrorKind::NotADirectory.into()));
+    }
+    Ok(made)
+}
+
 /// Create the secret file `path` (mode 0600) if it does not exist.
 pub fn create_secret_file(path: &Path) -> Result<(), FileError> {
     OpenOptions::new()
@@ -243,15 +267,33 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
 /// Take an exclusive lock on `path` (created 0600 if missing), blocking
 /// until other processes release it. The lock lasts as long as the file.
 pub fn lock_exclusive(path: &Path) -> Result<File, FileError> {
-    let file = OpenOptions::new()
+    let file = lock_file(path)?;
+    file.lock().map_err(FileError::at(path))?;
+    Ok(file)
+}
+
+/// Take an exclusive lock on `path` (created 0600 if missing) if no other
+/// process holds it, without waiting: `None` if one does. The lock lasts
+/// as long as the file, and the operating system releases it when the
+/// process ends, however it ends.
+pub fn try_lock_exclusive(path: &Path) -> Result<Option<File>, FileError> {
+    let file = lock_file(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(error)) => Err(FileError::at(path)(error)),
+    }
+}
+
+/// The file `path` opened for locking, created 0600 if missing.
+fn lock_file(path: &Path) -> Result<File, FileError> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(SECRET_MODE)
         .open(path)
-        .map_err(FileError::at(path))?;
-    file.lock().map_err(FileError::at(path))?;
-    Ok(file)
+        .map_err(FileError::at(path))
 }
 
 /// The certificates in the PEM file `path`, in order; `Err` says in words
@@ -357,6 +399,37 @@ mod tests {
         let file = nested.join("db");
         create_secret_file(&file).unwrap();
         assert_eq!(mode(&file), SECRET_MODE);
+    }
+
+    #[test]
+    fn missing_dirs_are_made_private_and_listed_outermost_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/c");
+        let made = create_missing_private_dirs(&nested).unwrap();
+        assert_eq!(
+            made,
+            [dir.path().join("a"), dir.path().join("a/b"), nested.clone()]
+        );
+        assert_eq!(mode(&dir.path().join("a")), FOLDER_MODE);
+        assert_eq!(mode(&nested), FOLDER_MODE);
+        assert!(create_missing_private_dirs(&nested).unwrap().is_empty());
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let error = create_missing_private_dirs(&file).unwrap_err();
+        assert_eq!(error.path, file);
+    }
+
+    #[test]
+    fn a_held_lock_is_refused_without_waiting_and_released_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = try_lock_exclusive(&path)
+            .unwrap()
+            .expect("a free lock is taken");
+        assert_eq!(mode(&path), SECRET_MODE);
+        assert!(try_lock_exclusive(&path).unwrap().is_none());
+        drop(held);
+        assert!(try_lock_exclusive(&path).unwrap().is_some());
     }
 
     #[test]

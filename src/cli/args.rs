@@ -13,7 +13,7 @@ use crate::client::directory::PinPolicy;
 use crate::client::settings::{Overrides, parse_timeout};
 use crate::wire::crypto::{ALLOWED_BITS, DEFAULT_BITS, allowed_sizes};
 
-pub use serve::{LimitError, ServeArgs};
+pub use serve::{BindHost, LimitError, ServeArgs};
 
 /// End-to-end encrypted messaging: one binary for server and client.
 #[derive(Debug, Parser)]

@@ -223,6 +223,14 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             ExitStatus::Failure,
             hint("pass --data-dir with a directory you can write to"),
         ),
+        Failure::DataDirInUse { .. } => (
+            ExitStatus::Failure,
+            hint("stop that server first, or give this one another --data-dir"),
+        ),
+        Failure::LockDataDir { .. } => (
+            ExitStatus::Failure,
+            hint("pass --data-dir with a directory you can write to"),
+        ),
         Failure::RestrictDataDir { .. } => (
             ExitStatus::Failure,
             hint("make it mode 0700 and owned by the user running msgr serve"),
@@ -247,6 +255,10 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
                 dir.display()
             )),
         ),
+        Failure::Resolve { .. } => (
+            ExitStatus::Failure,
+            hint("give --bind an IP address, or a name this machine resolves (as in /etc/hosts)"),
+        ),
         Failure::Listen { source, .. } => (
             ExitStatus::Failure,
             match source.kind() {
@@ -257,7 +269,7 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
                     hint("ports below 1024 need privileges; choose a higher port")
                 }
                 std::io::ErrorKind::AddrNotAvailable => {
-                    hint("--bind must be an address of this machine")
+                    hint("--bind must be an address of this machine, or a name for one")
                 }
                 _ => None,
             },

@@ -144,6 +144,30 @@ pub enum Failure {
         /// Why.
         source: std::io::Error,
     },
+    /// Another `msgr serve` holds the data directory's lock: two servers
+    /// must never share one database.
+    #[error(
+        "the data directory {} is in use by another msgr serve{}, which holds its lock {}",
+        dir.display(),
+        pid.map(|pid| format!(" (process {pid})")).unwrap_or_default(),
+        lock.display()
+    )]
+    DataDirInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// The process id the holder wrote into the lock file, if readable.
+        pid: Option<u32>,
+    },
+    /// The data directory's lock file cannot be opened or locked.
+    #[error("cannot take the data directory's lock {}: {source}", lock.display())]
+    LockDataDir {
+        /// The lock file.
+        lock: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The data directory cannot be made owner-only.
     #[error("cannot restrict the data directory {} to its owner: {source}", dir.display())]
     RestrictDataDir {
@@ -170,6 +194,14 @@ pub enum Failure {
         dir: PathBuf,
         /// Why.
         source: TlsError,
+    },
+    /// The host name given to `--bind` does not resolve.
+    #[error("cannot resolve --bind {host}: {source}")]
+    Resolve {
+        /// The name as given.
+        host: String,
+        /// Why.
+        source: std::io::Error,
     },
     /// The listening socket cannot be bound.
     #[error("cannot listen on {address}: {source}")]

@@ -1,11 +1,12 @@
-//! The server: an accept loop over a listener it is given ([`run`]), the
-//! admission of new connections (`admission`), one task per connection
-//! (`peer`, framing in `connection`, requests in `handler`), per-address
-//! rate limits (`ratelimit`), the limits themselves ([`limits`]), the
-//! waking of waiting readers (`mailbox`), the ended sessions that stop
-//! other connections acting (`session_ends`), the storage contract ([`store`])
-//! and its SQLite implementation with group commit ([`sqlite`]), the TLS
-//! material ([`tls`]) and the clock sessions expire by ([`clock`]).
+//! The server: an accept loop over the listeners it is given ([`run`],
+//! [`Listeners`]), the admission of new connections (`admission`), one
+//! task per connection (`peer`, framing in `connection`, requests in
+//! `handler`), per-address rate limits (`ratelimit`), the limits
+//! themselves ([`limits`]), the waking of waiting readers (`mailbox`), the
+//! ended sessions that stop other connections acting (`session_ends`),
+//! the storage contract ([`store`]) and its SQLite implementation with
+//! group commit ([`sqlite`]), the TLS material ([`tls`]) and the clock
+//! sessions expire by ([`clock`]).
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
 //! stops accepting and flips a watch channel; each connection finishes the
@@ -18,6 +19,7 @@ pub mod clock;
 mod connection;
 mod handler;
 pub mod limits;
+mod listeners;
 mod mailbox;
 mod peer;
 mod ratelimit;
@@ -30,13 +32,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
 pub use clock::{Clock, SystemClock};
 pub use limits::Limits;
+pub use listeners::Listeners;
 use store::Expired;
 pub use store::Store;
 
@@ -92,9 +94,10 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Serve connections from `listener` until `shutdown` completes, then let
-/// open connections finish their current request and return.
-pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
+/// Serve connections from `listeners` until `shutdown` completes, then
+/// let open connections finish their current request and return.
+pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl Future) {
+    let mut listeners = listeners.into();
     let Parts {
         tls,
         store,
@@ -131,7 +134,7 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         // waits, so that idle sockets cannot crowd real clients out.
         let (socket, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listeners.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     warn!(%error, "accept failed");
@@ -155,7 +158,7 @@ pub async fn run(listener: TcpListener, parts: Parts, shutdown: impl Future) {
         );
         tokio::spawn(connection.instrument(info_span!("connection", %peer)));
     }
-    drop(listener);
+    drop(listeners);
     info!(
         open = notify_shutdown.receiver_count(),
         "no longer accepting; waiting for open connections to finish"

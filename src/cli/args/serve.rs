@@ -3,8 +3,10 @@
 //! [`crate::server::limits`]), checked here by [`ServeArgs::limits`] so
 //! that a value out of range is refused naming its flag.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
@@ -28,9 +30,10 @@ pub struct ServeArgs {
     /// TCP port to listen on; 0 picks a free one and prints it.
     pub port: u16,
 
-    /// Address to listen on.
+    /// Address to listen on: an IP address, or a host name whose every
+    /// address is listened on (localhost: the loopback addresses).
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
-    pub bind: IpAddr,
+    pub bind: BindHost,
 
     /// Where the database and the generated certificate live
     /// [default: the platform data dir].
@@ -131,6 +134,47 @@ pub struct ServeArgs {
     /// enumerated quickly; more are refused as rate_limited.
     #[arg(long, default_value_t = DEFAULT_LOOKUPS_PER_MINUTE, value_name = "N")]
     pub max_lookups_per_minute: u32,
+}
+
+/// What `--bind` names: an IP address (IPv6 with or without brackets), or
+/// a host name that `msgr serve` resolves when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindHost {
+    /// An address, bound as it is.
+    Ip(IpAddr),
+    /// A host name, such as `localhost`; every address it resolves to is
+    /// bound.
+    Name(String),
+}
+
+impl FromStr for BindHost {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(|ip| Self::Ip(ip.into()))
+                .map_err(|_| "is not an IPv6 address in brackets".into());
+        }
+        if let Ok(ip) = text.parse() {
+            return Ok(Self::Ip(ip));
+        }
+        let name_like = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if text.is_empty() || !text.chars().all(name_like) {
+            return Err("is neither an IP address nor a host name (give no port here)".into());
+        }
+        Ok(Self::Name(text.to_owned()))
+    }
+}
+
+impl fmt::Display for BindHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Name(name) => f.write_str(name),
+        }
+    }
 }
 
 /// A `serve` flag outside its allowed range.
@@ -283,6 +327,23 @@ mod tests {
         assert_eq!(limits.session_ttl, defaults.session_ttl);
         assert_eq!(limits.max_message_age, defaults.max_message_age);
         assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bind_takes_addresses_and_host_names() {
+        let bind = |text: &str| text.parse::<BindHost>();
+        assert_eq!(bind("127.0.0.1"), Ok(BindHost::Ip([127, 0, 0, 1].into())));
+        assert_eq!(bind("::1"), Ok(BindHost::Ip(Ipv6Addr::LOCALHOST.into())));
+        assert_eq!(bind("[::1]"), Ok(BindHost::Ip(Ipv6Addr::LOCALHOST.into())));
+        assert_eq!(bind("localhost"), Ok(BindHost::Name("localhost".into())));
+        assert_eq!(
+            bind("msgr-1.example.org"),
+            Ok(BindHost::Name("msgr-1.example.org".into()))
+        );
+        for wrong in ["", "127.0.0.1:12000", "[localhost]", "a b", "[::1"] {
+            assert!(bind(wrong).is_err(), "{wrong:?}");
+        }
+        assert_eq!(bind("[::1]").unwrap().to_string(), "::1");
     }
 
     #[test]

@@ -1,130 +1,92 @@
-//! `msgr serve`: prepare the data directory, database, TLS material and
-//! listening socket, announce the address and certificate fingerprint on
-//! stdout, then run [`crate::server::run`] until SIGINT or SIGTERM.
-//! Everything that can fail at start-up fails here, before the first
-//! connection, with a hint; logs go to stderr through `tracing` (set up by
-//! [`crate::cli::logging`] before this runs).
+//! `msgr serve`: bind the listening sockets, prepare the data directory
+//! (locked against a second server), database and TLS material, announce
+//! the addresses and certificate fingerprint on stdout, then run
+//! [`crate::server::run`] until SIGINT or SIGTERM. Everything that can
+//! fail at start-up fails here, before the first connection, with a hint;
+//! what needs no disk (the limits, `--cert`/`--key`, the port) is checked
+//! first, so that such a failure leaves nothing behind. Logs go to stderr
+//! through `tracing` (set up by [`crate::cli::logging`] before this runs).
+
+mod data_dir;
+mod listen;
 
 use std::future::Future;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::cli::args::ServeArgs;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
-use crate::files;
-use crate::server::sqlite::SqliteStore;
 use crate::server::tls::{self, ServerTls};
-use crate::server::{self, Limits, Store};
+use crate::server::{self, Limits, Listeners, Store};
+
+pub use data_dir::LOCK_FILE;
 
 /// Run the server until it is told to stop; exit status 0 after a clean
 /// shutdown.
 pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     let limits = args.limits().map_err(Failure::Limit)?;
-    let data_dir = prepare_data_dir(args)?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&data_dir)?);
-    let tls = load_tls(args, &data_dir)?;
-    let listener = bind(args)?;
+    let operator_tls = operator_tls(args)?;
+    let sockets = listen::bind(&args.bind, args.port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(start("start the async runtime"))?;
-    runtime.block_on(serve(listener, tls, store, limits))?;
+    // Signal handlers go in before the announcement, so that a signal
+    // sent right after it is never missed.
+    let (listeners, shutdown) = {
+        let _context = runtime.enter();
+        let shutdown = shutdown_signal().map_err(start("install signal handlers"))?;
+        let listeners = sockets
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(start("use the listening socket"))?;
+        (listeners, shutdown)
+    };
+    let listeners = Listeners::new(listeners).expect("bind returns at least one socket");
+    let data = data_dir::open(args, operator_tls)?;
+    let store: Arc<dyn Store> = Arc::new(data.store);
+    runtime.block_on(serve(listeners, data.tls, store, limits, shutdown))?;
+    // The database is closed once the runtime is gone; only then may
+    // another server take the data directory.
     drop(runtime);
+    drop(data.lock);
     info!("shut down cleanly");
     Ok(())
 }
 
-/// Inside the runtime: install signal handlers before announcing, so a
-/// signal sent right after the announcement is never missed.
+/// Inside the runtime: announce, then serve until `shutdown`.
 async fn serve(
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     tls: ServerTls,
     store: Arc<dyn Store>,
     limits: Limits,
+    shutdown: impl Future<Output = ()>,
 ) -> AppResult<()> {
-    let shutdown = shutdown_signal().map_err(start("install signal handlers"))?;
-    let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(start("use the listening socket"))?;
-    announce(&listener, &tls.fingerprint).map_err(AppError::stdout)?;
+    announce(&listeners, &tls.fingerprint).map_err(AppError::stdout)?;
     let parts = server::Parts {
         tls,
         store,
         limits,
         clock: Arc::new(server::SystemClock),
     };
-    server::run(listener, parts, shutdown).await;
+    server::run(listeners, parts, shutdown).await;
     Ok(())
 }
 
-/// The data directory, created with mode 0700 if missing.
-fn prepare_data_dir(args: &ServeArgs) -> AppResult<PathBuf> {
-    let dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => directories::ProjectDirs::from("", "", "msgr")
-            .map(|dirs| dirs.data_dir().to_owned())
-            .ok_or(Failure::NoDataDir)?,
-    };
-    files::create_private_dir(&dir).map_err(|error| Failure::CreateDataDir {
-        dir: dir.clone(),
-        source: error.source,
-    })?;
-    // The data directory holds the TLS key and everyone's queued mail: if
-    // group or others may enter it (it existed already), make it 0700.
-    let was =
-        files::restrict(&dir, files::FOLDER_MODE).map_err(|error| Failure::RestrictDataDir {
-            dir: dir.clone(),
-            source: error.source,
-        })?;
-    if let Some(mode) = was {
-        warn!(
-            dir = %dir.display(),
-            was = format!("{mode:o}"),
-            "the data directory was open to other users; restricted it to its owner (0700)"
-        );
-    }
-    Ok(dir)
-}
-
-fn open_store(data_dir: &Path) -> AppResult<SqliteStore> {
-    SqliteStore::open(data_dir).map_err(|source| {
-        Failure::OpenStore {
-            dir: data_dir.to_owned(),
-            source,
-        }
-        .into()
-    })
-}
-
-fn load_tls(args: &ServeArgs, data_dir: &Path) -> AppResult<ServerTls> {
+/// The operator's `--cert` and `--key`, if given, loaded before anything
+/// is written to disk.
+fn operator_tls(args: &ServeArgs) -> AppResult<Option<ServerTls>> {
     match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => {
-            tls::from_files(cert, key).map_err(|error| Failure::OperatorTls(error).into())
-        }
-        _ => tls::self_signed(data_dir).map_err(|source| {
-            Failure::SelfSignedTls {
-                dir: data_dir.to_owned(),
-                source,
-            }
-            .into()
-        }),
+        (Some(cert), Some(key)) => tls::from_files(cert, key)
+            .map(Some)
+            .map_err(|error| Failure::OperatorTls(error).into()),
+        _ => Ok(None),
     }
-}
-
-fn bind(args: &ServeArgs) -> AppResult<std::net::TcpListener> {
-    let address = (args.bind, args.port);
-    let listener = std::net::TcpListener::bind(address).map_err(|source| Failure::Listen {
-        address: format!("{}:{}", args.bind, args.port),
-        source,
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(start("configure the socket"))?;
-    Ok(listener)
 }
 
 /// The failure of a start-up step, `doing`, that needs no advice.
@@ -132,12 +94,14 @@ fn start(doing: &'static str) -> impl FnOnce(std::io::Error) -> Failure {
     move |source| Failure::Start { doing, source }
 }
 
-/// The two lines scripts and tests read: the bound address (with the real
-/// port when 0 was asked for) and the certificate fingerprint.
-fn announce(listener: &tokio::net::TcpListener, fingerprint: &str) -> std::io::Result<()> {
-    let address = listener.local_addr()?;
+/// The lines scripts and tests read: each bound address (with the real
+/// port when 0 was asked for), one line each, then the certificate
+/// fingerprint.
+fn announce(listeners: &Listeners, fingerprint: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "msgr listening on {address}")?;
+    for address in listeners.local_addrs()? {
+        writeln!(stdout, "msgr listening on {address}")?;
+    }
     writeln!(stdout, "certificate fingerprint {fingerprint}")?;
     stdout.flush()
 }

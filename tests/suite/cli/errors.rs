@@ -297,6 +297,15 @@ fn failures() -> Vec<Failure> {
             dir: data(),
             source: denied(),
         },
+        Failure::DataDirInUse {
+            dir: data(),
+            lock: data().join("lock"),
+            pid: Some(4242),
+        },
+        Failure::LockDataDir {
+            lock: data().join("lock"),
+            source: denied(),
+        },
         Failure::RestrictDataDir {
             dir: data(),
             source: denied(),
@@ -315,6 +324,12 @@ fn failures() -> Vec<Failure> {
                 path: data().join("key.pem"),
                 reason: s("it holds no PEM private key"),
             },
+        },
+        Failure::Resolve {
+            host: s("msgr.example.org"),
+            source: io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            ),
         },
         Failure::Listen {
             address: s("0.0.0.0:12000"),
@@ -355,10 +370,13 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::Limit(_) => "Limit",
         Failure::NoDataDir => "NoDataDir",
         Failure::CreateDataDir { .. } => "CreateDataDir",
+        Failure::DataDirInUse { .. } => "DataDirInUse",
+        Failure::LockDataDir { .. } => "LockDataDir",
         Failure::RestrictDataDir { .. } => "RestrictDataDir",
         Failure::OpenStore { .. } => "OpenStore",
         Failure::OperatorTls(_) => "OperatorTls",
         Failure::SelfSignedTls { .. } => "SelfSignedTls",
+        Failure::Resolve { .. } => "Resolve",
         Failure::Listen { .. } => "Listen",
         Failure::Start { .. } => "Start",
     }

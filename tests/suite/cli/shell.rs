@@ -67,6 +67,52 @@ fn man_pages_are_roff_for_msgr_and_each_command() {
 }
 
 #[test]
+fn the_overview_page_has_environment_exit_status_files_and_examples() {
+    let output = msgr_bare().arg("man").output().unwrap();
+    assert!(output.status.success());
+    let page = String::from_utf8(output.stdout).unwrap();
+    let heading = |name: &str| {
+        page.find(&format!("\n{name}\n"))
+            .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+    };
+    let order = [
+        heading(".SH ENVIRONMENT"),
+        heading(".SH \"EXIT STATUS\""),
+        heading(".SH FILES"),
+        heading(".SH EXAMPLES"),
+        heading(".SH VERSION"),
+    ];
+    assert!(order.is_sorted(), "{order:?}");
+    // Code in bold, each word kept from hyphenation (\%).
+    for lines in [
+        // ENVIRONMENT
+        ".TP\n\\fB\\%MSGR_SERVER\\fR\nThe same as \\fB\\%\\-\\-server \\%HOST:PORT\\fR, which wins \
+         over it; it wins over \\fB\\%server\\fR in \\fB\\%config.toml\\fR.\n",
+        ".TP\n\\fB\\%MSGR_PASSPHRASE\\fR\nThe passphrase itself, in place of \
+         \\fB\\%\\-\\-passphrase\\-file \\%FILE\\fR, which wins over it; it wins over \
+         \\fB\\%passphrase_file\\fR in \\fB\\%config.toml\\fR.\n",
+        ".TP\n\\fB\\%NO_COLOR\\fR\nNot empty: no colour, even on a terminal.\n",
+        // EXIT STATUS
+        ".TP\n\\fB\\%0\\fR\nSuccess.\n",
+        ".TP\n\\fB\\%5\\fR\nUnknown user: the recipient or contact does not exist on the server. \
+         JSON code \\fB\\%unknown_user\\fR.\n",
+        // FILES
+        ".TP\n\\fB\\%accounts/<user>@<host:port>/identity.pem\\fR\nPrivate key, PKCS#8 PEM, \
+         encrypted with \\-\\-passphrase (mode 0600).\n",
+        ".TP\n\\fB\\%lock\\fR\nHeld by the \\fB\\%msgr \\%serve\\fR using the directory, with its \
+         process id.\n",
+        // EXAMPLES
+        "\\&msgr \\-\\-server localhost:12000 \\-\\-user Alice key John # fetch, pin and show \
+         John\\*(Aqs key fingerprint\n",
+    ] {
+        assert!(page.contains(lines), "no {lines:?} in\n{page}");
+    }
+    // The subcommands' pages stay as clap makes them.
+    let read = msgr_bare().args(["man", "read"]).output().unwrap().stdout;
+    assert!(!String::from_utf8(read).unwrap().contains(".SH ENVIRONMENT"));
+}
+
+#[test]
 fn colour_and_the_spinner_appear_only_on_a_terminal() {
     let world = World::new();
     // Piped: plain text.

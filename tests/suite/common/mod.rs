@@ -49,17 +49,23 @@ impl Server {
     /// Start a server like [`Server::start_with`], logging with the
     /// `RUST_LOG` filter `log_filter`.
     pub fn start_logging(data_dir: &Path, port: u16, extra: &[&str], log_filter: &str) -> Self {
+        Self::start_bound(data_dir, "127.0.0.1", port, extra, log_filter).0
+    }
+
+    /// Start a server on `--bind BIND`; also returns every address it
+    /// announced (the first is [`Server::addr`]).
+    pub fn start_bound(
+        data_dir: &Path,
+        bind: &str,
+        port: u16,
+        extra: &[&str],
+        log_filter: &str,
+    ) -> (Self, Vec<String>) {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = msgr_std()
-            .args([
-                "serve",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--data-dir",
-            ])
+            .args(["serve", &port.to_string(), "--bind", bind, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", log_filter)
@@ -69,18 +75,23 @@ impl Server {
             .spawn()
             .expect("msgr serve starts");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let listening = read_line(&mut stdout, &log);
-        let addr = listening
-            .strip_prefix("msgr listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {listening:?}"))
-            .to_owned();
+        // One line per address listened on, then the fingerprint.
+        let mut addrs = Vec::new();
+        let fingerprint_line = loop {
+            let line = read_line(&mut stdout, &log);
+            match line.strip_prefix("msgr listening on ") {
+                Some(addr) => addrs.push(addr.to_owned()),
+                None => break line,
+            }
+        };
+        assert!(!addrs.is_empty(), "no address announced");
+        let addr = addrs[0].clone();
         let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-        let fingerprint_line = read_line(&mut stdout, &log);
         let fingerprint = fingerprint_line
             .strip_prefix("certificate fingerprint ")
-            .unwrap_or_else(|| panic!("unexpected second line {fingerprint_line:?}"))
+            .unwrap_or_else(|| panic!("unexpected line {fingerprint_line:?}"))
             .to_owned();
-        Self {
+        let server = Self {
             child,
             _stdout: stdout,
             addr,
@@ -88,7 +99,8 @@ impl Server {
             fingerprint,
             data_dir: data_dir.to_owned(),
             log,
-        }
+        };
+        (server, addrs)
     }
 
     /// The server's process id.

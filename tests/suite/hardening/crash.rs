@@ -30,13 +30,21 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// Whether process `pid` (a child not yet reaped) has died.
+/// Whether process `pid` (a child not yet reaped) has died: its main
+/// thread is a zombie and every other thread has exited too, so that its
+/// files (the listening socket, the data directory's lock) are closed. A
+/// thread still finishing an fsync outlives the main thread's exit.
 fn is_dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Ok(stat) => {
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'));
+            let threads =
+                std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count());
+            zombie && threads <= 1
+        }
         Err(_) => true,
     }
 }
