@@ -68,6 +68,12 @@ pub const SETTINGS: &[Setting] = &[
         holds: None,
         key: Some("pin_policy"),
     },
+    Setting {
+        flag: "--timeout SECONDS",
+        variable: "MSGR_TIMEOUT",
+        holds: None,
+        key: Some("timeout"),
+    },
 ];
 
 /// The other environment variables msgr reads: `(variables, effect)`.
@@ -124,8 +130,8 @@ pub const EXITS: &[Exit] = &[
     },
     Exit {
         status: ExitStatus::Connection,
-        meaning: "connection: cannot connect, TLS failure, protocol or server failure, the \
-                  server is busy (no connection slot)",
+        meaning: "connection: cannot connect, timed out (`--timeout`), TLS failure, protocol \
+                  or server failure, the server is busy (no connection slot)",
         code_note: None,
     },
     Exit {
@@ -195,8 +201,13 @@ pub const CONFIG_DIR: Directory = Directory {
         ),
         entry(
             0,
+            "known_servers.lock",
+            "held while a pin is added to known_servers.toml",
+        ),
+        entry(
+            0,
             "accounts/<user>@<host:port>/",
-            "one folder per account (mode 0700)",
+            "one folder per account, named in lower case (mode 0700)",
         ),
         entry(
             1,
@@ -233,6 +244,11 @@ pub const CONFIG_DIR: Directory = Directory {
             1,
             "claimed/<user>/<id>",
             "a one-time prekey of <user> kept for the next message to them",
+        ),
+        entry(
+            1,
+            "rejected/<user>-<id>.json",
+            "a message that failed verification, kept for `read --retry-rejected`",
         ),
         entry(1, "lock", "held while a command changes the account"),
     ],

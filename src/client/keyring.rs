@@ -3,6 +3,7 @@
 //! ```text
 //! config.toml                      defaults for the global options
 //! known_servers.toml               pinned server certificate fingerprints (or system-roots)
+//! known_servers.lock               held while a pin is added to known_servers.toml
 //! accounts/<user>@<host:port>/     one folder per account (mode 0700)
 //!     identity.pem                 the private key, PKCS#8 PEM, encrypted if
 //!                                  registered with a passphrase (mode 0600)
