@@ -424,12 +424,44 @@ fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Opt
             ExitStatus::Connection,
             Some("check that the server is running and that --server is right".into()),
         ),
-        NetError::Tls { .. } => (
-            ExitStatus::Connection,
-            Some("check --ca-cert, or that the address is an msgr server".into()),
-        ),
+        NetError::Tls { failure, .. } => (ExitStatus::Connection, tls_hint(failure)),
         NetError::Io(_) | NetError::Protocol(_) => (ExitStatus::Connection, None),
     }
+}
+
+/// What to do about a failed TLS handshake.
+fn tls_hint(failure: &crate::client::net::TlsFailure) -> Option<String> {
+    use crate::client::net::TlsFailure as F;
+    const IS_IT_MSGR: &str = "is it an msgr server? check --server";
+    let text = match failure {
+        F::NotTls | F::NoTls13 => IS_IT_MSGR,
+        F::Closed | F::Alert(_) => {
+            "check that --server names an msgr server, and if it does, look in the server's log"
+        }
+        F::TimedOut => "check that --server names an msgr server, and if it does, try again later",
+        F::CaCertificate => {
+            "pass the server's own certificate with --ca-cert, or ask its operator for a server \
+             certificate issued by that CA"
+        }
+        F::UnknownIssuer => {
+            "check that --ca-cert holds the CA that issued the server's certificate, or that \
+             certificate itself, and that --server is right"
+        }
+        F::Expired { .. } => {
+            "ask the server's operator to renew it, or check this computer's clock"
+        }
+        F::NotYetValid { .. } => "check this computer's clock, or ask the server's operator",
+        F::WrongName { .. } => {
+            "use a name the certificate lists in --server, or ask the server's operator for a \
+             certificate that names this host"
+        }
+        F::BadCertificate(_) => {
+            "check that --ca-cert holds the server's CA or its certificate, and if it does, tell \
+             the server's operator"
+        }
+        F::Protocol(_) | F::Io(_) => "check that the server is running and that --server is right",
+    };
+    Some(text.to_owned())
 }
 
 #[cfg(test)]

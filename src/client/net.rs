@@ -10,6 +10,7 @@
 //! timeout, and a [`Canceller`] can end the connection from another thread.
 
 mod address;
+mod tls;
 pub mod trust;
 
 use std::io::{self, Read, Write};
@@ -29,6 +30,7 @@ use crate::wire::protocol::{
 use crate::wire::signing::CertificateDigest;
 
 pub use address::{AddrError, ServerAddr};
+pub use tls::TlsFailure;
 use trust::{ServerPin, TrustOutcome, TrustPolicy, Verifier};
 
 /// How long to wait for the TCP connection.
@@ -58,12 +60,12 @@ pub enum NetError {
         presented: String,
     },
     /// The TLS handshake failed (including certificate verification).
-    #[error("TLS with {server} failed: {source}")]
+    #[error("{}", .failure.sentence(.server))]
     Tls {
         /// The server as given.
         server: String,
-        /// The underlying error.
-        source: io::Error,
+        /// Why.
+        failure: TlsFailure,
     },
     /// The connection broke or timed out.
     #[error("connection to the server failed: {0}")]
@@ -133,7 +135,7 @@ impl Connection {
                     }
                     _ => NetError::Tls {
                         server: server.to_string(),
-                        source,
+                        failure: TlsFailure::of(&source),
                     },
                 });
             }

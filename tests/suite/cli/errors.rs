@@ -16,7 +16,7 @@ use msgr::cli::failure::Failure;
 use msgr::client::error::ClientError;
 use msgr::client::keyring::KeyringError;
 use msgr::client::net::trust::ServerPin;
-use msgr::client::net::{NetError, ServerAddr};
+use msgr::client::net::{NetError, ServerAddr, TlsFailure};
 use msgr::files::FileError;
 use msgr::server::store::StoreError;
 use msgr::server::tls::TlsError;
@@ -63,13 +63,15 @@ fn net_errors() -> Vec<NetError> {
             pinned: ServerPin::Certificate(FINGERPRINT.into()),
             presented: OTHER_FINGERPRINT.into(),
         },
-        NetError::Tls {
-            server: server(),
-            source: io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate"),
-        },
         NetError::Io(os(110)),
         NetError::Protocol("the response is not JSON".into()),
     ];
+    for failure in tls_failures() {
+        errors.push(NetError::Tls {
+            server: server(),
+            failure,
+        });
+    }
     for (code, message) in [
         (ErrorCode::BadRequest, "malformed request"),
         (
@@ -104,6 +106,33 @@ fn net_errors() -> Vec<NetError> {
         });
     }
     errors
+}
+
+/// One sample of each way a TLS handshake fails.
+fn tls_failures() -> Vec<TlsFailure> {
+    vec![
+        TlsFailure::NotTls,
+        TlsFailure::NoTls13,
+        TlsFailure::Closed,
+        TlsFailure::TimedOut,
+        TlsFailure::CaCertificate,
+        TlsFailure::UnknownIssuer,
+        TlsFailure::Expired {
+            not_after: Some(1_764_028_800),
+        },
+        TlsFailure::NotYetValid { not_before: None },
+        TlsFailure::WrongName {
+            expected: "localhost".into(),
+            presented: vec!["msgr.example.org".into(), "www.example.org".into()],
+            more: 0,
+        },
+        TlsFailure::BadCertificate(
+            "certificate does not allow extended key usage for server authentication".into(),
+        ),
+        TlsFailure::Alert("handshake_failure".into()),
+        TlsFailure::Protocol("peer misbehaved: IllegalMiddleboxChangeCipherSpec".into()),
+        TlsFailure::Io("Network is unreachable (os error 101)".into()),
+    ]
 }
 
 fn keyring_errors() -> Vec<KeyringError> {
@@ -393,12 +422,30 @@ fn net_label(error: &NetError) -> String {
     let name = match error {
         NetError::Connect { .. } => "Connect",
         NetError::CertificateChanged { .. } => "CertificateChanged",
-        NetError::Tls { .. } => "Tls",
+        NetError::Tls { failure, .. } => return format!("Tls({})", tls_label(failure)),
         NetError::Io(_) => "Io",
         NetError::Protocol(_) => "Protocol",
         NetError::Server { code, .. } => return format!("Server({})", code.as_str()),
     };
     name.to_owned()
+}
+
+fn tls_label(failure: &TlsFailure) -> &'static str {
+    match failure {
+        TlsFailure::NotTls => "NotTls",
+        TlsFailure::NoTls13 => "NoTls13",
+        TlsFailure::Closed => "Closed",
+        TlsFailure::TimedOut => "TimedOut",
+        TlsFailure::CaCertificate => "CaCertificate",
+        TlsFailure::UnknownIssuer => "UnknownIssuer",
+        TlsFailure::Expired { .. } => "Expired",
+        TlsFailure::NotYetValid { .. } => "NotYetValid",
+        TlsFailure::WrongName { .. } => "WrongName",
+        TlsFailure::BadCertificate(_) => "BadCertificate",
+        TlsFailure::Alert(_) => "Alert",
+        TlsFailure::Protocol(_) => "Protocol",
+        TlsFailure::Io(_) => "Io",
+    }
 }
 
 /// `label`, the exit status and the stderr line of `error`.
