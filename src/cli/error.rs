@@ -154,7 +154,22 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         "run `msgr register` first, or check --user, --server and --config-dir";
     let hint = |text: &str| Some(text.to_owned());
     match failure {
-        Failure::CommandLine(_) => (ExitStatus::Usage, hint("run `msgr --help` for the usage")),
+        Failure::CommandLine { tips, usage, .. } => {
+            let mut advice = tips.clone();
+            advice.push(match usage {
+                Some(usage) => format!("usage: {usage}"),
+                None => "run `msgr --help` for the usage".to_owned(),
+            });
+            (ExitStatus::Usage, Some(advice.join("; ")))
+        }
+        Failure::UnquotedMessage { recipients, words } => (
+            ExitStatus::Usage,
+            Some(format!(
+                "quote it: msgr create {} {}",
+                shell_word(recipients),
+                shell_word(&words.join(" "))
+            )),
+        ),
         Failure::NoServer => (
             ExitStatus::Usage,
             hint(
@@ -263,6 +278,20 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         | Failure::ManualPage(_)
         | Failure::Stdout(_)
         | Failure::Start { .. } => (ExitStatus::Failure, None),
+    }
+}
+
+/// `text` as one word of a POSIX shell command line: as it is if nothing
+/// in it is special, else in double quotes if that keeps it literal, else
+/// in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._,:/@%+=-".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else if !text.contains(['"', '$', '`', '\\', '!']) {
+        format!("\"{text}\"")
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -467,6 +496,15 @@ fn tls_hint(failure: &crate::client::net::TlsFailure) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_survive_the_shell() {
+        assert_eq!(shell_word("John,Carol"), "John,Carol");
+        assert_eq!(shell_word("Hello world"), "\"Hello world\"");
+        assert_eq!(shell_word(""), "\"\"");
+        assert_eq!(shell_word("it's $5"), r"'it'\''s $5'");
+        assert_eq!(shell_word("say \"hi\""), "'say \"hi\"'");
+    }
 
     #[test]
     fn codes_are_distinct_snake_case_names() {

@@ -249,7 +249,15 @@ fn failures() -> Vec<Failure> {
     let s = |text: &str| text.to_owned();
     let data = || PathBuf::from("/var/lib/msgr");
     vec![
-        Failure::CommandLine(s("unexpected argument '--colour' found")),
+        Failure::CommandLine {
+            message: s("unrecognized subcommand 'crate'"),
+            tips: vec![s("some similar subcommands exist: 'rotate', 'create'")],
+            usage: Some(s("msgr [OPTIONS] <COMMAND>")),
+        },
+        Failure::UnquotedMessage {
+            recipients: s("John,Carol"),
+            words: vec![s("Lunch"), s("at"), s("one?")],
+        },
         Failure::NoServer,
         Failure::BadServer("localhost".parse::<ServerAddr>().unwrap_err()),
         Failure::NoUser,
@@ -339,7 +347,8 @@ fn failures() -> Vec<Failure> {
 /// a sample above before this compiles.
 fn failure_label(failure: &Failure) -> &'static str {
     match failure {
-        Failure::CommandLine(_) => "CommandLine",
+        Failure::CommandLine { .. } => "CommandLine",
+        Failure::UnquotedMessage { .. } => "UnquotedMessage",
         Failure::NoServer => "NoServer",
         Failure::BadServer(_) => "BadServer",
         Failure::NoUser => "NoUser",
