@@ -65,6 +65,8 @@ pub struct AppError {
     status: ExitStatus,
     message: String,
     hint: Option<String>,
+    /// Seconds the server asked to wait before trying again.
+    retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -81,6 +83,12 @@ impl AppError {
     /// What to try next, if anything useful can be said.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+
+    /// How many seconds the server asked to wait before trying again (a
+    /// rate limit), if it did.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// The failure to write results to standard output.
@@ -112,13 +120,31 @@ impl AppError {
             status,
             message: error.to_string(),
             hint,
+            retry_after: None,
+        }
+    }
+
+    /// `error` worded, with the wait the server asked for, if any.
+    fn from_net(error: &crate::client::net::NetError, worded: Self) -> Self {
+        use crate::client::net::NetError;
+        let retry_after = match error {
+            NetError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Self {
+            retry_after,
+            ..worded
         }
     }
 }
 
 impl From<crate::client::error::ClientError> for AppError {
     fn from(error: crate::client::error::ClientError) -> Self {
-        Self::worded(&error, client_status_and_hint(&error))
+        let worded = Self::worded(&error, client_status_and_hint(&error));
+        match &error {
+            crate::client::error::ClientError::Net(net) => Self::from_net(net, worded),
+            _ => worded,
+        }
     }
 }
 
@@ -142,7 +168,7 @@ impl From<crate::files::FileError> for AppError {
 
 impl From<crate::client::net::NetError> for AppError {
     fn from(error: crate::client::net::NetError) -> Self {
-        Self::worded(&error, net_status_and_hint(&error))
+        Self::from_net(&error, Self::worded(&error, net_status_and_hint(&error)))
     }
 }
 
@@ -423,38 +449,75 @@ fn keyring_status_and_hint(
     }
 }
 
-/// The exit status and hint of a failure talking to the server. A
-/// server's own sentence carries its own advice ("try again in 42
-/// seconds"), so error responses get no hint.
+/// The exit status and hint of a failure talking to the server.
 fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Option<String>) {
     use crate::client::net::NetError;
-    use crate::wire::protocol::ErrorCode;
     match error {
         NetError::CertificateChanged { .. } => (ExitStatus::Trust, None),
-        NetError::Server { code, .. } => (
-            match code {
-                ErrorCode::AuthRequired | ErrorCode::AuthFailed => ExitStatus::Auth,
-                ErrorCode::UnknownUser => ExitStatus::UnknownUser,
-                ErrorCode::InvalidName
-                | ErrorCode::NameTaken
-                | ErrorCode::KeyInUse
-                | ErrorCode::TooLarge
-                | ErrorCode::MailboxFull
-                | ErrorCode::StorageFull
-                | ErrorCode::RateLimited => ExitStatus::Refused,
-                ErrorCode::BadRequest
-                | ErrorCode::UnsupportedVersion
-                | ErrorCode::Busy
-                | ErrorCode::Internal => ExitStatus::Connection,
-            },
-            None,
-        ),
+        NetError::Server {
+            code, retry_after, ..
+        } => server_status_and_hint(*code, *retry_after),
         NetError::Connect { .. } => (
             ExitStatus::Connection,
             Some("check that the server is running and that --server is right".into()),
         ),
         NetError::Tls { failure, .. } => (ExitStatus::Connection, tls_hint(failure)),
         NetError::Io(_) | NetError::Protocol(_) => (ExitStatus::Connection, None),
+    }
+}
+
+/// The exit status and hint of an error response. The server's sentence
+/// says what failed; what to do about it is said here, from the code, so
+/// that it is said once and in this client's terms.
+fn server_status_and_hint(
+    code: crate::wire::protocol::ErrorCode,
+    retry_after: Option<u64>,
+) -> (ExitStatus, Option<String>) {
+    use crate::wire::protocol::ErrorCode;
+    let hint = |text: &str| Some(text.to_owned());
+    match code {
+        ErrorCode::AuthRequired | ErrorCode::AuthFailed => {
+            (ExitStatus::Auth, hint("run `msgr login`, then try again"))
+        }
+        ErrorCode::UnknownUser => (
+            ExitStatus::UnknownUser,
+            hint("check the spelling of the name"),
+        ),
+        ErrorCode::InvalidName => (ExitStatus::Refused, None),
+        ErrorCode::NameTaken => (ExitStatus::Refused, hint("choose another name with --user")),
+        ErrorCode::KeyInUse => (
+            ExitStatus::Refused,
+            hint("register the account with a new key of its own"),
+        ),
+        ErrorCode::TooLarge => (ExitStatus::Refused, hint("send a smaller message")),
+        ErrorCode::MailboxFull => (
+            ExitStatus::Refused,
+            hint("send it again after the recipient has read their messages"),
+        ),
+        ErrorCode::StorageFull => (
+            ExitStatus::Refused,
+            hint("try again later, or tell the server's operator"),
+        ),
+        ErrorCode::RateLimited => (
+            ExitStatus::Refused,
+            Some(match retry_after {
+                Some(1) => "try again in 1 second".to_owned(),
+                Some(seconds) => format!("try again in {seconds} seconds"),
+                None => "try again later".to_owned(),
+            }),
+        ),
+        ErrorCode::BadRequest => (ExitStatus::Connection, None),
+        ErrorCode::UnsupportedVersion => (
+            ExitStatus::Connection,
+            hint(
+                "use a version of msgr that speaks the server's protocol (ask its operator which)",
+            ),
+        ),
+        ErrorCode::Busy => (ExitStatus::Connection, hint("try again in a moment")),
+        ErrorCode::Internal => (
+            ExitStatus::Connection,
+            hint("try again later, and tell the server's operator if it keeps failing"),
+        ),
     }
 }
 

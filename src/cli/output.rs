@@ -54,6 +54,9 @@ struct Diagnostic<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<Option<&'a str>>,
+    /// For a refusal for a while (a rate limit): the seconds to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
     /// For a new pin: whose key, and its fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
@@ -148,6 +151,7 @@ impl Output {
             exit_status: None,
             message,
             hint: None,
+            retry_after: None,
             user: Some(user),
             fingerprint: Some(fingerprint),
         });
@@ -181,6 +185,7 @@ impl Output {
             exit_status: error.map(|e| e.status() as u8),
             message,
             hint: error.map(AppError::hint),
+            retry_after: error.and_then(AppError::retry_after),
             user: None,
             fingerprint: None,
         });

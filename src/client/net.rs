@@ -24,8 +24,8 @@ use tracing::{debug, info};
 
 use crate::wire::crypto::sha256;
 use crate::wire::protocol::{
-    CLIENT_MAX_FRAME, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, decode_frame,
-    printable,
+    CLIENT_MAX_FRAME, ErrorCode, FrameError, MAX_RETRY_AFTER, PROTOCOL_VERSION, Request, Response,
+    decode_frame, printable,
 };
 use crate::wire::signing::CertificateDigest;
 
@@ -81,6 +81,9 @@ pub enum NetError {
         /// The server's sentence, with control and bidirectional-formatting
         /// characters made visible.
         message: String,
+        /// For `rate_limited`: the seconds to wait that the server gave,
+        /// bounded to 1 to [`MAX_RETRY_AFTER`].
+        retry_after: Option<u64>,
     },
 }
 
@@ -211,7 +214,11 @@ impl Connection {
     pub fn read_response(&mut self) -> Result<Response, NetError> {
         self.max_envelope()?;
         match self.read_frame()? {
-            Response::Error { code, message } => Err(server_error(code, &message)),
+            Response::Error {
+                code,
+                message,
+                retry_after,
+            } => Err(server_error(code, &message, retry_after)),
             response => Ok(response),
         }
     }
@@ -244,7 +251,11 @@ impl Connection {
                 self.max_envelope = Some(max_envelope);
                 Ok(max_envelope)
             }
-            Response::Error { code, message } => Err(server_error(code, &message)),
+            Response::Error {
+                code,
+                message,
+                retry_after,
+            } => Err(server_error(code, &message, retry_after)),
             other => Err(unexpected(&other)),
         }
     }
@@ -301,11 +312,15 @@ pub fn unexpected(response: &Response) -> NetError {
     NetError::Protocol(format!("unexpected response {}", response.kind()))
 }
 
-/// An error response, its sentence made safe to print.
-fn server_error(code: ErrorCode, message: &str) -> NetError {
+/// An error response, its sentence made safe to print and its wait (only
+/// a `rate_limited` one has any) bounded, as both are the server's choice.
+fn server_error(code: ErrorCode, message: &str, retry_after: Option<u64>) -> NetError {
     NetError::Server {
         code,
         message: printable(message).into_owned(),
+        retry_after: retry_after
+            .filter(|_| code == ErrorCode::RateLimited)
+            .map(|seconds| seconds.clamp(1, MAX_RETRY_AFTER)),
     }
 }
 

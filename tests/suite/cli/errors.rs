@@ -72,37 +72,39 @@ fn net_errors() -> Vec<NetError> {
             failure,
         });
     }
-    for (code, message) in [
-        (ErrorCode::BadRequest, "malformed request"),
-        (
-            ErrorCode::UnsupportedVersion,
-            "this server speaks version 2",
-        ),
-        (
-            ErrorCode::InvalidName,
-            "user name \"a b\" may only contain letters, digits, '.', '_' and '-'",
-        ),
-        (ErrorCode::NameTaken, "that name is registered already"),
-        (ErrorCode::UnknownUser, "no such user on this server"),
-        (ErrorCode::AuthRequired, "log in first"),
-        (
-            ErrorCode::AuthFailed,
-            "the login proof is not a signature by this account's key",
-        ),
-        (
-            ErrorCode::TooLarge,
-            "the message is 2000000 bytes; this server accepts at most 1048576",
-        ),
-        (ErrorCode::MailboxFull, "John's mailbox is full"),
-        (
-            ErrorCode::RateLimited,
-            "too many logins; try again in 42 seconds",
-        ),
-        (ErrorCode::Internal, "internal error"),
-    ] {
+    // What this server says for each code (the sample of a code covers
+    // every one of its sentences: the hint comes from the code).
+    for code in ErrorCode::ALL {
+        let message = match code {
+            ErrorCode::BadRequest => "malformed request: missing field `user`",
+            ErrorCode::UnsupportedVersion => "this server speaks protocol version 3, not 2",
+            ErrorCode::InvalidName => {
+                "user name \"a b\" may only contain letters, digits, '.', '_' and '-'"
+            }
+            ErrorCode::NameTaken => "that name is registered already (letter case does not matter)",
+            ErrorCode::KeyInUse => {
+                "this key is registered under 3 account(s) on this server already"
+            }
+            ErrorCode::UnknownUser => "no such user on this server",
+            ErrorCode::AuthRequired => "this request needs an authenticated connection",
+            ErrorCode::AuthFailed => "the session has expired",
+            ErrorCode::TooLarge => {
+                "the message is 2000000 bytes, more than the 1048576 this server accepts"
+            }
+            ErrorCode::Busy => "the server is busy: no connection slot came free in time",
+            ErrorCode::StorageFull => {
+                "the server is running out of disk space and takes no messages now"
+            }
+            ErrorCode::MailboxFull => {
+                "John's mailbox on this server is full, so the message was not sent"
+            }
+            ErrorCode::RateLimited => "too many login requests from your address",
+            ErrorCode::Internal => "the server failed internally and did nothing",
+        };
         errors.push(NetError::Server {
             code,
             message: message.into(),
+            retry_after: (code == ErrorCode::RateLimited).then_some(42),
         });
     }
     errors
@@ -457,14 +459,19 @@ fn tls_label(failure: &TlsFailure) -> &'static str {
     }
 }
 
-/// `label`, the exit status and the stderr line of `error`.
+/// `label`, the exit status, the stderr line of `error`, and the wait
+/// JSON mode adds as `retry_after` if there is one.
 fn entry(label: &str, error: AppError) -> String {
     let status = error.status();
-    format!(
+    let mut entry = format!(
         "{label}\n  exit {} ({})\n  msgr: {error}\n",
         status as u8,
         status.code()
-    )
+    );
+    if let Some(seconds) = error.retry_after() {
+        entry += &format!("  retry_after {seconds}\n");
+    }
+    entry
 }
 
 fn rendered() -> String {
