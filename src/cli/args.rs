@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod serve;
 
+use crate::cli::failure::Failure;
 use crate::client::directory::PinPolicy;
 use crate::client::settings::{Overrides, parse_timeout};
 use crate::wire::crypto::{ALLOWED_BITS, DEFAULT_BITS, allowed_sizes};
@@ -249,12 +250,45 @@ pub struct CreateArgs {
     pub allow_empty: bool,
 }
 
-/// The names in a comma-separated recipient list, as given.
+/// What clap's `error` about `args` was, if it is `create` given its
+/// message unquoted (`create John Hello world`): the failure that says so.
+/// The words after the message are allowed only here, when clap has
+/// refused the command line, so that help, manual pages and completions do
+/// not show them.
+pub fn unquoted_message<I, T>(error: &clap::Error, args: I) -> Option<Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    const EXTRA: &str = "unquoted";
+    if error.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let extra = clap::Arg::new(EXTRA)
+        .num_args(1..)
+        .action(ArgAction::Append);
+    let lenient = Cli::command().mut_subcommand("create", |create| create.arg(extra));
+    let matches = lenient.try_get_matches_from(args).ok()?;
+    let ("create", create) = matches.subcommand()? else {
+        return None;
+    };
+    let words: Vec<String> = create.get_many::<String>(EXTRA)?.cloned().collect();
+    let parsed = CreateArgs::from_arg_matches(create).ok()?;
+    Some(Failure::UnquotedMessage {
+        recipients: parsed.recipients.0.join(","),
+        words: parsed.message.into_iter().chain(words).collect(),
+    })
+}
+
+/// The names in a comma-separated recipient list, as given but for the
+/// spaces around each (`"John, Carol"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipients(pub Vec<String>);
 
 fn parse_recipients(list: &str) -> Result<Recipients, std::convert::Infallible> {
-    Ok(Recipients(list.split(',').map(str::to_owned).collect()))
+    Ok(Recipients(
+        list.split(',').map(|name| name.trim().to_owned()).collect(),
+    ))
 }
 
 /// `msgr read`.
@@ -312,7 +346,6 @@ pub struct ManArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn definitions_are_consistent() {
@@ -328,6 +361,11 @@ mod tests {
         };
         assert_eq!(args.recipients.0, ["John", "Carol"]);
         assert_eq!(args.message.as_deref(), Some("Hi"));
+        let cli = Cli::try_parse_from(["msgr", "create", " John , Carol", "Hi"]).unwrap();
+        let Command::Create(args) = cli.command else {
+            panic!("create expected")
+        };
+        assert_eq!(args.recipients.0, ["John", "Carol"]);
         let cli = Cli::try_parse_from(["msgr", "read", "--json=false"]).unwrap();
         assert_eq!(cli.global.json, Some(false));
         assert!(Cli::try_parse_from(["msgr", "read", "--limit", "0"]).is_err());
@@ -346,5 +384,30 @@ mod tests {
             let parsed = Cli::try_parse_from(["msgr", "register", "--bits", bits]);
             assert_eq!(parsed.is_ok(), ok, "{bits}");
         }
+    }
+
+    #[test]
+    fn an_unquoted_message_is_told_from_other_unexpected_arguments() {
+        let unquoted = |args: &[&str]| {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            unquoted_message(&error, args)
+        };
+        let args = [
+            "msgr",
+            "-q",
+            "create",
+            "John, Carol",
+            "Hi",
+            "there",
+            "--allow-empty",
+        ];
+        assert!(matches!(
+            unquoted(&args),
+            Some(Failure::UnquotedMessage { recipients, words })
+                if recipients == "John,Carol" && words == ["Hi", "there"]
+        ));
+        assert!(unquoted(&["msgr", "create", "John", "Hi", "--bogus"]).is_none());
+        assert!(unquoted(&["msgr", "key", "John", "Carol"]).is_none());
+        assert!(unquoted(&["msgr", "create", "John", "Hi", "there", "--bogus"]).is_none());
     }
 }

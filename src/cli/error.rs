@@ -65,6 +65,8 @@ pub struct AppError {
     status: ExitStatus,
     message: String,
     hint: Option<String>,
+    /// Seconds the server asked to wait before trying again.
+    retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -81,6 +83,12 @@ impl AppError {
     /// What to try next, if anything useful can be said.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+
+    /// How many seconds the server asked to wait before trying again (a
+    /// rate limit), if it did.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// The failure to write results to standard output.
@@ -112,13 +120,31 @@ impl AppError {
             status,
             message: error.to_string(),
             hint,
+            retry_after: None,
+        }
+    }
+
+    /// `error` worded, with the wait the server asked for, if any.
+    fn from_net(error: &crate::client::net::NetError, worded: Self) -> Self {
+        use crate::client::net::NetError;
+        let retry_after = match error {
+            NetError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Self {
+            retry_after,
+            ..worded
         }
     }
 }
 
 impl From<crate::client::error::ClientError> for AppError {
     fn from(error: crate::client::error::ClientError) -> Self {
-        Self::worded(&error, client_status_and_hint(&error))
+        let worded = Self::worded(&error, client_status_and_hint(&error));
+        match &error {
+            crate::client::error::ClientError::Net(net) => Self::from_net(net, worded),
+            _ => worded,
+        }
     }
 }
 
@@ -142,7 +168,7 @@ impl From<crate::files::FileError> for AppError {
 
 impl From<crate::client::net::NetError> for AppError {
     fn from(error: crate::client::net::NetError) -> Self {
-        Self::worded(&error, net_status_and_hint(&error))
+        Self::from_net(&error, Self::worded(&error, net_status_and_hint(&error)))
     }
 }
 
@@ -154,7 +180,22 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         "run `msgr register` first, or check --user, --server and --config-dir";
     let hint = |text: &str| Some(text.to_owned());
     match failure {
-        Failure::CommandLine(_) => (ExitStatus::Usage, hint("run `msgr --help` for the usage")),
+        Failure::CommandLine { tips, usage, .. } => {
+            let mut advice = tips.clone();
+            advice.push(match usage {
+                Some(usage) => format!("usage: {usage}"),
+                None => "run `msgr --help` for the usage".to_owned(),
+            });
+            (ExitStatus::Usage, Some(advice.join("; ")))
+        }
+        Failure::UnquotedMessage { recipients, words } => (
+            ExitStatus::Usage,
+            Some(format!(
+                "quote it: msgr create {} {}",
+                shell_word(recipients),
+                shell_word(&words.join(" "))
+            )),
+        ),
         Failure::NoServer => (
             ExitStatus::Usage,
             hint(
@@ -279,6 +320,20 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         | Failure::ManualPage(_)
         | Failure::Stdout(_)
         | Failure::Start { .. } => (ExitStatus::Failure, None),
+    }
+}
+
+/// `text` as one word of a POSIX shell command line: as it is if nothing
+/// in it is special, else in double quotes if that keeps it literal, else
+/// in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._,:/@%+=-".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else if !text.contains(['"', '$', '`', '\\', '!']) {
+        format!("\"{text}\"")
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -420,40 +475,19 @@ fn keyring_status_and_hint(
     }
 }
 
-/// The exit status and hint of a failure talking to the server. A
-/// server's own sentence carries its own advice ("try again in 42
-/// seconds"), so error responses get no hint.
+/// The exit status and hint of a failure talking to the server.
 fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Option<String>) {
     use crate::client::net::NetError;
-    use crate::wire::protocol::ErrorCode;
     match error {
         NetError::CertificateChanged { .. } => (ExitStatus::Trust, None),
-        NetError::Server { code, .. } => (
-            match code {
-                ErrorCode::AuthRequired | ErrorCode::AuthFailed => ExitStatus::Auth,
-                ErrorCode::UnknownUser => ExitStatus::UnknownUser,
-                ErrorCode::InvalidName
-                | ErrorCode::NameTaken
-                | ErrorCode::KeyInUse
-                | ErrorCode::TooLarge
-                | ErrorCode::MailboxFull
-                | ErrorCode::StorageFull
-                | ErrorCode::RateLimited => ExitStatus::Refused,
-                ErrorCode::BadRequest
-                | ErrorCode::UnsupportedVersion
-                | ErrorCode::Busy
-                | ErrorCode::Internal => ExitStatus::Connection,
-            },
-            None,
-        ),
+        NetError::Server {
+            code, retry_after, ..
+        } => server_status_and_hint(*code, *retry_after),
         NetError::Connect { .. } => (
             ExitStatus::Connection,
             Some("check that the server is running and that --server is right".into()),
         ),
-        NetError::Tls { .. } => (
-            ExitStatus::Connection,
-            Some("check --ca-cert, or that the address is an msgr server".into()),
-        ),
+        NetError::Tls { failure, .. } => (ExitStatus::Connection, tls_hint(failure)),
         NetError::TimedOut { .. } => (
             ExitStatus::Connection,
             Some("check that the server is running and reachable, or allow it longer with --timeout SECONDS".into()),
@@ -466,9 +500,108 @@ fn net_status_and_hint(error: &crate::client::net::NetError) -> (ExitStatus, Opt
     }
 }
 
+/// The exit status and hint of an error response. The server's sentence
+/// says what failed; what to do about it is said here, from the code, so
+/// that it is said once and in this client's terms.
+fn server_status_and_hint(
+    code: crate::wire::protocol::ErrorCode,
+    retry_after: Option<u64>,
+) -> (ExitStatus, Option<String>) {
+    use crate::wire::protocol::ErrorCode;
+    let hint = |text: &str| Some(text.to_owned());
+    match code {
+        ErrorCode::AuthRequired | ErrorCode::AuthFailed => {
+            (ExitStatus::Auth, hint("run `msgr login`, then try again"))
+        }
+        ErrorCode::UnknownUser => (
+            ExitStatus::UnknownUser,
+            hint("check the spelling of the name"),
+        ),
+        ErrorCode::InvalidName => (ExitStatus::Refused, None),
+        ErrorCode::NameTaken => (ExitStatus::Refused, hint("choose another name with --user")),
+        ErrorCode::KeyInUse => (
+            ExitStatus::Refused,
+            hint("register the account with a new key of its own"),
+        ),
+        ErrorCode::TooLarge => (ExitStatus::Refused, hint("send a smaller message")),
+        ErrorCode::MailboxFull => (
+            ExitStatus::Refused,
+            hint("send it again after the recipient has read their messages"),
+        ),
+        ErrorCode::StorageFull => (
+            ExitStatus::Refused,
+            hint("try again later, or tell the server's operator"),
+        ),
+        ErrorCode::RateLimited => (
+            ExitStatus::Refused,
+            Some(match retry_after {
+                Some(1) => "try again in 1 second".to_owned(),
+                Some(seconds) => format!("try again in {seconds} seconds"),
+                None => "try again later".to_owned(),
+            }),
+        ),
+        ErrorCode::BadRequest => (ExitStatus::Connection, None),
+        ErrorCode::UnsupportedVersion => (
+            ExitStatus::Connection,
+            hint(
+                "use a version of msgr that speaks the server's protocol (ask its operator which)",
+            ),
+        ),
+        ErrorCode::Busy => (ExitStatus::Connection, hint("try again in a moment")),
+        ErrorCode::Internal => (
+            ExitStatus::Connection,
+            hint("try again later, and tell the server's operator if it keeps failing"),
+        ),
+    }
+}
+
+/// What to do about a failed TLS handshake.
+fn tls_hint(failure: &crate::client::net::TlsFailure) -> Option<String> {
+    use crate::client::net::TlsFailure as F;
+    const IS_IT_MSGR: &str = "is it an msgr server? check --server";
+    let text = match failure {
+        F::NotTls | F::NoTls13 => IS_IT_MSGR,
+        F::Closed | F::Alert(_) => {
+            "check that --server names an msgr server, and if it does, look in the server's log"
+        }
+        F::TimedOut => "check that --server names an msgr server, and if it does, try again later",
+        F::CaCertificate => {
+            "pass the server's own certificate with --ca-cert, or ask its operator for a server \
+             certificate issued by that CA"
+        }
+        F::UnknownIssuer => {
+            "check that --ca-cert holds the CA that issued the server's certificate, or that \
+             certificate itself, and that --server is right"
+        }
+        F::Expired { .. } => {
+            "ask the server's operator to renew it, or check this computer's clock"
+        }
+        F::NotYetValid { .. } => "check this computer's clock, or ask the server's operator",
+        F::WrongName { .. } => {
+            "use a name the certificate lists in --server, or ask the server's operator for a \
+             certificate that names this host"
+        }
+        F::BadCertificate(_) => {
+            "check that --ca-cert holds the server's CA or its certificate, and if it does, tell \
+             the server's operator"
+        }
+        F::Protocol(_) | F::Io(_) => "check that the server is running and that --server is right",
+    };
+    Some(text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_survive_the_shell() {
+        assert_eq!(shell_word("John,Carol"), "John,Carol");
+        assert_eq!(shell_word("Hello world"), "\"Hello world\"");
+        assert_eq!(shell_word(""), "\"\"");
+        assert_eq!(shell_word("it's $5"), r"'it'\''s $5'");
+        assert_eq!(shell_word("say \"hi\""), "'say \"hi\"'");
+    }
 
     #[test]
     fn codes_are_distinct_snake_case_names() {

@@ -19,8 +19,23 @@ use crate::wire::protocol::NameError;
 #[derive(Debug, Error)]
 pub enum Failure {
     /// clap did not understand the command line (JSON mode reports it).
-    #[error("{0}")]
-    CommandLine(String),
+    #[error("{message}")]
+    CommandLine {
+        /// What clap found wrong, as one line.
+        message: String,
+        /// clap's tips, such as the name of a similar subcommand.
+        tips: Vec<String>,
+        /// The usage of the command concerned, if clap gave it.
+        usage: Option<String>,
+    },
+    /// `create` was given the words of its message as separate arguments.
+    #[error("the message must be one argument, but {} were given", .words.len())]
+    UnquotedMessage {
+        /// The recipients, joined by commas.
+        recipients: String,
+        /// The words of the message, in order.
+        words: Vec<String>,
+    },
     /// No `--server`, `MSGR_SERVER` or `server` in config.toml.
     #[error("no server given")]
     NoServer,

@@ -54,6 +54,9 @@ struct Diagnostic<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<Option<&'a str>>,
+    /// For a refusal for a while (a rate limit): the seconds to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
     /// For a new pin: whose key, and its fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
@@ -148,6 +151,7 @@ impl Output {
             exit_status: None,
             message,
             hint: None,
+            retry_after: None,
             user: Some(user),
             fingerprint: Some(fingerprint),
         });
@@ -181,6 +185,7 @@ impl Output {
             exit_status: error.map(|e| e.status() as u8),
             message,
             hint: error.map(AppError::hint),
+            retry_after: error.and_then(AppError::retry_after),
             user: None,
             fingerprint: None,
         });
@@ -240,20 +245,61 @@ impl Drop for Spinner {
 }
 
 /// Report a command line clap refused (or print the help or version it
-/// asked for) and return the exit status. In JSON mode — `--json` among
-/// the arguments or `MSGR_JSON` set — the error is a JSON object like every
-/// other error; `config.toml` is not consulted, as the command line that
-/// would locate it was not understood.
+/// asked for) and return the exit status. A message given unquoted to
+/// `create` gets msgr's own words; any other refusal, clap's. In JSON mode
+/// — `--json` among the arguments or `MSGR_JSON` set — the error is a JSON
+/// object like every other error, with all that clap would say;
+/// `config.toml` is not consulted, as the command line that would locate
+/// it was not understood.
 pub fn report_usage_error(error: clap::Error) -> ExitCode {
-    if !error.use_stderr() || !json_requested() {
-        error.exit();
-    }
-    let rendered = error.render().to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let message = first.strip_prefix("error: ").unwrap_or(first);
-    let usage = AppError::from(Failure::CommandLine(message.to_owned()));
-    Output::new(true, false).error(&usage);
+    let json = json_requested();
+    let failure = match crate::cli::args::unquoted_message(&error, std::env::args_os()) {
+        Some(failure) => failure,
+        None if !error.use_stderr() || !json => error.exit(),
+        None => command_line_failure(&error.render().to_string()),
+    };
+    let usage = AppError::from(failure);
+    Output::new(json, false).error(&usage);
     usage.status().into()
+}
+
+/// clap's rendering of an error (without colour) as a failure: the error,
+/// its list of arguments or values put on its line; the tips (a similar
+/// subcommand or argument); the usage.
+///
+/// ```text
+/// error: the following required arguments were not provided:
+///   <RECIPIENT[,RECIPIENT...]>
+///
+/// Usage: msgr create <RECIPIENT[,RECIPIENT...]> [MESSAGE]
+///
+/// For more information, try '--help'.
+/// ```
+fn command_line_failure(rendered: &str) -> Failure {
+    let mut paragraphs = rendered.split("\n\n").map(str::trim_end);
+    let mut lines = paragraphs.next().unwrap_or_default().lines();
+    let first = lines.next().unwrap_or_default();
+    let mut message = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    let details: Vec<&str> = lines.map(str::trim).collect();
+    if !details.is_empty() {
+        let separator = if message.ends_with(':') { ", " } else { " " };
+        message.push(' ');
+        message.push_str(&details.join(separator));
+    }
+    let (mut tips, mut usage) = (Vec::new(), None);
+    for paragraph in paragraphs {
+        if let Some(text) = paragraph.strip_prefix("Usage: ") {
+            let forms: Vec<&str> = text.lines().map(str::trim).collect();
+            usage = Some(forms.join(" or "));
+        }
+        let tip_lines = paragraph.lines().map(str::trim);
+        tips.extend(tip_lines.filter_map(|l| l.strip_prefix("tip: ").map(str::to_owned)));
+    }
+    Failure::CommandLine {
+        message,
+        tips,
+        usage,
+    }
 }
 
 /// Whether JSON output was asked for on the raw command line or in the
@@ -317,6 +363,48 @@ mod tests {
     fn times_beyond_rfc_3339_show_as_the_latest_it_can_write() {
         assert_eq!(rfc3339_unix_seconds(u64::MAX), "9999-12-31T23:59:59Z");
         assert_eq!(rfc3339_millis(u64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    /// The words clap uses for `error` on `args`, as a failure.
+    fn failure_of(args: &[&str]) -> Failure {
+        use clap::Parser;
+        let error = crate::cli::args::Cli::try_parse_from(args).unwrap_err();
+        command_line_failure(&error.render().to_string())
+    }
+
+    #[test]
+    fn clap_errors_keep_their_details_tips_and_usage() {
+        let Failure::CommandLine {
+            message,
+            tips,
+            usage,
+        } = failure_of(&["msgr", "create"])
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            message,
+            "the following required arguments were not provided: <RECIPIENT[,RECIPIENT...]>"
+        );
+        assert!(tips.is_empty());
+        assert_eq!(
+            usage.as_deref(),
+            Some("msgr create <RECIPIENT[,RECIPIENT...]> [MESSAGE]")
+        );
+        let Failure::CommandLine { message, tips, .. } = failure_of(&["msgr", "crate"]) else {
+            unreachable!()
+        };
+        assert_eq!(message, "unrecognized subcommand 'crate'");
+        assert_eq!(tips, ["some similar subcommands exist: 'rotate', 'create'"]);
+        let Failure::CommandLine { message, .. } =
+            failure_of(&["msgr", "--pin-policy", "sometimes", "whoami"])
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            message,
+            "invalid value 'sometimes' for '--pin-policy <POLICY>' [possible values: first-use, explicit]"
+        );
     }
 
     #[test]

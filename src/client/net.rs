@@ -12,6 +12,7 @@
 //! [`Canceller`] can end the connection from another thread.
 
 mod address;
+mod tls;
 pub mod trust;
 
 use std::io::{self, Read, Write};
@@ -25,12 +26,13 @@ use tracing::{debug, info};
 
 use crate::wire::crypto::sha256;
 use crate::wire::protocol::{
-    CLIENT_MAX_FRAME, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response, decode_frame,
-    printable,
+    CLIENT_MAX_FRAME, ErrorCode, FrameError, MAX_RETRY_AFTER, PROTOCOL_VERSION, Request, Response,
+    decode_frame, printable,
 };
 use crate::wire::signing::CertificateDigest;
 
 pub use address::{AddrError, ServerAddr};
+pub use tls::TlsFailure;
 use trust::{ServerPin, TrustOutcome, TrustPolicy, Verifier};
 
 /// How long connecting, and then each response, may take unless the user
@@ -59,12 +61,12 @@ pub enum NetError {
         presented: String,
     },
     /// The TLS handshake failed (including certificate verification).
-    #[error("TLS with {server} failed: {source}")]
+    #[error("{}", .failure.sentence(.server))]
     Tls {
         /// The server as given.
         server: String,
-        /// The underlying error.
-        source: io::Error,
+        /// Why.
+        failure: TlsFailure,
     },
     /// Connecting, or a response, took longer than the timeout.
     #[error("timed out after {} waiting for {server}", seconds(*.after))]
@@ -92,6 +94,9 @@ pub enum NetError {
         /// The server's sentence, with control and bidirectional-formatting
         /// characters made visible.
         message: String,
+        /// For `rate_limited`: the seconds to wait that the server gave,
+        /// bounded to 1 to [`MAX_RETRY_AFTER`].
+        retry_after: Option<u64>,
     },
 }
 
@@ -147,13 +152,9 @@ impl Connection {
         while tls.conn.is_handshaking() {
             match exchange(&mut tls, deadline) {
                 Ok(0) => {
-                    let closed = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection during the handshake",
-                    );
                     return Err(NetError::Tls {
                         server: server.to_string(),
-                        source: closed,
+                        failure: TlsFailure::Closed,
                     });
                 }
                 Ok(_) => {}
@@ -174,7 +175,7 @@ impl Connection {
                         }
                         _ => NetError::Tls {
                             server: server.to_string(),
-                            source,
+                            failure: TlsFailure::of(&source),
                         },
                     });
                 }
@@ -263,7 +264,11 @@ impl Connection {
     fn read_response_within(&mut self, allowed: Duration) -> Result<Response, NetError> {
         self.max_envelope()?;
         match self.read_frame(allowed)? {
-            Response::Error { code, message } => Err(server_error(code, &message)),
+            Response::Error {
+                code,
+                message,
+                retry_after,
+            } => Err(server_error(code, &message, retry_after)),
             response => Ok(response),
         }
     }
@@ -293,7 +298,11 @@ impl Connection {
                 self.max_envelope = Some(max_envelope);
                 Ok(max_envelope)
             }
-            Response::Error { code, message } => Err(server_error(code, &message)),
+            Response::Error {
+                code,
+                message,
+                retry_after,
+            } => Err(server_error(code, &message, retry_after)),
             other => Err(unexpected(&other)),
         }
     }
@@ -417,11 +426,15 @@ pub fn unexpected(response: &Response) -> NetError {
     NetError::Protocol(format!("unexpected response {}", response.kind()))
 }
 
-/// An error response, its sentence made safe to print.
-fn server_error(code: ErrorCode, message: &str) -> NetError {
+/// An error response, its sentence made safe to print and its wait (only
+/// a `rate_limited` one has any) bounded, as both are the server's choice.
+fn server_error(code: ErrorCode, message: &str, retry_after: Option<u64>) -> NetError {
     NetError::Server {
         code,
         message: printable(message).into_owned(),
+        retry_after: retry_after
+            .filter(|_| code == ErrorCode::RateLimited)
+            .map(|seconds| seconds.clamp(1, MAX_RETRY_AFTER)),
     }
 }
 

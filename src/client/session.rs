@@ -249,6 +249,7 @@ pub fn register(
         Err(NetError::Server {
             code: code @ (ErrorCode::NameTaken | ErrorCode::InvalidName),
             message,
+            ..
         }) => {
             if fresh {
                 account.remove_identity()?;

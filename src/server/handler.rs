@@ -185,15 +185,9 @@ impl<'a> Handler<'a> {
 
     /// Spend one of the peer's tokens for `what`, or refuse.
     fn charge(&self, limiter: &RateLimiter, what: &str) -> Result<(), Refusal> {
-        limiter.check(self.peer, Instant::now()).map_err(|wait| {
-            Refusal::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many {what} requests from your address; try again in {} seconds",
-                    wait.as_secs().max(1)
-                ),
-            )
-        })
+        limiter
+            .check(self.peer, Instant::now())
+            .map_err(|wait| Refusal::rate_limited(what, wait))
     }
 
     /// Run a storage operation on a blocking thread.
@@ -234,13 +228,13 @@ impl<'a> Handler<'a> {
         let identity = self.identity.as_ref().ok_or_else(|| {
             Refusal::new(
                 ErrorCode::AuthRequired,
-                "this request needs an authenticated connection; log in first",
+                "this request needs an authenticated connection",
             )
         })?;
         if identity.expires_at <= self.context.clock.now() {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,
-                "the session has expired; log in again",
+                "the session has expired",
             ));
         }
         if self.context.session_ends.ended_since(
@@ -251,7 +245,7 @@ impl<'a> Handler<'a> {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,
                 "the session this connection acts with has ended (a logout or a key \
-                 rotation); log in again",
+                 rotation)",
             ));
         }
         Ok(identity)
@@ -296,12 +290,12 @@ impl<'a> Handler<'a> {
                 ErrorCode::KeyInUse,
                 format!(
                     "this key is registered under {max_per_key} account(s) on this server \
-                     already; register with a key of its own"
+                     already"
                 ),
             )),
             RegisterOutcome::NameTaken => Err(Refusal::new(
                 ErrorCode::NameTaken,
-                "that name is registered already (letter case does not matter); choose another",
+                "that name is registered already (letter case does not matter)",
             )),
         }
     }
@@ -334,7 +328,7 @@ impl<'a> Handler<'a> {
         if !key.verify(&statement, signature) {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,
-                "the login proof is not a signature by this account's key; log in again",
+                "the login proof is not a signature by this account's key",
             ));
         }
         let token: zeroize::Zeroizing<[u8; TOKEN_LEN]> = zeroize::Zeroizing::new(random_bytes());
@@ -361,7 +355,7 @@ impl<'a> Handler<'a> {
         let Some(one_time_prekeys) = created else {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,
-                "the account's key was replaced during this login; log in again",
+                "the account's key was replaced during this login",
             ));
         };
         info!(user = %user.name, "logged in");
@@ -386,7 +380,7 @@ impl<'a> Handler<'a> {
         let failed = || {
             Refusal::new(
                 ErrorCode::AuthFailed,
-                "the session token is unknown, expired or not this user's; log in again",
+                "the session token is unknown, expired or not this user's",
             )
         };
         if token.len() != TOKEN_LEN {
@@ -579,7 +573,7 @@ impl<'a> Handler<'a> {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
                 format!(
-                    "the message is {} bytes; this server accepts at most {max}",
+                    "the message is {} bytes, more than the {max} this server accepts",
                     envelope.len()
                 ),
             ));
@@ -596,8 +590,7 @@ impl<'a> Handler<'a> {
             );
             return Err(Refusal::new(
                 ErrorCode::StorageFull,
-                "the server is running out of disk space and takes no messages now; \
-                 try again later, or tell its operator",
+                "the server is running out of disk space and takes no messages now",
             ));
         }
         Ok((sender.user.id, recipient))

@@ -96,7 +96,10 @@ async fn farewell<S: AsyncRead + AsyncWrite + Unpin>(
     result: &Result<(), ConnectionError>,
 ) {
     if let Err(ConnectionError::Frame(error)) = result {
-        let response = Response::error(ErrorCode::TooLarge, format!("{error}; closing"));
+        let response = Response::error(
+            ErrorCode::TooLarge,
+            format!("{error}, so the connection is closed"),
+        );
         let _ = connection.write_response(&response).await;
     }
     connection.close().await;
@@ -150,15 +153,14 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     // busy instead of reporting a broken connection.
     let busy = |why: &str| Response::error(ErrorCode::Busy, format!("the server is busy: {why}"));
     let Some(_share) = context.admission.share(peer.ip()) else {
-        let why =
-            "your address has as many connections open as it may; close one or try again later";
+        let why = "your address has as many connections open as it may";
         return send(connection, &busy(why), idle).await;
     };
     let _slot = match gate.pass(context.admission.slot()).await {
         Ok(Some(slot)) => slot,
         Ok(None) => return Ok(()),
         Err(ConnectionError::HandshakeTimeout) => {
-            let why = "no connection slot came free in time; try again in a moment";
+            let why = "no connection slot came free in time";
             return send(connection, &busy(why), idle).await;
         }
         Err(other) => return Err(other),
@@ -370,10 +372,7 @@ fn greet(first: Incoming, max_envelope: u64) -> Response {
         },
         Ok(Request::Hello { version }) => Response::error(
             ErrorCode::UnsupportedVersion,
-            format!(
-                "this server speaks protocol version {PROTOCOL_VERSION}, not {version}; \
-                 use a matching version of msgr"
-            ),
+            format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
         ),
         _ => Response::error(ErrorCode::BadRequest, "the first request must be hello"),
     }

@@ -69,6 +69,11 @@ pub const ONE_TIME_PREKEY_USABLE: u64 = 14 * 24 * 60 * 60;
 /// can write. Envelopes stamped later are malformed.
 pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
+/// The longest wait, in seconds, a `rate_limited` error response may ask
+/// for in `retry_after` (an hour, the refill period of the slowest rate
+/// limit); clients read a longer one as this.
+pub const MAX_RETRY_AFTER: u64 = 60 * 60;
+
 /// Seconds since the Unix epoch, the unit of every expiry on the wire
 /// (`expires_at`); both sides compare expiries against it.
 pub fn unix_now() -> u64 {
@@ -299,8 +304,13 @@ pub enum Response {
     Error {
         /// Machine-readable reason.
         code: ErrorCode,
-        /// One human sentence.
+        /// One human sentence stating what failed (what to do about it is
+        /// the client's to say, from the code).
         message: String,
+        /// With `rate_limited`: how many seconds to wait before the request
+        /// can succeed (1 to [`MAX_RETRY_AFTER`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -479,6 +489,7 @@ impl Response {
         Self::Error {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }

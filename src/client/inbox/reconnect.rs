@@ -113,10 +113,12 @@ mod tests {
         let busy = ClientError::Net(NetError::Server {
             code: ErrorCode::Busy,
             message: "busy".into(),
+            retry_after: None,
         });
         let refused = ClientError::Net(NetError::Server {
             code: ErrorCode::AuthFailed,
             message: "no".into(),
+            retry_after: None,
         });
         let broken = ClientError::Net(NetError::Protocol("junk".into()));
         assert!(is_transient(&closed) && is_transient(&busy));

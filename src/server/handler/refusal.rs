@@ -2,13 +2,15 @@
 //! checks that need no state of the connection (names, envelopes at
 //! `send`, prekeys), and the error response a refusal becomes.
 
+use std::time::Duration;
+
 use tracing::{error, info};
 
 use crate::server::store::Prekeys;
 use crate::server::store::{StoreError, Usage};
 use crate::wire::crypto::PublicKey;
 use crate::wire::envelope;
-use crate::wire::protocol::{ErrorCode, MAX_ONE_TIME_PREKEYS, Response, UserName};
+use crate::wire::protocol::{ErrorCode, MAX_ONE_TIME_PREKEYS, MAX_RETRY_AFTER, Response, UserName};
 use crate::wire::signing::PrekeyKind;
 
 /// A request refused with an error response.
@@ -16,8 +18,11 @@ use crate::wire::signing::PrekeyKind;
 pub(super) struct Refusal {
     /// The error code the client gets.
     pub(super) code: ErrorCode,
-    /// The sentence the client gets.
+    /// The sentence the client gets: what failed. What to do about it
+    /// is the client's to say, from the code.
     pub(super) message: String,
+    /// Seconds to wait before the request can succeed (`rate_limited`).
+    pub(super) retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -25,6 +30,22 @@ impl Refusal {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many requests of this kind from the peer: `what` is refused
+    /// for the next `wait` (at least a second, at most
+    /// [`MAX_RETRY_AFTER`]).
+    pub(super) fn rate_limited(what: &str, wait: Duration) -> Self {
+        // Rounded up: after the wait said, the request succeeds.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(seconds.clamp(1, MAX_RETRY_AFTER)),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!("too many {what} requests from your address"),
+            )
         }
     }
 
@@ -33,7 +54,7 @@ impl Refusal {
         error!(error = %what, "request failed inside the server");
         Self::new(
             ErrorCode::Internal,
-            "the server failed internally and did nothing; try again later",
+            "the server failed internally and did nothing",
         )
     }
 }
@@ -53,7 +74,11 @@ pub(super) fn answer(kind: &'static str, result: Result<Response, Refusal>) -> R
             code = refusal.code.as_str(),
             "request refused"
         );
-        Response::error(refusal.code, refusal.message)
+        Response::Error {
+            code: refusal.code,
+            message: refusal.message,
+            retry_after: refusal.retry_after,
+        }
     })
 }
 
@@ -145,9 +170,7 @@ pub(super) fn mailbox_full(recipient: &str, usage: Usage, senders: bool) -> Refu
     };
     Refusal::new(
         ErrorCode::MailboxFull,
-        format!(
-            "{full}, so the message was not sent; try again after {recipient} has read their messages"
-        ),
+        format!("{full}, so the message was not sent"),
     )
 }
 

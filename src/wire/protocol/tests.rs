@@ -40,6 +40,31 @@ fn wire_spelling_is_tagged_json() {
 }
 
 #[test]
+fn an_error_carries_a_wait_only_when_it_has_one() {
+    let waiting = Response::Error {
+        code: ErrorCode::RateLimited,
+        message: "too many login requests from your address".into(),
+        retry_after: Some(42),
+    };
+    let json = serde_json::to_string(&waiting).unwrap();
+    assert_eq!(
+        json,
+        r#"{"type":"error","code":"rate_limited","message":"too many login requests from your address","retry_after":42}"#
+    );
+    assert_eq!(Response::from_payload(json.as_bytes()).unwrap(), waiting);
+    let plain = br#"{"type":"error","code":"internal","message":"x"}"#;
+    assert!(matches!(
+        Response::from_payload(plain),
+        Ok(Response::Error {
+            retry_after: None,
+            ..
+        })
+    ));
+    let negative = br#"{"type":"error","code":"rate_limited","message":"x","retry_after":-1}"#;
+    assert!(Response::from_payload(negative).is_err());
+}
+
+#[test]
 fn fetch_without_wait_omits_the_field() {
     let frame = Request::Fetch {
         after: 1,
@@ -158,6 +183,7 @@ fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
         Response::Error {
             code: ErrorCode::Internal,
             message: "x".into(),
+            retry_after: None,
         },
     ];
     (requests, responses)

@@ -1,6 +1,7 @@
 //! Bodies of any bytes: text is printed as text; a body that is not UTF-8
 //! stays queued with a notice in human mode, and `--out-dir` saves every
-//! body to its own file named by message id.
+//! body to its own file named by message id. An empty body, or one given
+//! as several arguments, is refused.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -222,4 +223,42 @@ fn an_empty_message_is_sent_only_when_asked_for() {
         .assert()
         .success();
     assert_eq!(world.queued(), 1);
+}
+
+/// A message typed without quotes arrives as several arguments: nothing
+/// is sent (not its first word alone), and the hint shows it quoted.
+#[test]
+fn a_message_of_several_arguments_is_refused_with_a_hint_to_quote_it() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world
+        .msgr("Alice")
+        .args(["create", "John", "Hello", "world"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            "msgr: the message must be one argument, but 2 were given; \
+             quote it: msgr create John \"Hello world\"\n",
+        );
+    let output = world
+        .msgr("Alice")
+        .args([
+            "--json",
+            "create",
+            "John, Carol",
+            "it's",
+            "$5",
+            "--allow-empty",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        r#"{"level":"error","code":"usage","exit_status":2,"message":"the message must be one argument, but 2 were given","hint":"quote it: msgr create John,Carol 'it'\\''s $5'"}
+"#
+    );
+    assert_eq!(world.queued(), 0);
 }

@@ -17,7 +17,7 @@ use msgr::cli::failure::Failure;
 use msgr::client::error::ClientError;
 use msgr::client::keyring::KeyringError;
 use msgr::client::net::trust::ServerPin;
-use msgr::client::net::{NetError, ServerAddr};
+use msgr::client::net::{NetError, ServerAddr, TlsFailure};
 use msgr::files::FileError;
 use msgr::server::store::StoreError;
 use msgr::server::tls::TlsError;
@@ -64,10 +64,6 @@ fn net_errors() -> Vec<NetError> {
             pinned: ServerPin::Certificate(FINGERPRINT.into()),
             presented: OTHER_FINGERPRINT.into(),
         },
-        NetError::Tls {
-            server: server(),
-            source: io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate"),
-        },
         NetError::TimedOut {
             server: "localhost:12000".into(),
             after: Duration::from_secs(30),
@@ -76,40 +72,75 @@ fn net_errors() -> Vec<NetError> {
         NetError::Io(os(110)),
         NetError::Protocol("the response is not JSON".into()),
     ];
-    for (code, message) in [
-        (ErrorCode::BadRequest, "malformed request"),
-        (
-            ErrorCode::UnsupportedVersion,
-            "this server speaks version 2",
-        ),
-        (
-            ErrorCode::InvalidName,
-            "user name \"a b\" may only contain letters, digits, '.', '_' and '-'",
-        ),
-        (ErrorCode::NameTaken, "that name is registered already"),
-        (ErrorCode::UnknownUser, "no such user on this server"),
-        (ErrorCode::AuthRequired, "log in first"),
-        (
-            ErrorCode::AuthFailed,
-            "the login proof is not a signature by this account's key",
-        ),
-        (
-            ErrorCode::TooLarge,
-            "the message is 2000000 bytes; this server accepts at most 1048576",
-        ),
-        (ErrorCode::MailboxFull, "John's mailbox is full"),
-        (
-            ErrorCode::RateLimited,
-            "too many logins; try again in 42 seconds",
-        ),
-        (ErrorCode::Internal, "internal error"),
-    ] {
+    for failure in tls_failures() {
+        errors.push(NetError::Tls {
+            server: server(),
+            failure,
+        });
+    }
+    // What this server says for each code (the sample of a code covers
+    // every one of its sentences: the hint comes from the code).
+    for code in ErrorCode::ALL {
+        let message = match code {
+            ErrorCode::BadRequest => "malformed request: missing field `user`",
+            ErrorCode::UnsupportedVersion => "this server speaks protocol version 3, not 2",
+            ErrorCode::InvalidName => {
+                "user name \"a b\" may only contain letters, digits, '.', '_' and '-'"
+            }
+            ErrorCode::NameTaken => "that name is registered already (letter case does not matter)",
+            ErrorCode::KeyInUse => {
+                "this key is registered under 3 account(s) on this server already"
+            }
+            ErrorCode::UnknownUser => "no such user on this server",
+            ErrorCode::AuthRequired => "this request needs an authenticated connection",
+            ErrorCode::AuthFailed => "the session has expired",
+            ErrorCode::TooLarge => {
+                "the message is 2000000 bytes, more than the 1048576 this server accepts"
+            }
+            ErrorCode::Busy => "the server is busy: no connection slot came free in time",
+            ErrorCode::StorageFull => {
+                "the server is running out of disk space and takes no messages now"
+            }
+            ErrorCode::MailboxFull => {
+                "John's mailbox on this server is full, so the message was not sent"
+            }
+            ErrorCode::RateLimited => "too many login requests from your address",
+            ErrorCode::Internal => "the server failed internally and did nothing",
+        };
         errors.push(NetError::Server {
             code,
             message: message.into(),
+            retry_after: (code == ErrorCode::RateLimited).then_some(42),
         });
     }
     errors
+}
+
+/// One sample of each way a TLS handshake fails.
+fn tls_failures() -> Vec<TlsFailure> {
+    vec![
+        TlsFailure::NotTls,
+        TlsFailure::NoTls13,
+        TlsFailure::Closed,
+        TlsFailure::TimedOut,
+        TlsFailure::CaCertificate,
+        TlsFailure::UnknownIssuer,
+        TlsFailure::Expired {
+            not_after: Some(1_764_028_800),
+        },
+        TlsFailure::NotYetValid { not_before: None },
+        TlsFailure::WrongName {
+            expected: "localhost".into(),
+            presented: vec!["msgr.example.org".into(), "www.example.org".into()],
+            more: 0,
+        },
+        TlsFailure::BadCertificate(
+            "certificate does not allow extended key usage for server authentication".into(),
+        ),
+        TlsFailure::Alert("handshake_failure".into()),
+        TlsFailure::Protocol("peer misbehaved: IllegalMiddleboxChangeCipherSpec".into()),
+        TlsFailure::Io("Network is unreachable (os error 101)".into()),
+    ]
 }
 
 fn keyring_errors() -> Vec<KeyringError> {
@@ -237,7 +268,15 @@ fn failures() -> Vec<Failure> {
     let s = |text: &str| text.to_owned();
     let data = || PathBuf::from("/var/lib/msgr");
     vec![
-        Failure::CommandLine(s("unexpected argument '--colour' found")),
+        Failure::CommandLine {
+            message: s("unrecognized subcommand 'crate'"),
+            tips: vec![s("some similar subcommands exist: 'rotate', 'create'")],
+            usage: Some(s("msgr [OPTIONS] <COMMAND>")),
+        },
+        Failure::UnquotedMessage {
+            recipients: s("John,Carol"),
+            words: vec![s("Lunch"), s("at"), s("one?")],
+        },
         Failure::NoServer,
         Failure::BadServer("localhost".parse::<ServerAddr>().unwrap_err()),
         Failure::NoUser,
@@ -346,7 +385,8 @@ fn failures() -> Vec<Failure> {
 /// a sample above before this compiles.
 fn failure_label(failure: &Failure) -> &'static str {
     match failure {
-        Failure::CommandLine(_) => "CommandLine",
+        Failure::CommandLine { .. } => "CommandLine",
+        Failure::UnquotedMessage { .. } => "UnquotedMessage",
         Failure::NoServer => "NoServer",
         Failure::BadServer(_) => "BadServer",
         Failure::NoUser => "NoUser",
@@ -434,7 +474,7 @@ fn net_label(error: &NetError) -> String {
     let name = match error {
         NetError::Connect { .. } => "Connect",
         NetError::CertificateChanged { .. } => "CertificateChanged",
-        NetError::Tls { .. } => "Tls",
+        NetError::Tls { failure, .. } => return format!("Tls({})", tls_label(failure)),
         NetError::TimedOut { .. } => "TimedOut",
         NetError::Closed => "Closed",
         NetError::Io(_) => "Io",
@@ -444,14 +484,37 @@ fn net_label(error: &NetError) -> String {
     name.to_owned()
 }
 
-/// `label`, the exit status and the stderr line of `error`.
+fn tls_label(failure: &TlsFailure) -> &'static str {
+    match failure {
+        TlsFailure::NotTls => "NotTls",
+        TlsFailure::NoTls13 => "NoTls13",
+        TlsFailure::Closed => "Closed",
+        TlsFailure::TimedOut => "TimedOut",
+        TlsFailure::CaCertificate => "CaCertificate",
+        TlsFailure::UnknownIssuer => "UnknownIssuer",
+        TlsFailure::Expired { .. } => "Expired",
+        TlsFailure::NotYetValid { .. } => "NotYetValid",
+        TlsFailure::WrongName { .. } => "WrongName",
+        TlsFailure::BadCertificate(_) => "BadCertificate",
+        TlsFailure::Alert(_) => "Alert",
+        TlsFailure::Protocol(_) => "Protocol",
+        TlsFailure::Io(_) => "Io",
+    }
+}
+
+/// `label`, the exit status, the stderr line of `error`, and the wait
+/// JSON mode adds as `retry_after` if there is one.
 fn entry(label: &str, error: AppError) -> String {
     let status = error.status();
-    format!(
+    let mut entry = format!(
         "{label}\n  exit {} ({})\n  msgr: {error}\n",
         status as u8,
         status.code()
-    )
+    );
+    if let Some(seconds) = error.retry_after() {
+        entry += &format!("  retry_after {seconds}\n");
+    }
+    entry
 }
 
 fn rendered() -> String {

@@ -216,13 +216,51 @@ fn errors_are_one_json_object_on_stderr() {
     assert_eq!(result["failed"][0]["code"], "unknown_user");
 }
 
+/// Usage errors in JSON say all that clap says: what is missing or
+/// wrong, its tips (a similar subcommand) and the usage.
 #[test]
 fn usage_errors_are_json_when_json_is_asked_for() {
     let world = World::new();
-    for (args, env) in [
-        (&["--json", "frobnicate"][..], None),
-        (&["read", "--limit", "0", "--json"][..], None),
-        (&["read", "--bogus"][..], Some("1")),
+    let usage_error = |message: &str, hint: &str| {
+        format!(
+            "{{\"level\":\"error\",\"code\":\"usage\",\"exit_status\":2,\"message\":{},\"hint\":{}}}\n",
+            serde_json::Value::from(message),
+            serde_json::Value::from(hint)
+        )
+    };
+    for (args, env, expected) in [
+        (
+            &["--json", "create"][..],
+            None,
+            usage_error(
+                "the following required arguments were not provided: <RECIPIENT[,RECIPIENT...]>",
+                "usage: msgr create <RECIPIENT[,RECIPIENT...]> [MESSAGE]",
+            ),
+        ),
+        (
+            &["--json", "crate", "John", "Hi"][..],
+            None,
+            usage_error(
+                "unrecognized subcommand 'crate'",
+                "some similar subcommands exist: 'rotate', 'create'; usage: msgr [OPTIONS] <COMMAND>",
+            ),
+        ),
+        (
+            &["read", "--limit", "0", "--json"][..],
+            None,
+            usage_error(
+                "invalid value '0' for '--limit <N>': 0 is not in 1..=4294967295",
+                "run `msgr --help` for the usage",
+            ),
+        ),
+        (
+            &["read", "--bogus"][..],
+            Some("1"),
+            usage_error(
+                "unexpected argument '--bogus' found",
+                "usage: msgr read [OPTIONS]",
+            ),
+        ),
     ] {
         let mut command = world.msgr("Alice");
         if let Some(value) = env {
@@ -231,8 +269,11 @@ fn usage_errors_are_json_when_json_is_asked_for() {
         let output = command.args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(output.stdout.is_empty());
-        let error = json_error(&output, "usage");
-        assert_eq!(error["hint"], "run `msgr --help` for the usage");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            expected,
+            "{args:?}"
+        );
     }
     // Without JSON, clap's own report is kept.
     world

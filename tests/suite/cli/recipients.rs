@@ -40,6 +40,27 @@ fn each_recipient_gets_their_own_envelope() {
     }
 }
 
+/// A list written as prose, with spaces after the commas, names the same
+/// recipients.
+#[test]
+fn spaces_around_the_commas_of_a_list_are_ignored() {
+    let world = World::new();
+    for user in ["Alice", "John", "Carol"] {
+        world.register(user);
+    }
+    world
+        .msgr("Alice")
+        .args(["create", "John, Carol ", "Lunch at one?"])
+        .assert()
+        .success()
+        .stdout("Sent to John\nSent to Carol\n");
+    for user in ["John", "Carol"] {
+        let (code, stdout, stderr) = world.read(user);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.ends_with("\n\n    Lunch at one?\n\n"), "{stdout}");
+    }
+}
+
 #[test]
 fn a_partial_failure_names_who_missed_the_message() {
     let world = World::new();

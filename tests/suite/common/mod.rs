@@ -344,6 +344,30 @@ pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
     (socket, port)
 }
 
+/// Something other than msgr listening on a free loopback port, as a
+/// user may name by mistake in `--server`: a plain TCP server that reads
+/// what a connection sends first, answers `reply` (an HTTP error, say) and
+/// closes. Serves until the test process ends.
+pub fn plain_tcp_server(reply: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut first = [0u8; 16 * 1024];
+            let _ = socket.read(&mut first);
+            let _ = socket.write_all(reply);
+            // Closing with unread bytes would reset the connection before
+            // the client reads the reply: read until the client is done.
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+            let _ = std::io::copy(&mut socket, &mut std::io::sink());
+        }
+    });
+    port
+}
+
 /// The client binary with no msgr settings inherited from the environment.
 pub fn msgr_bare() -> assert_cmd::Command {
     let mut command = assert_cmd::Command::from_std(msgr_std());

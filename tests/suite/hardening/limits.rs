@@ -124,10 +124,23 @@ fn a_full_mailbox_is_a_clear_refusal_until_the_recipient_reads() {
         .args(["create", "John", "three"])
         .assert()
         .code(7)
-        .stderr(predicate::str::contains(
-            "John's mailbox on this server is full, so the message was not sent; \
-             try again after John has read their messages",
-        ));
+        .stdout("")
+        .stderr(
+            "msgr: John's mailbox on this server is full, so the message was not sent; \
+             send it again after the recipient has read their messages\n",
+        );
+    let output = world
+        .msgr("Alice")
+        .args(["--json", "create", "John", "three"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "{\"level\":\"error\",\"code\":\"refused\",\"exit_status\":7,\
+         \"message\":\"John's mailbox on this server is full, so the message was not sent\",\
+         \"hint\":\"send it again after the recipient has read their messages\"}\n"
+    );
     let (code, stdout, _) = world.read("John");
     assert_eq!(code, 0);
     assert!(stdout.contains("one") && stdout.contains("two") && !stdout.contains("three"));
@@ -181,13 +194,18 @@ fn logins_and_registrations_are_rate_limited_per_source_address() {
     client.register("John", john);
     let refused = client.register("Carol", carol);
     assert_eq!(error_code(&refused), ErrorCode::RateLimited);
-    let Response::Error { message, .. } = refused else {
+    let Response::Error {
+        message,
+        retry_after,
+        ..
+    } = refused
+    else {
         unreachable!()
     };
-    assert!(
-        message.starts_with("too many register requests from your address; try again in "),
-        "{message}"
-    );
+    assert_eq!(message, "too many register requests from your address");
+    // Two an hour: one comes back half an hour after the last was spent.
+    let wait = retry_after.expect("the wait is given");
+    assert!((1700..=1800).contains(&wait), "{wait}");
     let token = client.login("Alice", alice);
     client.login("John", john);
     let refused = client.request(&Request::Login {
@@ -260,7 +278,7 @@ fn anonymous_lookups_are_rate_limited_and_bad_names_cost_nothing() {
         ));
     }
     let huge = client.request(&lookup(&"x".repeat(1 << 20)));
-    let Response::Error { code, message } = huge else {
+    let Response::Error { code, message, .. } = huge else {
         panic!("{huge:?}");
     };
     assert_eq!(code, ErrorCode::InvalidName);
@@ -297,14 +315,13 @@ fn a_key_is_registered_under_a_bounded_number_of_accounts() {
         Response::Registered { .. }
     ));
     let refused = client.register("Alicia", alice);
-    let Response::Error { code, message } = refused else {
+    let Response::Error { code, message, .. } = refused else {
         panic!("{refused:?}");
     };
     assert_eq!(code, ErrorCode::KeyInUse);
     assert_eq!(
         message,
-        "this key is registered under 1 account(s) on this server already; \
-         register with a key of its own"
+        "this key is registered under 1 account(s) on this server already"
     );
     assert!(matches!(
         client.register("Alice", alice),
@@ -312,18 +329,47 @@ fn a_key_is_registered_under_a_bounded_number_of_accounts() {
     ));
 }
 
+/// The wait is said once, in the hint, and given to scripts as a number.
 #[test]
-fn a_rate_limited_client_exits_7_and_says_to_wait() {
+fn a_rate_limited_client_exits_7_and_says_how_long_to_wait() {
     let world = World::with_server_args(&["--max-registrations-per-hour", "1"]);
     world.register("Alice");
-    world
+    let output = world
+        .msgr("John")
+        .args(["--json", "register", "--bits", "2048"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    // After the notice of the server's certificate pinned, the error.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap();
+    let error: serde_json::Value = serde_json::from_str(last).unwrap();
+    // One an hour, spent moments ago (the seconds since, rounded down).
+    let wait = error["retry_after"]
+        .as_u64()
+        .expect("retry_after is a number");
+    assert!((3500..=3600).contains(&wait), "{wait}");
+    assert_eq!(
+        last,
+        format!(
+            "{{\"level\":\"error\",\"code\":\"refused\",\"exit_status\":7,\
+             \"message\":\"too many register requests from your address\",\
+             \"hint\":\"try again in {wait} seconds\",\"retry_after\":{wait}}}"
+        )
+    );
+    let output = world
         .msgr("John")
         .args(["register", "--bits", "2048"])
-        .assert()
-        .code(7)
-        .stderr(predicate::str::contains(
-            "too many register requests from your address; try again in",
-        ));
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let wait = stderr
+        .strip_prefix("msgr: too many register requests from your address; try again in ")
+        .and_then(|rest| rest.strip_suffix(" seconds\n"))
+        .and_then(|seconds| seconds.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!((3500..=3600).contains(&wait), "{wait}");
 }
 
 /// How long until the server closes `socket`, which sends nothing more.

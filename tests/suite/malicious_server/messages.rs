@@ -179,6 +179,53 @@ fn server_strings_never_reach_the_terminal_raw() {
     assert!(!contacts.exists(), "nothing pinned");
 }
 
+/// A server's `retry_after` is bounded to the hour a real one may ask, and
+/// ignored on any error but `rate_limited`.
+#[test]
+fn a_server_cannot_ask_for_an_absurd_wait() {
+    let world = World::new();
+    let (mitm, armed) = proxy(&world, |request, response| match request {
+        Request::GetKey { user, .. } => Response::Error {
+            code: if user == "John" {
+                ErrorCode::RateLimited
+            } else {
+                ErrorCode::Busy
+            },
+            message: "wait".into(),
+            retry_after: Some(u64::MAX),
+        },
+        _ => response,
+    });
+    register_via(&world, mitm.port, "Alice");
+    armed.store(true, Ordering::SeqCst);
+    let lookup = |name: &str, json: bool| {
+        world
+            .msgr_at("Alice", mitm.port)
+            .arg(format!("--json={json}"))
+            .args(["key", name])
+            .output()
+            .unwrap()
+    };
+    let human = lookup("John", false);
+    assert_eq!(human.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&human.stderr),
+        "msgr: wait; try again in 3600 seconds\n"
+    );
+    let json = lookup("John", true);
+    assert_eq!(
+        String::from_utf8_lossy(&json.stderr),
+        "{\"level\":\"error\",\"code\":\"refused\",\"exit_status\":7,\"message\":\"wait\",\
+         \"hint\":\"try again in 3600 seconds\",\"retry_after\":3600}\n"
+    );
+    let busy = lookup("Carol", true);
+    assert_eq!(
+        String::from_utf8_lossy(&busy.stderr),
+        "{\"level\":\"error\",\"code\":\"connection\",\"exit_status\":3,\"message\":\"wait\",\
+         \"hint\":\"try again in a moment\"}\n"
+    );
+}
+
 #[test]
 fn a_saved_body_cannot_be_probed_with_another_senders_message() {
     let world = World::new();
