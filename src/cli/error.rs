@@ -207,6 +207,10 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             hint("pass --user NAME, set MSGR_USER, or put user = \"NAME\" in config.toml"),
         ),
         Failure::BadServer(_) | Failure::BadName(_) => (ExitStatus::Usage, None),
+        Failure::StdinTooLarge { .. } => (
+            ExitStatus::Usage,
+            hint("send a file that large another way, or split it"),
+        ),
         Failure::EmptyBody => (
             ExitStatus::Usage,
             hint("give the message as an argument or on standard input, or pass --allow-empty"),

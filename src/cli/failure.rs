@@ -76,6 +76,12 @@ pub enum Failure {
         /// What happened instead of a confirmation.
         why: &'static str,
     },
+    /// Standard input holds more than `create` reads.
+    #[error("standard input holds more than {} MiB, more than any msgr server takes", limit / (1024 * 1024))]
+    StdinTooLarge {
+        /// The most bytes read.
+        limit: u64,
+    },
     /// `whoami` for an account the keyring never registered.
     #[error("{user} is not registered on {server} from this keyring")]
     NotRegisteredHere {

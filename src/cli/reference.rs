@@ -247,6 +247,11 @@ pub const CONFIG_DIR: Directory = Directory {
         ),
         entry(
             1,
+            "received/<user>-<id>",
+            "a binary body `read` saved instead of printing it",
+        ),
+        entry(
+            1,
             "rejected/<user>-<id>.json",
             "a message that failed verification, kept for `read --retry-rejected`",
         ),

@@ -153,15 +153,13 @@ pub enum ClientError {
         /// The recipient.
         name: String,
     },
-    /// The message (read or sealed) is larger than allowed.
-    #[error(
-        "the message is {size} bytes once sealed or read, more than the limit of {limit} bytes"
-    )]
+    /// The message is larger than the server takes.
+    #[error("the message is {size} bytes; the largest this server takes is {largest} bytes")]
     TooLarge {
-        /// Its size in bytes.
+        /// The body's size in bytes.
         size: u64,
-        /// The limit in bytes.
-        limit: u64,
+        /// The largest body that fits in the server's largest envelope.
+        largest: u64,
     },
     /// Sealing the message failed.
     #[error("cannot seal the message: {0}")]

@@ -15,7 +15,7 @@ mod reconnect;
 mod sink;
 
 pub use reconnect::Reconnect;
-pub use sink::{About, Delivery, Kept, Opened, Problem, Sink, StaleLimit};
+pub use sink::{About, Kept, Opened, Problem, Sink, StaleLimit};
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -72,8 +72,6 @@ enum Outcome {
     /// Shown before: acknowledge silently, and delete its one-time prekey
     /// if that is still held (a crash came between the two).
     Duplicate(Option<u32>),
-    /// Genuine, but the sink left it queued.
-    Kept,
     /// Not shown: acknowledged (so it does not block the queue) unless it
     /// is held, and reported.
     NotShown(Problem),
@@ -366,7 +364,6 @@ impl Inbox {
                     acknowledge.push(message.id);
                     used_one_time.extend(one_time);
                 }
-                Ok(Outcome::Kept) => {}
                 Ok(Outcome::NotShown(problem)) => {
                     // Kept before it is acknowledged, so that it is never lost.
                     let problem = match keep_rejected(&account, message, problem) {
@@ -442,7 +439,6 @@ impl Inbox {
                     done.push(path);
                 }
                 Outcome::Duplicate(_) => done.push(path),
-                Outcome::Kept => {}
                 Outcome::NotShown(problem) => {
                     tally.problems += 1;
                     let problem = match problem {
@@ -585,13 +581,9 @@ impl Inbox {
             body: &body,
             sender_pin,
         };
-        match sink.deliver(&opened)? {
-            Delivery::Written => {
-                seen.insert(key, header.sent_at_ms / 1000);
-                Ok(Outcome::Shown(parsed.one_time_prekey_id))
-            }
-            Delivery::Kept => Ok(Outcome::Kept),
-        }
+        sink.deliver(&opened)?;
+        seen.insert(key, header.sent_at_ms / 1000);
+        Ok(Outcome::Shown(parsed.one_time_prekey_id))
     }
 }
 

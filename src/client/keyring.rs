@@ -14,6 +14,7 @@
 //!     contacts.toml                pinned public keys of other users
 //!     seen.txt                     ids of messages already shown, with their send times
 //!     claimed/<user>/<id>          a one-time prekey of <user> kept for the next message
+//!     received/<user>-<id>         a binary body `read` saved instead of printing it
 //!     rejected/<user>-<id>.json    a message that failed verification, kept to retry
 //!     lock                         held while a command changes the account
 //! ```

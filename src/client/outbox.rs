@@ -78,7 +78,12 @@ impl Outbox<'_> {
                 }
             };
         let sealed = sealed.map_err(ClientError::Seal)?;
-        check_size(sealed.len() as u64, self.connection.max_envelope()?)?;
+        let overhead = (sealed.len() - self.body.len()) as u64;
+        let largest = self.connection.max_envelope()?.saturating_sub(overhead);
+        let size = self.body.len() as u64;
+        if size > largest {
+            return Err(ClientError::TooLarge { size, largest });
+        }
         self.connection.write_request(&Request::Send {
             recipient: recipient.name.to_string(),
             envelope: Base64Bytes(sealed),
@@ -195,14 +200,6 @@ impl Presealed {
             && self.recipient.prekey == recipient.prekey)
             .then_some((self.header, self.sealed))
     }
-}
-
-/// Refuse a message of `size` bytes (read or sealed) beyond `limit`.
-pub fn check_size(size: u64, limit: u64) -> ClientResult<()> {
-    if size > limit {
-        return Err(ClientError::TooLarge { size, limit });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::cli::output::{Human, Render};
 use crate::client::directory;
 use crate::client::keyring::AccountDir;
 use crate::client::net::Connection;
-use crate::client::outbox::{HeadStart, Outbox, Presealed, check_size};
+use crate::client::outbox::{HeadStart, Outbox, Presealed};
 use crate::client::{prekeys, session};
 use crate::wire::crypto::PrivateKey;
 use crate::wire::protocol::{UserName, unix_now};
@@ -37,7 +37,6 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     let identity = context.identity(&account)?;
     let (mut connection, me, head_start) =
         connect_with_head_start(context, &account, &identity, &recipients[0], &body)?;
-    check_size(body.len() as u64, connection.max_envelope()?)?;
     let announce = |checked: &_| context.output.pin_changes(checked);
     let mut outcome = Outcome {
         from: me.as_str(),
@@ -160,7 +159,9 @@ fn read_body(context: &ClientContext, message: Option<&str>) -> AppResult<Vec<u8
         .take(STDIN_LIMIT + 1)
         .read_to_end(&mut body)
         .map_err(Failure::Stdin)?;
-    check_size(body.len() as u64, STDIN_LIMIT)?;
+    if body.len() as u64 > STDIN_LIMIT {
+        return Err(Failure::StdinTooLarge { limit: STDIN_LIMIT }.into());
+    }
     Ok(body)
 }
 

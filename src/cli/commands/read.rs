@@ -1,10 +1,11 @@
 //! `msgr read`: print queued messages oldest first — all of them, or at
 //! most `--limit`, after waiting up to `--wait` seconds for the first, or
 //! on and on with `--follow` — through the [`Inbox`]. Bodies are printed as
-//! text; a body that is not UTF-8 is shown as base64 in JSON, and kept
-//! queued with a notice in human mode. With `--out-dir` every body is
-//! saved to its own file named by sender and message id and the path is
-//! printed.
+//! text; a body that is not UTF-8 is shown as base64 in JSON, and in
+//! human mode saved to the account's `received/` folder (a terminal must
+//! not get raw bytes, and a script must not find it stuck in the queue).
+//! With `--out-dir` every body is saved to its own file named by sender
+//! and message id. A saved body's path is printed instead of it.
 
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
@@ -23,7 +24,7 @@ use crate::cli::output::{Human, Output, Render, rfc3339_millis, rfc3339_seconds}
 use crate::client::directory::{CheckedKey, PinStatus};
 use crate::client::error::ClientError;
 use crate::client::inbox::{
-    About, Delivery, Inbox, Kept, Mode, Opened, Problem, Reconnect, Sink, StaleLimit, Tally,
+    About, Inbox, Kept, Mode, Opened, Problem, Reconnect, Sink, StaleLimit, Tally,
 };
 use crate::client::keyring::{AccountDir, MOST_REJECTED};
 use crate::client::net::seconds;
@@ -41,11 +42,12 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
         create_private_dir(dir)?;
         check_out_dir(dir, &context.account_dir()?)?;
     }
+    let home = context.account_dir()?;
     let mut printer = Printer {
         output: &context.output,
         out_dir: args.out_dir.as_deref(),
+        received: home.dir().join(RECEIVED),
     };
-    let home = context.account_dir()?;
     let identity = context.identity(&home)?;
     let connection = context.connect()?;
     let reconnect = Reconnect::new(
@@ -74,29 +76,31 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
     Ok(())
 }
 
-/// The [`Sink`] of `read`: stdout, and files in `--out-dir`.
+/// Where, in the account's folder, a binary body goes that a terminal
+/// should not show (human output without `--out-dir`).
+const RECEIVED: &str = "received";
+
+/// The [`Sink`] of `read`: stdout, and files in `--out-dir` (or, for a
+/// binary body in human output, in the account's `received/`).
 struct Printer<'a> {
     output: &'a Output,
     out_dir: Option<&'a Path>,
+    received: PathBuf,
 }
 
 impl Sink for Printer<'_> {
     type Error = AppError;
 
-    fn deliver(&mut self, message: &Opened<'_>) -> AppResult<Delivery> {
+    fn deliver(&mut self, message: &Opened<'_>) -> AppResult<()> {
+        let save = |dir: &Path| write_unique(dir, &saved_name(message), message.body);
         let body = match self.out_dir {
-            Some(dir) => Body::Saved(write_unique(dir, &saved_name(message), message.body)?),
+            Some(dir) => Body::Saved(save(dir)?),
             None => match std::str::from_utf8(message.body) {
                 Ok(text) => Body::Text(text),
                 Err(_) if self.output.is_json() => Body::Base64(STANDARD.encode(message.body)),
                 Err(_) => {
-                    self.output.warning(&format!(
-                        "the message from {} sent {} has a binary body of {} bytes and stays queued; save it with `msgr read --out-dir DIR` or read it with `msgr --json read`",
-                        message.sender,
-                        rfc3339_seconds(message.sent_at_ms),
-                        message.body.len()
-                    ));
-                    return Ok(Delivery::Kept);
+                    create_private_dir(&self.received)?;
+                    Body::Saved(save(&self.received)?)
                 }
             },
         };
@@ -112,8 +116,7 @@ impl Sink for Printer<'_> {
             },
             body,
         };
-        self.output.emit(&record).map_err(AppError::stdout)?;
-        Ok(Delivery::Written)
+        self.output.emit(&record).map_err(AppError::stdout)
     }
 
     fn pinned_on_sight(&mut self, user: &str, fingerprint: &str) {

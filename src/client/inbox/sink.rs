@@ -1,6 +1,6 @@
 //! What a read hands over: each genuine message, opened, to a [`Sink`],
-//! which says whether it was written out ([`Delivery`]); and each message
-//! that was not shown, with why ([`Problem`]).
+//! which writes it out; and each message that was not shown, with why
+//! ([`Problem`]).
 
 use std::path::PathBuf;
 
@@ -24,15 +24,6 @@ pub struct Opened<'a> {
     pub body: &'a [u8],
     /// Whether the sender's key was pinned on reading this message.
     pub sender_pin: PinStatus,
-}
-
-/// What a [`Sink`] did with a message.
-#[derive(Debug)]
-pub enum Delivery {
-    /// Written out in full: acknowledge it.
-    Written,
-    /// Not written out (the sink said why): leave it queued.
-    Kept,
 }
 
 /// Which message a problem is about, as its envelope names it (the id and
@@ -122,8 +113,8 @@ pub trait Sink {
     /// The sink's failure; the read's own failures convert into it.
     type Error: From<ClientError>;
 
-    /// Write `message` out.
-    fn deliver(&mut self, message: &Opened<'_>) -> Result<Delivery, Self::Error>;
+    /// Write `message` out in full; then it is acknowledged.
+    fn deliver(&mut self, message: &Opened<'_>) -> Result<(), Self::Error>;
 
     /// The key of `user` was pinned on sight, to open a message.
     fn pinned_on_sight(&mut self, user: &str, fingerprint: &str);

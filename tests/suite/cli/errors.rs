@@ -223,8 +223,8 @@ fn client_errors() -> Vec<ClientError> {
         },
         ClientError::NoPrekey { name: s("John") },
         ClientError::TooLarge {
-            size: 2_000_000,
-            limit: 1_048_576,
+            size: 1_052_673,
+            largest: 1_052_107,
         },
         ClientError::Seal(EnvelopeError::Malformed("body too large")),
         ClientError::Crypto {
@@ -304,6 +304,9 @@ fn failures() -> Vec<Failure> {
         },
         Failure::KeyGeneration(CryptoError::UnsupportedSize(1024)),
         Failure::EmptyBody,
+        Failure::StdinTooLarge {
+            limit: 64 * 1024 * 1024,
+        },
         Failure::Stdin(io::Error::new(
             io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
@@ -400,6 +403,7 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::KeyGeneration(_) => "KeyGeneration",
         Failure::Stdin(_) => "Stdin",
         Failure::EmptyBody => "EmptyBody",
+        Failure::StdinTooLarge { .. } => "StdinTooLarge",
         Failure::SentToNobody { .. } => "SentToNobody",
         Failure::Partial { .. } => "Partial",
         Failure::NotVerified(_) => "NotVerified",
