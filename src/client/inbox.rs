@@ -77,6 +77,33 @@ enum Outcome {
     NotShown(Problem),
 }
 
+/// The locked account and its state while a batch of messages is judged.
+struct Judging {
+    account: Account,
+    seen: SeenIds,
+    prekeys: Prekeys,
+}
+
+impl Judging {
+    /// Remember what was judged: the ids seen first, then the one-time
+    /// prekeys `used` go (a crash between the two leaves a key that the
+    /// redelivered duplicate deletes); the account stays locked.
+    fn record(&mut self, used: &[u32]) -> ClientResult<()> {
+        self.account.save_seen(&self.seen)?;
+        if self.prekeys.remove_one_time(used) {
+            self.account.save_prekeys(&self.prekeys)?;
+        }
+        Ok(self.account.prune_seen(&self.seen, seen_expired_before())?)
+    }
+}
+
+/// Ids of messages sent before this are forgotten: the age limit with the
+/// clock slack on top, so that a clock run ahead for a while does not
+/// forget ids of messages still accepted later.
+fn seen_expired_before() -> u64 {
+    unix_now().saturating_sub(MAX_MESSAGE_AGE + CLOCK_SLACK)
+}
+
 /// A connection reading one account's queue; it authenticates in the
 /// flight of its first request.
 pub struct Inbox {
@@ -340,21 +367,13 @@ impl Inbox {
         tally: &mut Tally,
         interrupt: Option<&Interrupt>,
     ) -> Result<bool, S::Error> {
-        let account = self.home.lock().map_err(ClientError::from)?;
-        self.refreshed.clear();
-        // With the clock slack on top, so that a clock run ahead for a
-        // while does not forget ids of messages still accepted later.
-        let expired_before = unix_now().saturating_sub(MAX_MESSAGE_AGE + CLOCK_SLACK);
-        let mut seen = account
-            .load_seen(expired_before)
-            .map_err(ClientError::from)?;
-        let mut prekeys = account.load_prekeys().map_err(ClientError::from)?;
+        let mut judging = self.begin_judging()?;
         let mut acknowledge = Vec::with_capacity(page.len());
         let mut used_one_time = Vec::new();
         let mut failure = None;
         let mut stopped = false;
         for message in page {
-            match self.judge(&account, &prekeys, &mut seen, message, sink) {
+            match self.judge(&mut judging, message, sink) {
                 Ok(Outcome::Shown(one_time)) => {
                     tally.shown += 1;
                     acknowledge.push(message.id);
@@ -366,7 +385,7 @@ impl Inbox {
                 }
                 Ok(Outcome::NotShown(problem)) => {
                     // Kept before it is acknowledged, so that it is never lost.
-                    let problem = match keep_rejected(&account, message, problem) {
+                    let problem = match keep_rejected(&judging.account, message, problem) {
                         Ok(problem) => problem,
                         Err(error) => {
                             failure = Some(error.into());
@@ -390,21 +409,27 @@ impl Inbox {
             }
         }
         if !acknowledge.is_empty() {
-            // Seen first, then the one-time prekeys go: a crash between the
-            // two leaves a key that the redelivered duplicate deletes.
-            account.save_seen(&seen).map_err(ClientError::from)?;
-            if prekeys.remove_one_time(&used_one_time) {
-                account.save_prekeys(&prekeys).map_err(ClientError::from)?;
-            }
-            account
-                .prune_seen(&seen, expired_before)
-                .map_err(ClientError::from)?;
+            judging.record(&used_one_time)?;
             self.acknowledge(acknowledge);
         }
         match failure {
             Some(error) => Err(error),
             None => Ok(stopped),
         }
+    }
+
+    /// Lock the account and load what judging messages needs; the senders
+    /// refreshed for the last batch are forgotten.
+    fn begin_judging(&mut self) -> ClientResult<Judging> {
+        let account = self.home.lock()?;
+        self.refreshed.clear();
+        let seen = account.load_seen(seen_expired_before())?;
+        let prekeys = account.load_prekeys()?;
+        Ok(Judging {
+            account,
+            seen,
+            prekeys,
+        })
     }
 
     /// Open the messages kept in `rejected/` again: each that opens now is
@@ -417,22 +442,17 @@ impl Inbox {
             let me = session::authenticate(&mut self.connection, &self.home, user, identity)?;
             self.me = Some(me);
         }
-        let account = self.home.lock().map_err(ClientError::from)?;
-        self.refreshed.clear();
-        let expired_before = unix_now().saturating_sub(MAX_MESSAGE_AGE + CLOCK_SLACK);
-        let mut seen = account
-            .load_seen(expired_before)
-            .map_err(ClientError::from)?;
-        let mut prekeys = account.load_prekeys().map_err(ClientError::from)?;
+        let mut judging = self.begin_judging()?;
         let mut tally = Tally::default();
         let (mut done, mut used_one_time) = (Vec::new(), Vec::new());
-        for (path, rejected) in account.rejected().map_err(ClientError::from)? {
+        let kept = judging.account.rejected().map_err(ClientError::from)?;
+        for (path, rejected) in kept {
             let message = QueuedMessage {
                 id: 0,
                 sender: rejected.sender,
                 envelope: rejected.envelope,
             };
-            match self.judge(&account, &prekeys, &mut seen, &message, sink)? {
+            match self.judge(&mut judging, &message, sink)? {
                 Outcome::Shown(one_time) => {
                     tally.shown += 1;
                     used_one_time.extend(one_time);
@@ -458,12 +478,12 @@ impl Inbox {
         }
         // Seen first: a crash before the files go leaves duplicates that
         // the next try recognises.
-        account.save_seen(&seen).map_err(ClientError::from)?;
-        if prekeys.remove_one_time(&used_one_time) {
-            account.save_prekeys(&prekeys).map_err(ClientError::from)?;
-        }
+        judging.record(&used_one_time)?;
         for path in done {
-            account.remove_rejected(&path).map_err(ClientError::from)?;
+            judging
+                .account
+                .remove_rejected(&path)
+                .map_err(ClientError::from)?;
         }
         Ok(tally)
     }
@@ -498,12 +518,16 @@ impl Inbox {
     /// Only a failure of the sink is an `Err`.
     fn judge<S: Sink>(
         &mut self,
-        account: &Account,
-        prekeys: &Prekeys,
-        seen: &mut SeenIds,
+        judging: &mut Judging,
         message: &QueuedMessage,
         sink: &mut S,
     ) -> Result<Outcome, S::Error> {
+        let Judging {
+            account,
+            seen,
+            prekeys,
+        } = judging;
+        let (account, prekeys) = (&*account, &*prekeys);
         let (parsed, recorded) = match parse_as_recorded(message) {
             Ok(parsed) => parsed,
             Err(problem) => return Ok(Outcome::NotShown(*problem)),

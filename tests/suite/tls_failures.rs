@@ -79,17 +79,7 @@ fn refused_with(names: &[&str], leaf: impl FnOnce(&mut CertificateParams)) -> (i
     let dir = tempfile::tempdir().unwrap();
     let issued = dir.path().join("issued");
     issue(&issued, names, leaf);
-    let (cert, key) = (issued.join("cert.pem"), issued.join("key.pem"));
-    let server = Server::start_with(
-        &dir.path().join("server"),
-        0,
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_presenting(&dir.path().join("server"), &issued);
     let ca = issued.join("ca.pem");
     let output = key_lookup(
         dir.path(),

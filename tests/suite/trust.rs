@@ -307,17 +307,7 @@ fn a_pinned_certificate_binds_even_against_one_the_system_roots_trust() {
     let dir = tempfile::tempdir().unwrap();
     let issued = dir.path().join("issued");
     issue_certificate(&issued);
-    let (cert, key) = (issued.join("cert.pem"), issued.join("key.pem"));
-    let server = Server::start_with(
-        &dir.path().join("server"),
-        0,
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = Server::start_presenting(&dir.path().join("server"), &issued);
     let port = server.port;
     let world = World { dir, server };
     // The test CA stands in for the system's roots.

@@ -23,6 +23,17 @@ fn silent_port(behave: fn(std::net::TcpStream)) -> u16 {
     port
 }
 
+/// `register` as Alice at 127.0.0.1:`port`, keyring in `config`.
+fn register_at(port: u16, config: &tempfile::TempDir) -> assert_cmd::Command {
+    let mut command = msgr_bare();
+    command
+        .arg("--config-dir")
+        .arg(config.path())
+        .args(["--server", &format!("127.0.0.1:{port}"), "--user", "Alice"])
+        .arg("register");
+    command
+}
+
 fn timed_out_message(port: u16, after: &str) -> String {
     format!(
         "msgr: timed out after {after} waiting for 127.0.0.1:{port}; check that the server is running and reachable, or allow it longer with --timeout SECONDS\n"
@@ -37,11 +48,8 @@ fn a_server_that_accepts_and_never_answers_times_out() {
     });
     let config = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    msgr_bare()
-        .arg("--config-dir")
-        .arg(config.path())
-        .args(["--server", &format!("127.0.0.1:{port}"), "--user", "Alice"])
-        .args(["--timeout", "1", "register"])
+    register_at(port, &config)
+        .args(["--timeout", "1"])
         .assert()
         .code(3)
         .stdout("")
@@ -63,12 +71,8 @@ fn a_server_trickling_bytes_cannot_hold_the_client_past_the_timeout() {
     });
     let config = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    msgr_bare()
-        .arg("--config-dir")
-        .arg(config.path())
-        .args(["--server", &format!("127.0.0.1:{port}"), "--user", "Alice"])
+    register_at(port, &config)
         .env("MSGR_TIMEOUT", "1.5")
-        .arg("register")
         .assert()
         .code(3)
         .stderr(timed_out_message(port, "1.5 seconds"));

@@ -46,6 +46,14 @@ impl Server {
         Self::start_logging(data_dir, port, extra, "debug")
     }
 
+    /// Start a server on a free port presenting the certificate and key
+    /// in `issued` (`cert.pem`, `key.pem`) instead of making its own.
+    pub fn start_presenting(data_dir: &Path, issued: &Path) -> Self {
+        let (cert, key) = (issued.join("cert.pem"), issued.join("key.pem"));
+        let paths = [cert.to_str().unwrap(), key.to_str().unwrap()];
+        Self::start_with(data_dir, 0, &["--cert", paths[0], "--key", paths[1]])
+    }
+
     /// Start a server like [`Server::start_with`], logging with the
     /// `RUST_LOG` filter `log_filter`.
     pub fn start_logging(data_dir: &Path, port: u16, extra: &[&str], log_filter: &str) -> Self {

@@ -95,15 +95,8 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
     // A server delivering it anyway: John's read reports it and shows the
     // rest.
     let world = World::new();
-    let extra: Arc<Mutex<Vec<QueuedMessage>>> = Arc::default();
-    let slipped = Arc::clone(&extra);
-    let (mitm, armed) = proxy(&world, move |request, response| match (request, response) {
-        (Request::Fetch { .. }, Response::Messages { mut messages }) => {
-            messages.splice(0..0, slipped.lock().unwrap().drain(..));
-            Response::Messages { messages }
-        }
-        (_, response) => response,
-    });
+    let slipping = slipping_proxy(&world);
+    let mitm = &slipping.mitm;
     for user in ["Alice", "John"] {
         register_via(&world, mitm.port, user);
     }
@@ -112,28 +105,56 @@ fn a_send_time_no_calendar_can_write_is_refused_not_fatal() {
         .args(["create", "John", "an honest note"])
         .assert()
         .success();
-    let alice_key = identity_of(&world, "Alice", mitm.port);
-    let to_john = prekey_of(&world, "John");
     let mut header = Header::new(&name("Alice"), &name("John"));
     header.sent_at_ms = u64::MAX;
-    let late = envelope::seal(&header, b"from the far future", &alice_key, &to_john).unwrap();
-    extra.lock().unwrap().push(QueuedMessage {
-        id: 1_000_000,
-        sender: "Alice".into(),
-        envelope: Base64Bytes(late),
-    });
-    armed.store(true, Ordering::SeqCst);
-    let output = world
-        .msgr_at("John", mitm.port)
-        .arg("read")
-        .output()
-        .unwrap();
+    let output = read_slipped(&world, &slipping, &header, b"from the far future");
     assert_eq!(output.status.code(), Some(6), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("an honest note"), "{stdout}");
     assert!(!stdout.contains("far future"));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("send time after the year 9999"), "{stderr}");
+}
+
+/// A proxy that, once armed, puts the messages in `extra` at the head of
+/// the next page fetched.
+struct Slipping {
+    mitm: Mitm,
+    armed: Arc<AtomicBool>,
+    extra: Arc<Mutex<Vec<QueuedMessage>>>,
+}
+
+fn slipping_proxy(world: &World) -> Slipping {
+    let extra: Arc<Mutex<Vec<QueuedMessage>>> = Arc::default();
+    let slipped = Arc::clone(&extra);
+    let (mitm, armed) = proxy(world, move |request, response| match (request, response) {
+        (Request::Fetch { .. }, Response::Messages { mut messages }) => {
+            messages.splice(0..0, slipped.lock().unwrap().drain(..));
+            Response::Messages { messages }
+        }
+        (_, response) => response,
+    });
+    Slipping { mitm, armed, extra }
+}
+
+/// Seal `body` under `header` with Alice's key to John, slip it into
+/// John's next page, and run his `read` through the proxy.
+fn read_slipped(
+    world: &World,
+    slipping: &Slipping,
+    header: &Header,
+    body: &[u8],
+) -> std::process::Output {
+    let port = slipping.mitm.port;
+    let alice_key = identity_of(world, "Alice", port);
+    let sealed = envelope::seal(header, body, &alice_key, &prekey_of(world, "John")).unwrap();
+    slipping.extra.lock().unwrap().push(QueuedMessage {
+        id: 1_000_000,
+        sender: "Alice".into(),
+        envelope: Base64Bytes(sealed),
+    });
+    slipping.armed.store(true, Ordering::SeqCst);
+    world.msgr_at("John", port).arg("read").output().unwrap()
 }
 
 #[test]
@@ -330,37 +351,13 @@ fn a_sender_is_shown_as_registered_whatever_case_the_envelope_uses() {
     // The real server refuses such an envelope; one that delivers it
     // anyway cannot make John see a spelling the account does not have.
     let world = World::new();
-    let extra: Arc<Mutex<Vec<QueuedMessage>>> = Arc::default();
-    let slipped = Arc::clone(&extra);
-    let (mitm, armed) = proxy(&world, move |request, response| match (request, response) {
-        (Request::Fetch { .. }, Response::Messages { mut messages }) => {
-            messages.splice(0..0, slipped.lock().unwrap().drain(..));
-            Response::Messages { messages }
-        }
-        (_, response) => response,
-    });
+    let slipping = slipping_proxy(&world);
+    let mitm = &slipping.mitm;
     for user in ["Alice", "John"] {
         register_via(&world, mitm.port, user);
     }
-    let alice_key = identity_of(&world, "Alice", mitm.port);
     let header = Header::new(&name("ALICE"), &name("John"));
-    let shouted = envelope::seal(
-        &header,
-        b"in capitals",
-        &alice_key,
-        &prekey_of(&world, "John"),
-    );
-    extra.lock().unwrap().push(QueuedMessage {
-        id: 1_000_000,
-        sender: "Alice".into(),
-        envelope: Base64Bytes(shouted.unwrap()),
-    });
-    armed.store(true, Ordering::SeqCst);
-    let output = world
-        .msgr_at("John", mitm.port)
-        .arg("read")
-        .output()
-        .unwrap();
+    let output = read_slipped(&world, &slipping, &header, b"in capitals");
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.starts_with("From: Alice\n"), "{stdout}");
