@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use msgr::cli::args::Cli;
+use msgr::cli::args::{Cli, Command};
 use msgr::cli::error::ExitStatus;
 use msgr::cli::output::{self, Output};
 
@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return output::report_usage_error(error),
     };
-    msgr::cli::logging::init(cli.command.is_serve(), cli.global.verbose, cli.global.quiet);
+    let serving = match &cli.command {
+        Command::Serve(args) => Some(args.log_format),
+        _ => None,
+    };
+    msgr::cli::logging::init(serving, cli.global.verbose, cli.global.quiet);
     let mut output = Output::new(cli.global.json.unwrap_or(false), cli.global.quiet);
     match msgr::cli::commands::run(cli, &mut output) {
         Ok(()) => ExitStatus::Success.into(),

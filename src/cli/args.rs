@@ -162,13 +162,6 @@ pub enum Command {
     Man(ManArgs),
 }
 
-impl Command {
-    /// Whether this is the server rather than a client command.
-    pub fn is_serve(&self) -> bool {
-        matches!(self, Self::Serve(_))
-    }
-}
-
 /// `msgr register`.
 #[derive(Debug, Clone, Args)]
 pub struct RegisterArgs {

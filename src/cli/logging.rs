@@ -2,7 +2,10 @@
 //! alike. The level is chosen as every other setting is: `-v`/`-q` on the
 //! command line, else `RUST_LOG`, else the default (`info` for `serve`,
 //! `warn` for client commands). Each `-v` is one level louder, `-q` one
-//! level quieter. Logs never contain tokens, keys or message bodies.
+//! level quieter. The server may log JSON instead of text
+//! (`--log-format json`: one object per line with `timestamp`, `level`,
+//! `target`, `fields` and the spans). Logs never contain tokens, keys or
+//! message bodies.
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
@@ -18,13 +21,21 @@ const LEVELS: [LevelFilter; 5] = [
     LevelFilter::TRACE,
 ];
 
-/// Install the stderr logger. `serving` selects the server's default
-/// level; `verbose` counts `-v`, `quiet` is `-q`.
-pub fn init(serving: bool, verbose: u8, quiet: bool) {
-    let default = if serving {
-        LevelFilter::INFO
-    } else {
-        LevelFilter::WARN
+/// How the server writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people to read.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Install the stderr logger: the server's (`serving`, in its format) or
+/// a client command's; `verbose` counts `-v`, `quiet` is `-q`.
+pub fn init(serving: Option<LogFormat>, verbose: u8, quiet: bool) {
+    let default = match serving {
+        Some(_) => LevelFilter::INFO,
+        None => LevelFilter::WARN,
     };
     let filter = if verbose > 0 || quiet {
         EnvFilter::new(shifted(default, verbose, quiet).to_string())
@@ -33,12 +44,14 @@ pub fn init(serving: bool, verbose: u8, quiet: bool) {
     };
     let stderr = std::io::stderr();
     let ansi = color_enabled(&stderr);
-    // A subscriber installed earlier (by an embedding program) wins.
-    let _ = tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(filter)
-        .try_init();
+        .with_env_filter(filter);
+    // A subscriber installed earlier (by an embedding program) wins.
+    let _ = match serving {
+        Some(LogFormat::Json) => logger.json().try_init(),
+        _ => logger.with_ansi(ansi).try_init(),
+    };
 }
 
 /// `default` moved `verbose` levels louder, or one quieter for `quiet`.

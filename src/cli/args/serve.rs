@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use thiserror::Error;
 
+use crate::cli::logging::LogFormat;
 use crate::server::Limits;
 use crate::server::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LOGINS_PER_MINUTE,
@@ -39,6 +40,11 @@ pub struct ServeArgs {
     /// [default: the platform data dir].
     #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// How to write the log on stderr: `text` for people, `json` (one
+    /// object per line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 
     /// TLS certificate chain (PEM); needs --key.
     #[arg(long, requires = "key", value_name = "FILE")]

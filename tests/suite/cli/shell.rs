@@ -227,3 +227,41 @@ fn verbosity_flags_control_server_logs() {
     let log = world.server.log_text();
     assert!(log.contains("DEBUG"), "{log}");
 }
+
+#[test]
+fn json_server_logs_are_one_object_per_line_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_logging(
+        &dir.path().join("server"),
+        0,
+        &["--log-format", "json"],
+        "debug",
+    );
+    let world = World {
+        dir: tempfile::tempdir().unwrap(),
+        server,
+    };
+    world.register("Alice");
+    world.send("Alice", "Alice", "a body no log may hold");
+    let token = world.stored_token("Alice");
+    let log = world.server.log_text();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(events.len() > 3, "{log}");
+    for event in &events {
+        for field in ["timestamp", "level", "target", "fields"] {
+            assert!(event.get(field).is_some(), "{field} missing: {event}");
+        }
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "INFO" && e["fields"]["message"].is_string()),
+        "{log}"
+    );
+    let engine = base64::engine::general_purpose::STANDARD;
+    let token = base64::Engine::encode(&engine, &token.0);
+    assert!(!log.contains(&token) && !log.contains("a body no log may hold"));
+}
