@@ -32,7 +32,7 @@ use crate::wire::protocol::{
     Base64Bytes, CLOCK_SLACK, ErrorCode, FETCH_PAGE, KeyRotation, LOGIN_NONCE_LEN, MAX_PAGE_BYTES,
     MAX_WAIT_MS, QueuedMessage, Request, Response, TOKEN_LEN, UserName,
 };
-use crate::wire::signing;
+use crate::wire::signing::{self, CertificateDigest};
 
 mod refusal;
 
@@ -83,6 +83,9 @@ pub struct Handler<'a> {
     context: &'a Context,
     /// The peer's address, charged for rate-limited requests.
     peer: IpAddr,
+    /// SHA-256 of the certificate this connection was accepted with,
+    /// which login and registration statements must name.
+    presented: CertificateDigest,
     identity: Option<Identity>,
     /// The account and nonce of the last `login`, until a `login_proof`
     /// answers it (once).
@@ -92,11 +95,18 @@ pub struct Handler<'a> {
 }
 
 impl<'a> Handler<'a> {
-    /// A handler for a newly greeted connection from `peer`.
-    pub fn new(context: &'a Context, peer: IpAddr, shutdown: watch::Receiver<bool>) -> Self {
+    /// A handler for a newly greeted connection from `peer`, accepted
+    /// presenting the certificate whose digest is `presented`.
+    pub fn new(
+        context: &'a Context,
+        peer: IpAddr,
+        presented: CertificateDigest,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             context,
             peer,
+            presented,
             identity: None,
             challenge: None,
             shutdown,
@@ -266,7 +276,7 @@ impl<'a> Handler<'a> {
                 format!("unusable public key: {error}"),
             )
         })?;
-        let statement = signing::registration(&self.context.certificate_digest, &name, &der);
+        let statement = signing::registration(&self.presented, &name, &der);
         if !key.verify(&statement, proof) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
@@ -324,7 +334,7 @@ impl<'a> Handler<'a> {
         })?;
         self.identity = None;
         let key = PublicKey::from_der(&user.public_key).map_err(|e| Refusal::internal(&e))?;
-        let statement = signing::login(&self.context.certificate_digest, &user.name, &nonce);
+        let statement = signing::login(&self.presented, &user.name, &nonce);
         if !key.verify(&statement, signature) {
             return Err(Refusal::new(
                 ErrorCode::AuthFailed,

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
 pub use clock::{Clock, SystemClock};
@@ -42,10 +41,9 @@ pub use listeners::Listeners;
 use store::Expired;
 pub use store::Store;
 
-use crate::wire::signing::CertificateDigest;
 use admission::Admission;
 use ratelimit::RateLimiter;
-use tls::ServerTls;
+pub use tls::Presenting;
 
 /// Pause after a failed `accept` (such as running out of file
 /// descriptors) before trying again.
@@ -57,11 +55,8 @@ struct Context {
     store: Arc<dyn Store>,
     /// Sizes, timeouts, quotas and rates.
     limits: Limits,
-    /// Performs the TLS handshake.
-    acceptor: TlsAcceptor,
-    /// SHA-256 of the certificate it presents, which login and
-    /// registration statements must name.
-    certificate_digest: CertificateDigest,
+    /// The certificate presented to new connections.
+    tls: Presenting,
     /// Pending connections and service slots.
     admission: Arc<Admission>,
     /// Wakes readers waiting for new messages.
@@ -84,8 +79,8 @@ struct Context {
 /// What a server is made of: its TLS material, its storage, its limits
 /// and the clock its sessions expire by.
 pub struct Parts {
-    /// The certificate, its key and the digest statements are bound to.
-    pub tls: ServerTls,
+    /// The certificate presented, which may be replaced while it runs.
+    pub tls: Presenting,
     /// The accounts, sessions and queues.
     pub store: Arc<dyn Store>,
     /// Sizes, timeouts, quotas and rates.
@@ -107,8 +102,7 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
     let context = Arc::new(Context {
         store,
         clock,
-        acceptor: TlsAcceptor::from(tls.config),
-        certificate_digest: tls.certificate_digest,
+        tls,
         admission: Admission::new(
             limits.max_pending,
             limits.max_connections,

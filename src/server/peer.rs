@@ -33,6 +33,7 @@ use super::connection::{Connection, ConnectionError, Incoming};
 use super::handler::{Answer, Handler};
 use super::limits::{ANONYMOUS_MAX_FRAME, HELLO_MAX_FRAME};
 use crate::wire::protocol::{ErrorCode, PROTOCOL_VERSION, Request, Response};
+use crate::wire::signing::CertificateDigest;
 
 /// How long the last words to a leaving peer (an error, close_notify) may
 /// take.
@@ -77,13 +78,23 @@ async fn serve(
         shutdown: shutdown.clone(),
         deadline: Instant::now() + limits.handshake_timeout,
     };
-    let Some(stream) = gate.pass(context.acceptor.accept(socket)).await? else {
+    let accepting = context.tls.now();
+    let Some(stream) = gate.pass(accepting.acceptor.accept(socket)).await? else {
         return Ok(());
     };
     let mut connection =
         Connection::new(stream.map_err(ConnectionError::Handshake)?, HELLO_MAX_FRAME)
             .with_budget(Arc::clone(&context.frame_budget));
-    let result = converse(&mut connection, gate, context, peer, &mut shutdown).await;
+    let presented = accepting.certificate_digest;
+    let result = converse(
+        &mut connection,
+        gate,
+        context,
+        peer,
+        presented,
+        &mut shutdown,
+    )
+    .await;
     // Bounded: a peer that stopped reading must not hold the socket, nor
     // stall shutdown.
     let _ = timeout(FAREWELL_TIMEOUT, farewell(connection, &result)).await;
@@ -136,6 +147,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     mut gate: Gate,
     context: &Context,
     peer: SocketAddr,
+    presented: CertificateDigest,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let idle = context.limits.idle_timeout;
@@ -172,7 +184,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     let anonymous_idle = idle.min(context.limits.handshake_timeout);
     Conversation {
         connection,
-        handler: Handler::new(context, peer.ip(), shutdown.clone()),
+        handler: Handler::new(context, peer.ip(), presented, shutdown.clone()),
         in_flight: InFlight::default(),
         idle,
         anonymous_idle,

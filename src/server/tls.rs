@@ -1,15 +1,18 @@
 //! The server's TLS material: a TLS 1.3-only rustls configuration built
 //! either from the operator's PEM files (`--cert`/`--key`) or from a
 //! self-signed certificate that is made on first start, saved in the data
-//! directory and reused afterwards, so that clients' pins stay valid.
+//! directory and reused afterwards, so that clients' pins stay valid; and
+//! the certificate presented now ([`Presenting`]), which a renewal
+//! replaces while the server runs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
+use tokio_rustls::TlsAcceptor;
 
 use crate::files::{self, FileError};
 
@@ -76,6 +79,46 @@ pub struct ServerTls {
     /// SHA-256 of the leaf certificate's DER, which login and registration
     /// statements are bound to.
     pub certificate_digest: CertificateDigest,
+}
+
+/// What a connection is accepted with: the TLS configuration, and the
+/// digest of its certificate, which the login and registration statements
+/// made on that connection must name.
+pub struct Accepting {
+    /// Performs the TLS handshake.
+    pub acceptor: TlsAcceptor,
+    /// SHA-256 of the certificate presented.
+    pub certificate_digest: CertificateDigest,
+}
+
+/// The certificate the server presents, replaceable while it runs: new
+/// connections get the replacement, and each connection keeps the one it
+/// was accepted with.
+#[derive(Clone)]
+pub struct Presenting(Arc<RwLock<Arc<Accepting>>>);
+
+impl Presenting {
+    /// Present `tls`.
+    pub fn new(tls: &ServerTls) -> Self {
+        Self(Arc::new(RwLock::new(accepting(tls))))
+    }
+
+    /// What a connection accepted now is accepted with.
+    pub fn now(&self) -> Arc<Accepting> {
+        Arc::clone(&self.0.read().expect("not poisoned"))
+    }
+
+    /// Present `tls` to connections accepted from now on.
+    pub fn replace(&self, tls: &ServerTls) {
+        *self.0.write().expect("not poisoned") = accepting(tls);
+    }
+}
+
+fn accepting(tls: &ServerTls) -> Arc<Accepting> {
+    Arc::new(Accepting {
+        acceptor: TlsAcceptor::from(Arc::clone(&tls.config)),
+        certificate_digest: tls.certificate_digest,
+    })
 }
 
 /// Build the configuration from a PEM certificate chain and PEM private key.

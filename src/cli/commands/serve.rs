@@ -1,7 +1,8 @@
 //! `msgr serve`: bind the listening sockets, prepare the data directory
 //! (locked against a second server), database and TLS material, announce
 //! the addresses and certificate fingerprint on stdout, then run
-//! [`crate::server::run`] until SIGINT or SIGTERM. Everything that can
+//! [`crate::server::run`] until SIGINT or SIGTERM; SIGHUP loads `--cert`
+//! and `--key` again for new connections. Everything that can
 //! fail at start-up fails here, before the first connection, with a hint;
 //! what needs no disk (the limits, `--cert`/`--key`, the port) is checked
 //! first, so that such a failure leaves nothing behind. Logs go to stderr
@@ -12,16 +13,17 @@ mod listen;
 
 use std::future::Future;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::{info, warn};
 
 use crate::cli::args::ServeArgs;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::server::tls::{self, ServerTls};
-use crate::server::{self, Limits, Listeners, Store};
+use crate::server::{self, Limits, Listeners, Presenting, Store};
 
 pub use data_dir::LOCK_FILE;
 
@@ -37,20 +39,36 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
         .map_err(start("start the async runtime"))?;
     // Signal handlers go in before the announcement, so that a signal
     // sent right after it is never missed.
-    let (listeners, shutdown) = {
+    let (listeners, shutdown, hangups) = {
         let _context = runtime.enter();
         let shutdown = shutdown_signal().map_err(start("install signal handlers"))?;
+        let hangups = signal(SignalKind::hangup()).map_err(start("install signal handlers"))?;
         let listeners = sockets
             .into_iter()
             .map(tokio::net::TcpListener::from_std)
             .collect::<Result<Vec<_>, _>>()
             .map_err(start("use the listening socket"))?;
-        (listeners, shutdown)
+        (listeners, shutdown, hangups)
     };
     let listeners = Listeners::new(listeners).expect("bind returns at least one socket");
     let data = data_dir::open(args, operator_tls)?;
     let store: Arc<dyn Store> = Arc::new(data.store);
-    runtime.block_on(serve(listeners, data.tls, store, limits, shutdown))?;
+    let presenting = Presenting::new(&data.tls);
+    let operator_files = args.cert.clone().zip(args.key.clone());
+    runtime.spawn(reload_on_hangup(
+        hangups,
+        presenting.clone(),
+        operator_files,
+    ));
+    let fingerprint = &data.tls.fingerprint;
+    runtime.block_on(serve(
+        listeners,
+        fingerprint,
+        presenting,
+        store,
+        limits,
+        shutdown,
+    ))?;
     // The database is closed once the runtime is gone; only then may
     // another server take the data directory.
     drop(runtime);
@@ -62,12 +80,13 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
 /// Inside the runtime: announce, then serve until `shutdown`.
 async fn serve(
     listeners: Listeners,
-    tls: ServerTls,
+    fingerprint: &str,
+    tls: Presenting,
     store: Arc<dyn Store>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> AppResult<()> {
-    announce(&listeners, &tls.fingerprint).map_err(AppError::stdout)?;
+    announce(&listeners, fingerprint).map_err(AppError::stdout)?;
     let parts = server::Parts {
         tls,
         store,
@@ -104,6 +123,33 @@ fn announce(listeners: &Listeners, fingerprint: &str) -> std::io::Result<()> {
     }
     writeln!(stdout, "certificate fingerprint {fingerprint}")?;
     stdout.flush()
+}
+
+/// On each SIGHUP, load the operator's certificate and key (`files`)
+/// again and present them to new connections; connections open go on with
+/// the old one. Files that fail to load leave the certificate as it was,
+/// and the log says why. A server using the data directory's own
+/// certificate has nothing to reload.
+async fn reload_on_hangup(
+    mut hangups: Signal,
+    presenting: Presenting,
+    files: Option<(PathBuf, PathBuf)>,
+) {
+    while hangups.recv().await.is_some() {
+        let Some((cert, key)) = &files else {
+            info!("SIGHUP: nothing to reload; only a certificate given with --cert and --key is");
+            continue;
+        };
+        match tls::from_files(cert, key) {
+            Ok(tls) => {
+                presenting.replace(&tls);
+                info!(fingerprint = %tls.fingerprint, "SIGHUP: certificate reloaded for new connections");
+            }
+            Err(error) => {
+                warn!(%error, "SIGHUP: certificate not reloaded; still presenting the one before");
+            }
+        }
+    }
 }
 
 /// Completes on the first SIGINT or SIGTERM.

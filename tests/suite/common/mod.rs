@@ -116,14 +116,19 @@ impl Server {
         self.child.id()
     }
 
-    /// Send `signal` (a `kill -s` name) and wait for the process to exit;
-    /// returns its exit status.
-    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+    /// Send `signal` (a `kill -s` name).
+    pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
             .args(["-s", signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success(), "kill -s {signal} failed");
+    }
+
+    /// Send `signal` (a `kill -s` name) and wait for the process to exit;
+    /// returns its exit status.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        self.signal(signal);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

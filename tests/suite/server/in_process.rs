@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use msgr::server::clock::ManualClock;
 use msgr::server::sqlite::SqliteStore;
-use msgr::server::{self, Limits, Parts, tls};
+use msgr::server::{self, Limits, Parts, Presenting, tls};
 use msgr::wire::protocol::{Base64Bytes, ErrorCode, Request, Response, unix_now};
 use msgr::wire::signing;
 use tempfile::TempDir;
@@ -33,7 +33,7 @@ impl InProcess {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(unix_now()));
         let parts = Parts {
-            tls: tls::self_signed(dir.path()).unwrap(),
+            tls: Presenting::new(&tls::self_signed(dir.path()).unwrap()),
             store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
             limits,
             clock: clock.clone(),
