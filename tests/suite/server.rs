@@ -8,3 +8,4 @@ mod in_process;
 mod pipelining;
 mod reload;
 mod startup;
+mod systemd;
