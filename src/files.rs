@@ -91,6 +91,18 @@ pub fn create_secret_file(path: &Path) -> Result<(), FileError> {
         .map_err(FileError::at(path))
 }
 
+/// Create the secret file `path` (mode 0600), empty; fails if anything is
+/// there already (a link is never followed).
+pub fn create_new_secret_file(path: &Path) -> Result<(), FileError> {
+    OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(SECRET_MODE)
+        .open(path)
+        .map(drop)
+        .map_err(FileError::at(path))
+}
+
 /// The permission bits of `path` if group or others may access it.
 pub fn open_to_others(path: &Path) -> Result<Option<u32>, FileError> {
     let mode = fs::metadata(path)

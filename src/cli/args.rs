@@ -156,6 +156,9 @@ pub enum Command {
     /// Delete the account on the server (its queue, sessions and key) and
     /// its folder in this keyring.
     Unregister(UnregisterArgs),
+    /// Look after a server's store: accounts, sessions, totals, backups
+    /// (safe while the server runs).
+    Admin(AdminArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print a manual page (roff).
@@ -181,6 +184,47 @@ pub struct LogoutArgs {
     /// first if needed), not only this keyring's.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `msgr admin`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The server's data directory [default: the platform data dir].
+    #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// The operator's commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// List the accounts: name, key fingerprint, registration time,
+    /// messages and bytes queued, live sessions.
+    Users,
+    /// Show the totals: accounts, queued messages and bytes, the oldest
+    /// queued message, live sessions, the database's size.
+    Stats,
+    /// Delete an account: its key, queue and sessions; the name is free
+    /// again.
+    DeleteUser {
+        /// The account.
+        name: String,
+    },
+    /// End every session of an account; servers stop the connections
+    /// acting with them within a second.
+    RevokeSessions {
+        /// The account.
+        name: String,
+    },
+    /// Write a consistent copy of the database to FILE (which must not
+    /// exist), taken while the server runs.
+    Backup {
+        /// Where the copy goes.
+        file: PathBuf,
+    },
 }
 
 /// `msgr unregister`.

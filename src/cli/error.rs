@@ -264,6 +264,18 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             hint("see `msgr serve --help` for each limit's range and default"),
         ),
         Failure::NoDataDir => (ExitStatus::Failure, hint("pass --data-dir DIR")),
+        Failure::NoDatabase { .. } => (
+            ExitStatus::Failure,
+            hint("pass --data-dir with the data directory the server runs on"),
+        ),
+        Failure::NoSuchAccount { .. } => (
+            ExitStatus::UnknownUser,
+            hint("`msgr admin users` lists the accounts"),
+        ),
+        Failure::BackupExists { .. } => (
+            ExitStatus::Failure,
+            hint("choose a file name that is not taken"),
+        ),
         Failure::CreateDataDir { .. } => (
             ExitStatus::Failure,
             hint("pass --data-dir with a directory you can write to"),
@@ -279,6 +291,10 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         Failure::RestrictDataDir { .. } => (
             ExitStatus::Failure,
             hint("make it mode 0700 and owned by the user running msgr serve"),
+        ),
+        Failure::StoreFailed { .. } => (
+            ExitStatus::Failure,
+            hint("check the disk and the server's log, then run the command again"),
         ),
         Failure::OpenStore { .. } => (
             ExitStatus::Failure,

@@ -154,6 +154,26 @@ pub enum Failure {
     /// A `serve` limit flag is out of range.
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// `msgr admin` found no database in the data directory.
+    #[error("there is no msgr database in {}", dir.display())]
+    NoDatabase {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// `msgr admin` was named an account the store does not have.
+    #[error("there is no account named {name} in {}", dir.display())]
+    NoSuchAccount {
+        /// The name given.
+        name: String,
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// `msgr admin backup` was given a file that exists.
+    #[error("{} exists already; a backup is written to a new file only", file.display())]
+    BackupExists {
+        /// The file.
+        file: PathBuf,
+    },
     /// No `--data-dir` and no platform data directory.
     #[error("cannot determine the platform data directory")]
     NoDataDir,
@@ -200,6 +220,14 @@ pub enum Failure {
     /// The database cannot be opened.
     #[error("cannot open the database in {}: {source}", dir.display())]
     OpenStore {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// An operator's command on the database failed.
+    #[error("the database in {} failed: {source}", dir.display())]
+    StoreFailed {
         /// The data directory.
         dir: PathBuf,
         /// Why.

@@ -122,6 +122,10 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
     });
     let (notify_shutdown, _) = watch::channel(false);
     tokio::spawn(expire(Arc::clone(&context), notify_shutdown.subscribe()));
+    tokio::spawn(follow_revocations(
+        Arc::clone(&context),
+        notify_shutdown.subscribe(),
+    ));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Always accept: admission, not the kernel backlog, decides who
@@ -159,6 +163,52 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
     );
     notify_shutdown.send_replace(true);
     notify_shutdown.closed().await;
+}
+
+/// How often the journal of ended sessions is read.
+const REVOCATIONS_EVERY: Duration = Duration::from_secs(1);
+
+/// Stop the connections acting with sessions that other processes on the
+/// database ended (another server, an operator's command): read their
+/// journal ([`Store::revocations_after`]) every [`REVOCATIONS_EVERY`], from
+/// where it stood at start, until shutdown.
+async fn follow_revocations(context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let read = |after: u64| {
+        let store = Arc::clone(&context.store);
+        async move {
+            match tokio::task::spawn_blocking(move || store.revocations_after(after)).await {
+                Ok(Ok(revocations)) => Some(revocations),
+                Ok(Err(error)) => {
+                    warn!(%error, "cannot read the journal of ended sessions");
+                    None
+                }
+                Err(error) => {
+                    warn!(%error, "cannot read the journal of ended sessions");
+                    None
+                }
+            }
+        }
+    };
+    let mut last = None;
+    let mut ticks = tokio::time::interval(REVOCATIONS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(revocations) = read(last.unwrap_or(0)).await else {
+            continue;
+        };
+        // What was journalled before this server started ended before any
+        // of its connections began.
+        if last.is_some() {
+            for user in revocations.users {
+                context.session_ends.ended_all(user);
+            }
+        }
+        last = Some(revocations.last);
+    }
 }
 
 /// Delete what has outlived its use ([`Store::expire`]) at start and then

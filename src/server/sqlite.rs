@@ -17,10 +17,13 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::store::{
-    Enqueued, Expired, KeyBundle, Page, Prekeys, Quota, RegisterOutcome, RotateOutcome, Session,
-    Store, StoreError, StoreFuture, StoredMessage, TokenHash, User, UserId,
+    AccountSummary, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys, Quota, RegisterOutcome,
+    Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture, StoreStats, StoredMessage,
+    TokenHash, User, UserId,
 };
 use crate::files::{self, FileError};
+use crate::wire::crypto::random_bytes;
+use crate::wire::protocol::unix_now;
 use crate::wire::protocol::{KeyRotation, UserName};
 use readers::Readers;
 use writer::Writer;
@@ -37,6 +40,8 @@ pub struct SqliteStore {
     readers: Readers,
     /// The data directory, whose volume's free space is watched.
     dir: std::path::PathBuf,
+    /// This process, in the journal of ended sessions.
+    origin: Origin,
 }
 
 impl SqliteStore {
@@ -56,7 +61,30 @@ impl SqliteStore {
             writer,
             readers,
             dir: dir.to_owned(),
+            origin: random_bytes(),
         })
+    }
+}
+
+impl SqliteStore {
+    /// Write a consistent copy of the database to `to`, a new file made
+    /// owner-only (`false` if something is there already), while other
+    /// processes go on using it.
+    pub fn backup(&self, to: &Path) -> Result<bool, StoreError> {
+        match files::create_new_secret_file(to) {
+            Ok(()) => {}
+            Err(error) if error.source.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(false);
+            }
+            Err(error) => return Err(StoreError::Setup(error.to_string())),
+        }
+        let conn = Connection::open(self.dir.join(DB_FILE))?;
+        schema::configure(&conn)?;
+        let target = to
+            .to_str()
+            .ok_or_else(|| StoreError::Setup(format!("{} is not a UTF-8 path", to.display())))?;
+        conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(true)
     }
 }
 
@@ -100,8 +128,9 @@ impl Store for SqliteStore {
         keep: &TokenHash,
     ) -> Result<RotateOutcome, StoreError> {
         let (rotation, prekeys, keep) = (rotation.clone(), prekeys.clone(), *keep);
+        let origin = self.origin;
         self.writer
-            .write(move |conn| queries::rotate_key(conn, user, &rotation, &prekeys, &keep))
+            .write(move |conn| queries::rotate_key(conn, user, &rotation, &prekeys, &keep, &origin))
     }
 
     fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError> {
@@ -154,13 +183,29 @@ impl Store for SqliteStore {
     }
 
     fn delete_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let origin = self.origin;
         self.writer
-            .write(move |conn| queries::delete_sessions(conn, user))
+            .write(move |conn| queries::delete_sessions(conn, user, &origin))
+    }
+
+    fn revocations_after(&self, after: u64) -> Result<Revocations, StoreError> {
+        self.readers
+            .read(|conn| queries::revocations_after(conn, after, &self.origin))
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
+        self.readers
+            .read(|conn| queries::accounts(conn, unix_now()))
+    }
+
+    fn stats(&self, now: u64) -> Result<StoreStats, StoreError> {
+        self.readers.read(|conn| queries::stats(conn, now))
     }
 
     fn unregister(&self, user: UserId) -> Result<(), StoreError> {
+        let origin = self.origin;
         self.writer
-            .write(move |conn| queries::unregister(conn, user))
+            .write(move |conn| queries::unregister(conn, user, &origin))
     }
 
     fn enqueue(

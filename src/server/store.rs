@@ -248,8 +248,21 @@ pub trait Store: Send + Sync {
     /// End a session; returns whether it existed.
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
 
-    /// End every session of the account; returns how many there were.
+    /// End every session of the account, journalled for the other
+    /// processes on the database; returns how many there were.
     fn delete_sessions(&self, user: UserId) -> Result<u64, StoreError>;
+
+    /// The accounts whose every session other processes on the database
+    /// ended (`logout_all`, a rotation, `unregister`, an operator's command)
+    /// after journal entry `after`, so that this one stops the connections
+    /// acting with them. Entries are kept [`REVOCATIONS_KEPT`] seconds.
+    fn revocations_after(&self, after: u64) -> Result<Revocations, StoreError>;
+
+    /// Every account, by name.
+    fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError>;
+
+    /// The totals, as of `now`.
+    fn stats(&self, now: u64) -> Result<StoreStats, StoreError>;
 
     /// Delete the account: its queue, sessions, prekeys, rotations and
     /// key, freeing its name. Messages it sent that others have not read
@@ -316,6 +329,59 @@ pub trait Store: Send + Sync {
     ///
     /// [`ONE_TIME_PREKEY_USABLE`]: crate::wire::protocol::ONE_TIME_PREKEY_USABLE
     fn expire(&self, now: u64, max_message_age: u64) -> Result<Expired, StoreError>;
+}
+
+/// Names the process a store was opened in, in the journal of accounts
+/// whose sessions all ended ([`Store::revocations_after`]).
+pub type Origin = [u8; 16];
+
+/// How long, in seconds, the journal of ended sessions keeps an entry:
+/// every process reads it within seconds.
+pub const REVOCATIONS_KEPT: u64 = 60 * 60;
+
+/// What other processes on the database ended: accounts whose every
+/// session ended, and where the journal stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocations {
+    /// The number of the last journal entry read.
+    pub last: u64,
+    /// The accounts, in the order their sessions ended.
+    pub users: Vec<UserId>,
+}
+
+/// One account as the operator sees it (`msgr admin users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// The name as registered.
+    pub name: String,
+    /// The identity key (SubjectPublicKeyInfo DER).
+    pub public_key: Vec<u8>,
+    /// When it registered, seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Messages queued for it.
+    pub queued_messages: u64,
+    /// Their bytes.
+    pub queued_bytes: u64,
+    /// Its live sessions.
+    pub sessions: u64,
+}
+
+/// The store's totals (`msgr admin stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Registered accounts.
+    pub accounts: u64,
+    /// Messages queued.
+    pub queued_messages: u64,
+    /// Their bytes.
+    pub queued_bytes: u64,
+    /// When the oldest queued message was received, seconds since the
+    /// Unix epoch.
+    pub oldest_queued_at: Option<u64>,
+    /// Live sessions.
+    pub sessions: u64,
+    /// Bytes the database takes.
+    pub database_bytes: u64,
 }
 
 /// Most live sessions one account keeps; a login beyond them ends the one

@@ -3,6 +3,7 @@
 //! starting up (`startup`), and renewing its certificate on SIGHUP
 //! (`reload`).
 
+mod admin;
 mod frames;
 mod in_process;
 mod pipelining;

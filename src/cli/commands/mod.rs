@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its `run` function; [`run`] routes
 //! the parsed command line to them.
 
+pub mod admin;
 pub mod completions;
 pub mod contacts;
 pub mod create;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
         Command::Serve(args) => return serve::run(args),
         Command::Completions(args) => return completions::run(args),
         Command::Man(args) => return man::run(args),
+        Command::Admin(args) => return admin::run(args, output),
         _ => {}
     }
     let settings = Settings::load(&cli.global.overrides())?;
@@ -44,7 +46,7 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
         Command::Contacts => contacts::run(&context),
         Command::Logout(args) => logout::run(&context, args),
         Command::Unregister(args) => unregister::run(&context, args),
-        Command::Serve(_) | Command::Completions(_) | Command::Man(_) => {
+        Command::Serve(_) | Command::Completions(_) | Command::Man(_) | Command::Admin(_) => {
             unreachable!("handled above")
         }
     }

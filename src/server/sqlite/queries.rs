@@ -6,8 +6,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::server::store::{
-    Enqueued, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Page, Prekeys, Quota, RegisterOutcome,
-    RotateOutcome, Session, StoreError, StoredMessage, TokenHash, Usage, User, UserId,
+    AccountSummary, Enqueued, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Origin, Page, Prekeys,
+    Quota, REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, Session, StoreError,
+    StoreStats, StoredMessage, TokenHash, Usage, User, UserId,
 };
 use crate::wire::protocol::{
     Base64Bytes, CLOCK_SLACK, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE,
@@ -174,6 +175,9 @@ pub(super) fn expire(
             EXPIRE_BATCH
         ])?;
     delete_unreferenced_accounts(conn)?;
+    // Every process reads the journal within seconds; an hour is ample.
+    conn.prepare_cached("DELETE FROM session_revocations WHERE revoked_at < ?1")?
+        .execute([now.saturating_sub(REVOCATIONS_KEPT).min(SQL_MAX)])?;
     Ok(Expired {
         messages: messages as u64,
         one_time_prekeys: one_time_prekeys as u64,
@@ -234,6 +238,7 @@ pub(super) fn rotate_key(
     rotation: &KeyRotation,
     prekeys: &Prekeys,
     keep: &TokenHash,
+    origin: &Origin,
 ) -> Result<RotateOutcome, StoreError> {
     let current: Vec<u8> = conn
         .prepare_cached("SELECT public_key FROM users WHERE id = ?1")?
@@ -271,6 +276,7 @@ pub(super) fn rotate_key(
     ])?;
     conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2")?
         .execute(params![user, &keep[..]])?;
+    record_revocation(conn, user, origin)?;
     publish_prekeys(conn, user, prekeys).map(RotateOutcome::Rotated)
 }
 
@@ -482,19 +488,110 @@ pub(super) fn create_session(
     Ok(Some(ended as u64))
 }
 
-/// End every session of `user`.
-pub(super) fn delete_sessions(conn: &Connection, user: UserId) -> Result<u64, StoreError> {
+/// End every session of `user`, on behalf of the process `origin`.
+pub(super) fn delete_sessions(
+    conn: &Connection,
+    user: UserId,
+    origin: &Origin,
+) -> Result<u64, StoreError> {
     let deleted = conn
         .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
         .execute([user])?;
+    record_revocation(conn, user, origin)?;
     Ok(deleted as u64)
+}
+
+/// Every account (deleted ones still naming queued messages left out),
+/// by name, with what it holds as of `now`.
+pub(super) fn accounts(conn: &Connection, now: u64) -> Result<Vec<AccountSummary>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT u.name, u.public_key, u.created_at,
+                coalesce(q.messages, 0), coalesce(q.bytes, 0),
+                (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.expires_at > ?1)
+         FROM users u LEFT JOIN queue_totals q ON q.recipient_id = u.id
+         WHERE u.name_key NOT GLOB '#*'
+         ORDER BY u.name_key",
+    )?;
+    let accounts = statement
+        .query_map([now.min(SQL_MAX)], |row| {
+            Ok(AccountSummary {
+                name: row.get(0)?,
+                public_key: row.get(1)?,
+                created_at: row.get(2)?,
+                queued_messages: row.get(3)?,
+                queued_bytes: row.get(4)?,
+                sessions: row.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(accounts)
+}
+
+/// The totals as of `now`.
+pub(super) fn stats(conn: &Connection, now: u64) -> Result<StoreStats, StoreError> {
+    let number = |sql: &str| -> Result<u64, StoreError> {
+        Ok(conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?)
+    };
+    Ok(StoreStats {
+        accounts: number("SELECT count(*) FROM users WHERE name_key NOT GLOB '#*'")?,
+        queued_messages: number("SELECT coalesce(sum(messages), 0) FROM queue_totals")?,
+        queued_bytes: number("SELECT coalesce(sum(bytes), 0) FROM queue_totals")?,
+        oldest_queued_at: conn
+            .prepare_cached("SELECT min(received_at) FROM messages")?
+            .query_row([], |row| row.get(0))?,
+        sessions: conn
+            .prepare_cached("SELECT count(*) FROM sessions WHERE expires_at > ?1")?
+            .query_row([now.min(SQL_MAX)], |row| row.get(0))?,
+        database_bytes: number(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+        )?,
+    })
+}
+
+/// Journal that every session of `user` ended through the process
+/// `origin`, for the other processes on the database.
+fn record_revocation(conn: &Connection, user: UserId, origin: &Origin) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO session_revocations (user_id, origin, revoked_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![user, &origin[..], unix_now().min(SQL_MAX)])?;
+    Ok(())
+}
+
+/// The accounts whose sessions other processes than `origin` ended after
+/// journal entry `after`, and the last entry's number.
+pub(super) fn revocations_after(
+    conn: &Connection,
+    after: u64,
+    origin: &Origin,
+) -> Result<Revocations, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, user_id, origin FROM session_revocations WHERE id > ?1 ORDER BY id",
+    )?;
+    let mut rows = statement.query([after.min(SQL_MAX)])?;
+    let mut revocations = Revocations {
+        last: after,
+        users: Vec::new(),
+    };
+    while let Some(row) = rows.next()? {
+        revocations.last = row.get(0)?;
+        let from: Vec<u8> = row.get(2)?;
+        if from != origin[..] {
+            revocations.users.push(row.get(1)?);
+        }
+    }
+    Ok(revocations)
 }
 
 /// Delete `user`'s account. The row stays while messages it sent are
 /// queued for others (they name it as their sender), with no key and the
 /// name key `#` and its id, which no user name can be; [`expire`] deletes
 /// it once they are gone.
-pub(super) fn unregister(conn: &Connection, user: UserId) -> Result<(), StoreError> {
+pub(super) fn unregister(
+    conn: &Connection,
+    user: UserId,
+    origin: &Origin,
+) -> Result<(), StoreError> {
     for table_and_column in [
         "messages WHERE recipient_id",
         "queue_totals WHERE recipient_id",
@@ -510,7 +607,7 @@ pub(super) fn unregister(conn: &Connection, user: UserId) -> Result<(), StoreErr
     conn.prepare_cached("UPDATE users SET name_key = '#' || id, public_key = X'' WHERE id = ?1")?
         .execute([user])?;
     delete_unreferenced_accounts(conn)?;
-    Ok(())
+    record_revocation(conn, user, origin)
 }
 
 /// Delete the rows of deleted accounts whose messages are all gone; each

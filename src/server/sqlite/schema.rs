@@ -147,6 +147,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
             AND messages = 0;
     END;
     ",
+    // Accounts whose every session ended, for every server process on the
+    // database (another server, an operator's command) to stop the
+    // connections it has acting with them; `origin` names the process
+    // that ended them, which has stopped its own already.
+    "
+    CREATE TABLE session_revocations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL,
+        origin BLOB NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );
+    CREATE INDEX session_revocations_by_age ON session_revocations (revoked_at);
+    ",
 ];
 
 /// Settings every connection needs: wait for other writers, and (once per

@@ -602,3 +602,30 @@ fn an_unregistered_account_frees_its_name_and_goes_with_its_last_message() {
     store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
     assert_eq!(rows("SELECT count(*) FROM users"), 2);
 }
+
+#[test]
+fn sessions_ended_by_another_process_are_journalled_for_this_one() {
+    let (dir, store) = open();
+    let other = SqliteStore::open(dir.path()).unwrap();
+    let alice = user(&store, "Alice");
+    let john = user(&store, "John");
+    let start = store.revocations_after(0).unwrap().last;
+    other.delete_sessions(alice.id).unwrap();
+    store.delete_sessions(john.id).unwrap();
+    other.unregister(john.id).unwrap();
+    let seen = store.revocations_after(start).unwrap();
+    assert_eq!(seen.users, [alice.id, john.id], "its own ending left out");
+    assert!(store.revocations_after(seen.last).unwrap().users.is_empty());
+    // Each process sees the others'.
+    assert_eq!(other.revocations_after(start).unwrap().users, [john.id]);
+    // An hour on, the journal is emptied.
+    store
+        .expire(unix_now() + 2 * 60 * 60, MAX_MESSAGE_AGE)
+        .unwrap();
+    let rows: i64 = inspect(&dir)
+        .query_row("SELECT count(*) FROM session_revocations", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 0);
+}

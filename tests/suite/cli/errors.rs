@@ -335,6 +335,14 @@ fn failures() -> Vec<Failure> {
             problem: s("must be at least 1"),
         }),
         Failure::NoDataDir,
+        Failure::NoDatabase { dir: data() },
+        Failure::NoSuchAccount {
+            name: s("Mallory"),
+            dir: data(),
+        },
+        Failure::BackupExists {
+            file: PathBuf::from("/backups/msgr.db"),
+        },
         Failure::CreateDataDir {
             dir: data(),
             source: denied(),
@@ -355,6 +363,10 @@ fn failures() -> Vec<Failure> {
         Failure::OpenStore {
             dir: data(),
             source: StoreError::Setup(s("the database was made by a newer msgr (schema 9)")),
+        },
+        Failure::StoreFailed {
+            dir: data(),
+            source: StoreError::Setup(s("disk I/O error")),
         },
         Failure::OperatorTls(TlsError::Cert {
             path: PathBuf::from("cert.pem"),
@@ -413,11 +425,15 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::Stdout(_) => "Stdout",
         Failure::Limit(_) => "Limit",
         Failure::NoDataDir => "NoDataDir",
+        Failure::NoDatabase { .. } => "NoDatabase",
+        Failure::NoSuchAccount { .. } => "NoSuchAccount",
+        Failure::BackupExists { .. } => "BackupExists",
         Failure::CreateDataDir { .. } => "CreateDataDir",
         Failure::DataDirInUse { .. } => "DataDirInUse",
         Failure::LockDataDir { .. } => "LockDataDir",
         Failure::RestrictDataDir { .. } => "RestrictDataDir",
         Failure::OpenStore { .. } => "OpenStore",
+        Failure::StoreFailed { .. } => "StoreFailed",
         Failure::OperatorTls(_) => "OperatorTls",
         Failure::SelfSignedTls { .. } => "SelfSignedTls",
         Failure::Resolve { .. } => "Resolve",

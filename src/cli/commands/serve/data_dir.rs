@@ -32,15 +32,21 @@ pub struct DataDir {
     pub lock: File,
 }
 
+/// The data directory: `given` (`--data-dir`, `MSGR_DATA_DIR`), else the
+/// platform's.
+pub fn chosen(given: Option<&Path>) -> AppResult<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.to_owned()),
+        None => Ok(directories::ProjectDirs::from("", "", "msgr")
+            .map(|dirs| dirs.data_dir().to_owned())
+            .ok_or(Failure::NoDataDir)?),
+    }
+}
+
 /// Make, lock and open the data directory; `operator_tls` is the TLS
 /// material of `--cert` and `--key`, if given.
 pub fn open(args: &ServeArgs, operator_tls: Option<ServerTls>) -> AppResult<DataDir> {
-    let dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => directories::ProjectDirs::from("", "", "msgr")
-            .map(|dirs| dirs.data_dir().to_owned())
-            .ok_or(Failure::NoDataDir)?,
-    };
+    let dir = chosen(args.data_dir.as_deref())?;
     let made =
         files::create_missing_private_dirs(&dir).map_err(|error| Failure::CreateDataDir {
             dir: dir.clone(),

@@ -1,0 +1,180 @@
+//! `msgr admin` beside a running server: the accounts and totals it lists,
+//! an account deleted, sessions revoked (the server stops connections
+//! acting with them), and an online backup that a server started on it
+//! serves as it was.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::client::{json_lines, json_object};
+use crate::common::raw::Client;
+use crate::common::{World, msgr_bare};
+use msgr::wire::protocol::{ErrorCode, Request, Response};
+
+/// `msgr admin` on `data_dir`.
+fn admin(data_dir: &Path) -> assert_cmd::Command {
+    let mut command = msgr_bare();
+    command.arg("admin").arg("--data-dir").arg(data_dir);
+    command
+}
+
+fn fingerprint_of(world: &World, user: &str) -> String {
+    let output = world
+        .msgr(user)
+        .args(["--json", "whoami"])
+        .output()
+        .unwrap();
+    json_object(&output.stdout)["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn users_and_stats_show_what_the_store_holds() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "twelve bytes");
+    let data = &world.server.data_dir;
+    let output = admin(data).args(["users"]).arg("--json").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let users = json_lines(&output.stdout);
+    let names: Vec<_> = users.iter().map(|u| u["user"].clone()).collect();
+    assert_eq!(names, ["Alice", "John"]);
+    let john = &users[1];
+    assert_eq!(john["fingerprint"], fingerprint_of(&world, "John"));
+    assert_eq!(john["queued_messages"], 1);
+    assert!(john["queued_bytes"].as_u64().unwrap() > 12);
+    assert!(john["registered_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(users[0]["sessions"], 1, "Alice logged in to send");
+
+    let human = admin(data).arg("stats").output().unwrap();
+    let text = String::from_utf8(human.stdout).unwrap();
+    assert!(
+        text.starts_with("accounts: 2\nqueued: 1 messages, "),
+        "{text}"
+    );
+    assert!(text.contains("\noldest queued message: 20"), "{text}");
+}
+
+#[test]
+fn revoked_sessions_stop_the_connections_acting_with_them() {
+    let world = World::new();
+    world.register("Alice");
+    world.msgr("Alice").arg("login").assert().success();
+    let mut connection = Client::greeted(&world.server);
+    let answer = connection.request(&Request::Authenticate {
+        user: "Alice".into(),
+        token: world.stored_token("Alice"),
+    });
+    assert!(
+        matches!(answer, Response::Authenticated { .. }),
+        "{answer:?}"
+    );
+    admin(&world.server.data_dir)
+        .args(["revoke-sessions", "alice"])
+        .assert()
+        .success()
+        .stdout(
+            "Ended 1 sessions of Alice; servers stop the connections acting with them within a second\n",
+        );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = connection.request(&Request::Fetch {
+            after: 0,
+            limit: 1,
+            wait_ms: 0,
+        });
+        match answer {
+            Response::Messages { .. } => {}
+            Response::Error { code, .. } => {
+                assert_eq!(code, ErrorCode::AuthFailed);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the connection went on");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The account itself is untouched: it logs in again.
+    world.msgr("Alice").arg("login").assert().success();
+}
+
+#[test]
+fn delete_user_frees_the_name() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    admin(&world.server.data_dir)
+        .args(["delete-user", "ALICE"])
+        .assert()
+        .success()
+        .stdout("Deleted Alice (its key, queue and sessions); the name is free\n");
+    world.msgr("John").args(["key", "Alice"]).assert().code(5);
+    admin(&world.server.data_dir)
+        .args(["delete-user", "Alice"])
+        .assert()
+        .code(5)
+        .stderr(format!(
+            "msgr: there is no account named Alice in {}; `msgr admin users` lists the accounts\n",
+            world.server.data_dir.display()
+        ));
+}
+
+#[test]
+fn a_backup_taken_while_serving_is_served_as_it_was() {
+    let mut world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.send("Alice", "John", "in the backup");
+    let copies = tempfile::tempdir().unwrap();
+    let backup = copies.path().join("msgr.db");
+    let data = world.server.data_dir.clone();
+    admin(&data)
+        .arg("backup")
+        .arg(&backup)
+        .assert()
+        .success()
+        .stdout(predicates::str::starts_with(format!(
+            "Wrote a copy of the database to {} (",
+            backup.display()
+        )));
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    admin(&data)
+        .arg("backup")
+        .arg(&backup)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("exists already"));
+    world.send("Alice", "John", "after the backup");
+
+    // Restored: the database replaced by the copy, on the same port.
+    let status = world.server.signal_and_wait("TERM");
+    assert!(status.success());
+    for name in ["msgr.db", "msgr.db-wal", "msgr.db-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    std::fs::copy(&backup, data.join("msgr.db")).unwrap();
+    world.server = crate::common::Server::start_with(&data, world.server.port, &[]);
+    let (status, stdout, stderr) = world.read("John");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("    in the backup\n"), "{stdout}");
+    assert!(!stdout.contains("after the backup"), "{stdout}");
+}
+
+#[test]
+fn admin_needs_a_database() {
+    let empty = tempfile::tempdir().unwrap();
+    admin(empty.path())
+        .arg("users")
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "msgr: there is no msgr database in {}; pass --data-dir with the data directory the server runs on\n",
+            empty.path().display()
+        ));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
