@@ -52,7 +52,7 @@ pub use identity::{EncryptedKey, StoredKey};
 pub use known_servers::KnownServers;
 pub use prekeys::{OneTimePrekey, Prekey, Prekeys};
 pub use records::{Contact, Registration, Session, SessionToken};
-pub use rejected::{MOST_REJECTED, Rejected};
+pub use rejected::{MOST_REJECTED, MOST_REJECTED_BYTES, Rejected};
 
 use crate::files::{
     FOLDER_MODE, FileError, append_lines, create_private_dir, lock_exclusive, open_to_others,

@@ -26,7 +26,7 @@ use crate::client::error::ClientError;
 use crate::client::inbox::{
     About, Inbox, Kept, Mode, Opened, Problem, Reconnect, Sink, StaleLimit, Tally,
 };
-use crate::client::keyring::{AccountDir, MOST_REJECTED};
+use crate::client::keyring::{AccountDir, MOST_REJECTED, MOST_REJECTED_BYTES};
 use crate::client::net::seconds;
 use crate::files::{FileError, create_private_dir, write_unique};
 use crate::wire::protocol::MAX_MESSAGE_AGE;
@@ -162,7 +162,8 @@ impl Sink for Printer<'_> {
                     ),
                     Kept::StillIn(path) => format!("it stays in {}", path.display()),
                     Kept::Discarded => format!(
-                        "it was discarded, as {MOST_REJECTED} rejected messages are kept already"
+                        "it was discarded, as the rejected messages kept take all the room they may ({MOST_REJECTED} files, {} MiB)",
+                        MOST_REJECTED_BYTES / (1024 * 1024)
                     ),
                 };
                 format!("{} failed verification: {error}; {what}", described(&about))

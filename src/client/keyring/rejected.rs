@@ -19,6 +19,11 @@ const FOLDER: &str = "rejected";
 /// At most this many are kept; a message failing beyond them is discarded.
 pub const MOST_REJECTED: usize = 1000;
 
+/// At most this many bytes of them are kept (a server could send a
+/// thousand envelopes of the largest size); beyond, a failing message is
+/// discarded.
+pub const MOST_REJECTED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// One rejected message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rejected {
@@ -98,19 +103,26 @@ impl AccountDir {
 
 impl Account {
     /// Keep `rejected`, whose envelope names `claimed` as its sender, in a
-    /// file of its own; its path, or `None` if [`MOST_REJECTED`] are kept
-    /// already.
+    /// file of its own; its path, or `None` if that would keep more than
+    /// [`MOST_REJECTED`] files or [`MOST_REJECTED_BYTES`] bytes.
     pub fn save_rejected(
         &self,
         claimed: &UserName,
         rejected: &Rejected,
     ) -> Result<Option<PathBuf>, KeyringError> {
-        if self.rejected_files()?.len() >= MOST_REJECTED {
+        let json = serde_json::to_vec_pretty(rejected).expect("a record serialises");
+        let kept = self.rejected_files()?;
+        let mut bytes = json.len() as u64;
+        for path in &kept {
+            let metadata =
+                std::fs::symlink_metadata(path).map_err(|e| KeyringError::io(path, e))?;
+            bytes = bytes.saturating_add(metadata.len());
+        }
+        if kept.len() >= MOST_REJECTED || bytes > MOST_REJECTED_BYTES {
             return Ok(None);
         }
         let folder = self.dir().join(FOLDER);
         create_private_dir(&folder)?;
-        let json = serde_json::to_vec_pretty(rejected).expect("a record serialises");
         // The claimed sender is a valid user name and the id is hex, so
         // the name is safe; write_unique never overwrites another file.
         let name = format!("{}-{}.json", claimed.canonical(), rejected.message_id);

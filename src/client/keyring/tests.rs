@@ -184,4 +184,15 @@ fn rejected_messages_round_trip_and_are_bounded() {
         None
     );
     assert_eq!(account.rejected().unwrap().len(), MOST_REJECTED);
+    // Fewer but larger files are bounded by their bytes.
+    for n in 1..MOST_REJECTED {
+        let path = first.with_file_name(format!("alice-{n:032x}.json"));
+        std::fs::remove_file(path).unwrap();
+    }
+    let large = first.with_file_name("alice-large.json");
+    let file = std::fs::File::create(&large).unwrap();
+    file.set_len(MOST_REJECTED_BYTES - 4096).unwrap();
+    assert_eq!(account.save_rejected(&alice, &rejected(7000)).unwrap(), None);
+    std::fs::remove_file(&large).unwrap();
+    assert!(account.save_rejected(&alice, &rejected(7000)).unwrap().is_some());
 }
