@@ -191,7 +191,7 @@ fn rejected_messages_round_trip_and_are_bounded() {
     }
     let large = first.with_file_name("alice-large.json");
     let file = std::fs::File::create(&large).unwrap();
-    file.set_len(MOST_REJECTED_BYTES - 4096).unwrap();
+    file.set_len(MOST_REJECTED_BYTES - 100).unwrap();
     assert_eq!(account.save_rejected(&alice, &rejected(7000)).unwrap(), None);
     std::fs::remove_file(&large).unwrap();
     assert!(account.save_rejected(&alice, &rejected(7000)).unwrap().is_some());
