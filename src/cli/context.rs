@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::cli::error::AppResult;
-use crate::cli::failure::Failure;
+use crate::cli::failure::{Failure, Searched};
 use crate::cli::output::Output;
 use crate::client::connect::Dialer;
 use crate::client::directory::PinPolicy;
@@ -41,7 +41,7 @@ impl ClientContext {
         let server: ServerAddr = server.parse().map_err(Failure::BadServer)?;
         let user = settings.user.ok_or(Failure::NoUser)?;
         let user: UserName = user.parse().map_err(Failure::BadName)?;
-        let keyring = Keyring::open(&settings.config_dir)?;
+        let keyring = Keyring::at(&settings.config_dir);
         let dialer = Dialer::new(
             server.clone(),
             settings.ca_cert,
@@ -59,14 +59,45 @@ impl ClientContext {
         })
     }
 
-    /// This account's folder, unlocked.
+    /// This account's folder, unlocked, or the error saying this keyring
+    /// does not hold the account (and which spellings of the server it
+    /// does hold the user on). Every command but `register` (see
+    /// [`ClientContext::new_account`]) finds the account this way, and so
+    /// makes nothing, not even the config directory, for an account that
+    /// is not here.
     pub fn account_dir(&self) -> AppResult<AccountDir> {
-        Ok(self.keyring.account_dir(&self.user, &self.server)?)
+        match self.keyring.account_dir(&self.user, &self.server)? {
+            Some(account) => Ok(account),
+            None => Err(Failure::NotRegisteredHere(self.searched()?).into()),
+        }
     }
 
-    /// Open and lock this account's folder.
+    /// Find and lock this account's folder.
     pub fn account(&self) -> AppResult<Account> {
         Ok(self.account_dir()?.lock()?)
+    }
+
+    /// Make (if missing) and lock this account's folder: for `register`,
+    /// the one command that adds an account to the keyring.
+    pub fn new_account(&self) -> AppResult<Account> {
+        Ok(self
+            .keyring
+            .create_account_dir(&self.user, &self.server)?
+            .lock()?)
+    }
+
+    /// What an error saying this keyring does not hold the account tells:
+    /// where it looked and what it found instead.
+    fn searched(&self) -> AppResult<Searched> {
+        Ok(Searched {
+            user: self.user.to_string(),
+            server: self.server.to_string(),
+            keyring: self.keyring.dir().to_owned(),
+            keyring_exists: self.keyring.exists()?,
+            elsewhere: self
+                .keyring
+                .registered_elsewhere(&self.user, &self.server)?,
+        })
     }
 
     /// The CA file the server is verified with, if one was given.
@@ -93,13 +124,10 @@ impl ClientContext {
     /// What the server confirmed when this keyring registered the account,
     /// or the error saying it did not.
     pub fn registration(&self, account: &AccountDir) -> AppResult<Registration> {
-        account.registration()?.ok_or_else(|| {
-            Failure::NotRegisteredHere {
-                user: self.user.to_string(),
-                server: self.server.to_string(),
-            }
-            .into()
-        })
+        match account.registration()? {
+            Some(registration) => Ok(registration),
+            None => Err(Failure::NotRegisteredHere(self.searched()?).into()),
+        }
     }
 
     /// The account's private key, unlocked with its passphrase if it has
@@ -117,11 +145,7 @@ impl ClientContext {
     /// key that rotation replaces.
     pub fn replaced_identity(&self, account: &AccountDir) -> AppResult<PrivateKey> {
         if !account.has_identity() {
-            return Err(Failure::NoKey {
-                user: self.user.to_string(),
-                server: self.server.to_string(),
-            }
-            .into());
+            return Err(Failure::NoKey(self.searched()?).into());
         }
         self.unlock(account.load_identity()?)
     }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::process::ExitCode;
 
-use crate::cli::failure::Failure;
+use crate::cli::failure::{Failure, Searched};
 
 /// Exit statuses, documented in the README. Each has a stable snake_case
 /// [`code`](ExitStatus::code) that JSON error objects carry.
@@ -176,8 +176,6 @@ impl From<crate::client::net::NetError> for AppError {
 /// Long because it is a table, one arm per variant, read top to bottom;
 /// splitting it would scatter the one place these are decided.
 fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
-    const REGISTER_OR_CHECK: &str =
-        "run `msgr register` first, or check --user, --server and --config-dir";
     let hint = |text: &str| Some(text.to_owned());
     match failure {
         Failure::CommandLine { tips, usage, .. } => {
@@ -221,8 +219,8 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
                 "give it as `msgr key` and `msgr whoami` print it: SHA256: and 43 base64 characters",
             ),
         ),
-        Failure::NoKey { .. } | Failure::NotRegisteredHere { .. } => {
-            (ExitStatus::Auth, hint(REGISTER_OR_CHECK))
+        Failure::NoKey(searched) | Failure::NotRegisteredHere(searched) => {
+            (ExitStatus::Auth, Some(register_or_switch(searched)))
         }
         Failure::NotConfirmed { .. } => (
             ExitStatus::Usage,
@@ -340,6 +338,20 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
         | Failure::ManualPage(_)
         | Failure::Stdout(_)
         | Failure::Start { .. } => (ExitStatus::Failure, None),
+    }
+}
+
+/// What to do about an account this keyring does not hold: use the
+/// server spelling it does hold the user under, or register.
+fn register_or_switch(searched: &Searched) -> String {
+    let register = format!("run `msgr register` to register on {}", searched.server);
+    match searched.elsewhere.as_slice() {
+        [] => format!("{register}, or check --user and --config-dir (or MSGR_CONFIG_DIR)"),
+        [only] => format!(
+            "use --server {}, or {register}",
+            shell_word(&crate::wire::protocol::printable(only))
+        ),
+        _ => format!("use --server with one of those, or {register}"),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::client::net::AddrError;
 use crate::server::store::StoreError;
 use crate::server::tls::TlsError;
 use crate::wire::crypto::CryptoError;
-use crate::wire::protocol::NameError;
+use crate::wire::protocol::{NameError, printable};
 
 /// A failure of the command line itself.
 #[derive(Debug, Error)]
@@ -52,13 +52,14 @@ pub enum Failure {
     #[error("--expect {0:?} is not a key fingerprint")]
     NotAFingerprint(String),
     /// The keyring has no private key for the account.
-    #[error("there is no key for {user} on {server} in this keyring")]
-    NoKey {
-        /// The account.
-        user: String,
-        /// The server.
-        server: String,
-    },
+    #[error(
+        "there is no key for {} on {} in the keyring {}{}",
+        .0.user,
+        .0.server,
+        .0.keyring.display(),
+        .0.found()
+    )]
+    NoKey(Searched),
     /// A `msgr rotate` was interrupted: the server may already hold the
     /// new key, so signing with the old one could produce messages that
     /// contacts refuse.
@@ -83,13 +84,16 @@ pub enum Failure {
         limit: u64,
     },
     /// `whoami` for an account the keyring never registered.
-    #[error("{user} is not registered on {server} from this keyring")]
-    NotRegisteredHere {
-        /// The account.
-        user: String,
-        /// The server.
-        server: String,
-    },
+    /// Also any other command for an account whose folder is not in the
+    /// keyring: only `register` makes one.
+    #[error(
+        "{} is not registered on {} in the keyring {}{}",
+        .0.user,
+        .0.server,
+        .0.keyring.display(),
+        .0.found()
+    )]
+    NotRegisteredHere(Searched),
     /// `register` for an account the keyring registered already.
     #[error("{user} is already registered on {server} from this keyring")]
     AlreadyRegistered {
@@ -269,4 +273,44 @@ pub enum Failure {
         /// Why it failed.
         source: std::io::Error,
     },
+}
+
+/// Where an account was looked for and not found, and what the keyring
+/// holds instead: an account is tied to the exact spelling of its server,
+/// so `127.0.0.1:12000` does not find one registered on `localhost:12000`.
+#[derive(Debug)]
+pub struct Searched {
+    /// The account name as given.
+    pub user: String,
+    /// The server as given.
+    pub server: String,
+    /// The config directory searched.
+    pub keyring: PathBuf,
+    /// Whether the config directory exists.
+    pub keyring_exists: bool,
+    /// The servers the keyring registered `user` on, as its folders name
+    /// them (sorted, and printed safely: they are file names).
+    pub elsewhere: Vec<String>,
+}
+
+impl Searched {
+    /// The end of the sentence: what the keyring holds for the user.
+    fn found(&self) -> String {
+        if !self.keyring_exists {
+            return ", which does not exist".to_owned();
+        }
+        match self.elsewhere.as_slice() {
+            [] => format!("; it holds no account of {} on any other server", self.user),
+            servers => {
+                let servers: Vec<_> = servers.iter().map(|s| printable(s)).collect();
+                let listed = match servers.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} and {last}", rest.join(", "))
+                    }
+                    _ => servers.concat(),
+                };
+                format!("; it holds {} on {listed}", self.user)
+            }
+        }
+    }
 }

@@ -136,8 +136,8 @@ pub const EXITS: &[Exit] = &[
     },
     Exit {
         status: ExitStatus::Auth,
-        meaning: "authentication: not registered here, the server refused the credentials, \
-                  or a key rotation is unfinished",
+        meaning: "authentication: not registered in this keyring under that spelling of the \
+                  server, the server refused the credentials, or a key rotation is unfinished",
         code_note: Some("also a wrong passphrase"),
     },
     Exit {
@@ -207,7 +207,7 @@ pub const CONFIG_DIR: Directory = Directory {
         entry(
             0,
             "accounts/<user>@<host:port>/",
-            "one folder per account, named in lower case (mode 0700)",
+            "one folder per account, named in lower case, made by register (mode 0700)",
         ),
         entry(
             1,

@@ -19,6 +19,10 @@
 //!     lock                         held while a command changes the account
 //! ```
 //!
+//! Only `register` makes the config directory and an account's folder
+//! ([`Keyring::create_account_dir`]); every other command finds the
+//! folder or fails, leaving nothing behind ([`Keyring::account_dir`]).
+//!
 //! Every write is atomic — a temporary file, fsync, rename; `seen.txt`
 //! grows by appends whose torn tail a reader ignores, and is rewritten
 //! without the ids too old to matter — so reading never needs a lock. Every change is made under the account's lock
@@ -126,46 +130,132 @@ impl KeyringError {
     }
 }
 
-/// The config directory holding every account's state.
+/// The config directory holding every account's state. Looking at it
+/// changes nothing: the directory and an account's folder are made only
+/// by [`Keyring::create_account_dir`], which `register` alone calls, so a
+/// command for an account that is not here (another spelling of the
+/// server, a mistyped name) leaves no trace.
 #[derive(Debug, Clone)]
 pub struct Keyring {
     dir: PathBuf,
 }
 
 impl Keyring {
-    /// Open (creating, owner-only) the config directory; one that group or
-    /// others may enter (made by hand, or by an older setup) is tightened
-    /// to owner-only.
-    pub fn open(dir: &Path) -> Result<Self, KeyringError> {
-        create_private_dir(dir)?;
-        restrict(dir, FOLDER_MODE)?;
-        Ok(Self {
+    /// The config directory at `dir`, which need not exist (yet).
+    pub fn at(dir: &Path) -> Self {
+        Self {
             dir: dir.to_owned(),
-        })
+        }
     }
 
-    /// One account's folder, created if missing but not locked.
+    /// The config directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the config directory exists.
+    pub fn exists(&self) -> Result<bool, KeyringError> {
+        self.dir
+            .try_exists()
+            .map_err(|e| KeyringError::io(&self.dir, e))
+    }
+
+    /// One account's folder if it exists, not locked; nothing is made.
+    /// Folders that group or others may enter (made by hand, or by an
+    /// older setup) are tightened to owner-only on the way.
     pub fn account_dir(
         &self,
         user: &UserName,
         server: &ServerAddr,
-    ) -> Result<AccountDir, KeyringError> {
-        let dir = self.dir.join("accounts").join(format!(
-            "{}@{}",
-            user.canonical(),
-            server.to_string().to_ascii_lowercase()
-        ));
-        create_private_dir(&dir)?;
-        for folder in [dir.parent().expect("accounts/ holds it"), &dir] {
-            restrict(folder, FOLDER_MODE)?;
+    ) -> Result<Option<AccountDir>, KeyringError> {
+        let dir = self.account_path(user, server);
+        match std::fs::metadata(&dir) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return Err(KeyringError::corrupt(&dir, "it is not a folder")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(KeyringError::io(&dir, e)),
         }
+        self.restrict_to(&dir)?;
+        Ok(Some(AccountDir { dir }))
+    }
+
+    /// One account's folder, made (with the config directory and
+    /// `accounts/`, owner-only) if missing; not locked.
+    pub fn create_account_dir(
+        &self,
+        user: &UserName,
+        server: &ServerAddr,
+    ) -> Result<AccountDir, KeyringError> {
+        let dir = self.account_path(user, server);
+        create_private_dir(&dir)?;
+        self.restrict_to(&dir)?;
         Ok(AccountDir { dir })
+    }
+
+    /// The servers on which this keyring registered `user` (folders of
+    /// that user, in any letter case, that hold `account.toml`), other
+    /// than `server`; spelt as their folders are named, sorted. Nothing is
+    /// checked beyond the names, which may hold anything a file name can.
+    pub fn registered_elsewhere(
+        &self,
+        user: &UserName,
+        server: &ServerAddr,
+    ) -> Result<Vec<String>, KeyringError> {
+        let accounts = self.dir.join(ACCOUNTS);
+        let entries = match std::fs::read_dir(&accounts) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(KeyringError::io(&accounts, e)),
+        };
+        let here = server_folder_part(server);
+        let mut servers = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| KeyringError::io(&accounts, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((owner, server)) = name.split_once('@') else {
+                continue;
+            };
+            if user.is(owner) && server != here && entry.path().join(REGISTRATION).is_file() {
+                servers.push(server.to_owned());
+            }
+        }
+        servers.sort();
+        Ok(servers)
     }
 
     /// The pinned server certificates.
     pub fn known_servers(&self) -> KnownServers {
         KnownServers::new(&self.dir)
     }
+
+    /// Where the folder of `user` on `server` is: both in lower case.
+    fn account_path(&self, user: &UserName, server: &ServerAddr) -> PathBuf {
+        self.dir.join(ACCOUNTS).join(format!(
+            "{}@{}",
+            user.canonical(),
+            server_folder_part(server)
+        ))
+    }
+
+    /// Make the config directory, `accounts/` and `dir` owner-only where
+    /// they are not.
+    fn restrict_to(&self, dir: &Path) -> Result<(), KeyringError> {
+        for folder in [&self.dir, &self.dir.join(ACCOUNTS), dir] {
+            restrict(folder, FOLDER_MODE)?;
+        }
+        Ok(())
+    }
+}
+
+/// The folder of every account, in the config directory.
+const ACCOUNTS: &str = "accounts";
+
+/// The file whose presence says the server confirmed the registration.
+const REGISTRATION: &str = "account.toml";
+
+/// `server` as account folders name it: in lower case.
+fn server_folder_part(server: &ServerAddr) -> String {
+    server.to_string().to_ascii_lowercase()
 }
 
 /// One account's folder, not locked. Reading needs no lock, as every file
@@ -221,7 +311,7 @@ impl AccountDir {
 
     /// Whether the server confirmed this account's registration.
     pub fn is_registered(&self) -> bool {
-        self.dir.join("account.toml").exists()
+        self.dir.join(REGISTRATION).exists()
     }
 
     /// Load the private key, refusing a file others could read; an
@@ -240,7 +330,7 @@ impl AccountDir {
 
     /// What the server confirmed at registration, if it did.
     pub fn registration(&self) -> Result<Option<Registration>, KeyringError> {
-        self.read_toml("account.toml")
+        self.read_toml(REGISTRATION)
     }
 
     /// The stored session, if any.
@@ -375,7 +465,7 @@ impl Account {
     /// one, and `account.toml` records the fingerprints.
     pub fn finish_rotation(&self, old: &str, new: &str) -> Result<(), KeyringError> {
         rename_durably(&self.pending_identity_path(), &self.identity_path())?;
-        let path = self.dir.join("account.toml");
+        let path = self.dir.join(REGISTRATION);
         let mut registration = self
             .registration()?
             .ok_or_else(|| KeyringError::corrupt(&path, "it is missing"))?;
@@ -383,7 +473,7 @@ impl Account {
             registration.previous.push(old.to_owned());
             registration.fingerprint = new.to_owned();
         }
-        self.write_toml("account.toml", &registration)
+        self.write_toml(REGISTRATION, &registration)
     }
 
     /// Delete a private key the server never accepted.
@@ -399,7 +489,7 @@ impl Account {
             fingerprint: fingerprint.to_owned(),
             previous: Vec::new(),
         };
-        self.write_toml("account.toml", &record)
+        self.write_toml(REGISTRATION, &record)
     }
 
     /// Store a session token.

@@ -329,9 +329,9 @@ mod tests {
     #[test]
     fn a_server_reporting_an_empty_pool_forever_cannot_grow_the_keyring_without_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let keyring = crate::client::keyring::Keyring::open(dir.path()).unwrap();
+        let keyring = crate::client::keyring::Keyring::at(dir.path());
         let account = keyring
-            .account_dir(
+            .create_account_dir(
                 &crate::wire::protocol::username("Alice"),
                 &"localhost:12000".parse().unwrap(),
             )

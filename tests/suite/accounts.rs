@@ -1,7 +1,11 @@
 //! Accounts and usage errors: names, registration, key files, and the
 //! documented exit statuses for what a user can get wrong.
 
-use std::os::unix::fs::PermissionsExt;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use crate::common::{World, msgr_bare};
 use predicates::prelude::*;
@@ -121,8 +125,210 @@ fn commands_before_registering_say_to_register() {
             .arg(command)
             .assert()
             .code(4)
-            .stderr(predicate::str::contains("run `msgr register` first"));
+            .stderr(predicate::str::contains(
+                "run `msgr register` to register on",
+            ));
     }
+}
+
+/// `msgr --server SERVER --user USER --config-dir CONFIG`, for spellings of
+/// the server other than the `localhost:PORT` of [`World::msgr`].
+fn msgr_on(server: &str, user: &str, config: &Path) -> assert_cmd::Command {
+    let mut command = msgr_bare();
+    command
+        .args(["--server", server, "--user", user, "--config-dir"])
+        .arg(config);
+    command
+}
+
+/// Every file and folder under a directory, by path, with its mode and
+/// size, and the contents of each file.
+type Tree = BTreeMap<PathBuf, (u32, u64, Vec<u8>)>;
+
+/// The [`Tree`] of `dir`, which a command must not change; `None` if
+/// `dir` does not exist.
+fn tree(dir: &Path) -> Option<Tree> {
+    fn walk(root: &Path, dir: &Path, found: &mut Tree) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            let contents = match metadata.is_file() {
+                true => std::fs::read(&path).unwrap(),
+                false => Vec::new(),
+            };
+            let relative = path.strip_prefix(root).unwrap().to_owned();
+            found.insert(relative, (metadata.mode(), metadata.len(), contents));
+            if metadata.is_dir() {
+                walk(root, &path, found);
+            }
+        }
+    }
+    let metadata = std::fs::metadata(dir).ok()?;
+    let mut found = BTreeMap::new();
+    found.insert(PathBuf::new(), (metadata.mode(), 0, Vec::new()));
+    walk(dir, dir, &mut found);
+    Some(found)
+}
+
+/// Commands for an account the keyring does not hold, with the arguments
+/// each needs: all fail before doing anything.
+const LOOKING: &[&[&str]] = &[
+    &["whoami"],
+    &["contacts"],
+    &["read"],
+    &["read", "--out-dir", "saved"],
+    &["create", "John", "hello"],
+    &["key", "John"],
+    &["login"],
+    &["logout"],
+    &["logout", "--all"],
+    &["rotate"],
+    &["unregister", "--yes"],
+];
+
+/// An account is tied to the exact spelling of its server: the error says
+/// which keyring was searched and the spelling it holds the user under.
+#[test]
+fn another_spelling_of_the_server_names_the_one_the_keyring_holds() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.msgr("Alice").args(["key", "John"]).assert().success();
+    let config = world.config_dir("Alice");
+    let port = world.server.port;
+    let before = tree(&config);
+    for args in LOOKING {
+        msgr_on(&format!("127.0.0.1:{port}"), "Alice", &config)
+            .current_dir(world.dir.path())
+            .args(*args)
+            .assert()
+            .code(4)
+            .stdout("")
+            .stderr(format!(
+                "msgr: Alice is not registered on 127.0.0.1:{port} in the keyring {}; it holds Alice on localhost:{port}; \
+                 use --server localhost:{port}, or run `msgr register` to register on 127.0.0.1:{port}\n",
+                config.display()
+            ));
+        assert_eq!(tree(&config), before, "msgr {args:?} changed the keyring");
+    }
+    assert!(
+        !world.dir.path().join("saved").exists(),
+        "no --out-dir made"
+    );
+    // The folder is found in any letter case of the name and the host.
+    msgr_on(&format!("LOCALHOST:{port}"), "alice", &config)
+        .arg("whoami")
+        .assert()
+        .success();
+    // A keyring holding the user under two spellings names both (the same
+    // server refuses the name under a second one, so the folder is copied).
+    let accounts = config.join("accounts");
+    let copy = accounts.join(format!("alice@127.0.0.1:{port}"));
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(
+        accounts.join(format!("alice@localhost:{port}/account.toml")),
+        copy.join("account.toml"),
+    )
+    .unwrap();
+    msgr_on(&format!("[::1]:{port}"), "ALICE", &config)
+        .arg("whoami")
+        .assert()
+        .code(4)
+        .stderr(format!(
+            "msgr: ALICE is not registered on [::1]:{port} in the keyring {}; it holds ALICE on 127.0.0.1:{port} and localhost:{port}; \
+             use --server with one of those, or run `msgr register` to register on [::1]:{port}\n",
+            config.display()
+        ));
+}
+
+#[test]
+fn a_user_the_keyring_never_saw_is_told_to_register_or_check_the_keyring() {
+    let world = World::new();
+    world.register("Alice");
+    let config = world.config_dir("Alice");
+    let server = format!("localhost:{}", world.server.port);
+    let before = tree(&config);
+    for args in LOOKING {
+        msgr_on(&server, "Ghost", &config)
+            .current_dir(world.dir.path())
+            .args(*args)
+            .assert()
+            .code(4)
+            .stdout("")
+            .stderr(format!(
+                "msgr: Ghost is not registered on {server} in the keyring {}; it holds no account of Ghost on any other server; \
+                 run `msgr register` to register on {server}, or check --user and --config-dir (or MSGR_CONFIG_DIR)\n",
+                config.display()
+            ));
+        assert_eq!(tree(&config), before, "msgr {args:?} changed the keyring");
+    }
+}
+
+/// A config directory that does not exist is not made by commands that
+/// find no account in it.
+#[test]
+fn a_missing_keyring_stays_missing() {
+    let world = World::new();
+    world.register("John");
+    let config = world.dir.path().join("nowhere").join("msgr");
+    let server = format!("localhost:{}", world.server.port);
+    for args in LOOKING {
+        msgr_on(&server, "Alice", &config)
+            .current_dir(world.dir.path())
+            .args(*args)
+            .assert()
+            .code(4)
+            .stdout("")
+            .stderr(format!(
+                "msgr: Alice is not registered on {server} in the keyring {}, which does not exist; \
+                 run `msgr register` to register on {server}, or check --user and --config-dir (or MSGR_CONFIG_DIR)\n",
+                config.display()
+            ));
+        assert!(
+            !world.dir.path().join("nowhere").exists(),
+            "msgr {args:?} made the keyring"
+        );
+    }
+    assert!(
+        !world.dir.path().join("saved").exists(),
+        "no --out-dir made"
+    );
+    // `register` makes it, owner-only.
+    msgr_on(&server, "Alice", &config)
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .success();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().mode() & 0o777;
+    assert_eq!(mode(&config), 0o700);
+    assert_eq!(mode(&config.join("accounts")), 0o700);
+}
+
+/// The servers listed come from folder names, which anyone who can write
+/// to the keyring chooses: they are printed with control characters
+/// shown, not obeyed.
+#[test]
+fn hostile_folder_names_in_the_keyring_are_printed_safely() {
+    let world = World::new();
+    world.register("Alice");
+    let config = world.config_dir("Alice");
+    let accounts = config.join("accounts");
+    let hostile = accounts.join(OsStr::from_bytes(b"alice@evil\x1b[2J\xe2\x80\xae\xff:1"));
+    std::fs::create_dir(&hostile).unwrap();
+    std::fs::write(hostile.join("account.toml"), "").unwrap();
+    // Neither unregistered folders nor other users are listed.
+    std::fs::create_dir(accounts.join("alice@half-made:1")).unwrap();
+    std::fs::create_dir(accounts.join("bob@elsewhere:1")).unwrap();
+    std::fs::write(accounts.join("bob@elsewhere:1/account.toml"), "").unwrap();
+    let port = world.server.port;
+    msgr_on(&format!("127.0.0.1:{port}"), "Alice", &config)
+        .arg("whoami")
+        .assert()
+        .code(4)
+        .stderr(format!(
+            "msgr: Alice is not registered on 127.0.0.1:{port} in the keyring {}; it holds Alice on evil^[[2J\\u{{202e}}\u{fffd}:1 and localhost:{port}; \
+             use --server with one of those, or run `msgr register` to register on 127.0.0.1:{port}\n",
+            config.display()
+        ));
 }
 
 #[test]
@@ -161,8 +367,9 @@ fn an_unreachable_server_is_a_connection_error() {
             &format!("127.0.0.1:{port}"),
             "--user",
             "Alice",
-            "key",
-            "John",
+            "register",
+            "--bits",
+            "2048",
         ])
         .assert()
         .code(3)

@@ -10,15 +10,16 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use crate::common::client::json_error;
 use crate::common::{Server, msgr_bare, plain_tcp_server};
 
-/// `msgr --server localhost:PORT --user Alice ... key John` with a fresh
-/// config dir in `dir` (`key` connects before anything else).
-fn key_lookup(dir: &Path, port: u16, extra: &[&str]) -> std::process::Output {
+/// `msgr --server localhost:PORT --user Alice ... register` with a fresh
+/// config dir in `dir`: the one command a fresh keyring can run, and it
+/// connects right after making the key.
+fn first_contact(dir: &Path, port: u16, extra: &[&str]) -> std::process::Output {
     msgr_bare()
         .arg("--config-dir")
         .arg(dir.join("client"))
         .args(["--server", &format!("localhost:{port}"), "--user", "Alice"])
         .args(extra)
-        .args(["key", "John"])
+        .args(["register", "--bits", "2048"])
         .output()
         .unwrap()
 }
@@ -27,7 +28,7 @@ fn key_lookup(dir: &Path, port: u16, extra: &[&str]) -> std::process::Output {
 fn an_http_server_on_the_port_does_not_speak_tls() {
     let dir = tempfile::tempdir().unwrap();
     let port = plain_tcp_server(b"HTTP/1.1 400 Bad Request\r\n\r\n");
-    let output = key_lookup(dir.path(), port, &[]);
+    let output = first_contact(dir.path(), port, &[]);
     assert_eq!(output.status.code(), Some(3));
     assert!(output.stdout.is_empty());
     assert_eq!(
@@ -37,7 +38,7 @@ fn an_http_server_on_the_port_does_not_speak_tls() {
              is it an msgr server? check --server\n"
         )
     );
-    let output = key_lookup(dir.path(), port, &["--json"]);
+    let output = first_contact(dir.path(), port, &["--json"]);
     let error = json_error(&output, "connection");
     assert_eq!(
         error,
@@ -81,7 +82,7 @@ fn refused_with(names: &[&str], leaf: impl FnOnce(&mut CertificateParams)) -> (i
     issue(&issued, names, leaf);
     let server = Server::start_presenting(&dir.path().join("server"), &issued);
     let ca = issued.join("ca.pem");
-    let output = key_lookup(
+    let output = first_contact(
         dir.path(),
         server.port,
         &["--ca-cert", ca.to_str().unwrap()],

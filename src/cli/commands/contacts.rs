@@ -11,7 +11,7 @@ use crate::cli::output::{Human, Render};
 
 /// Print every pinned contact, ordered by name.
 pub fn run(context: &ClientContext) -> AppResult<()> {
-    let account = context.account()?;
+    let account = context.account_dir()?;
     let contacts = account.all_contacts()?;
     for contact in &contacts {
         let record = ContactRecord {

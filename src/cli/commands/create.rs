@@ -27,13 +27,14 @@ const STDIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// Send one message to every recipient and report where it went.
 pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
     let recipients = recipients(&args.recipients.0)?;
+    // Unlocked: concurrent creates from one account (cron jobs) run in
+    // parallel; the rare change (a new pin, a new token) locks briefly.
+    // Found before the message is typed, not after.
+    let account = context.account_dir()?;
     let body = read_body(context, args.message.as_deref())?;
     if body.is_empty() && !args.allow_empty {
         return Err(Failure::EmptyBody.into());
     }
-    // Unlocked: concurrent creates from one account (cron jobs) run in
-    // parallel; the rare change (a new pin, a new token) locks briefly.
-    let account = context.account_dir()?;
     let identity = context.identity(&account)?;
     let (mut connection, me, head_start) =
         connect_with_head_start(context, &account, &identity, &recipients[0], &body)?;

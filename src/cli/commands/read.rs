@@ -38,11 +38,12 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
         (false, Some(seconds)) => Mode::WaitUntil(Instant::now() + Duration::from_secs(seconds)),
         (false, None) => Mode::Drain,
     };
+    // Found first: an account this keyring does not hold gets no --out-dir.
+    let home = context.account_dir()?;
     if let Some(dir) = &args.out_dir {
         create_private_dir(dir)?;
-        check_out_dir(dir, &context.account_dir()?)?;
+        check_out_dir(dir, &home)?;
     }
-    let home = context.account_dir()?;
     let mut printer = Printer {
         output: &context.output,
         out_dir: args.out_dir.as_deref(),

@@ -23,7 +23,7 @@ use crate::wire::protocol::{ErrorCode, UserName};
 /// reused, so retrying is safe (see [`session::register`]); so is the key
 /// of an account the server has lost.
 pub fn run(context: &ClientContext, args: &RegisterArgs) -> AppResult<()> {
-    let account = context.account()?;
+    let account = context.new_account()?;
     let (user, server) = (&context.user, &context.server);
     let already = || Failure::AlreadyRegistered {
         user: user.to_string(),

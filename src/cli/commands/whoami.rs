@@ -14,7 +14,7 @@ use crate::client::net::trust::ServerPin;
 
 /// Print the account's local state.
 pub fn run(context: &ClientContext) -> AppResult<()> {
-    let account = context.account()?;
+    let account = context.account_dir()?;
     let registration = context.registration(&account)?;
     let server = context.server.to_string();
     let session = account.load_session()?;

@@ -6,13 +6,74 @@ use crate::wire::protocol::username;
 
 fn account() -> (tempfile::TempDir, Account) {
     let dir = tempfile::tempdir().unwrap();
-    let keyring = Keyring::open(&dir.path().join("cfg")).unwrap();
+    let keyring = Keyring::at(&dir.path().join("cfg"));
     let account = keyring
-        .account_dir(&username("Alice"), &"localhost:12000".parse().unwrap())
+        .create_account_dir(&username("Alice"), &"localhost:12000".parse().unwrap())
         .unwrap()
         .lock()
         .unwrap();
     (dir, account)
+}
+
+#[test]
+fn looking_for_an_account_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Keyring::at(&dir.path().join("cfg"));
+    let server = "localhost:12000".parse().unwrap();
+    assert!(!keyring.exists().unwrap());
+    assert!(
+        keyring
+            .account_dir(&username("Alice"), &server)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        keyring
+            .registered_elsewhere(&username("Alice"), &server)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!keyring.exists().unwrap(), "the config dir was not made");
+    let made = keyring
+        .create_account_dir(&username("ALICE"), &"LocalHost:12000".parse().unwrap())
+        .unwrap();
+    let found = keyring
+        .account_dir(&username("alice"), &server)
+        .unwrap()
+        .expect("the folder is found in any letter case");
+    assert_eq!(found.dir(), made.dir());
+    assert!(
+        !found.dir().join("lock").exists(),
+        "finding it locks nothing"
+    );
+}
+
+#[test]
+fn registrations_elsewhere_are_the_registered_folders_of_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Keyring::at(dir.path());
+    let here: ServerAddr = "127.0.0.1:12000".parse().unwrap();
+    let accounts = dir.path().join("accounts");
+    for (folder, registered) in [
+        ("alice@localhost:12000", true),
+        ("ALICE@zebra.example:1", true),
+        ("alice@127.0.0.1:12000", true),
+        ("alice@half-made:1", false),
+        ("alicia@other:1", true),
+        ("alice@evil\u{1b}[31m:1", true),
+        ("no-at-sign", true),
+    ] {
+        std::fs::create_dir_all(accounts.join(folder)).unwrap();
+        if registered {
+            std::fs::write(accounts.join(folder).join("account.toml"), "").unwrap();
+        }
+    }
+    assert_eq!(
+        keyring
+            .registered_elsewhere(&username("Alice"), &here)
+            .unwrap(),
+        ["evil\u{1b}[31m:1", "localhost:12000", "zebra.example:1"]
+    );
 }
 
 #[test]

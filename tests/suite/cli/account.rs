@@ -60,7 +60,9 @@ fn whoami_before_registering_says_to_register() {
         .arg("whoami")
         .assert()
         .code(4)
-        .stderr(predicate::str::contains("run `msgr register` first"));
+        .stderr(predicate::str::contains(
+            "which does not exist; run `msgr register` to register on",
+        ));
 }
 
 #[test]

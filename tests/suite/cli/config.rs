@@ -73,13 +73,21 @@ fn flag_beats_environment_beats_file_beats_default() {
         .args(["--server", &good, "key", "John"])
         .assert()
         .success();
-    msgr_bare()
+    let output = msgr_bare()
         .arg("--config-dir")
         .arg(&config)
         .env("MSGR_SERVER", "127.0.0.1:1")
         .args(["key", "John"])
-        .assert()
-        .code(3);
+        .output()
+        .unwrap();
+    let error = json_error(&output, "auth");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Alice is not registered on 127.0.0.1:1 in the keyring "),
+        "{error}"
+    );
 }
 
 #[test]

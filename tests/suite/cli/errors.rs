@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use msgr::cli::args::LimitError;
 use msgr::cli::error::{AppError, ExitStatus};
-use msgr::cli::failure::Failure;
+use msgr::cli::failure::{Failure, Searched};
 use msgr::client::error::ClientError;
 use msgr::client::keyring::KeyringError;
 use msgr::client::net::trust::ServerPin;
@@ -46,6 +46,18 @@ fn refused() -> io::Error {
 
 fn denied() -> io::Error {
     os(13)
+}
+
+/// Alice looked for on `127.0.0.1:12000`, in a keyring that exists or
+/// not and holds her on the servers `elsewhere`.
+fn searched(keyring_exists: bool, elsewhere: &[&str]) -> Searched {
+    Searched {
+        user: "Alice".to_owned(),
+        server: "127.0.0.1:12000".to_owned(),
+        keyring: PathBuf::from("/home/alice/.config/msgr"),
+        keyring_exists,
+        elsewhere: elsewhere.iter().map(|server| server.to_string()).collect(),
+    }
 }
 
 fn name_error() -> NameError {
@@ -282,14 +294,10 @@ fn failures() -> Vec<Failure> {
         Failure::NoUser,
         Failure::BadName(name_error()),
         Failure::NotAFingerprint(s("abc")),
-        Failure::NoKey {
-            user: s("Alice"),
-            server: s("localhost:12000"),
-        },
-        Failure::NotRegisteredHere {
-            user: s("Alice"),
-            server: s("localhost:12000"),
-        },
+        // The other forms of these (several servers, none, no keyring,
+        // hostile folder names) are pinned by the tests in `accounts`.
+        Failure::NoKey(searched(true, &[])),
+        Failure::NotRegisteredHere(searched(true, &["localhost:12000"])),
         Failure::NotConfirmed {
             user: s("Alice"),
             why: "there is no terminal to confirm it at",

@@ -49,7 +49,7 @@ fn status_3_cannot_connect() {
         .arg("--config-dir")
         .arg(config.path())
         .args(["--server", &format!("127.0.0.1:{port}"), "--user", "Alice"])
-        .args(["--json", "key", "John"])
+        .args(["--json", "register", "--bits", "2048"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3));

@@ -82,7 +82,6 @@ fn a_server_trickling_bytes_cannot_hold_the_client_past_the_timeout() {
 #[test]
 fn an_answer_held_back_times_out_and_config_sets_the_timeout() {
     let world = World::new();
-    world.register("Alice");
     world.register("Bob");
     let mitm = Mitm::start(&world.server, |request, response| {
         if matches!(request, Request::GetKey { .. }) {
@@ -90,6 +89,12 @@ fn an_answer_held_back_times_out_and_config_sets_the_timeout() {
         }
         response
     });
+    // Registered through the proxy: the account is the one on its port.
+    world
+        .msgr_at("Alice", mitm.port)
+        .args(["register", "--bits", "2048"])
+        .assert()
+        .success();
     let config = world.config_dir("Alice").join("config.toml");
     std::fs::write(&config, "timeout = 1\n").unwrap();
     let output = world
