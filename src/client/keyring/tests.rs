@@ -253,7 +253,15 @@ fn rejected_messages_round_trip_and_are_bounded() {
     let large = first.with_file_name("alice-large.json");
     let file = std::fs::File::create(&large).unwrap();
     file.set_len(MOST_REJECTED_BYTES - 100).unwrap();
-    assert_eq!(account.save_rejected(&alice, &rejected(7000)).unwrap(), None);
+    assert_eq!(
+        account.save_rejected(&alice, &rejected(7000)).unwrap(),
+        None
+    );
     std::fs::remove_file(&large).unwrap();
-    assert!(account.save_rejected(&alice, &rejected(7000)).unwrap().is_some());
+    assert!(
+        account
+            .save_rejected(&alice, &rejected(7000))
+            .unwrap()
+            .is_some()
+    );
 }
