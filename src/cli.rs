@@ -4,7 +4,7 @@
 //! ([`output`]), the failures only the command line meets ([`failure`]),
 //! the user-facing error and the one table of exit statuses and hints
 //! ([`error`]), the logging set-up ([`logging`]), and the reference
-//! tables the README and the manual page share ([`reference`]).
+//! tables the README and the manual page share ([`reference`](mod@reference)).
 
 pub mod args;
 pub mod commands;

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::cli::args::LimitError;
 use crate::cli::error::ExitStatus;
+use crate::cli::output::listed;
 use crate::client::net::AddrError;
 use crate::server::store::StoreError;
 use crate::server::tls::TlsError;
@@ -302,13 +303,7 @@ impl Searched {
         match self.elsewhere.as_slice() {
             [] => format!("; it holds no account of {} on any other server", self.user),
             servers => {
-                let servers: Vec<_> = servers.iter().map(|s| printable(s)).collect();
-                let listed = match servers.split_last() {
-                    Some((last, rest)) if !rest.is_empty() => {
-                        format!("{} and {last}", rest.join(", "))
-                    }
-                    _ => servers.concat(),
-                };
+                let listed = listed(servers.iter().map(|s| printable(s)));
                 format!("; it holds {} on {listed}", self.user)
             }
         }

@@ -324,6 +324,16 @@ fn truthy(value: &str) -> bool {
     )
 }
 
+/// `items` as a sentence lists them: `a`, `a and b`, `a, b and c`.
+pub fn listed<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let items: Vec<S> = items.into_iter().collect();
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => items.concat(),
+    }
+}
+
 /// RFC 3339 (UTC, whole seconds) rendering of milliseconds since the epoch.
 pub fn rfc3339_seconds(millis: u64) -> String {
     humantime::format_rfc3339_seconds(epoch_plus(millis)).to_string()
@@ -349,6 +359,13 @@ fn epoch_plus(millis: u64) -> std::time::SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_read_as_a_sentence() {
+        assert_eq!(listed(["a"]), "a");
+        assert_eq!(listed(["a", "b"]), "a and b");
+        assert_eq!(listed(["a", "b", "c"]), "a, b and c");
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {

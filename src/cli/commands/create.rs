@@ -12,7 +12,7 @@ use crate::cli::args::CreateArgs;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
-use crate::cli::output::{Human, Render};
+use crate::cli::output::{Human, Render, listed};
 use crate::client::directory;
 use crate::client::keyring::AccountDir;
 use crate::client::net::Connection;
@@ -222,22 +222,13 @@ impl Outcome<'_> {
                 .output
                 .warning(&format!("not sent to {}: {}", failed.to, failed.error));
         }
-        let missed = names(self.failed.iter().map(|f| f.to.as_str()));
+        let missed = listed(self.failed.iter().map(|f| f.to.as_str()));
         if self.sent.is_empty() {
             let status = self.failed[0].error.status();
             return Err(Failure::SentToNobody { missed, status }.into());
         }
-        let reached = names(self.sent.iter().map(|s| s.to.as_str()));
+        let reached = listed(self.sent.iter().map(|s| s.to.as_str()));
         Err(Failure::Partial { reached, missed }.into())
-    }
-}
-
-/// `a, b and c`.
-fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let names: Vec<&str> = names.collect();
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        _ => names.concat(),
     }
 }
 
@@ -268,12 +259,5 @@ mod tests {
         );
         let error = recipients(&names(&["John", ""])).unwrap_err();
         assert_eq!(error.status(), ExitStatus::Usage);
-    }
-
-    #[test]
-    fn names_read_as_a_list() {
-        assert_eq!(names(["a"].into_iter()), "a");
-        assert_eq!(names(["a", "b"].into_iter()), "a and b");
-        assert_eq!(names(["a", "b", "c"].into_iter()), "a, b and c");
     }
 }
