@@ -4,8 +4,9 @@
 //! `handler`), per-address rate limits (`ratelimit`), the limits
 //! themselves ([`limits`]), the waking of waiting readers (`mailbox`), the
 //! ended sessions that stop other connections acting (`session_ends`),
-//! the storage contract ([`store`]) and its SQLite implementation with
-//! group commit ([`sqlite`]), the TLS material ([`tls`]) and the clock
+//! the storage contract ([`store`]) and its implementations with group
+//! commit, on embedded SQLite ([`sqlite`]) and on a PostgreSQL database
+//! several servers share ([`postgres`]), the TLS material ([`tls`]) and the clock
 //! sessions expire by ([`clock`]).
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
@@ -22,6 +23,7 @@ pub mod limits;
 mod listeners;
 mod mailbox;
 mod peer;
+pub mod postgres;
 mod ratelimit;
 mod session_ends;
 pub mod sqlite;

@@ -1,8 +1,9 @@
 //! The server's storage contract: accounts, login sessions and queued
 //! envelopes. [`Store`] is synchronous and object-safe so the handler can
-//! run it on blocking threads and so that another backend (a networked
-//! database shared by several server processes) can replace the embedded
-//! SQLite one in [`super::sqlite`].
+//! run it on blocking threads, and has two backends: the embedded SQLite
+//! one in [`super::sqlite`] and PostgreSQL, shared by several server
+//! processes, in [`super::postgres`]. The contract tests in `contract`
+//! run against both.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,13 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or the connection to it failed.
+    #[error("database error: {}", postgres_error_text(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to the database could be had (the server is down,
+    /// unreachable, or every connection stayed busy too long).
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
     /// The database holds something this build cannot interpret.
     #[error("database is inconsistent: {0}")]
     Corrupt(String),
@@ -34,6 +42,15 @@ pub enum StoreError {
     /// writer has stopped.
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+}
+
+/// A PostgreSQL error with its cause: the driver's own text names only
+/// the kind of failure ("db error"), the cause says what went wrong.
+pub(crate) fn postgres_error_text(error: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
 }
 
 /// A registered account.
@@ -411,3 +428,6 @@ pub struct Expired {
     /// Records of one-time prekeys handed out.
     pub claimed: u64,
 }
+
+#[cfg(test)]
+mod contract;

@@ -1,0 +1,150 @@
+//! Throwaway PostgreSQL databases for tests. The server comes from
+//! `MSGR_TEST_DATABASE_URL` (one where the user may `CREATE DATABASE`);
+//! each test makes its own database and drops it afterwards, so tests run
+//! in parallel. Without the variable a test says on stderr that it was
+//! skipped and passes — unless `MSGR_REQUIRE_POSTGRES=1`, as in CI, when
+//! it fails.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::{Config, NoTls};
+
+use super::PgStore;
+
+/// The server tests make their databases on.
+pub(crate) const URL_VARIABLE: &str = "MSGR_TEST_DATABASE_URL";
+
+/// Set to `1` to fail, not skip, when there is no server.
+pub(crate) const REQUIRE_VARIABLE: &str = "MSGR_REQUIRE_POSTGRES";
+
+/// A database made for one test, dropped (with any connection still
+/// open to it) when this is.
+pub(crate) struct TestDatabase {
+    /// The server as given, connected to its maintenance database.
+    server: Config,
+    /// The server URL as given.
+    url: String,
+    /// This test's database.
+    name: String,
+}
+
+impl TestDatabase {
+    /// A new database for the test `test`, or `None` (having said so)
+    /// when no server is configured and none is required.
+    pub(crate) fn create(test: &str) -> Option<Self> {
+        let url = match std::env::var(URL_VARIABLE) {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var(REQUIRE_VARIABLE).as_deref() != Ok("1"),
+                    "{REQUIRE_VARIABLE}=1 but {URL_VARIABLE} is not set"
+                );
+                eprintln!(
+                    "skipped {test}: no PostgreSQL server to test against; run it with \
+                     {URL_VARIABLE}=postgresql://USER@127.0.0.1:PORT/postgres \
+                     (a user who may create databases)"
+                );
+                return None;
+            }
+        };
+        let server = Config::from_str(&url)
+            .unwrap_or_else(|error| panic!("{URL_VARIABLE} is not a PostgreSQL URL: {error}"));
+        let name = unique_name(test);
+        // Built from [a-z0-9_] only, so it is safe to splice.
+        run_on(&server, &format!("CREATE DATABASE \"{name}\""));
+        Some(Self { server, url, name })
+    }
+
+    /// Connection settings for this test's database.
+    pub(crate) fn config(&self) -> Config {
+        let mut config = self.server.clone();
+        config.dbname(&self.name);
+        config
+    }
+
+    /// A URL for this test's database, spelled with `scheme`.
+    pub(crate) fn url(&self, scheme: &str) -> String {
+        let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
+        let (authority, query) = match rest.split_once('/') {
+            Some((authority, path)) => (authority, path.split_once('?').map(|(_, q)| q)),
+            None => (rest.split_once('?').map_or(rest, |(a, _)| a), None),
+        };
+        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{scheme}://{authority}/{}{query}", self.name)
+    }
+
+    /// A store on this test's database.
+    pub(crate) fn open(&self) -> PgStore {
+        PgStore::open_config(self.config()).expect("open the test database")
+    }
+
+    /// Run `sql` (constant test SQL) on this test's database.
+    pub(crate) fn execute(&self, sql: &str) {
+        run_on(&self.config(), sql);
+    }
+
+    /// The first column of the one row `sql` returns, as a number.
+    pub(crate) fn count(&self, sql: &str) -> i64 {
+        let config = self.config();
+        block_on(async move {
+            let (client, connection) = config.connect(NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let row = client.query_one(sql, &[]).await.expect(sql);
+            row.get::<_, i64>(0)
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let server = self.server.clone();
+        // Best effort: a failed test should report its own failure.
+        let dropped = std::panic::catch_unwind(move || run_on(&server, &sql));
+        if dropped.is_err() {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// A database name no other test (in this process or another) uses.
+fn unique_name(test: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let short: String = test
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .take(24)
+        .collect();
+    format!(
+        "msgr_test_{short}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn run_on(config: &Config, sql: &str) {
+    let (config, sql) = (config.clone(), sql.to_owned());
+    block_on(async move {
+        let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|error| {
+            panic!("cannot connect to the test server ({URL_VARIABLE}): {error}")
+        });
+        tokio::spawn(connection);
+        client.batch_execute(&sql).await.expect(&sql);
+    });
+}
+
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+        .block_on(future)
+}

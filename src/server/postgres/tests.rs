@@ -1,0 +1,436 @@
+//! What only the PostgreSQL store has: URLs and the errors of opening,
+//! migrations shared by servers starting together, several servers on one
+//! database, group commit, and what the tables hold after an operation.
+//! The behaviour both backends share is tested once, in
+//! `crate::server::store::contract`.
+
+use std::sync::Arc;
+
+use super::testing::TestDatabase;
+use super::*;
+use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now, username};
+
+/// A database for the calling test, or return (skipped) without one.
+macro_rules! database {
+    ($test:literal) => {
+        match TestDatabase::create($test) {
+            Some(database) => database,
+            None => return,
+        }
+    };
+}
+
+const ROOMY: Quota = Quota {
+    max_messages: 1000,
+    max_bytes: 1 << 20,
+    sender_share: 100,
+};
+
+fn user(store: &dyn Store, name: &str) -> User {
+    match store
+        .register(&username(name), name.as_bytes(), &Prekeys::default(), 3)
+        .unwrap()
+    {
+        RegisterOutcome::Created(user) => user,
+        other => panic!("registering {name}: {other:?}"),
+    }
+}
+
+fn setup_error(result: Result<PgStore, StoreError>) -> String {
+    match result {
+        Err(StoreError::Setup(message)) => message,
+        Err(other) => panic!("not a set-up error: {other}"),
+        Ok(_) => panic!("opened"),
+    }
+}
+
+#[test]
+fn a_url_must_name_postgresql() {
+    for url in [
+        "mysql://msgr@db/msgr",
+        "msgr@db/msgr",
+        "host=db user=msgr",
+        "",
+    ] {
+        assert_eq!(
+            setup_error(PgStore::open(url)),
+            "the database URL must start with postgresql:// or postgres://"
+        );
+    }
+    let invalid = setup_error(PgStore::open("postgresql://msgr:hunter2@db:port/msgr"));
+    assert!(
+        invalid.starts_with("the database URL is not valid"),
+        "{invalid}"
+    );
+    assert!(!invalid.contains("hunter2"), "{invalid}");
+}
+
+#[test]
+fn tls_is_refused_rather_than_downgraded() {
+    let message = setup_error(PgStore::open(
+        "postgresql://msgr@127.0.0.1:1/msgr?sslmode=require",
+    ));
+    assert!(message.contains("over TLS"), "{message}");
+}
+
+#[test]
+fn an_unreachable_server_is_named_without_its_password() {
+    let message = setup_error(PgStore::open(
+        "postgres://msgr:hunter2@127.0.0.1:1/mail?connect_timeout=5",
+    ));
+    assert!(
+        message.starts_with("cannot reach PostgreSQL at msgr@127.0.0.1:1/mail: "),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn both_url_schemes_open_the_database() {
+    let database = database!("both_url_schemes_open_the_database");
+    let alice = user(
+        &PgStore::open(&database.url("postgresql")).unwrap(),
+        "Alice",
+    );
+    let store = PgStore::open(&database.url("postgres")).unwrap();
+    assert_eq!(store.find_user("alice").unwrap(), Some(alice));
+}
+
+#[test]
+fn an_unknown_user_or_database_is_refused_in_words() {
+    let database = database!("an_unknown_user_or_database_is_refused_in_words");
+    let mut config = database.config();
+    config.user("msgr_no_such_role");
+    let message = setup_error(PgStore::open_config(config));
+    assert!(message.contains("refused the login"), "{message}");
+    assert!(message.contains("msgr_no_such_role"), "{message}");
+
+    let mut config = database.config();
+    config.dbname("msgr_no_such_database");
+    let message = setup_error(PgStore::open_config(config));
+    assert!(message.contains("create the database first"), "{message}");
+}
+
+#[test]
+fn reopening_keeps_data_and_schema_version() {
+    let database = database!("reopening_keeps_data_and_schema_version");
+    let store = database.open();
+    let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+    let Enqueued::Queued(id) = store
+        .enqueue(john.id, alice.id, b"note".to_vec(), ROOMY)
+        .unwrap()
+    else {
+        panic!("queued")
+    };
+    drop(store);
+    let store = database.open();
+    let version = database.count("SELECT version::bigint FROM msgr_schema_version");
+    assert_eq!(version, schema::MIGRATIONS.len() as i64);
+    let page = Page {
+        after: 0,
+        limit: 10,
+        max_bytes: 100,
+    };
+    let stored = store.fetch(john.id, page).unwrap();
+    assert_eq!((stored[0].id, &stored[0].sender[..]), (id, "Alice"));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let database = database!("a_newer_schema_is_refused");
+    drop(database.open());
+    database.execute("UPDATE msgr_schema_version SET version = version + 1");
+    let Err(StoreError::Corrupt(message)) = PgStore::open_config(database.config()) else {
+        panic!("a newer schema must be refused")
+    };
+    assert_eq!(
+        message,
+        format!(
+            "schema version {} is newer than this build of msgr understands",
+            schema::MIGRATIONS.len() + 1
+        )
+    );
+}
+
+#[test]
+fn servers_starting_together_migrate_once() {
+    let database = database!("servers_starting_together_migrate_once");
+    let stores: Vec<PgStore> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..4).map(|_| scope.spawn(|| database.open())).collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert_eq!(
+        database.count("SELECT count(*) FROM msgr_schema_version"),
+        1
+    );
+    let alice = user(&stores[0], "Alice");
+    assert_eq!(stores[3].find_user("ALICE").unwrap(), Some(alice));
+}
+
+#[test]
+fn two_servers_share_one_quota_and_one_prekey_pool() {
+    let database = database!("two_servers_share_one_quota_and_one_prekey_pool");
+    let nodes: [Arc<PgStore>; 2] = [Arc::new(database.open()), Arc::new(database.open())];
+    let (alice, carol) = (user(&*nodes[0], "Alice"), user(&*nodes[1], "Carol"));
+    let quota = Quota {
+        max_messages: 25,
+        ..ROOMY
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let queued = runtime.block_on(async {
+        let sends: Vec<_> = (0..100)
+            .map(|i| {
+                let node = Arc::clone(&nodes[i % 2]);
+                tokio::spawn(node.enqueue_for("carol".into(), alice.id, vec![1; 10], quota))
+            })
+            .collect();
+        let mut queued = 0;
+        for send in sends {
+            if let Some((_, Enqueued::Queued(_))) = send.await.unwrap().unwrap() {
+                queued += 1;
+            }
+        }
+        queued
+    });
+    assert_eq!(queued, 25);
+    let totals = database.count(&format!(
+        "SELECT messages FROM queue_totals WHERE recipient_id = {}",
+        carol.id
+    ));
+    assert_eq!(totals, 25);
+
+    let pool = Prekeys {
+        one_time: (1..41)
+            .map(|id| crate::wire::protocol::SignedPrekey {
+                id,
+                public_key: crate::wire::protocol::Base64Bytes(vec![id as u8; 32]),
+                created_at: unix_now(),
+                signature: crate::wire::protocol::Base64Bytes(vec![9; 64]),
+            })
+            .collect(),
+        ..Prekeys::default()
+    };
+    nodes[0].publish_prekeys(carol.id, &pool).unwrap();
+    let mut claimed: Vec<u32> = std::thread::scope(|scope| {
+        let claims: Vec<_> = (0..8)
+            .map(|n| {
+                let node = Arc::clone(&nodes[n % 2]);
+                scope.spawn(move || {
+                    (0..6)
+                        .filter_map(|_| node.key_bundle("Carol", true).unwrap()?.one_time_prekey)
+                        .map(|prekey| prekey.id)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        claims.into_iter().flat_map(|c| c.join().unwrap()).collect()
+    });
+    claimed.sort_unstable();
+    assert_eq!(claimed, (1..41).collect::<Vec<_>>(), "each once, none lost");
+}
+
+#[test]
+fn concurrent_sends_share_commits() {
+    let database = database!("concurrent_sends_share_commits");
+    let store = Arc::new(database.open());
+    let (alice, john) = (user(&*store, "Alice"), user(&*store, "John"));
+    let before = store.writer_commits();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let sends: Vec<_> = (0..200)
+            .map(|i| {
+                let send = Arc::clone(&store).enqueue_for(
+                    "John".into(),
+                    alice.id,
+                    vec![i as u8; 100],
+                    ROOMY,
+                );
+                tokio::spawn(send)
+            })
+            .collect();
+        for send in sends {
+            assert!(matches!(
+                send.await.unwrap().unwrap(),
+                Some((_, Enqueued::Queued(_)))
+            ));
+        }
+    });
+    let commits = store.writer_commits() - before;
+    assert!(commits < 100, "200 sends took {commits} commits");
+    let stored = database.count(&format!(
+        "SELECT count(*) FROM messages WHERE recipient_id = {}",
+        john.id
+    ));
+    assert_eq!(stored, 200);
+}
+
+#[test]
+fn a_failed_send_rolls_back_alone() {
+    let database = database!("a_failed_send_rolls_back_alone");
+    let store = Arc::new(database.open());
+    let (alice, john) = (user(&*store, "Alice"), user(&*store, "John"));
+    // Another server holds John's queue, so the sends wait and share a
+    // batch; the one from an account that does not exist fails alone.
+    let other = database.open();
+    let mut client = other.block_on(other.pool.get()).unwrap();
+    let holding = other.block_on(client.transaction()).unwrap();
+    other
+        .block_on(holding.execute(
+            "SELECT 1 FROM queue_totals WHERE recipient_id = $1 FOR UPDATE",
+            &[&john.id],
+        ))
+        .unwrap();
+    let sends: Vec<_> = [alice.id, 999_999, alice.id]
+        .into_iter()
+        .map(|sender| Arc::clone(&store).enqueue_for("john".into(), sender, b"hi".to_vec(), ROOMY))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    other.block_on(holding.rollback()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcomes: Vec<_> = sends
+        .into_iter()
+        .map(|send| runtime.block_on(send))
+        .collect();
+    assert!(matches!(outcomes[0], Ok(Some((_, Enqueued::Queued(_))))));
+    assert!(matches!(outcomes[1], Err(StoreError::Postgres(_))));
+    assert!(matches!(outcomes[2], Ok(Some((_, Enqueued::Queued(_))))));
+    let page = Page {
+        after: 0,
+        limit: 10,
+        max_bytes: 100,
+    };
+    assert_eq!(store.fetch(john.id, page).unwrap().len(), 2);
+    assert_eq!(
+        database.count(&format!(
+            "SELECT messages FROM queue_totals WHERE recipient_id = {}",
+            john.id
+        )),
+        2
+    );
+}
+
+#[test]
+fn the_store_works_from_another_runtimes_blocking_threads() {
+    let database = database!("the_store_works_from_another_runtimes_blocking_threads");
+    let store: Arc<dyn Store> = Arc::new(database.open());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let found = runtime.block_on(async {
+        let store = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || {
+            user(&*store, "Alice");
+            store.find_user("alice").unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert!(found.is_some());
+    // Dropped inside a runtime, as the server's last holder may.
+    runtime.block_on(async move { drop(store) });
+}
+
+#[test]
+fn an_unregistered_account_goes_with_its_last_message() {
+    let database = database!("an_unregistered_account_goes_with_its_last_message");
+    let store = database.open();
+    let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
+    store
+        .enqueue(alice.id, john.id, b"for alice".to_vec(), ROOMY)
+        .unwrap();
+    let Enqueued::Queued(sent) = store
+        .enqueue(john.id, alice.id, b"from alice".to_vec(), ROOMY)
+        .unwrap()
+    else {
+        panic!("queued")
+    };
+    store.unregister(alice.id).unwrap();
+    let rows = |sql: &str| database.count(sql);
+    let of_alice = |table: &str, column: &str| {
+        rows(&format!(
+            "SELECT count(*) FROM {table} WHERE {column} = {}",
+            alice.id
+        ))
+    };
+    assert_eq!(of_alice("messages", "recipient_id"), 0);
+    assert_eq!(of_alice("queue_totals", "recipient_id"), 0);
+    assert_eq!(of_alice("signed_prekeys", "user_id"), 0);
+    assert_eq!(
+        rows("SELECT count(*) FROM users"),
+        2,
+        "a row names her still"
+    );
+    store.ack(john.id, &[sent]).unwrap();
+    store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
+    assert_eq!(rows("SELECT count(*) FROM users"), 1);
+    assert_eq!(rows("SELECT count(*) FROM sender_totals"), 0);
+}
+
+#[test]
+fn expired_sessions_are_pruned() {
+    let database = database!("expired_sessions_are_pruned");
+    let store = database.open();
+    let alice = user(&store, "Alice");
+    store
+        .create_session(alice.id, b"Alice", &[1; 32], 100, 50)
+        .unwrap();
+    store
+        .create_session(alice.id, b"Alice", &[2; 32], 300, 200)
+        .unwrap();
+    assert_eq!(database.count("SELECT count(*) FROM sessions"), 1);
+}
+
+#[test]
+fn two_servers_under_mixed_load_neither_deadlock_nor_lose_count() {
+    let database = database!("two_servers_under_mixed_load_neither_deadlock_nor_lose_count");
+    let nodes: [Arc<PgStore>; 2] = [Arc::new(database.open()), Arc::new(database.open())];
+    let people: Vec<User> = (0..6)
+        .map(|n| user(&*nodes[0], &format!("person{n}")))
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    std::thread::scope(|scope| {
+        // Sends in both directions between everyone, from both servers.
+        scope.spawn(|| {
+            runtime.block_on(async {
+                let sends: Vec<_> = (0..300)
+                    .map(|i| {
+                        let node = Arc::clone(&nodes[i % 2]);
+                        let from = people[i % people.len()].id;
+                        let to = format!("PERSON{}", (i * 7 + 1) % people.len());
+                        tokio::spawn(node.enqueue_for(to, from, vec![0; 50], ROOMY))
+                    })
+                    .collect();
+                for send in sends {
+                    send.await.unwrap().unwrap().unwrap();
+                }
+            })
+        });
+        // Reads and acknowledgements, logins, expiry, on both servers.
+        for (n, person) in people.iter().enumerate() {
+            let node = Arc::clone(&nodes[n % 2]);
+            scope.spawn(move || {
+                let page = Page {
+                    after: 0,
+                    limit: 20,
+                    max_bytes: 1 << 20,
+                };
+                for round in 0..15u8 {
+                    let ids: Vec<u64> = node
+                        .fetch(person.id, page)
+                        .unwrap()
+                        .iter()
+                        .map(|message| message.id)
+                        .collect();
+                    node.ack(person.id, &ids).unwrap();
+                    let token = [round.wrapping_add(n as u8 * 16); 32];
+                    node.create_session(person.id, person.name.as_str().as_bytes(), &token, 100, 1)
+                        .unwrap();
+                    node.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
+                }
+            });
+        }
+    });
+    // Whatever is left, the totals count exactly.
+    let left = database.count("SELECT count(*) FROM messages");
+    let counted = database.count("SELECT coalesce(sum(messages), 0)::bigint FROM queue_totals");
+    let by_sender = database.count("SELECT coalesce(sum(messages), 0)::bigint FROM sender_totals");
+    assert_eq!((counted, by_sender), (left, left));
+}

@@ -1,0 +1,491 @@
+//! Group commit for sends. Every `enqueue` goes to one task on the
+//! store's runtime, which takes all the sends waiting, queues them in one
+//! transaction, commits once and only then answers each caller; no thread
+//! waits meanwhile. So N concurrent sends cost one commit (one WAL flush)
+//! and a handful of round trips, not N of each, and none is acknowledged
+//! before its commit.
+//!
+//! The batch first locks the recipients' account rows (`FOR SHARE`, so an
+//! account deleted meanwhile is no longer found) and then their queue
+//! totals (`FOR UPDATE`), both in ascending id as `queries` requires. With
+//! the totals locked until the commit, no other transaction on any server
+//! can queue for these recipients or delete their messages meanwhile, so
+//! the quota and sender-share checks are made on the batch's own running
+//! totals and hold at the commit, and each recipient's message ids grow in
+//! commit order (a reader paging by id never skips one committed late).
+//!
+//! The accepted sends are inserted by one statement. Should it fail, they
+//! are inserted again one by one, each in its own savepoint, so that a
+//! send that fails fails alone; a batch that loses a deadlock or
+//! serialization conflict is run again whole; a commit that fails fails
+//! every send in the batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Pool};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::IsolationLevel;
+use tracing::{debug, error, warn};
+
+use super::queries::{self, sql_int};
+use super::{is_retryable, pool_error};
+use crate::server::store::{Enqueued, Quota, StoreError, Usage, User, UserId};
+use crate::wire::protocol::{canonical_name, unix_now};
+
+/// Most sends committed together; the rest wait for the next batch.
+const MAX_BATCH: usize = 512;
+
+/// Runs of one batch before its sends are reported not committed.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Whom a send is for.
+#[derive(Debug, Clone)]
+pub(super) enum Recipient {
+    /// The account with this name, in any letter case.
+    Name(String),
+    /// The account with this id.
+    Id(UserId),
+}
+
+/// What a send resolves to: `None` for an unknown recipient.
+pub(super) type Outcome = Result<Option<(User, Enqueued)>, StoreError>;
+
+/// One send waiting for its batch.
+struct Job {
+    recipient: Recipient,
+    sender: UserId,
+    envelope: Vec<u8>,
+    quota: Quota,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The handle callers use; the task ends once it is dropped and the
+/// sends queued before are answered.
+pub(super) struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Transactions committed, for tests that check sends share them.
+    #[cfg(test)]
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Start the task on the current runtime.
+    pub(super) fn start(pool: Pool) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(pool, queue, Arc::clone(&commits)));
+        Self {
+            jobs,
+            #[cfg(test)]
+            commits,
+        }
+    }
+
+    /// Queue an envelope in the next batch; the outcome arrives once that
+    /// batch has committed (or failed).
+    pub(super) fn submit(
+        &self,
+        recipient: Recipient,
+        sender: UserId,
+        envelope: Vec<u8>,
+        quota: Quota,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            recipient,
+            sender,
+            envelope,
+            quota,
+            reply,
+        };
+        // If the task has stopped, the job and its reply are dropped here
+        // and the caller learns it from the closed channel.
+        let _ = self.jobs.send(job);
+        async move {
+            outcome.await.unwrap_or_else(|_| {
+                Err(StoreError::NotCommitted(
+                    "the database writer has stopped".into(),
+                ))
+            })
+        }
+    }
+
+    /// Transactions the writer has committed.
+    #[cfg(test)]
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// The task: batch, commit, answer, until every [`Writer`] is gone.
+async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>, commits: Arc<AtomicU64>) {
+    let mut writes = 0u64;
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        writes += batch.len() as u64;
+        // A task of its own, so that a panic loses this batch alone: its
+        // callers find their reply channels closed and the writer goes on.
+        let pool = pool.clone();
+        let commits = Arc::clone(&commits);
+        let committed = tokio::spawn(async move {
+            let outcome = commit_with_retries(&pool, &batch).await;
+            answer(batch, outcome, &commits);
+        })
+        .await;
+        if committed.is_err() {
+            error!("a group commit panicked; its sends were not committed");
+        }
+    }
+    debug!(
+        commits = commits.load(Ordering::Relaxed),
+        writes, "database writer stopped"
+    );
+}
+
+/// Tell each caller in the batch its send's fate.
+fn answer(batch: Vec<Job>, outcome: Result<Vec<Outcome>, StoreError>, commits: &AtomicU64) {
+    match outcome {
+        Ok(outcomes) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = job.reply.send(outcome);
+            }
+        }
+        Err(failure) => {
+            error!(error = %failure, writes = batch.len(), "group commit failed");
+            for job in batch {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::NotCommitted(failure.to_string())));
+            }
+        }
+    }
+}
+
+/// Run the batch until it commits or fails for a reason other than a
+/// conflict with another transaction.
+async fn commit_with_retries(pool: &Pool, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match commit_batch(pool, batch).await {
+            Err(error) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
+                warn!(%error, attempt, "group commit conflicted; running it again");
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One run of the batch in one transaction. Every send is first decided
+/// on the running totals and the accepted ones are inserted by one
+/// statement; should that fail (a sender deleted meanwhile, say), the
+/// sends are run again one by one, each in its own savepoint, so that only
+/// the failing one fails.
+async fn commit_batch(pool: &Pool, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
+    let accounts = lock_recipients(&tx, batch).await?;
+    let mut ids: Vec<UserId> = accounts.by_id.keys().copied().collect();
+    ids.sort_unstable();
+    let mut totals = Totals::default();
+    for row in queries::lock_queues(&tx, &ids).await? {
+        totals.queues.insert(row.try_get(0)?, usage_from(&row, 1)?);
+    }
+    totals.shares = sender_usage(&tx, batch, &accounts).await?;
+
+    let mut running = totals.clone();
+    let decisions: Vec<Decision<'_>> = batch
+        .iter()
+        .map(|job| running.decide(job, &accounts))
+        .collect();
+    let accepted: Vec<(UserId, &Job)> = decisions
+        .iter()
+        .zip(batch)
+        .filter_map(|(decision, job)| match decision {
+            Decision::Insert(user) => Some((user.id, job)),
+            _ => None,
+        })
+        .collect();
+    let savepoint = tx.savepoint("batch").await?;
+    let outcomes = match insert_all(&savepoint, &accepted).await {
+        Ok(ids) => {
+            savepoint.commit().await?;
+            let mut ids = ids.into_iter();
+            decisions
+                .into_iter()
+                .map(|decision| decision.outcome(&mut ids))
+                .collect()
+        }
+        // Another transaction's conflict: run the whole batch again.
+        Err(error) if is_retryable(&error) => return Err(error),
+        Err(error) => {
+            warn!(%error, "a batch of sends failed; queueing them one by one");
+            savepoint.rollback().await?;
+            one_by_one(&mut tx, batch, &accounts, totals).await?
+        }
+    };
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The sends of a batch whose joint insert failed, each in a savepoint.
+async fn one_by_one(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    batch: &[Job],
+    accounts: &Accounts,
+    mut totals: Totals,
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let user = match totals.decide(job, accounts) {
+            Decision::Insert(user) => user,
+            decision => {
+                outcomes.push(decision.outcome(&mut std::iter::empty()));
+                continue;
+            }
+        };
+        let savepoint = tx.savepoint("send").await?;
+        match insert_all(&savepoint, &[(user.id, job)]).await {
+            Ok(ids) => {
+                savepoint.commit().await?;
+                outcomes.push(Decision::Insert(user).outcome(&mut ids.into_iter()));
+            }
+            Err(error) if is_retryable(&error) => return Err(error),
+            Err(error) => {
+                savepoint.rollback().await?;
+                totals.uncount(user.id, job);
+                outcomes.push(Err(error));
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Most envelope bytes one insert statement carries.
+const MAX_INSERT_BYTES: usize = 8 << 20;
+
+/// Insert the envelopes, in order, in as few statements as their size
+/// allows; their ids, in the same order.
+async fn insert_all(
+    client: &impl GenericClient,
+    sends: &[(UserId, &Job)],
+) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::with_capacity(sends.len());
+    let mut rest = sends;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let count = rest
+            .iter()
+            .take_while(|(_, job)| {
+                bytes += job.envelope.len();
+                bytes <= MAX_INSERT_BYTES
+            })
+            .count()
+            .max(1);
+        let (chunk, later) = rest.split_at(count);
+        rest = later;
+        let recipients: Vec<UserId> = chunk.iter().map(|(recipient, _)| *recipient).collect();
+        let senders: Vec<UserId> = chunk.iter().map(|(_, job)| job.sender).collect();
+        let envelopes: Vec<&[u8]> = chunk.iter().map(|(_, job)| &job.envelope[..]).collect();
+        let rows = queries::rows(
+            client,
+            "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+             SELECT n.recipient_id, n.sender_id, n.envelope, $4::bigint
+             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
+                  WITH ORDINALITY AS n (recipient_id, sender_id, envelope, position)
+             ORDER BY n.position
+             RETURNING id",
+            &[&recipients, &senders, &envelopes, &sql_int(unix_now())],
+        )
+        .await?;
+        // The rows are inserted in order and each takes the identity's
+        // next value then, so their ids ascend in the sends' order.
+        let mut chunk_ids = rows
+            .iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0)?;
+                u64::try_from(id).map_err(|_| StoreError::Corrupt("negative message id".into()))
+            })
+            .collect::<Result<Vec<u64>, StoreError>>()?;
+        if chunk_ids.len() != chunk.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} envelopes inserted, {} ids returned",
+                chunk.len(),
+                chunk_ids.len()
+            )));
+        }
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+    }
+    Ok(ids)
+}
+
+/// The queue totals of the batch's recipients and its senders' shares of
+/// them, kept up to date as sends are accepted.
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    queues: HashMap<UserId, Usage>,
+    shares: HashMap<(UserId, UserId), Usage>,
+}
+
+/// What the totals say about one send.
+enum Decision<'a> {
+    /// No such recipient.
+    Unknown,
+    /// Refused by the quota or the sender's share.
+    Refused(&'a User, Enqueued),
+    /// To be inserted.
+    Insert(&'a User),
+}
+
+impl Decision<'_> {
+    /// The caller's answer, taking an inserted send's id from `ids`.
+    fn outcome(self, ids: &mut impl Iterator<Item = u64>) -> Outcome {
+        match self {
+            Decision::Unknown => Ok(None),
+            Decision::Refused(user, refusal) => Ok(Some((user.clone(), refusal))),
+            Decision::Insert(user) => {
+                let id = ids
+                    .next()
+                    .ok_or_else(|| StoreError::Corrupt("a send got no id".into()))?;
+                Ok(Some((user.clone(), Enqueued::Queued(id))))
+            }
+        }
+    }
+}
+
+impl Totals {
+    /// Decide `job` as [`queries`]' SQLite twin does, counting it if accepted.
+    fn decide<'a>(&mut self, job: &Job, accounts: &'a Accounts) -> Decision<'a> {
+        let Some(user) = accounts.find(&job.recipient) else {
+            return Decision::Unknown;
+        };
+        let len = job.envelope.len() as u64;
+        let queue = self.queues.entry(user.id).or_default();
+        if queue.exceeds_with(len, job.quota) {
+            return Decision::Refused(user, Enqueued::MailboxFull(*queue));
+        }
+        let share = self.shares.entry((user.id, job.sender)).or_default();
+        if share.messages > 0 && share.exceeds_with(len, job.quota.one_senders()) {
+            return Decision::Refused(user, Enqueued::SenderShareFull(*share));
+        }
+        for usage in [queue, share] {
+            usage.messages += 1;
+            usage.bytes += len;
+        }
+        Decision::Insert(user)
+    }
+
+    /// Take back a send [`Totals::decide`] counted but that failed.
+    fn uncount(&mut self, recipient: UserId, job: &Job) {
+        let len = job.envelope.len() as u64;
+        let queue = self.queues.entry(recipient).or_default();
+        let share = self.shares.entry((recipient, job.sender)).or_default();
+        for usage in [queue, share] {
+            usage.messages -= 1;
+            usage.bytes -= len;
+        }
+    }
+}
+
+/// The batch's recipients, locked.
+struct Accounts {
+    by_name: HashMap<String, UserId>,
+    by_id: HashMap<UserId, User>,
+}
+
+impl Accounts {
+    fn find(&self, recipient: &Recipient) -> Option<&User> {
+        let id = match recipient {
+            Recipient::Name(name) => self.by_name.get(&canonical_name(name))?,
+            Recipient::Id(id) => id,
+        };
+        self.by_id.get(id)
+    }
+}
+
+/// Find and share-lock the accounts the batch sends to, in ascending id.
+async fn lock_recipients(
+    client: &impl GenericClient,
+    batch: &[Job],
+) -> Result<Accounts, StoreError> {
+    let mut names = Vec::new();
+    let mut ids = Vec::new();
+    for job in batch {
+        match &job.recipient {
+            Recipient::Name(name) => names.push(canonical_name(name)),
+            Recipient::Id(id) => ids.push(*id),
+        }
+    }
+    let rows = queries::rows(
+        client,
+        "SELECT id, name, public_key, name_key FROM users
+         WHERE name_key = ANY($1) OR id = ANY($2)
+         ORDER BY id FOR SHARE",
+        &[&names, &ids],
+    )
+    .await?;
+    let mut accounts = Accounts {
+        by_name: HashMap::new(),
+        by_id: HashMap::new(),
+    };
+    for row in &rows {
+        let user = queries::user_from_row(row)?;
+        accounts.by_name.insert(row.try_get(3)?, user.id);
+        accounts.by_id.insert(user.id, user);
+    }
+    Ok(accounts)
+}
+
+/// What each of the batch's senders has queued for its recipient; these
+/// rows change only under the recipient's queue lock, which the batch
+/// holds.
+async fn sender_usage(
+    client: &impl GenericClient,
+    batch: &[Job],
+    accounts: &Accounts,
+) -> Result<HashMap<(UserId, UserId), Usage>, StoreError> {
+    let (recipients, senders): (Vec<UserId>, Vec<UserId>) = batch
+        .iter()
+        .filter_map(|job| Some((accounts.find(&job.recipient)?.id, job.sender)))
+        .unzip();
+    let rows = queries::rows(
+        client,
+        "SELECT t.recipient_id, t.sender_id, t.messages, t.bytes FROM sender_totals AS t
+         JOIN unnest($1::bigint[], $2::bigint[]) AS p (recipient_id, sender_id)
+           ON t.recipient_id = p.recipient_id AND t.sender_id = p.sender_id",
+        &[&recipients, &senders],
+    )
+    .await?;
+    let mut shares = HashMap::new();
+    for row in &rows {
+        shares.insert((row.try_get(0)?, row.try_get(1)?), usage_from(row, 2)?);
+    }
+    Ok(shares)
+}
+
+/// A [`Usage`] from the columns `messages, bytes` starting at `first`.
+fn usage_from(row: &tokio_postgres::Row, first: usize) -> Result<Usage, StoreError> {
+    let count = |index: usize| -> Result<u64, StoreError> {
+        let value: i64 = row.try_get(index)?;
+        u64::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("a queue total is negative ({value})")))
+    };
+    Ok(Usage {
+        messages: count(first)?,
+        bytes: count(first + 1)?,
+    })
+}
