@@ -373,20 +373,33 @@ fn exchange(
 ) -> io::Result<usize> {
     let (conn, sock) = (&mut tls.conn, &mut tls.sock);
     while conn.wants_write() {
-        conn.write_tls(sock)?;
+        retrying_interrupted(|| conn.write_tls(sock))?;
     }
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    sock.set_read_timeout(Some(remaining))?;
-    let read = conn.read_tls(sock)?;
+    let read = retrying_interrupted(|| {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        sock.set_read_timeout(Some(remaining))?;
+        conn.read_tls(sock)
+    })?;
     if let Err(error) = conn.process_new_packets() {
         // Tell the server why (the alert rustls queued), as far as it listens.
         let _ = conn.write_tls(sock);
         return Err(io::Error::new(io::ErrorKind::InvalidData, error));
     }
     Ok(read)
+}
+
+/// `operation` again for as long as a signal interrupts it (the signal,
+/// such as the SIGTERM that stops a waiting read, is handled elsewhere).
+fn retrying_interrupted<T>(mut operation: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match operation() {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
 }
 
 /// Whether a socket operation failed because its timeout expired.
