@@ -333,6 +333,22 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
                 _ => None,
             },
         ),
+        Failure::MetricsListen { source, .. } => (
+            ExitStatus::Failure,
+            match source.kind() {
+                std::io::ErrorKind::AddrInUse => hint(
+                    "stop the program using that port or give --metrics another (port 0 picks \
+                     a free one)",
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    hint("ports below 1024 need privileges; choose a higher port")
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    hint("--metrics must name an address of this machine, such as 127.0.0.1")
+                }
+                _ => None,
+            },
+        ),
         Failure::KeyGeneration(_)
         | Failure::Stdin(_)
         | Failure::ManualPage(_)

@@ -265,6 +265,14 @@ pub enum Failure {
         /// Why.
         source: std::io::Error,
     },
+    /// The socket of `--metrics` cannot be bound.
+    #[error("cannot listen for metrics on {address}: {source}")]
+    MetricsListen {
+        /// `ADDRESS:PORT` as given to `--metrics`.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A step of starting the server that needs no advice: the runtime,
     /// the signal handlers, the socket's options.
     #[error("cannot {doing}: {source}")]

@@ -4,10 +4,13 @@
 //! and EXAMPLES sections of msgr(1) ([`man_sections`]); a test renders
 //! them as Markdown and finds each table, row for row, in the README, so
 //! that neither can drift from the other. Text in backticks is code: bold
-//! in the manual page, as typed in the README.
+//! in the manual page, as typed in the README. The README's table of the
+//! metrics of `serve --metrics` is checked the same way against
+//! [`METRICS`], the server's own catalogue.
 
 use crate::cli::commands::serve::LOCK_FILE;
 use crate::cli::error::ExitStatus;
+pub use crate::server::metrics::CATALOGUE as METRICS;
 use crate::server::sqlite::DB_FILE;
 use crate::server::tls::{CERT_FILE, KEY_FILE};
 

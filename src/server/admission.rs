@@ -26,6 +26,8 @@ pub struct Admission {
     pending: Mutex<PendingSet>,
     /// One permit per connection in service.
     slots: Arc<Semaphore>,
+    /// How many permits `slots` has.
+    max_connections: usize,
     /// Most connections in service (or waiting for a slot) per source.
     max_per_source: usize,
     /// How many each source has.
@@ -71,12 +73,12 @@ impl Admission {
     /// connections, at most `max_per_source` of them from one source (all
     /// at least 1).
     pub fn new(max_pending: usize, max_connections: usize, max_per_source: usize) -> Arc<Self> {
+        let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Self {
             max_pending: max_pending.max(1),
             pending: Mutex::default(),
-            slots: Arc::new(Semaphore::new(
-                max_connections.clamp(1, Semaphore::MAX_PERMITS),
-            )),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
             max_per_source: max_per_source.max(1),
             per_source: Mutex::default(),
         })
@@ -132,9 +134,13 @@ impl Admission {
     }
 
     /// How many connections are pending now.
-    #[cfg(test)]
-    fn pending(&self) -> usize {
+    pub fn pending(&self) -> usize {
         self.lock().waiting.len()
+    }
+
+    /// How many connections hold a slot now.
+    pub fn greeted(&self) -> usize {
+        self.max_connections - self.slots.available_permits()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PendingSet> {
@@ -199,7 +205,9 @@ mod tests {
         let held = admission.slot().await;
         let waiting = tokio::time::timeout(Duration::from_millis(20), admission.slot()).await;
         assert!(waiting.is_err(), "no second slot");
+        assert_eq!(admission.greeted(), 1);
         drop(held);
+        assert_eq!(admission.greeted(), 0);
         let _taken = tokio::time::timeout(Duration::from_secs(1), admission.slot())
             .await
             .expect("a released slot is taken");

@@ -115,6 +115,7 @@ impl<'a> Handler<'a> {
 
     /// Answer one request; refusals become error responses.
     pub async fn respond(&mut self, request: Request) -> Response {
+        let started = Instant::now();
         let kind = request.kind();
         debug!(request = kind, "request");
         let result = match request {
@@ -180,7 +181,7 @@ impl<'a> Handler<'a> {
             Request::LogoutAll => self.logout(true).await,
             Request::Unregister => self.unregister().await,
         };
-        answer(kind, result)
+        answer(&self.context.metrics, kind, started, result)
     }
 
     /// Check a `send` and hand it to the store at once, so that it joins
@@ -188,9 +189,11 @@ impl<'a> Handler<'a> {
     /// yields the response once the write is durable, or at once if a check
     /// refused the `send`; it borrows the shared context, not this handler.
     pub fn send(&self, recipient: String, envelope: Vec<u8>) -> Answer<'a> {
+        let started = Instant::now();
         debug!(request = "send", "request");
         let outcome = self.submit(recipient, envelope);
-        Box::pin(async move { answer("send", outcome.await) })
+        let metrics = &self.context.metrics;
+        Box::pin(async move { answer(metrics, "send", started, outcome.await) })
     }
 
     /// Spend one of the peer's tokens for `what`, or refuse.
@@ -557,6 +560,7 @@ impl<'a> Handler<'a> {
             match queued {
                 (recipient, Enqueued::Queued(id)) => {
                     debug!(id, recipient = %recipient.name, bytes, "message queued");
+                    context.metrics.message_stored();
                     context.mailboxes.notify(recipient.id);
                     Ok(Response::Sent { id })
                 }
@@ -704,6 +708,7 @@ impl<'a> Handler<'a> {
         let count = self
             .with_store(move |store| store.ack(user_id, &ids))
             .await?;
+        self.context.metrics.messages_delivered(count);
         Ok(Response::Acked { count })
     }
 }

@@ -6,8 +6,9 @@
 //! ended sessions that stop other connections acting (`session_ends`),
 //! the storage contract ([`store`]) and its implementations with group
 //! commit, on embedded SQLite ([`sqlite`]) and on a PostgreSQL database
-//! several servers share ([`postgres`]), the TLS material ([`tls`]) and the clock
-//! sessions expire by ([`clock`]).
+//! several servers share ([`postgres`]), the TLS material ([`tls`]), the
+//! clock sessions expire by ([`clock`]), and what is counted for the
+//! operator with the HTTP endpoint that serves it ([`metrics`]).
 //!
 //! Shutdown follows mini-redis: when the shutdown future completes the loop
 //! stops accepting and flips a watch channel; each connection finishes the
@@ -22,6 +23,7 @@ mod handler;
 pub mod limits;
 mod listeners;
 mod mailbox;
+pub mod metrics;
 mod peer;
 pub mod postgres;
 mod ratelimit;
@@ -40,6 +42,7 @@ use tracing::{Instrument, info, info_span, warn};
 pub use clock::{Clock, SystemClock};
 pub use limits::Limits;
 pub use listeners::Listeners;
+pub use metrics::Metrics;
 use store::Expired;
 pub use store::Store;
 
@@ -76,6 +79,8 @@ struct Context {
     frame_budget: Arc<tokio::sync::Semaphore>,
     /// The accounts whose sessions were ended through this server.
     session_ends: session_ends::SessionEnds,
+    /// What is counted for the operator.
+    metrics: Arc<Metrics>,
 }
 
 /// What a server is made of: its TLS material, its storage, its limits
@@ -89,6 +94,12 @@ pub struct Parts {
     pub limits: Limits,
     /// The time sessions expire by ([`SystemClock`] but in tests).
     pub clock: Arc<dyn Clock>,
+    /// What is counted for the operator (the store may record into it
+    /// too).
+    pub metrics: Arc<Metrics>,
+    /// Where to serve the metrics and the health check over plain HTTP,
+    /// if anywhere (`serve --metrics`).
+    pub metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 /// Serve connections from `listeners` until `shutdown` completes, then
@@ -100,6 +111,8 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
         store,
         limits,
         clock,
+        metrics,
+        metrics_listener,
     } = parts;
     let context = Arc::new(Context {
         store,
@@ -121,6 +134,7 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
         registrations: RateLimiter::new(limits.registrations),
         lookups: RateLimiter::new(limits.lookups),
         limits,
+        metrics,
     });
     let (notify_shutdown, _) = watch::channel(false);
     tokio::spawn(expire(Arc::clone(&context), notify_shutdown.subscribe()));
@@ -128,6 +142,13 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
         Arc::clone(&context),
         notify_shutdown.subscribe(),
     ));
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::endpoint::serve(
+            listener,
+            Arc::clone(&context),
+            notify_shutdown.subscribe(),
+        ));
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Always accept: admission, not the kernel backlog, decides who
@@ -143,6 +164,7 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
                 }
             },
         };
+        context.metrics.connection_accepted();
         // Requests and responses are single small writes; do not let
         // Nagle's algorithm hold them back.
         if let Err(error) = socket.set_nodelay(true) {
@@ -227,7 +249,10 @@ async fn expire(context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         let max_age = context.limits.max_message_age.as_secs();
         let store = Arc::clone(&context.store);
         match tokio::task::spawn_blocking(move || store.expire(now, max_age)).await {
-            Ok(Ok(expired)) if expired != Expired::default() => info!(?expired, "expired"),
+            Ok(Ok(expired)) if expired != Expired::default() => {
+                context.metrics.messages_expired(expired.messages);
+                info!(?expired, "expired");
+            }
             Ok(Ok(_)) => {}
             Ok(Err(error)) => warn!(%error, "cannot delete expired messages and prekeys"),
             Err(error) => warn!(%error, "cannot delete expired messages and prekeys"),

@@ -95,6 +95,9 @@ async fn serve(
         &mut shutdown,
     )
     .await;
+    if let Err(ConnectionError::Frame(_)) = &result {
+        context.metrics.refused(ErrorCode::TooLarge);
+    }
     // Bounded: a peer that stopped reading must not hold the socket, nor
     // stall shutdown.
     let _ = timeout(FAREWELL_TIMEOUT, farewell(connection, &result)).await;
@@ -163,7 +166,10 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     }
     // Told rather than dropped, so that a client can say the server is
     // busy instead of reporting a broken connection.
-    let busy = |why: &str| Response::error(ErrorCode::Busy, format!("the server is busy: {why}"));
+    let busy = |why: &str| {
+        context.metrics.refused(ErrorCode::Busy);
+        Response::error(ErrorCode::Busy, format!("the server is busy: {why}"))
+    };
     let Some(_share) = context.admission.share(peer.ip()) else {
         let why = "your address has as many connections open as it may";
         return send(connection, &busy(why), idle).await;

@@ -14,8 +14,9 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
+use super::metrics::BatchSizes;
 use super::store::{
     AccountSummary, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys, Quota, RegisterOutcome,
     Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture, StoreStats, StoredMessage,
@@ -47,6 +48,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (or create) `msgr.db` in `dir` and bring its schema up to date.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_recording(dir, None)
+    }
+
+    /// [`SqliteStore::open`], recording the size of each group commit in
+    /// `batches` (the server's metrics).
+    pub fn open_recording(dir: &Path, batches: Option<BatchSizes>) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
         restrict_files(&path)
             .map_err(|error| StoreError::Setup(format!("cannot secure {DB_FILE}: {error}")))?;
@@ -54,7 +61,7 @@ impl SqliteStore {
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
         let readers = Readers::open(&path)?;
-        let writer = Writer::start(conn).map_err(|error| {
+        let writer = Writer::start(conn, batches).map_err(|error| {
             StoreError::Setup(format!("cannot start the writer thread: {error}"))
         })?;
         Ok(Self {
@@ -200,6 +207,19 @@ impl Store for SqliteStore {
 
     fn stats(&self, now: u64) -> Result<StoreStats, StoreError> {
         self.readers.read(|conn| queries::stats(conn, now))
+    }
+
+    /// The writer commits (its thread runs and is not stuck behind a disk
+    /// that hangs), and the database file can still be opened and read by
+    /// its path, as the next start will: a file removed or made unreadable
+    /// under the running server fails the check, although the connections
+    /// open on it go on working.
+    fn check(&self) -> Result<(), StoreError> {
+        self.writer.write(|_| Ok(()))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(self.dir.join(DB_FILE), flags)?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        Ok(())
     }
 
     fn unregister(&self, user: UserId) -> Result<(), StoreError> {

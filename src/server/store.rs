@@ -281,6 +281,13 @@ pub trait Store: Send + Sync {
     /// The totals, as of `now`.
     fn stats(&self, now: u64) -> Result<StoreStats, StoreError>;
 
+    /// Whether the store answers now, cheaply: the health check of
+    /// `serve --metrics`, run on a blocking thread with a short deadline.
+    /// The default reads the totals ([`Store::stats`]).
+    fn check(&self) -> Result<(), StoreError> {
+        self.stats(crate::wire::protocol::unix_now()).map(drop)
+    }
+
     /// Delete the account: its queue, sessions, prekeys, rotations and
     /// key, freeing its name. Messages it sent that others have not read
     /// yet stay queued, still naming it as their sender.

@@ -1,11 +1,12 @@
 //! The server spoken to frame by frame: the request flow, pipelining, and
 //! the server run in-process with a clock the tests move; `msgr serve`
-//! starting up (`startup`), and renewing its certificate on SIGHUP
-//! (`reload`).
+//! starting up (`startup`), renewing its certificate on SIGHUP
+//! (`reload`), and serving metrics and its health (`metrics`).
 
 mod admin;
 mod frames;
 mod in_process;
+mod metrics;
 mod pipelining;
 mod reload;
 mod startup;

@@ -4,7 +4,7 @@
 //! that a value out of range is refused naming its flag.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,6 +45,13 @@ pub struct ServeArgs {
     /// object per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
+
+    /// Serve metrics (GET /metrics, for Prometheus) and a health check
+    /// (GET /healthz) over plain HTTP on this address and port; off unless
+    /// given. The metrics tell how the server is used: keep them on
+    /// loopback or a private network.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
 
     /// TLS certificate chain (PEM); needs --key.
     #[arg(long, requires = "key", value_name = "FILE")]

@@ -1,6 +1,7 @@
-//! `msgr serve`: bind the listening sockets, prepare the data directory
-//! (locked against a second server), database and TLS material, announce
-//! the addresses and certificate fingerprint on stdout, then run
+//! `msgr serve`: bind the listening sockets (and the metrics endpoint's,
+//! with `--metrics`), prepare the data directory (locked against a second
+//! server), database and TLS material, announce the addresses, the
+//! certificate fingerprint and the metrics address on stdout, then run
 //! [`crate::server::run`] until SIGINT or SIGTERM; SIGHUP loads `--cert`
 //! and `--key` again for new connections. Everything that can
 //! fail at start-up fails here, before the first connection, with a hint;
@@ -13,6 +14,7 @@ mod listen;
 
 use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use crate::cli::args::ServeArgs;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::server::tls::{self, ServerTls};
-use crate::server::{self, Limits, Listeners, Presenting, Store};
+use crate::server::{self, Listeners, Metrics, Presenting, Store};
 
 pub use data_dir::{LOCK_FILE, chosen as chosen_data_dir};
 
@@ -33,13 +35,14 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     let limits = args.limits().map_err(Failure::Limit)?;
     let operator_tls = operator_tls(args)?;
     let sockets = listen::bind(&args.bind, args.port)?;
+    let metrics_socket = args.metrics.map(listen::bind_metrics).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(start("start the async runtime"))?;
     // Signal handlers go in before the announcement, so that a signal
     // sent right after it is never missed.
-    let (listeners, shutdown, hangups) = {
+    let (listeners, metrics_listener, shutdown, hangups) = {
         let _context = runtime.enter();
         let shutdown = shutdown_signal().map_err(start("install signal handlers"))?;
         let hangups = signal(SignalKind::hangup()).map_err(start("install signal handlers"))?;
@@ -48,10 +51,15 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
             .map(tokio::net::TcpListener::from_std)
             .collect::<Result<Vec<_>, _>>()
             .map_err(start("use the listening socket"))?;
-        (listeners, shutdown, hangups)
+        let metrics_listener = metrics_socket
+            .map(tokio::net::TcpListener::from_std)
+            .transpose()
+            .map_err(start("use the metrics socket"))?;
+        (listeners, metrics_listener, shutdown, hangups)
     };
     let listeners = Listeners::new(listeners).expect("bind returns at least one socket");
-    let data = data_dir::open(args, operator_tls)?;
+    let metrics = Arc::new(Metrics::new());
+    let data = data_dir::open(args, operator_tls, metrics.batch_sizes())?;
     let store: Arc<dyn Store> = Arc::new(data.store);
     let presenting = Presenting::new(&data.tls);
     let operator_files = args.cert.clone().zip(args.key.clone());
@@ -61,14 +69,15 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
         operator_files,
     ));
     let fingerprint = &data.tls.fingerprint;
-    runtime.block_on(serve(
-        listeners,
-        fingerprint,
-        presenting,
+    let parts = server::Parts {
+        tls: presenting,
         store,
         limits,
-        shutdown,
-    ))?;
+        clock: Arc::new(server::SystemClock),
+        metrics,
+        metrics_listener,
+    };
+    runtime.block_on(serve(listeners, fingerprint, parts, shutdown))?;
     // The database is closed once the runtime is gone; only then may
     // another server take the data directory.
     drop(runtime);
@@ -81,18 +90,14 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
 async fn serve(
     listeners: Listeners,
     fingerprint: &str,
-    tls: Presenting,
-    store: Arc<dyn Store>,
-    limits: Limits,
+    parts: server::Parts,
     shutdown: impl Future<Output = ()>,
 ) -> AppResult<()> {
-    announce(&listeners, fingerprint).map_err(AppError::stdout)?;
-    let parts = server::Parts {
-        tls,
-        store,
-        limits,
-        clock: Arc::new(server::SystemClock),
-    };
+    let metrics = (parts.metrics_listener.as_ref())
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()
+        .map_err(start("use the metrics socket"))?;
+    announce(&listeners, fingerprint, metrics).map_err(AppError::stdout)?;
     server::run(listeners, parts, shutdown).await;
     Ok(())
 }
@@ -115,13 +120,22 @@ fn start(doing: &'static str) -> impl FnOnce(std::io::Error) -> Failure {
 
 /// The lines scripts and tests read: each bound address (with the real
 /// port when 0 was asked for), one line each, then the certificate
-/// fingerprint.
-fn announce(listeners: &Listeners, fingerprint: &str) -> std::io::Result<()> {
+/// fingerprint, then (with `--metrics`) the metrics endpoint's address.
+/// That comes last so that scripts reading the first lines read them as
+/// before.
+fn announce(
+    listeners: &Listeners,
+    fingerprint: &str,
+    metrics: Option<SocketAddr>,
+) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for address in listeners.local_addrs()? {
         writeln!(stdout, "msgr listening on {address}")?;
     }
     writeln!(stdout, "certificate fingerprint {fingerprint}")?;
+    if let Some(address) = metrics {
+        writeln!(stdout, "msgr metrics on http://{address}")?;
+    }
     stdout.flush()
 }
 

@@ -110,6 +110,25 @@ fn the_readme_has_the_example_session() {
 }
 
 #[test]
+fn the_readme_lists_every_metric() {
+    let mut table =
+        String::from("| metric | type | labels | meaning |\n| --- | --- | --- | --- |\n");
+    for metric in METRICS {
+        let labels = match metric.labels {
+            "" => "—",
+            labels => labels,
+        };
+        table += &format!(
+            "| {} | {} | {labels} | {} |\n",
+            code(metric.name),
+            metric.kind,
+            metric.help
+        );
+    }
+    assert_table("table of metrics", &table);
+}
+
+#[test]
 fn the_settings_are_the_flags_and_variables_clap_knows() {
     let command = Cli::command();
     for setting in SETTINGS {

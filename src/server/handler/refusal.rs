@@ -1,11 +1,13 @@
 //! Why a request is refused: the [`Refusal`] every check returns, the
 //! checks that need no state of the connection (names, envelopes at
-//! `send`, prekeys), and the error response a refusal becomes.
+//! `send`, prekeys), and the response a result becomes ([`answer`], which
+//! counts it for the operator's metrics).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
+use crate::server::metrics::Metrics;
 use crate::server::store::Prekeys;
 use crate::server::store::{StoreError, Usage};
 use crate::wire::crypto::PublicKey;
@@ -65,9 +67,16 @@ impl From<StoreError> for Refusal {
     }
 }
 
-/// The response to a `kind` request: its result, or its refusal as an
-/// error response.
-pub(super) fn answer(kind: &'static str, result: Result<Response, Refusal>) -> Response {
+/// The response to a `kind` request read at `started`: its result, or its
+/// refusal as an error response; counted in `metrics` either way.
+pub(super) fn answer(
+    metrics: &Metrics,
+    kind: &'static str,
+    started: Instant,
+    result: Result<Response, Refusal>,
+) -> Response {
+    let refused = result.as_ref().err().map(|refusal| refusal.code);
+    metrics.answered(kind, refused, started.elapsed());
     result.unwrap_or_else(|refusal| {
         info!(
             request = kind,

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use rusqlite::{Connection, TransactionBehavior};
 use tracing::{debug, error};
 
+use crate::server::metrics::BatchSizes;
 use crate::server::store::StoreError;
 
 /// Most writes committed together; the rest wait for the next batch.
@@ -35,12 +36,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Start the writer thread on `conn`.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Self> {
+    /// Start the writer thread on `conn`, recording the size of each
+    /// batch in `batches`.
+    pub(super) fn start(conn: Connection, batches: Option<BatchSizes>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("msgr-db-writer".into())
-            .spawn(move || run(conn, &queue))?;
+            .spawn(move || run(conn, &queue, batches.as_ref()))?;
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -120,15 +122,19 @@ impl Drop for Writer {
 }
 
 /// The thread: batch, commit, answer, until every [`Writer`] is gone.
-fn run(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, queue: &mpsc::Receiver<Job>, batches: Option<&BatchSizes>) {
     let (mut commits, mut writes) = (0u64, 0u64);
     while let Ok(first) = queue.recv() {
         let batch: Vec<Job> = std::iter::once(first)
             .chain(queue.try_iter().take(MAX_BATCH - 1))
             .collect();
-        writes += batch.len() as u64;
+        let size = batch.len();
+        writes += size as u64;
         commits += 1;
         commit_batch(&mut conn, batch);
+        if let Some(batches) = batches {
+            batches.record(size);
+        }
     }
     debug!(commits, writes, "database writer stopped");
 }
@@ -180,7 +186,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER NOT NULL);")
             .unwrap();
-        (dir, Writer::start(conn).unwrap())
+        (dir, Writer::start(conn, None).unwrap())
     }
 
     fn count(writer: &Writer) -> i64 {

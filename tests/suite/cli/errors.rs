@@ -397,6 +397,10 @@ fn failures() -> Vec<Failure> {
             address: s("0.0.0.0:12000"),
             source: os(98),
         },
+        Failure::MetricsListen {
+            address: ([127, 0, 0, 1], 9464).into(),
+            source: os(98),
+        },
         Failure::Start {
             doing: "install signal handlers",
             source: denied(),
@@ -446,6 +450,7 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::SelfSignedTls { .. } => "SelfSignedTls",
         Failure::Resolve { .. } => "Resolve",
         Failure::Listen { .. } => "Listen",
+        Failure::MetricsListen { .. } => "MetricsListen",
         Failure::Start { .. } => "Start",
     }
 }

@@ -21,8 +21,9 @@ use tempfile::TempDir;
 /// A running `msgr serve`, killed when dropped.
 pub struct Server {
     child: Child,
-    /// Kept open so the server never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
+    /// Kept open so the server never writes to a closed pipe; the lines
+    /// after the fingerprint are read by [`Server::next_line`].
+    stdout: BufReader<ChildStdout>,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// The bound port.
@@ -101,7 +102,7 @@ impl Server {
             .to_owned();
         let server = Self {
             child,
-            _stdout: stdout,
+            stdout,
             addr,
             port,
             fingerprint,
@@ -109,6 +110,12 @@ impl Server {
             log,
         };
         (server, addrs)
+    }
+
+    /// The next line the server printed after its fingerprint (such as
+    /// the metrics address).
+    pub fn next_line(&mut self) -> String {
+        read_line(&mut self.stdout, &self.log)
     }
 
     /// The server's process id.

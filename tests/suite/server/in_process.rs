@@ -37,6 +37,8 @@ impl InProcess {
             store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
             limits,
             clock: clock.clone(),
+            metrics: Arc::default(),
+            metrics_listener: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();

@@ -15,6 +15,7 @@ use crate::cli::args::ServeArgs;
 use crate::cli::error::AppResult;
 use crate::cli::failure::Failure;
 use crate::files;
+use crate::server::metrics::BatchSizes;
 use crate::server::sqlite::SqliteStore;
 use crate::server::tls::{self, ServerTls};
 
@@ -44,8 +45,13 @@ pub fn chosen(given: Option<&Path>) -> AppResult<PathBuf> {
 }
 
 /// Make, lock and open the data directory; `operator_tls` is the TLS
-/// material of `--cert` and `--key`, if given.
-pub fn open(args: &ServeArgs, operator_tls: Option<ServerTls>) -> AppResult<DataDir> {
+/// material of `--cert` and `--key`, if given; the database records the
+/// size of its group commits in `batches`.
+pub fn open(
+    args: &ServeArgs,
+    operator_tls: Option<ServerTls>,
+    batches: BatchSizes,
+) -> AppResult<DataDir> {
     let dir = chosen(args.data_dir.as_deref())?;
     let made =
         files::create_missing_private_dirs(&dir).map_err(|error| Failure::CreateDataDir {
@@ -67,10 +73,11 @@ pub fn open(args: &ServeArgs, operator_tls: Option<ServerTls>) -> AppResult<Data
     // this process still holds them.
     let made = Made(made);
     restrict(&dir)?;
-    let store = SqliteStore::open(&dir).map_err(|source| Failure::OpenStore {
-        dir: dir.clone(),
-        source,
-    })?;
+    let store =
+        SqliteStore::open_recording(&dir, Some(batches)).map_err(|source| Failure::OpenStore {
+            dir: dir.clone(),
+            source,
+        })?;
     let tls = match operator_tls {
         Some(tls) => tls,
         None => tls::self_signed(&dir).map_err(|source| Failure::SelfSignedTls {

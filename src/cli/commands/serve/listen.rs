@@ -1,8 +1,8 @@
 //! The listening sockets of `msgr serve`: `--bind` as an IP address, bound
 //! as given, or as a host name, whose every address is bound on the one
-//! port (localhost: 127.0.0.1 and, where the name has it, ::1). This runs
-//! before anything is written to disk, so that a port in use leaves no
-//! data directory behind.
+//! port (localhost: 127.0.0.1 and, where the name has it, ::1); and the
+//! socket of `--metrics`. This runs before anything is written to disk,
+//! so that a port in use leaves no data directory behind.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -55,6 +55,15 @@ pub fn bind(host: &BindHost, port: u16) -> AppResult<Vec<TcpListener>> {
             })?;
     }
     Ok(sockets)
+}
+
+/// Listen on `address` for the metrics endpoint (port 0: a free one); the
+/// socket is non-blocking, ready for the runtime.
+pub fn bind_metrics(address: SocketAddr) -> AppResult<TcpListener> {
+    let failed = |source| Failure::MetricsListen { address, source };
+    let socket = TcpListener::bind(address).map_err(failed)?;
+    socket.set_nonblocking(true).map_err(failed)?;
+    Ok(socket)
 }
 
 /// Why [`bind_all`] bound nothing.
@@ -153,6 +162,21 @@ mod tests {
         );
         assert!(addresses.iter().all(|a| a.port() == addresses[0].port()));
         assert!(addresses.iter().any(|a| a.is_ipv4()), "{addresses:?}");
+    }
+
+    #[test]
+    fn a_taken_metrics_port_is_refused_naming_the_address() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = taken.local_addr().unwrap();
+        let error = bind_metrics(address).unwrap_err();
+        assert!(
+            error
+                .message()
+                .starts_with(&format!("cannot listen for metrics on {address}: ")),
+            "{error}"
+        );
+        let free = bind_metrics(([127, 0, 0, 1], 0).into()).unwrap();
+        assert_ne!(free.local_addr().unwrap().port(), 0);
     }
 
     #[test]
