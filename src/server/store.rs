@@ -438,3 +438,5 @@ pub struct Expired {
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::testing::TestDatabase;
 use super::*;
+use crate::server::store::fixtures::ROOMY;
 use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now, username};
 
 /// A database for the calling test, or return (skipped) without one.
@@ -19,12 +20,6 @@ macro_rules! database {
         }
     };
 }
-
-const ROOMY: Quota = Quota {
-    max_messages: 1000,
-    max_bytes: 1 << 20,
-    sender_share: 100,
-};
 
 fn user(store: &dyn Store, name: &str) -> User {
     match store

@@ -3,7 +3,8 @@
 //! backends share is tested once, in `crate::server::store::contract`.
 
 use super::*;
-use crate::wire::protocol::{MAX_MESSAGE_AGE, SignedPrekey, unix_now, username};
+use crate::server::store::fixtures::*;
+use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now};
 
 fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -11,65 +12,9 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-fn prekey(id: u32) -> SignedPrekey {
-    SignedPrekey {
-        id,
-        public_key: crate::wire::protocol::Base64Bytes(vec![id as u8; 32]),
-        created_at: unix_now() + u64::from(id),
-        signature: crate::wire::protocol::Base64Bytes(vec![9; 256]),
-    }
-}
-
-/// The signed prekey `id` alone.
-fn signed(id: u32) -> Prekeys {
-    Prekeys {
-        signed: Some(prekey(id)),
-        one_time: Vec::new(),
-        replace_one_time: false,
-    }
-}
-
-fn user(store: &SqliteStore, name: &str) -> User {
-    match store
-        .register(&username(name), name.as_bytes(), &signed(1), 3)
-        .unwrap()
-    {
-        RegisterOutcome::Created(user) => user,
-        other => panic!("registering {name}: {other:?}"),
-    }
-}
-
-fn page(after: u64, limit: u32, max_bytes: usize) -> Page {
-    Page {
-        after,
-        limit,
-        max_bytes,
-    }
-}
-
-const ROOMY: Quota = Quota {
-    max_messages: 1000,
-    max_bytes: 1 << 20,
-    sender_share: 100,
-};
-
-fn queue(store: &SqliteStore, to: &User, from: &User, envelope: &[u8]) -> u64 {
-    match store
-        .enqueue(to.id, from.id, envelope.to_vec(), ROOMY)
-        .unwrap()
-    {
-        Enqueued::Queued(id) => id,
-        full => panic!("{full:?}"),
-    }
-}
-
 /// A second connection to the store's file, as another process.
 fn inspect(dir: &tempfile::TempDir) -> Connection {
     Connection::open(dir.path().join(DB_FILE)).unwrap()
-}
-
-fn ids(messages: &[StoredMessage]) -> Vec<u64> {
-    messages.iter().map(|m| m.id).collect()
 }
 
 #[test]
@@ -202,31 +147,4 @@ fn an_unregistered_account_frees_its_name_and_goes_with_its_last_message() {
     store.ack(john.id, &[sent]).unwrap();
     store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
     assert_eq!(rows("SELECT count(*) FROM users"), 2);
-}
-
-#[test]
-fn sessions_ended_by_another_process_are_journalled_for_this_one() {
-    let (dir, store) = open();
-    let other = SqliteStore::open(dir.path()).unwrap();
-    let alice = user(&store, "Alice");
-    let john = user(&store, "John");
-    let start = store.revocations_after(0).unwrap().last;
-    other.delete_sessions(alice.id).unwrap();
-    store.delete_sessions(john.id).unwrap();
-    other.unregister(john.id).unwrap();
-    let seen = store.revocations_after(start).unwrap();
-    assert_eq!(seen.users, [alice.id, john.id], "its own ending left out");
-    assert!(store.revocations_after(seen.last).unwrap().users.is_empty());
-    // Each process sees the others'.
-    assert_eq!(other.revocations_after(start).unwrap().users, [john.id]);
-    // An hour on, the journal is emptied.
-    store
-        .expire(unix_now() + 2 * 60 * 60, MAX_MESSAGE_AGE)
-        .unwrap();
-    let rows: i64 = inspect(&dir)
-        .query_row("SELECT count(*) FROM session_revocations", [], |row| {
-            row.get(0)
-        })
-        .unwrap();
-    assert_eq!(rows, 0);
 }

@@ -9,6 +9,7 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::fixtures::*;
 use super::*;
 use crate::server::postgres::testing::TestDatabase;
 use crate::server::sqlite::SqliteStore;
@@ -116,80 +117,6 @@ contract!(
     sessions_ended_by_another_process_are_journalled_for_this_one,
     what_one_process_stores_the_other_reads,
 );
-
-fn prekey(id: u32) -> SignedPrekey {
-    SignedPrekey {
-        id,
-        public_key: Base64Bytes(vec![id as u8; 32]),
-        created_at: unix_now() + u64::from(id),
-        signature: Base64Bytes(vec![9; 256]),
-    }
-}
-
-/// The signed prekey `id` alone.
-fn signed(id: u32) -> Prekeys {
-    Prekeys {
-        signed: Some(prekey(id)),
-        one_time: Vec::new(),
-        replace_one_time: false,
-    }
-}
-
-/// One-time prekeys numbered `ids`.
-fn one_time(ids: std::ops::Range<u32>) -> Prekeys {
-    Prekeys {
-        signed: None,
-        one_time: ids.map(prekey).collect(),
-        replace_one_time: false,
-    }
-}
-
-/// The signed prekey `get_key` would hand out for `name`.
-fn signed_prekey_of(store: &dyn Store, name: &str) -> Option<SignedPrekey> {
-    store
-        .key_bundle(name, false)
-        .unwrap()
-        .and_then(|bundle| bundle.signed_prekey)
-}
-
-/// Register `name` with its name's bytes as its key.
-fn user(store: &dyn Store, name: &str) -> User {
-    match store
-        .register(&username(name), name.as_bytes(), &signed(1), 3)
-        .unwrap()
-    {
-        RegisterOutcome::Created(user) => user,
-        other => panic!("registering {name}: {other:?}"),
-    }
-}
-
-fn page(after: u64, limit: u32, max_bytes: usize) -> Page {
-    Page {
-        after,
-        limit,
-        max_bytes,
-    }
-}
-
-const ROOMY: Quota = Quota {
-    max_messages: 1000,
-    max_bytes: 1 << 20,
-    sender_share: 100,
-};
-
-fn queue(store: &dyn Store, to: &User, from: &User, envelope: &[u8]) -> u64 {
-    match store
-        .enqueue(to.id, from.id, envelope.to_vec(), ROOMY)
-        .unwrap()
-    {
-        Enqueued::Queued(id) => id,
-        full => panic!("{full:?}"),
-    }
-}
-
-fn ids(messages: &[StoredMessage]) -> Vec<u64> {
-    messages.iter().map(|m| m.id).collect()
-}
 
 /// `futures` run together on a runtime of their own, their outputs in
 /// order.
