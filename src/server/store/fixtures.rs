@@ -5,12 +5,19 @@
 use super::*;
 use crate::wire::protocol::{Base64Bytes, SignedPrekey, unix_now, username};
 
+/// When the tests' prekeys are made: the time of the first one, so that
+/// the same prekey made twice is equal even if a second passes between.
+fn made_at() -> u64 {
+    static MADE_AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MADE_AT.get_or_init(unix_now)
+}
+
 /// A signed prekey numbered `id` (its signature is not checked here).
 pub(crate) fn prekey(id: u32) -> SignedPrekey {
     SignedPrekey {
         id,
         public_key: Base64Bytes(vec![id as u8; 32]),
-        created_at: unix_now() + u64::from(id),
+        created_at: made_at() + u64::from(id),
         signature: Base64Bytes(vec![9; 256]),
     }
 }
