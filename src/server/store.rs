@@ -425,6 +425,56 @@ pub enum RotateOutcome {
     EarlierThanLast,
 }
 
+/// What a backend does with a rotation, decided the same way by every
+/// backend from the account's current key and its last rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationStep {
+    /// Replace the key, record the rotation, end the other sessions.
+    Apply,
+    /// This very rotation was the last one made (a retry): only store the
+    /// prekeys again.
+    Repeat,
+    /// Change nothing, and answer this.
+    Refuse(RotateOutcome),
+}
+
+/// The step for `rotation` on an account whose key is `current` and whose
+/// last rotation was `last`.
+pub fn rotation_step(
+    current: &[u8],
+    last: Option<&KeyRotation>,
+    rotation: &KeyRotation,
+) -> RotationStep {
+    if current == rotation.new_key.0 {
+        return match last == Some(rotation) {
+            true => RotationStep::Repeat,
+            false => RotationStep::Refuse(RotateOutcome::NotFromCurrentKey),
+        };
+    }
+    if current != rotation.old_key.0 {
+        return RotationStep::Refuse(RotateOutcome::NotFromCurrentKey);
+    }
+    if last.is_some_and(|last| last.rotated_at > rotation.rotated_at) {
+        return RotationStep::Refuse(RotateOutcome::EarlierThanLast);
+    }
+    RotationStep::Apply
+}
+
+/// The migration to apply to a schema at `version`, `None` if it is up to
+/// date, or an error if a newer build made it.
+pub fn next_migration<'a>(
+    migrations: &[&'a str],
+    version: i64,
+) -> Result<Option<&'a str>, StoreError> {
+    let applied = usize::try_from(version).unwrap_or(usize::MAX);
+    if applied > migrations.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is newer than this build of msgr understands"
+        )));
+    }
+    Ok(migrations.get(applied).copied())
+}
+
 /// What [`Store::expire`] deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Expired {

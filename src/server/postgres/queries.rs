@@ -28,8 +28,8 @@ use tokio_postgres::types::ToSql;
 
 use crate::server::store::{
     AccountSummary, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Origin, Page, Prekeys,
-    REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, Session, StoreError, StoreStats,
-    StoredMessage, TokenHash, User, UserId,
+    REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, RotationStep, Session,
+    StoreError, StoreStats, StoredMessage, TokenHash, User, UserId, rotation_step,
 };
 use crate::wire::crypto::sha256;
 use crate::wire::protocol::{
@@ -442,23 +442,14 @@ pub(super) async fn rotate_key(
     let current = lock_account(client, user)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("account {user} does not exist")))?;
-    let earlier = rotations(client, user).await?;
-    if current == rotation.new_key.0 {
-        return match earlier.last() == Some(rotation) {
-            true => publish_prekeys(client, user, prekeys)
+    match rotation_step(&current, rotations(client, user).await?.last(), rotation) {
+        RotationStep::Apply => {}
+        RotationStep::Repeat => {
+            return publish_prekeys(client, user, prekeys)
                 .await
-                .map(RotateOutcome::Rotated),
-            false => Ok(RotateOutcome::NotFromCurrentKey),
-        };
-    }
-    if current != rotation.old_key.0 {
-        return Ok(RotateOutcome::NotFromCurrentKey);
-    }
-    if earlier
-        .last()
-        .is_some_and(|last| last.rotated_at > rotation.rotated_at)
-    {
-        return Ok(RotateOutcome::EarlierThanLast);
+                .map(RotateOutcome::Rotated);
+        }
+        RotationStep::Refuse(outcome) => return Ok(outcome),
     }
     execute(
         client,

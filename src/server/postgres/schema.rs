@@ -11,7 +11,7 @@
 
 use deadpool_postgres::ClientWrapper;
 
-use crate::server::store::StoreError;
+use crate::server::store::{StoreError, next_migration};
 
 /// Key of the session-level advisory lock that serialises migrations
 /// ("msgr-mig" in ASCII); any other holder just makes a start wait.
@@ -228,13 +228,7 @@ async fn apply_pending(client: &mut ClientWrapper) -> Result<(), StoreError> {
             .map(|row| row.try_get(0))
             .transpose()?
             .unwrap_or(0);
-        let applied = usize::try_from(version).unwrap_or(usize::MAX);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt(format!(
-                "schema version {version} is newer than this build of msgr understands"
-            )));
-        }
-        let Some(sql) = MIGRATIONS.get(applied) else {
+        let Some(sql) = next_migration(MIGRATIONS, i64::from(version))? else {
             return Ok(());
         };
         // Constant SQL from this file: the simple protocol runs it whole.

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::server::store::{
     AccountSummary, Enqueued, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Origin, Page, Prekeys,
-    Quota, REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, Session, StoreError,
-    StoreStats, StoredMessage, TokenHash, Usage, User, UserId,
+    Quota, REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, RotationStep, Session,
+    StoreError, StoreStats, StoredMessage, TokenHash, Usage, User, UserId, rotation_step,
 };
 use crate::wire::protocol::{
     Base64Bytes, CLOCK_SLACK, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE,
@@ -243,21 +243,12 @@ pub(super) fn rotate_key(
     let current: Vec<u8> = conn
         .prepare_cached("SELECT public_key FROM users WHERE id = ?1")?
         .query_row([user], |row| row.get(0))?;
-    let earlier = rotations(conn, user)?;
-    if current == rotation.new_key.0 {
-        return match earlier.last() == Some(rotation) {
-            true => publish_prekeys(conn, user, prekeys).map(RotateOutcome::Rotated),
-            false => Ok(RotateOutcome::NotFromCurrentKey),
-        };
-    }
-    if current != rotation.old_key.0 {
-        return Ok(RotateOutcome::NotFromCurrentKey);
-    }
-    if earlier
-        .last()
-        .is_some_and(|last| last.rotated_at > rotation.rotated_at)
-    {
-        return Ok(RotateOutcome::EarlierThanLast);
+    match rotation_step(&current, rotations(conn, user)?.last(), rotation) {
+        RotationStep::Apply => {}
+        RotationStep::Repeat => {
+            return publish_prekeys(conn, user, prekeys).map(RotateOutcome::Rotated);
+        }
+        RotationStep::Refuse(outcome) => return Ok(outcome),
     }
     conn.prepare_cached("UPDATE users SET public_key = ?2 WHERE id = ?1")?
         .execute(params![user, rotation.new_key.0])?;

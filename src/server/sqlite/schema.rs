@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::server::store::StoreError;
+use crate::server::store::{StoreError, next_migration};
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -185,13 +185,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        let applied = usize::try_from(version).unwrap_or(usize::MAX);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt(format!(
-                "schema version {version} is newer than this build of msgr understands"
-            )));
-        }
-        let Some(sql) = MIGRATIONS.get(applied) else {
+        let Some(sql) = next_migration(MIGRATIONS, version)? else {
             return Ok(());
         };
         tx.execute_batch(sql)?;
