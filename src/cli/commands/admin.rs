@@ -34,47 +34,61 @@ pub fn run(args: &AdminArgs, output: &Output) -> AppResult<()> {
         dir: dir.clone(),
         source,
     };
-    let emit = |record: &dyn Erased| record.emit_to(output);
     match &args.command {
         AdminCommand::Users => {
             for account in store.accounts().map_err(failed)? {
-                emit(&UserRow {
-                    user: account.name,
-                    fingerprint: fingerprint(&account.public_key),
-                    registered_at: rfc3339_seconds(account.created_at.saturating_mul(1000)),
-                    queued_messages: account.queued_messages,
-                    queued_bytes: account.queued_bytes,
-                    sessions: account.sessions,
-                })?;
+                emit(
+                    output,
+                    &UserRow {
+                        user: account.name,
+                        fingerprint: fingerprint(&account.public_key),
+                        registered_at: rfc3339_seconds(account.created_at.saturating_mul(1000)),
+                        queued_messages: account.queued_messages,
+                        queued_bytes: account.queued_bytes,
+                        sessions: account.sessions,
+                    },
+                )?;
             }
             Ok(())
         }
-        AdminCommand::Stats => emit(&Stats::from(store.stats(unix_now()).map_err(failed)?)),
+        AdminCommand::Stats => emit(
+            output,
+            &Stats::from(store.stats(unix_now()).map_err(failed)?),
+        ),
         AdminCommand::DeleteUser { name } => {
             let user = account(&store, name, &dir)?;
             store.unregister(user.id).map_err(failed)?;
-            emit(&Deleted {
-                user: user.name.to_string(),
-            })
+            emit(
+                output,
+                &Deleted {
+                    user: user.name.to_string(),
+                },
+            )
         }
         AdminCommand::RevokeSessions { name } => {
             let user = account(&store, name, &dir)?;
             let ended = store.delete_sessions(user.id).map_err(failed)?;
-            emit(&Revoked {
-                user: user.name.to_string(),
-                sessions_ended: ended,
-            })
+            emit(
+                output,
+                &Revoked {
+                    user: user.name.to_string(),
+                    sessions_ended: ended,
+                },
+            )
         }
         AdminCommand::Backup { file } => {
             if !store.backup(file).map_err(failed)? {
                 return Err(Failure::BackupExists { file: file.clone() }.into());
             }
             let bytes = std::fs::metadata(file).map_or(0, |metadata| metadata.len());
-            emit(&BackedUp {
-                backup: file.clone(),
-                bytes,
-                data_dir: dir,
-            })
+            emit(
+                output,
+                &BackedUp {
+                    backup: file.clone(),
+                    bytes,
+                    data_dir: dir,
+                },
+            )
         }
     }
 }
@@ -93,15 +107,9 @@ fn account(store: &SqliteStore, name: &str, dir: &Path) -> AppResult<User> {
     })?)
 }
 
-/// A result record of any of the commands, for one `emit` closure.
-trait Erased {
-    fn emit_to(&self, output: &Output) -> AppResult<()>;
-}
-
-impl<T: Render> Erased for T {
-    fn emit_to(&self, output: &Output) -> AppResult<()> {
-        output.emit(self).map_err(AppError::stdout)
-    }
+/// Print `record`, the result of a command.
+fn emit(output: &Output, record: &impl Render) -> AppResult<()> {
+    output.emit(record).map_err(AppError::stdout)
 }
 
 /// One line of `admin users`.
