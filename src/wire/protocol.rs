@@ -502,4 +502,4 @@ fn to_frame<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

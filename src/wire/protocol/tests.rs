@@ -86,7 +86,7 @@ fn unknown_request_types_and_fields_are_rejected() {
 
 /// One of each request and response, so that a variant added without
 /// a sample here fails [`kinds_are_the_wire_names`] by count.
-fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
+pub(crate) fn every_request_and_response() -> (Vec<Request>, Vec<Response>) {
     let bytes = || Base64Bytes(vec![1]);
     let prekey = || SignedPrekey {
         id: 1,
