@@ -133,7 +133,7 @@ impl GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create a key pair and register the account on the server.
     Register(RegisterArgs),
     /// Get a fresh session token (other commands do this on their own).

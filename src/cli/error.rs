@@ -300,6 +300,21 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
                 "check that the directory is writable and that no newer msgr created the database",
             ),
         ),
+        Failure::OpenSharedStore(_) => (
+            ExitStatus::Failure,
+            hint(
+                "check the URL (postgresql://USER@HOST:PORT/DATABASE), that PostgreSQL runs \
+                 there, and that the user may create tables in that database",
+            ),
+        ),
+        Failure::SharedTls(_) => (
+            ExitStatus::Failure,
+            hint(
+                "delete the row of the table server_certificate to have a new certificate made \
+                 (clients that pinned the old one must then accept the new fingerprint), or \
+                 give --cert and --key",
+            ),
+        ),
         Failure::OperatorTls(_) => (
             ExitStatus::Failure,
             hint("give --cert a PEM certificate chain and --key its PEM private key"),

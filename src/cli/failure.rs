@@ -230,6 +230,13 @@ pub enum Failure {
         /// Why.
         source: StoreError,
     },
+    /// The database of `--database` cannot be used.
+    #[error("cannot use the database given with --database: {0}")]
+    OpenSharedStore(StoreError),
+    /// The self-signed certificate kept in the shared database cannot be
+    /// used.
+    #[error(transparent)]
+    SharedTls(TlsError),
     /// An operator's command on the database failed.
     #[error("the database in {} failed: {source}", dir.display())]
     StoreFailed {

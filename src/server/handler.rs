@@ -611,7 +611,8 @@ impl<'a> Handler<'a> {
     }
 
     /// A page of messages; with `wait_ms`, an empty queue is watched until
-    /// a message is stored, the wait ends, or the server shuts down.
+    /// a message is stored, the wait ends, or the server shuts down (and
+    /// looked at again every [`Context::recheck`], if set).
     async fn fetch(&self, after: u64, limit: u32, wait_ms: u64) -> Result<Response, Refusal> {
         let user_id = self.identity()?.id;
         let page = Page {
@@ -633,9 +634,16 @@ impl<'a> Handler<'a> {
                 let stored = self
                     .with_store(move |store| store.fetch(user_id, page))
                     .await;
+                let recheck = async {
+                    match self.context.recheck {
+                        Some(every) => tokio::time::sleep(every).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let woken = match &stored {
                     Ok(messages) if messages.is_empty() => tokio::select! {
                         _ = &mut notified => true,
+                        _ = recheck => true,
                         _ = tokio::time::sleep_until(deadline) => false,
                         _ = shutdown.changed() => false,
                     },

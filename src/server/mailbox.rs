@@ -1,13 +1,14 @@
 //! Wake-ups for readers waiting on an empty queue: `send` notifies the
 //! recipient's waiters the moment the envelope is stored, so a waiting
-//! `fetch` answers without any polling.
+//! `fetch` answers without any polling; a store shared with other servers
+//! passes on their sends too ([`Arrivals`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::store::UserId;
+use super::store::{Arrivals, UserId};
 
 /// One wake-up signal per recipient with a waiting reader.
 #[derive(Debug, Default)]
@@ -30,6 +31,13 @@ impl Mailboxes {
         }
     }
 
+    /// Wake everyone waiting, for whomever.
+    pub fn notify_all(&self) {
+        for notify in self.waiters.lock().expect("mailbox lock").values() {
+            notify.notify_waiters();
+        }
+    }
+
     /// Drop a subscription; the entry goes once its last waiter has left.
     pub fn release(&self, user: UserId, signal: Arc<Notify>) {
         let mut waiters = self.waiters.lock().expect("mailbox lock");
@@ -40,6 +48,16 @@ impl Mailboxes {
         {
             waiters.remove(&user);
         }
+    }
+}
+
+impl Arrivals for Mailboxes {
+    fn arrived(&self, user: UserId) {
+        self.notify(user);
+    }
+
+    fn look_again(&self) {
+        self.notify_all();
     }
 }
 

@@ -65,7 +65,10 @@ struct Context {
     /// Pending connections and service slots.
     admission: Arc<Admission>,
     /// Wakes readers waiting for new messages.
-    mailboxes: mailbox::Mailboxes,
+    mailboxes: Arc<mailbox::Mailboxes>,
+    /// How often a waiting read looks again unwoken, when other servers
+    /// queue messages too and their hints may be lost.
+    recheck: Option<Duration>,
     /// `login` requests per source address.
     logins: RateLimiter,
     /// `register` requests per source address.
@@ -114,8 +117,12 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
         metrics,
         metrics_listener,
     } = parts;
+    let mailboxes = Arc::new(mailbox::Mailboxes::default());
+    let recheck = store.watch_arrivals(Arc::clone(&mailboxes) as _);
     let context = Arc::new(Context {
         store,
+        mailboxes,
+        recheck,
         clock,
         tls,
         admission: Admission::new(
@@ -123,7 +130,6 @@ pub async fn run(listeners: impl Into<Listeners>, parts: Parts, shutdown: impl F
             limits.max_connections,
             limits.max_connections_per_source,
         ),
-        mailboxes: mailbox::Mailboxes::default(),
         session_ends: session_ends::SessionEnds::default(),
         frame_budget: Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(limits.max_buffered_bytes)
@@ -229,6 +235,10 @@ async fn follow_revocations(context: Arc<Context>, mut shutdown: watch::Receiver
         if last.is_some() {
             for user in revocations.users {
                 context.session_ends.ended_all(user);
+            }
+            let now = context.clock.now();
+            for session in revocations.sessions {
+                (context.session_ends).ended_one(session.token_hash, session.expires_at, now);
             }
         }
         last = Some(revocations.last);

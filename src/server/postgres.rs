@@ -31,6 +31,8 @@
 //!   loopback, a Unix socket or a trusted network; a URL asking for TLS
 //!   (`sslmode=require`) is refused rather than silently downgraded.
 
+mod arrivals;
+mod certificate;
 mod queries;
 mod schema;
 mod writer;
@@ -50,10 +52,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config, IsolationLevel, NoTls};
 use tracing::warn;
 
+use super::metrics::BatchSizes;
 use super::store::{
-    AccountSummary, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys, Quota, RegisterOutcome,
-    Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture, StoreStats, StoredMessage,
-    TokenHash, User, UserId, postgres_error_text,
+    AccountSummary, Arrivals, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys, Quota,
+    RegisterOutcome, Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture,
+    StoreStats, StoredMessage, TokenHash, User, UserId, postgres_error_text,
 };
 use crate::wire::crypto::random_bytes;
 use crate::wire::protocol::{KeyRotation, UserName, unix_now};
@@ -84,8 +87,11 @@ pub struct PgStore {
     pool: Pool,
     /// Drives the connections and the writer; shut down on drop.
     runtime: Option<tokio::runtime::Runtime>,
-    /// This process, in the journal of ended sessions.
+    /// This process, in the journal of ended sessions and in the hints
+    /// of messages queued.
     origin: Origin,
+    /// How to connect, for the connection hints arrive on.
+    config: Config,
 }
 
 impl PgStore {
@@ -94,11 +100,21 @@ impl PgStore {
     /// schema up to date. Blocks the calling thread until then; it may be
     /// called from any thread, within a runtime or not.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_config(parse_url(url)?)
+        Self::open_recording(url, None)
     }
 
-    /// [`PgStore::open`] with the connection settings already parsed.
-    pub(crate) fn open_config(mut config: Config) -> Result<Self, StoreError> {
+    /// [`PgStore::open`], recording the size of each group commit in
+    /// `batches` (the server's metrics).
+    pub fn open_recording(url: &str, batches: Option<BatchSizes>) -> Result<Self, StoreError> {
+        Self::open_config(parse_url(url)?, batches)
+    }
+
+    /// [`PgStore::open_recording`] with the connection settings already
+    /// parsed.
+    pub(crate) fn open_config(
+        mut config: Config,
+        batches: Option<BatchSizes>,
+    ) -> Result<Self, StoreError> {
         if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
             return Err(StoreError::Setup(
                 "msgr cannot connect to PostgreSQL over TLS yet; use sslmode=disable with a \
@@ -120,6 +136,7 @@ impl PgStore {
         };
         config.options(options);
         let target = describe_target(&config);
+        let listener_config = config.clone();
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)
@@ -157,15 +174,17 @@ impl PgStore {
         .map_err(|_| StoreError::Setup("opening the database panicked".into()))?;
         prepared?;
 
+        let origin = random_bytes();
         let writer = {
             let _entered = runtime.enter();
-            Writer::start(pool.clone())
+            Writer::start(pool.clone(), batches, origin)
         };
         Ok(Self {
             writer,
             pool,
             runtime: Some(runtime),
-            origin: random_bytes(),
+            origin,
+            config: listener_config,
         })
     }
 
@@ -402,7 +421,7 @@ impl Store for PgStore {
     }
 
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
-        self.read(async |client| queries::delete_session(client, token_hash).await)
+        self.transaction(async |tx| queries::delete_session(tx, token_hash, &self.origin).await)
     }
 
     fn delete_sessions(&self, user: UserId) -> Result<u64, StoreError> {
@@ -488,6 +507,18 @@ impl Store for PgStore {
         }
         self.transaction(async |tx| queries::delete_unreferenced_accounts(tx).await)?;
         Ok(total)
+    }
+
+    /// Listens on a connection of its own for the hints that other
+    /// servers' sends leave (`arrivals`).
+    fn watch_arrivals(&self, arrivals: Arc<dyn Arrivals>) -> Option<Duration> {
+        let _entered = self
+            .runtime
+            .as_ref()
+            .expect("the runtime is only taken when dropping")
+            .enter();
+        arrivals::listen(self.config.clone(), self.origin, arrivals);
+        Some(arrivals::RECHECK_EVERY)
     }
 }
 

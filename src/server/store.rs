@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -262,7 +263,8 @@ pub trait Store: Send + Sync {
     fn find_session(&self, token_hash: &TokenHash, now: u64)
     -> Result<Option<Session>, StoreError>;
 
-    /// End a session; returns whether it existed.
+    /// End a session; returns whether it existed. A store that several
+    /// servers share journals it ([`Store::revocations_after`]).
     fn delete_session(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
 
     /// End every session of the account, journalled for the other
@@ -353,6 +355,27 @@ pub trait Store: Send + Sync {
     ///
     /// [`ONE_TIME_PREKEY_USABLE`]: crate::wire::protocol::ONE_TIME_PREKEY_USABLE
     fn expire(&self, now: u64, max_message_age: u64) -> Result<Expired, StoreError>;
+
+    /// Tell `arrivals` of the messages that other processes on the
+    /// database queue, as best the store can, from now until it is
+    /// dropped; returns how often a waiting read should look again all
+    /// the same, as such hints may be lost. `None`, as by default: no other
+    /// process queues messages, so the server's own wake-ups miss none.
+    fn watch_arrivals(&self, arrivals: Arc<dyn Arrivals>) -> Option<Duration> {
+        let _ = arrivals;
+        None
+    }
+}
+
+/// What a server does when another process queues messages: wake the
+/// reads waiting for them.
+pub trait Arrivals: Send + Sync {
+    /// Messages for `user` were committed.
+    fn arrived(&self, user: UserId);
+
+    /// Messages may have been committed unannounced: every waiting read
+    /// should look again.
+    fn look_again(&self);
 }
 
 /// Names the process a store was opened in, in the journal of accounts
@@ -364,13 +387,28 @@ pub type Origin = [u8; 16];
 pub const REVOCATIONS_KEPT: u64 = 60 * 60;
 
 /// What other processes on the database ended: accounts whose every
-/// session ended, and where the journal stands.
+/// session ended, sessions ended one by one (journalled only where
+/// several servers share the database: on one server, the server that
+/// ended one knows), and where the journal stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocations {
     /// The number of the last journal entry read.
     pub last: u64,
     /// The accounts, in the order their sessions ended.
     pub users: Vec<UserId>,
+    /// The sessions ended one by one (`logout`), in that order.
+    pub sessions: Vec<EndedSession>,
+}
+
+/// A session ended by itself, not with all of its account's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The account it acted for.
+    pub user: UserId,
+    /// Its token's hash.
+    pub token_hash: TokenHash,
+    /// When it would have expired; it may be forgotten after that.
+    pub expires_at: u64,
 }
 
 /// One account as the operator sees it (`msgr admin users`).

@@ -1,9 +1,10 @@
 //! The server's TLS material: a TLS 1.3-only rustls configuration built
 //! either from the operator's PEM files (`--cert`/`--key`) or from a
-//! self-signed certificate that is made on first start, saved in the data
-//! directory and reused afterwards, so that clients' pins stay valid; and
-//! the certificate presented now ([`Presenting`]), which a renewal
-//! replaces while the server runs.
+//! self-signed certificate that is made on first start and kept — in the
+//! data directory, or in a shared database for every server on it — and
+//! reused afterwards, so that clients' pins stay valid; and the
+//! certificate presented now ([`Presenting`]), which a renewal replaces
+//! while the server runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -67,6 +68,17 @@ pub enum TlsError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The self-signed certificate kept in the database is unusable.
+    #[error("the certificate kept in the database is unusable: {0}")]
+    Stored(String),
+}
+
+/// A self-signed certificate and its private key, as PEM text.
+pub struct SelfSigned {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key (PKCS#8).
+    pub key_pem: zeroize::Zeroizing<String>,
 }
 
 /// A ready server configuration and the fingerprint clients will see.
@@ -128,18 +140,36 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
         path: key.to_owned(),
         reason: files::pem_reason(error, "private key"),
     })?;
-    let fingerprint = fingerprint(chain[0].as_ref());
-    let certificate_digest = sha256(chain[0].as_ref());
-    let config = server_config(chain, private_key).map_err(|source| TlsError::Config {
+    server_tls(chain, private_key).map_err(|source| TlsError::Config {
         cert: cert.to_owned(),
         key: key.to_owned(),
         source,
-    })?;
+    })
+}
+
+/// The configuration presenting `chain` (leaf first) with `key`.
+fn server_tls(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerTls, rustls::Error> {
+    let fingerprint = fingerprint(chain[0].as_ref());
+    let certificate_digest = sha256(chain[0].as_ref());
     Ok(ServerTls {
-        config: Arc::new(config),
+        config: Arc::new(server_config(chain, key)?),
         fingerprint,
         certificate_digest,
     })
+}
+
+/// Build the configuration from a self-signed certificate kept elsewhere
+/// than in files (a shared database).
+pub fn from_self_signed(kept: &SelfSigned) -> Result<ServerTls, TlsError> {
+    let unusable = |what| move |error| TlsError::Stored(files::pem_reason(error, what));
+    let cert = CertificateDer::from_pem_slice(kept.cert_pem.as_bytes())
+        .map_err(unusable("certificate"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(kept.key_pem.as_bytes()).map_err(unusable("private key"))?;
+    server_tls(vec![cert], key).map_err(|error| TlsError::Stored(error.to_string()))
 }
 
 /// Use the self-signed certificate in `data_dir`, making it first if there
@@ -150,7 +180,7 @@ pub fn self_signed(data_dir: &Path) -> Result<ServerTls, TlsError> {
     // The key is saved before the certificate, so a certificate on disk
     // always has its key; a lone key from an interrupted start is replaced.
     if !cert.exists() {
-        generate(data_dir)?;
+        generate_into(data_dir)?;
     }
     from_files(&cert, &key)
 }
@@ -177,17 +207,26 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     })
 }
 
-/// Make a new self-signed certificate and save it with its key.
-fn generate(data_dir: &Path) -> Result<(), TlsError> {
+/// Make a new self-signed certificate for this machine's names.
+pub fn generate() -> Result<SelfSigned, TlsError> {
     let rcgen::CertifiedKey { cert, key_pair } =
         rcgen::generate_simple_self_signed(subject_alt_names())?;
-    let key_pem = zeroize::Zeroizing::new(key_pair.serialize_pem());
+    Ok(SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: zeroize::Zeroizing::new(key_pair.serialize_pem()),
+    })
+}
+
+/// Make a new self-signed certificate and save it with its key in
+/// `data_dir`.
+fn generate_into(data_dir: &Path) -> Result<(), TlsError> {
+    let made = generate()?;
     let save = |error: FileError| TlsError::Save {
         path: error.path,
         source: error.source,
     };
-    files::write_atomic(&data_dir.join(KEY_FILE), key_pem.as_bytes()).map_err(save)?;
-    files::write_atomic(&data_dir.join(CERT_FILE), cert.pem().as_bytes()).map_err(save)
+    files::write_atomic(&data_dir.join(KEY_FILE), made.key_pem.as_bytes()).map_err(save)?;
+    files::write_atomic(&data_dir.join(CERT_FILE), made.cert_pem.as_bytes()).map_err(save)
 }
 
 /// The local names plus this machine's host name, when it is a plain DNS

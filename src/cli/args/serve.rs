@@ -41,6 +41,19 @@ pub struct ServeArgs {
     #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Keep everything in this PostgreSQL database instead, shared by
+    /// every server given it: postgresql://USER@HOST:PORT/DATABASE (a
+    /// password is better given in MSGR_DATABASE_URL, which `ps` does not
+    /// show). Nothing is then kept on disk.
+    #[arg(
+        long,
+        env = "MSGR_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir",
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+
     /// How to write the log on stderr: `text` for people, `json` (one
     /// object per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]

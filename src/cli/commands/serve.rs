@@ -1,6 +1,7 @@
 //! `msgr serve`: bind the listening sockets (and the metrics endpoint's,
 //! with `--metrics`), prepare the data directory (locked against a second
-//! server), database and TLS material, announce the addresses, the
+//! server) or the database several servers share (`--database`) and the
+//! TLS material, announce the addresses, the
 //! certificate fingerprint and the metrics address on stdout, then run
 //! [`crate::server::run`] until SIGINT or SIGTERM; SIGHUP loads `--cert`
 //! and `--key` again for new connections. Everything that can
@@ -10,6 +11,7 @@
 //! through `tracing` (set up by [`crate::cli::logging`] before this runs).
 
 mod data_dir;
+mod database;
 mod listen;
 
 use std::future::Future;
@@ -59,16 +61,24 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     };
     let listeners = Listeners::new(listeners).expect("bind returns at least one socket");
     let metrics = Arc::new(Metrics::new());
-    let data = data_dir::open(args, operator_tls, metrics.batch_sizes())?;
-    let store: Arc<dyn Store> = Arc::new(data.store);
-    let presenting = Presenting::new(&data.tls);
+    let (store, tls, lock): (Arc<dyn Store>, _, _) = match &args.database {
+        Some(url) => {
+            let shared = database::open(url, operator_tls, metrics.batch_sizes())?;
+            (Arc::new(shared.store), shared.tls, None)
+        }
+        None => {
+            let data = data_dir::open(args, operator_tls, metrics.batch_sizes())?;
+            (Arc::new(data.store), data.tls, Some(data.lock))
+        }
+    };
+    let presenting = Presenting::new(&tls);
     let operator_files = args.cert.clone().zip(args.key.clone());
     runtime.spawn(reload_on_hangup(
         hangups,
         presenting.clone(),
         operator_files,
     ));
-    let fingerprint = &data.tls.fingerprint;
+    let fingerprint = &tls.fingerprint;
     let parts = server::Parts {
         tls: presenting,
         store,
@@ -81,7 +91,7 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     // The database is closed once the runtime is gone; only then may
     // another server take the data directory.
     drop(runtime);
-    drop(data.lock);
+    drop(lock);
     info!("shut down cleanly");
     Ok(())
 }

@@ -27,8 +27,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::server::store::{
-    AccountSummary, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Origin, Page, Prekeys,
-    REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, RotationStep, Session,
+    AccountSummary, EndedSession, Expired, KeyBundle, MAX_SESSIONS_PER_ACCOUNT, Origin, Page,
+    Prekeys, REVOCATIONS_KEPT, RegisterOutcome, Revocations, RotateOutcome, RotationStep, Session,
     StoreError, StoreStats, StoredMessage, TokenHash, User, UserId, rotation_step,
 };
 use crate::wire::crypto::sha256;
@@ -479,7 +479,7 @@ pub(super) async fn rotate_key(
     )
     .await?;
     let held = publish_prekeys(client, user, prekeys).await?;
-    record_revocation(client, user, origin).await?;
+    record_revocation(client, Revoked::All(user), origin).await?;
     Ok(RotateOutcome::Rotated(held))
 }
 
@@ -546,18 +546,28 @@ pub(super) async fn find_session(
     .transpose()
 }
 
-/// End a session; whether it existed.
+/// End a session, on behalf of the process `origin`; whether it existed.
 pub(super) async fn delete_session(
     client: &impl GenericClient,
     token_hash: &TokenHash,
+    origin: &Origin,
 ) -> Result<bool, StoreError> {
-    let deleted = execute(
+    let Some(ended) = row(
         client,
-        "DELETE FROM sessions WHERE token_hash = $1",
+        "DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id, expires_at",
         &[&&token_hash[..]],
     )
-    .await?;
-    Ok(deleted > 0)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let session = EndedSession {
+        user: ended.try_get(0)?,
+        token_hash: *token_hash,
+        expires_at: unsigned(&ended, 1)?,
+    };
+    record_revocation(client, Revoked::One(&session), origin).await?;
+    Ok(true)
 }
 
 /// End every session of `user`, on behalf of the process `origin`.
@@ -567,18 +577,26 @@ pub(super) async fn delete_sessions(
     origin: &Origin,
 ) -> Result<u64, StoreError> {
     let deleted = execute(client, "DELETE FROM sessions WHERE user_id = $1", &[&user]).await?;
-    record_revocation(client, user, origin).await?;
+    record_revocation(client, Revoked::All(user), origin).await?;
     Ok(deleted)
 }
 
-/// Journal that every session of `user` ended through the process
-/// `origin`, for the other processes on the database. Entries are written
-/// one transaction at a time: the lock is held until the commit, and an
-/// entry's id is taken under it, so ids become visible in ascending
-/// order. Call it last in a transaction.
+/// What a journal entry says ended.
+enum Revoked<'a> {
+    /// Every session of the account.
+    All(UserId),
+    /// This one session.
+    One(&'a EndedSession),
+}
+
+/// Journal that sessions ended through the process `origin`, for the
+/// other processes on the database. Entries are written one transaction
+/// at a time: the lock is held until the commit, and an entry's id is
+/// taken under it, so ids become visible in ascending order. Call it last
+/// in a transaction.
 async fn record_revocation(
     client: &impl GenericClient,
-    user: UserId,
+    revoked: Revoked<'_>,
     origin: &Origin,
 ) -> Result<(), StoreError> {
     execute(
@@ -587,17 +605,33 @@ async fn record_revocation(
         &[&REVOCATION_LOCK],
     )
     .await?;
+    let (user, token_hash, expires_at) = match revoked {
+        Revoked::All(user) => (user, None, None),
+        Revoked::One(session) => (
+            session.user,
+            Some(&session.token_hash[..]),
+            Some(sql_int(session.expires_at)),
+        ),
+    };
     execute(
         client,
-        "INSERT INTO session_revocations (user_id, origin, revoked_at) VALUES ($1, $2, $3)",
-        &[&user, &&origin[..], &sql_int(unix_now())],
+        "INSERT INTO session_revocations
+             (user_id, token_hash, expires_at, origin, revoked_at)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &user,
+            &token_hash,
+            &expires_at,
+            &&origin[..],
+            &sql_int(unix_now()),
+        ],
     )
     .await?;
     Ok(())
 }
 
-/// The accounts whose sessions other processes than `origin` ended after
-/// journal entry `after`, and the last entry's number.
+/// The sessions other processes than `origin` ended after journal entry
+/// `after`, and the last entry's number.
 pub(super) async fn revocations_after(
     client: &impl GenericClient,
     after: u64,
@@ -606,18 +640,34 @@ pub(super) async fn revocations_after(
     let mut revocations = Revocations {
         last: after,
         users: Vec::new(),
+        sessions: Vec::new(),
     };
     for row in rows(
         client,
-        "SELECT id, user_id, origin FROM session_revocations WHERE id > $1 ORDER BY id",
+        "SELECT id, user_id, origin, token_hash, expires_at FROM session_revocations
+         WHERE id > $1 ORDER BY id",
         &[&sql_int(after)],
     )
     .await?
     {
         revocations.last = unsigned(&row, 0)?;
         let from: &[u8] = row.try_get(2)?;
-        if from != origin {
-            revocations.users.push(row.try_get(1)?);
+        if from == origin {
+            continue;
+        }
+        let user = row.try_get(1)?;
+        match row.try_get::<_, Option<&[u8]>>(3)? {
+            None => revocations.users.push(user),
+            Some(hash) => revocations.sessions.push(EndedSession {
+                user,
+                token_hash: hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a session hash is not 32 bytes".into()))?,
+                expires_at: row
+                    .try_get::<_, Option<i64>>(4)?
+                    .and_then(|at| u64::try_from(at).ok())
+                    .ok_or_else(|| StoreError::Corrupt("an ended session has no expiry".into()))?,
+            }),
         }
     }
     Ok(revocations)
@@ -786,7 +836,7 @@ pub(super) async fn unregister(
     )
     .await?;
     delete_unreferenced_accounts(client).await?;
-    record_revocation(client, user, origin).await
+    record_revocation(client, Revoked::All(user), origin).await
 }
 
 /// Delete the rows of deleted accounts whose messages are all gone; each

@@ -159,7 +159,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX key_rotations_by_user ON key_rotations (user_id, id);
 
-    -- Accounts whose every session ended, for every server process on the
+    -- Sessions ended — every one of an account's, or (with `token_hash`
+    -- and its `expires_at`) one alone — for every server process on the
     -- database to stop the connections it has acting with them; `origin`
     -- names the process that ended them. Entries are added one
     -- transaction at a time (see `queries::record_revocation`), so their
@@ -167,10 +168,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TABLE session_revocations (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         user_id BIGINT NOT NULL,
+        token_hash BYTEA,
+        expires_at BIGINT,
         origin BYTEA NOT NULL,
         revoked_at BIGINT NOT NULL
     );
     CREATE INDEX session_revocations_by_age ON session_revocations (revoked_at);
+
+    -- The self-signed certificate every server on the database presents
+    -- when not given one, made by the first to need it.
+    CREATE TABLE server_certificate (
+        only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+        cert_pem TEXT NOT NULL,
+        key_pem TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
     "#,
 ];
 

@@ -76,7 +76,7 @@ impl TestDatabase {
 
     /// A store on this test's database.
     pub(crate) fn open(&self) -> PgStore {
-        PgStore::open_config(self.config()).expect("open the test database")
+        PgStore::open_config(self.config(), None).expect("open the test database")
     }
 
     /// Run `sql` (constant test SQL) on this test's database.

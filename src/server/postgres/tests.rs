@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::testing::TestDatabase;
 use super::*;
+use crate::server::store::EndedSession;
 use crate::server::store::fixtures::ROOMY;
 use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now, username};
 
@@ -96,13 +97,13 @@ fn an_unknown_user_or_database_is_refused_in_words() {
     let database = database!("an_unknown_user_or_database_is_refused_in_words");
     let mut config = database.config();
     config.user("msgr_no_such_role");
-    let message = setup_error(PgStore::open_config(config));
+    let message = setup_error(PgStore::open_config(config, None));
     assert!(message.contains("refused the login"), "{message}");
     assert!(message.contains("msgr_no_such_role"), "{message}");
 
     let mut config = database.config();
     config.dbname("msgr_no_such_database");
-    let message = setup_error(PgStore::open_config(config));
+    let message = setup_error(PgStore::open_config(config, None));
     assert!(message.contains("create the database first"), "{message}");
 }
 
@@ -135,7 +136,7 @@ fn a_newer_schema_is_refused() {
     let database = database!("a_newer_schema_is_refused");
     drop(database.open());
     database.execute("UPDATE msgr_schema_version SET version = version + 1");
-    let Err(StoreError::Corrupt(message)) = PgStore::open_config(database.config()) else {
+    let Err(StoreError::Corrupt(message)) = PgStore::open_config(database.config(), None) else {
         panic!("a newer schema must be refused")
     };
     assert_eq!(
@@ -428,4 +429,101 @@ fn two_servers_under_mixed_load_neither_deadlock_nor_lose_count() {
     let counted = database.count("SELECT coalesce(sum(messages), 0)::bigint FROM queue_totals");
     let by_sender = database.count("SELECT coalesce(sum(messages), 0)::bigint FROM sender_totals");
     assert_eq!((counted, by_sender), (left, left));
+}
+
+/// What a server heard through [`Store::watch_arrivals`].
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    Arrived(UserId),
+    LookAgain,
+}
+
+struct Recorder(std::sync::Mutex<std::sync::mpsc::Sender<Heard>>);
+
+impl Arrivals for Recorder {
+    fn arrived(&self, user: UserId) {
+        let _ = self.0.lock().unwrap().send(Heard::Arrived(user));
+    }
+
+    fn look_again(&self) {
+        let _ = self.0.lock().unwrap().send(Heard::LookAgain);
+    }
+}
+
+#[test]
+fn a_server_hears_of_the_messages_other_servers_queue_and_not_of_its_own() {
+    let database = database!("a_server_hears_of_other_servers_sends");
+    let (here, there) = (database.open(), Arc::new(database.open()));
+    let (alice, bob, carol) = (
+        user(&here, "Alice"),
+        user(&here, "Bob"),
+        user(&here, "Carol"),
+    );
+    let (sender, heard) = std::sync::mpsc::channel();
+    let recheck = here.watch_arrivals(Arc::new(Recorder(sender.into())));
+    assert_eq!(recheck, Some(arrivals::RECHECK_EVERY));
+    let wait = || heard.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Listening: whatever came before it is looked for again.
+    assert_eq!(wait(), Heard::LookAgain);
+
+    // Hints come in commit order: had this server heard its own send to
+    // Bob, that would come first.
+    here.enqueue(bob.id, alice.id, vec![1; 10], ROOMY).unwrap();
+    there
+        .enqueue(carol.id, alice.id, vec![1; 10], ROOMY)
+        .unwrap();
+    assert_eq!(wait(), Heard::Arrived(carol.id));
+    // A group commit through the writer is heard the same way.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(Arc::clone(&there).enqueue_for("bob".into(), alice.id, vec![2; 10], ROOMY))
+        .unwrap();
+    assert_eq!(wait(), Heard::Arrived(bob.id));
+}
+
+#[test]
+fn a_single_logout_is_journalled_for_the_other_servers() {
+    let database = database!("a_single_logout_is_journalled");
+    let (here, there) = (database.open(), database.open());
+    let alice = user(&here, "Alice");
+    let now = unix_now();
+    for token in [[1; 32], [2; 32]] {
+        there
+            .create_session(alice.id, b"Alice", &token, now + 100, now)
+            .unwrap()
+            .unwrap();
+    }
+    let start = there.revocations_after(0).unwrap().last;
+    assert!(here.delete_session(&[1; 32]).unwrap());
+    assert!(!here.delete_session(&[1; 32]).unwrap(), "ended already");
+    let seen = there.revocations_after(start).unwrap();
+    assert_eq!(
+        seen.sessions,
+        [EndedSession {
+            user: alice.id,
+            token_hash: [1; 32],
+            expires_at: now + 100,
+        }]
+    );
+    assert!(seen.users.is_empty(), "one session, not all");
+    // The server that ended it knows already.
+    assert_eq!(here.revocations_after(start).unwrap().sessions, []);
+}
+
+#[test]
+fn every_server_gets_the_first_certificate_kept() {
+    let database = database!("every_server_gets_the_first_certificate");
+    let (here, there) = (database.open(), database.open());
+    assert!(here.kept_certificate().unwrap().is_none());
+    let first = crate::server::tls::generate().unwrap();
+    let second = crate::server::tls::generate().unwrap();
+    let kept = here.keep_certificate(&first).unwrap();
+    assert_eq!(kept.cert_pem, first.cert_pem);
+    // A server that made one at the same moment gets the one kept.
+    let kept = there.keep_certificate(&second).unwrap();
+    assert_eq!(kept.cert_pem, first.cert_pem);
+    assert_eq!(*kept.key_pem, *first.key_pem);
+    let found = there.kept_certificate().unwrap().unwrap();
+    assert_eq!(found.cert_pem, first.cert_pem);
+    crate::server::tls::from_self_signed(&found).expect("a usable certificate");
 }

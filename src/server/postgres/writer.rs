@@ -30,9 +30,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::IsolationLevel;
 use tracing::{debug, error, warn};
 
+use super::arrivals;
 use super::queries::{self, sql_int};
 use super::{is_retryable, pool_error};
-use crate::server::store::{Enqueued, Quota, StoreError, Usage, User, UserId};
+use crate::server::metrics::BatchSizes;
+use crate::server::store::{Enqueued, Origin, Quota, StoreError, Usage, User, UserId};
 use crate::wire::protocol::{canonical_name, unix_now};
 
 /// Most sends committed together; the rest wait for the next batch.
@@ -72,11 +74,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Start the task on the current runtime.
-    pub(super) fn start(pool: Pool) -> Self {
+    /// Start the task on the current runtime; it records the size of each
+    /// batch in `batches`.
+    /// `origin` names this process in the hints that tell other servers of
+    /// the messages queued.
+    pub(super) fn start(pool: Pool, batches: Option<BatchSizes>, origin: Origin) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(pool, queue, Arc::clone(&commits)));
+        tokio::spawn(run(pool, queue, Arc::clone(&commits), batches, origin));
         Self {
             jobs,
             #[cfg(test)]
@@ -121,7 +126,13 @@ impl Writer {
 }
 
 /// The task: batch, commit, answer, until every [`Writer`] is gone.
-async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>, commits: Arc<AtomicU64>) {
+async fn run(
+    pool: Pool,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    commits: Arc<AtomicU64>,
+    batches: Option<BatchSizes>,
+    origin: Origin,
+) {
     let mut writes = 0u64;
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -129,12 +140,15 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>, commits: Arc<A
             break;
         }
         writes += batch.len() as u64;
+        if let Some(batches) = &batches {
+            batches.record(batch.len());
+        }
         // A task of its own, so that a panic loses this batch alone: its
         // callers find their reply channels closed and the writer goes on.
         let pool = pool.clone();
         let commits = Arc::clone(&commits);
         let committed = tokio::spawn(async move {
-            let outcome = commit_with_retries(&pool, &batch).await;
+            let outcome = commit_with_retries(&pool, &batch, &origin).await;
             answer(batch, outcome, &commits);
         })
         .await;
@@ -171,10 +185,14 @@ fn answer(batch: Vec<Job>, outcome: Result<Vec<Outcome>, StoreError>, commits: &
 
 /// Run the batch until it commits or fails for a reason other than a
 /// conflict with another transaction.
-async fn commit_with_retries(pool: &Pool, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+async fn commit_with_retries(
+    pool: &Pool,
+    batch: &[Job],
+    origin: &Origin,
+) -> Result<Vec<Outcome>, StoreError> {
     let mut attempt = 1;
     loop {
-        match commit_batch(pool, batch).await {
+        match commit_batch(pool, batch, origin).await {
             Err(error) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
                 warn!(%error, attempt, "group commit conflicted; running it again");
                 tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
@@ -189,8 +207,13 @@ async fn commit_with_retries(pool: &Pool, batch: &[Job]) -> Result<Vec<Outcome>,
 /// on the running totals and the accepted ones are inserted by one
 /// statement; should that fail (a sender deleted meanwhile, say), the
 /// sends are run again one by one, each in its own savepoint, so that only
-/// the failing one fails.
-async fn commit_batch(pool: &Pool, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+/// the failing one fails. The other servers hear of the recipients when
+/// it commits (`origin` names this one).
+async fn commit_batch(
+    pool: &Pool,
+    batch: &[Job],
+    origin: &Origin,
+) -> Result<Vec<Outcome>, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let mut tx = client
         .build_transaction()
@@ -237,6 +260,16 @@ async fn commit_batch(pool: &Pool, batch: &[Job]) -> Result<Vec<Outcome>, StoreE
             one_by_one(&mut tx, batch, &accounts, totals).await?
         }
     };
+    let mut queued_for: Vec<UserId> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Ok(Some((user, Enqueued::Queued(_)))) => Some(user.id),
+            _ => None,
+        })
+        .collect();
+    queued_for.sort_unstable();
+    queued_for.dedup();
+    arrivals::announce(&tx, origin, &queued_for).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

@@ -563,6 +563,7 @@ pub(super) fn revocations_after(
     let mut revocations = Revocations {
         last: after,
         users: Vec::new(),
+        sessions: Vec::new(),
     };
     while let Some(row) = rows.next()? {
         revocations.last = row.get(0)?;

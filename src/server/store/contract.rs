@@ -42,7 +42,7 @@ fn postgres(test: &str) -> Option<Backend> {
     Some(Backend {
         store: Arc::new(database.open()),
         another: Box::new(move || {
-            Arc::new(crate::server::postgres::PgStore::open_config(config.clone()).unwrap())
+            Arc::new(crate::server::postgres::PgStore::open_config(config.clone(), None).unwrap())
         }),
         _home: Box::new(database),
     })

@@ -387,6 +387,10 @@ fn failures() -> Vec<Failure> {
                 reason: s("it holds no PEM private key"),
             },
         },
+        Failure::OpenSharedStore(StoreError::Setup(s(
+            "cannot reach PostgreSQL at msgr@db.example.org:5432/msgr: connection refused",
+        ))),
+        Failure::SharedTls(TlsError::Stored(s("it holds no PEM private key"))),
         Failure::Resolve {
             host: s("msgr.example.org"),
             source: io::Error::other(
@@ -448,6 +452,8 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::StoreFailed { .. } => "StoreFailed",
         Failure::OperatorTls(_) => "OperatorTls",
         Failure::SelfSignedTls { .. } => "SelfSignedTls",
+        Failure::OpenSharedStore(_) => "OpenSharedStore",
+        Failure::SharedTls(_) => "SharedTls",
         Failure::Resolve { .. } => "Resolve",
         Failure::Listen { .. } => "Listen",
         Failure::MetricsListen { .. } => "MetricsListen",

@@ -1,0 +1,124 @@
+//! Wake-ups across servers. A batch of sends tells PostgreSQL, inside its
+//! transaction, whom it queued for (`NOTIFY`, delivered only once the
+//! transaction commits); each server listens on one connection of its own,
+//! outside the pool, and wakes the reads waiting for those recipients.
+//! Notifications are only hints: those sent while a listener reconnects
+//! are lost, so after every (re)connection the listener has every waiting
+//! read look again, and waiting reads also look again now and then
+//! ([`RECHECK_EVERY`]) in case a connection died without a word.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Config, NoTls, Notification};
+use tracing::{debug, info, warn};
+
+use crate::server::store::{Arrivals, Origin, StoreError, UserId};
+use crate::wire::protocol::hex;
+
+/// The channel the hints go on.
+const CHANNEL: &str = "msgr_arrivals";
+
+/// How often a waiting read looks again without a hint.
+pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// First pause before connecting the listener again, doubled up to
+/// [`MAX_RECONNECT_PAUSE`].
+const FIRST_RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Longest pause before connecting the listener again.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
+/// Tell the listeners that `recipients` have new messages; call it in the
+/// transaction that queued them. `origin` lets the sending server skip its
+/// own hints (it has woken its readers itself).
+pub(super) async fn announce(
+    client: &impl GenericClient,
+    origin: &Origin,
+    recipients: &[UserId],
+) -> Result<(), StoreError> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let prefix = format!("{}:", hex(origin));
+    super::queries::execute(
+        client,
+        "SELECT pg_notify($1, $2 || r::text) FROM unnest($3::bigint[]) AS r",
+        &[&CHANNEL, &prefix, &recipients],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Listen for other servers' hints on the current runtime until it shuts
+/// down, passing them to `arrivals`; connects again, with growing pauses,
+/// whenever the connection is lost.
+pub(super) fn listen(config: Config, origin: Origin, arrivals: Arc<dyn Arrivals>) {
+    tokio::spawn(async move {
+        let mut pause = FIRST_RECONNECT_PAUSE;
+        loop {
+            let connected = || {
+                pause = FIRST_RECONNECT_PAUSE;
+                // Whatever was stored while not listening went unheard.
+                arrivals.look_again();
+            };
+            match listen_once(&config, &origin, arrivals.as_ref(), connected).await {
+                Ok(()) => info!("the database closed the connection hints arrive on; reconnecting"),
+                Err(error) => warn!(
+                    error = %super::postgres_error_text(&error),
+                    "no connection for hints of messages from other servers; reconnecting"
+                ),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+        }
+    });
+}
+
+/// One connection's worth of listening: until it ends.
+async fn listen_once(
+    config: &Config,
+    origin: &Origin,
+    arrivals: &dyn Arrivals,
+    connected: impl FnOnce(),
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (hints, mut received) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(hint))) => {
+                    if hints.send(hint).is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    debug!("listening for hints of messages from other servers");
+    connected();
+    let own = format!("{}:", hex(origin));
+    while let Some(hint) = received.recv().await {
+        if let Some(user) = recipient(&hint, &own) {
+            arrivals.arrived(user);
+        }
+    }
+    drop(client);
+    driver.await.unwrap_or(Ok(()))
+}
+
+/// The recipient a hint names, unless it came from this server (`own`
+/// prefix) or is not one of ours.
+fn recipient(hint: &Notification, own: &str) -> Option<UserId> {
+    let payload = hint.payload();
+    if payload.starts_with(own) {
+        return None;
+    }
+    payload.rsplit_once(':')?.1.parse().ok()
+}
