@@ -4,8 +4,9 @@
 //! session may be a stolen token, or one its owner revoked. A connection
 //! remembers the count of endings when it authenticated; while the count
 //! has not moved, the check is one atomic load. This covers the
-//! connections of one server process; servers sharing a database learn of
-//! one another's endings only when a connection authenticates again.
+//! connections of one server process; servers sharing a database record
+//! here what the others ended, read from the database's journal within a
+//! second (`follow_revocations` in the server).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
