@@ -12,6 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::output::color_enabled;
 
+/// What the PostgreSQL driver may log, whatever the level asked for.
+const QUIET_DRIVER: &str = "tokio_postgres=info";
+
 /// The levels from quietest to loudest.
 const LEVELS: [LevelFilter; 5] = [
     LevelFilter::ERROR,
@@ -42,6 +45,9 @@ pub fn init(serving: Option<LogFormat>, verbose: u8, quiet: bool) {
     } else {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default.to_string()))
     };
+    // The PostgreSQL driver logs every statement with its parameters at
+    // debug level: session token hashes, envelopes, the certificate's key.
+    let filter = filter.add_directive(QUIET_DRIVER.parse().expect("a valid directive"));
     let stderr = std::io::stderr();
     let ansi = color_enabled(&stderr);
     let logger = tracing_subscriber::fmt()

@@ -37,8 +37,8 @@ mod queries;
 mod schema;
 mod writer;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[doc(hidden)]
+pub mod testing;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The server spoken to frame by frame: the request flow, pipelining, and
 //! the server run in-process with a clock the tests move; `msgr serve`
 //! starting up (`startup`), renewing its certificate on SIGHUP
-//! (`reload`), and serving metrics and its health (`metrics`).
+//! (`reload`), and serving metrics and its health (`metrics`); several
+//! servers on one PostgreSQL database (`several`).
 
 mod admin;
 mod frames;
@@ -9,5 +10,6 @@ mod in_process;
 mod metrics;
 mod pipelining;
 mod reload;
+mod several;
 mod startup;
 mod systemd;

@@ -1,4 +1,6 @@
-//! Throwaway PostgreSQL databases for tests. The server comes from
+//! Throwaway PostgreSQL databases for tests, the crate's own and the
+//! integration tests (which is why this is public, and hidden from the
+//! documentation). The server comes from
 //! `MSGR_TEST_DATABASE_URL` (one where the user may `CREATE DATABASE`);
 //! each test makes its own database and drops it afterwards, so tests run
 //! in parallel. Without the variable a test says on stderr that it was
@@ -13,14 +15,14 @@ use tokio_postgres::{Config, NoTls};
 use super::PgStore;
 
 /// The server tests make their databases on.
-pub(crate) const URL_VARIABLE: &str = "MSGR_TEST_DATABASE_URL";
+pub const URL_VARIABLE: &str = "MSGR_TEST_DATABASE_URL";
 
 /// Set to `1` to fail, not skip, when there is no server.
-pub(crate) const REQUIRE_VARIABLE: &str = "MSGR_REQUIRE_POSTGRES";
+pub const REQUIRE_VARIABLE: &str = "MSGR_REQUIRE_POSTGRES";
 
 /// A database made for one test, dropped (with any connection still
 /// open to it) when this is.
-pub(crate) struct TestDatabase {
+pub struct TestDatabase {
     /// The server as given, connected to its maintenance database.
     server: Config,
     /// The server URL as given.
@@ -32,7 +34,7 @@ pub(crate) struct TestDatabase {
 impl TestDatabase {
     /// A new database for the test `test`, or `None` (having said so)
     /// when no server is configured and none is required.
-    pub(crate) fn create(test: &str) -> Option<Self> {
+    pub fn create(test: &str) -> Option<Self> {
         let url = match std::env::var(URL_VARIABLE) {
             Ok(url) if !url.is_empty() => url,
             _ => {
@@ -57,14 +59,14 @@ impl TestDatabase {
     }
 
     /// Connection settings for this test's database.
-    pub(crate) fn config(&self) -> Config {
+    pub fn config(&self) -> Config {
         let mut config = self.server.clone();
         config.dbname(&self.name);
         config
     }
 
     /// A URL for this test's database, spelled with `scheme`.
-    pub(crate) fn url(&self, scheme: &str) -> String {
+    pub fn url(&self, scheme: &str) -> String {
         let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
         let (authority, query) = match rest.split_once('/') {
             Some((authority, path)) => (authority, path.split_once('?').map(|(_, q)| q)),
@@ -75,17 +77,17 @@ impl TestDatabase {
     }
 
     /// A store on this test's database.
-    pub(crate) fn open(&self) -> PgStore {
+    pub fn open(&self) -> PgStore {
         PgStore::open_config(self.config(), None).expect("open the test database")
     }
 
     /// Run `sql` (constant test SQL) on this test's database.
-    pub(crate) fn execute(&self, sql: &str) {
+    pub fn execute(&self, sql: &str) {
         run_on(&self.config(), sql);
     }
 
     /// The first column of the one row `sql` returns, as a number.
-    pub(crate) fn count(&self, sql: &str) -> i64 {
+    pub fn count(&self, sql: &str) -> i64 {
         let config = self.config();
         block_on(async move {
             let (client, connection) = config.connect(NoTls).await.expect("connect");

@@ -1,22 +1,62 @@
 //! Shared helpers for the tests: a real `msgr serve` on a free loopback
-//! port with its own data dir, and a command builder that runs the real
-//! client with its own config dir and nothing from the environment; the
-//! raw protocol client (`raw`), the malicious-server proxy (`mitm`) and the
-//! client-side helpers (`client`) are submodules.
+//! port with its own data dir — or, with `MSGR_TEST_BACKEND=postgres`, its
+//! own PostgreSQL database (see [`sqlite_only`]) — and a command builder
+//! that runs the real client with its own config dir and nothing from the
+//! environment; the raw protocol client (`raw`), the malicious-server
+//! proxy (`mitm`), the client-side helpers (`client`) and servers sharing
+//! one database behind a load balancer (`cluster`) are submodules.
 
 pub mod client;
+pub mod cluster;
 pub mod mitm;
 pub mod raw;
 pub mod snapshot;
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use tempfile::TempDir;
+
+pub use msgr::server::postgres::testing::TestDatabase;
+
+/// Set to `postgres` to run every test server on a PostgreSQL database of
+/// its own (made on the server of `MSGR_TEST_DATABASE_URL`) instead of
+/// SQLite, but for the tests that call [`sqlite_only`].
+const BACKEND_VARIABLE: &str = "MSGR_TEST_BACKEND";
+
+thread_local! {
+    /// Whether this test's servers must use SQLite whatever the backend.
+    static SQLITE_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This test's servers use SQLite whatever [`BACKEND_VARIABLE`] says: it
+/// looks at the data directory or opens the SQLite file.
+pub fn sqlite_only() {
+    SQLITE_ONLY.set(true);
+}
+
+/// A PostgreSQL database for a new test server, if the servers of this
+/// test run on PostgreSQL.
+fn backend_database() -> Option<Arc<TestDatabase>> {
+    let backend = std::env::var(BACKEND_VARIABLE).unwrap_or_default();
+    if SQLITE_ONLY.get() || backend.is_empty() || backend == "sqlite" {
+        return None;
+    }
+    assert_eq!(
+        backend, "postgres",
+        "{BACKEND_VARIABLE} is sqlite or postgres"
+    );
+    let test = std::thread::current().name().unwrap_or("server").to_owned();
+    let database = TestDatabase::create(&test)
+        .unwrap_or_else(|| panic!("{BACKEND_VARIABLE}=postgres needs MSGR_TEST_DATABASE_URL"));
+    Some(Arc::new(database))
+}
 
 /// A running `msgr serve`, killed when dropped.
 pub struct Server {
@@ -30,8 +70,13 @@ pub struct Server {
     pub port: u16,
     /// The certificate fingerprint the server printed.
     pub fingerprint: String,
-    /// The data dir (database and certificate).
+    /// The data dir (database and certificate), unless it runs on
+    /// [`Server::database`]; its log goes beside it either way.
     pub data_dir: PathBuf,
+    /// The PostgreSQL database it runs on, if not on SQLite.
+    pub database: Option<Arc<TestDatabase>>,
+    /// The `serve` arguments it was started with after the port.
+    args: Vec<OsString>,
     /// Where the server's stderr (its log) goes.
     pub log: PathBuf,
 }
@@ -70,13 +115,49 @@ impl Server {
         extra: &[&str],
         log_filter: &str,
     ) -> (Self, Vec<String>) {
-        std::fs::create_dir_all(data_dir).unwrap();
+        let mut args: Vec<OsString> = vec!["--bind".into(), bind.into()];
+        let database = backend_database();
+        match &database {
+            Some(database) => args.extend(["--database".into(), database.url("postgresql").into()]),
+            None => args.extend(["--data-dir".into(), data_dir.into()]),
+        }
+        args.extend(extra.iter().map(OsString::from));
+        Self::spawn(data_dir, database, port, args, log_filter)
+    }
+
+    /// Start a server on `database`, which other servers may share, with
+    /// its log beside `log_dir`.
+    pub fn start_shared(log_dir: &Path, database: &Arc<TestDatabase>, extra: &[&str]) -> Self {
+        let mut args: Vec<OsString> = ["--bind", "127.0.0.1", "--database"]
+            .map(OsString::from)
+            .into();
+        args.push(database.url("postgresql").into());
+        args.extend(extra.iter().map(OsString::from));
+        Self::spawn(log_dir, Some(Arc::clone(database)), 0, args, "debug").0
+    }
+
+    /// Start this server again, as it was started, on the port it had
+    /// (after it stopped).
+    pub fn start_again(&self) -> Self {
+        let (database, args) = (self.database.clone(), self.args.clone());
+        Self::spawn(&self.data_dir, database, self.port, args, "debug").0
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        database: Option<Arc<TestDatabase>>,
+        port: u16,
+        args: Vec<OsString>,
+        log_filter: &str,
+    ) -> (Self, Vec<String>) {
+        if database.is_none() {
+            std::fs::create_dir_all(data_dir).unwrap();
+        }
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = msgr_std()
-            .args(["serve", &port.to_string(), "--bind", bind, "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+            .args(["serve", &port.to_string()])
+            .args(&args)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -107,6 +188,8 @@ impl Server {
             port,
             fingerprint,
             data_dir: data_dir.to_owned(),
+            database,
+            args,
             log,
         };
         (server, addrs)
@@ -154,9 +237,13 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Open the server's database directly (as an attacker with disk
-    /// access would).
+    /// Open the server's SQLite database directly (as an attacker with
+    /// disk access would).
     pub fn database(&self) -> rusqlite::Connection {
+        assert!(
+            self.database.is_none(),
+            "this test opens the SQLite file: call common::sqlite_only() first"
+        );
         let db = rusqlite::Connection::open(self.data_dir.join("msgr.db")).unwrap();
         db.busy_timeout(Duration::from_secs(5)).unwrap();
         db
@@ -223,12 +310,16 @@ impl World {
     pub fn restart(&mut self) {
         let status = self.server.signal_and_wait("TERM");
         assert!(status.success(), "server exited with {status}");
-        self.server = Server::start_with(&self.server.data_dir.clone(), self.server.port, &[]);
+        self.server = self.server.start_again();
     }
 
     /// Stop the server and start it again with its certificate but none
     /// of its data, as after a restore from nothing.
     pub fn lose_server_data(&mut self) {
+        assert!(
+            self.server.database.is_none(),
+            "this test deletes the data directory: call common::sqlite_only() first"
+        );
         let status = self.server.signal_and_wait("TERM");
         assert!(status.success(), "server exited with {status}");
         let data_dir = self.server.data_dir.clone();
@@ -286,8 +377,13 @@ impl World {
     /// The same command as [`World::msgr`] as a plain process, for tests
     /// that run it in the background, feed or starve its pipes, or kill it.
     pub fn msgr_process(&self, user: &str) -> Command {
+        self.msgr_process_at(user, self.server.port)
+    }
+
+    /// [`World::msgr_process`] talking to `localhost:PORT`.
+    pub fn msgr_process_at(&self, user: &str, port: u16) -> Command {
         let mut command = msgr_std();
-        command.args(self.account_args(user, self.server.port));
+        command.args(self.account_args(user, port));
         command
     }
 
@@ -321,10 +417,14 @@ impl World {
 
     /// Messages the server holds, counted in its database.
     pub fn queued(&self) -> i64 {
-        self.server
-            .database()
-            .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
-            .unwrap()
+        match &self.server.database {
+            Some(database) => database.count("SELECT count(*) FROM messages"),
+            None => self
+                .server
+                .database()
+                .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+                .unwrap(),
+        }
     }
 
     /// Wait (up to ten seconds) until the server holds `expected` messages:
