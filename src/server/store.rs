@@ -45,6 +45,30 @@ pub enum StoreError {
     NotCommitted(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (down, restarting, or
+    /// the connection lost): a passing condition, unlike the others.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Postgres(error) => {
+                let lost = std::error::Error::source(error)
+                    .is_some_and(|cause| cause.is::<std::io::Error>());
+                error.is_closed() || lost || error.as_db_error().is_some_and(is_shutdown)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether PostgreSQL ended the session as it shuts down or restarts
+/// (class 57, "operator intervention", such as `57P01`) or lost the
+/// connection (class 08).
+fn is_shutdown(error: &tokio_postgres::error::DbError) -> bool {
+    let class = &error.code().code()[..2];
+    class == "57" || class == "08"
+}
+
 /// A PostgreSQL error with its cause: the driver's own text names only
 /// the kind of failure ("db error"), the cause says what went wrong.
 pub(crate) fn postgres_error_text(error: &tokio_postgres::Error) -> String {

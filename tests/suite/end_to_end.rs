@@ -97,6 +97,8 @@ fn a_100_kb_body_from_stdin_arrives_intact() {
 
 #[test]
 fn messages_are_shown_once_even_when_the_server_redelivers_them() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -147,8 +149,7 @@ fn queued_messages_survive_a_restart_and_a_kill() {
     world.send("Alice", "John", "before kill");
     let status = world.server.signal_and_wait("KILL");
     assert!(!status.success());
-    let data_dir = world.server.data_dir.clone();
-    world.server = crate::common::Server::start_with(&data_dir, world.server.port, &[]);
+    world.server = world.server.start_again();
 
     let (code, stdout, stderr) = world.read("John");
     assert_eq!(code, 0, "stderr: {stderr}");
@@ -163,6 +164,8 @@ fn queued_messages_survive_a_restart_and_a_kill() {
 
 #[test]
 fn several_requests_share_the_session_and_relogin_is_automatic() {
+    // It deletes sessions in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");

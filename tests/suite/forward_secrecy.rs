@@ -45,6 +45,8 @@ fn pool(world: &World, user: &str) -> i64 {
 /// learns nothing: the one-time prekey it was sealed to is gone.
 #[test]
 fn a_keyring_copied_after_reading_cannot_open_the_message_again() {
+    // It reads and re-inserts envelopes in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -140,6 +142,8 @@ fn kept_for_john(world: &World) -> Vec<u32> {
 
 #[test]
 fn parallel_creates_each_get_their_own_one_time_prekey() {
+    // It counts prekeys in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -183,6 +187,8 @@ fn parallel_creates_each_get_their_own_one_time_prekey() {
 /// claims exactly one.
 #[test]
 fn a_sender_keeps_one_claimed_prekey_for_the_next_message() {
+    // It counts prekeys in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -207,6 +213,8 @@ fn a_sender_keeps_one_claimed_prekey_for_the_next_message() {
 
 #[test]
 fn the_pool_refills_when_it_runs_low_and_an_empty_one_falls_back() {
+    // It deletes prekeys in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -240,6 +248,8 @@ fn the_pool_refills_when_it_runs_low_and_an_empty_one_falls_back() {
 /// the server's old pool would bring: its next command replaces the pool.
 #[test]
 fn a_keyring_without_its_prekeys_replaces_the_servers_pool() {
+    // It counts prekeys in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");

@@ -147,6 +147,8 @@ fn a_sender_holding_the_old_pin_follows_it_and_seals_to_the_new_key() {
 
 #[test]
 fn a_key_not_chained_to_the_pin_is_still_refused() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     for user in ["Alice", "John", "Carol"] {
         world.register(user);
@@ -366,6 +368,8 @@ fn the_server_checks_every_part_of_a_rotation() {
 /// are made anew, not the stolen ones signed again.
 #[test]
 fn a_rotation_ends_a_stolen_session_and_publishes_fresh_prekeys() {
+    // It reads prekeys from the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.msgr("Alice").arg("login").assert().success();
@@ -415,6 +419,8 @@ fn a_first_contact_after_a_rotation_opens_what_was_signed_before() {
 /// stays queued, with the changed key reported, until the chain is served.
 #[test]
 fn a_message_from_a_key_the_reader_cannot_check_yet_stays_queued() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");

@@ -31,7 +31,8 @@ fn a_changed_server_certificate_is_refused_with_both_fingerprints() {
 #[test]
 fn ca_cert_option_trusts_the_given_certificate_without_pinning() {
     let world = World::new();
-    let cert = world.server.data_dir.join("cert.pem");
+    let cert = world.dir.path().join("server.pem");
+    std::fs::write(&cert, world.server.certificate_pem().0).unwrap();
     world
         .msgr("Alice")
         .arg("--ca-cert")
@@ -50,10 +51,12 @@ fn ca_cert_option_trusts_the_given_certificate_without_pinning() {
     // A certificate that is not the server's is a TLS failure.
     let other = tempfile::tempdir().unwrap();
     let other_server = Server::start(other.path());
+    let other_cert = other.path().join("other.pem");
+    std::fs::write(&other_cert, other_server.certificate_pem().0).unwrap();
     world
         .msgr("Alice")
         .arg("--ca-cert")
-        .arg(other_server.data_dir.join("cert.pem"))
+        .arg(&other_cert)
         .arg("login")
         .assert()
         .code(3)
@@ -75,6 +78,8 @@ fn fingerprint_of(world: &World, user: &str, name: &str) -> String {
 
 #[test]
 fn a_changed_contact_key_is_refused_until_replaced_deliberately() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     for user in ["Alice", "John", "Carol"] {
         world.register(user);
@@ -137,6 +142,8 @@ fn a_changed_contact_key_is_refused_until_replaced_deliberately() {
 
 #[test]
 fn a_tampered_envelope_is_refused_and_never_printed() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -199,6 +206,8 @@ fn a_tampered_envelope_is_refused_and_never_printed() {
 
 #[test]
 fn a_message_moved_to_another_recipient_is_refused() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     for user in ["Alice", "John", "Carol"] {
         world.register(user);
@@ -359,6 +368,8 @@ fn a_pinned_certificate_binds_even_against_one_the_system_roots_trust() {
 
 #[test]
 fn an_account_from_before_prekeys_publishes_one_on_its_next_command() {
+    // It deletes prekeys in the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::server::metrics::Metrics;
 use crate::server::store::Prekeys;
@@ -61,9 +61,22 @@ impl Refusal {
     }
 }
 
+/// Seconds a client is told to wait while the database cannot be reached.
+const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 impl From<StoreError> for Refusal {
     fn from(error: StoreError) -> Self {
-        Self::internal(&error)
+        if !error.is_unavailable() {
+            return Self::internal(&error);
+        }
+        warn!(%error, "request refused: the database cannot be reached");
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(
+                ErrorCode::Busy,
+                "the server cannot reach its database now and did nothing",
+            )
+        }
     }
 }
 

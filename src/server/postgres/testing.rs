@@ -50,12 +50,21 @@ impl TestDatabase {
                 return None;
             }
         };
-        let server = Config::from_str(&url)
-            .unwrap_or_else(|error| panic!("{URL_VARIABLE} is not a PostgreSQL URL: {error}"));
+        Some(Self::create_on(&url, test))
+    }
+
+    /// A new database for the test `test` on the server at `url`.
+    pub fn create_on(url: &str, test: &str) -> Self {
+        let server = Config::from_str(url)
+            .unwrap_or_else(|error| panic!("{url:?} is not a PostgreSQL URL: {error}"));
         let name = unique_name(test);
         // Built from [a-z0-9_] only, so it is safe to splice.
         run_on(&server, &format!("CREATE DATABASE \"{name}\""));
-        Some(Self { server, url, name })
+        Self {
+            server,
+            url: url.to_owned(),
+            name,
+        }
     }
 
     /// Connection settings for this test's database.
@@ -84,6 +93,17 @@ impl TestDatabase {
     /// Run `sql` (constant test SQL) on this test's database.
     pub fn execute(&self, sql: &str) {
         run_on(&self.config(), sql);
+    }
+
+    /// The first column of the one row `sql` returns, as text.
+    pub fn text(&self, sql: &str) -> String {
+        let config = self.config();
+        block_on(async move {
+            let (client, connection) = config.connect(NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let row = client.query_one(sql, &[]).await.expect(sql);
+            row.get::<_, String>(0)
+        })
     }
 
     /// The first column of the one row `sql` returns, as a number.

@@ -174,10 +174,16 @@ fn answer(batch: Vec<Job>, outcome: Result<Vec<Outcome>, StoreError>, commits: &
         }
         Err(failure) => {
             error!(error = %failure, writes = batch.len(), "group commit failed");
+            // A database out of reach is told apart, so that clients hear
+            // to try again shortly.
+            let unavailable = failure.is_unavailable();
             for job in batch {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::NotCommitted(failure.to_string())));
+                let text = failure.to_string();
+                let error = match unavailable {
+                    true => StoreError::Unavailable(text),
+                    false => StoreError::NotCommitted(text),
+                };
+                let _ = job.reply.send(Err(error));
             }
         }
     }

@@ -116,13 +116,7 @@ fn logout_ends_the_session_locally_and_on_the_server() {
     let world = World::new();
     world.register("Alice");
     world.msgr("Alice").arg("login").assert().success();
-    let sessions = || -> i64 {
-        world
-            .server
-            .database()
-            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-            .unwrap()
-    };
+    let sessions = || world.server.count("SELECT count(*) FROM sessions");
     assert_eq!(sessions(), 1);
     let session_file = world.account_dir("Alice").join("session.toml");
     assert!(session_file.exists());
@@ -175,11 +169,7 @@ fn logout_all_ends_every_session_of_the_account() {
             "Ended every session of Alice on localhost:{}\n",
             world.server.port
         ));
-    let sessions: i64 = world
-        .server
-        .database()
-        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-        .unwrap();
+    let sessions = world.server.count("SELECT count(*) FROM sessions");
     assert_eq!(sessions, 0);
     let mut elsewhere = crate::common::raw::Client::greeted(&world.server);
     assert_eq!(

@@ -117,11 +117,7 @@ fn relative_paths_in_the_file_are_relative_to_the_config_dir() {
     let world = World::new();
     let config = world.config_dir("Alice");
     std::fs::create_dir_all(&config).unwrap();
-    std::fs::copy(
-        world.server.data_dir.join("cert.pem"),
-        config.join("server.pem"),
-    )
-    .unwrap();
+    std::fs::write(config.join("server.pem"), world.server.certificate_pem().0).unwrap();
     std::fs::write(
         config.join("config.toml"),
         format!(

@@ -133,6 +133,8 @@ fn status_6_changed_server_certificate() {
 
 #[test]
 fn status_6_message_failing_verification() {
+    // It tampers with the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");

@@ -8,6 +8,8 @@ use predicates::prelude::*;
 
 #[test]
 fn each_recipient_gets_their_own_envelope() {
+    // It reads the envelopes from the SQLite file.
+    crate::common::sqlite_only();
     let world = World::new();
     for user in ["Alice", "John", "Carol"] {
         world.register(user);

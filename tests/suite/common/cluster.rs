@@ -139,7 +139,11 @@ impl Cluster {
     /// Two servers on a new database, or `None` (having said so) when the
     /// tests have no PostgreSQL and none is required.
     pub fn start(test: &str) -> Option<Self> {
-        let database = Arc::new(TestDatabase::create(test)?);
+        Some(Self::on(Arc::new(TestDatabase::create(test)?)))
+    }
+
+    /// Two servers on `database`.
+    pub fn on(database: Arc<TestDatabase>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Every client comes from the balancer's address: the per-address
         // rate limits would count them all as one.
@@ -152,11 +156,11 @@ impl Cluster {
         let first = Server::start_shared(&dir.path().join("first"), &database, &roomy);
         let second = Server::start_shared(&dir.path().join("second"), &database, &roomy);
         let balancer = Balancer::start(&[first.port, second.port]);
-        Some(Self {
+        Self {
             world: World { dir, server: first },
             second,
             balancer,
-        })
+        }
     }
 
     /// The server `index` (0 or 1).

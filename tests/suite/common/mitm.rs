@@ -66,11 +66,11 @@ impl Mitm {
 
 /// The real server's certificate and key, as the operator holds them.
 fn server_config(server: &Server) -> Arc<ServerConfig> {
-    let chain = CertificateDer::pem_file_iter(server.data_dir.join("cert.pem"))
-        .unwrap()
+    let (cert, key) = server.certificate_pem();
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = PrivateKeyDer::from_pem_file(server.data_dir.join("key.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

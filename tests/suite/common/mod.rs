@@ -201,6 +201,11 @@ impl Server {
         read_line(&mut self.stdout, &self.log)
     }
 
+    /// Whether the server is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -229,6 +234,33 @@ impl Server {
                 "server did not exit after {signal}"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The self-signed certificate and key it presents, as PEM, from
+    /// wherever it keeps them (as its operator could read them).
+    pub fn certificate_pem(&self) -> (String, String) {
+        match &self.database {
+            Some(database) => (
+                database.text("SELECT cert_pem FROM server_certificate"),
+                database.text("SELECT key_pem FROM server_certificate"),
+            ),
+            None => {
+                let read = |file| std::fs::read_to_string(self.data_dir.join(file)).unwrap();
+                (read("cert.pem"), read("key.pem"))
+            }
+        }
+    }
+
+    /// The number `sql` (a `SELECT count(*)` both databases understand)
+    /// counts in the server's database.
+    pub fn count(&self, sql: &str) -> i64 {
+        match &self.database {
+            Some(database) => database.count(sql),
+            None => self
+                .database()
+                .query_row(sql, [], |row| row.get(0))
+                .unwrap(),
         }
     }
 
@@ -417,14 +449,7 @@ impl World {
 
     /// Messages the server holds, counted in its database.
     pub fn queued(&self) -> i64 {
-        match &self.server.database {
-            Some(database) => database.count("SELECT count(*) FROM messages"),
-            None => self
-                .server
-                .database()
-                .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
-                .unwrap(),
-        }
+        self.server.count("SELECT count(*) FROM messages")
     }
 
     /// Wait (up to ten seconds) until the server holds `expected` messages:

@@ -225,12 +225,7 @@ fn only_a_signed_login_makes_a_session() {
         signature: msgr::wire::protocol::Base64Bytes(vec![0; 384]),
     };
     assert_eq!(error_code(&client.request(&wrong)), ErrorCode::AuthFailed);
-    let sessions = || -> i64 {
-        server
-            .database()
-            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
-            .unwrap()
-    };
+    let sessions = || server.count("SELECT count(*) FROM sessions");
     assert_eq!(sessions(), 0);
     client.log_in("Alice", &keys()[0]);
     assert_eq!(sessions(), 1);

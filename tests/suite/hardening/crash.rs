@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::World;
 use crate::common::raw::Client;
-use crate::common::{Server, World};
 
 /// Server flags that keep the rate limits out of the way of the crowd.
 const ROOMY: &[&str] = &[
@@ -133,7 +133,6 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
     for user in senders.iter().chain(&["John"]) {
         world.register(user);
     }
-    let (port, data_dir) = (world.server.port, world.server.data_dir.clone());
     let load = Load {
         world: &world,
         succeeded: Mutex::default(),
@@ -157,7 +156,7 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
                 load.successes() >= before + burst
             });
             kill_9(pid);
-            let server = Server::start_with(&data_dir, port, ROOMY);
+            let server = load.world.server.start_again();
             pid = server.pid();
             restarted = Some(server);
         }

@@ -49,6 +49,8 @@ fn limits_out_of_range_stop_the_server_before_it_starts() {
 
 #[test]
 fn the_data_dir_and_database_are_made_private() {
+    // It checks the data directory's modes.
+    crate::common::sqlite_only();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("server");
     std::fs::create_dir(&data_dir).unwrap();
@@ -289,6 +291,8 @@ fn anonymous_lookups_are_rate_limited_and_bad_names_cost_nothing() {
 /// and says so, rather than fill the disk.
 #[test]
 fn sends_stop_before_the_disk_fills() {
+    // The free-space reserve is the data volume's.
+    crate::common::sqlite_only();
     // A reserve of 1 EiB: more than any disk here has free.
     let world = World::with_server_args(&["--min-free-disk", "1152921504606846976"]);
     world.register("Alice");

@@ -30,7 +30,7 @@ use predicates::prelude::*;
 pub(super) fn certificate_digest(world: &World) -> signing::CertificateDigest {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let cert = CertificateDer::from_pem_file(world.server.data_dir.join("cert.pem")).unwrap();
+    let cert = CertificateDer::from_pem_slice(world.server.certificate_pem().0.as_bytes()).unwrap();
     sha256(cert.as_ref())
 }
 

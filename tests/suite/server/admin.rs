@@ -33,6 +33,8 @@ fn fingerprint_of(world: &World, user: &str) -> String {
 
 #[test]
 fn users_and_stats_show_what_the_store_holds() {
+    // `msgr admin` works on the data directory.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -61,6 +63,8 @@ fn users_and_stats_show_what_the_store_holds() {
 
 #[test]
 fn revoked_sessions_stop_the_connections_acting_with_them() {
+    // `msgr admin` works on the data directory.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.msgr("Alice").arg("login").assert().success();
@@ -104,6 +108,8 @@ fn revoked_sessions_stop_the_connections_acting_with_them() {
 
 #[test]
 fn delete_user_frees_the_name() {
+    // `msgr admin` works on the data directory.
+    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
@@ -125,6 +131,8 @@ fn delete_user_frees_the_name() {
 
 #[test]
 fn a_backup_taken_while_serving_is_served_as_it_was() {
+    // `msgr admin` works on the data directory.
+    crate::common::sqlite_only();
     let mut world = World::new();
     world.register("Alice");
     world.register("John");

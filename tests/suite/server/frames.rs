@@ -186,6 +186,8 @@ fn an_envelope_must_name_the_authenticated_sender() {
 
 #[test]
 fn sigterm_exits_cleanly_and_keeps_queued_messages() {
+    // It checks the SQLite file's integrity.
+    crate::common::sqlite_only();
     let (_dir, mut server) = start_server(&[]);
     let [alice, john, _] = keys();
     let mut idle = Client::greeted(&server);

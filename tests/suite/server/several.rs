@@ -2,14 +2,17 @@
 //! (`common::cluster`): one certificate for all, any account served by
 //! any server, a read waiting on one woken by a send through another, a
 //! logout through one honoured by the other, and a server killed under
-//! load losing nothing acknowledged. These need a PostgreSQL server
-//! (`MSGR_TEST_DATABASE_URL`) and are skipped, saying so, without one.
+//! load losing nothing acknowledged; and the servers riding out a
+//! restart of the database. These need a PostgreSQL server
+//! (`MSGR_TEST_DATABASE_URL`; for the restart, one of its own) and are
+//! skipped, saying so, without one.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::TestDatabase;
 use crate::common::client::json_lines;
 use crate::common::cluster::Cluster;
 use crate::common::raw::Client;
@@ -54,9 +57,14 @@ fn a_read_waiting_on_one_server_wakes_for_a_send_through_the_other() {
     let cluster = cluster!("a_read_waiting_wakes_across");
     cluster.register("Alice");
     cluster.register("Bob");
+    assert_a_send_wakes_a_read_waiting_on_the_other_server(&cluster, "wake up");
+}
+
+/// Bob's `read --wait` on the second server is woken by Alice's send
+/// through the first sooner than a waiting read looks again by itself.
+fn assert_a_send_wakes_a_read_waiting_on_the_other_server(cluster: &Cluster, body: &str) {
     // Bob's session and keys first, so that his waiting read only waits.
     cluster.msgr("Bob").arg("read").assert().success();
-
     cluster.balancer.prefer(1);
     let handed = cluster.balancer.handed(1);
     let reader = cluster
@@ -75,14 +83,14 @@ fn a_read_waiting_on_one_server_wakes_for_a_send_through_the_other() {
     cluster.balancer.prefer(0);
     cluster
         .msgr("Alice")
-        .args(["create", "Bob", "wake up"])
+        .args(["create", "Bob", body])
         .assert()
         .success();
     let sent = Instant::now();
     let output = reader.wait_with_output().unwrap();
     let woken = sent.elapsed();
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("wake up"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(body));
     // Without the hint, the waiting read would only look again after
     // five seconds.
     assert!(woken < Duration::from_secs(4), "woken after {woken:?}");
@@ -206,4 +214,124 @@ fn a_server_killed_under_load_loses_no_acknowledged_message() {
         assert_eq!(shown.get(body), Some(&1), "{body} shown once");
     }
     assert!(shown.values().all(|&count| count == 1), "{shown:?}");
+}
+
+/// A PostgreSQL server the test may stop and start, and the command that
+/// does so (given `stop -m fast` or `start`), from the environment; else
+/// `None`, having said why (or failed, where PostgreSQL is required).
+fn restartable_postgres() -> Option<(String, String)> {
+    const URL: &str = "MSGR_TEST_RESTARTABLE_DATABASE_URL";
+    const CTL: &str = "MSGR_TEST_POSTGRES_CTL";
+    match (std::env::var(URL), std::env::var(CTL)) {
+        (Ok(url), Ok(ctl)) if !url.is_empty() && !ctl.is_empty() => Some((url, ctl)),
+        _ => {
+            assert!(
+                std::env::var("MSGR_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "MSGR_REQUIRE_POSTGRES=1 but {URL} and {CTL} are not both set"
+            );
+            eprintln!(
+                "skipped: no PostgreSQL server this test may restart; set {URL} to one only it \
+                 uses and {CTL} to the pg_ctl command that controls it (as .ci/run does)"
+            );
+            None
+        }
+    }
+}
+
+/// Run `pg_ctl`'s `action` through the command given.
+fn postgres_ctl(ctl: &str, action: &str) {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{ctl} {action} >/dev/null"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{ctl} {action} failed");
+}
+
+/// What the clients saw while the database restarted.
+#[derive(Default)]
+struct Seen {
+    /// Bodies of the creates that exited 0.
+    sent: Vec<String>,
+    /// The stderr of each create that failed, with its exit status.
+    failed: Vec<(Option<i32>, String)>,
+}
+
+#[test]
+fn servers_ride_out_a_database_restart_and_recover_by_themselves() {
+    let Some((url, ctl)) = restartable_postgres() else {
+        return;
+    };
+    let database = TestDatabase::create_on(&url, "servers_ride_out_a_restart");
+    let mut cluster = Cluster::on(std::sync::Arc::new(database));
+    cluster.register("Alice");
+    cluster.register("Bob");
+    let seen = std::sync::Mutex::new(Seen::default());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let successes = || seen.lock().unwrap().sent.len();
+    let failures = || seen.lock().unwrap().failed.len();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let body = format!("body-{n}");
+                let output = cluster
+                    .msgr("Alice")
+                    .args(["create", "Bob", &body])
+                    .output()
+                    .unwrap();
+                let mut seen = seen.lock().unwrap();
+                match output.status.code() {
+                    Some(0) => seen.sent.push(body),
+                    code => seen
+                        .failed
+                        .push((code, String::from_utf8_lossy(&output.stderr).into_owned())),
+                }
+            }
+        });
+        wait_for("creates before the restart", &|| successes() >= 5);
+        postgres_ctl(&ctl, "stop -m fast");
+        wait_for("creates failing while it is down", &|| failures() >= 3);
+        postgres_ctl(&ctl, "start");
+        let before = successes();
+        wait_for("creates after the restart", &|| successes() >= before + 5);
+        stop.store(true, Ordering::SeqCst);
+    });
+    let seen = seen.into_inner().unwrap();
+    for (code, stderr) in &seen.failed {
+        assert_eq!(*code, Some(3), "{stderr}");
+        assert_eq!(
+            stderr,
+            "msgr: the server cannot reach its database now and did nothing; try again in a \
+             moment\n"
+        );
+    }
+    assert!(cluster.world.server.is_running() && cluster.second.is_running());
+
+    // Nothing acknowledged was lost, and the hints flow again.
+    let output = cluster
+        .msgr("Bob")
+        .args(["--json", "read"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut shown: BTreeMap<String, usize> = BTreeMap::new();
+    for message in json_lines(&output.stdout) {
+        *shown
+            .entry(message["body"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    for body in &seen.sent {
+        assert_eq!(shown.get(body), Some(&1), "{body} shown once");
+    }
+    assert_a_send_wakes_a_read_waiting_on_the_other_server(&cluster, "after the restart");
 }

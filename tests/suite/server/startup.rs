@@ -61,6 +61,8 @@ fn bind_takes_a_host_name_and_listens_on_each_of_its_addresses() {
 
 #[test]
 fn a_second_serve_on_a_data_dir_in_use_is_refused_while_the_first_serves_on() {
+    // It is about the data directory's lock.
+    crate::common::sqlite_only();
     let world = World::new();
     let data_dir = &world.server.data_dir;
     let before = listing(data_dir);
@@ -81,6 +83,8 @@ fn a_second_serve_on_a_data_dir_in_use_is_refused_while_the_first_serves_on() {
 
 #[test]
 fn after_a_kill_9_the_next_serve_takes_the_data_dir() {
+    // It is about the data directory's lock.
+    crate::common::sqlite_only();
     let mut world = World::new();
     world.register("Alice");
     world.send("Alice", "Alice", "before the kill");
