@@ -2,12 +2,19 @@
 //! concurrent clients and reports messages per second and p50/p99 latency,
 //! then checks that every acknowledged message is queued exactly once.
 //!
-//! Two modes:
+//! Three modes:
 //! - `oneshot`: a fresh TCP + TLS connection per message, as the CLI does
 //!   (connect, hello, authenticate, send);
 //! - `persistent`: one connection per client, sending pre-sealed envelopes
 //!   as fast as acknowledgements come back, with `--window` sends pipelined
-//!   per connection (like an MQTT client's in-flight window).
+//!   per connection (like an MQTT client's in-flight window);
+//! - `wake`: a reader waits (`fetch` with a wait) on the last `--server`
+//!   while a sender sends through the first, one message at a time; the
+//!   figure is the time from the send's acknowledgement to the reader's
+//!   answer (across servers sharing a database, when they differ).
+//!
+//! Given several `--server`s (servers sharing one database), the clients
+//! are spread over them in turn.
 //!
 //! It registers its own sender and recipient with random names, so it can
 //! run against any server. Envelopes are sealed once up front (a pool
@@ -38,9 +45,10 @@ use msgr::wire::signing::{self, PrekeyKind};
 /// Command-line options.
 #[derive(Debug, Parser)]
 struct Options {
-    /// Server to load, HOST:PORT (loopback only).
-    #[arg(long)]
-    server: ServerAddr,
+    /// Server to load, HOST:PORT (loopback only); repeat it for servers
+    /// sharing one database, which the clients are spread over.
+    #[arg(long, required = true)]
+    server: Vec<ServerAddr>,
     /// One connection per message, or one per client.
     #[arg(long, value_enum, default_value_t = Mode::Persistent)]
     mode: Mode,
@@ -74,6 +82,8 @@ enum Mode {
     Oneshot,
     /// One TLS connection per client for all its messages.
     Persistent,
+    /// A waiting reader woken by each send.
+    Wake,
 }
 
 /// An account the generator registered, with a live session token.
@@ -91,21 +101,29 @@ const ENVELOPE_POOL: usize = 64;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Options::parse();
     let suffix = std::process::id();
-    let sender = create_account(&options.server, &format!("load-s-{suffix}"))?;
-    let recipient = create_account(&options.server, &format!("load-r-{suffix}"))?;
+    let first = &options.server[0];
+    let sender = create_account(first, &format!("load-s-{suffix}"))?;
+    let recipient = create_account(first, &format!("load-r-{suffix}"))?;
     let pool = Arc::new(envelope_pool(&sender, &recipient, options.body_bytes)?);
+    if options.mode == Mode::Wake {
+        return wake(&options, &sender, &recipient, &pool);
+    }
     let sender = Arc::new(sender);
 
+    let servers: Vec<String> = options.server.iter().map(ToString::to_string).collect();
     eprintln!(
         "sending {} messages from {} {:?} clients to {}",
-        options.messages, options.clients, options.mode, options.server
+        options.messages,
+        options.clients,
+        options.mode,
+        servers.join(" and ")
     );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..options.clients)
-        .map(|_| {
+        .map(|client| {
             let (server, sender, pool, next) = (
-                options.server.clone(),
+                options.server[client % options.server.len()].clone(),
                 Arc::clone(&sender),
                 Arc::clone(&pool),
                 Arc::clone(&next),
@@ -124,6 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 match mode {
                     Mode::Oneshot => oneshot_worker(&job),
                     Mode::Persistent => persistent_worker(&job, usize::from(window)),
+                    Mode::Wake => unreachable!("handled above"),
                 }
             })
         })
@@ -324,7 +343,7 @@ fn report(options: &Options, elapsed: Duration, latencies: &mut [Duration]) {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     let window = match options.mode {
-        Mode::Oneshot => 1,
+        Mode::Oneshot | Mode::Wake => 1,
         Mode::Persistent => options.window,
     };
     println!(
@@ -346,7 +365,7 @@ fn verify_exactly_once(
     recipient: &Account,
     acknowledged: &[u64],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut connection = authenticated(&options.server, recipient)?;
+    let mut connection = authenticated(&options.server[0], recipient)?;
     let mut queued = Vec::with_capacity(acknowledged.len());
     let mut after = 0;
     loop {
@@ -385,5 +404,61 @@ fn verify_exactly_once(
             })?;
         }
     }
+    Ok(())
+}
+
+/// How long the reader waits for each message before giving up.
+const WAKE_WAIT_MS: u64 = 30_000;
+
+/// The reader's head start, so that its `fetch` is waiting when the send
+/// comes.
+const WAKE_HEAD_START: Duration = Duration::from_millis(20);
+
+/// `--messages` times: the reader (on the last server) waits, the sender
+/// (on the first) sends one message; reports the time from the send's
+/// acknowledgement to the reader's answer.
+fn wake(
+    options: &Options,
+    sender: &Account,
+    recipient: &Account,
+    pool: &[Vec<u8>],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (sending_to, reading_from) = (
+        &options.server[0],
+        &options.server[options.server.len() - 1],
+    );
+    eprintln!(
+        "{} messages sent through {sending_to}, each waking a reader on {reading_from}",
+        options.messages
+    );
+    let mut sending = authenticated(sending_to, sender)?;
+    let mut reading = authenticated(reading_from, recipient)?;
+    let mut latencies = Vec::with_capacity(options.messages as usize);
+    let started = Instant::now();
+    for n in 0..options.messages {
+        reading.write_request(&Request::Fetch {
+            after: 0,
+            limit: FETCH_PAGE,
+            wait_ms: WAKE_WAIT_MS,
+        })?;
+        std::thread::sleep(WAKE_HEAD_START);
+        let id = sent_id(sending.request(&Request::Send {
+            recipient: recipient.name.to_string(),
+            envelope: Base64Bytes(pool[n as usize % pool.len()].clone()),
+        }))?;
+        let acknowledged = Instant::now();
+        let Response::Messages { messages } = reading.read_response()? else {
+            return Err("the waiting fetch was not answered with messages".into());
+        };
+        // Near zero when the answer came before the acknowledgement did.
+        latencies.push(acknowledged.elapsed());
+        if messages.iter().all(|message| message.id != id) {
+            return Err(format!("the reader was woken without message {id}").into());
+        }
+        reading.request(&Request::Ack {
+            ids: messages.iter().map(|message| message.id).collect(),
+        })?;
+    }
+    report(options, started.elapsed(), &mut latencies);
     Ok(())
 }

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Times msgr on PostgreSQL against msgr on SQLite, side by side, in one
+# run, on loopback only.
+#
+#   bash bench/postgres.sh            # everything (a few minutes)
+#   RUNS=30 MESSAGES=50000 bash bench/postgres.sh
+#
+# Uses the PostgreSQL server in MSGR_BENCH_DATABASE_URL (a user who may
+# create databases; the run makes and drops its own), else makes a
+# throwaway cluster in a temporary directory (installing Debian's
+# postgresql package if initdb is missing), with PostgreSQL's durable
+# defaults (fsync and synchronous_commit on), as the SQLite store commits
+# durably too. Starts one msgr server on SQLite and two on one PostgreSQL
+# database, and prints medians and ratios: persistent sends through one
+# and two servers, one-shot create, and the time from a send's
+# acknowledgement to a waiting reader's answer on another server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-40}
+# Each job is run in ROUNDS alternating rounds, so that drift in the
+# machine's load lands on both sides; medians are over all rounds.
+ROUNDS=${ROUNDS:-5}
+MESSAGES=${MESSAGES:-100000}
+WAKES=${WAKES:-200}
+OUT=${OUT:-target/bench-postgres}
+BODY='Hello John! How are you?'
+
+# --- tools -------------------------------------------------------------------
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v python3 >/dev/null || missing+=(python3)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release --quiet --bin msgr --example load
+target_dir=$(realpath "${CARGO_TARGET_DIR:-target}")
+MSGR_BIN=$target_dir/release/msgr
+LOAD_BIN=$target_dir/release/examples/load
+
+work=$(mktemp -d)
+chmod 755 "$work"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+pids=()
+pg_ctl_cmd=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${bench_db:-}" ]; then drop_db; fi
+  if [ ${#pg_ctl_cmd[@]} -gt 0 ]; then "${pg_ctl_cmd[@]}" -m immediate stop >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ratio() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$1" "$2"; }
+median_of() { python3 -c 'import statistics, sys; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
+# median NAME INDEX: median ms of the INDEXth command over $OUT/NAME-*.json
+median() {
+  python3 - "$OUT" "$1" "$2" <<'PY'
+import glob, json, statistics, sys
+out, name, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
+times = [t for f in glob.glob(f"{out}/{name}-[0-9]*.json") for t in json.load(open(f))["results"][index]["times"]]
+print("%.2f" % (statistics.median(times) * 1000))
+PY
+}
+
+# --- PostgreSQL ----------------------------------------------------------------
+if [ -z "${MSGR_BENCH_DATABASE_URL:-}" ]; then
+  pg_bin=$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$pg_bin" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
+  fi
+  pg_bin=$(dirname "$pg_bin")
+  as_postgres=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home postgres
+    as_postgres=(runuser -u postgres --)
+  fi
+  mkdir "$work/pg"
+  chown postgres: "$work/pg" 2>/dev/null || true
+  "${as_postgres[@]}" "$pg_bin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  PG_PORT=$(free_port)
+  pg_ctl_cmd=("${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$work/pg/data")
+  "${pg_ctl_cmd[@]}" -l "$work/pg/log" -w start \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $work/pg -c max_connections=200 -c shared_buffers=256MB" >/dev/null
+  MSGR_BENCH_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+fi
+# The run's own database, dropped at exit (after the servers stop).
+bench_db="msgr_bench_$$"
+psql -q "$MSGR_BENCH_DATABASE_URL" -c "CREATE DATABASE $bench_db" >/dev/null
+drop_db() { psql -q "$MSGR_BENCH_DATABASE_URL" -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" >/dev/null 2>&1 || true; }
+server_url=${MSGR_BENCH_DATABASE_URL%%\?*}
+DB_URL="${server_url%/*}/$bench_db"
+
+# --- servers -----------------------------------------------------------------
+# The queue and rate limits are raised, as in bench/compare.sh.
+LIMITS=(--max-queued-messages 10000000 --max-queued-bytes 100000000000
+  --max-registrations-per-hour 100000 --max-logins-per-minute 100000
+  --max-connections-per-source 1000 --max-lookups-per-minute 100000)
+start_server() { # NAME STORE-ARGS...: start, wait for its port, print it
+  local name=$1; shift
+  "$MSGR_BIN" serve 0 --bind 127.0.0.1 "$@" "${LIMITS[@]}" >"$work/$name.out" 2>"$work/$name.log" &
+  pids+=("$!")
+  for _ in $(seq 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  sed -n 's/^msgr listening on .*:\([0-9]*\)$/\1/p' "$work/$name.out"
+}
+SQLITE_PORT=$(start_server sqlite --data-dir "$work/sqlite")
+PG_A=$(start_server pg-a --database "$DB_URL")
+PG_B=$(start_server pg-b --database "$DB_URL")
+for port in "$SQLITE_PORT" "$PG_A"; do
+  M="$MSGR_BIN --server localhost:$port --config-dir $work/client"
+  for user in Alice John; do $M --user "$user" register >/dev/null 2>&1; done
+  $M --user Alice key John >/dev/null
+  $M --user Alice login >/dev/null
+done
+echo "msgr $($MSGR_BIN --version | cut -d' ' -f2): SQLite on port $SQLITE_PORT, PostgreSQL servers on ports $PG_A and $PG_B; $(nproc) cores; $RUNS runs, $ROUNDS rounds"
+echo
+
+# --- 1. persistent sends: SQLite, PostgreSQL through one server, through two ---
+load_rate() { "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" | sed -n 's/.* rate=\([0-9]*\) msg\/s.*/\1/p'; }
+sqlite_rates=(); one_rates=(); two_rates=()
+for _ in $(seq "$ROUNDS"); do
+  sqlite_rates+=("$(load_rate --server "localhost:$SQLITE_PORT")")
+  one_rates+=("$(load_rate --server "localhost:$PG_A")")
+  two_rates+=("$(load_rate --server "localhost:$PG_A" --server "localhost:$PG_B")")
+done
+sqlite_rate=$(median_of "${sqlite_rates[@]}")
+one_rate=$(median_of "${one_rates[@]}")
+two_rate=$(median_of "${two_rates[@]}")
+
+# --- 2. one-shot create ----------------------------------------------------------
+for round in $(seq "$ROUNDS"); do
+  hyperfine -N --warmup 2 --runs $((RUNS / ROUNDS)) --export-json "$OUT/create-$round.json" --style none \
+    "$MSGR_BIN --server localhost:$SQLITE_PORT --config-dir $work/client --user Alice create John '$BODY'" \
+    "$MSGR_BIN --server localhost:$PG_A --config-dir $work/client --user Alice create John '$BODY'" >/dev/null
+done
+create_sqlite=$(median create 0); create_pg=$(median create 1)
+
+# --- 3. wake-up of a waiting reader ---------------------------------------------
+wake_p50() { "$LOAD_BIN" "$@" --mode wake --messages "$WAKES" | sed -n 's/.* p50=\([0-9.]*\) ms.*/\1/p'; }
+wake_sqlite=$(wake_p50 --server "localhost:$SQLITE_PORT")
+wake_same=$(wake_p50 --server "localhost:$PG_A")
+wake_across=$(wake_p50 --server "localhost:$PG_A" --server "localhost:$PG_B")
+
+cat <<REPORT
+| job | SQLite | PostgreSQL | ratio (PostgreSQL/SQLite) |
+| --- | --- | --- | --- |
+| persistent sends, 8 connections × 16 in flight, one server | $sqlite_rate msg/s | $one_rate msg/s | $(ratio "$one_rate" "$sqlite_rate") |
+| the same spread over two servers on one database | | $two_rate msg/s | $(ratio "$two_rate" "$one_rate") of one server |
+| one-shot create, median wall | $create_sqlite ms | $create_pg ms | $(ratio "$create_pg" "$create_sqlite") |
+| waiting reader woken, acknowledgement to answer, p50 (same server) | $wake_sqlite ms | $wake_same ms | |
+| the same, reader on the other server | | $wake_across ms | |
+REPORT
