@@ -101,16 +101,22 @@ DB_URL="${server_url%/*}/$bench_db"
 LIMITS=(--max-queued-messages 10000000 --max-queued-bytes 100000000000
   --max-registrations-per-hour 100000 --max-logins-per-minute 100000
   --max-connections-per-source 1000 --max-lookups-per-minute 100000)
-start_server() { # NAME STORE-ARGS...: start, wait for its port, print it
+start_server() { # NAME STORE-ARGS...: start it (not in a subshell: its pid is kept)
   local name=$1; shift
   "$MSGR_BIN" serve 0 --bind 127.0.0.1 "$@" "${LIMITS[@]}" >"$work/$name.out" 2>"$work/$name.log" &
   pids+=("$!")
-  for _ in $(seq 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/^msgr listening on .*:\([0-9]*\)$/\1/p' "$work/$name.out"
 }
-SQLITE_PORT=$(start_server sqlite --data-dir "$work/sqlite")
-PG_A=$(start_server pg-a --database "$DB_URL")
-PG_B=$(start_server pg-b --database "$DB_URL")
+port_of() { # NAME: wait for the server's address, print its port
+  for _ in $(seq 100); do grep -q listening "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
+  sed -n 's/^msgr listening on .*:\([0-9]*\)$/\1/p' "$work/$1.out"
+}
+start_server sqlite --data-dir "$work/sqlite"
+start_server pg-a --database "$DB_URL"
+SQLITE_PORT=$(port_of sqlite)
+PG_A=$(port_of pg-a)
+# The second after the first has made the tables and the certificate.
+start_server pg-b --database "$DB_URL"
+PG_B=$(port_of pg-b)
 for port in "$SQLITE_PORT" "$PG_A"; do
   M="$MSGR_BIN --server localhost:$port --config-dir $work/client"
   for user in Alice John; do $M --user "$user" register >/dev/null 2>&1; done

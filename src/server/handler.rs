@@ -24,8 +24,8 @@ use tracing::{debug, info, warn};
 use super::Context;
 use super::ratelimit::RateLimiter;
 use super::store::{
-    Enqueued, Page, Prekeys, RegisterOutcome, RotateOutcome, Store, StoreError, TokenHash, User,
-    UserId,
+    Authenticated, Enqueued, Page, Prekeys, RegisterOutcome, RotateOutcome, Store, StoreError,
+    TokenHash, User, UserId,
 };
 use crate::wire::crypto::{PublicKey, random_bytes, sha256};
 use crate::wire::protocol::{
@@ -403,22 +403,16 @@ impl<'a> Handler<'a> {
         let now = self.context.clock.now();
         let since = self.context.session_ends.now();
         let found = self
-            .with_store(move |store| {
-                let (Some(user), Some(session)) =
-                    (store.find_user(&name)?, store.find_session(&hash, now)?)
-                else {
-                    return Ok(None);
-                };
-                let one_time_prekeys = store.one_time_prekeys(user.id)?;
-                Ok(Some((user, session, one_time_prekeys)))
-            })
+            .with_store(move |store| store.authenticate(&name, &hash, now))
             .await?;
-        let Some((user, session, one_time_prekeys)) = found else {
+        let Some(Authenticated {
+            user,
+            session,
+            one_time_prekeys,
+        }) = found
+        else {
             return Err(failed());
         };
-        if session.user_id != user.id {
-            return Err(failed());
-        }
         let key = PublicKey::from_der(&user.public_key).map_err(|e| Refusal::internal(&e))?;
         info!(user = %user.name, "authenticated");
         let response = Response::Authenticated {

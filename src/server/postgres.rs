@@ -54,9 +54,9 @@ use tracing::warn;
 
 use super::metrics::BatchSizes;
 use super::store::{
-    AccountSummary, Arrivals, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys, Quota,
-    RegisterOutcome, Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture,
-    StoreStats, StoredMessage, TokenHash, User, UserId, postgres_error_text,
+    AccountSummary, Arrivals, Authenticated, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys,
+    Quota, RegisterOutcome, Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture,
+    StoreStats, StoredMessage, TokenHash, User, UserId, postgres_error_text, session_of,
 };
 use crate::wire::crypto::random_bytes;
 use crate::wire::protocol::{KeyRotation, UserName, unix_now};
@@ -397,6 +397,31 @@ impl Store for PgStore {
 
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError> {
         self.read(async |client| queries::find_user(client, name).await)
+    }
+
+    /// On one connection, the account and the session looked up at once
+    /// (pipelined), then the prekeys counted: two round trips, not three.
+    fn authenticate(
+        &self,
+        name: &str,
+        token_hash: &TokenHash,
+        now: u64,
+    ) -> Result<Option<Authenticated>, StoreError> {
+        self.read(async |client| {
+            let (user, session) = tokio::try_join!(
+                queries::find_user(client, name),
+                queries::find_session(client, token_hash, now)
+            )?;
+            let Some((user, session)) = session_of(user, session) else {
+                return Ok(None);
+            };
+            let one_time_prekeys = queries::one_time_prekey_count(client, user.id).await?;
+            Ok(Some(Authenticated {
+                user,
+                session,
+                one_time_prekeys,
+            }))
+        })
     }
 
     fn create_session(

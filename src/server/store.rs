@@ -104,6 +104,26 @@ pub enum RegisterOutcome {
     KeyInUse,
 }
 
+/// What [`Store::authenticate`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The account.
+    pub user: User,
+    /// Its session.
+    pub session: Session,
+    /// One-time prekeys the account holds.
+    pub one_time_prekeys: u32,
+}
+
+/// The account and the session, if both were found and the session is
+/// the account's.
+pub fn session_of(user: Option<User>, session: Option<Session>) -> Option<(User, Session)> {
+    match (user, session) {
+        (Some(user), Some(session)) if session.user_id == user.id => Some((user, session)),
+        _ => None,
+    }
+}
+
 /// A live login session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
@@ -265,6 +285,29 @@ pub trait Store: Send + Sync {
 
     /// How many one-time prekeys the account holds.
     fn one_time_prekeys(&self, user: UserId) -> Result<u32, StoreError>;
+
+    /// What authenticating a connection as `name` with the session
+    /// `token_hash` needs, if that session is live by `now` and is that
+    /// account's: the account, the session, and how many one-time prekeys
+    /// the account holds.
+    fn authenticate(
+        &self,
+        name: &str,
+        token_hash: &TokenHash,
+        now: u64,
+    ) -> Result<Option<Authenticated>, StoreError> {
+        let Some((user, session)) =
+            session_of(self.find_user(name)?, self.find_session(token_hash, now)?)
+        else {
+            return Ok(None);
+        };
+        let one_time_prekeys = self.one_time_prekeys(user.id)?;
+        Ok(Some(Authenticated {
+            user,
+            session,
+            one_time_prekeys,
+        }))
+    }
 
     /// Look an account up by name, ignoring letter case.
     fn find_user(&self, name: &str) -> Result<Option<User>, StoreError>;

@@ -248,22 +248,38 @@ async fn commit_batch(
             _ => None,
         })
         .collect();
-    let savepoint = tx.savepoint("batch").await?;
-    let outcomes = match insert_all(&savepoint, &accepted).await {
-        Ok(ids) => {
-            savepoint.commit().await?;
-            let mut ids = ids.into_iter();
-            decisions
-                .into_iter()
-                .map(|decision| decision.outcome(&mut ids))
-                .collect()
+    let outcomes = if accepted.len() <= 1 {
+        // One insert at most: should it fail, it fails alone, without the
+        // two round trips of a savepoint.
+        match insert_all(&tx, &accepted).await {
+            Ok(ids) => outcomes(decisions, ids),
+            Err(error) if is_retryable(&error) => return Err(error),
+            Err(error) => {
+                tx.rollback().await?;
+                let mut error = Some(error);
+                return Ok(decisions
+                    .into_iter()
+                    .map(|decision| match decision {
+                        Decision::Insert(_) => Err(error.take().expect("one insert")),
+                        other => other.outcome(&mut std::iter::empty()),
+                    })
+                    .collect());
+            }
         }
-        // Another transaction's conflict: run the whole batch again.
-        Err(error) if is_retryable(&error) => return Err(error),
-        Err(error) => {
-            warn!(%error, "a batch of sends failed; queueing them one by one");
-            savepoint.rollback().await?;
-            one_by_one(&mut tx, batch, &accounts, totals).await?
+    } else {
+        let savepoint = tx.savepoint("batch").await?;
+        match insert_all(&savepoint, &accepted).await {
+            Ok(ids) => {
+                savepoint.commit().await?;
+                outcomes(decisions, ids)
+            }
+            // Another transaction's conflict: run the whole batch again.
+            Err(error) if is_retryable(&error) => return Err(error),
+            Err(error) => {
+                warn!(%error, "a batch of sends failed; queueing them one by one");
+                savepoint.rollback().await?;
+                one_by_one(&mut tx, batch, &accounts, totals).await?
+            }
         }
     };
     let mut queued_for: Vec<UserId> = outcomes
@@ -278,6 +294,16 @@ async fn commit_batch(
     arrivals::announce(&tx, origin, &queued_for).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// The callers' answers to `decisions`, the inserted sends taking `ids` in
+/// order.
+fn outcomes(decisions: Vec<Decision<'_>>, ids: Vec<u64>) -> Vec<Outcome> {
+    let mut ids = ids.into_iter();
+    decisions
+        .into_iter()
+        .map(|decision| decision.outcome(&mut ids))
+        .collect()
 }
 
 /// The sends of a batch whose joint insert failed, each in a savepoint.

@@ -103,6 +103,7 @@ contract!(
     pages_stop_at_the_byte_budget_but_hold_at_least_one_message,
     an_account_keeps_its_newest_sessions_and_can_end_them_all,
     expired_sessions_are_ignored,
+    a_connection_authenticates_only_with_a_live_session_of_its_own_account,
     a_session_ends_once,
     a_rotation_replaces_the_key_and_ends_other_sessions,
     a_rotation_from_another_key_or_dated_earlier_changes_nothing,
@@ -486,6 +487,51 @@ fn expired_sessions_are_ignored(store: &Arc<dyn Store>) {
     assert_eq!(store.find_session(&[1; 32], 100).unwrap(), None);
     assert_eq!(store.find_session(&[2; 32], 0).unwrap(), None);
     assert_eq!(store.find_session(&[3; 32], 0).unwrap(), None);
+}
+
+fn a_connection_authenticates_only_with_a_live_session_of_its_own_account(store: &Arc<dyn Store>) {
+    let store = store.as_ref();
+    let (alice, bob) = (user(store, "Alice"), user(store, "Bob"));
+    store.publish_prekeys(alice.id, &one_time(1..4)).unwrap();
+    for (account, token) in [(&alice, [1; 32]), (&bob, [2; 32])] {
+        let key = account.name.as_str().as_bytes();
+        store
+            .create_session(account.id, key, &token, 100, 50)
+            .unwrap()
+            .unwrap();
+    }
+    let found = store.authenticate("ALICE", &[1; 32], 99).unwrap();
+    assert_eq!(
+        found,
+        Some(Authenticated {
+            user: alice.clone(),
+            session: Session {
+                user_id: alice.id,
+                expires_at: 100,
+            },
+            one_time_prekeys: 3,
+        })
+    );
+    assert_eq!(
+        store.authenticate("Alice", &[2; 32], 99).unwrap(),
+        None,
+        "Bob's session"
+    );
+    assert_eq!(
+        store.authenticate("Alice", &[1; 32], 100).unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.authenticate("Carol", &[1; 32], 99).unwrap(),
+        None,
+        "no account"
+    );
+    assert_eq!(
+        store.authenticate("Alice", &[3; 32], 99).unwrap(),
+        None,
+        "no session"
+    );
 }
 
 fn a_session_ends_once(store: &Arc<dyn Store>) {
