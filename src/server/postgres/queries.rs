@@ -340,21 +340,26 @@ pub(super) async fn key_bundle(
     let Some(user) = user else {
         return Ok(None);
     };
-    let one_time_prekey = if claim {
-        claim_one_time_prekey(client, user.id).await?
-    } else {
-        None
+    let one_time_prekey = async {
+        match claim {
+            true => claim_one_time_prekey(client, user.id).await,
+            false => Ok(None),
+        }
     };
-    let signed_prekey = row(
-        client,
-        "SELECT id, public_key, created_at, signature FROM signed_prekeys WHERE user_id = $1",
-        &[&user.id],
-    )
-    .await?
-    .as_ref()
-    .map(prekey_from_row)
-    .transpose()?;
-    let rotations = rotations(client, user.id).await?;
+    let signed_prekey = async {
+        row(
+            client,
+            "SELECT id, public_key, created_at, signature FROM signed_prekeys WHERE user_id = $1",
+            &[&user.id],
+        )
+        .await?
+        .as_ref()
+        .map(prekey_from_row)
+        .transpose()
+    };
+    // Independent reads: sent together, answered in one round trip.
+    let (one_time_prekey, signed_prekey, rotations) =
+        tokio::try_join!(one_time_prekey, signed_prekey, rotations(client, user.id))?;
     Ok(Some(KeyBundle {
         user,
         signed_prekey,
