@@ -1,6 +1,7 @@
-//! Wake-ups across servers. A batch of sends tells PostgreSQL, inside its
-//! transaction, whom it queued for (`NOTIFY`, delivered only once the
-//! transaction commits); each server listens on one connection of its own,
+//! Wake-ups across servers. The statement that queues a batch's sends
+//! also tells PostgreSQL whom it queued for (`pg_notify` for each row, in
+//! the writer; delivered only once the transaction commits, and once per
+//! recipient); each server listens on one connection of its own,
 //! outside the pool, and wakes the reads waiting for those recipients.
 //! Notifications are only hints: those sent while a listener reconnects
 //! are lost, so after every (re)connection the listener has every waiting
@@ -10,16 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::GenericClient;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Config, NoTls, Notification};
 use tracing::{debug, info, warn};
 
-use crate::server::store::{Arrivals, Origin, StoreError, UserId};
+use crate::server::store::{Arrivals, Origin, UserId};
 use crate::wire::protocol::hex;
 
 /// The channel the hints go on.
-const CHANNEL: &str = "msgr_arrivals";
+pub(super) const CHANNEL: &str = "msgr_arrivals";
 
 /// How often a waiting read looks again without a hint.
 pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(5);
@@ -31,25 +31,11 @@ const FIRST_RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// Longest pause before connecting the listener again.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
-/// Tell the listeners that `recipients` have new messages; call it in the
-/// transaction that queued them. `origin` lets the sending server skip its
-/// own hints (it has woken its readers itself).
-pub(super) async fn announce(
-    client: &impl GenericClient,
-    origin: &Origin,
-    recipients: &[UserId],
-) -> Result<(), StoreError> {
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let prefix = format!("{}:", hex(origin));
-    super::queries::execute(
-        client,
-        "SELECT pg_notify($1, $2 || r::text) FROM unnest($3::bigint[]) AS r",
-        &[&CHANNEL, &prefix, &recipients],
-    )
-    .await?;
-    Ok(())
+/// What a hint from the server `origin` starts with; the recipient's id
+/// follows. The origin lets the sending server skip its own hints (it has
+/// woken its readers itself).
+pub(super) fn hint_prefix(origin: &Origin) -> String {
+    format!("{}:", hex(origin))
 }
 
 /// Listen for other servers' hints on the current runtime until it shuts
@@ -103,7 +89,7 @@ async fn listen_once(
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     debug!("listening for hints of messages from other servers");
     connected();
-    let own = format!("{}:", hex(origin));
+    let own = hint_prefix(origin);
     while let Some(hint) = received.recv().await {
         if let Some(user) = recipient(&hint, &own) {
             arrivals.arrived(user);

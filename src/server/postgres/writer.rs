@@ -251,7 +251,7 @@ async fn commit_batch(
     let outcomes = if accepted.len() <= 1 {
         // One insert at most: should it fail, it fails alone, without the
         // two round trips of a savepoint.
-        match insert_all(&tx, &accepted).await {
+        match insert_all(&tx, &accepted, origin).await {
             Ok(ids) => outcomes(decisions, ids),
             Err(error) if is_retryable(&error) => return Err(error),
             Err(error) => {
@@ -268,7 +268,7 @@ async fn commit_batch(
         }
     } else {
         let savepoint = tx.savepoint("batch").await?;
-        match insert_all(&savepoint, &accepted).await {
+        match insert_all(&savepoint, &accepted, origin).await {
             Ok(ids) => {
                 savepoint.commit().await?;
                 outcomes(decisions, ids)
@@ -278,20 +278,10 @@ async fn commit_batch(
             Err(error) => {
                 warn!(%error, "a batch of sends failed; queueing them one by one");
                 savepoint.rollback().await?;
-                one_by_one(&mut tx, batch, &accounts, totals).await?
+                one_by_one(&mut tx, batch, &accounts, totals, origin).await?
             }
         }
     };
-    let mut queued_for: Vec<UserId> = outcomes
-        .iter()
-        .filter_map(|outcome| match outcome {
-            Ok(Some((user, Enqueued::Queued(_)))) => Some(user.id),
-            _ => None,
-        })
-        .collect();
-    queued_for.sort_unstable();
-    queued_for.dedup();
-    arrivals::announce(&tx, origin, &queued_for).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -312,6 +302,7 @@ async fn one_by_one(
     batch: &[Job],
     accounts: &Accounts,
     mut totals: Totals,
+    origin: &Origin,
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
@@ -323,7 +314,7 @@ async fn one_by_one(
             }
         };
         let savepoint = tx.savepoint("send").await?;
-        match insert_all(&savepoint, &[(user.id, job)]).await {
+        match insert_all(&savepoint, &[(user.id, job)], origin).await {
             Ok(ids) => {
                 savepoint.commit().await?;
                 outcomes.push(Decision::Insert(user).outcome(&mut ids.into_iter()));
@@ -343,11 +334,15 @@ async fn one_by_one(
 const MAX_INSERT_BYTES: usize = 8 << 20;
 
 /// Insert the envelopes, in order, in as few statements as their size
-/// allows; their ids, in the same order.
+/// allows; their ids, in the same order. Each statement also leaves the
+/// other servers a hint for each recipient ([`arrivals`], from `origin`),
+/// delivered if the transaction commits.
 async fn insert_all(
     client: &impl GenericClient,
     sends: &[(UserId, &Job)],
+    origin: &Origin,
 ) -> Result<Vec<u64>, StoreError> {
+    let hint = arrivals::hint_prefix(origin);
     let mut ids = Vec::with_capacity(sends.len());
     let mut rest = sends;
     while !rest.is_empty() {
@@ -367,13 +362,23 @@ async fn insert_all(
         let envelopes: Vec<&[u8]> = chunk.iter().map(|(_, job)| &job.envelope[..]).collect();
         let rows = queries::rows(
             client,
-            "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
-             SELECT n.recipient_id, n.sender_id, n.envelope, $4::bigint
-             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
-                  WITH ORDINALITY AS n (recipient_id, sender_id, envelope, position)
-             ORDER BY n.position
-             RETURNING id",
-            &[&recipients, &senders, &envelopes, &sql_int(unix_now())],
+            "WITH inserted AS (
+                 INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+                 SELECT n.recipient_id, n.sender_id, n.envelope, $4::bigint
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
+                      WITH ORDINALITY AS n (recipient_id, sender_id, envelope, position)
+                 ORDER BY n.position
+                 RETURNING id, recipient_id)
+             SELECT i.id FROM inserted AS i
+             CROSS JOIN LATERAL pg_notify($5, $6 || i.recipient_id::text) AS hint",
+            &[
+                &recipients,
+                &senders,
+                &envelopes,
+                &sql_int(unix_now()),
+                &arrivals::CHANNEL,
+                &hint,
+            ],
         )
         .await?;
         // The rows are inserted in order and each takes the identity's
