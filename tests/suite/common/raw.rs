@@ -304,6 +304,28 @@ impl Client {
         self.login_as(user, key).0
     }
 
+    /// Fetch until the server refuses this connection's session as ended
+    /// (within ten seconds).
+    pub fn assert_session_ends(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.request(&Request::Fetch {
+                after: 0,
+                limit: 1,
+                wait_ms: 0,
+            }) {
+                Response::Messages { .. } => {}
+                Response::Error { code, .. } => {
+                    assert_eq!(code, ErrorCode::AuthFailed);
+                    return;
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "the session went on");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Fetch the first page of the queue without waiting.
     pub fn fetch(&mut self) -> Vec<QueuedMessage> {
         self.fetch_waiting(0)

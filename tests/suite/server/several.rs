@@ -16,7 +16,7 @@ use crate::common::TestDatabase;
 use crate::common::client::json_lines;
 use crate::common::cluster::Cluster;
 use crate::common::raw::Client;
-use msgr::wire::protocol::{ErrorCode, Request, Response};
+use msgr::wire::protocol::{Request, Response};
 
 /// Two servers on a new database, or return (skipped) without one.
 macro_rules! cluster {
@@ -117,24 +117,7 @@ fn a_logout_through_one_server_stops_the_session_on_the_other() {
         cluster.balancer.handed(0) > handed,
         "logged out through the first"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = elsewhere.request(&Request::Fetch {
-            after: 0,
-            limit: 1,
-            wait_ms: 0,
-        });
-        match answer {
-            Response::Messages { .. } => {}
-            Response::Error { code, .. } => {
-                assert_eq!(code, ErrorCode::AuthFailed);
-                break;
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(Instant::now() < deadline, "the session went on");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    elsewhere.assert_session_ends();
 }
 
 /// The session token in `user`'s keyring for the balancer's address.
@@ -198,6 +181,11 @@ fn a_server_killed_under_load_loses_no_acknowledged_message() {
         "most creates succeed through the server left"
     );
 
+    assert_bob_reads_each_once(&cluster, &acknowledged);
+}
+
+/// Bob's `read` shows each of `bodies` once, and nothing twice.
+fn assert_bob_reads_each_once(cluster: &Cluster, bodies: &[String]) {
     let output = cluster
         .msgr("Bob")
         .args(["--json", "read"])
@@ -210,7 +198,7 @@ fn a_server_killed_under_load_loses_no_acknowledged_message() {
             .entry(message["body"].as_str().unwrap().to_owned())
             .or_default() += 1;
     }
-    for body in &acknowledged {
+    for body in bodies {
         assert_eq!(shown.get(body), Some(&1), "{body} shown once");
     }
     assert!(shown.values().all(|&count| count == 1), "{shown:?}");
@@ -318,20 +306,6 @@ fn servers_ride_out_a_database_restart_and_recover_by_themselves() {
     assert!(cluster.world.server.is_running() && cluster.second.is_running());
 
     // Nothing acknowledged was lost, and the hints flow again.
-    let output = cluster
-        .msgr("Bob")
-        .args(["--json", "read"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let mut shown: BTreeMap<String, usize> = BTreeMap::new();
-    for message in json_lines(&output.stdout) {
-        *shown
-            .entry(message["body"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    for body in &seen.sent {
-        assert_eq!(shown.get(body), Some(&1), "{body} shown once");
-    }
+    assert_bob_reads_each_once(&cluster, &seen.sent);
     assert_a_send_wakes_a_read_waiting_on_the_other_server(&cluster, "after the restart");
 }
