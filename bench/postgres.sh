@@ -22,6 +22,9 @@ RUNS=${RUNS:-40}
 # machine's load lands on both sides; medians are over all rounds.
 ROUNDS=${ROUNDS:-5}
 MESSAGES=${MESSAGES:-100000}
+# The persistent loads go to one recipient, then are spread over this many
+# (one queue each, as on a server with many users).
+RECIPIENTS=${RECIPIENTS:-16}
 WAKES=${WAKES:-200}
 OUT=${OUT:-target/bench-postgres}
 BODY='Hello John! How are you?'
@@ -128,15 +131,21 @@ echo
 
 # --- 1. persistent sends: SQLite, PostgreSQL through one server, through two ---
 load_rate() { "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" | sed -n 's/.* rate=\([0-9]*\) msg\/s.*/\1/p'; }
-sqlite_rates=(); one_rates=(); two_rates=()
-for _ in $(seq "$ROUNDS"); do
-  sqlite_rates+=("$(load_rate --server "localhost:$SQLITE_PORT")")
-  one_rates+=("$(load_rate --server "localhost:$PG_A")")
-  two_rates+=("$(load_rate --server "localhost:$PG_A" --server "localhost:$PG_B")")
-done
-sqlite_rate=$(median_of "${sqlite_rates[@]}")
-one_rate=$(median_of "${one_rates[@]}")
-two_rate=$(median_of "${two_rates[@]}")
+# persistent RECIPIENTS: median rates on SQLite, through one PostgreSQL
+# server and through two, into sqlite_rate, one_rate and two_rate
+persistent() {
+  local sqlite=() one=() two=()
+  for _ in $(seq "$ROUNDS"); do
+    sqlite+=("$(load_rate --recipients "$1" --server "localhost:$SQLITE_PORT")")
+    one+=("$(load_rate --recipients "$1" --server "localhost:$PG_A")")
+    two+=("$(load_rate --recipients "$1" --server "localhost:$PG_A" --server "localhost:$PG_B")")
+  done
+  sqlite_rate=$(median_of "${sqlite[@]}"); one_rate=$(median_of "${one[@]}"); two_rate=$(median_of "${two[@]}")
+}
+persistent 1
+single=("$sqlite_rate" "$one_rate" "$two_rate")
+persistent "$RECIPIENTS"
+spread=("$sqlite_rate" "$one_rate" "$two_rate")
 
 # --- 2. one-shot create ----------------------------------------------------------
 for round in $(seq "$ROUNDS"); do
@@ -155,8 +164,10 @@ wake_across=$(wake_p50 --server "localhost:$PG_A" --server "localhost:$PG_B")
 cat <<REPORT
 | job | SQLite | PostgreSQL | ratio (PostgreSQL/SQLite) |
 | --- | --- | --- | --- |
-| persistent sends, 8 connections × 16 in flight, one server | $sqlite_rate msg/s | $one_rate msg/s | $(ratio "$one_rate" "$sqlite_rate") |
-| the same spread over two servers on one database | | $two_rate msg/s | $(ratio "$two_rate" "$one_rate") of one server |
+| persistent sends to one recipient, 8 connections × 16 in flight, one server | ${single[0]} msg/s | ${single[1]} msg/s | $(ratio "${single[1]}" "${single[0]}") |
+| the same through two servers on one database | | ${single[2]} msg/s | $(ratio "${single[2]}" "${single[1]}") of one server |
+| persistent sends spread over $RECIPIENTS recipients, one server | ${spread[0]} msg/s | ${spread[1]} msg/s | $(ratio "${spread[1]}" "${spread[0]}") |
+| the same through two servers on one database | | ${spread[2]} msg/s | $(ratio "${spread[2]}" "${spread[1]}") of one server |
 | one-shot create, median wall | $create_sqlite ms | $create_pg ms | $(ratio "$create_pg" "$create_sqlite") |
 | waiting reader woken, acknowledgement to answer, p50 (same server) | $wake_sqlite ms | $wake_same ms | |
 | the same, reader on the other server | | $wake_across ms | |

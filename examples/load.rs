@@ -16,8 +16,8 @@
 //! Given several `--server`s (servers sharing one database), the clients
 //! are spread over them in turn.
 //!
-//! It registers its own sender and recipient with random names, so it can
-//! run against any server. Envelopes are sealed once up front (a pool
+//! It registers its own sender and recipients (`--recipients`, one by
+//! default) with random names, so it can run against any server. Envelopes are sealed once up front (a pool
 //! reused round-robin) so the figures measure the server and transport,
 //! not the sender's RSA signature. See BENCHMARKS.md for the commands.
 //!
@@ -66,6 +66,10 @@ struct Options {
     /// Body size in bytes.
     #[arg(long, default_value_t = 24)]
     body_bytes: usize,
+    /// Recipients the messages are spread over, in turn (one queue each,
+    /// as a server with many users has).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    recipients: u16,
     /// Leave the messages queued instead of draining them after checking
     /// (to measure a server holding a large queue).
     #[arg(long)]
@@ -103,12 +107,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let suffix = std::process::id();
     let first = &options.server[0];
     let sender = create_account(first, &format!("load-s-{suffix}"))?;
-    let recipient = create_account(first, &format!("load-r-{suffix}"))?;
-    let pool = Arc::new(envelope_pool(&sender, &recipient, options.body_bytes)?);
+    let recipients = (0..options.recipients)
+        .map(|n| create_account(first, &format!("load-r-{suffix}-{n}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_recipient = ENVELOPE_POOL.div_ceil(recipients.len()).max(4);
+    let mailboxes = recipients
+        .iter()
+        .map(|recipient| {
+            Ok(Mailbox {
+                name: recipient.name.to_string(),
+                envelopes: envelope_pool(&sender, recipient, options.body_bytes, per_recipient)?,
+            })
+        })
+        .collect::<Result<Vec<_>, envelope::EnvelopeError>>()?;
     if options.mode == Mode::Wake {
-        return wake(&options, &sender, &recipient, &pool);
+        return wake(&options, &sender, &recipients[0], &mailboxes[0].envelopes);
     }
-    let sender = Arc::new(sender);
+    let (sender, mailboxes) = (Arc::new(sender), Arc::new(mailboxes));
 
     let servers: Vec<String> = options.server.iter().map(ToString::to_string).collect();
     eprintln!(
@@ -122,20 +137,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let workers: Vec<_> = (0..options.clients)
         .map(|client| {
-            let (server, sender, pool, next) = (
+            let (server, sender, mailboxes, next) = (
                 options.server[client % options.server.len()].clone(),
                 Arc::clone(&sender),
-                Arc::clone(&pool),
+                Arc::clone(&mailboxes),
                 Arc::clone(&next),
             );
             let (mode, total, window) = (options.mode, options.messages, options.window);
-            let recipient = recipient.name.to_string();
             std::thread::spawn(move || {
                 let job = Job {
                     server: &server,
                     sender: &sender,
-                    recipient: &recipient,
-                    pool: &pool,
+                    mailboxes: &mailboxes,
                     next: &next,
                     total,
                 };
@@ -158,20 +171,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(&options, elapsed, &mut latencies);
 
     if !options.no_verify {
-        verify_exactly_once(&options, &recipient, &acknowledged)?;
+        verify_exactly_once(&options, &recipients, &acknowledged)?;
     }
     Ok(())
 }
 
-/// [`ENVELOPE_POOL`] envelopes of `body_bytes` from `sender` to
-/// `recipient`, sealed ahead so that sealing costs the clients nothing.
+/// `count` envelopes of `body_bytes` from `sender` to `recipient`, sealed
+/// ahead so that sealing costs the clients nothing.
 fn envelope_pool(
     sender: &Account,
     recipient: &Account,
     body_bytes: usize,
+    count: usize,
 ) -> Result<Vec<Vec<u8>>, envelope::EnvelopeError> {
     let body = vec![b'x'; body_bytes];
-    (0..ENVELOPE_POOL)
+    (0..count)
         .map(|_| {
             let header = Header::new(&sender.name, &recipient.name);
             envelope::seal(&header, &body, &sender.key, &recipient.prekey)
@@ -186,12 +200,18 @@ struct WorkerResult {
     ids: Vec<u64>,
 }
 
+/// A recipient and the envelopes sealed for it.
+struct Mailbox {
+    name: String,
+    envelopes: Vec<Vec<u8>>,
+}
+
 /// What a client thread needs to send its share of the messages.
 struct Job<'a> {
     server: &'a ServerAddr,
     sender: &'a Account,
-    recipient: &'a str,
-    pool: &'a [Vec<u8>],
+    /// Message `n` goes to mailbox `n` modulo their number.
+    mailboxes: &'a [Mailbox],
     /// The number of the next message to send, shared by all clients.
     next: &'a AtomicU64,
     total: u64,
@@ -207,9 +227,12 @@ impl Job<'_> {
 
     /// The `send` request for message `n`.
     fn request(&self, n: u64) -> Request {
+        let n = n as usize;
+        let mailbox = &self.mailboxes[n % self.mailboxes.len()];
+        let turn = n / self.mailboxes.len();
         Request::Send {
-            recipient: self.recipient.to_owned(),
-            envelope: Base64Bytes(self.pool[n as usize % self.pool.len()].clone()),
+            recipient: mailbox.name.clone(),
+            envelope: Base64Bytes(mailbox.envelopes[turn % mailbox.envelopes.len()].clone()),
         }
     }
 }
@@ -358,28 +381,40 @@ fn report(options: &Options, elapsed: Duration, latencies: &mut [Duration]) {
     );
 }
 
-/// Fetch the recipient's whole queue: it must hold exactly the acknowledged
-/// ids, each once. Then acknowledge them all unless `--keep`.
+/// Fetch the recipients' whole queues: together they must hold exactly
+/// the acknowledged ids, each once. Then acknowledge them all unless
+/// `--keep`.
 fn verify_exactly_once(
     options: &Options,
-    recipient: &Account,
+    recipients: &[Account],
     acknowledged: &[u64],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut connection = authenticated(&options.server[0], recipient)?;
     let mut queued = Vec::with_capacity(acknowledged.len());
-    let mut after = 0;
-    loop {
-        let response = connection.request(&Request::Fetch {
-            after,
-            limit: FETCH_PAGE,
-            wait_ms: 0,
-        })?;
-        let Response::Messages { messages } = response else {
-            return Err(format!("unexpected response {response:?}").into());
-        };
-        let Some(last) = messages.last() else { break };
-        after = last.id;
-        queued.extend(messages.iter().map(|m| m.id));
+    for recipient in recipients {
+        let mut connection = authenticated(&options.server[0], recipient)?;
+        let mut held = Vec::new();
+        let mut after = 0;
+        loop {
+            let response = connection.request(&Request::Fetch {
+                after,
+                limit: FETCH_PAGE,
+                wait_ms: 0,
+            })?;
+            let Response::Messages { messages } = response else {
+                return Err(format!("unexpected response {response:?}").into());
+            };
+            let Some(last) = messages.last() else { break };
+            after = last.id;
+            held.extend(messages.iter().map(|m| m.id));
+        }
+        if !options.keep {
+            for chunk in held.chunks(FETCH_PAGE as usize) {
+                connection.request(&Request::Ack {
+                    ids: chunk.to_vec(),
+                })?;
+            }
+        }
+        queued.extend(held);
     }
     let expected: HashSet<u64> = acknowledged.iter().copied().collect();
     let found: HashSet<u64> = queued.iter().copied().collect();
@@ -397,13 +432,6 @@ fn verify_exactly_once(
         "verified: all {} acknowledged messages queued exactly once",
         queued.len()
     );
-    if !options.keep {
-        for chunk in queued.chunks(FETCH_PAGE as usize) {
-            connection.request(&Request::Ack {
-                ids: chunk.to_vec(),
-            })?;
-        }
-    }
     Ok(())
 }
 
