@@ -193,6 +193,18 @@ pub struct AdminArgs {
     #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Work on the PostgreSQL database of `serve --database` instead:
+    /// postgresql://USER@HOST:PORT/DATABASE (a password is better given in
+    /// MSGR_DATABASE_URL, which `ps` does not show).
+    #[arg(
+        long,
+        env = "MSGR_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir",
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: AdminCommand,
@@ -225,6 +237,29 @@ pub enum AdminCommand {
         /// Where the copy goes.
         file: PathBuf,
     },
+    /// Copy a stopped server's data directory — accounts, sessions,
+    /// queued messages, prekeys, rotations and its certificate — into an
+    /// empty PostgreSQL database, for `serve --database`.
+    Migrate(MigrateArgs),
+}
+
+/// `msgr admin migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The data directory to copy; no server may be running on it.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// The empty PostgreSQL database to copy it into:
+    /// postgresql://USER@HOST:PORT/DATABASE (a password is better given in
+    /// MSGR_DATABASE_URL, which `ps` does not show).
+    #[arg(
+        long,
+        env = "MSGR_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: String,
 }
 
 /// `msgr unregister`.

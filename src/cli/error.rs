@@ -7,7 +7,7 @@
 use std::fmt;
 use std::process::ExitCode;
 
-use crate::cli::failure::{Failure, Searched};
+use crate::cli::failure::{Failure, Searched, StorePlace};
 
 /// Exit statuses, documented in the README. Each has a stable snake_case
 /// [`code`](ExitStatus::code) that JSON error objects carry.
@@ -274,6 +274,18 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             ExitStatus::Failure,
             hint("choose a file name that is not taken"),
         ),
+        Failure::BackupOfSharedDatabase { .. } => (
+            ExitStatus::Usage,
+            hint(
+                "back PostgreSQL up with pg_dump, which takes a consistent copy while the servers run",
+            ),
+        ),
+        Failure::DatabaseNotEmpty { .. } => (
+            ExitStatus::Failure,
+            hint(
+                "nothing was copied; make an empty database (createdb) and give --database its URL",
+            ),
+        ),
         Failure::CreateDataDir { .. } => (
             ExitStatus::Failure,
             hint("pass --data-dir with a directory you can write to"),
@@ -290,9 +302,16 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             ExitStatus::Failure,
             hint("make it mode 0700 and owned by the user running msgr serve"),
         ),
-        Failure::StoreFailed { .. } => (
+        Failure::StoreFailed { store, .. } => (
             ExitStatus::Failure,
-            hint("check the disk and the server's log, then run the command again"),
+            hint(match store {
+                StorePlace::DataDir(_) => {
+                    "check the disk and the server's log, then run the command again"
+                }
+                StorePlace::Database(_) => {
+                    "check that PostgreSQL runs and what its log says, then run the command again"
+                }
+            }),
         ),
         Failure::OpenStore { .. } => (
             ExitStatus::Failure,

@@ -166,18 +166,32 @@ pub enum Failure {
         dir: PathBuf,
     },
     /// `msgr admin` was named an account the store does not have.
-    #[error("there is no account named {name} in {}", dir.display())]
+    #[error("there is no account named {name} in {store}")]
     NoSuchAccount {
         /// The name given.
         name: String,
-        /// The data directory.
-        dir: PathBuf,
+        /// The store.
+        store: StorePlace,
     },
     /// `msgr admin backup` was given a file that exists.
     #[error("{} exists already; a backup is written to a new file only", file.display())]
     BackupExists {
         /// The file.
         file: PathBuf,
+    },
+    /// `msgr admin backup` was given `--database`: it copies SQLite only.
+    #[error("`msgr admin backup` copies a data directory's database, not PostgreSQL's at {target}")]
+    BackupOfSharedDatabase {
+        /// The database, as `user@host:port/database`.
+        target: String,
+    },
+    /// `msgr admin migrate` was given a database that holds accounts.
+    #[error(
+        "{target} holds accounts already; msgr copies a data directory into an empty database only"
+    )]
+    DatabaseNotEmpty {
+        /// The database, as `user@host:port/database`.
+        target: String,
     },
     /// No `--data-dir` and no platform data directory.
     #[error("cannot determine the platform data directory")]
@@ -238,10 +252,10 @@ pub enum Failure {
     #[error(transparent)]
     SharedTls(TlsError),
     /// An operator's command on the database failed.
-    #[error("the database in {} failed: {source}", dir.display())]
+    #[error("the database at {store} failed: {source}")]
     StoreFailed {
-        /// The data directory.
-        dir: PathBuf,
+        /// The store.
+        store: StorePlace,
         /// Why.
         source: StoreError,
     },
@@ -289,6 +303,25 @@ pub enum Failure {
         /// Why it failed.
         source: std::io::Error,
     },
+}
+
+/// The store an operator's command works on, as messages name it.
+#[derive(Debug, Clone)]
+pub enum StorePlace {
+    /// The SQLite database in this data directory.
+    DataDir(PathBuf),
+    /// The PostgreSQL database, as `user@host:port/database` (never with
+    /// its password).
+    Database(String),
+}
+
+impl std::fmt::Display for StorePlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DataDir(dir) => dir.display().fmt(f),
+            Self::Database(target) => f.write_str(target),
+        }
+    }
 }
 
 /// Where an account was looked for and not found, and what the keyring

@@ -12,8 +12,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::output::color_enabled;
 
-/// What the PostgreSQL driver may log, whatever the level asked for.
-const QUIET_DRIVER: &str = "tokio_postgres=info";
+/// The PostgreSQL driver's module, which logs at most at [`DRIVER_LEVEL`].
+const DRIVER: &str = "tokio_postgres";
+
+/// The loudest the PostgreSQL driver may log, whatever the level asked
+/// for.
+const DRIVER_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// The levels from quietest to loudest.
 const LEVELS: [LevelFilter; 5] = [
@@ -47,7 +51,17 @@ pub fn init(serving: Option<LogFormat>, verbose: u8, quiet: bool) {
     };
     // The PostgreSQL driver logs every statement with its parameters at
     // debug level: session token hashes, envelopes, the certificate's key.
-    let filter = filter.add_directive(QUIET_DRIVER.parse().expect("a valid directive"));
+    // Below that it logs the database's notices, which a command quieter
+    // than info (`msgr admin --database`) does not show either.
+    let driver = filter
+        .max_level_hint()
+        .unwrap_or(DRIVER_LEVEL)
+        .min(DRIVER_LEVEL);
+    let filter = filter.add_directive(
+        format!("{DRIVER}={driver}")
+            .parse()
+            .expect("a valid directive"),
+    );
     let stderr = std::io::stderr();
     let ansi = color_enabled(&stderr);
     let logger = tracing_subscriber::fmt()

@@ -86,6 +86,11 @@ pub const OTHER_VARIABLES: &[(&str, &str)] = &[
         "the data directory of `msgr serve`, as `--data-dir DIR` (which wins over it)",
     ),
     (
+        "`MSGR_DATABASE_URL`",
+        "the PostgreSQL database of `msgr serve` and `msgr admin`, as `--database URL` (which \
+         wins over it); the place for its password, which `ps` does not show",
+    ),
+    (
         "`RUST_LOG`",
         "the log filter (`RUST_LOG=msgr=debug`), unless `-v` or `-q` is given",
     ),

@@ -33,6 +33,7 @@
 
 mod arrivals;
 mod certificate;
+mod import;
 mod queries;
 mod schema;
 mod writer;
@@ -92,6 +93,8 @@ pub struct PgStore {
     origin: Origin,
     /// How to connect, for the connection hints arrive on.
     config: Config,
+    /// `user@host:port/database`, for messages.
+    target: String,
 }
 
 impl PgStore {
@@ -185,7 +188,14 @@ impl PgStore {
             runtime: Some(runtime),
             origin,
             config: listener_config,
+            target,
         })
+    }
+
+    /// The database as `user@host:port/database`, for messages; never
+    /// its password.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Run `operation` to completion on the store's runtime, blocking the

@@ -4,8 +4,10 @@
 //! process and a power loss. Writes go through one writer thread that
 //! commits concurrent writes together (`writer`, group commit); reads use
 //! a few read-only connections (`readers`). The schema is versioned
-//! (`schema`).
+//! (`schema`). [`SqliteStore::export`] reads it all for a copy into
+//! another backend (`export`).
 
+mod export;
 mod queries;
 mod readers;
 mod schema;
@@ -28,6 +30,8 @@ use crate::wire::protocol::unix_now;
 use crate::wire::protocol::{KeyRotation, UserName};
 use readers::Readers;
 use writer::Writer;
+
+pub use export::Export;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "msgr.db";

@@ -3,7 +3,8 @@
 //! run it on blocking threads, and has two backends: the embedded SQLite
 //! one in [`super::sqlite`] and PostgreSQL, shared by several server
 //! processes, in [`super::postgres`]. The contract tests in `contract`
-//! run against both.
+//! run against both. [`copy`] is a whole store as rows, which one backend
+//! reads and the other writes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -590,6 +591,8 @@ pub struct Expired {
     /// Records of one-time prekeys handed out.
     pub claimed: u64,
 }
+
+pub mod copy;
 
 #[cfg(test)]
 mod contract;

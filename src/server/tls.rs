@@ -185,6 +185,30 @@ pub fn self_signed(data_dir: &Path) -> Result<ServerTls, TlsError> {
     from_files(&cert, &key)
 }
 
+/// The self-signed certificate kept in `data_dir`, if there is one, and
+/// the fingerprint clients pinned; checked to be usable.
+pub fn kept_in(data_dir: &Path) -> Result<Option<(SelfSigned, String)>, TlsError> {
+    let cert = data_dir.join(CERT_FILE);
+    let key = data_dir.join(KEY_FILE);
+    if !cert.exists() {
+        return Ok(None);
+    }
+    let fingerprint = from_files(&cert, &key)?.fingerprint;
+    let cert_pem = std::fs::read_to_string(&cert).map_err(|error| TlsError::Cert {
+        path: cert.clone(),
+        reason: error.to_string(),
+    })?;
+    let key_pem = std::fs::read_to_string(&key).map_err(|error| TlsError::Key {
+        path: key.clone(),
+        reason: error.to_string(),
+    })?;
+    let kept = SelfSigned {
+        cert_pem,
+        key_pem: zeroize::Zeroizing::new(key_pem),
+    };
+    Ok(Some((kept, fingerprint)))
+}
+
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -262,6 +286,21 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
+    }
+
+    #[test]
+    fn the_certificate_kept_in_a_data_directory_is_read_as_made() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(kept_in(dir.path()).unwrap().is_none());
+        let made = self_signed(dir.path()).unwrap();
+        let (kept, fingerprint) = kept_in(dir.path()).unwrap().unwrap();
+        assert_eq!(fingerprint, made.fingerprint);
+        assert_eq!(
+            from_self_signed(&kept).unwrap().fingerprint,
+            made.fingerprint
+        );
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        assert!(matches!(kept_in(dir.path()), Err(TlsError::Key { .. })));
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! `msgr admin`: the operator's commands on a server's store, run beside
 //! the server (the database takes several processes): list the accounts,
 //! show the totals, delete an account, end an account's sessions (every
-//! server on the database stops the connections acting with them within a
-//! second, through the journal it reads), and write an online backup.
+//! server on the database stops the connections acting with them within
+//! a second, through the journal it reads), and write an online backup.
+//! They work on the SQLite database of a data directory, or (`--database`)
+//! on the PostgreSQL one that servers share, through the [`Store`]
+//! contract; `migrate` copies the one into the other.
+
+mod migrate;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,28 +17,23 @@ use serde::Serialize;
 use crate::cli::args::{AdminArgs, AdminCommand};
 use crate::cli::commands::serve::chosen_data_dir;
 use crate::cli::error::{AppError, AppResult};
-use crate::cli::failure::Failure;
+use crate::cli::failure::{Failure, StorePlace};
 use crate::cli::output::{Human, Output, Render, rfc3339_seconds};
 use crate::server::Store;
+use crate::server::postgres::PgStore;
 use crate::server::sqlite::{DB_FILE, SqliteStore};
-use crate::server::store::{StoreStats, User};
+use crate::server::store::{StoreError, StoreStats, User};
 use crate::wire::crypto::fingerprint;
 use crate::wire::protocol::unix_now;
 
-/// Run the operator's command on the store in the data directory.
+/// Run the operator's command on the store it names.
 pub fn run(args: &AdminArgs, output: &Output) -> AppResult<()> {
-    let dir = chosen_data_dir(args.data_dir.as_deref())?;
-    if !dir.join(DB_FILE).is_file() {
-        return Err(Failure::NoDatabase { dir }.into());
+    if let AdminCommand::Migrate(migrate) = &args.command {
+        return migrate::run(migrate, output);
     }
-    let store = SqliteStore::open(&dir).map_err(|source| Failure::OpenStore {
-        dir: dir.clone(),
-        source,
-    })?;
-    let failed = |source| Failure::StoreFailed {
-        dir: dir.clone(),
-        source,
-    };
+    let opened = open(args)?;
+    let store = opened.store();
+    let failed = |source| opened.failed(source);
     match &args.command {
         AdminCommand::Users => {
             for account in store.accounts().map_err(failed)? {
@@ -56,7 +56,7 @@ pub fn run(args: &AdminArgs, output: &Output) -> AppResult<()> {
             &Stats::from(store.stats(unix_now()).map_err(failed)?),
         ),
         AdminCommand::DeleteUser { name } => {
-            let user = account(&store, name, &dir)?;
+            let user = account(&opened, name)?;
             store.unregister(user.id).map_err(failed)?;
             emit(
                 output,
@@ -66,7 +66,7 @@ pub fn run(args: &AdminArgs, output: &Output) -> AppResult<()> {
             )
         }
         AdminCommand::RevokeSessions { name } => {
-            let user = account(&store, name, &dir)?;
+            let user = account(&opened, name)?;
             let ended = store.delete_sessions(user.id).map_err(failed)?;
             emit(
                 output,
@@ -76,35 +76,114 @@ pub fn run(args: &AdminArgs, output: &Output) -> AppResult<()> {
                 },
             )
         }
-        AdminCommand::Backup { file } => {
-            if !store.backup(file).map_err(failed)? {
-                return Err(Failure::BackupExists { file: file.clone() }.into());
-            }
-            let bytes = std::fs::metadata(file).map_or(0, |metadata| metadata.len());
-            emit(
-                output,
-                &BackedUp {
-                    backup: file.clone(),
-                    bytes,
-                    data_dir: dir,
-                },
-            )
+        AdminCommand::Backup { file } => backup(&opened, file, output),
+        AdminCommand::Migrate(_) => unreachable!("migrate returned above"),
+    }
+}
+
+/// The store an operator's command works on.
+enum Opened {
+    /// The SQLite database of a data directory.
+    DataDir(SqliteStore, PathBuf),
+    /// The PostgreSQL database of `--database`.
+    Shared(Box<PgStore>),
+}
+
+impl Opened {
+    fn store(&self) -> &dyn Store {
+        match self {
+            Self::DataDir(store, _) => store,
+            Self::Shared(store) => store.as_ref(),
+        }
+    }
+
+    /// The store, as messages name it.
+    fn place(&self) -> StorePlace {
+        match self {
+            Self::DataDir(_, dir) => StorePlace::DataDir(dir.clone()),
+            Self::Shared(store) => StorePlace::Database(store.target().to_owned()),
+        }
+    }
+
+    /// An operation on the store failed.
+    fn failed(&self, source: StoreError) -> Failure {
+        Failure::StoreFailed {
+            store: self.place(),
+            source,
         }
     }
 }
 
-/// The account named `name` (in any letter case).
-fn account(store: &SqliteStore, name: &str, dir: &Path) -> AppResult<User> {
-    let found = store
-        .find_user(name)
-        .map_err(|source| Failure::StoreFailed {
+/// Open the database of `--database`, else the one in the data directory.
+fn open(args: &AdminArgs) -> AppResult<Opened> {
+    if let Some(url) = &args.database {
+        let store = PgStore::open(url).map_err(Failure::OpenSharedStore)?;
+        return Ok(Opened::Shared(Box::new(store)));
+    }
+    let dir = chosen_data_dir(args.data_dir.as_deref())?;
+    Ok(Opened::DataDir(open_data_dir(&dir)?, dir))
+}
+
+/// Fail unless `dir` holds a database: `msgr admin` makes none.
+fn require_database(dir: &Path) -> AppResult<()> {
+    if !dir.join(DB_FILE).is_file() {
+        return Err(Failure::NoDatabase {
             dir: dir.to_owned(),
-            source,
-        })?;
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The SQLite store in `dir`, which must hold one.
+fn open_data_dir(dir: &Path) -> AppResult<SqliteStore> {
+    require_database(dir)?;
+    Ok(SqliteStore::open(dir).map_err(|source| Failure::OpenStore {
+        dir: dir.to_owned(),
+        source,
+    })?)
+}
+
+/// The account named `name` (in any letter case).
+fn account(opened: &Opened, name: &str) -> AppResult<User> {
+    let found = opened
+        .store()
+        .find_user(name)
+        .map_err(|source| opened.failed(source))?;
     Ok(found.ok_or_else(|| Failure::NoSuchAccount {
         name: crate::wire::protocol::printable(name).into_owned(),
-        dir: dir.to_owned(),
+        store: opened.place(),
     })?)
+}
+
+/// Write a consistent copy of the data directory's database to `file`;
+/// PostgreSQL has tools of its own for that.
+fn backup(opened: &Opened, file: &Path, output: &Output) -> AppResult<()> {
+    let (store, dir) = match opened {
+        Opened::DataDir(store, dir) => (store, dir),
+        Opened::Shared(store) => {
+            return Err(Failure::BackupOfSharedDatabase {
+                target: store.target().to_owned(),
+            }
+            .into());
+        }
+    };
+    let done = store.backup(file).map_err(|source| opened.failed(source))?;
+    if !done {
+        return Err(Failure::BackupExists {
+            file: file.to_owned(),
+        }
+        .into());
+    }
+    let bytes = std::fs::metadata(file).map_or(0, |metadata| metadata.len());
+    emit(
+        output,
+        &BackedUp {
+            backup: file.to_owned(),
+            bytes,
+            data_dir: dir.clone(),
+        },
+    )
 }
 
 /// Print `record`, the result of a command.

@@ -29,7 +29,7 @@ use crate::cli::failure::Failure;
 use crate::server::tls::{self, ServerTls};
 use crate::server::{self, Listeners, Metrics, Presenting, Store};
 
-pub use data_dir::{LOCK_FILE, chosen as chosen_data_dir};
+pub use data_dir::{LOCK_FILE, chosen as chosen_data_dir, lock as lock_data_dir};
 
 /// Run the server until it is told to stop; exit status 0 after a clean
 /// shutdown.

@@ -3,7 +3,8 @@
 //! makes it and keeps it in `server_certificate`; the others, and later
 //! starts, present the one kept, so a client that pinned it can be served
 //! by any of them. Two servers making one at the same moment both end up
-//! presenting whichever was committed first.
+//! presenting whichever was committed first. A copy from a data directory
+//! brings that directory's certificate, which its clients pinned.
 
 use super::PgStore;
 use super::queries::{execute, row, sql_int};
@@ -33,6 +34,26 @@ impl PgStore {
                 .ok_or_else(|| StoreError::Corrupt("the certificate kept vanished".into()))
         })
     }
+}
+
+/// Keep `certificate` in place of any kept before.
+pub(super) async fn replace(
+    client: &impl deadpool_postgres::GenericClient,
+    certificate: &SelfSigned,
+) -> Result<(), StoreError> {
+    execute(
+        client,
+        "INSERT INTO server_certificate (cert_pem, key_pem, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (only_row) DO UPDATE SET cert_pem = excluded.cert_pem,
+             key_pem = excluded.key_pem, created_at = excluded.created_at",
+        &[
+            &certificate.cert_pem,
+            &certificate.key_pem.as_str(),
+            &sql_int(unix_now()),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The certificate in the database, if one was kept.

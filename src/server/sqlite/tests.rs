@@ -130,3 +130,37 @@ fn an_unregistered_account_frees_its_name_and_goes_with_its_last_message() {
     store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
     assert_eq!(rows("SELECT count(*) FROM users"), 2);
 }
+
+#[test]
+fn an_export_reads_one_moment_a_part_at_a_time() {
+    use crate::server::store::copy::{AccountRow, Source};
+
+    let (_dir, store) = open();
+    let [alice, bob] = ["Alice", "Bob"].map(|name| user(&store, name));
+    let ids: Vec<i64> = (0..3)
+        .map(|_| queue(&store, &bob, &alice, &[7; 100]) as i64)
+        .collect();
+    let mut export = store.export().unwrap();
+    // Changes after the export began are not in it.
+    let carol = user(&store, "Carol");
+    queue(&store, &carol, &alice, b"later");
+
+    let names = |accounts: Vec<AccountRow>| -> Vec<String> {
+        accounts.into_iter().map(|account| account.name).collect()
+    };
+    assert_eq!(
+        names(export.accounts_after(UserId::MIN, 10).unwrap()),
+        ["Alice", "Bob"]
+    );
+    assert_eq!(names(export.accounts_after(alice.id, 1).unwrap()), ["Bob"]);
+    let mut message_ids = |after, limit, max_bytes| -> Vec<i64> {
+        let messages = export.messages_after(after, limit, max_bytes).unwrap();
+        messages.into_iter().map(|message| message.id).collect()
+    };
+    assert_eq!(message_ids(i64::MIN, 2, 1 << 20), ids[..2]);
+    assert_eq!(message_ids(i64::MIN, 10, 150), ids[..2]);
+    assert_eq!(message_ids(i64::MIN, 10, 1), ids[..1]);
+    assert_eq!(message_ids(ids[0], 10, 1 << 20), ids[1..]);
+    assert!(message_ids(ids[2], 10, 1 << 20).is_empty());
+    assert_eq!(export.last_message_id().unwrap(), ids[2]);
+}

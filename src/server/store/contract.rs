@@ -14,8 +14,7 @@ use super::*;
 use crate::server::postgres::testing::TestDatabase;
 use crate::server::sqlite::SqliteStore;
 use crate::wire::protocol::{
-    Base64Bytes, MAX_MESSAGE_AGE, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey,
-    unix_now, username,
+    MAX_MESSAGE_AGE, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey, unix_now, username,
 };
 
 /// A store, a way to open another on the same data (as another server
@@ -544,16 +543,6 @@ fn a_session_ends_once(store: &Arc<dyn Store>) {
     assert!(!store.delete_session(&[1; 32]).unwrap());
     assert_eq!(store.find_session(&[1; 32], 2).unwrap(), None);
     assert_eq!(store.delete_sessions(alice.id).unwrap(), 0);
-}
-
-fn rotation(old: &[u8], new: &[u8], rotated_at: u64) -> KeyRotation {
-    KeyRotation {
-        old_key: Base64Bytes(old.to_vec()),
-        new_key: Base64Bytes(new.to_vec()),
-        rotated_at,
-        old_signature: Base64Bytes(vec![1; 8]),
-        new_signature: Base64Bytes(vec![2; 8]),
-    }
 }
 
 fn a_rotation_replaces_the_key_and_ends_other_sessions(store: &Arc<dyn Store>) {

@@ -1,6 +1,6 @@
 //! What the store's tests build on, for the contract and for each
-//! backend's own tests: prekeys, accounts, pages, a roomy quota, a queued
-//! message.
+//! backend's own tests: prekeys, accounts, rotations, pages, a roomy
+//! quota, a queued message.
 
 use super::*;
 use crate::wire::protocol::{Base64Bytes, SignedPrekey, unix_now, username};
@@ -85,4 +85,16 @@ pub(crate) fn queue(store: &dyn Store, to: &User, from: &User, envelope: &[u8]) 
 
 pub(crate) fn ids(messages: &[StoredMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.id).collect()
+}
+
+/// A rotation from key `old` to `new` (its signatures are not checked
+/// here).
+pub(crate) fn rotation(old: &[u8], new: &[u8], rotated_at: u64) -> KeyRotation {
+    KeyRotation {
+        old_key: Base64Bytes(old.to_vec()),
+        new_key: Base64Bytes(new.to_vec()),
+        rotated_at,
+        old_signature: Base64Bytes(vec![1; 8]),
+        new_signature: Base64Bytes(vec![2; 8]),
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use msgr::cli::args::LimitError;
 use msgr::cli::error::{AppError, ExitStatus};
-use msgr::cli::failure::{Failure, Searched};
+use msgr::cli::failure::{Failure, Searched, StorePlace};
 use msgr::client::error::ClientError;
 use msgr::client::keyring::KeyringError;
 use msgr::client::net::trust::ServerPin;
@@ -29,6 +29,8 @@ use crate::common::{World, msgr_bare, snapshot};
 
 const FINGERPRINT: &str = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
 const OTHER_FINGERPRINT: &str = "SHA256:ypeBEsobvcr6wjGzmiPcTaeG7/gUfE5yuYB3ha/uSLs";
+/// A PostgreSQL database as messages name it.
+const SHARED: &str = "msgr@db.example.org:5432/msgr";
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from("/home/alice/.config/msgr/accounts/alice@localhost:12000").join(name)
@@ -346,11 +348,13 @@ fn failures() -> Vec<Failure> {
         Failure::NoDatabase { dir: data() },
         Failure::NoSuchAccount {
             name: s("Mallory"),
-            dir: data(),
+            store: StorePlace::DataDir(data()),
         },
         Failure::BackupExists {
             file: PathBuf::from("/backups/msgr.db"),
         },
+        Failure::BackupOfSharedDatabase { target: s(SHARED) },
+        Failure::DatabaseNotEmpty { target: s(SHARED) },
         Failure::CreateDataDir {
             dir: data(),
             source: denied(),
@@ -373,8 +377,10 @@ fn failures() -> Vec<Failure> {
             source: StoreError::Setup(s("the database was made by a newer msgr (schema 9)")),
         },
         Failure::StoreFailed {
-            dir: data(),
-            source: StoreError::Setup(s("disk I/O error")),
+            store: StorePlace::Database(s(SHARED)),
+            source: StoreError::Unavailable(s(
+                "no database connection became free within 30 seconds",
+            )),
         },
         Failure::OperatorTls(TlsError::Cert {
             path: PathBuf::from("cert.pem"),
@@ -444,6 +450,8 @@ fn failure_label(failure: &Failure) -> &'static str {
         Failure::NoDatabase { .. } => "NoDatabase",
         Failure::NoSuchAccount { .. } => "NoSuchAccount",
         Failure::BackupExists { .. } => "BackupExists",
+        Failure::BackupOfSharedDatabase { .. } => "BackupOfSharedDatabase",
+        Failure::DatabaseNotEmpty { .. } => "DatabaseNotEmpty",
         Failure::CreateDataDir { .. } => "CreateDataDir",
         Failure::DataDirInUse { .. } => "DataDirInUse",
         Failure::LockDataDir { .. } => "LockDataDir",

@@ -128,12 +128,22 @@ impl Server {
     /// Start a server on `database`, which other servers may share, with
     /// its log beside `log_dir`.
     pub fn start_shared(log_dir: &Path, database: &Arc<TestDatabase>, extra: &[&str]) -> Self {
+        Self::start_shared_on(log_dir, database, 0, extra)
+    }
+
+    /// [`Server::start_shared`] on `port` (0 for a free one).
+    pub fn start_shared_on(
+        log_dir: &Path,
+        database: &Arc<TestDatabase>,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
         let mut args: Vec<OsString> = ["--bind", "127.0.0.1", "--database"]
             .map(OsString::from)
             .into();
         args.push(database.url("postgresql").into());
         args.extend(extra.iter().map(OsString::from));
-        Self::spawn(log_dir, Some(Arc::clone(database)), 0, args, "debug").0
+        Self::spawn(log_dir, Some(Arc::clone(database)), port, args, "debug").0
     }
 
     /// Start this server again, as it was started, on the port it had
@@ -537,6 +547,7 @@ pub fn hermetic(command: &mut Command) {
         "MSGR_CONFIG_DIR",
         "MSGR_CA_CERT",
         "MSGR_DATA_DIR",
+        "MSGR_DATABASE_URL",
         "MSGR_JSON",
         "MSGR_PASSPHRASE",
         "MSGR_PIN_POLICY",

@@ -90,8 +90,9 @@ pub fn open(
 }
 
 /// Take the lock of `dir` and write this process's id into it, or say
-/// which process holds it.
-fn lock(dir: &Path) -> AppResult<File> {
+/// which process holds it. `msgr admin migrate` takes it too, so that no
+/// server changes the directory while it is copied.
+pub fn lock(dir: &Path) -> AppResult<File> {
     let path = dir.join(LOCK_FILE);
     let cannot = |source| Failure::LockDataDir {
         lock: path.clone(),
