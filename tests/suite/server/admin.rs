@@ -1,4 +1,5 @@
-//! `msgr admin` beside a running server: the accounts and totals it lists,
+//! `msgr admin` beside a running server, on its data directory or (with
+//! `MSGR_TEST_BACKEND=postgres`) its database: the accounts and totals it lists,
 //! an account deleted, sessions revoked (the server stops connections
 //! acting with them), and an online backup that a server started on it
 //! serves as it was.
@@ -8,7 +9,7 @@ use std::path::Path;
 
 use crate::common::client::{json_lines, json_object};
 use crate::common::raw::Client;
-use crate::common::{World, msgr_bare};
+use crate::common::{Server, World, msgr_bare};
 use msgr::wire::protocol::{Request, Response};
 
 /// `msgr admin` on `data_dir`.
@@ -16,6 +17,23 @@ fn admin(data_dir: &Path) -> assert_cmd::Command {
     let mut command = msgr_bare();
     command.arg("admin").arg("--data-dir").arg(data_dir);
     command
+}
+
+/// `msgr admin` on the store `server` runs on, its data directory or its
+/// database, and how messages name that store.
+fn admin_of(server: &Server) -> (assert_cmd::Command, String) {
+    match &server.database {
+        None => (
+            admin(&server.data_dir),
+            server.data_dir.display().to_string(),
+        ),
+        Some(database) => {
+            let url = database.url("postgresql");
+            let mut command = msgr_bare();
+            command.args(["admin", "--database", &url]);
+            (command, url["postgresql://".len()..].to_owned())
+        }
+    }
 }
 
 fn fingerprint_of(world: &World, user: &str) -> String {
@@ -32,14 +50,16 @@ fn fingerprint_of(world: &World, user: &str) -> String {
 
 #[test]
 fn users_and_stats_show_what_the_store_holds() {
-    // `msgr admin` works on the data directory.
-    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
     world.send("Alice", "John", "twelve bytes");
-    let data = &world.server.data_dir;
-    let output = admin(data).args(["users"]).arg("--json").output().unwrap();
+    let output = admin_of(&world.server)
+        .0
+        .args(["users"])
+        .arg("--json")
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{output:?}");
     let users = json_lines(&output.stdout);
     let names: Vec<_> = users.iter().map(|u| u["user"].clone()).collect();
@@ -51,7 +71,7 @@ fn users_and_stats_show_what_the_store_holds() {
     assert!(john["registered_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(users[0]["sessions"], 1, "Alice logged in to send");
 
-    let human = admin(data).arg("stats").output().unwrap();
+    let human = admin_of(&world.server).0.arg("stats").output().unwrap();
     let text = String::from_utf8(human.stdout).unwrap();
     assert!(
         text.starts_with("accounts: 2\nqueued: 1 messages, "),
@@ -62,8 +82,6 @@ fn users_and_stats_show_what_the_store_holds() {
 
 #[test]
 fn revoked_sessions_stop_the_connections_acting_with_them() {
-    // `msgr admin` works on the data directory.
-    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.msgr("Alice").arg("login").assert().success();
@@ -76,7 +94,8 @@ fn revoked_sessions_stop_the_connections_acting_with_them() {
         matches!(answer, Response::Authenticated { .. }),
         "{answer:?}"
     );
-    admin(&world.server.data_dir)
+    admin_of(&world.server)
+        .0
         .args(["revoke-sessions", "alice"])
         .assert()
         .success()
@@ -90,24 +109,23 @@ fn revoked_sessions_stop_the_connections_acting_with_them() {
 
 #[test]
 fn delete_user_frees_the_name() {
-    // `msgr admin` works on the data directory.
-    crate::common::sqlite_only();
     let world = World::new();
     world.register("Alice");
     world.register("John");
-    admin(&world.server.data_dir)
+    let (mut command, place) = admin_of(&world.server);
+    command
         .args(["delete-user", "ALICE"])
         .assert()
         .success()
         .stdout("Deleted Alice (its key, queue and sessions); the name is free\n");
     world.msgr("John").args(["key", "Alice"]).assert().code(5);
-    admin(&world.server.data_dir)
+    admin_of(&world.server)
+        .0
         .args(["delete-user", "Alice"])
         .assert()
         .code(5)
         .stderr(format!(
-            "msgr: there is no account named Alice in {}; `msgr admin users` lists the accounts\n",
-            world.server.data_dir.display()
+            "msgr: there is no account named Alice in {place}; `msgr admin users` lists the accounts\n"
         ));
 }
 
