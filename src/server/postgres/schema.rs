@@ -163,7 +163,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- and its `expires_at`) one alone — for every server process on the
     -- database to stop the connections it has acting with them; `origin`
     -- names the process that ended them. Entries are added one
-    -- transaction at a time (see `queries::record_revocation`), so their
+    -- transaction at a time (see `queries::sessions::record_revocation`), so their
     -- ids grow in commit order and a reader going by id misses none.
     CREATE TABLE session_revocations (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

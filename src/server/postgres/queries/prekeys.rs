@@ -1,0 +1,239 @@
+//! Prekeys: the signed prekey and the pool of one-time prekeys an account
+//! publishes, counted, and handed out in its key bundle (each one-time
+//! prekey once).
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::accounts::{find_user, lock_account, user_from_row};
+use super::{execute, row, rows, sql_int, unsigned};
+use crate::server::store::{KeyBundle, Prekeys, StoreError, UserId};
+use crate::wire::protocol::{
+    Base64Bytes, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey,
+    canonical_name, unix_now,
+};
+
+/// Store the signed prekey (replacing the account's) and add the one-time
+/// prekeys; how many one-time prekeys the account holds afterwards.
+pub(in crate::server::postgres) async fn publish_prekeys(
+    client: &impl GenericClient,
+    user: UserId,
+    prekeys: &Prekeys,
+) -> Result<u32, StoreError> {
+    // Publishing and claiming wait for each other, so that a prekey being
+    // claimed cannot be published back into the pool meanwhile, and two
+    // publications cannot both fill the last places of the pool.
+    lock_account(client, user).await?;
+    if let Some(signed) = &prekeys.signed {
+        execute(
+            client,
+            "INSERT INTO signed_prekeys (user_id, id, public_key, created_at, signature)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET id = excluded.id,
+                 public_key = excluded.public_key, created_at = excluded.created_at,
+                 signature = excluded.signature",
+            &[
+                &user,
+                &i64::from(signed.id),
+                &signed.public_key.0,
+                &sql_int(signed.created_at),
+                &signed.signature.0,
+            ],
+        )
+        .await?;
+    }
+    if prekeys.replace_one_time {
+        execute(
+            client,
+            "DELETE FROM one_time_prekeys WHERE user_id = $1",
+            &[&user],
+        )
+        .await?;
+    }
+    if !prekeys.one_time.is_empty() {
+        add_one_time_prekeys(client, user, &prekeys.one_time).await?;
+    }
+    one_time_prekey_count(client, user).await
+}
+
+/// Add one-time prekeys in their order while the pool has room, skipping
+/// a number the pool holds already (or that came earlier in the list) and
+/// a key handed out before, which never comes back; in one statement.
+pub(in crate::server::postgres) async fn add_one_time_prekeys(
+    client: &impl GenericClient,
+    user: UserId,
+    one_time: &[SignedPrekey],
+) -> Result<(), StoreError> {
+    let ids: Vec<i64> = one_time.iter().map(|p| i64::from(p.id)).collect();
+    let keys: Vec<&[u8]> = one_time.iter().map(|p| &p.public_key.0[..]).collect();
+    let created: Vec<i64> = one_time.iter().map(|p| sql_int(p.created_at)).collect();
+    let signatures: Vec<&[u8]> = one_time.iter().map(|p| &p.signature.0[..]).collect();
+    execute(
+        client,
+        "INSERT INTO one_time_prekeys (user_id, id, public_key, created_at, signature)
+         SELECT $1::bigint, p.id, p.public_key, p.created_at, p.signature
+         FROM (
+             SELECT DISTINCT ON (n.id) n.id, n.public_key, n.created_at, n.signature, n.position
+             FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::bytea[])
+                  WITH ORDINALITY AS n (id, public_key, created_at, signature, position)
+             WHERE NOT EXISTS (SELECT 1 FROM claimed_one_time_prekeys AS c
+                               WHERE c.user_id = $1 AND c.public_key = n.public_key)
+             ORDER BY n.id, n.position
+         ) AS p
+         WHERE NOT EXISTS (SELECT 1 FROM one_time_prekeys AS o
+                           WHERE o.user_id = $1 AND o.id = p.id)
+         ORDER BY p.position
+         LIMIT greatest(0, $6::bigint - (SELECT count(*) FROM one_time_prekeys WHERE user_id = $1))
+         ON CONFLICT (user_id, id) DO NOTHING",
+        &[
+            &user,
+            &ids,
+            &keys,
+            &created,
+            &signatures,
+            &i64::from(MAX_ONE_TIME_PREKEYS),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// How many one-time prekeys the account holds that senders still use.
+pub(in crate::server::postgres) async fn one_time_prekey_count(
+    client: &impl GenericClient,
+    user: UserId,
+) -> Result<u32, StoreError> {
+    let counted = row(
+        client,
+        "SELECT count(*) FROM one_time_prekeys WHERE user_id = $1 AND created_at >= $2",
+        &[&user, &usable_since(unix_now())],
+    )
+    .await?;
+    counted.map_or(Ok(0), |row| unsigned(&row, 0))
+}
+
+/// The oldest creation time of a one-time prekey senders still use at
+/// `now`; older ones are never handed out, and [`expire`](super::expire) deletes them.
+pub(in crate::server::postgres) fn usable_since(now: u64) -> i64 {
+    sql_int(now.saturating_sub(ONE_TIME_PREKEY_USABLE))
+}
+
+/// The named account with its signed prekey and, with `claim`, its
+/// lowest-numbered usable one-time prekey, deleted here. A claim shares
+/// the account's lock (so it waits for a publication in progress); two
+/// claims skip each other's prekey rather than wait, so neither gets the
+/// same prekey nor comes back empty while the pool holds another.
+pub(in crate::server::postgres) async fn key_bundle(
+    client: &impl GenericClient,
+    name: &str,
+    claim: bool,
+) -> Result<Option<KeyBundle>, StoreError> {
+    let user = if claim {
+        row(
+            client,
+            "SELECT id, name, public_key FROM users WHERE name_key = $1 FOR SHARE",
+            &[&canonical_name(name)],
+        )
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()?
+    } else {
+        find_user(client, name).await?
+    };
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let one_time_prekey = async {
+        match claim {
+            true => claim_one_time_prekey(client, user.id).await,
+            false => Ok(None),
+        }
+    };
+    let signed_prekey = async {
+        row(
+            client,
+            "SELECT id, public_key, created_at, signature FROM signed_prekeys WHERE user_id = $1",
+            &[&user.id],
+        )
+        .await?
+        .as_ref()
+        .map(prekey_from_row)
+        .transpose()
+    };
+    // Independent reads: sent together, answered in one round trip.
+    let (one_time_prekey, signed_prekey, rotations) =
+        tokio::try_join!(one_time_prekey, signed_prekey, rotations(client, user.id))?;
+    Ok(Some(KeyBundle {
+        user,
+        signed_prekey,
+        one_time_prekey,
+        rotations,
+    }))
+}
+
+/// Delete and return the account's lowest-numbered one-time prekey that
+/// senders still use and no concurrent claim holds, recording its key.
+pub(in crate::server::postgres) async fn claim_one_time_prekey(
+    client: &impl GenericClient,
+    user: UserId,
+) -> Result<Option<SignedPrekey>, StoreError> {
+    let now = unix_now();
+    let Some(claimed) = row(
+        client,
+        "DELETE FROM one_time_prekeys
+         WHERE user_id = $1 AND id = (
+             SELECT id FROM one_time_prekeys WHERE user_id = $1 AND created_at >= $2
+             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id, public_key, created_at, signature",
+        &[&user, &usable_since(now)],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let prekey = prekey_from_row(&claimed)?;
+    execute(
+        client,
+        "INSERT INTO claimed_one_time_prekeys (user_id, public_key, claimed_at)
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&user, &prekey.public_key.0, &sql_int(now)],
+    )
+    .await?;
+    Ok(Some(prekey))
+}
+
+/// A prekey from the columns `id, public_key, created_at, signature`.
+pub(in crate::server::postgres) fn prekey_from_row(row: &Row) -> Result<SignedPrekey, StoreError> {
+    Ok(SignedPrekey {
+        id: unsigned(row, 0)?,
+        public_key: Base64Bytes(row.try_get(1)?),
+        created_at: unsigned(row, 2)?,
+        signature: Base64Bytes(row.try_get(3)?),
+    })
+}
+
+/// The account's key rotations, oldest first.
+pub(in crate::server::postgres) async fn rotations(
+    client: &impl GenericClient,
+    user: UserId,
+) -> Result<Vec<KeyRotation>, StoreError> {
+    rows(
+        client,
+        "SELECT old_key, new_key, rotated_at, old_signature, new_signature
+         FROM key_rotations WHERE user_id = $1 ORDER BY id",
+        &[&user],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(KeyRotation {
+            old_key: Base64Bytes(row.try_get(0)?),
+            new_key: Base64Bytes(row.try_get(1)?),
+            rotated_at: unsigned(row, 2)?,
+            old_signature: Base64Bytes(row.try_get(3)?),
+            new_signature: Base64Bytes(row.try_get(4)?),
+        })
+    })
+    .collect()
+}
