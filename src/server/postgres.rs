@@ -57,7 +57,7 @@ use super::metrics::BatchSizes;
 use super::store::{
     AccountSummary, Arrivals, Authenticated, Enqueued, Expired, KeyBundle, Origin, Page, Prekeys,
     Quota, RegisterOutcome, Revocations, RotateOutcome, Session, Store, StoreError, StoreFuture,
-    StoreStats, StoredMessage, TokenHash, User, UserId, postgres_error_text, session_of,
+    StoreStats, StoredMessage, TokenHash, User, UserId, postgres_error_text,
 };
 use crate::wire::crypto::random_bytes;
 use crate::wire::protocol::{KeyRotation, UserName, unix_now};
@@ -409,29 +409,14 @@ impl Store for PgStore {
         self.read(async |client| queries::find_user(client, name).await)
     }
 
-    /// On one connection, the account and the session looked up at once
-    /// (pipelined), then the prekeys counted: two round trips, not three.
+    /// One statement, one round trip, instead of three.
     fn authenticate(
         &self,
         name: &str,
         token_hash: &TokenHash,
         now: u64,
     ) -> Result<Option<Authenticated>, StoreError> {
-        self.read(async |client| {
-            let (user, session) = tokio::try_join!(
-                queries::find_user(client, name),
-                queries::find_session(client, token_hash, now)
-            )?;
-            let Some((user, session)) = session_of(user, session) else {
-                return Ok(None);
-            };
-            let one_time_prekeys = queries::one_time_prekey_count(client, user.id).await?;
-            Ok(Some(Authenticated {
-                user,
-                session,
-                one_time_prekeys,
-            }))
-        })
+        self.read(async |client| queries::authenticate(client, name, token_hash, now).await)
     }
 
     fn create_session(

@@ -118,7 +118,7 @@ pub struct Authenticated {
 
 /// The account and the session, if both were found and the session is
 /// the account's.
-pub fn session_of(user: Option<User>, session: Option<Session>) -> Option<(User, Session)> {
+fn session_of(user: Option<User>, session: Option<Session>) -> Option<(User, Session)> {
     match (user, session) {
         (Some(user), Some(session)) if session.user_id == user.id => Some((user, session)),
         _ => None,

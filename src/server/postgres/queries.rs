@@ -37,7 +37,7 @@ pub(super) use messages::{EXPIRE_BATCH, ack, expire, fetch, lock_queues};
 pub(super) use operator::{accounts, stats};
 pub(super) use prekeys::{key_bundle, one_time_prekey_count, publish_prekeys};
 pub(super) use sessions::{
-    create_session, delete_session, delete_sessions, find_session, revocations_after,
+    authenticate, create_session, delete_session, delete_sessions, find_session, revocations_after,
 };
 
 use deadpool_postgres::GenericClient;

@@ -3,13 +3,14 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::accounts::lock_account;
+use super::accounts::{lock_account, user_from_row};
+use super::prekeys::usable_since;
 use super::{execute, row, rows, sql_int, unsigned};
 use crate::server::store::{
-    EndedSession, MAX_SESSIONS_PER_ACCOUNT, Origin, Revocations, Session, StoreError, TokenHash,
-    UserId,
+    Authenticated, EndedSession, MAX_SESSIONS_PER_ACCOUNT, Origin, Revocations, Session,
+    StoreError, TokenHash, UserId,
 };
-use crate::wire::protocol::unix_now;
+use crate::wire::protocol::{canonical_name, unix_now};
 
 /// Key of the advisory lock that makes journal entries of ended sessions
 /// commit one at a time, in the order of their ids ("msgr-rev").
@@ -76,6 +77,45 @@ pub(in crate::server::postgres) async fn find_session(
         })
     })
     .transpose()
+}
+
+/// What authenticating as `name` with the session `token_hash` needs, in
+/// one statement: the account, its session if live by `now`, and its
+/// one-time prekeys counted as [`one_time_prekey_count`](super::one_time_prekey_count)
+/// counts them.
+pub(in crate::server::postgres) async fn authenticate(
+    client: &impl GenericClient,
+    name: &str,
+    token_hash: &TokenHash,
+    now: u64,
+) -> Result<Option<Authenticated>, StoreError> {
+    let Some(found) = row(
+        client,
+        "SELECT u.id, u.name, u.public_key, s.expires_at,
+                (SELECT count(*) FROM one_time_prekeys AS o
+                 WHERE o.user_id = u.id AND o.created_at >= $4)
+         FROM sessions AS s JOIN users AS u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.name_key = $3",
+        &[
+            &&token_hash[..],
+            &sql_int(now),
+            &canonical_name(name),
+            &usable_since(unix_now()),
+        ],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let user = user_from_row(&found)?;
+    Ok(Some(Authenticated {
+        session: Session {
+            user_id: user.id,
+            expires_at: unsigned(&found, 3)?,
+        },
+        user,
+        one_time_prekeys: unsigned(&found, 4)?,
+    }))
 }
 
 /// End a session, on behalf of the process `origin`; whether it existed.
