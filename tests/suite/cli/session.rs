@@ -171,3 +171,24 @@ fn without_a_terminal_msgr_without_a_command_prints_its_usage() {
         .code(2)
         .stderr(predicates::str::contains("needs a terminal"));
 }
+
+#[test]
+fn a_command_after_a_server_restart_connects_again_with_a_notice() {
+    let mut world = World::new();
+    world.register("Alice");
+    world.register("John");
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    alice.type_line("create John one");
+    alice.expect("Sent to John");
+    alice.expect(PROMPT);
+    world.restart();
+    alice.type_line("create John two");
+    alice.expect("msgr: connecting again to localhost:");
+    alice.expect("Sent to John");
+    alice.expect(PROMPT);
+    alice.type_line("quit");
+    let (status, screen) = alice.finish();
+    assert!(status.success(), "{screen}");
+    world.assert_queued_soon(2);
+}
