@@ -12,7 +12,10 @@ use msgr::cli::output::{self, Output};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => return output::report_usage_error(error),
+        Err(error) => match Cli::interactive(&error) {
+            Some(cli) => cli,
+            None => return output::report_usage_error(error),
+        },
     };
     let serving = match &cli.command {
         Command::Serve(args) => Some(args.log_format),

@@ -156,6 +156,9 @@ pub enum Command {
     /// Delete the account on the server (its queue, sessions and key) and
     /// its folder in this keyring.
     Unregister(UnregisterArgs),
+    /// Type commands at a prompt, all on one connection (also what msgr
+    /// without a command does on a terminal).
+    Shell,
     /// Look after a server's store: accounts, sessions, totals, backups
     /// (safe while the server runs).
     Admin(AdminArgs),
@@ -163,6 +166,32 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print a manual page (roff).
     Man(ManArgs),
+}
+
+impl Cli {
+    /// What a command line without a command means on a terminal (stdin
+    /// and stdout both): an interactive session with its global options.
+    /// `None` for any other parse `error`, or without a terminal, where
+    /// `error` stands as it is.
+    pub fn interactive(error: &clap::Error) -> Option<Self> {
+        use clap::error::ErrorKind::{DisplayHelpOnMissingArgumentOrSubcommand, MissingSubcommand};
+        use std::io::IsTerminal;
+        let missing = matches!(
+            error.kind(),
+            MissingSubcommand | DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        if !missing || !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+            return None;
+        }
+        let lenient = Self::command()
+            .subcommand_required(false)
+            .arg_required_else_help(false);
+        let matches = lenient.try_get_matches().ok()?;
+        Some(Self {
+            global: GlobalArgs::from_arg_matches(&matches).ok()?,
+            command: Command::Shell,
+        })
+    }
 }
 
 /// `msgr register`.

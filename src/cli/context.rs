@@ -1,9 +1,14 @@
 //! What client commands share once the settings are resolved: the
 //! validated server and account name, the keyring, the trust policy, the
 //! passphrase source and the output; and opening the account, its key and
-//! the connection from them.
+//! the connection from them. A one-shot command dials its own connection;
+//! in an interactive session ([`ClientContext::keep_connection`]) every
+//! command borrows the session's one connection instead ([`Lease`]), and
+//! a connection the server closed meanwhile is replaced, with a notice.
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::cli::error::AppResult;
 use crate::cli::failure::{Failure, Searched};
@@ -31,6 +36,76 @@ pub struct ClientContext {
     dialer: Dialer,
     passphrase: PassphraseSource,
     pin_policy: PinPolicy,
+    /// In an interactive session: the connection kept between commands
+    /// (`None` inside while a command has it, or before the first).
+    kept: Option<Mutex<Kept>>,
+}
+
+/// The connection an interactive session keeps between commands.
+#[derive(Default)]
+struct Kept {
+    connection: Option<Connection>,
+    /// Whether a connection was made before, so that making another is
+    /// news to the user.
+    ever: bool,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("connected", &self.connection.is_some())
+            .finish()
+    }
+}
+
+/// The connection a command talks on: dialled for it, or in an
+/// interactive session lent to it, and given back to the session when
+/// the lease ends.
+pub struct Lease<'a> {
+    connection: Option<Connection>,
+    /// Where the connection goes back to, in a session.
+    home: Option<&'a Mutex<Kept>>,
+}
+
+impl Lease<'_> {
+    /// The connection itself, for a command that hands it on by value;
+    /// [`Lease::give_back`] returns it to the session.
+    pub fn take(&mut self) -> Connection {
+        self.connection
+            .take()
+            .expect("a lease holds its connection")
+    }
+
+    /// Return a connection [`Lease::take`] took.
+    pub fn give_back(&mut self, connection: Connection) {
+        self.connection = Some(connection);
+    }
+}
+
+impl Deref for Lease<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection
+            .as_ref()
+            .expect("a lease holds its connection")
+    }
+}
+
+impl DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.connection
+            .as_mut()
+            .expect("a lease holds its connection")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let (Some(home), Some(connection)) = (self.home, self.connection.take()) {
+            home.lock().expect("not poisoned").connection = Some(connection);
+        }
+    }
 }
 
 impl ClientContext {
@@ -56,7 +131,22 @@ impl ClientContext {
             dialer,
             passphrase: settings.passphrase,
             pin_policy: settings.pin_policy,
+            kept: None,
         })
+    }
+
+    /// From now on, keep one connection for every command (an interactive
+    /// session) instead of dialling one for each.
+    pub fn keep_connection(&mut self) {
+        self.kept = Some(Mutex::default());
+    }
+
+    /// Drop the kept connection (it broke): the next command connects
+    /// again.
+    pub fn drop_connection(&self) {
+        if let Some(kept) = &self.kept {
+            kept.lock().expect("not poisoned").connection = None;
+        }
     }
 
     /// This account's folder, unlocked, or the error saying this keyring
@@ -179,10 +269,46 @@ impl ClientContext {
         Err(last.expect("at least one attempt was made").into())
     }
 
+    /// The connection to the server for a command: in a session, the kept
+    /// one if the server has not closed it (else a new one, with a
+    /// notice); otherwise a new one, see [`ClientContext::dial`].
+    pub fn connect(&self) -> AppResult<Lease<'_>> {
+        let Some(home) = &self.kept else {
+            return Ok(Lease {
+                connection: Some(self.dial()?),
+                home: None,
+            });
+        };
+        let mut kept = home.lock().expect("not poisoned");
+        let open = kept
+            .connection
+            .take()
+            .and_then(|mut c| c.is_open().then_some(c));
+        let connection = match open {
+            Some(connection) => connection,
+            None => {
+                if kept.ever {
+                    self.output
+                        .notice(&format!("connecting again to {}", self.server));
+                }
+                let mut connection = self.dial()?;
+                // Its greeting is read now, so that anything arriving
+                // later while it is kept means the server closed it.
+                connection.max_envelope()?;
+                kept.ever = true;
+                connection
+            }
+        };
+        Ok(Lease {
+            connection: Some(connection),
+            home: Some(home),
+        })
+    }
+
     /// Connect to the server under the trust policy, pinning it on first
     /// contact: its certificate (with a notice on stderr that `-q` does not
     /// hide), or that the system's roots vouch for it.
-    pub fn connect(&self) -> AppResult<Connection> {
+    pub fn dial(&self) -> AppResult<Connection> {
         let connected = self.dialer.dial()?;
         if let Some(fingerprint) = connected.new_pin {
             self.output.notice_even_if_quiet(&format!(

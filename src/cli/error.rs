@@ -209,6 +209,19 @@ fn failure_status_and_hint(failure: &Failure) -> (ExitStatus, Option<String>) {
             ExitStatus::Usage,
             hint("send a file that large another way, or split it"),
         ),
+        Failure::NotInSession(command) => (
+            ExitStatus::Usage,
+            Some(format!(
+                "leave the session and run `msgr {command}` on its own"
+            )),
+        ),
+        Failure::NoTerminal => (
+            ExitStatus::Usage,
+            hint(
+                "run one command per invocation instead, as scripts do: msgr read, msgr create NAME MESSAGE",
+            ),
+        ),
+        Failure::Terminal(_) => (ExitStatus::Failure, None),
         Failure::EmptyBody => (
             ExitStatus::Usage,
             hint("give the message as an argument or on standard input, or pass --allow-empty"),

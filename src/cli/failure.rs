@@ -108,6 +108,16 @@ pub enum Failure {
     /// Making a new identity key failed.
     #[error("{0}")]
     KeyGeneration(CryptoError),
+    /// A command typed in an interactive session that only runs on its
+    /// own (`serve`, `admin`, …).
+    #[error("{0} does not run in an interactive session")]
+    NotInSession(&'static str),
+    /// `msgr shell` without a terminal to prompt at.
+    #[error("the interactive session needs a terminal (standard input and output)")]
+    NoTerminal,
+    /// The terminal of an interactive session failed.
+    #[error("cannot read from the terminal: {0}")]
+    Terminal(String),
     /// The body is empty and `--allow-empty` was not given.
     #[error("the message is empty, so nothing was sent")]
     EmptyBody,

@@ -263,6 +263,18 @@ pub fn report_usage_error(error: clap::Error) -> ExitCode {
     usage.status().into()
 }
 
+/// The failure for clap's `error` about a line typed in an interactive
+/// session (its words `args`, after a first word standing for `msgr`), as
+/// [`report_usage_error`] words it for a command line.
+pub fn usage_failure<I, T>(error: &clap::Error, args: I) -> Failure
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    crate::cli::args::unquoted_message(error, args)
+        .unwrap_or_else(|| command_line_failure(&error.render().to_string()))
+}
+
 /// clap's rendering of an error (without colour) as a failure: the error,
 /// its list of arguments or values put on its line; the tips (a similar
 /// subcommand or argument); the usage.

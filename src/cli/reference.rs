@@ -214,6 +214,11 @@ pub const CONFIG_DIR: Directory = Directory {
         ),
         entry(
             0,
+            "history",
+            "lines typed in interactive sessions, never a message (mode 0600)",
+        ),
+        entry(
+            0,
             "accounts/<user>@<host:port>/",
             "one folder per account, named in lower case, made by register (mode 0700)",
         ),

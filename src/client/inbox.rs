@@ -161,6 +161,14 @@ impl Inbox {
         self
     }
 
+    /// The connection, for other requests once reading is done (it acts
+    /// for the account; an acknowledgement's answer may still be unread,
+    /// and is read here).
+    pub fn into_connection(mut self) -> Connection {
+        let _ = self.settle_ack();
+        self.connection
+    }
+
     /// Read in `mode`, at most `limit` messages, into `sink`.
     pub fn read<S: Sink>(
         &mut self,

@@ -207,6 +207,31 @@ impl Connection {
         Ok(Canceller(self.tls.sock.try_clone()?))
     }
 
+    /// Whether the connection still looks usable between requests: the
+    /// server has not closed it, nor sent anything unasked (which between
+    /// requests can only come before a close), as far as can be told
+    /// without waiting. What has arrived is taken in.
+    pub fn is_open(&mut self) -> bool {
+        if !self.buffer.is_empty() || self.tls.sock.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let (conn, sock) = (&mut self.tls.conn, &mut self.tls.sock);
+        let open = loop {
+            match retrying_interrupted(|| conn.read_tls(sock)) {
+                Ok(0) => break false,
+                Ok(_) => match conn.process_new_packets() {
+                    Ok(state) if state.peer_has_closed() || state.plaintext_bytes_to_read() > 0 => {
+                        break false;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break false,
+                },
+                Err(error) => break error.kind() == io::ErrorKind::WouldBlock,
+            }
+        };
+        sock.set_nonblocking(false).is_ok() && open
+    }
+
     /// The server as given.
     pub fn server(&self) -> &str {
         &self.server

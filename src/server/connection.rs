@@ -67,6 +67,9 @@ pub struct Connection<S> {
     reading: Option<OwnedSemaphorePermit>,
     /// The grant for the frame returned last, until taken or the next read.
     returned: Option<OwnedSemaphorePermit>,
+    /// A read error met by [`Connection::arrival`], for the next
+    /// [`Connection::read_request`] to report.
+    failed: Option<std::io::Error>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -80,6 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             budget: None,
             reading: None,
             returned: None,
+            failed: None,
         }
     }
 
@@ -132,7 +136,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.reading = Some(grant);
             }
             self.buffer.reserve(READ_CHUNK);
-            match self.stream.read_buf(&mut self.buffer).await {
+            let read = match self.failed.take() {
+                Some(error) => Err(error),
+                None => self.stream.read_buf(&mut self.buffer).await,
+            };
+            match read {
                 Ok(0) if self.buffer.is_empty() => return Ok(None),
                 Ok(0) => return Err(ConnectionError::Truncated),
                 Ok(_) => {}
@@ -144,6 +152,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Return once bytes of a next request, or the end of the stream, have
+    /// arrived, without taking a request: what ends a waiting `fetch`
+    /// early. At once if bytes are already buffered (the peer pipelined).
+    /// Only one read's worth is taken (a large frame still waits for the
+    /// budget in [`Connection::read_request`]); a read error is kept for
+    /// `read_request` to report.
+    ///
+    /// Cancel-safe, as `read_request` is.
+    pub async fn arrival(&mut self) {
+        if !self.buffer.is_empty() || self.failed.is_some() {
+            return;
+        }
+        self.buffer.reserve(READ_CHUNK);
+        // The end of the stream (`Ok(0)`) is met again, and reported, by
+        // `read_request`.
+        if let Err(error) = self.stream.read_buf(&mut self.buffer).await {
+            self.failed = Some(error);
         }
     }
 
@@ -265,6 +293,24 @@ mod tests {
         client.write_all(&frame[6..]).await.unwrap();
         let request = connection.read_request().await.unwrap().unwrap().unwrap();
         assert_eq!(request, Request::Login { user: "a".into() });
+    }
+
+    #[tokio::test]
+    async fn an_arrival_is_seen_without_taking_the_request() {
+        let (mut connection, mut client) = pair(1024);
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(20), connection.arrival());
+        assert!(waiting.await.is_err(), "nothing has arrived");
+        let frame = Request::Login { user: "a".into() }.to_frame();
+        client.write_all(&frame[..3]).await.unwrap();
+        connection.arrival().await;
+        connection.arrival().await;
+        client.write_all(&frame[3..]).await.unwrap();
+        let request = connection.read_request().await.unwrap().unwrap().unwrap();
+        assert_eq!(request, Request::Login { user: "a".into() });
+        drop(client);
+        connection.arrival().await;
+        assert!(connection.read_request().await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -115,6 +115,17 @@ impl<'a> Handler<'a> {
 
     /// Answer one request; refusals become error responses.
     pub async fn respond(&mut self, request: Request) -> Response {
+        self.respond_until(request, std::future::pending()).await
+    }
+
+    /// [`Handler::respond`], a waiting `fetch` answered as soon as
+    /// `arrival` completes (another request has arrived), with what it
+    /// has then.
+    pub async fn respond_until(
+        &mut self,
+        request: Request,
+        arrival: impl Future<Output = ()>,
+    ) -> Response {
         let started = Instant::now();
         let kind = request.kind();
         debug!(request = kind, "request");
@@ -175,7 +186,7 @@ impl<'a> Handler<'a> {
                 after,
                 limit,
                 wait_ms,
-            } => self.fetch(after, limit, wait_ms).await,
+            } => self.fetch(after, limit, wait_ms, arrival).await,
             Request::Ack { ids } => self.ack(ids).await,
             Request::Logout => self.logout(false).await,
             Request::LogoutAll => self.logout(true).await,
@@ -605,9 +616,16 @@ impl<'a> Handler<'a> {
     }
 
     /// A page of messages; with `wait_ms`, an empty queue is watched until
-    /// a message is stored, the wait ends, or the server shuts down (and
-    /// looked at again every [`Context::recheck`], if set).
-    async fn fetch(&self, after: u64, limit: u32, wait_ms: u64) -> Result<Response, Refusal> {
+    /// a message is stored, the wait ends, another request arrives on the
+    /// connection (`arrival`), or the server shuts down (and looked at
+    /// again every [`Context::recheck`], if set).
+    async fn fetch(
+        &self,
+        after: u64,
+        limit: u32,
+        wait_ms: u64,
+        arrival: impl Future<Output = ()>,
+    ) -> Result<Response, Refusal> {
         let user_id = self.identity()?.id;
         let page = Page {
             after,
@@ -617,6 +635,7 @@ impl<'a> Handler<'a> {
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         let mut shutdown = self.shutdown.clone();
+        tokio::pin!(arrival);
         let stored = loop {
             let signal = self.context.mailboxes.subscribe(user_id);
             let (stored, woken) = {
@@ -640,6 +659,7 @@ impl<'a> Handler<'a> {
                         _ = recheck => true,
                         _ = tokio::time::sleep_until(deadline) => false,
                         _ = shutdown.changed() => false,
+                        () = &mut arrival => false,
                     },
                     _ => false,
                 };

@@ -5,6 +5,9 @@
 //! server shuts down. A bad request gets an error response and the
 //! connection stays usable.
 //!
+//! A waiting `fetch` is answered as soon as the next request starts to
+//! arrive, with what it has then (possibly nothing).
+//!
 //! Pipelined `send`s are read ahead: each is handed to the store as soon as
 //! it arrives, so that sends waiting for their commit share it with the
 //! ones read after them, up to [`MAX_SENDS_IN_FLIGHT`] sends and
@@ -268,6 +271,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Conversation<'_, 'a, S> {
         };
         self.answer_all().await?;
         let response = match incoming {
+            // A waiting fetch ends when the next request arrives, so that
+            // one connection can wait for messages between other requests.
+            Ok(request @ Request::Fetch { wait_ms: 1.., .. }) => {
+                let arrival = self.connection.arrival();
+                self.handler.respond_until(request, arrival).await
+            }
             Ok(request) => self.handler.respond(request).await,
             Err(error) => {
                 info!("malformed request");

@@ -11,6 +11,7 @@ mod help;
 mod json;
 mod passphrase;
 mod recipients;
+mod session;
 mod shell;
 mod timeout;
 mod wait;

@@ -9,13 +9,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::args::CreateArgs;
-use crate::cli::context::ClientContext;
+use crate::cli::context::{ClientContext, Lease};
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::cli::output::{Human, Render, listed};
 use crate::client::directory;
 use crate::client::keyring::AccountDir;
-use crate::client::net::Connection;
 use crate::client::outbox::{HeadStart, Outbox, Presealed};
 use crate::client::{prekeys, session};
 use crate::wire::crypto::PrivateKey;
@@ -75,13 +74,13 @@ pub fn run(context: &ClientContext, args: &CreateArgs) -> AppResult<()> {
 /// prekey kept from an earlier message (or, with nothing to seal to,
 /// readies the key for signing). Returns the connection and the user's
 /// name as the server spells it.
-fn connect_with_head_start(
-    context: &ClientContext,
+fn connect_with_head_start<'c>(
+    context: &'c ClientContext,
     account: &AccountDir,
     identity: &PrivateKey,
     first: &UserName,
     body: &[u8],
-) -> AppResult<(Connection, UserName, HeadStart)> {
+) -> AppResult<(Lease<'c>, UserName, HeadStart)> {
     // A guess only: a file it cannot read means no head start, and the
     // pin is read again (and any problem reported) when the key is checked.
     let guess = match (account.registration(), account.contact(first)) {

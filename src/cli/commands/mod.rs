@@ -13,12 +13,14 @@ pub mod read;
 pub mod register;
 pub mod rotate;
 pub mod serve;
+pub mod shell;
 pub mod unregister;
 pub mod whoami;
 
 use crate::cli::args::{Cli, Command};
 use crate::cli::context::ClientContext;
 use crate::cli::error::AppResult;
+use crate::cli::failure::Failure;
 use crate::cli::output::Output;
 use crate::client::settings::Settings;
 
@@ -34,20 +36,44 @@ pub fn run(cli: Cli, output: &mut Output) -> AppResult<()> {
     }
     let settings = Settings::load(&cli.global.overrides())?;
     output.set_json(settings.json);
-    let context = ClientContext::new(settings, *output)?;
-    match &cli.command {
-        Command::Register(args) => register::run(&context, args),
-        Command::Login => login::run(&context),
-        Command::Key(args) => key::run(&context, args),
-        Command::Create(args) => create::run(&context, args),
-        Command::Read(args) => read::run(&context, args),
-        Command::Rotate(args) => rotate::run(&context, args),
-        Command::Whoami => whoami::run(&context),
-        Command::Contacts => contacts::run(&context),
-        Command::Logout(args) => logout::run(&context, args),
-        Command::Unregister(args) => unregister::run(&context, args),
-        Command::Serve(_) | Command::Completions(_) | Command::Man(_) | Command::Admin(_) => {
-            unreachable!("handled above")
-        }
+    let mut context = ClientContext::new(settings, *output)?;
+    if let Command::Shell = cli.command {
+        context.keep_connection();
+        return shell::run(&context);
+    }
+    run_client(&context, &cli.command)
+}
+
+/// Run a client command: one given on the command line, or one typed in
+/// an interactive session.
+pub fn run_client(context: &ClientContext, command: &Command) -> AppResult<()> {
+    match command {
+        Command::Register(args) => register::run(context, args),
+        Command::Login => login::run(context),
+        Command::Key(args) => key::run(context, args),
+        Command::Create(args) => create::run(context, args),
+        Command::Read(args) => read::run(context, args),
+        Command::Rotate(args) => rotate::run(context, args),
+        Command::Whoami => whoami::run(context),
+        Command::Contacts => contacts::run(context),
+        Command::Logout(args) => logout::run(context, args),
+        Command::Unregister(args) => unregister::run(context, args),
+        Command::Serve(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::Admin(_)
+        | Command::Shell => Err(Failure::NotInSession(command_name(command)).into()),
+    }
+}
+
+/// The name of `command` as typed.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(_) => "serve",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
+        Command::Admin(_) => "admin",
+        Command::Shell => "shell",
+        _ => "this command",
     }
 }

@@ -50,7 +50,8 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
         received: home.dir().join(RECEIVED),
     };
     let identity = context.identity(&home)?;
-    let connection = context.connect()?;
+    let mut lease = context.connect()?;
+    let connection = lease.take();
     let reconnect = Reconnect::new(
         context.dialer().clone(),
         Duration::from_secs(args.reconnect_for),
@@ -68,6 +69,7 @@ pub fn run(context: &ClientContext, args: &ReadArgs) -> AppResult<()> {
         false => Tally::default(),
     };
     tally += inbox.read(mode, args.limit, &mut printer)?;
+    lease.give_back(inbox.into_connection());
     if tally.problems > 0 {
         return Err(Failure::NotVerified(tally.problems).into());
     }

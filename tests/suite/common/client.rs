@@ -1,12 +1,14 @@
 //! Helpers for the tests of the client commands (`cli::*`, and the
 //! malicious-server tests): a client running in the
 //! background whose output lines arrive with a deadline, a client run on a
-//! pseudo-terminal (through util-linux `script`), and JSON parsing of
-//! results and errors.
+//! pseudo-terminal (through util-linux `script`), an interactive session
+//! driven on one as a person would (type, wait for what it shows), and
+//! JSON parsing of results and errors.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -145,6 +147,123 @@ impl World {
             output.status.success(),
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
+    }
+}
+
+/// An interactive `msgr` on a pseudo-terminal (util-linux `script`
+/// between it and the test's pipes): the test types lines and waits for
+/// what the terminal shows, never for a fixed time.
+pub struct Terminal {
+    child: Child,
+    keys: ChildStdin,
+    screen: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    /// How much of the screen earlier waits have passed.
+    seen: usize,
+}
+
+impl Terminal {
+    /// Wait (up to [`PATIENCE`]) until the terminal shows `text` after
+    /// what earlier waits found; returns what it showed up to it.
+    pub fn expect(&mut self, text: &str) -> String {
+        let (lock, arrived) = &*self.screen;
+        let deadline = Instant::now() + PATIENCE;
+        let mut screen = lock.lock().unwrap();
+        loop {
+            let shown = String::from_utf8_lossy(&screen[self.seen..]).into_owned();
+            if let Some(at) = shown.find(text) {
+                self.seen += shown[..at + text.len()].len();
+                return shown[..at + text.len()].to_owned();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the terminal did not show {text:?} within {PATIENCE:?}; it shows:\n{shown}"
+            );
+            screen = arrived.wait_timeout(screen, left).unwrap().0;
+        }
+    }
+
+    /// Type `keys` as they are (`"\x04"` is Ctrl-D, `"\x03"` Ctrl-C).
+    pub fn press(&mut self, keys: &str) {
+        self.keys.write_all(keys.as_bytes()).unwrap();
+        self.keys.flush().unwrap();
+    }
+
+    /// Type `line` and Enter.
+    pub fn type_line(&mut self, line: &str) {
+        self.press(&format!("{line}\r"));
+    }
+
+    /// Wait (up to [`PATIENCE`]) for msgr to exit; its status and all the
+    /// terminal showed.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("msgr did not exit within {PATIENCE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let screen = self.screen.0.lock().unwrap();
+        (status, String::from_utf8_lossy(&screen).into_owned())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl World {
+    /// `msgr` as `user` with `args` (none: the interactive session) on a
+    /// pseudo-terminal, for the test to type at.
+    pub fn terminal(&self, user: &str, args: &[&str]) -> Terminal {
+        let mut words = vec![
+            cargo_bin("msgr").display().to_string(),
+            "--server".into(),
+            format!("localhost:{}", self.server.port),
+            "--user".into(),
+            user.into(),
+            "--config-dir".into(),
+            self.config_dir(user).display().to_string(),
+        ];
+        words.extend(args.iter().map(|arg| arg.to_string()));
+        let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+        let mut script = Command::new("script");
+        super::hermetic(&mut script);
+        let mut child = script
+            .args(["-qec", &line.join(" "), "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script starts");
+        let keys = child.stdin.take().unwrap();
+        let mut output = child.stdout.take().unwrap();
+        let screen = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let shown = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut chunk = [0; 4096];
+            while let Ok(read @ 1..) = output.read(&mut chunk) {
+                let (lock, arrived) = &*shown;
+                lock.lock().unwrap().extend_from_slice(&chunk[..read]);
+                arrived.notify_all();
+            }
+        });
+        Terminal {
+            child,
+            keys,
+            screen,
+            seen: 0,
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Pipelined requests on one connection: the server reads `send`s ahead so
 //! that they share group commits, yet answers every request in order, and
-//! handles any other request only after the sends before it are answered.
+//! handles any other request only after the sends before it are answered;
+//! a waiting `fetch` ends as soon as the next request arrives.
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use crate::common::raw::{Client, error_code, keys, recipient_prekey, sealed, signed_in};
 use crate::common::{name, start_server};
@@ -67,6 +69,62 @@ fn pipelined_sends_are_answered_in_order_and_a_fetch_after_them_sees_them_all() 
         };
         assert_eq!(message.envelope, *envelope);
     }
+}
+
+/// A `fetch` of the queue after `after` that waits up to 30 seconds.
+fn waiting_fetch(after: u64) -> Request {
+    Request::Fetch {
+        after,
+        limit: FETCH_PAGE,
+        wait_ms: 30_000,
+    }
+}
+
+/// The messages of a `messages` response; panics on any other response.
+fn messages(response: Response) -> Vec<msgr::wire::protocol::QueuedMessage> {
+    match response {
+        Response::Messages { messages } => messages,
+        other => panic!("expected messages, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_waiting_fetch_is_answered_as_soon_as_the_next_request_arrives() {
+    let (_dir, server) = start_server(&[]);
+    let mut alice = signed_in(&server, "Alice");
+    alice.send_raw(&waiting_fetch(0).to_frame());
+    assert!(alice.stays_silent_for(Duration::from_millis(300)), "held");
+
+    // The next request ends the wait: the fetch is answered with what it
+    // has (nothing), then the request is handled as usual.
+    let started = Instant::now();
+    alice.send_raw(&note_to_self(b"hello").to_frame());
+    assert!(messages(alice.response()).is_empty());
+    let [id] = sent_ids(&[alice.response()])[..] else {
+        unreachable!()
+    };
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Nothing was lost: the message waits for the next fetch, which is
+    // answered at once as something is queued.
+    let fetched = messages(alice.request(&waiting_fetch(0)));
+    assert_eq!(fetched.iter().map(|m| m.id).collect::<Vec<_>>(), [id]);
+
+    // Pipelined behind a waiting fetch, a request ends it at once.
+    let started = Instant::now();
+    let responses = alice.pipeline(&[waiting_fetch(id), first_page()]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let [held, page] = <[Response; 2]>::try_from(responses).unwrap();
+    assert!(messages(held).is_empty());
+    assert_eq!(messages(page).len(), 1);
+
+    // Without another request, the wait still ends with a message.
+    alice.send_raw(&waiting_fetch(id).to_frame());
+    assert!(alice.stays_silent_for(Duration::from_millis(300)), "held");
+    let mut john = Client::greeted(&server);
+    john.log_in("John", &keys()[1]);
+    john.request(&sealed("John", "Alice", b"hi"));
+    assert_eq!(messages(alice.response()).len(), 1);
 }
 
 #[test]
