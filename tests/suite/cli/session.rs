@@ -192,3 +192,30 @@ fn a_command_after_a_server_restart_connects_again_with_a_notice() {
     assert!(status.success(), "{screen}");
     world.assert_queued_soon(2);
 }
+
+#[test]
+fn a_message_arriving_while_the_prompt_waits_is_announced_and_read_shows_it() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    // The watch presents the stored session; it never logs in.
+    world.msgr("Alice").arg("login").assert().success();
+    let opened = || world.server.log_text().matches("connection opened").count();
+    let before = opened();
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    world.send("John", "Alice", "Lunch at one?");
+    alice.expect("New message from John (");
+    alice.expect("); type read to show it");
+    alice.type_line("read");
+    alice.expect("From: John");
+    alice.expect("    Lunch at one?");
+    alice.expect(PROMPT);
+    alice.type_line("quit");
+    let (status, screen) = alice.finish();
+    assert!(status.success(), "{screen}");
+    assert_eq!(screen.matches("New message from").count(), 1, "{screen}");
+    // The session's one connection, and the one John's `create` made.
+    assert_eq!(opened() - before, 2, "{screen}");
+    world.assert_queued_soon(0);
+}
