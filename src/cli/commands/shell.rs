@@ -23,6 +23,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -36,6 +37,7 @@ use crate::cli::args::Command;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::failure::Failure;
+use crate::client::inbox::Reconnect;
 use line::Typed;
 use watch::{Announced, Watch};
 
@@ -45,6 +47,9 @@ const HISTORY: &str = "history";
 const HISTORY_LINES: usize = 1000;
 /// The prompt for commands.
 const PROMPT: &str = "msgr> ";
+/// How long the session, waiting at its prompt, tries to connect again
+/// after losing its connection: as long as `read --follow` by default.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
 
 /// Run the session until the user leaves.
 pub fn run(context: &ClientContext) -> AppResult<()> {
@@ -234,6 +239,7 @@ impl<'c> Session<'c> {
             token,
             announced,
             Box::new(printer),
+            Reconnect::new(self.context.dialer().clone(), RECONNECT_FOR),
         )
         .ok();
     }

@@ -182,6 +182,9 @@ fn a_command_after_a_server_restart_connects_again_with_a_notice() {
     alice.type_line("create John one");
     alice.expect("Sent to John");
     alice.expect(PROMPT);
+    // Logged out, the session does not watch while the prompt waits.
+    alice.type_line("logout");
+    alice.expect(PROMPT);
     world.restart();
     alice.type_line("create John two");
     alice.expect("msgr: connecting again to localhost:");
@@ -218,4 +221,26 @@ fn a_message_arriving_while_the_prompt_waits_is_announced_and_read_shows_it() {
     // The session's one connection, and the one John's `create` made.
     assert_eq!(opened() - before, 2, "{screen}");
     world.assert_queued_soon(0);
+}
+
+#[test]
+fn a_session_waiting_at_its_prompt_connects_again_after_a_server_restart() {
+    let mut world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.msgr("Alice").arg("login").assert().success();
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    world.restart();
+    alice.expect("msgr: lost the connection (");
+    alice.expect("msgr: connected again to localhost:");
+    world.send("John", "Alice", "Still there?");
+    alice.expect("New message from John (");
+    alice.type_line("read");
+    alice.expect("    Still there?");
+    alice.expect(PROMPT);
+    alice.type_line("quit");
+    let (status, screen) = alice.finish();
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains("connecting again"), "{screen}");
 }

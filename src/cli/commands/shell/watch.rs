@@ -9,19 +9,24 @@
 //! thread sends a `fetch` that does not wait, which makes the server
 //! answer the held one at once, reads both answers and hands the
 //! connection back. Only that thread touches the connection meanwhile.
+//! If the connection breaks while the prompt waits, the thread connects
+//! again with the backoff of `read --follow` ([`Reconnect`]), telling so
+//! above the prompt; a command typed meanwhile ends the attempts and
+//! connects on its own.
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rustyline::ExternalPrinter;
 
-use crate::client::error::ClientResult;
+use crate::client::error::{ClientError, ClientResult};
+use crate::client::inbox::{Reconnect, Reconnecting, is_transient};
 use crate::client::keyring::SessionToken;
-use crate::client::net::{Connection, unexpected};
+use crate::client::net::{Connection, seconds, unexpected};
 use crate::client::session;
 use crate::wire::protocol::{
     FETCH_PAGE, MAX_WAIT_MS, QueuedMessage, Request, Response, UserName, printable,
@@ -46,30 +51,35 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Watch for `user` on `connection`, presenting `token`.
+    /// Watch for `user` on `connection`, presenting `token`, and connect
+    /// again as `reconnect` says if the connection breaks.
     pub fn start(
         mut connection: Connection,
         user: UserName,
         token: SessionToken,
         mut announced: Announced,
         mut printer: Printer,
+        reconnect: Reconnect,
     ) -> std::io::Result<Self> {
         let (wake, woken) = UnixStream::pair()?;
         let thread = std::thread::Builder::new()
             .name("watch".into())
             .spawn(move || {
-                let watched = watch(
-                    &mut connection,
-                    &user,
-                    &token,
-                    &woken,
-                    &mut announced,
-                    &mut printer,
-                );
-                match watched {
-                    Ok(()) => (Some(connection), announced),
+                let mut watching = Watching {
+                    user: &user,
+                    token: &token,
+                    woken: &woken,
+                    announced: &mut announced,
+                    printer: &mut printer,
+                };
+                match watching.watch(&mut connection, &reconnect) {
+                    Ok(true) => (Some(connection), announced),
+                    Ok(false) => (None, announced),
                     Err(error) => {
-                        tracing::debug!(%error, "watching the queue stopped");
+                        // The next command connects again if need be.
+                        let _ = printer.print(format!(
+                            "msgr: no longer watching for new messages: {error}\n"
+                        ));
                         (None, announced)
                     }
                 }
@@ -86,34 +96,99 @@ impl Watch {
     }
 }
 
-/// Hold waiting fetches on `connection` until `woken` is readable, then
-/// end the held one and read what is left.
-fn watch(
-    connection: &mut Connection,
-    user: &UserName,
-    token: &SessionToken,
-    woken: &UnixStream,
-    announced: &mut Announced,
-    printer: &mut Printer,
-) -> ClientResult<()> {
-    if session::present(connection, user, token)?.is_none() {
-        // Logged out meanwhile: nothing to watch, and no login.
-        return Ok(());
-    }
-    let held = Duration::from_millis(MAX_WAIT_MS);
-    loop {
-        connection.write_request(&fetch(announced.after, MAX_WAIT_MS))?;
-        match connection.read_response_held_unless(held, woken.as_fd())? {
-            Some(response) => announced.tell(messages(response)?, printer),
-            None => break,
+/// What the watching thread works with.
+struct Watching<'a> {
+    user: &'a UserName,
+    token: &'a SessionToken,
+    /// Readable once a command is typed.
+    woken: &'a UnixStream,
+    announced: &'a mut Announced,
+    printer: &'a mut Printer,
+}
+
+impl Watching<'_> {
+    /// Watch on `connection` until woken, connecting again if it breaks;
+    /// `false` if it broke and no new one was made before the wake.
+    fn watch(&mut self, connection: &mut Connection, reconnect: &Reconnect) -> ClientResult<bool> {
+        loop {
+            let error = match self.hold(connection) {
+                Ok(()) => return Ok(true),
+                Err(error) if is_transient(&error) => error,
+                Err(error) => return Err(error),
+            };
+            let Some(mut again) = reconnect.connect_again(error, self)? else {
+                return Ok(false);
+            };
+            again.max_envelope()?;
+            *connection = again;
         }
     }
-    // The held fetch is answered as soon as this one arrives.
-    connection.write_request(&fetch(announced.after, 0))?;
-    let cut_short = messages(connection.read_response_held(held)?)?;
-    announced.tell(cut_short, printer);
-    announced.tell(messages(connection.read_response()?)?, printer);
-    Ok(())
+
+    /// Hold waiting fetches on `connection` until woken, then end the held
+    /// one and read what is left.
+    fn hold(&mut self, connection: &mut Connection) -> ClientResult<()> {
+        if session::present(connection, self.user, self.token)?.is_none() {
+            // Logged out meanwhile: nothing to watch, and no login.
+            return Ok(());
+        }
+        let held = Duration::from_millis(MAX_WAIT_MS);
+        let after = |watching: &Self| watching.announced.after;
+        loop {
+            connection.write_request(&fetch(after(self), MAX_WAIT_MS))?;
+            match connection.read_response_held_unless(held, self.woken.as_fd())? {
+                Some(response) => self.announced.tell(messages(response)?, self.printer),
+                None => break,
+            }
+        }
+        // The held fetch is answered as soon as this one arrives.
+        connection.write_request(&fetch(after(self), 0))?;
+        let cut_short = messages(connection.read_response_held(held)?)?;
+        self.announced.tell(cut_short, self.printer);
+        self.announced
+            .tell(messages(connection.read_response()?)?, self.printer);
+        Ok(())
+    }
+}
+
+impl Reconnecting for Watching<'_> {
+    fn connection_lost(&mut self, error: &ClientError, within: Duration) {
+        let _ = self.printer.print(format!(
+            "msgr: lost the connection ({error}); trying to connect again for up to {}\n",
+            seconds(within)
+        ));
+    }
+
+    fn reconnected(&mut self, server: &str) {
+        let _ = self
+            .printer
+            .print(format!("msgr: connected again to {server}\n"));
+    }
+
+    /// A typed command ends the pause, and the attempts.
+    fn pause(&mut self, pause: Duration) -> bool {
+        !woken_within(self.woken, pause)
+    }
+}
+
+/// Whether `woken` becomes readable within `pause`.
+fn woken_within(woken: &UnixStream, pause: Duration) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: woken.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let until = std::time::Instant::now() + pause;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fds` is a valid array of one pollfd for the call.
+        match unsafe { libc::poll(fds.as_mut_ptr(), 1, millis) } {
+            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            -1 => return true,
+            0 => return false,
+            _ => return true,
+        }
+    }
 }
 
 /// A `fetch` of the messages after `after`, waiting up to `wait_ms`.
