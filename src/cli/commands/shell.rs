@@ -13,7 +13,10 @@
 //! A failing command is reported as on the command line and the session
 //! goes on; one whose connection broke leaves the next command to connect
 //! again. The session ends with `quit`, `exit` or Ctrl-D (status 0); Ctrl-C
-//! abandons the line, and during a command does not end the session.
+//! abandons the line, and during a command does not end the session. Two
+//! failures end it with their own status: a command that finds the
+//! server no longer presenting its pinned certificate (6, as every later
+//! command would be refused the same way), and the terminal failing (1).
 
 mod line;
 mod watch;
@@ -142,7 +145,8 @@ impl<'c> Session<'c> {
     }
 
     /// Run `command` as on the command line; its failure is reported and
-    /// the session goes on.
+    /// the session goes on, unless it is one the session cannot recover
+    /// from ([`AppError::ends_session`]): then it ends the session.
     fn run(&mut self, mut command: Command) -> AppResult<()> {
         if let Command::Create(args) = &mut command
             && args.message.is_none()
@@ -154,6 +158,10 @@ impl<'c> Session<'c> {
         }
         self.stop_watching();
         if let Err(error) = super::run_client(self.context, &command) {
+            if error.ends_session() {
+                // Reported, with its status, as the session's own end.
+                return Err(error);
+            }
             self.context.output.error(&error);
             if error.status() == ExitStatus::Connection {
                 self.context.drop_connection();

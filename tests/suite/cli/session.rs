@@ -244,3 +244,27 @@ fn a_session_waiting_at_its_prompt_connects_again_after_a_server_restart() {
     assert!(status.success(), "{screen}");
     assert!(!screen.contains("connecting again"), "{screen}");
 }
+
+#[test]
+fn a_changed_server_certificate_ends_the_session_with_the_trust_status() {
+    let mut world = World::new();
+    world.register("Alice");
+    let port = world.server.port;
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    alice.type_line("crate");
+    alice.expect("msgr: unrecognized subcommand");
+    alice.expect(PROMPT);
+    world.server.signal_and_wait("TERM");
+    // Another server (a new certificate) now answers on the same address.
+    world.server = crate::common::Server::start_with(&world.dir.path().join("impostor"), port, &[]);
+    alice.type_line("read");
+    alice.expect("does not match the pinned one");
+    let (status, screen) = alice.finish();
+    assert_eq!(status.code(), Some(6), "{screen}");
+    let after = screen
+        .rsplit("does not match the pinned one")
+        .next()
+        .unwrap();
+    assert!(!after.contains(PROMPT), "the session ended: {screen}");
+}
