@@ -210,16 +210,27 @@ fn a_message_arriving_while_the_prompt_waits_is_announced_and_read_shows_it() {
     world.send("John", "Alice", "Lunch at one?");
     alice.expect("New message from John (");
     alice.expect("); type read to show it");
+    // A command between: the message, still queued, is not told again.
+    alice.type_line("whoami");
+    alice.expect("Account: Alice on");
+    alice.expect(PROMPT);
+    world.send("John", "Alice", "Or at two?");
+    alice.expect("New message from John (");
     alice.type_line("read");
     alice.expect("From: John");
     alice.expect("    Lunch at one?");
+    alice.expect("    Or at two?");
     alice.expect(PROMPT);
     alice.type_line("quit");
     let (status, screen) = alice.finish();
     assert!(status.success(), "{screen}");
-    assert_eq!(screen.matches("New message from").count(), 1, "{screen}");
-    // The session's one connection, and the one John's `create` made.
-    assert_eq!(opened() - before, 2, "{screen}");
+    assert_eq!(screen.matches("New message from").count(), 2, "{screen}");
+    assert!(
+        !screen[..screen.find("From: John").unwrap()].contains("Lunch"),
+        "{screen}"
+    );
+    // The session's one connection, and the two John's `create`s made.
+    assert_eq!(opened() - before, 3, "{screen}");
     world.assert_queued_soon(0);
 }
 

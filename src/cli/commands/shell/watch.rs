@@ -209,18 +209,23 @@ fn messages(response: Response) -> ClientResult<Vec<QueuedMessage>> {
 }
 
 impl Announced {
-    /// Announce those of `messages` not announced before.
+    /// Announce those of `messages` not announced before, in one print
+    /// (the line editor takes one at a time).
     fn tell(&mut self, messages: Vec<QueuedMessage>, printer: &mut Printer) {
+        let mut news = String::new();
         for message in messages {
             self.after = self.after.max(message.id);
             if self.ids.insert(message.id) {
-                // A terminal that cannot show it loses only the news.
-                let _ = printer.print(format!(
+                news.push_str(&format!(
                     "New message from {} ({}); type read to show it\n",
                     printable(&message.sender),
                     local_time()
                 ));
             }
+        }
+        if !news.is_empty() {
+            // A terminal that cannot show it loses only the news.
+            let _ = printer.print(news);
         }
     }
 }
