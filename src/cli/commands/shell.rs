@@ -248,6 +248,7 @@ impl<'c> Session<'c> {
             announced,
             Box::new(printer),
             Reconnect::new(self.context.dialer().clone(), RECONNECT_FOR),
+            self.context.output.is_quiet(),
         )
         .ok();
     }

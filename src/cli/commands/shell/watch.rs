@@ -52,7 +52,8 @@ pub struct Watch {
 
 impl Watch {
     /// Watch for `user` on `connection`, presenting `token`, and connect
-    /// again as `reconnect` says if the connection breaks.
+    /// again as `reconnect` says if the connection breaks (`quiet`: with
+    /// no notice of the return, as `-q` asks).
     pub fn start(
         mut connection: Connection,
         user: UserName,
@@ -60,6 +61,7 @@ impl Watch {
         mut announced: Announced,
         mut printer: Printer,
         reconnect: Reconnect,
+        quiet: bool,
     ) -> std::io::Result<Self> {
         let (wake, woken) = UnixStream::pair()?;
         let thread = std::thread::Builder::new()
@@ -71,6 +73,7 @@ impl Watch {
                     woken: &woken,
                     announced: &mut announced,
                     printer: &mut printer,
+                    quiet,
                 };
                 match watching.watch(&mut connection, &reconnect) {
                     Ok(true) => (Some(connection), announced),
@@ -104,6 +107,8 @@ struct Watching<'a> {
     woken: &'a UnixStream,
     announced: &'a mut Announced,
     printer: &'a mut Printer,
+    /// No notice of a return (`-q`); the loss is a warning, shown anyway.
+    quiet: bool,
 }
 
 impl Watching<'_> {
@@ -159,6 +164,9 @@ impl Reconnecting for Watching<'_> {
     }
 
     fn reconnected(&mut self, server: &str) {
+        if self.quiet {
+            return;
+        }
         let _ = self
             .printer
             .print(format!("msgr: connected again to {server}\n"));
