@@ -141,6 +141,28 @@ impl ClientContext {
         self.kept = Some(Mutex::default());
     }
 
+    /// The kept connection, taken out for watching the queue between
+    /// commands (see [`ClientContext::keep`]); `None` if there is none, or
+    /// the server closed it.
+    pub fn take_kept(&self) -> Option<Connection> {
+        let kept = self.kept.as_ref()?;
+        kept.lock()
+            .expect("not poisoned")
+            .connection
+            .take()
+            .and_then(|mut c| c.is_open().then_some(c))
+    }
+
+    /// Keep `connection` for the next command, as if it had been kept
+    /// all along.
+    pub fn keep(&self, connection: Connection) {
+        if let Some(kept) = &self.kept {
+            let mut kept = kept.lock().expect("not poisoned");
+            kept.connection = Some(connection);
+            kept.ever = true;
+        }
+    }
+
     /// Drop the kept connection (it broke): the next command connects
     /// again.
     pub fn drop_connection(&self) {

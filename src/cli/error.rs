@@ -67,6 +67,8 @@ pub struct AppError {
     hint: Option<String>,
     /// Seconds the server asked to wait before trying again.
     retry_after: Option<u64>,
+    /// Whether an interactive session cannot go on after it.
+    ends_session: bool,
 }
 
 impl AppError {
@@ -89,6 +91,13 @@ impl AppError {
     /// rate limit), if it did.
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
+    }
+
+    /// Whether an interactive session cannot go on after this failure of
+    /// one of its commands: the server no longer presents the pinned
+    /// certificate, so every later command would be refused the same way.
+    pub fn ends_session(&self) -> bool {
+        self.ends_session
     }
 
     /// The failure to write results to standard output.
@@ -121,6 +130,7 @@ impl AppError {
             message: error.to_string(),
             hint,
             retry_after: None,
+            ends_session: false,
         }
     }
 
@@ -133,6 +143,7 @@ impl AppError {
         };
         Self {
             retry_after,
+            ends_session: matches!(error, NetError::CertificateChanged { .. }),
             ..worded
         }
     }
@@ -140,9 +151,14 @@ impl AppError {
 
 impl From<crate::client::error::ClientError> for AppError {
     fn from(error: crate::client::error::ClientError) -> Self {
+        use crate::client::error::ClientError;
         let worded = Self::worded(&error, client_status_and_hint(&error));
         match &error {
-            crate::client::error::ClientError::Net(net) => Self::from_net(net, worded),
+            ClientError::Net(net) => Self::from_net(net, worded),
+            ClientError::PinMismatch { .. } => Self {
+                ends_session: true,
+                ..worded
+            },
             _ => worded,
         }
     }

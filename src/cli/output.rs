@@ -80,6 +80,11 @@ impl Output {
         self.json
     }
 
+    /// Whether notices are dropped (`-q`).
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Write one result to stdout and flush it, so that a reader of a pipe
     /// sees each record as soon as it is complete (and in one write, not
     /// line by line).

@@ -14,7 +14,7 @@
 mod reconnect;
 mod sink;
 
-pub use reconnect::Reconnect;
+pub use reconnect::{Reconnect, Reconnecting, is_transient};
 pub use sink::{About, Kept, Opened, Problem, Sink, StaleLimit};
 
 use std::collections::HashSet;
@@ -260,7 +260,8 @@ impl Inbox {
         if !reconnect::is_transient(&error) {
             return Err(error);
         }
-        let Some(connection) = reconnect.connect_again(error, interrupt, sink)? else {
+        let mut following = Following { interrupt, sink };
+        let Some(connection) = reconnect.connect_again(error, &mut following)? else {
             return Ok(false);
         };
         interrupt.watch(connection.canceller().map_err(ClientError::Signals)?);
@@ -754,6 +755,27 @@ fn wait_for(mode: Mode, first_pending: bool) -> Duration {
             deadline.saturating_duration_since(Instant::now()).min(most)
         }
         Mode::WaitUntil(_) => Duration::ZERO,
+    }
+}
+
+/// A following read waiting for its connection again: the sink is told,
+/// and a stop ends the pauses.
+struct Following<'a, S> {
+    interrupt: &'a Interrupt,
+    sink: &'a mut S,
+}
+
+impl<S: Sink> Reconnecting for Following<'_, S> {
+    fn connection_lost(&mut self, error: &ClientError, within: Duration) {
+        self.sink.connection_lost(error, within);
+    }
+
+    fn reconnected(&mut self, server: &str) {
+        self.sink.reconnected(server);
+    }
+
+    fn pause(&mut self, pause: Duration) -> bool {
+        self.interrupt.pause(pause)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod trust;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -315,6 +316,29 @@ impl Connection {
         self.read_response_within(self.timeout + held)
     }
 
+    /// [`read_response_held`](Self::read_response_held), unless `wake`
+    /// becomes readable before the answer is complete: then `Ok(None)`,
+    /// and what has arrived of the answer stays for the next read. The
+    /// socket and `wake` are waited on together, so a thread blocked here
+    /// is woken by a write to `wake` without the connection being touched
+    /// from elsewhere.
+    pub fn read_response_held_unless(
+        &mut self,
+        held: Duration,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<Response>, NetError> {
+        self.max_envelope()?;
+        match self.read_frame_unless(self.timeout + held, Some(wake))? {
+            None => Ok(None),
+            Some(Response::Error {
+                code,
+                message,
+                retry_after,
+            }) => Err(server_error(code, &message, retry_after)),
+            Some(response) => Ok(Some(response)),
+        }
+    }
+
     /// Read the answer to the `hello` queued by [`open`](Self::open).
     fn greeting(&mut self) -> Result<u64, NetError> {
         match self.read_frame(self.timeout)? {
@@ -335,6 +359,18 @@ impl Connection {
     /// Flush, then read one response frame, which must come whole within
     /// `allowed`.
     fn read_frame(&mut self, allowed: Duration) -> Result<Response, NetError> {
+        Ok(self
+            .read_frame_unless(allowed, None)?
+            .expect("only a wake ends a read early"))
+    }
+
+    /// [`read_frame`](Self::read_frame), or `None` as soon as `wake` is
+    /// readable while the frame is not yet whole.
+    fn read_frame_unless(
+        &mut self,
+        allowed: Duration,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<Option<Response>, NetError> {
         self.flush()?;
         let deadline = Instant::now() + allowed;
         loop {
@@ -346,7 +382,7 @@ impl Connection {
                         NetError::Protocol(format!("unreadable response: {}", printable(&detail)))
                     });
                     self.buffer.drain(..used);
-                    return response;
+                    return response.map(Some);
                 }
                 Ok(None) => {}
                 Err(FrameError::TooLarge { len, max }) => {
@@ -365,6 +401,15 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(NetError::Closed),
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(wake) = wake
+                && !self.tls.conn.wants_write()
+            {
+                match wait_readable(&self.tls.sock, wake, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(None),
+                    Err(e) => return Err(self.failed(e)),
+                }
             }
             match exchange(&mut self.tls, deadline) {
                 Ok(0) => return Err(NetError::Closed),
@@ -414,6 +459,38 @@ fn exchange(
         return Err(io::Error::new(io::ErrorKind::InvalidData, error));
     }
     Ok(read)
+}
+
+/// Wait until `deadline` for `socket` or `wake` to be readable: `true`
+/// for the socket (or both), `false` for `wake` alone.
+fn wait_readable(socket: &TcpStream, wake: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    retrying_interrupted(|| {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let millis =
+            libc::c_int::try_from(remaining.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fds` is a valid array of two pollfd for the call.
+        match unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) } {
+            -1 => Err(io::Error::last_os_error()),
+            0 => Err(io::ErrorKind::TimedOut.into()),
+            _ => Ok(()),
+        }
+    })?;
+    Ok(fds[0].revents != 0 || fds[1].revents == 0)
 }
 
 /// `operation` again for as long as a signal interrupts it (the signal,

@@ -97,7 +97,7 @@ pub fn authenticate_then(
 }
 
 /// The stored session token, unless it is missing or about to expire.
-fn stored_token(account: &impl AccountAccess) -> ClientResult<Option<SessionToken>> {
+pub fn stored_token(account: &impl AccountAccess) -> ClientResult<Option<SessionToken>> {
     Ok(account
         .files()
         .load_session()?
@@ -321,8 +321,8 @@ pub fn unregister(
 }
 
 /// Present `token`: whom the server acts for now, or `None` if it refused
-/// the token.
-fn present(
+/// the token. It never logs in.
+pub fn present(
     connection: &mut Connection,
     user: &UserName,
     token: &SessionToken,

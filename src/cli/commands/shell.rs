@@ -7,18 +7,26 @@
 //! config directory, mode 0600, never a message body) and completion of
 //! command names and pinned contacts come from rustyline.
 //!
+//! While the prompt waits, messages that arrive are announced above it
+//! (the `watch` module), on the same connection.
+//!
 //! A failing command is reported as on the command line and the session
 //! goes on; one whose connection broke leaves the next command to connect
 //! again. The session ends with `quit`, `exit` or Ctrl-D (status 0); Ctrl-C
-//! abandons the line, and during a command does not end the session.
+//! abandons the line, and during a command does not end the session. Two
+//! failures end it with their own status: a command that finds the
+//! server no longer presenting its pinned certificate (6, as every later
+//! command would be refused the same way), and the terminal failing (1).
 
 mod line;
+mod watch;
 
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -32,7 +40,9 @@ use crate::cli::args::Command;
 use crate::cli::context::ClientContext;
 use crate::cli::error::{AppError, AppResult, ExitStatus};
 use crate::cli::failure::Failure;
+use crate::client::inbox::Reconnect;
 use line::Typed;
+use watch::{Announced, Watch};
 
 /// The history file, in the config directory.
 const HISTORY: &str = "history";
@@ -40,6 +50,9 @@ const HISTORY: &str = "history";
 const HISTORY_LINES: usize = 1000;
 /// The prompt for commands.
 const PROMPT: &str = "msgr> ";
+/// How long the session, waiting at its prompt, tries to connect again
+/// after losing its connection: as long as `read --follow` by default.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
 
 /// Run the session until the user leaves.
 pub fn run(context: &ClientContext) -> AppResult<()> {
@@ -65,6 +78,10 @@ struct Session<'c> {
     /// The history file, if the config directory exists (only `register`
     /// makes it).
     history: PathBuf,
+    /// The thread watching the queue while the prompt waits, if any.
+    watch: Option<Watch>,
+    /// What was announced, while nothing watches.
+    announced: Announced,
 }
 
 impl<'c> Session<'c> {
@@ -90,6 +107,8 @@ impl<'c> Session<'c> {
             context,
             editor,
             history,
+            watch: None,
+            announced: Announced::default(),
         })
     }
 
@@ -126,7 +145,8 @@ impl<'c> Session<'c> {
     }
 
     /// Run `command` as on the command line; its failure is reported and
-    /// the session goes on.
+    /// the session goes on, unless it is one the session cannot recover
+    /// from ([`AppError::ends_session`]): then it ends the session.
     fn run(&mut self, mut command: Command) -> AppResult<()> {
         if let Command::Create(args) = &mut command
             && args.message.is_none()
@@ -136,7 +156,12 @@ impl<'c> Session<'c> {
                 None => return Ok(()),
             }
         }
+        self.stop_watching();
         if let Err(error) = super::run_client(self.context, &command) {
+            if error.ends_session() {
+                // Reported, with its status, as the session's own end.
+                return Err(error);
+            }
             self.context.output.error(&error);
             if error.status() == ExitStatus::Connection {
                 self.context.drop_connection();
@@ -173,6 +198,9 @@ impl<'c> Session<'c> {
         if let Some(helper) = self.editor.helper_mut() {
             helper.asking.set(asking);
         }
+        if asking == Asking::Command {
+            self.start_watching();
+        }
         loop {
             match self.editor.readline(prompt) {
                 Ok(line) => return Ok(Some(line)),
@@ -188,6 +216,55 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// Watch the queue on the kept connection while the prompt waits, if
+    /// it is not watched already and the stored session is valid (the
+    /// watch never logs in: after `logout` nothing is watched).
+    fn start_watching(&mut self) {
+        if self.watch.is_some() {
+            return;
+        }
+        let token = self
+            .context
+            .account_dir()
+            .ok()
+            .and_then(|account| crate::client::session::stored_token(&account).ok())
+            .flatten();
+        let Some(token) = token else {
+            return;
+        };
+        let Ok(printer) = self.editor.create_external_printer() else {
+            return;
+        };
+        let Some(connection) = self.context.take_kept() else {
+            return;
+        };
+        let announced = std::mem::take(&mut self.announced);
+        // A thread that cannot start loses the connection: the next
+        // command connects again.
+        self.watch = Watch::start(
+            connection,
+            self.context.user.clone(),
+            token,
+            announced,
+            Box::new(printer),
+            Reconnect::new(self.context.dialer().clone(), RECONNECT_FOR),
+            self.context.output.is_quiet(),
+        )
+        .ok();
+    }
+
+    /// Stop watching, and keep the connection for the command (if it did
+    /// not break meanwhile: then the command connects again).
+    fn stop_watching(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            let (connection, announced) = watch.stop();
+            self.announced = announced;
+            if let Some(connection) = connection {
+                self.context.keep(connection);
+            }
+        }
+    }
+
     /// Add what of `words` the history may keep, and keep the history file
     /// up to date (if the config directory exists).
     fn remember(&mut self, words: &[String]) {
@@ -199,6 +276,12 @@ impl<'c> Session<'c> {
             // rustyline writes it mode 0600.
             let _ = self.editor.append_history(&self.history);
         }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.stop_watching();
     }
 }
 

@@ -1,15 +1,14 @@
-//! A following read that outlives a server restart: when the connection
-//! breaks, or the server cannot be reached or is busy, connect again —
-//! after half a second, then ever less often up to every 30 seconds,
-//! jittered so that many readers do not return at once — until a
-//! connection is made or the time allowed runs out.
+//! A following read, or an interactive session watching for messages,
+//! that outlives a server restart: when the connection breaks, or the
+//! server cannot be reached or is busy, connect again — after half a
+//! second, then ever less often up to every 30 seconds, jittered so that
+//! many clients do not return at once — until a connection is made, the
+//! time allowed runs out, or the caller stops waiting ([`Reconnecting`]).
 
 use std::time::{Duration, Instant};
 
 use crate::client::connect::Dialer;
 use crate::client::error::{ClientError, ClientResult};
-use crate::client::inbox::Sink;
-use crate::client::interrupt::Interrupt;
 use crate::client::net::{Connection, NetError};
 use crate::wire::crypto::random_bytes;
 use crate::wire::protocol::ErrorCode;
@@ -18,6 +17,21 @@ use crate::wire::protocol::ErrorCode;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// The longest pause between attempts.
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
+
+/// Who waits for a connection again: told of the loss and of the return,
+/// and deciding whether to go on after each pause.
+pub trait Reconnecting {
+    /// The connection was lost with `error`; attempts go on for up to
+    /// `within`.
+    fn connection_lost(&mut self, error: &ClientError, within: Duration);
+
+    /// Connected again to `server`.
+    fn reconnected(&mut self, server: &str);
+
+    /// Wait `pause` before the next attempt; `false` to give up at once
+    /// (a stop was asked for).
+    fn pause(&mut self, pause: Duration) -> bool;
+}
 
 /// How to connect again, and for how long to keep trying.
 #[derive(Debug, Clone)]
@@ -32,16 +46,15 @@ impl Reconnect {
         Self { dialer, within }
     }
 
-    /// A new connection after `error` ended the last one, telling `sink`
-    /// of the loss and the return; `Ok(None)` if a stop was requested
-    /// meanwhile.
-    pub(super) fn connect_again<S: Sink>(
+    /// A new connection after `error` ended the last one, telling
+    /// `waiting` of the loss and the return; `Ok(None)` if it gave up
+    /// during a pause.
+    pub fn connect_again(
         &self,
         error: ClientError,
-        interrupt: &Interrupt,
-        sink: &mut S,
+        waiting: &mut impl Reconnecting,
     ) -> ClientResult<Option<Connection>> {
-        sink.connection_lost(&error, self.within);
+        waiting.connection_lost(&error, self.within);
         let give_up_at = Instant::now() + self.within;
         let mut pause = FIRST_PAUSE;
         let mut last = error;
@@ -54,12 +67,12 @@ impl Reconnect {
                     last: Box::new(last),
                 });
             }
-            if !interrupt.pause(jittered(pause).min(left)) {
+            if !waiting.pause(jittered(pause).min(left)) {
                 return Ok(None);
             }
             match self.dialer.dial() {
                 Ok(connected) => {
-                    sink.reconnected(&self.dialer.server().to_string());
+                    waiting.reconnected(&self.dialer.server().to_string());
                     return Ok(Some(connected.connection));
                 }
                 Err(error) if is_transient(&error) => last = error,
@@ -70,10 +83,11 @@ impl Reconnect {
     }
 }
 
-/// Whether `error` is one a following read outlives by connecting again:
-/// the connection broke or timed out, the server could not be reached, or
-/// it was too busy. A refusal, a trust failure or a broken protocol is not.
-pub(super) fn is_transient(error: &ClientError) -> bool {
+/// Whether `error` is one a following read or a session outlives by
+/// connecting again: the connection broke or timed out, the server could
+/// not be reached, or it was too busy. A refusal, a trust failure or a
+/// broken protocol is not.
+pub fn is_transient(error: &ClientError) -> bool {
     matches!(
         error,
         ClientError::Net(

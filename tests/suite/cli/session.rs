@@ -182,6 +182,9 @@ fn a_command_after_a_server_restart_connects_again_with_a_notice() {
     alice.type_line("create John one");
     alice.expect("Sent to John");
     alice.expect(PROMPT);
+    // Logged out, the session does not watch while the prompt waits.
+    alice.type_line("logout");
+    alice.expect(PROMPT);
     world.restart();
     alice.type_line("create John two");
     alice.expect("msgr: connecting again to localhost:");
@@ -191,4 +194,88 @@ fn a_command_after_a_server_restart_connects_again_with_a_notice() {
     let (status, screen) = alice.finish();
     assert!(status.success(), "{screen}");
     world.assert_queued_soon(2);
+}
+
+#[test]
+fn a_message_arriving_while_the_prompt_waits_is_announced_and_read_shows_it() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("John");
+    // The watch presents the stored session; it never logs in.
+    world.msgr("Alice").arg("login").assert().success();
+    let opened = || world.server.log_text().matches("connection opened").count();
+    let before = opened();
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    world.send("John", "Alice", "Lunch at one?");
+    alice.expect("New message from John (");
+    alice.expect("); type read to show it");
+    // A command between: the message, still queued, is not told again.
+    alice.type_line("whoami");
+    alice.expect("Account: Alice on");
+    alice.expect(PROMPT);
+    world.send("John", "Alice", "Or at two?");
+    alice.expect("New message from John (");
+    alice.type_line("read");
+    alice.expect("From: John");
+    alice.expect("    Lunch at one?");
+    alice.expect("    Or at two?");
+    alice.expect(PROMPT);
+    alice.type_line("quit");
+    let (status, screen) = alice.finish();
+    assert!(status.success(), "{screen}");
+    assert_eq!(screen.matches("New message from").count(), 2, "{screen}");
+    assert!(
+        !screen[..screen.find("From: John").unwrap()].contains("Lunch"),
+        "{screen}"
+    );
+    // The session's one connection, and the two John's `create`s made.
+    assert_eq!(opened() - before, 3, "{screen}");
+    world.assert_queued_soon(0);
+}
+
+#[test]
+fn a_session_waiting_at_its_prompt_connects_again_after_a_server_restart() {
+    let mut world = World::new();
+    world.register("Alice");
+    world.register("John");
+    world.msgr("Alice").arg("login").assert().success();
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    world.restart();
+    alice.expect("msgr: lost the connection (");
+    alice.expect("msgr: connected again to localhost:");
+    world.send("John", "Alice", "Still there?");
+    alice.expect("New message from John (");
+    alice.type_line("read");
+    alice.expect("    Still there?");
+    alice.expect(PROMPT);
+    alice.type_line("quit");
+    let (status, screen) = alice.finish();
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains("connecting again"), "{screen}");
+}
+
+#[test]
+fn a_changed_server_certificate_ends_the_session_with_the_trust_status() {
+    let mut world = World::new();
+    world.register("Alice");
+    let port = world.server.port;
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    alice.type_line("crate");
+    alice.expect("msgr: unrecognized subcommand");
+    alice.expect(PROMPT);
+    world.server.signal_and_wait("TERM");
+    // Another server (a new certificate) now answers on the same address.
+    world.server = crate::common::Server::start_with(&world.dir.path().join("impostor"), port, &[]);
+    alice.type_line("read");
+    alice.expect("does not match the pinned one");
+    let (status, screen) = alice.finish();
+    assert_eq!(status.code(), Some(6), "{screen}");
+    let after = screen
+        .rsplit("does not match the pinned one")
+        .next()
+        .unwrap();
+    assert!(!after.contains(PROMPT), "the session ended: {screen}");
 }
