@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -59,11 +60,12 @@ impl Watch {
         user: UserName,
         token: SessionToken,
         mut announced: Announced,
-        mut printer: Printer,
+        printer: Printer,
         reconnect: Reconnect,
         quiet: bool,
     ) -> std::io::Result<Self> {
         let (wake, woken) = UnixStream::pair()?;
+        let mut printer = forwarded(printer)?;
         let thread = std::thread::Builder::new()
             .name("watch".into())
             .spawn(move || {
@@ -96,6 +98,35 @@ impl Watch {
         // If the thread has ended already, nobody reads this: no matter.
         let _ = self.wake.write_all(b"!");
         self.thread.join().unwrap_or_default()
+    }
+}
+
+/// `printer` behind a thread of its own, so that printing never holds up
+/// the watching thread: the line editor takes one message at a time while
+/// its prompt shows, and none once a command was typed, so a print made
+/// just then would wait until the next prompt — while the session waits
+/// for the watching thread to hand back the connection.
+fn forwarded(mut printer: Printer) -> std::io::Result<Printer> {
+    let (sender, messages) = mpsc::channel::<String>();
+    std::thread::Builder::new()
+        .name("announce".into())
+        .spawn(move || {
+            // Ends once the watching thread, and so the sender, is gone.
+            for message in messages {
+                let _ = printer.print(message);
+            }
+        })?;
+    Ok(Box::new(Forwarded(sender)))
+}
+
+/// The watching thread's end of [`forwarded`].
+struct Forwarded(mpsc::Sender<String>);
+
+impl ExternalPrinter for Forwarded {
+    fn print(&mut self, message: String) -> rustyline::Result<()> {
+        // The forwarding thread lives as long as a sender does.
+        let _ = self.0.send(message);
+        Ok(())
     }
 }
 
