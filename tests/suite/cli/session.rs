@@ -209,7 +209,7 @@ fn a_message_arriving_while_the_prompt_waits_is_announced_and_read_shows_it() {
     alice.expect(PROMPT);
     world.send("John", "Alice", "Lunch at one?");
     alice.expect("New message from John (");
-    alice.expect("); type read to show it");
+    alice.expect(", as the server says; read shows and checks it)");
     // A command between: the message, still queued, is not told again.
     alice.type_line("whoami");
     alice.expect("Account: Alice on");
@@ -278,4 +278,31 @@ fn a_changed_server_certificate_ends_the_session_with_the_trust_status() {
         .next()
         .unwrap();
     assert!(!after.contains(PROMPT), "the session ended: {screen}");
+}
+
+#[test]
+fn tab_completes_command_names_and_pinned_contacts() {
+    let world = World::new();
+    world.register("Alice");
+    world.register("Johanna");
+    world
+        .msgr("Alice")
+        .args(["key", "Johanna"])
+        .assert()
+        .success();
+    let mut alice = world.terminal("Alice", &[]);
+    alice.expect(PROMPT);
+    // One command starts "cre", one pinned contact "Joh".
+    alice.press("cre\t");
+    alice.expect("create");
+    alice.press(" Joh\t");
+    alice.expect("create Johanna");
+    alice.type_line(" \"completed\"");
+    alice.expect("Sent to Johanna");
+    alice.expect(PROMPT);
+    alice.type_line("quit");
+    let (status, screen) = alice.finish();
+    assert!(status.success(), "{status}: {screen}");
+    let (_, stdout, _) = world.read("Johanna");
+    assert!(stdout.contains("    completed"), "{stdout}");
 }

@@ -1,7 +1,8 @@
 //! Announcements while the session waits at its prompt: a thread holds a
 //! waiting `fetch` on the session's one connection (PROTOCOL §4.7),
 //! repeated, and tells of each new message once, above the prompt —
-//! sender and local time, never the body; nothing is acknowledged, so
+//! sender (as the server says: `read` checks it) and local time, never
+//! the body; nothing is acknowledged, so
 //! `read` shows the messages as always. The thread only presents the
 //! stored session token: it never logs in, so without a valid session it
 //! does not watch. When a command is typed, [`Watch::stop`] wakes the
@@ -256,7 +257,7 @@ impl Announced {
             self.after = self.after.max(message.id);
             if self.ids.insert(message.id) {
                 news.push_str(&format!(
-                    "New message from {} ({}); type read to show it\n",
+                    "New message from {} ({}, as the server says; read shows and checks it)\n",
                     printable(&message.sender),
                     local_time()
                 ));
@@ -285,4 +286,50 @@ fn local_time() -> String {
         tm
     };
     format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::protocol::Base64Bytes;
+
+    /// What was printed above the prompt.
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl ExternalPrinter for Captured {
+        fn print(&mut self, message: String) -> rustyline::Result<()> {
+            self.0.lock().unwrap().push(message);
+            Ok(())
+        }
+    }
+
+    fn queued(id: u64, sender: &str) -> QueuedMessage {
+        QueuedMessage {
+            id,
+            sender: sender.into(),
+            envelope: Base64Bytes(b"sealed body".to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_server_chosen_sender_is_announced_once_printable_and_never_with_the_body() {
+        let printed = std::sync::Arc::default();
+        let mut printer: Printer = Box::new(Captured(std::sync::Arc::clone(&printed)));
+        let mut announced = Announced::default();
+        // A hostile server's sender: terminal escapes to repaint the line.
+        let messages = vec![queued(7, "Bank\u{1b}[2K\rmsgr> "), queued(9, "John")];
+        announced.tell(messages, &mut printer);
+        announced.tell(vec![queued(9, "John")], &mut printer);
+        let printed = printed.lock().unwrap();
+        assert_eq!(printed.len(), 1, "one print, and nothing told twice");
+        let news = &printed[0];
+        assert!(!news.contains('\u{1b}') && !news.contains('\r'), "{news:?}");
+        assert!(
+            news.starts_with("New message from Bank^[[2K^Mmsgr>  ("),
+            "{news:?}"
+        );
+        assert!(!news.contains("sealed"), "{news:?}");
+        assert_eq!(news.matches("as the server says").count(), 2);
+        assert_eq!(announced.after, 9);
+    }
 }
