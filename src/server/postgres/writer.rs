@@ -176,12 +176,11 @@ fn answer(batch: Vec<Job>, outcome: Result<Vec<Outcome>, StoreError>, commits: &
             error!(error = %failure, writes = batch.len(), "group commit failed");
             // A database out of reach is told apart, so that clients hear
             // to try again shortly.
-            let unavailable = failure.is_unavailable();
+            let (unavailable, text) = (failure.is_unavailable(), failure.to_string());
             for job in batch {
-                let text = failure.to_string();
                 let error = match unavailable {
-                    true => StoreError::Unavailable(text),
-                    false => StoreError::NotCommitted(text),
+                    true => StoreError::Unavailable(text.clone()),
+                    false => StoreError::NotCommitted(text.clone()),
                 };
                 let _ = job.reply.send(Err(error));
             }
