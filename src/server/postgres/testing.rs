@@ -97,23 +97,25 @@ impl TestDatabase {
 
     /// The first column of the one row `sql` returns, as text.
     pub fn text(&self, sql: &str) -> String {
-        let config = self.config();
-        block_on(async move {
-            let (client, connection) = config.connect(NoTls).await.expect("connect");
-            tokio::spawn(connection);
-            let row = client.query_one(sql, &[]).await.expect(sql);
-            row.get::<_, String>(0)
-        })
+        self.first_column(sql)
     }
 
     /// The first column of the one row `sql` returns, as a number.
     pub fn count(&self, sql: &str) -> i64 {
-        let config = self.config();
+        self.first_column(sql)
+    }
+
+    /// The first column of the one row `sql` (constant test SQL) returns.
+    fn first_column<T>(&self, sql: &str) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a> + Send + 'static,
+    {
+        let (config, sql) = (self.config(), sql.to_owned());
         block_on(async move {
             let (client, connection) = config.connect(NoTls).await.expect("connect");
             tokio::spawn(connection);
-            let row = client.query_one(sql, &[]).await.expect(sql);
-            row.get::<_, i64>(0)
+            let row = client.query_one(&sql, &[]).await.expect(&sql);
+            row.get::<_, T>(0)
         })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::testing::TestDatabase;
 use super::*;
 use crate::server::store::EndedSession;
-use crate::server::store::fixtures::ROOMY;
+use crate::server::store::fixtures::{ROOMY, on_threads};
 use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now, username};
 
 /// A database for the calling test, or return (skipped) without one.
@@ -207,19 +207,16 @@ fn two_servers_share_one_quota_and_one_prekey_pool() {
         ..Prekeys::default()
     };
     nodes[0].publish_prekeys(carol.id, &pool).unwrap();
-    let mut claimed: Vec<u32> = std::thread::scope(|scope| {
-        let claims: Vec<_> = (0..8)
-            .map(|n| {
-                let node = Arc::clone(&nodes[n % 2]);
-                scope.spawn(move || {
-                    (0..6)
-                        .filter_map(|_| node.key_bundle("Carol", true).unwrap()?.one_time_prekey)
-                        .map(|prekey| prekey.id)
-                        .collect::<Vec<_>>()
-                })
+    let mut claimed: Vec<u32> = on_threads(8, |n| {
+        (0..6)
+            .filter_map(|_| {
+                nodes[n % 2]
+                    .key_bundle("Carol", true)
+                    .unwrap()?
+                    .one_time_prekey
             })
-            .collect();
-        claims.into_iter().flat_map(|c| c.join().unwrap()).collect()
+            .map(|prekey| prekey.id)
+            .collect()
     });
     claimed.sort_unstable();
     assert_eq!(claimed, (1..41).collect::<Vec<_>>(), "each once, none lost");

@@ -69,20 +69,9 @@ fn concurrent_enqueues_all_commit_with_distinct_ids() {
     let (dir, store) = open();
     let (alice, john) = (user(&store, "Alice"), user(&store, "John"));
     let (threads, each) = (16, 20);
-    let ids: Vec<u64> = std::thread::scope(|scope| {
-        let senders: Vec<_> = (0..threads)
-            .map(|t| {
-                let (store, alice, john) = (&store, &alice, &john);
-                scope.spawn(move || {
-                    (0..each)
-                        .map(|i| queue(store, john, alice, format!("{t}-{i}").as_bytes()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        senders
-            .into_iter()
-            .flat_map(|s| s.join().unwrap())
+    let ids: Vec<u64> = on_threads(threads, |t| {
+        (0..each)
+            .map(|i| queue(&store, &john, &alice, format!("{t}-{i}").as_bytes()))
             .collect()
     });
     let distinct: std::collections::HashSet<_> = ids.iter().collect();

@@ -179,23 +179,16 @@ fn one_key_is_registered_under_a_bounded_number_of_accounts(store: &Arc<dyn Stor
         RegisterOutcome::AlreadyRegisteredSameKey(_)
     ));
     // Registering in parallel does not pass the bound either.
-    let created = std::thread::scope(|scope| {
-        let racers: Vec<_> = (0..8)
-            .map(|n| {
-                let store = Arc::clone(store);
-                scope.spawn(move || {
-                    store
-                        .register(&username(&format!("racer{n}")), b"raced key", &signed(1), 3)
-                        .unwrap()
-                })
-            })
-            .collect();
-        racers
-            .into_iter()
-            .map(|racer| racer.join().unwrap())
-            .filter(|outcome| matches!(outcome, RegisterOutcome::Created(_)))
-            .count()
-    });
+    let created = on_threads(8, |n| {
+        vec![
+            store
+                .register(&username(&format!("racer{n}")), b"raced key", &signed(1), 3)
+                .unwrap(),
+        ]
+    })
+    .into_iter()
+    .filter(|outcome| matches!(outcome, RegisterOutcome::Created(_)))
+    .count();
     assert_eq!(created, 3);
 }
 
@@ -284,22 +277,11 @@ fn a_pool_holds_at_most_its_limit(store: &Arc<dyn Store>) {
 fn concurrent_claims_never_share_a_one_time_prekey(store: &Arc<dyn Store>) {
     let alice = user(store.as_ref(), "Alice");
     store.publish_prekeys(alice.id, &one_time(1..101)).unwrap();
-    let claimed: Vec<u32> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..8)
-            .map(|_| {
-                let store = Arc::clone(store);
-                scope.spawn(move || {
-                    (0..15)
-                        .filter_map(|_| store.key_bundle("Alice", true).unwrap())
-                        .filter_map(|bundle| bundle.one_time_prekey)
-                        .map(|prekey| prekey.id)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
+    let claimed: Vec<u32> = on_threads(8, |_| {
+        (0..15)
+            .filter_map(|_| store.key_bundle("Alice", true).unwrap())
+            .filter_map(|bundle| bundle.one_time_prekey)
+            .map(|prekey| prekey.id)
             .collect()
     });
     let unique: HashSet<_> = claimed.iter().collect();
@@ -712,20 +694,9 @@ fn concurrent_enqueues_all_commit_with_distinct_ids(store: &Arc<dyn Store>) {
     let (alice, john) = (user(store.as_ref(), "Alice"), user(store.as_ref(), "John"));
     let (threads, each) = (8, 20);
     // Half through the blocking call, half through the asynchronous path.
-    let mut sent: Vec<u64> = std::thread::scope(|scope| {
-        let senders: Vec<_> = (0..threads)
-            .map(|t| {
-                let (store, alice, john) = (store.as_ref(), &alice, &john);
-                scope.spawn(move || {
-                    (0..each)
-                        .map(|i| queue(store, john, alice, format!("{t}-{i}").as_bytes()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        senders
-            .into_iter()
-            .flat_map(|s| s.join().unwrap())
+    let mut sent: Vec<u64> = on_threads(threads, |t| {
+        (0..each)
+            .map(|i| queue(store.as_ref(), &john, &alice, format!("{t}-{i}").as_bytes()))
             .collect()
     });
     let sends = (0..threads * each)

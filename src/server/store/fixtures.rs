@@ -98,3 +98,20 @@ pub(crate) fn rotation(old: &[u8], new: &[u8], rotated_at: u64) -> KeyRotation {
         new_signature: Base64Bytes(vec![2; 8]),
     }
 }
+
+/// `work(n)` for each `n` in `0..threads`, each on a thread of its own,
+/// all at once; their results one after the other.
+pub(crate) fn on_threads<T: Send>(threads: usize, work: impl Fn(usize) -> Vec<T> + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = (0..threads)
+            .map(|n| {
+                let work = &work;
+                scope.spawn(move || work(n))
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap())
+            .collect()
+    })
+}
