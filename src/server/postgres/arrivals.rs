@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Config, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tracing::{debug, info, warn};
 
 use crate::server::store::{Arrivals, Origin, UserId};
@@ -91,7 +91,7 @@ async fn listen_once(
     connected();
     let own = hint_prefix(origin);
     while let Some(hint) = received.recv().await {
-        if let Some(user) = recipient(&hint, &own) {
+        if let Some(user) = recipient(hint.payload(), &own) {
             arrivals.arrived(user);
         }
     }
@@ -100,11 +100,36 @@ async fn listen_once(
 }
 
 /// The recipient a hint names, unless it came from this server (`own`
-/// prefix) or is not one of ours.
-fn recipient(hint: &Notification, own: &str) -> Option<UserId> {
-    let payload = hint.payload();
+/// prefix) or is not one of ours. Any user of the database may notify
+/// the channel: a payload that names no account is ignored, and one that
+/// names an account only makes its waiting reads look again.
+fn recipient(payload: &str, own: &str) -> Option<UserId> {
     if payload.starts_with(own) {
         return None;
     }
     payload.rsplit_once(':')?.1.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_names_a_recipient_unless_it_is_our_own_or_garbage() {
+        let own = hint_prefix(&[7; 16]);
+        let other = hint_prefix(&[8; 16]);
+        assert_eq!(recipient(&format!("{other}42"), &own), Some(42));
+        assert_eq!(recipient(&format!("{own}42"), &own), None, "our own");
+        for garbage in [
+            "",
+            "42",
+            "x:",
+            "x:-",
+            "x:4 2",
+            "x:99999999999999999999",
+            "x:12x",
+        ] {
+            assert_eq!(recipient(garbage, &own), None, "{garbage:?}");
+        }
+    }
 }
