@@ -383,7 +383,13 @@ impl World {
 
     /// The session token in `user`'s keyring.
     pub fn stored_token(&self, user: &str) -> msgr::wire::protocol::Base64Bytes {
-        let path = self.account_dir(user).join("session.toml");
+        self.stored_token_at(user, self.server.port)
+    }
+
+    /// The session token in `user`'s keyring for `localhost:PORT` (such
+    /// as a proxy or balancer in front of the server).
+    pub fn stored_token_at(&self, user: &str, port: u16) -> msgr::wire::protocol::Base64Bytes {
+        let path = self.account_dir_at(user, port).join("session.toml");
         let session: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
         let token = session["token"].as_str().unwrap();
         let engine = base64::engine::general_purpose::STANDARD;

@@ -104,7 +104,7 @@ fn a_logout_through_one_server_stops_the_session_on_the_other() {
     let mut elsewhere = Client::greeted(cluster.node(1));
     let answer = elsewhere.request(&Request::Authenticate {
         user: "Alice".into(),
-        token: stored_token(&cluster, "Alice"),
+        token: (cluster.world).stored_token_at("Alice", cluster.balancer.port),
     });
     assert!(
         matches!(answer, Response::Authenticated { .. }),
@@ -118,17 +118,6 @@ fn a_logout_through_one_server_stops_the_session_on_the_other() {
         "logged out through the first"
     );
     elsewhere.assert_session_ends();
-}
-
-/// The session token in `user`'s keyring for the balancer's address.
-fn stored_token(cluster: &Cluster, user: &str) -> msgr::wire::protocol::Base64Bytes {
-    let path = (cluster.world)
-        .account_dir_at(user, cluster.balancer.port)
-        .join("session.toml");
-    let session: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-    let token = session["token"].as_str().unwrap();
-    let engine = base64::engine::general_purpose::STANDARD;
-    msgr::wire::protocol::Base64Bytes(base64::Engine::decode(&engine, token).unwrap())
 }
 
 #[test]
