@@ -180,9 +180,6 @@ impl Cluster {
 
     /// Register `user` with a 2048-bit key (fast) and assert success.
     pub fn register(&self, user: &str) {
-        self.msgr(user)
-            .args(["register", "--bits", "2048"])
-            .assert()
-            .success();
+        self.world.register_at(user, self.balancer.port);
     }
 }

@@ -449,7 +449,13 @@ impl World {
 
     /// Register `user` with a 2048-bit key (fast) and assert success.
     pub fn register(&self, user: &str) {
-        self.msgr(user)
+        self.register_at(user, self.server.port);
+    }
+
+    /// [`World::register`] on `localhost:PORT` (such as a balancer in
+    /// front of the server).
+    pub fn register_at(&self, user: &str, port: u16) {
+        self.msgr_at(user, port)
             .args(["register", "--bits", "2048"])
             .assert()
             .success();
