@@ -4,6 +4,7 @@
 #
 #   bash bench/postgres.sh            # everything (a few minutes)
 #   RUNS=30 MESSAGES=50000 bash bench/postgres.sh
+#   JOBS=create bash bench/postgres.sh   # some of the jobs: persistent, create, wake
 #
 # Uses the PostgreSQL server in MSGR_BENCH_DATABASE_URL (a user who may
 # create databases; the run makes and drops its own), else makes a
@@ -26,6 +27,7 @@ MESSAGES=${MESSAGES:-100000}
 # (one queue each, as on a server with many users).
 RECIPIENTS=${RECIPIENTS:-16}
 WAKES=${WAKES:-200}
+JOBS=${JOBS:-persistent create wake}
 OUT=${OUT:-target/bench-postgres}
 BODY='Hello John! How are you?'
 
@@ -58,7 +60,9 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ratio() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$1" "$2"; }
+ratio() { # A / B, or - for a job not run
+  python3 -c 'import sys; a, b = sys.argv[1:]; print("-" if "-" in (a, b) else "%.2f" % (float(a) / float(b)))' "$1" "$2"
+}
 median_of() { python3 -c 'import statistics, sys; print("%.0f" % statistics.median(map(float, sys.argv[1:])))' "$@"; }
 # median NAME INDEX: median ms of the INDEXth command over $OUT/NAME-*.json
 median() {
@@ -129,6 +133,9 @@ done
 echo "msgr $($MSGR_BIN --version | cut -d' ' -f2): SQLite on port $SQLITE_PORT, PostgreSQL servers on ports $PG_A and $PG_B; $(nproc) cores; $RUNS runs, $ROUNDS rounds"
 echo
 
+wants() { [[ " $JOBS " == *" $1 "* ]]; }
+single=(- - -) spread=(- - -) create_sqlite=- create_pg=- wake_sqlite=- wake_same=- wake_across=-
+
 # --- 1. persistent sends: SQLite, PostgreSQL through one server, through two ---
 load_rate() { "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" | sed -n 's/.* rate=\([0-9]*\) msg\/s.*/\1/p'; }
 # persistent RECIPIENTS: median rates on SQLite, through one PostgreSQL
@@ -142,24 +149,30 @@ persistent() {
   done
   sqlite_rate=$(median_of "${sqlite[@]}"); one_rate=$(median_of "${one[@]}"); two_rate=$(median_of "${two[@]}")
 }
-persistent 1
-single=("$sqlite_rate" "$one_rate" "$two_rate")
-persistent "$RECIPIENTS"
-spread=("$sqlite_rate" "$one_rate" "$two_rate")
+if wants persistent; then
+  persistent 1
+  single=("$sqlite_rate" "$one_rate" "$two_rate")
+  persistent "$RECIPIENTS"
+  spread=("$sqlite_rate" "$one_rate" "$two_rate")
+fi
 
 # --- 2. one-shot create ----------------------------------------------------------
-for round in $(seq "$ROUNDS"); do
-  hyperfine -N --warmup 2 --runs $((RUNS / ROUNDS)) --export-json "$OUT/create-$round.json" --style none \
-    "$MSGR_BIN --server localhost:$SQLITE_PORT --config-dir $work/client --user Alice create John '$BODY'" \
-    "$MSGR_BIN --server localhost:$PG_A --config-dir $work/client --user Alice create John '$BODY'" >/dev/null
-done
-create_sqlite=$(median create 0); create_pg=$(median create 1)
+if wants create; then
+  for round in $(seq "$ROUNDS"); do
+    hyperfine -N --warmup 2 --runs $((RUNS / ROUNDS)) --export-json "$OUT/create-$round.json" --style none \
+      "$MSGR_BIN --server localhost:$SQLITE_PORT --config-dir $work/client --user Alice create John '$BODY'" \
+      "$MSGR_BIN --server localhost:$PG_A --config-dir $work/client --user Alice create John '$BODY'" >/dev/null
+  done
+  create_sqlite=$(median create 0); create_pg=$(median create 1)
+fi
 
 # --- 3. wake-up of a waiting reader ---------------------------------------------
 wake_p50() { "$LOAD_BIN" "$@" --mode wake --messages "$WAKES" | sed -n 's/.* p50=\([0-9.]*\) ms.*/\1/p'; }
-wake_sqlite=$(wake_p50 --server "localhost:$SQLITE_PORT")
-wake_same=$(wake_p50 --server "localhost:$PG_A")
-wake_across=$(wake_p50 --server "localhost:$PG_A" --server "localhost:$PG_B")
+if wants wake; then
+  wake_sqlite=$(wake_p50 --server "localhost:$SQLITE_PORT")
+  wake_same=$(wake_p50 --server "localhost:$PG_A")
+  wake_across=$(wake_p50 --server "localhost:$PG_A" --server "localhost:$PG_B")
+fi
 
 cat <<REPORT
 | job | SQLite | PostgreSQL | ratio (PostgreSQL/SQLite) |

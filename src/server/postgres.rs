@@ -10,6 +10,10 @@
 //! - **Sends** never take a thread: [`Store::enqueue_for`] hands the
 //!   envelope to the group-commit task (`writer`), which queues concurrent
 //!   sends in one transaction and answers each once it has committed.
+//! - **Round trips**: statements that need no answer from one another
+//!   leave together, with the BEGIN before them and the COMMIT after them
+//!   where they can (`pipeline`); so `get_key` is one round trip, a send
+//!   of one message two.
 //! - **Other writes** run one transaction each at READ COMMITTED, with the
 //!   row locks `queries` describes wherever a check must hold until the
 //!   commit (a quota, the sessions cap, the accounts per key, a prekey
@@ -34,6 +38,7 @@
 mod arrivals;
 mod certificate;
 mod import;
+mod pipeline;
 mod queries;
 mod schema;
 mod writer;
@@ -46,12 +51,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Config, IsolationLevel, NoTls};
-use tracing::warn;
+use tokio_postgres::{Config, NoTls};
 
 use super::metrics::BatchSizes;
 use super::store::{
@@ -61,6 +65,7 @@ use super::store::{
 };
 use crate::wire::crypto::random_bytes;
 use crate::wire::protocol::{KeyRotation, UserName, unix_now};
+use pipeline::Transaction;
 use writer::{Recipient, Writer};
 
 /// Most connections one server opens.
@@ -75,10 +80,6 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Threads of the store's own runtime: they only shuttle bytes between
 /// the connections and the callers, whose threads do the waiting.
 const RUNTIME_THREADS: usize = 2;
-
-/// Runs of a transaction that loses a deadlock or a serialization
-/// conflict before the error is returned.
-const MAX_ATTEMPTS: u32 = 5;
 
 /// [`Store`] on a PostgreSQL database.
 pub struct PgStore {
@@ -207,37 +208,19 @@ impl PgStore {
             .block_on(operation)
     }
 
-    /// Run `operation` in one READ COMMITTED transaction and commit it,
-    /// running it again if it loses a deadlock or serialization conflict.
+    /// Run `operation` in one READ COMMITTED transaction, its BEGIN sent
+    /// with its first statements, and commit it; rolled back if it fails,
+    /// and run again if it loses a conflict (`pipeline`).
     fn transaction<T>(
         &self,
-        operation: impl AsyncFn(&Transaction<'_>) -> Result<T, StoreError>,
+        operation: impl AsyncFn(&Object) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.block_on(async {
-            let mut attempt = 1;
-            loop {
-                let result = async {
-                    let mut client = self.pool.get().await.map_err(pool_error)?;
-                    let tx = client
-                        .build_transaction()
-                        .isolation_level(IsolationLevel::ReadCommitted)
-                        .start()
-                        .await?;
-                    let value = operation(&tx).await?;
-                    tx.commit().await?;
-                    Ok(value)
-                }
-                .await;
-                match result {
-                    Err(error) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
-                        warn!(%error, attempt, "a transaction conflicted; running it again");
-                        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                        attempt += 1;
-                    }
-                    result => return result,
-                }
-            }
-        })
+        self.block_on(pipeline::retrying(|| async {
+            let tx = Transaction::on(&self.pool).await?;
+            let value = tx.begin_with(operation(tx.client())).await?;
+            tx.commit().await?;
+            Ok(value)
+        }))
     }
 
     /// Run `operation` on a connection outside any transaction.
@@ -393,12 +376,11 @@ impl Store for PgStore {
         })
     }
 
+    /// One flight of statements, BEGIN and COMMIT included.
     fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError> {
-        if claim {
-            self.transaction(async |tx| queries::key_bundle(tx, name, true).await)
-        } else {
-            self.read(async |client| queries::key_bundle(client, name, false).await)
-        }
+        self.block_on(pipeline::retrying(|| async {
+            queries::key_bundle(&Transaction::on(&self.pool).await?, name, claim).await
+        }))
     }
 
     fn one_time_prekeys(&self, user: UserId) -> Result<u32, StoreError> {

@@ -1,7 +1,9 @@
 //! The SQL behind [`super::PgStore`]: one function per operation, run on
 //! the transaction (or, for plain reads, the connection) it is given, kept
 //! by topic: `accounts`, `prekeys`, `sessions`, `messages` (the queues)
-//! and `operator` (what `msgr admin` and the metrics read).
+//! and `operator` (what `msgr admin` and the metrics read). `key_bundle`,
+//! which every `create` waits for, begins and commits the transaction it
+//! is given itself, so as to send all of it in one flight (`super::pipeline`).
 //! Every statement is a prepared, cached statement whose values travel as
 //! parameters; no SQL text is ever built from data.
 //!
@@ -22,7 +24,7 @@
 //! 4. last, just before the commit, the journal of ended sessions.
 //!
 //! Deadlocks with other writers (which PostgreSQL breaks by failing one
-//! transaction) are retried by the caller, `super::transaction`.
+//! transaction) are retried by the caller (`super::pipeline::retrying`).
 
 mod accounts;
 mod messages;

@@ -2,7 +2,7 @@
 //! store's runtime, which takes all the sends waiting, queues them in one
 //! transaction, commits once and only then answers each caller; no thread
 //! waits meanwhile. So N concurrent sends cost one commit (one WAL flush)
-//! and a handful of round trips, not N of each, and none is acknowledged
+//! and two or three round trips, not N of each, and none is acknowledged
 //! before its commit.
 //!
 //! The batch first locks the recipients' account rows (`FOR SHARE`, so an
@@ -23,25 +23,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::IsolationLevel;
 use tracing::{debug, error, warn};
 
 use super::arrivals;
+use super::is_retryable;
+use super::pipeline::{self, Transaction};
 use super::queries::{self, sql_int};
-use super::{is_retryable, pool_error};
 use crate::server::metrics::BatchSizes;
 use crate::server::store::{Enqueued, Origin, Quota, StoreError, Usage, User, UserId};
 use crate::wire::protocol::{canonical_name, unix_now};
 
 /// Most sends committed together; the rest wait for the next batch.
 const MAX_BATCH: usize = 512;
-
-/// Runs of one batch before its sends are reported not committed.
-const MAX_ATTEMPTS: u32 = 5;
 
 /// Whom a send is for.
 #[derive(Debug, Clone)]
@@ -188,51 +184,52 @@ fn answer(batch: Vec<Job>, outcome: Result<Vec<Outcome>, StoreError>, commits: &
     }
 }
 
-/// Run the batch until it commits or fails for a reason other than a
-/// conflict with another transaction.
+/// Run the batch in a transaction of its own until it commits or fails
+/// for a reason other than a conflict with another transaction; a run
+/// that fails is rolled back.
 async fn commit_with_retries(
     pool: &Pool,
     batch: &[Job],
     origin: &Origin,
 ) -> Result<Vec<Outcome>, StoreError> {
-    let mut attempt = 1;
-    loop {
-        match commit_batch(pool, batch, origin).await {
-            Err(error) if is_retryable(&error) && attempt < MAX_ATTEMPTS => {
-                warn!(%error, attempt, "group commit conflicted; running it again");
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
+    pipeline::retrying(|| async { run_batch(&Transaction::on(pool).await?, batch, origin).await })
+        .await
 }
 
-/// One run of the batch in one transaction. Every send is first decided
-/// on the running totals and the accepted ones are inserted by one
-/// statement; should that fail (a sender deleted meanwhile, say), the
-/// sends are run again one by one, each in its own savepoint, so that only
-/// the failing one fails. The other servers hear of the recipients when
-/// it commits (`origin` names this one).
-async fn commit_batch(
-    pool: &Pool,
+/// The batch in `tx`, which it begins and commits, in flights of
+/// statements sent together (`pipeline`): BEGIN with the locks and the
+/// senders' shares; then, for one send, its insert with the COMMIT; for
+/// more, a savepoint with their insert, and the COMMIT.
+///
+/// Every send is first decided on the running totals and the accepted
+/// ones are inserted by one statement; should that fail (a sender deleted
+/// meanwhile, say), the sends are run again one by one, each in its own
+/// savepoint, so that only the failing one fails. The other servers hear
+/// of the recipients when it commits (`origin` names this one).
+async fn run_batch(
+    tx: &Transaction,
     batch: &[Job],
     origin: &Origin,
 ) -> Result<Vec<Outcome>, StoreError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()
+    let client = tx.client();
+    let recipients = Recipients::of(batch);
+    let (accounts, queues, shares) = tx
+        .begin_with(async {
+            // Sent together, locks in the order `queries` requires.
+            tokio::try_join!(biased;
+                lock_recipients(client, &recipients),
+                queries::lock_queues(client, &recipients.names, &recipients.ids),
+                sender_usage(client, &recipients),
+            )
+        })
         .await?;
-    let accounts = lock_recipients(&tx, batch).await?;
-    let mut ids: Vec<UserId> = accounts.by_id.keys().copied().collect();
-    ids.sort_unstable();
-    let mut totals = Totals::default();
-    for row in queries::lock_queues(&tx, &ids).await? {
+    let mut totals = Totals {
+        queues: HashMap::new(),
+        shares,
+    };
+    for row in queues {
         totals.queues.insert(row.try_get(0)?, usage_from(&row, 1)?);
     }
-    totals.shares = sender_usage(&tx, batch, &accounts).await?;
 
     let mut running = totals.clone();
     let decisions: Vec<Decision<'_>> = batch
@@ -247,38 +244,37 @@ async fn commit_batch(
             _ => None,
         })
         .collect();
-    let outcomes = if accepted.len() <= 1 {
-        // One insert at most: should it fail, it fails alone, without the
-        // two round trips of a savepoint.
-        match insert_all(&tx, &accepted, origin).await {
-            Ok(ids) => outcomes(decisions, ids),
-            Err(error) if is_retryable(&error) => return Err(error),
+    if accepted.len() <= 1 {
+        // One insert at most, sent with the COMMIT: should it fail, it
+        // fails alone, and the COMMIT rolls the transaction back.
+        return match tx
+            .commit_with(&[INSERT], insert_chunk(client, &accepted, origin))
+            .await?
+        {
+            Ok(ids) => Ok(outcomes(decisions, ids)),
+            Err(error) if is_retryable(&error) => Err(error),
             Err(error) => {
-                tx.rollback().await?;
                 let mut error = Some(error);
-                return Ok(decisions
+                Ok(decisions
                     .into_iter()
                     .map(|decision| match decision {
                         Decision::Insert(_) => Err(error.take().expect("one insert")),
                         other => other.outcome(&mut std::iter::empty()),
                     })
-                    .collect());
+                    .collect())
             }
-        }
-    } else {
-        let savepoint = tx.savepoint("batch").await?;
-        match insert_all(&savepoint, &accepted, origin).await {
-            Ok(ids) => {
-                savepoint.commit().await?;
-                outcomes(decisions, ids)
-            }
-            // Another transaction's conflict: run the whole batch again.
-            Err(error) if is_retryable(&error) => return Err(error),
-            Err(error) => {
-                warn!(%error, "a batch of sends failed; queueing them one by one");
-                savepoint.rollback().await?;
-                one_by_one(&mut tx, batch, &accounts, totals, origin).await?
-            }
+        };
+    }
+    let outcomes = match tx
+        .savepoint_with(insert_all(client, &accepted, origin))
+        .await
+    {
+        Ok(ids) => outcomes(decisions, ids),
+        // Another transaction's conflict: run the whole batch again.
+        Err(error) if is_retryable(&error) => return Err(error),
+        Err(error) => {
+            warn!(%error, "a batch of sends failed; queueing them one by one");
+            one_by_one(tx, batch, &accounts, totals, origin).await?
         }
     };
     tx.commit().await?;
@@ -297,7 +293,7 @@ fn outcomes(decisions: Vec<Decision<'_>>, ids: Vec<u64>) -> Vec<Outcome> {
 
 /// The sends of a batch whose joint insert failed, each in a savepoint.
 async fn one_by_one(
-    tx: &mut deadpool_postgres::Transaction<'_>,
+    tx: &Transaction,
     batch: &[Job],
     accounts: &Accounts,
     mut totals: Totals,
@@ -312,15 +308,14 @@ async fn one_by_one(
                 continue;
             }
         };
-        let savepoint = tx.savepoint("send").await?;
-        match insert_all(&savepoint, &[(user.id, job)], origin).await {
-            Ok(ids) => {
-                savepoint.commit().await?;
-                outcomes.push(Decision::Insert(user).outcome(&mut ids.into_iter()));
-            }
+        let send = [(user.id, job)];
+        match tx
+            .savepoint_with(insert_chunk(tx.client(), &send, origin))
+            .await
+        {
+            Ok(ids) => outcomes.push(Decision::Insert(user).outcome(&mut ids.into_iter())),
             Err(error) if is_retryable(&error) => return Err(error),
             Err(error) => {
-                savepoint.rollback().await?;
                 totals.uncount(user.id, job);
                 outcomes.push(Err(error));
             }
@@ -333,15 +328,12 @@ async fn one_by_one(
 const MAX_INSERT_BYTES: usize = 8 << 20;
 
 /// Insert the envelopes, in order, in as few statements as their size
-/// allows; their ids, in the same order. Each statement also leaves the
-/// other servers a hint for each recipient ([`arrivals`], from `origin`),
-/// delivered if the transaction commits.
+/// allows; their ids, in the same order.
 async fn insert_all(
     client: &impl GenericClient,
     sends: &[(UserId, &Job)],
     origin: &Origin,
 ) -> Result<Vec<u64>, StoreError> {
-    let hint = arrivals::hint_prefix(origin);
     let mut ids = Vec::with_capacity(sends.len());
     let mut rest = sends;
     while !rest.is_empty() {
@@ -356,49 +348,63 @@ async fn insert_all(
             .max(1);
         let (chunk, later) = rest.split_at(count);
         rest = later;
-        let recipients: Vec<UserId> = chunk.iter().map(|(recipient, _)| *recipient).collect();
-        let senders: Vec<UserId> = chunk.iter().map(|(_, job)| job.sender).collect();
-        let envelopes: Vec<&[u8]> = chunk.iter().map(|(_, job)| &job.envelope[..]).collect();
-        let rows = queries::rows(
-            client,
-            "WITH inserted AS (
-                 INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
-                 SELECT n.recipient_id, n.sender_id, n.envelope, $4::bigint
-                 FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
-                      WITH ORDINALITY AS n (recipient_id, sender_id, envelope, position)
-                 ORDER BY n.position
-                 RETURNING id, recipient_id)
-             SELECT i.id FROM inserted AS i
-             CROSS JOIN LATERAL pg_notify($5, $6 || i.recipient_id::text) AS hint",
-            &[
-                &recipients,
-                &senders,
-                &envelopes,
-                &sql_int(unix_now()),
-                &arrivals::CHANNEL,
-                &hint,
-            ],
-        )
-        .await?;
-        // The rows are inserted in order and each takes the identity's
-        // next value then, so their ids ascend in the sends' order.
-        let mut chunk_ids = rows
-            .iter()
-            .map(|row| {
-                let id: i64 = row.try_get(0)?;
-                u64::try_from(id).map_err(|_| StoreError::Corrupt("negative message id".into()))
-            })
-            .collect::<Result<Vec<u64>, StoreError>>()?;
-        if chunk_ids.len() != chunk.len() {
-            return Err(StoreError::Corrupt(format!(
-                "{} envelopes inserted, {} ids returned",
-                chunk.len(),
-                chunk_ids.len()
-            )));
-        }
-        chunk_ids.sort_unstable();
-        ids.extend(chunk_ids);
+        ids.extend(insert_chunk(client, chunk, origin).await?);
     }
+    Ok(ids)
+}
+
+/// Inserts envelopes and leaves the other servers a hint for each
+/// recipient ([`arrivals`]), delivered if the transaction commits.
+const INSERT: &str = "WITH inserted AS (
+         INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+         SELECT n.recipient_id, n.sender_id, n.envelope, $4::bigint
+         FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
+              WITH ORDINALITY AS n (recipient_id, sender_id, envelope, position)
+         ORDER BY n.position
+         RETURNING id, recipient_id)
+     SELECT i.id FROM inserted AS i
+     CROSS JOIN LATERAL pg_notify($5, $6 || i.recipient_id::text) AS hint";
+
+/// Insert the envelopes in one statement ([`INSERT`], from `origin`); their
+/// ids, in the same order.
+async fn insert_chunk(
+    client: &impl GenericClient,
+    sends: &[(UserId, &Job)],
+    origin: &Origin,
+) -> Result<Vec<u64>, StoreError> {
+    let recipients: Vec<UserId> = sends.iter().map(|(recipient, _)| *recipient).collect();
+    let senders: Vec<UserId> = sends.iter().map(|(_, job)| job.sender).collect();
+    let envelopes: Vec<&[u8]> = sends.iter().map(|(_, job)| &job.envelope[..]).collect();
+    let rows = queries::rows(
+        client,
+        INSERT,
+        &[
+            &recipients,
+            &senders,
+            &envelopes,
+            &sql_int(unix_now()),
+            &arrivals::CHANNEL,
+            &arrivals::hint_prefix(origin),
+        ],
+    )
+    .await?;
+    // The rows are inserted in order and each takes the identity's next
+    // value then, so their ids ascend in the sends' order.
+    let mut ids = rows
+        .iter()
+        .map(|row| {
+            let id: i64 = row.try_get(0)?;
+            u64::try_from(id).map_err(|_| StoreError::Corrupt("negative message id".into()))
+        })
+        .collect::<Result<Vec<u64>, StoreError>>()?;
+    if ids.len() != sends.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} envelopes inserted, {} ids returned",
+            sends.len(),
+            ids.len()
+        )));
+    }
+    ids.sort_unstable();
     Ok(ids)
 }
 
@@ -486,25 +492,53 @@ impl Accounts {
     }
 }
 
+/// Whom a batch sends to, as its statements take them.
+struct Recipients {
+    /// The recipients named, in canonical form.
+    names: Vec<String>,
+    /// The recipients given by id.
+    ids: Vec<UserId>,
+    /// Per send: its recipient's canonical name or id, and its sender.
+    send_names: Vec<Option<String>>,
+    send_ids: Vec<Option<UserId>>,
+    senders: Vec<UserId>,
+}
+
+impl Recipients {
+    fn of(batch: &[Job]) -> Self {
+        let mut recipients = Self {
+            names: Vec::new(),
+            ids: Vec::new(),
+            send_names: Vec::with_capacity(batch.len()),
+            send_ids: Vec::with_capacity(batch.len()),
+            senders: Vec::with_capacity(batch.len()),
+        };
+        for job in batch {
+            let (name, id) = match &job.recipient {
+                Recipient::Name(name) => (Some(canonical_name(name)), None),
+                Recipient::Id(id) => (None, Some(*id)),
+            };
+            recipients.names.extend(name.clone());
+            recipients.ids.extend(id);
+            recipients.send_names.push(name);
+            recipients.send_ids.push(id);
+            recipients.senders.push(job.sender);
+        }
+        recipients
+    }
+}
+
 /// Find and share-lock the accounts the batch sends to, in ascending id.
 async fn lock_recipients(
     client: &impl GenericClient,
-    batch: &[Job],
+    recipients: &Recipients,
 ) -> Result<Accounts, StoreError> {
-    let mut names = Vec::new();
-    let mut ids = Vec::new();
-    for job in batch {
-        match &job.recipient {
-            Recipient::Name(name) => names.push(canonical_name(name)),
-            Recipient::Id(id) => ids.push(*id),
-        }
-    }
     let rows = queries::rows(
         client,
         "SELECT id, name, public_key, name_key FROM users
          WHERE name_key = ANY($1) OR id = ANY($2)
          ORDER BY id FOR SHARE",
-        &[&names, &ids],
+        &[&recipients.names, &recipients.ids],
     )
     .await?;
     let mut accounts = Accounts {
@@ -519,24 +553,24 @@ async fn lock_recipients(
     Ok(accounts)
 }
 
-/// What each of the batch's senders has queued for its recipient; these
-/// rows change only under the recipient's queue lock, which the batch
-/// holds.
+/// What each of the batch's senders has queued for its recipient; read
+/// after the recipients' queue totals are locked, as these rows change
+/// only under that lock.
 async fn sender_usage(
     client: &impl GenericClient,
-    batch: &[Job],
-    accounts: &Accounts,
+    recipients: &Recipients,
 ) -> Result<HashMap<(UserId, UserId), Usage>, StoreError> {
-    let (recipients, senders): (Vec<UserId>, Vec<UserId>) = batch
-        .iter()
-        .filter_map(|job| Some((accounts.find(&job.recipient)?.id, job.sender)))
-        .unzip();
     let rows = queries::rows(
         client,
-        "SELECT t.recipient_id, t.sender_id, t.messages, t.bytes FROM sender_totals AS t
-         JOIN unnest($1::bigint[], $2::bigint[]) AS p (recipient_id, sender_id)
-           ON t.recipient_id = p.recipient_id AND t.sender_id = p.sender_id",
-        &[&recipients, &senders],
+        "SELECT t.recipient_id, t.sender_id, t.messages, t.bytes
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS p (name_key, recipient_id, sender_id)
+         JOIN sender_totals AS t ON t.sender_id = p.sender_id AND t.recipient_id =
+              coalesce(p.recipient_id, (SELECT u.id FROM users AS u WHERE u.name_key = p.name_key))",
+        &[
+            &recipients.send_names,
+            &recipients.send_ids,
+            &recipients.senders,
+        ],
     )
     .await?;
     let mut shares = HashMap::new();

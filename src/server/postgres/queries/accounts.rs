@@ -203,7 +203,7 @@ pub(in crate::server::postgres) async fn unregister(
         &[&user],
     )
     .await?;
-    lock_queues(client, &[user]).await?;
+    lock_queues(client, &[], &[user]).await?;
     for delete in [
         "DELETE FROM messages WHERE recipient_id = $1",
         "DELETE FROM queue_totals WHERE recipient_id = $1",

@@ -14,17 +14,21 @@ use crate::wire::protocol::CLOCK_SLACK;
 /// its locks only briefly; the caller repeats while it deletes that many.
 pub(in crate::server::postgres) const EXPIRE_BATCH: u64 = 10_000;
 
-/// Lock the queue totals of these recipients, in ascending id, before
-/// their messages are inserted or deleted.
+/// Lock the queue totals of the recipients with these canonical names
+/// and these ids, in ascending id, before their messages are inserted or
+/// deleted; their rows, `recipient_id, messages, bytes`.
 pub(in crate::server::postgres) async fn lock_queues(
     client: &impl GenericClient,
-    recipients: &[UserId],
+    names: &[String],
+    ids: &[UserId],
 ) -> Result<Vec<Row>, StoreError> {
     rows(
         client,
         "SELECT recipient_id, messages, bytes FROM queue_totals
-         WHERE recipient_id = ANY($1) ORDER BY recipient_id FOR UPDATE",
-        &[&recipients],
+         WHERE recipient_id = ANY($2)
+            OR recipient_id IN (SELECT id FROM users WHERE name_key = ANY($1))
+         ORDER BY recipient_id FOR UPDATE",
+        &[&names, &ids],
     )
     .await
 }
@@ -77,7 +81,7 @@ pub(in crate::server::postgres) async fn ack(
         .iter()
         .filter_map(|&id| i64::try_from(id).ok())
         .collect();
-    lock_queues(client, &[recipient]).await?;
+    lock_queues(client, &[], &[recipient]).await?;
     execute(
         client,
         "DELETE FROM messages WHERE recipient_id = $1 AND id = ANY($2)",
@@ -112,7 +116,7 @@ pub(in crate::server::postgres) async fn expire(
     }
     recipients.sort_unstable();
     recipients.dedup();
-    lock_queues(client, &recipients).await?;
+    lock_queues(client, &[], &recipients).await?;
     let messages = execute(
         client,
         "DELETE FROM messages WHERE id = ANY($1) AND received_at < $2",

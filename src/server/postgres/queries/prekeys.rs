@@ -5,8 +5,9 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::accounts::{find_user, lock_account, user_from_row};
-use super::{execute, row, rows, sql_int, unsigned};
+use super::super::pipeline::Transaction;
+use super::accounts::{lock_account, user_from_row};
+use super::{Params, execute, row, rows, sql_int, unsigned};
 use crate::server::store::{KeyBundle, Prekeys, StoreError, UserId};
 use crate::wire::protocol::{
     Base64Bytes, KeyRotation, MAX_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_USABLE, SignedPrekey,
@@ -118,89 +119,75 @@ pub(in crate::server::postgres) fn usable_since(now: u64) -> i64 {
     sql_int(now.saturating_sub(ONE_TIME_PREKEY_USABLE))
 }
 
-/// The named account with its signed prekey and, with `claim`, its
-/// lowest-numbered usable one-time prekey, deleted here. A claim shares
-/// the account's lock (so it waits for a publication in progress); two
-/// claims skip each other's prekey rather than wait, so neither gets the
-/// same prekey nor comes back empty while the pool holds another.
+/// The named account with its signed prekey and key rotations and, with
+/// `claim`, its lowest-numbered usable one-time prekey, deleted here; in
+/// one flight of statements. A claim shares the account's lock (so it
+/// waits for a publication in progress, and no rotation lands between the
+/// reads), and the statements run in one transaction, which `tx` begins
+/// and commits; two claims skip each other's prekey rather than wait, so
+/// neither gets the same prekey nor comes back empty while the pool holds
+/// another.
 pub(in crate::server::postgres) async fn key_bundle(
-    client: &impl GenericClient,
+    tx: &Transaction,
     name: &str,
     claim: bool,
 ) -> Result<Option<KeyBundle>, StoreError> {
-    let user = if claim {
-        row(
-            client,
-            "SELECT id, name, public_key FROM users WHERE name_key = $1 FOR SHARE",
-            &[&canonical_name(name)],
-        )
-        .await?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()?
-    } else {
-        find_user(client, name).await?
-    };
-    let Some(user) = user else {
-        return Ok(None);
-    };
+    const USER: &str = "SELECT id, name, public_key FROM users WHERE name_key = $1";
+    const LOCKED_USER: &str =
+        "SELECT id, name, public_key FROM users WHERE name_key = $1 FOR SHARE";
+    const SIGNED: &str = "SELECT s.id, s.public_key, s.created_at, s.signature
+         FROM signed_prekeys AS s JOIN users AS u ON u.id = s.user_id WHERE u.name_key = $1";
+    const ROTATIONS: &str =
+        "SELECT r.old_key, r.new_key, r.rotated_at, r.old_signature, r.new_signature
+         FROM key_rotations AS r JOIN users AS u ON u.id = r.user_id
+         WHERE u.name_key = $1 ORDER BY r.id";
+    // Deletes the prekey and records its key, so it is never taken back.
+    const CLAIM: &str = "WITH claimed AS (
+             DELETE FROM one_time_prekeys
+             WHERE user_id = (SELECT id FROM users WHERE name_key = $1) AND id = (
+                 SELECT o.id FROM one_time_prekeys AS o JOIN users AS u ON u.id = o.user_id
+                 WHERE u.name_key = $1 AND o.created_at >= $2
+                 ORDER BY o.id LIMIT 1 FOR UPDATE OF o SKIP LOCKED)
+             RETURNING user_id, id, public_key, created_at, signature),
+         recorded AS (
+             INSERT INTO claimed_one_time_prekeys (user_id, public_key, claimed_at)
+             SELECT user_id, public_key, $3 FROM claimed ON CONFLICT DO NOTHING)
+         SELECT id, public_key, created_at, signature FROM claimed";
+
+    let client = tx.client();
+    let name = canonical_name(name);
+    let now = unix_now();
+    let user_text = if claim { LOCKED_USER } else { USER };
+    let by_name: &Params = &[&name];
     let one_time_prekey = async {
         match claim {
-            true => claim_one_time_prekey(client, user.id).await,
+            true => row(client, CLAIM, &[&name, &usable_since(now), &sql_int(now)]).await,
             false => Ok(None),
         }
     };
-    let signed_prekey = async {
-        row(
-            client,
-            "SELECT id, public_key, created_at, signature FROM signed_prekeys WHERE user_id = $1",
-            &[&user.id],
+    let statements = async {
+        tokio::try_join!(biased;
+            row(client, user_text, by_name),
+            one_time_prekey,
+            row(client, SIGNED, by_name),
+            rows(client, ROTATIONS, by_name),
         )
-        .await?
-        .as_ref()
-        .map(prekey_from_row)
-        .transpose()
     };
-    // Independent reads: sent together, answered in one round trip.
-    let (one_time_prekey, signed_prekey, rotations) =
-        tokio::try_join!(one_time_prekey, signed_prekey, rotations(client, user.id))?;
-    Ok(Some(KeyBundle {
-        user,
-        signed_prekey,
-        one_time_prekey,
-        rotations,
-    }))
-}
-
-/// Delete and return the account's lowest-numbered one-time prekey that
-/// senders still use and no concurrent claim holds, recording its key.
-pub(in crate::server::postgres) async fn claim_one_time_prekey(
-    client: &impl GenericClient,
-    user: UserId,
-) -> Result<Option<SignedPrekey>, StoreError> {
-    let now = unix_now();
-    let Some(claimed) = row(
-        client,
-        "DELETE FROM one_time_prekeys
-         WHERE user_id = $1 AND id = (
-             SELECT id FROM one_time_prekeys WHERE user_id = $1 AND created_at >= $2
-             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, public_key, created_at, signature",
-        &[&user, &usable_since(now)],
-    )
-    .await?
-    else {
+    let (user, one_time_prekey, signed_prekey, rotations) = tx
+        .begin_with(tx.commit_with(&[user_text, CLAIM, SIGNED, ROTATIONS], statements))
+        .await??;
+    let Some(user) = user else {
         return Ok(None);
     };
-    let prekey = prekey_from_row(&claimed)?;
-    execute(
-        client,
-        "INSERT INTO claimed_one_time_prekeys (user_id, public_key, claimed_at)
-         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[&user, &prekey.public_key.0, &sql_int(now)],
-    )
-    .await?;
-    Ok(Some(prekey))
+    Ok(Some(KeyBundle {
+        user: user_from_row(&user)?,
+        signed_prekey: signed_prekey.as_ref().map(prekey_from_row).transpose()?,
+        one_time_prekey: one_time_prekey.as_ref().map(prekey_from_row).transpose()?,
+        rotations: rotations
+            .iter()
+            .map(rotation_from_row)
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 /// A prekey from the columns `id, public_key, created_at, signature`.
@@ -226,14 +213,18 @@ pub(in crate::server::postgres) async fn rotations(
     )
     .await?
     .iter()
-    .map(|row| {
-        Ok(KeyRotation {
-            old_key: Base64Bytes(row.try_get(0)?),
-            new_key: Base64Bytes(row.try_get(1)?),
-            rotated_at: unsigned(row, 2)?,
-            old_signature: Base64Bytes(row.try_get(3)?),
-            new_signature: Base64Bytes(row.try_get(4)?),
-        })
-    })
+    .map(rotation_from_row)
     .collect()
+}
+
+/// A rotation from the columns `old_key, new_key, rotated_at,
+/// old_signature, new_signature`.
+fn rotation_from_row(row: &Row) -> Result<KeyRotation, StoreError> {
+    Ok(KeyRotation {
+        old_key: Base64Bytes(row.try_get(0)?),
+        new_key: Base64Bytes(row.try_get(1)?),
+        rotated_at: unsigned(row, 2)?,
+        old_signature: Base64Bytes(row.try_get(3)?),
+        new_signature: Base64Bytes(row.try_get(4)?),
+    })
 }
