@@ -12,9 +12,13 @@
 # postgresql package if initdb is missing), with PostgreSQL's durable
 # defaults (fsync and synchronous_commit on), as the SQLite store commits
 # durably too. Starts one msgr server on SQLite and two on one PostgreSQL
-# database, and prints medians and ratios: persistent sends through one
-# and two servers, one-shot create, and the time from a send's
-# acknowledgement to a waiting reader's answer on another server.
+# database, and prints medians and ratios: one-shot create (with the mean
+# time of each request on each server, from their own metrics), the time
+# from a send's acknowledgement to a waiting reader's answer on another
+# server, and persistent sends through one and two servers. The
+# persistent jobs come last: they queue and delete hundreds of thousands
+# of messages, and PostgreSQL's autovacuum then works for a while after
+# them, which the one-shot jobs would measure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +39,7 @@ BODY='Hello John! How are you?'
 missing=()
 command -v hyperfine >/dev/null || missing+=(hyperfine)
 command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
 command -v psql >/dev/null || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -108,6 +113,8 @@ DB_URL="${server_url%/*}/$bench_db"
 LIMITS=(--max-queued-messages 10000000 --max-queued-bytes 100000000000
   --max-registrations-per-hour 100000 --max-logins-per-minute 100000
   --max-connections-per-source 1000 --max-lookups-per-minute 100000)
+SQLITE_METRICS=$(free_port)
+PG_METRICS=$(free_port)
 start_server() { # NAME STORE-ARGS...: start it (not in a subshell: its pid is kept)
   local name=$1; shift
   "$MSGR_BIN" serve 0 --bind 127.0.0.1 "$@" "${LIMITS[@]}" >"$work/$name.out" 2>"$work/$name.log" &
@@ -117,8 +124,8 @@ port_of() { # NAME: wait for the server's address, print its port
   for _ in $(seq 100); do grep -q listening "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/^msgr listening on .*:\([0-9]*\)$/\1/p' "$work/$1.out"
 }
-start_server sqlite --data-dir "$work/sqlite"
-start_server pg-a --database "$DB_URL"
+start_server sqlite --data-dir "$work/sqlite" --metrics "127.0.0.1:$SQLITE_METRICS"
+start_server pg-a --database "$DB_URL" --metrics "127.0.0.1:$PG_METRICS"
 SQLITE_PORT=$(port_of sqlite)
 PG_A=$(port_of pg-a)
 # The second after the first has made the tables and the certificate.
@@ -135,8 +142,52 @@ echo
 
 wants() { [[ " $JOBS " == *" $1 "* ]]; }
 single=(- - -) spread=(- - -) create_sqlite=- create_pg=- wake_sqlite=- wake_same=- wake_across=-
+breakdown=''
 
-# --- 1. persistent sends: SQLite, PostgreSQL through one server, through two ---
+# --- 1. one-shot create ----------------------------------------------------------
+# requests PORT: each request type's total seconds and count so far, from
+# the server's metrics
+requests() { curl -s "http://127.0.0.1:$1/metrics" | sed -n 's/^msgr_request_duration_seconds_\(sum\|count\){type="\([a-z_]*\)"} \(.*\)$/\2 \1 \3/p'; }
+# mean_ms BEFORE AFTER TYPE: mean milliseconds of TYPE between two snapshots
+mean_ms() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+def load(path):
+    values = {}
+    for line in open(path):
+        kind, field, value = line.split()
+        values[kind, field] = float(value)
+    return values
+before, after, kind = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3]
+count = after.get((kind, "count"), 0) - before.get((kind, "count"), 0)
+total = after.get((kind, "sum"), 0) - before.get((kind, "sum"), 0)
+print("%.2f ms" % (total / count * 1000) if count else "-")
+PY
+}
+if wants create; then
+  requests "$SQLITE_METRICS" >"$work/sqlite-before"; requests "$PG_METRICS" >"$work/pg-before"
+  for round in $(seq "$ROUNDS"); do
+    hyperfine -N --warmup 2 --runs $((RUNS / ROUNDS)) --export-json "$OUT/create-$round.json" --style none \
+      "$MSGR_BIN --server localhost:$SQLITE_PORT --config-dir $work/client --user Alice create John '$BODY'" \
+      "$MSGR_BIN --server localhost:$PG_A --config-dir $work/client --user Alice create John '$BODY'" >/dev/null
+  done
+  create_sqlite=$(median create 0); create_pg=$(median create 1)
+  requests "$SQLITE_METRICS" >"$work/sqlite-after"; requests "$PG_METRICS" >"$work/pg-after"
+  for kind in authenticate get_key send; do
+    breakdown+="| \`$kind\` | $(mean_ms "$work/sqlite-before" "$work/sqlite-after" $kind) | $(mean_ms "$work/pg-before" "$work/pg-after" $kind) |
+"
+  done
+fi
+
+# --- 2. wake-up of a waiting reader ---------------------------------------------
+wake_p50() { "$LOAD_BIN" "$@" --mode wake --messages "$WAKES" | sed -n 's/.* p50=\([0-9.]*\) ms.*/\1/p'; }
+if wants wake; then
+  wake_sqlite=$(wake_p50 --server "localhost:$SQLITE_PORT")
+  wake_same=$(wake_p50 --server "localhost:$PG_A")
+  wake_across=$(wake_p50 --server "localhost:$PG_A" --server "localhost:$PG_B")
+fi
+
+# --- 3. persistent sends: SQLite, PostgreSQL through one server, through two ---
 load_rate() { "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" | sed -n 's/.* rate=\([0-9]*\) msg\/s.*/\1/p'; }
 # persistent RECIPIENTS: median rates on SQLite, through one PostgreSQL
 # server and through two, into sqlite_rate, one_rate and two_rate
@@ -156,24 +207,6 @@ if wants persistent; then
   spread=("$sqlite_rate" "$one_rate" "$two_rate")
 fi
 
-# --- 2. one-shot create ----------------------------------------------------------
-if wants create; then
-  for round in $(seq "$ROUNDS"); do
-    hyperfine -N --warmup 2 --runs $((RUNS / ROUNDS)) --export-json "$OUT/create-$round.json" --style none \
-      "$MSGR_BIN --server localhost:$SQLITE_PORT --config-dir $work/client --user Alice create John '$BODY'" \
-      "$MSGR_BIN --server localhost:$PG_A --config-dir $work/client --user Alice create John '$BODY'" >/dev/null
-  done
-  create_sqlite=$(median create 0); create_pg=$(median create 1)
-fi
-
-# --- 3. wake-up of a waiting reader ---------------------------------------------
-wake_p50() { "$LOAD_BIN" "$@" --mode wake --messages "$WAKES" | sed -n 's/.* p50=\([0-9.]*\) ms.*/\1/p'; }
-if wants wake; then
-  wake_sqlite=$(wake_p50 --server "localhost:$SQLITE_PORT")
-  wake_same=$(wake_p50 --server "localhost:$PG_A")
-  wake_across=$(wake_p50 --server "localhost:$PG_A" --server "localhost:$PG_B")
-fi
-
 cat <<REPORT
 | job | SQLite | PostgreSQL | ratio (PostgreSQL/SQLite) |
 | --- | --- | --- | --- |
@@ -184,4 +217,11 @@ cat <<REPORT
 | one-shot create, median wall | $create_sqlite ms | $create_pg ms | $(ratio "$create_pg" "$create_sqlite") |
 | waiting reader woken, acknowledgement to answer, p50 (same server) | $wake_sqlite ms | $wake_same ms | |
 | the same, reader on the other server | | $wake_across ms | |
+
+Mean time of each request of the one-shot creates, on the server:
+
+| request | SQLite | PostgreSQL |
+| --- | --- | --- |
+${breakdown:-| - | - | - |
+}
 REPORT
