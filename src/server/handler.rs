@@ -413,8 +413,8 @@ impl<'a> Handler<'a> {
         let hash = sha256(token);
         let now = self.context.clock.now();
         let since = self.context.session_ends.now();
-        let found = self
-            .with_store(move |store| store.authenticate(&name, &hash, now))
+        let found = Arc::clone(&self.context.store)
+            .authenticate_for(name, hash, now)
             .await?;
         let Some(Authenticated {
             user,
@@ -455,8 +455,8 @@ impl<'a> Handler<'a> {
             self.charge(&self.context.lookups, "key lookup")?;
         }
         let name = check_name(name)?;
-        let bundle = self
-            .with_store(move |store| store.key_bundle(name.as_str(), claim))
+        let bundle = Arc::clone(&self.context.store)
+            .key_bundle_for(name.into(), claim)
             .await?
             .ok_or_else(unknown_user)?;
         Ok(Response::Key {

@@ -223,6 +223,25 @@ impl PgStore {
         }))
     }
 
+    /// `operation`'s result through a future, the operation run as a task
+    /// on the store's runtime: no thread waits for it. The future holds
+    /// the store (and so its runtime) until the outcome is known.
+    fn spawn<T: Send + 'static>(
+        self: Arc<Self>,
+        operation: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> StoreFuture<T> {
+        let task = self
+            .runtime
+            .as_ref()
+            .expect("the runtime is only taken when dropping")
+            .spawn(operation);
+        Box::pin(async move {
+            let outcome = task.await;
+            drop(self);
+            outcome.map_err(|error| StoreError::Stopped(error.to_string()))?
+        })
+    }
+
     /// Run `operation` on a connection outside any transaction.
     fn read<T>(
         &self,
@@ -280,6 +299,32 @@ fn describe_target(config: &Config) -> String {
     let user = config.get_user().unwrap_or("(this system user)");
     let database = config.get_dbname().unwrap_or(user);
     format!("{user}@{host}:{port}/{database}")
+}
+
+/// The named account's key bundle, in one flight of statements, BEGIN
+/// and COMMIT included (`queries::key_bundle`).
+async fn key_bundle(
+    pool: Pool,
+    name: String,
+    claim: bool,
+) -> Result<Option<KeyBundle>, StoreError> {
+    pipeline::retrying(|| async {
+        queries::key_bundle(&Transaction::on(&pool).await?, &name, claim).await
+    })
+    .await
+}
+
+/// What authenticating as `name` needs, in one statement (the account,
+/// the session and the prekey count, which the trait's default asks for
+/// one by one).
+async fn authenticate(
+    pool: Pool,
+    name: String,
+    token_hash: TokenHash,
+    now: u64,
+) -> Result<Option<Authenticated>, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    queries::authenticate(&client, &name, &token_hash, now).await
 }
 
 /// Connect once, to fail early with a clear sentence, then migrate.
@@ -376,11 +421,17 @@ impl Store for PgStore {
         })
     }
 
-    /// One flight of statements, BEGIN and COMMIT included.
     fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError> {
-        self.block_on(pipeline::retrying(|| async {
-            queries::key_bundle(&Transaction::on(&self.pool).await?, name, claim).await
-        }))
+        self.block_on(key_bundle(self.pool.clone(), name.to_owned(), claim))
+    }
+
+    fn key_bundle_for(
+        self: Arc<Self>,
+        name: String,
+        claim: bool,
+    ) -> StoreFuture<Option<KeyBundle>> {
+        let operation = key_bundle(self.pool.clone(), name, claim);
+        self.spawn(operation)
     }
 
     fn one_time_prekeys(&self, user: UserId) -> Result<u32, StoreError> {
@@ -391,14 +442,28 @@ impl Store for PgStore {
         self.read(async |client| queries::find_user(client, name).await)
     }
 
-    /// One statement, one round trip, instead of three.
     fn authenticate(
         &self,
         name: &str,
         token_hash: &TokenHash,
         now: u64,
     ) -> Result<Option<Authenticated>, StoreError> {
-        self.read(async |client| queries::authenticate(client, name, token_hash, now).await)
+        self.block_on(authenticate(
+            self.pool.clone(),
+            name.to_owned(),
+            *token_hash,
+            now,
+        ))
+    }
+
+    fn authenticate_for(
+        self: Arc<Self>,
+        name: String,
+        token_hash: TokenHash,
+        now: u64,
+    ) -> StoreFuture<Option<Authenticated>> {
+        let operation = authenticate(self.pool.clone(), name, token_hash, now);
+        self.spawn(operation)
     }
 
     fn create_session(

@@ -44,6 +44,10 @@ pub enum StoreError {
     /// writer has stopped.
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+    /// The task running the operation stopped before it answered (it
+    /// panicked, or the store was shutting down).
+    #[error("the store stopped before answering: {0}")]
+    Stopped(String),
 }
 
 impl StoreError {
@@ -237,11 +241,29 @@ pub enum Enqueued {
     SenderShareFull(Usage),
 }
 
-/// Durable storage behind the server. Every method is one atomic unit: it
-/// either happens completely and durably or not at all.
 /// A store operation's result, delivered without blocking the caller.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
+/// `operation`'s result through a future, the operation run on a blocking
+/// thread: how a store that can only block answers without blocking.
+pub fn on_blocking_thread<T: Send + 'static>(
+    operation: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> StoreFuture<T> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(operation)
+            .await
+            .map_err(|error| StoreError::Stopped(error.to_string()))?
+    })
+}
+
+/// Durable storage behind the server. Every method is one atomic unit: it
+/// either happens completely and durably or not at all.
+///
+/// The methods block the calling thread; the server calls them on blocking
+/// threads. The few on the path of every message also have a form that
+/// answers through a future (`…_for`), which by default runs the blocking
+/// one on a blocking thread; a store that can answer asynchronously does
+/// so instead and keeps the thread hand-offs off that path.
 pub trait Store: Send + Sync {
     /// Create an account with its prekeys unless its name (compared
     /// case-insensitively) is taken, or its key is registered under
@@ -284,6 +306,14 @@ pub trait Store: Send + Sync {
     /// transaction, so that none is ever handed out twice.
     fn key_bundle(&self, name: &str, claim: bool) -> Result<Option<KeyBundle>, StoreError>;
 
+    /// [`Store::key_bundle`], answered through a future.
+    fn key_bundle_for(self: Arc<Self>, name: String, claim: bool) -> StoreFuture<Option<KeyBundle>>
+    where
+        Self: 'static,
+    {
+        on_blocking_thread(move || self.key_bundle(&name, claim))
+    }
+
     /// How many one-time prekeys the account holds.
     fn one_time_prekeys(&self, user: UserId) -> Result<u32, StoreError>;
 
@@ -308,6 +338,19 @@ pub trait Store: Send + Sync {
             session,
             one_time_prekeys,
         }))
+    }
+
+    /// [`Store::authenticate`], answered through a future.
+    fn authenticate_for(
+        self: Arc<Self>,
+        name: String,
+        token_hash: TokenHash,
+        now: u64,
+    ) -> StoreFuture<Option<Authenticated>>
+    where
+        Self: 'static,
+    {
+        on_blocking_thread(move || self.authenticate(&name, &token_hash, now))
     }
 
     /// Look an account up by name, ignoring letter case.
@@ -375,10 +418,8 @@ pub trait Store: Send + Sync {
 
     /// Look up the user named `recipient` and queue `envelope` for them as
     /// [`Store::enqueue`] does, answering through the returned future
-    /// (`None` for an unknown recipient) once the outcome is durable. This
-    /// is every message's path, so it must not block the caller's thread;
-    /// the default runs the two steps on a blocking thread, and a backend
-    /// that can answer asynchronously should do so instead.
+    /// (`None` for an unknown recipient) once the outcome is durable. The
+    /// default runs the two steps on a blocking thread.
     fn enqueue_for(
         self: Arc<Self>,
         recipient: String,
@@ -389,16 +430,12 @@ pub trait Store: Send + Sync {
     where
         Self: 'static,
     {
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let Some(user) = self.find_user(&recipient)? else {
-                    return Ok(None);
-                };
-                let enqueued = self.enqueue(user.id, sender, envelope, quota)?;
-                Ok(Some((user, enqueued)))
-            })
-            .await
-            .map_err(|error| StoreError::NotCommitted(error.to_string()))?
+        on_blocking_thread(move || {
+            let Some(user) = self.find_user(&recipient)? else {
+                return Ok(None);
+            };
+            let enqueued = self.enqueue(user.id, sender, envelope, quota)?;
+            Ok(Some((user, enqueued)))
         })
     }
 
