@@ -493,15 +493,13 @@ impl Accounts {
     }
 }
 
-/// Whom a batch sends to, as its statements take them.
+/// Whom a batch sends to, and from whom, as its statements take them.
 struct Recipients {
     /// The recipients named, in canonical form.
     names: Vec<String>,
     /// The recipients given by id.
     ids: Vec<UserId>,
-    /// Per send: its recipient's canonical name or id, and its sender.
-    send_names: Vec<Option<String>>,
-    send_ids: Vec<Option<UserId>>,
+    /// The senders.
     senders: Vec<UserId>,
 }
 
@@ -510,19 +508,13 @@ impl Recipients {
         let mut recipients = Self {
             names: Vec::new(),
             ids: Vec::new(),
-            send_names: Vec::with_capacity(batch.len()),
-            send_ids: Vec::with_capacity(batch.len()),
             senders: Vec::with_capacity(batch.len()),
         };
         for job in batch {
-            let (name, id) = match &job.recipient {
-                Recipient::Name(name) => (Some(canonical_name(name)), None),
-                Recipient::Id(id) => (None, Some(*id)),
-            };
-            recipients.names.extend(name.clone());
-            recipients.ids.extend(id);
-            recipients.send_names.push(name);
-            recipients.send_ids.push(id);
+            match &job.recipient {
+                Recipient::Name(name) => recipients.names.push(canonical_name(name)),
+                Recipient::Id(id) => recipients.ids.push(*id),
+            }
             recipients.senders.push(job.sender);
         }
         recipients
@@ -565,25 +557,22 @@ async fn lock_recipients(
     Ok(accounts)
 }
 
-/// What each of the batch's senders has queued for its recipient; read
-/// after the recipients' queue totals are locked, as these rows change
-/// only under that lock.
+/// What each of the batch's senders has queued for its recipient (and,
+/// harmlessly, for the batch's other recipients); read after the
+/// recipients' queue totals are locked, as these rows change only under
+/// that lock. The recipients are looked up as in [`queries::lock_queues`],
+/// so that the primary key's index finds the rows, however many dead
+/// versions of them the table holds.
 async fn sender_usage(
     client: &impl GenericClient,
     recipients: &Recipients,
 ) -> Result<HashMap<(UserId, UserId), Usage>, StoreError> {
     let rows = queries::rows(
         client,
-        "SELECT t.recipient_id, t.sender_id, t.messages, t.bytes
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS p (name_key, recipient_id, sender_id)
-         LEFT JOIN users AS u ON u.name_key = p.name_key
-         JOIN sender_totals AS t
-           ON t.recipient_id = coalesce(p.recipient_id, u.id) AND t.sender_id = p.sender_id",
-        &[
-            &recipients.send_names,
-            &recipients.send_ids,
-            &recipients.senders,
-        ],
+        "SELECT recipient_id, sender_id, messages, bytes FROM sender_totals
+         WHERE recipient_id = ANY(array_cat($2, ARRAY(SELECT id FROM users WHERE name_key = ANY($1))))
+           AND sender_id = ANY($3)",
+        &[&recipients.names, &recipients.ids, &recipients.senders],
     )
     .await?;
     let mut shares = HashMap::new();
