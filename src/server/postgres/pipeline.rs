@@ -69,7 +69,8 @@ where
 pub(super) struct Transaction {
     /// The connection; `None` only while dropping.
     client: Option<Object>,
-    /// Whether a COMMIT or ROLLBACK has ended the transaction.
+    /// Whether a COMMIT has ended the transaction (committed it, or rolled
+    /// back one that a failed statement aborted).
     ended: AtomicBool,
 }
 
