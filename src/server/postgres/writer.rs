@@ -367,12 +367,15 @@ const INSERT: &str = "WITH inserted AS (
      CROSS JOIN LATERAL pg_notify($5, $6 || i.recipient_id::text) AS hint";
 
 /// Insert the envelopes in one statement ([`INSERT`], from `origin`); their
-/// ids, in the same order.
+/// ids, in the same order. No envelopes, no statement.
 async fn insert_chunk(
     client: &impl GenericClient,
     sends: &[(UserId, &Job)],
     origin: &Origin,
 ) -> Result<Vec<u64>, StoreError> {
+    if sends.is_empty() {
+        return Ok(Vec::new());
+    }
     let recipients: Vec<UserId> = sends.iter().map(|(recipient, _)| *recipient).collect();
     let senders: Vec<UserId> = sends.iter().map(|(_, job)| job.sender).collect();
     let envelopes: Vec<&[u8]> = sends.iter().map(|(_, job)| &job.envelope[..]).collect();
