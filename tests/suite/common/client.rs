@@ -80,17 +80,7 @@ impl Background {
     /// Wait for the process to exit, failing the test after [`PATIENCE`];
     /// returns its status, the stdout lines not yet taken, and its stderr.
     pub fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("msgr did not exit within {PATIENCE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = exit_status(&mut self.child);
         let stderr = self.stderr.take().unwrap().join().unwrap();
         let rest = self.lines.iter().collect();
         (status, rest, stderr)
@@ -101,6 +91,22 @@ impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `child`'s exit status once it exits, killing it and failing the test if
+/// it has not within [`PATIENCE`].
+fn exit_status(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("msgr did not exit within {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -197,17 +203,7 @@ impl Terminal {
     /// Wait (up to [`PATIENCE`]) for msgr to exit; its status and all the
     /// terminal showed.
     pub fn finish(mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("msgr did not exit within {PATIENCE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = exit_status(&mut self.child);
         let screen = self.screen.0.lock().unwrap();
         (status, String::from_utf8_lossy(&screen).into_owned())
     }
