@@ -157,7 +157,11 @@ pub(in crate::server::postgres) async fn key_bundle(
     let client = tx.client();
     let name = canonical_name(name);
     let now = unix_now();
-    let user_text = if claim { LOCKED_USER } else { USER };
+    // The statements the flight sends, each prepared before it leaves.
+    let (user_text, prepared): (&str, &[&str]) = match claim {
+        true => (LOCKED_USER, &[LOCKED_USER, CLAIM, SIGNED, ROTATIONS]),
+        false => (USER, &[USER, SIGNED, ROTATIONS]),
+    };
     let by_name: &Params = &[&name];
     let one_time_prekey = async {
         match claim {
@@ -174,7 +178,7 @@ pub(in crate::server::postgres) async fn key_bundle(
         )
     };
     let (user, one_time_prekey, signed_prekey, rotations) = tx
-        .begin_with(tx.commit_with(&[user_text, CLAIM, SIGNED, ROTATIONS], statements))
+        .begin_with(tx.commit_with(prepared, statements))
         .await??;
     let Some(user) = user else {
         return Ok(None);
