@@ -17,10 +17,11 @@ pub mod trust;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use thiserror::Error;
 use tracing::{debug, info};
@@ -465,32 +466,28 @@ fn exchange(
 /// for the socket (or both), `false` for `wake` alone.
 fn wait_readable(socket: &TcpStream, wake: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
     let mut fds = [
-        libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
+        PollFd::new(socket, PollFlags::IN),
+        PollFd::from_borrowed_fd(wake, PollFlags::IN),
     ];
     retrying_interrupted(|| {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        let millis =
-            libc::c_int::try_from(remaining.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `fds` is a valid array of two pollfd for the call.
-        match unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) } {
-            -1 => Err(io::Error::last_os_error()),
+        match poll(&mut fds, Some(&poll_timeout(remaining)))? {
             0 => Err(io::ErrorKind::TimedOut.into()),
             _ => Ok(()),
         }
     })?;
-    Ok(fds[0].revents != 0 || fds[1].revents == 0)
+    Ok(!fds[0].revents().is_empty() || fds[1].revents().is_empty())
+}
+
+/// `wait` as poll(2) takes it, the longest it can take if longer.
+pub fn poll_timeout(wait: Duration) -> Timespec {
+    Timespec::try_from(wait).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    })
 }
 
 /// `operation` again for as long as a signal interrupts it (the signal,

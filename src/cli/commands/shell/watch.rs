@@ -17,18 +17,20 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::io::Errno;
 use rustyline::ExternalPrinter;
 
 use crate::client::error::{ClientError, ClientResult};
 use crate::client::inbox::{Reconnect, Reconnecting, is_transient};
 use crate::client::keyring::SessionToken;
-use crate::client::net::{Connection, seconds, unexpected};
+use crate::client::net::{Connection, poll_timeout, seconds, unexpected};
 use crate::client::session;
 use crate::wire::protocol::{
     FETCH_PAGE, MAX_WAIT_MS, QueuedMessage, Request, Response, UserName, printable,
@@ -212,21 +214,15 @@ impl Reconnecting for Watching<'_> {
 
 /// Whether `woken` becomes readable within `pause`.
 fn woken_within(woken: &UnixStream, pause: Duration) -> bool {
-    let mut fds = [libc::pollfd {
-        fd: woken.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
+    let mut fds = [PollFd::new(woken, PollFlags::IN)];
     let until = std::time::Instant::now() + pause;
     loop {
         let left = until.saturating_duration_since(std::time::Instant::now());
-        let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `fds` is a valid array of one pollfd for the call.
-        match unsafe { libc::poll(fds.as_mut_ptr(), 1, millis) } {
-            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            -1 => return true,
-            0 => return false,
-            _ => return true,
+        match poll(&mut fds, Some(&poll_timeout(left))) {
+            Err(Errno::INTR) => {}
+            Err(_) => return true,
+            Ok(0) => return false,
+            Ok(_) => return true,
         }
     }
 }
