@@ -50,6 +50,14 @@ struct Kept {
     ever: bool,
 }
 
+impl Kept {
+    /// The kept connection, taken out, unless the server has closed it.
+    fn take_open(&mut self) -> Option<Connection> {
+        let mut connection = self.connection.take()?;
+        connection.is_open().then_some(connection)
+    }
+}
+
 impl std::fmt::Debug for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kept")
@@ -145,12 +153,11 @@ impl ClientContext {
     /// commands (see [`ClientContext::keep`]); `None` if there is none, or
     /// the server closed it.
     pub fn take_kept(&self) -> Option<Connection> {
-        let kept = self.kept.as_ref()?;
-        kept.lock()
+        self.kept
+            .as_ref()?
+            .lock()
             .expect("not poisoned")
-            .connection
-            .take()
-            .and_then(|mut c| c.is_open().then_some(c))
+            .take_open()
     }
 
     /// Keep `connection` for the next command, as if it had been kept
@@ -302,11 +309,7 @@ impl ClientContext {
             });
         };
         let mut kept = home.lock().expect("not poisoned");
-        let open = kept
-            .connection
-            .take()
-            .and_then(|mut c| c.is_open().then_some(c));
-        let connection = match open {
+        let connection = match kept.take_open() {
             Some(connection) => connection,
             None => {
                 if kept.ever {
