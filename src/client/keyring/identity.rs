@@ -45,8 +45,8 @@ impl EncryptedKey {
         };
         let (_, der) = pem::decode_vec(self.pem.as_bytes())
             .map_err(|e| KeyringError::corrupt(&self.path, e))?;
-        // A wrong passphrase shows as bad padding or, rarely, as garbage
-        // that is no key: both mean the same to the user.
+        // A PrivateKeyInfo that still is no usable key also means the
+        // passphrase is wrong, as far as the user can tell.
         let plain = key_encryption::decrypt(&der, passphrase).map_err(|e| match e {
             KeyDecryptionError::WrongPassphrase => wrong(),
             KeyDecryptionError::Unreadable(why) => KeyringError::corrupt(&self.path, why),

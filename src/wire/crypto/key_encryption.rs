@@ -16,10 +16,10 @@ use aws_lc_rs::cipher::{
 };
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::pbkdf2;
-use pkcs8::EncryptedPrivateKeyInfo;
 use pkcs8::der::{Decode, Encode};
 use pkcs8::pkcs5::EncryptionScheme;
 use pkcs8::pkcs5::pbes2::{self, Kdf, Pbkdf2Prf, ScryptParams};
+use pkcs8::{EncryptedPrivateKeyInfo, PrivateKeyInfo};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -39,7 +39,8 @@ const SCRYPT_MAX_MEMORY: usize = 32 << 20;
 /// Why an encrypted key did not open.
 #[derive(Debug, Error)]
 pub enum KeyDecryptionError {
-    /// The passphrase is wrong: the padding or the key inside is garbage.
+    /// The passphrase is wrong: the padding, or what it leaves, is no
+    /// `PrivateKeyInfo`.
     #[error("the passphrase is wrong")]
     WrongPassphrase,
     /// Not an `EncryptedPrivateKeyInfo` msgr can read.
@@ -80,6 +81,11 @@ pub fn encrypt(plain: &[u8], passphrase: &[u8]) -> Vec<u8> {
 
 /// The `PrivateKeyInfo` DER inside `encrypted`, an `EncryptedPrivateKeyInfo`
 /// in DER, opened with `passphrase`.
+///
+/// CBC has no integrity check: a wrong passphrase usually leaves bad
+/// padding, but about one time in 256 the padding happens to be valid. So
+/// the result must also read as a `PrivateKeyInfo`, or the passphrase is
+/// taken to be wrong.
 pub fn decrypt(
     encrypted: &[u8],
     passphrase: &[u8],
@@ -102,6 +108,7 @@ pub fn decrypt(
         .map_err(|_| KeyDecryptionError::WrongPassphrase)?
         .len();
     data.truncate(plain_len);
+    PrivateKeyInfo::from_der(&data).map_err(|_| KeyDecryptionError::WrongPassphrase)?;
     Ok(data)
 }
 
@@ -209,14 +216,25 @@ mod tests {
 
     #[test]
     fn a_key_opens_with_its_passphrase_only() {
-        let plain = b"not really a key, but any bytes round-trip";
-        let sealed = encrypt(plain, b"correct horse");
+        let plain = crate::wire::crypto::test_keys()[0].to_pkcs8_der();
+        let sealed = encrypt(&plain, b"correct horse");
         assert_eq!(
             decrypt(&sealed, b"correct horse").unwrap().as_slice(),
-            plain
+            plain.as_slice()
         );
         assert!(matches!(
             decrypt(&sealed, b"battery staple"),
+            Err(KeyDecryptionError::WrongPassphrase)
+        ));
+    }
+
+    /// What a wrong passphrase leaves when its padding happens to be valid,
+    /// about one time in 256: bytes that are no key.
+    #[test]
+    fn valid_padding_around_bytes_that_are_no_key_is_a_wrong_passphrase() {
+        let sealed = encrypt(b"padding is valid, but this is no key", b"correct horse");
+        assert!(matches!(
+            decrypt(&sealed, b"correct horse"),
             Err(KeyDecryptionError::WrongPassphrase)
         ));
     }
