@@ -14,7 +14,9 @@ use crate::common::{World, name};
 
 #[test]
 fn the_server_deletes_messages_older_than_its_maximum_age() {
-    let world = World::with_server_args(&["--max-message-age", "1"]);
+    // Three seconds, so that the message is surely still there when
+    // counted right after its send.
+    let world = World::with_server_args(&["--max-message-age", "3"]);
     world.register("Alice");
     world.register("John");
     world.send("Alice", "John", "read me soon");

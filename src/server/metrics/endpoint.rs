@@ -249,7 +249,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_store_that_hangs_is_reported_and_holds_one_thread_at_most() {
-        let calls = OneAtATime::new(Duration::from_millis(100));
+        let calls = OneAtATime::new(Duration::from_millis(300));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let hang = || {
@@ -257,17 +257,22 @@ mod tests {
             move || {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(Duration::from_secs(1));
                 running.fetch_sub(1, Ordering::SeqCst);
                 Ok(())
             }
         };
-        let timed_out = Err("the store did not answer within 100ms".to_owned());
+        let timed_out = Err("the store did not answer within 300ms".to_owned());
         assert_eq!(calls.run(hang()).await, timed_out);
         // Asked again while the first still hangs: no second thread.
         assert_eq!(calls.run(hang()).await, timed_out);
         assert_eq!(most.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Once it has returned, the next one runs.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while running.load(Ordering::SeqCst) > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "it never returned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(calls.run(|| Ok(7)).await, Ok(7));
         let failed = calls.run(|| -> Result<(), _> { Err(StoreError::Corrupt("x".into())) });
         assert_eq!(failed.await, Err("database is inconsistent: x".to_owned()));

@@ -124,17 +124,31 @@ fn follow_with_a_limit_stops_after_n_messages() {
     assert!(lines.contains(&"    just this one".to_owned()), "{lines:?}");
 }
 
+/// How many sessions `user` has begun on the server (by token or login),
+/// from its log.
+fn sessions_begun(world: &World, user: &str) -> usize {
+    let user = format!("user={user}");
+    world
+        .server
+        .log_text()
+        .lines()
+        .filter(|line| {
+            (line.contains("authenticated") || line.contains("logged in")) && line.contains(&user)
+        })
+        .count()
+}
+
 #[test]
 fn follow_logs_in_again_when_its_session_expires() {
-    // Two seconds: every command has at least one second to use its token.
-    let world = World::with_server_args(&["--session-ttl", "2"]);
+    // Five seconds: every command has at least four to use its token.
+    let world = World::with_server_args(&["--session-ttl", "5"]);
     world.register("Alice");
     world.register("John");
     let follower = world.background("John", &["read", "--follow"]);
     world.send("Alice", "John", "before expiry");
     assert_eq!(follower.next_line(), "From: Alice");
     // Let John's session run out while he waits.
-    std::thread::sleep(Duration::from_millis(3100));
+    std::thread::sleep(Duration::from_millis(6100));
     world.send("Alice", "John", "after expiry");
     // After the first "From:" line: Date, blank, body, blank, then the
     // second message's From, Date, blank and body.
@@ -149,15 +163,11 @@ fn follow_logs_in_again_when_its_session_expires() {
     follower.signal("TERM");
     let (status, _, stderr) = follower.finish();
     assert!(status.success(), "{stderr}");
-    let log = world.server.log_text();
-    let logins = log
-        .lines()
-        .filter(|line| {
-            (line.contains("authenticated") || line.contains("logged in"))
-                && line.contains("user=John")
-        })
-        .count();
-    assert!(logins >= 2, "John logged in again: {log}");
+    assert!(
+        sessions_begun(&world, "John") >= 2,
+        "John logged in again: {}",
+        world.server.log_text()
+    );
     let (code, stdout, _) = world.read("John");
     assert_eq!((code, stdout.as_str()), (0, ""), "both were acknowledged");
 }
@@ -214,9 +224,12 @@ fn follow_outlives_a_server_restart() {
 fn follow_gives_up_after_reconnect_for() {
     let mut world = World::new();
     world.register("John");
+    let before = sessions_begun(&world, "John");
     let follower = world.background("John", &["read", "--follow", "--reconnect-for", "2"]);
-    // Logged in and waiting before the server goes.
-    std::thread::sleep(Duration::from_millis(500));
+    // Connected and logged in before the server goes.
+    crate::common::eventually("the follower's login", Duration::from_secs(30), || {
+        sessions_begun(&world, "John") > before
+    });
     let stopped = Instant::now();
     let status = world.server.signal_and_wait("TERM");
     assert!(status.success());

@@ -310,6 +310,16 @@ fn read_line(reader: &mut BufReader<ChildStdout>, log: &Path) -> String {
     line.trim_end().to_owned()
 }
 
+/// Wait until `check` holds, polling every 20 ms; fail the test, naming
+/// `what`, if it still does not after `within`.
+pub fn eventually(what: &str, within: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `name` as a checked user name, for the library calls tests make.
 pub fn name(name: &str) -> msgr::wire::protocol::UserName {
     name.parse().expect("a valid test name")

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::World;
 use crate::common::raw::Client;
@@ -21,13 +21,9 @@ const ROOMY: &[&str] = &[
     "10000",
 ];
 
-/// Poll `done` every 20 ms for up to 60 s.
+/// Wait for `done`, for up to a minute.
 fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::common::eventually(what, Duration::from_secs(60), done);
 }
 
 /// Whether process `pid` (a child not yet reaped) has died: its main

@@ -449,9 +449,9 @@ fn one_address_cannot_take_every_connection_slot() {
     let refused = third.hello(msgr::wire::protocol::PROTOCOL_VERSION);
     assert_eq!(error_code(&refused), ErrorCode::Busy, "{refused:?}");
 
-    let started = Instant::now();
+    // Had this client been kept waiting for a slot, the handshake timeout
+    // would have ended it with "busy".
     world.msgr("John").args(["key", "John"]).assert().success();
-    assert!(started.elapsed() < Duration::from_secs(1));
 
     // The last slot taken (by a logged-in connection, which may idle) from
     // this address: the next client waits a handshake timeout for one,
@@ -543,7 +543,9 @@ fn large_frames_share_a_server_wide_budget() {
     assert!(one.len() + two.len() > 1_700_000, "two do not fit at once");
     let half = one.len() / 2;
     first.send_raw(&one[..half]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the server to read the first frame's length and take its
+    // share of the budget; nothing on the wire says when it has.
+    std::thread::sleep(Duration::from_secs(1));
     second.send_raw(&two);
     assert!(
         second.stays_silent_for(Duration::from_millis(800)),

@@ -3,7 +3,7 @@
 //! files that fail to load leave the old certificate in place.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::Server;
 use msgr::client::net::trust::{ServerPin, TrustPolicy};
@@ -48,11 +48,7 @@ fn presented(server: &Server) -> String {
 
 /// Wait until `check` holds, for a few seconds at most.
 fn soon(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} did not happen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::common::eventually(what, Duration::from_secs(10), check);
 }
 
 #[test]
