@@ -302,6 +302,82 @@ fn a_failed_send_rolls_back_alone() {
     );
 }
 
+/// Sends that arrive while a batch waits for the locks another server
+/// holds join it once they are granted, if the batch holds what they need
+/// (the recipient locked, the sender's share read); a send from another
+/// sender or to another recipient waits for the next batch.
+#[test]
+fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
+    let database = database!("sends_arriving_while_a_batch_waits_for_its_locks_join_it");
+    let store = Arc::new(database.open());
+    let [alice, bob, john, carol] =
+        ["Alice", "Bob", "John", "Carol"].map(|name| user(&*store, name));
+    let other = database.open();
+    let mut client = other.block_on(other.pool.get()).unwrap();
+    let holding = other.block_on(client.transaction()).unwrap();
+    other
+        .block_on(holding.execute(
+            "SELECT 1 FROM queue_totals WHERE recipient_id = $1 FOR UPDATE",
+            &[&john.id],
+        ))
+        .unwrap();
+    let before = store.writer_commits();
+    let send = |sender: &User, recipient: &User, body: &str| {
+        Arc::clone(&store).enqueue_for(
+            recipient.name.to_string(),
+            sender.id,
+            body.as_bytes().to_vec(),
+            ROOMY,
+        )
+    };
+    let mut sends = vec![send(&alice, &john, "first")];
+    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while database.count(waiting_for_a_lock) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Arriving while the first send's batch waits.
+    sends.push(send(&bob, &john, "from another sender"));
+    sends.push(send(&alice, &carol, "to another recipient"));
+    sends.extend((2..=4).map(|n| send(&alice, &john, &format!("number {n}"))));
+    other.block_on(holding.rollback()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for send in sends {
+        assert!(matches!(
+            runtime.block_on(send),
+            Ok(Some((_, Enqueued::Queued(_))))
+        ));
+    }
+    let page = Page {
+        after: 0,
+        limit: 10,
+        max_bytes: 1000,
+    };
+    let bodies: Vec<String> = store
+        .fetch(john.id, page)
+        .unwrap()
+        .into_iter()
+        .map(|message| String::from_utf8(message.envelope).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "first",
+            "number 2",
+            "number 3",
+            "number 4",
+            "from another sender"
+        ],
+        "Alice's later sends joined her first one's batch"
+    );
+    assert_eq!(store.writer_commits() - before, 2);
+}
+
 #[test]
 fn the_store_works_from_another_runtimes_blocking_threads() {
     let database = database!("the_store_works_from_another_runtimes_blocking_threads");

@@ -14,18 +14,26 @@
 //! totals and hold at the commit, and each recipient's message ids grow in
 //! commit order (a reader paging by id never skips one committed late).
 //!
+//! Sends that arrive while a batch waits for those locks (another server
+//! holds them, committing its own batch for the same recipients) join it
+//! once the locks are granted, if it already holds what they need: their
+//! recipient locked and their sender's share read. The others wait for the
+//! next batch, first in line. So servers that take turns at one busy
+//! mailbox commit as many sends per turn as one server alone would, rather
+//! than each committing the half that had arrived when its turn was asked.
+//!
 //! The accepted sends are inserted by one statement. Should it fail, they
 //! are inserted again one by one, each in its own savepoint, so that a
 //! send that fails fails alone; a batch that loses a deadlock or
 //! serialization conflict is run again whole; a commit that fails fails
 //! every send in the batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::arrivals;
@@ -121,35 +129,95 @@ impl Writer {
     }
 }
 
+/// Sends waiting for a batch: those a batch could not take when they
+/// arrived during its wait for locks (first in line), then the channel.
+struct Waiting {
+    held_over: VecDeque<Job>,
+    queue: mpsc::UnboundedReceiver<Job>,
+}
+
+impl Waiting {
+    /// The next batch: the sends held over, then those in the channel, up
+    /// to [`MAX_BATCH`]; waits for one if there is none. Empty once every
+    /// [`Writer`] is gone and nothing waits.
+    async fn next_batch(&mut self) -> Vec<Job> {
+        let held = self.held_over.len().min(MAX_BATCH);
+        let mut batch: Vec<Job> = self.held_over.drain(..held).collect();
+        if batch.is_empty() {
+            self.queue.recv_many(&mut batch, MAX_BATCH).await;
+        } else {
+            while batch.len() < MAX_BATCH {
+                let Ok(job) = self.queue.try_recv() else {
+                    break;
+                };
+                batch.push(job);
+            }
+        }
+        batch
+    }
+
+    /// Up to `room` of the sends that arrived meanwhile and that `fits`
+    /// takes, in order; the others it looks at are held over, in order.
+    fn late_joiners(&mut self, room: usize, fits: impl Fn(&Job) -> bool) -> Vec<Job> {
+        let mut joining = Vec::new();
+        for _ in 0..MAX_BATCH {
+            if joining.len() == room {
+                break;
+            }
+            let Ok(job) = self.queue.try_recv() else {
+                break;
+            };
+            match fits(&job) {
+                true => joining.push(job),
+                false => self.held_over.push_back(job),
+            }
+        }
+        joining
+    }
+}
+
 /// The task: batch, commit, answer, until every [`Writer`] is gone.
 async fn run(
     pool: Pool,
-    mut queue: mpsc::UnboundedReceiver<Job>,
+    queue: mpsc::UnboundedReceiver<Job>,
     commits: Arc<AtomicU64>,
     batches: Option<BatchSizes>,
     origin: Origin,
 ) {
+    let waiting = Arc::new(Mutex::new(Waiting {
+        held_over: VecDeque::new(),
+        queue,
+    }));
     let mut writes = 0u64;
     loop {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        // Not held while the batch runs: it takes the lock itself to draw
+        // the sends that join it.
+        let batch = waiting.lock().await.next_batch().await;
+        if batch.is_empty() {
             break;
-        }
-        writes += batch.len() as u64;
-        if let Some(batches) = &batches {
-            batches.record(batch.len());
         }
         // A task of its own, so that a panic loses this batch alone: its
         // callers find their reply channels closed and the writer goes on.
         let pool = pool.clone();
         let commits = Arc::clone(&commits);
+        let waiting = Arc::clone(&waiting);
         let committed = tokio::spawn(async move {
-            let outcome = commit_with_retries(&pool, &batch, &origin).await;
+            let batch = Mutex::new(batch);
+            let outcome = commit_with_retries(&pool, &batch, &waiting, &origin).await;
+            let batch = batch.into_inner();
+            let size = batch.len();
             answer(batch, outcome, &commits);
+            size
         })
         .await;
-        if committed.is_err() {
-            error!("a group commit panicked; its sends were not committed");
+        match committed {
+            Ok(size) => {
+                writes += size as u64;
+                if let Some(batches) = &batches {
+                    batches.record(size);
+                }
+            }
+            Err(_) => error!("a group commit panicked; its sends were not committed"),
         }
     }
     debug!(
@@ -186,20 +254,26 @@ fn answer(batch: Vec<Job>, outcome: Result<Vec<Outcome>, StoreError>, commits: &
 
 /// Run the batch in a transaction of its own until it commits or fails
 /// for a reason other than a conflict with another transaction; a run
-/// that fails is rolled back.
+/// that fails is rolled back. Sends from `waiting` may join the batch; a
+/// run again takes them with it.
 async fn commit_with_retries(
     pool: &Pool,
-    batch: &[Job],
+    batch: &Mutex<Vec<Job>>,
+    waiting: &Mutex<Waiting>,
     origin: &Origin,
 ) -> Result<Vec<Outcome>, StoreError> {
-    pipeline::retrying(|| async { run_batch(&Transaction::on(pool).await?, batch, origin).await })
-        .await
+    pipeline::retrying(|| async {
+        let tx = Transaction::on(pool).await?;
+        run_batch(&tx, &mut *batch.lock().await, waiting, origin).await
+    })
+    .await
 }
 
 /// The batch in `tx`, which it begins and commits, in flights of
 /// statements sent together (`pipeline`): BEGIN with the locks and the
 /// senders' shares; then, for one send, its insert with the COMMIT; for
-/// more, a savepoint with their insert, and the COMMIT.
+/// more, a savepoint with their insert, and the COMMIT. Once the locks are
+/// granted, the sends from `waiting` that need no others join the batch.
 ///
 /// Every send is first decided on the running totals and the accepted
 /// ones are inserted by one statement; should that fail (a sender deleted
@@ -208,7 +282,8 @@ async fn commit_with_retries(
 /// of the recipients when it commits (`origin` names this one).
 async fn run_batch(
     tx: &Transaction,
-    batch: &[Job],
+    batch: &mut Vec<Job>,
+    waiting: &Mutex<Waiting>,
     origin: &Origin,
 ) -> Result<Vec<Outcome>, StoreError> {
     let client = tx.client();
@@ -231,6 +306,15 @@ async fn run_batch(
     for row in queues {
         totals.queues.insert(row.try_get(0)?, usage_from(&row, 1)?);
     }
+    let senders: HashSet<UserId> = recipients.senders.into_iter().collect();
+    let joining = waiting
+        .lock()
+        .await
+        .late_joiners(MAX_BATCH - batch.len(), |job| {
+            accounts.find(&job.recipient).is_some() && senders.contains(&job.sender)
+        });
+    batch.extend(joining);
+    let batch = &batch[..];
 
     let mut running = totals.clone();
     let decisions: Vec<Decision<'_>> = batch
