@@ -257,42 +257,106 @@ fn concurrent_sends_share_commits() {
     assert_eq!(stored, 200);
 }
 
+/// Another server's transaction holding a recipient's queue totals, as
+/// its own batch for them would, until released.
+struct HeldQueue {
+    server: PgStore,
+    client: deadpool_postgres::Object,
+}
+
+impl HeldQueue {
+    fn take(database: &TestDatabase, recipient: &User) -> Self {
+        let server = database.open();
+        let client = server.block_on(server.pool.get()).unwrap();
+        let lock = format!(
+            "BEGIN; SELECT 1 FROM queue_totals WHERE recipient_id = {} FOR UPDATE",
+            recipient.id
+        );
+        server.block_on(client.batch_execute(&lock)).unwrap();
+        Self { server, client }
+    }
+
+    /// Wait until a batch waits for this lock.
+    fn until_a_batch_waits(&self, database: &TestDatabase) {
+        let waiting = "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while database.count(waiting) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no batch waited");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn release(self) {
+        self.server
+            .block_on(self.client.batch_execute("ROLLBACK"))
+            .unwrap();
+    }
+}
+
+/// A send of `body` from `sender` to `recipient`, submitted now.
+fn send(
+    store: &Arc<PgStore>,
+    sender: &User,
+    recipient: &User,
+    body: &str,
+) -> StoreFuture<Option<(User, Enqueued)>> {
+    Arc::clone(store).enqueue_for(
+        recipient.name.to_string(),
+        sender.id,
+        body.as_bytes().to_vec(),
+        ROOMY,
+    )
+}
+
+/// The bodies queued for `recipient`, in order.
+fn queued_bodies(store: &PgStore, recipient: &User) -> Vec<String> {
+    let page = Page {
+        after: 0,
+        limit: 100,
+        max_bytes: 100_000,
+    };
+    store
+        .fetch(recipient.id, page)
+        .unwrap()
+        .into_iter()
+        .map(|message| String::from_utf8(message.envelope).unwrap())
+        .collect()
+}
+
 #[test]
 fn a_failed_send_rolls_back_alone() {
     let database = database!("a_failed_send_rolls_back_alone");
     let store = Arc::new(database.open());
-    let (alice, john) = (user(&*store, "Alice"), user(&*store, "John"));
-    // Another server holds John's queue, so the sends wait and share a
-    // batch; the one from an account that does not exist fails alone.
-    let other = database.open();
-    let mut client = other.block_on(other.pool.get()).unwrap();
-    let holding = other.block_on(client.transaction()).unwrap();
-    other
-        .block_on(holding.execute(
-            "SELECT 1 FROM queue_totals WHERE recipient_id = $1 FOR UPDATE",
-            &[&john.id],
-        ))
-        .unwrap();
-    let sends: Vec<_> = [alice.id, 999_999, alice.id]
-        .into_iter()
-        .map(|sender| Arc::clone(&store).enqueue_for("john".into(), sender, b"hi".to_vec(), ROOMY))
-        .collect();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    other.block_on(holding.rollback()).unwrap();
+    let [alice, john, carol] = ["Alice", "John", "Carol"].map(|name| user(&*store, name));
+    // While a batch for Carol waits for her queue, which another server
+    // holds, three sends to John wait too and then share the next batch;
+    // the one from an account that does not exist fails alone.
+    let held = HeldQueue::take(&database, &carol);
+    let first = send(&store, &alice, &carol, "first");
+    held.until_a_batch_waits(&database);
+    let ghost = User {
+        id: 999_999,
+        ..alice.clone()
+    };
+    let sends = [&alice, &ghost, &alice].map(|sender| send(&store, sender, &john, "hi"));
+    let before = store.writer_commits();
+    held.release();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let outcomes: Vec<_> = sends
-        .into_iter()
-        .map(|send| runtime.block_on(send))
-        .collect();
+    assert!(matches!(
+        runtime.block_on(first),
+        Ok(Some((_, Enqueued::Queued(_))))
+    ));
+    let outcomes = sends.map(|send| runtime.block_on(send));
     assert!(matches!(outcomes[0], Ok(Some((_, Enqueued::Queued(_))))));
     assert!(matches!(outcomes[1], Err(StoreError::Postgres(_))));
     assert!(matches!(outcomes[2], Ok(Some((_, Enqueued::Queued(_))))));
-    let page = Page {
-        after: 0,
-        limit: 10,
-        max_bytes: 100,
-    };
-    assert_eq!(store.fetch(john.id, page).unwrap().len(), 2);
+    assert_eq!(
+        store.writer_commits() - before,
+        2,
+        "Carol's batch, then one for the three"
+    );
+    assert_eq!(queued_bodies(&store, &john), ["hi", "hi"]);
     assert_eq!(
         database.count(&format!(
             "SELECT messages FROM queue_totals WHERE recipient_id = {}",
@@ -312,40 +376,14 @@ fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
     let store = Arc::new(database.open());
     let [alice, bob, john, carol] =
         ["Alice", "Bob", "John", "Carol"].map(|name| user(&*store, name));
-    let other = database.open();
-    let mut client = other.block_on(other.pool.get()).unwrap();
-    let holding = other.block_on(client.transaction()).unwrap();
-    other
-        .block_on(holding.execute(
-            "SELECT 1 FROM queue_totals WHERE recipient_id = $1 FOR UPDATE",
-            &[&john.id],
-        ))
-        .unwrap();
+    let held = HeldQueue::take(&database, &john);
     let before = store.writer_commits();
-    let send = |sender: &User, recipient: &User, body: &str| {
-        Arc::clone(&store).enqueue_for(
-            recipient.name.to_string(),
-            sender.id,
-            body.as_bytes().to_vec(),
-            ROOMY,
-        )
-    };
-    let mut sends = vec![send(&alice, &john, "first")];
-    let waiting_for_a_lock = "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while database.count(waiting_for_a_lock) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the batch never waited"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // Arriving while the first send's batch waits.
-    sends.push(send(&bob, &john, "from another sender"));
-    sends.push(send(&alice, &carol, "to another recipient"));
-    sends.extend((2..=4).map(|n| send(&alice, &john, &format!("number {n}"))));
-    other.block_on(holding.rollback()).unwrap();
+    let mut sends = vec![send(&store, &alice, &john, "first")];
+    held.until_a_batch_waits(&database);
+    sends.push(send(&store, &bob, &john, "from another sender"));
+    sends.push(send(&store, &alice, &carol, "to another recipient"));
+    sends.extend((2..=4).map(|n| send(&store, &alice, &john, &format!("number {n}"))));
+    held.release();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for send in sends {
         assert!(matches!(
@@ -353,19 +391,8 @@ fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
             Ok(Some((_, Enqueued::Queued(_))))
         ));
     }
-    let page = Page {
-        after: 0,
-        limit: 10,
-        max_bytes: 1000,
-    };
-    let bodies: Vec<String> = store
-        .fetch(john.id, page)
-        .unwrap()
-        .into_iter()
-        .map(|message| String::from_utf8(message.envelope).unwrap())
-        .collect();
     assert_eq!(
-        bodies,
+        queued_bodies(&store, &john),
         [
             "first",
             "number 2",
