@@ -4,13 +4,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use msgr::cli::args::{Cli, Command};
 use msgr::cli::error::ExitStatus;
 use msgr::cli::output::{self, Output};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::from_command_line() {
         Ok(cli) => cli,
         Err(error) => match Cli::interactive(&error) {
             Some(cli) => cli,

@@ -8,6 +8,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod serve;
+mod store;
 
 use crate::cli::failure::Failure;
 use crate::client::directory::PinPolicy;
@@ -15,6 +16,7 @@ use crate::client::settings::{Overrides, parse_timeout};
 use crate::wire::crypto::{ALLOWED_BITS, DEFAULT_BITS, allowed_sizes};
 
 pub use serve::{BindHost, LimitError, ServeArgs};
+pub use store::StoreArgs;
 
 /// End-to-end encrypted messaging: one binary for server and client.
 #[derive(Debug, Parser)]
@@ -169,6 +171,27 @@ pub enum Command {
 }
 
 impl Cli {
+    /// The process's command line parsed, with `--data-dir` or
+    /// `--database` settled ([`StoreArgs::settle`]).
+    pub fn from_command_line() -> Result<Self, clap::Error> {
+        let matches = Self::command().try_get_matches()?;
+        let mut cli =
+            Self::from_arg_matches(&matches).map_err(|e| e.format(&mut Self::command()))?;
+        let (store, name) = match &mut cli.command {
+            Command::Serve(args) => (&mut args.store, "serve"),
+            // `migrate` names its data directory and database itself.
+            Command::Admin(args) if !matches!(args.command, AdminCommand::Migrate(_)) => {
+                (&mut args.store, "admin")
+            }
+            _ => return Ok(cli),
+        };
+        let sub = matches
+            .subcommand_matches(name)
+            .expect("the command parsed is this subcommand");
+        store.settle(name, sub)?;
+        Ok(cli)
+    }
+
     /// What a command line without a command means on a terminal (stdin
     /// and stdout both): an interactive session with its global options.
     /// `None` for any other parse `error`, or without a terminal, where
@@ -218,21 +241,9 @@ pub struct LogoutArgs {
 /// `msgr admin`.
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
-    /// The server's data directory [default: the platform data dir].
-    #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Work on the PostgreSQL database of `serve --database` instead:
-    /// postgresql://USER@HOST:PORT/DATABASE (a password is better given in
-    /// MSGR_DATABASE_URL, which `ps` does not show).
-    #[arg(
-        long,
-        env = "MSGR_DATABASE_URL",
-        hide_env_values = true,
-        conflicts_with = "data_dir",
-        value_name = "URL"
-    )]
-    pub database: Option<String>,
+    /// The server's store, as `serve` was given it.
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// What to do.
     #[command(subcommand)]

@@ -83,12 +83,13 @@ pub const SETTINGS: &[Setting] = &[
 pub const OTHER_VARIABLES: &[(&str, &str)] = &[
     (
         "`MSGR_DATA_DIR`",
-        "the data directory of `msgr serve`, as `--data-dir DIR` (which wins over it)",
+        "the data directory of `msgr serve` and `msgr admin`, as `--data-dir DIR`; either \
+         flag wins over it",
     ),
     (
         "`MSGR_DATABASE_URL`",
-        "the PostgreSQL database of `msgr serve` and `msgr admin`, as `--database URL` (which \
-         wins over it); the place for its password, which `ps` does not show",
+        "the PostgreSQL database of `msgr serve` and `msgr admin`, as `--database URL`; either \
+         flag wins over it; the place for its password, which `ps` does not show",
     ),
     (
         "`RUST_LOG`",

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use thiserror::Error;
 
+use crate::cli::args::StoreArgs;
 use crate::cli::logging::LogFormat;
 use crate::server::Limits;
 use crate::server::limits::{
@@ -36,23 +37,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDR")]
     pub bind: BindHost,
 
-    /// Where the database and the generated certificate live
-    /// [default: the platform data dir].
-    #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Keep everything in this PostgreSQL database instead, shared by
-    /// every server given it: postgresql://USER@HOST:PORT/DATABASE (a
-    /// password is better given in MSGR_DATABASE_URL, which `ps` does not
-    /// show). Nothing is then kept on disk.
-    #[arg(
-        long,
-        env = "MSGR_DATABASE_URL",
-        hide_env_values = true,
-        conflicts_with = "data_dir",
-        value_name = "URL"
-    )]
-    pub database: Option<String>,
+    /// Where the server keeps its state.
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// How to write the log on stderr: `text` for people, `json` (one
     /// object per line) for log shippers.

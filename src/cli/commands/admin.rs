@@ -116,11 +116,11 @@ impl Opened {
 
 /// Open the database of `--database`, else the one in the data directory.
 fn open(args: &AdminArgs) -> AppResult<Opened> {
-    if let Some(url) = &args.database {
+    if let Some(url) = &args.store.database {
         let store = PgStore::open(url).map_err(Failure::OpenSharedStore)?;
         return Ok(Opened::Shared(Box::new(store)));
     }
-    let dir = chosen_data_dir(args.data_dir.as_deref())?;
+    let dir = chosen_data_dir(args.store.data_dir.as_deref())?;
     Ok(Opened::DataDir(open_data_dir(&dir)?, dir))
 }
 

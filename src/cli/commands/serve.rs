@@ -61,7 +61,7 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     };
     let listeners = Listeners::new(listeners).expect("bind returns at least one socket");
     let metrics = Arc::new(Metrics::new());
-    let (store, tls, lock): (Arc<dyn Store>, _, _) = match &args.database {
+    let (store, tls, lock): (Arc<dyn Store>, _, _) = match &args.store.database {
         Some(url) => {
             let shared = database::open(url, operator_tls, metrics.batch_sizes())?;
             (Arc::new(shared.store), shared.tls, None)

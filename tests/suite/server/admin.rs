@@ -186,3 +186,70 @@ fn admin_needs_a_database() {
         ));
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
+
+/// A URL on which nothing listens: a command that uses it fails saying so.
+const NOBODY: &str = "postgresql://nobody@127.0.0.1:1/none";
+
+#[test]
+fn a_flag_names_the_store_whatever_the_other_kinds_variable_says() {
+    let empty = tempfile::tempdir().unwrap();
+    // MSGR_DATABASE_URL set for the usual server; --data-dir wins.
+    admin(empty.path())
+        .env("MSGR_DATABASE_URL", NOBODY)
+        .arg("users")
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "msgr: there is no msgr database in {}; pass --data-dir with the data directory the server runs on\n",
+            empty.path().display()
+        ));
+    // MSGR_DATA_DIR set; --database wins.
+    msgr_bare()
+        .env("MSGR_DATA_DIR", empty.path())
+        .args(["admin", "--database", NOBODY, "users"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "cannot reach PostgreSQL at nobody@127.0.0.1:1/none",
+        ));
+}
+
+#[test]
+fn both_kinds_of_store_at_once_are_a_usage_error() {
+    let empty = tempfile::tempdir().unwrap();
+    let both_variables = msgr_bare()
+        .env("MSGR_DATA_DIR", empty.path())
+        .env("MSGR_DATABASE_URL", NOBODY)
+        .args(["admin", "users"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&both_variables.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with(
+            "error: MSGR_DATA_DIR and MSGR_DATABASE_URL are both set; unset one, or choose with --data-dir or --database\n"
+        ),
+        "{stderr}"
+    );
+    let both_flags = admin(empty.path())
+        .args(["--database", NOBODY, "users"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&both_flags.get_output().stderr).into_owned();
+    assert!(
+        stderr.starts_with(
+            "error: --data-dir and --database cannot be used together; a server keeps its state in one place\n"
+        ),
+        "{stderr}"
+    );
+    // `migrate` names both itself: the variables are its defaults, not a
+    // conflict.
+    msgr_bare()
+        .env("MSGR_DATA_DIR", empty.path())
+        .env("MSGR_DATABASE_URL", NOBODY)
+        .args(["admin", "migrate", "--data-dir"])
+        .arg(empty.path())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("there is no msgr database in"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}

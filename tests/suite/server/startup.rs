@@ -127,3 +127,19 @@ fn a_serve_that_cannot_listen_leaves_no_data_dir_behind() {
     serve(port, &kept, &[]).code(1);
     assert_eq!(listing(&kept), ["notes.txt"]);
 }
+
+#[test]
+fn database_on_the_command_line_wins_over_msgr_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    msgr_bare()
+        .env("MSGR_DATA_DIR", &data_dir)
+        .args(["serve", "0", "--bind", "127.0.0.1"])
+        .args(["--database", "postgresql://nobody@127.0.0.1:1/none"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "cannot reach PostgreSQL at nobody@127.0.0.1:1/none",
+        ));
+    assert!(!data_dir.exists(), "the data directory was not made");
+}

@@ -52,7 +52,7 @@ pub fn open(
     operator_tls: Option<ServerTls>,
     batches: BatchSizes,
 ) -> AppResult<DataDir> {
-    let dir = chosen(args.data_dir.as_deref())?;
+    let dir = chosen(args.store.data_dir.as_deref())?;
     let made =
         files::create_missing_private_dirs(&dir).map_err(|error| Failure::CreateDataDir {
             dir: dir.clone(),
