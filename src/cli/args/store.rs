@@ -32,11 +32,11 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Keep one of the two if both were given, as `matches` (the
-    /// subcommand's) says where each came from: the flag given over the
-    /// other's environment variable. Both flags, or both variables, are
-    /// refused: which one was meant cannot be told.
-    /// `command` names the subcommand, for the usage an error shows.
+    /// Keep one of the two if both were given, as `matches` (those of the
+    /// subcommand `command`) says where each came from: the flag given
+    /// over the other's environment variable. Both flags, or both
+    /// variables, are refused with the usage of `msgr COMMAND`: which one
+    /// was meant cannot be told.
     pub fn settle(&mut self, command: &str, matches: &ArgMatches) -> Result<(), clap::Error> {
         use ValueSource::{CommandLine, EnvVariable};
         if self.data_dir.is_none() || self.database.is_none() {
