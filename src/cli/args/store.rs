@@ -18,10 +18,10 @@ pub struct StoreArgs {
     #[arg(long, env = "MSGR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// The PostgreSQL database to keep everything in instead, shared by
-    /// every server given it: postgresql://USER@HOST:PORT/DATABASE (a
-    /// password is better given in MSGR_DATABASE_URL, which `ps` does not
-    /// show).
+    /// The PostgreSQL database that servers share, in place of a data
+    /// directory (nothing is then kept on disk):
+    /// postgresql://USER@HOST:PORT/DATABASE (a password is better given in
+    /// MSGR_DATABASE_URL, which `ps` does not show).
     #[arg(
         long,
         env = "MSGR_DATABASE_URL",

@@ -45,13 +45,16 @@ impl EncryptedKey {
         };
         let (_, der) = pem::decode_vec(self.pem.as_bytes())
             .map_err(|e| KeyringError::corrupt(&self.path, e))?;
-        // A PrivateKeyInfo that still is no usable key also means the
-        // passphrase is wrong, as far as the user can tell.
         let plain = key_encryption::decrypt(&der, passphrase).map_err(|e| match e {
             KeyDecryptionError::WrongPassphrase => wrong(),
             KeyDecryptionError::Unreadable(why) => KeyringError::corrupt(&self.path, why),
         })?;
-        PrivateKey::from_pkcs8_der(&plain).map_err(|_| wrong())
+        // It opened as a PrivateKeyInfo, so the passphrase was right: a key
+        // that still cannot be used is one msgr does not take.
+        PrivateKey::from_pkcs8_der(&plain).map_err(|source| KeyringError::BadIdentity {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -108,6 +111,24 @@ mod tests {
         ));
         let opened = stored.decrypt(b"correct horse").unwrap();
         assert_eq!(opened.public_key(), key.public_key());
+    }
+
+    #[test]
+    fn an_encrypted_key_of_another_kind_is_unusable_not_a_wrong_passphrase() {
+        // RFC 8410's example Ed25519 private key.
+        let ed25519 = "-----BEGIN PRIVATE KEY-----\n\
+            MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+            -----END PRIVATE KEY-----\n";
+        let (_, der) = pem::decode_vec(ed25519.as_bytes()).unwrap();
+        let encrypted = key_encryption::encrypt(&der, b"correct horse");
+        let pem = pem::encode_string(ENCRYPTED_LABEL, LineEnding::LF, &encrypted).unwrap();
+        let StoredKey::Encrypted(stored) = parse(Path::new("k"), pem).unwrap() else {
+            panic!("an encrypted key was expected");
+        };
+        assert!(matches!(
+            stored.decrypt(b"correct horse"),
+            Err(KeyringError::BadIdentity { .. })
+        ));
     }
 
     #[test]

@@ -276,21 +276,21 @@ impl HeldQueue {
         Self { server, client }
     }
 
-    /// Wait until a batch waits for this lock.
-    fn until_a_batch_waits(&self, database: &TestDatabase) {
-        let waiting = "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'";
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while database.count(waiting) == 0 {
-            assert!(std::time::Instant::now() < deadline, "no batch waited");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-
     fn release(self) {
         self.server
             .block_on(self.client.batch_execute("ROLLBACK"))
             .unwrap();
+    }
+}
+
+/// Wait until a transaction of `database` waits for a lock.
+fn until_a_batch_waits(database: &TestDatabase) {
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while database.count(waiting) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no batch waited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -334,7 +334,7 @@ fn a_failed_send_rolls_back_alone() {
     // the one from an account that does not exist fails alone.
     let held = HeldQueue::take(&database, &carol);
     let first = send(&store, &alice, &carol, "first");
-    held.until_a_batch_waits(&database);
+    until_a_batch_waits(&database);
     let ghost = User {
         id: 999_999,
         ..alice.clone()
@@ -379,7 +379,7 @@ fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
     let held = HeldQueue::take(&database, &john);
     let before = store.writer_commits();
     let mut sends = vec![send(&store, &alice, &john, "first")];
-    held.until_a_batch_waits(&database);
+    until_a_batch_waits(&database);
     sends.push(send(&store, &bob, &john, "from another sender"));
     sends.push(send(&store, &alice, &carol, "to another recipient"));
     sends.extend((2..=4).map(|n| send(&store, &alice, &john, &format!("number {n}"))));

@@ -14,13 +14,17 @@
 //! totals and hold at the commit, and each recipient's message ids grow in
 //! commit order (a reader paging by id never skips one committed late).
 //!
-//! Sends that arrive while a batch waits for those locks (another server
-//! holds them, committing its own batch for the same recipients) join it
-//! once the locks are granted, if it already holds what they need: their
-//! recipient locked and their sender's share read. The others wait for the
-//! next batch, first in line. So servers that take turns at one busy
-//! mailbox commit as many sends per turn as one server alone would, rather
-//! than each committing the half that had arrived when its turn was asked.
+//! Sends that arrive before a batch's first flight returns join it then,
+//! if it already holds what they need (their recipient locked, their
+//! sender's share read) and no earlier send of their sender to their
+//! recipient waits; the others wait for the next batch, first in line. That flight takes
+//! longest when another server holds the locks, committing its own batch
+//! for the same recipients: so servers that take turns at one busy mailbox
+//! commit as many sends per turn as one server alone would, rather than
+//! each committing the half that had arrived when its turn was asked. A
+//! send never overtakes an earlier one from its sender to its recipient;
+//! others may overtake it, so which sends a nearly full mailbox refuses
+//! follows the batches, not strictly their arrival.
 //!
 //! The accepted sends are inserted by one statement. Should it fail, they
 //! are inserted again one by one, each in its own savepoint, so that a
@@ -48,7 +52,7 @@ use crate::wire::protocol::{canonical_name, unix_now};
 const MAX_BATCH: usize = 512;
 
 /// Whom a send is for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Recipient {
     /// The account with this name, in any letter case.
     Name(String),
@@ -66,6 +70,17 @@ struct Job {
     envelope: Vec<u8>,
     quota: Quota,
     reply: oneshot::Sender<Outcome>,
+}
+
+impl Job {
+    /// Its sender and recipient, the name in canonical form.
+    fn pair(&self) -> (UserId, Recipient) {
+        let recipient = match &self.recipient {
+            Recipient::Name(name) => Recipient::Name(canonical_name(name)),
+            Recipient::Id(id) => Recipient::Id(*id),
+        };
+        (self.sender, recipient)
+    }
 }
 
 /// The handle callers use; the task ends once it is dropped and the
@@ -157,8 +172,11 @@ impl Waiting {
     }
 
     /// Up to `room` of the sends that arrived meanwhile and that `fits`
-    /// takes, in order; the others it looks at are held over, in order.
+    /// takes, in order; the others it looks at are held over, in order,
+    /// and so is every later send from the same sender to the same
+    /// recipient as a send held over.
     fn late_joiners(&mut self, room: usize, fits: impl Fn(&Job) -> bool) -> Vec<Job> {
+        let mut held: HashSet<(UserId, Recipient)> = self.held_over.iter().map(Job::pair).collect();
         let mut joining = Vec::new();
         for _ in 0..MAX_BATCH {
             if joining.len() == room {
@@ -167,9 +185,11 @@ impl Waiting {
             let Ok(job) = self.queue.try_recv() else {
                 break;
             };
-            match fits(&job) {
-                true => joining.push(job),
-                false => self.held_over.push_back(job),
+            if !held.contains(&job.pair()) && fits(&job) {
+                joining.push(job);
+            } else {
+                held.insert(job.pair());
+                self.held_over.push_back(job);
             }
         }
         joining
@@ -262,6 +282,9 @@ async fn commit_with_retries(
     waiting: &Mutex<Waiting>,
     origin: &Origin,
 ) -> Result<Vec<Outcome>, StoreError> {
+    // The batch grows as sends join it, and a run again must take them:
+    // each run borrows it in turn, through a lock that may be held across
+    // the run's awaits.
     pipeline::retrying(|| async {
         let tx = Transaction::on(pool).await?;
         run_batch(&tx, &mut *batch.lock().await, waiting, origin).await
@@ -272,8 +295,9 @@ async fn commit_with_retries(
 /// The batch in `tx`, which it begins and commits, in flights of
 /// statements sent together (`pipeline`): BEGIN with the locks and the
 /// senders' shares; then, for one send, its insert with the COMMIT; for
-/// more, a savepoint with their insert, and the COMMIT. Once the locks are
-/// granted, the sends from `waiting` that need no others join the batch.
+/// more, a savepoint with their insert, and the COMMIT. Once the first
+/// flight has returned, the sends from `waiting` that need nothing more
+/// join the batch.
 ///
 /// Every send is first decided on the running totals and the accepted
 /// ones are inserted by one statement; should that fail (a sender deleted
