@@ -705,3 +705,68 @@ fn usage_from(row: &tokio_postgres::Row, first: usize) -> Result<Usage, StoreErr
         bytes: count(first + 1)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::fixtures::ROOMY;
+
+    /// A send from `sender` to `recipient` whose answer nobody awaits.
+    fn job(sender: UserId, recipient: &str) -> Job {
+        Job {
+            recipient: Recipient::Name(recipient.into()),
+            sender,
+            envelope: Vec::new(),
+            quota: ROOMY,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn pairs(jobs: &[Job]) -> Vec<(UserId, String)> {
+        jobs.iter()
+            .map(|job| match job.pair() {
+                (sender, Recipient::Name(name)) => (sender, name),
+                (sender, Recipient::Id(id)) => (sender, id.to_string()),
+            })
+            .collect()
+    }
+
+    fn pair(sender: UserId, name: &str) -> (UserId, String) {
+        (sender, name.to_owned())
+    }
+
+    #[tokio::test]
+    async fn held_over_sends_go_first_and_none_is_overtaken_by_its_own_pair() {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let mut waiting = Waiting {
+            held_over: VecDeque::new(),
+            queue,
+        };
+        let not_to_john = |job: &Job| job.pair().1 != Recipient::Name("john".into());
+        for send in [job(1, "John"), job(2, "Carol"), job(1, "Carol")] {
+            jobs.send(send).unwrap();
+        }
+        let joining = waiting.late_joiners(MAX_BATCH, not_to_john);
+        assert_eq!(pairs(&joining), [pair(2, "carol"), pair(1, "carol")]);
+
+        // John's account can be taken now; but a send from 1 to him, in
+        // any spelling, still waits behind the one held over.
+        for send in [job(1, "JOHN"), job(3, "John"), job(2, "Carol")] {
+            jobs.send(send).unwrap();
+        }
+        let joining = waiting.late_joiners(MAX_BATCH, |_| true);
+        assert_eq!(pairs(&joining), [pair(3, "john"), pair(2, "carol")]);
+
+        // With room for one, the rest stay in the channel, behind those
+        // held over.
+        for send in [job(4, "Carol"), job(5, "Carol")] {
+            jobs.send(send).unwrap();
+        }
+        let joining = waiting.late_joiners(1, |_| true);
+        assert_eq!(pairs(&joining), [pair(4, "carol")]);
+        assert_eq!(
+            pairs(&waiting.next_batch().await),
+            [pair(1, "john"), pair(1, "john"), pair(5, "carol")]
+        );
+    }
+}
