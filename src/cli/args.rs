@@ -16,7 +16,7 @@ use crate::client::settings::{Overrides, parse_timeout};
 use crate::wire::crypto::{ALLOWED_BITS, DEFAULT_BITS, allowed_sizes};
 
 pub use serve::{BindHost, LimitError, ServeArgs};
-pub use store::StoreArgs;
+pub use store::{StoreArgs, StoreLocation};
 
 /// End-to-end encrypted messaging: one binary for server and client.
 #[derive(Debug, Parser)]

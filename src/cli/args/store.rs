@@ -4,7 +4,7 @@
 //! ([`StoreArgs::settle`]), so that a variable set for the usual server
 //! does not stand in the way of a command line that names the other kind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
@@ -31,7 +31,29 @@ pub struct StoreArgs {
     pub database: Option<String>,
 }
 
+/// Where the server's state is, once [`StoreArgs::settle`] has kept one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLocation<'a> {
+    /// A PostgreSQL database, by URL.
+    Database(&'a str),
+    /// A data directory: the one given, else the platform's.
+    DataDir(Option<&'a Path>),
+}
+
 impl StoreArgs {
+    /// Where the server's state is: the database if one was given, else
+    /// the data directory.
+    pub fn location(&self) -> StoreLocation<'_> {
+        debug_assert!(
+            self.data_dir.is_none() || self.database.is_none(),
+            "settled before use"
+        );
+        match &self.database {
+            Some(url) => StoreLocation::Database(url),
+            None => StoreLocation::DataDir(self.data_dir.as_deref()),
+        }
+    }
+
     /// Keep one of the two if both were given, as `matches` (those of the
     /// subcommand `command`) says where each came from: the flag given
     /// over the other's environment variable. Both flags, or both

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::args::{AdminArgs, AdminCommand};
+use crate::cli::args::{AdminArgs, AdminCommand, StoreLocation};
 use crate::cli::commands::serve::chosen_data_dir;
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::{Failure, StorePlace};
@@ -116,12 +116,16 @@ impl Opened {
 
 /// Open the database of `--database`, else the one in the data directory.
 fn open(args: &AdminArgs) -> AppResult<Opened> {
-    if let Some(url) = &args.store.database {
-        let store = PgStore::open(url).map_err(Failure::OpenSharedStore)?;
-        return Ok(Opened::Shared(Box::new(store)));
+    match args.store.location() {
+        StoreLocation::Database(url) => {
+            let store = PgStore::open(url).map_err(Failure::OpenSharedStore)?;
+            Ok(Opened::Shared(Box::new(store)))
+        }
+        StoreLocation::DataDir(given) => {
+            let dir = chosen_data_dir(given)?;
+            Ok(Opened::DataDir(open_data_dir(&dir)?, dir))
+        }
     }
-    let dir = chosen_data_dir(args.store.data_dir.as_deref())?;
-    Ok(Opened::DataDir(open_data_dir(&dir)?, dir))
 }
 
 /// Fail unless `dir` holds a database: `msgr admin` makes none.

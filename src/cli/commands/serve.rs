@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::cli::args::ServeArgs;
+use crate::cli::args::{ServeArgs, StoreLocation};
 use crate::cli::error::{AppError, AppResult};
 use crate::cli::failure::Failure;
 use crate::server::tls::{self, ServerTls};
@@ -61,13 +61,13 @@ pub fn run(args: &ServeArgs) -> Result<(), AppError> {
     };
     let listeners = Listeners::new(listeners).expect("bind returns at least one socket");
     let metrics = Arc::new(Metrics::new());
-    let (store, tls, lock): (Arc<dyn Store>, _, _) = match &args.store.database {
-        Some(url) => {
+    let (store, tls, lock): (Arc<dyn Store>, _, _) = match args.store.location() {
+        StoreLocation::Database(url) => {
             let shared = database::open(url, operator_tls, metrics.batch_sizes())?;
             (Arc::new(shared.store), shared.tls, None)
         }
-        None => {
-            let data = data_dir::open(args, operator_tls, metrics.batch_sizes())?;
+        StoreLocation::DataDir(dir) => {
+            let data = data_dir::open(dir, operator_tls, metrics.batch_sizes())?;
             (Arc::new(data.store), data.tls, Some(data.lock))
         }
     };

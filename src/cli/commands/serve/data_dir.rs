@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use crate::cli::args::ServeArgs;
 use crate::cli::error::AppResult;
 use crate::cli::failure::Failure;
 use crate::files;
@@ -44,15 +43,15 @@ pub fn chosen(given: Option<&Path>) -> AppResult<PathBuf> {
     }
 }
 
-/// Make, lock and open the data directory; `operator_tls` is the TLS
-/// material of `--cert` and `--key`, if given; the database records the
-/// size of its group commits in `batches`.
+/// Make, lock and open the data directory `given` (else the platform's);
+/// `operator_tls` is the TLS material of `--cert` and `--key`, if given;
+/// the database records the size of its group commits in `batches`.
 pub fn open(
-    args: &ServeArgs,
+    given: Option<&Path>,
     operator_tls: Option<ServerTls>,
     batches: BatchSizes,
 ) -> AppResult<DataDir> {
-    let dir = chosen(args.store.data_dir.as_deref())?;
+    let dir = chosen(given)?;
     let made =
         files::create_missing_private_dirs(&dir).map_err(|error| Failure::CreateDataDir {
             dir: dir.clone(),
