@@ -17,14 +17,15 @@
 //! Sends that arrive before a batch's first flight returns join it then,
 //! if it already holds what they need (their recipient locked, their
 //! sender's share read) and no earlier send of their sender to their
-//! recipient waits; the others wait for the next batch, first in line. That flight takes
-//! longest when another server holds the locks, committing its own batch
-//! for the same recipients: so servers that take turns at one busy mailbox
-//! commit as many sends per turn as one server alone would, rather than
-//! each committing the half that had arrived when its turn was asked. A
-//! send never overtakes an earlier one from its sender to its recipient;
-//! others may overtake it, so which sends a nearly full mailbox refuses
-//! follows the batches, not strictly their arrival.
+//! recipient waits; the others wait for the next batch, first in line.
+//! That flight takes longest when another server holds the locks,
+//! committing its own batch for the same recipients: so servers that take
+//! turns at one busy mailbox commit as many sends per turn as one server
+//! alone would, rather than each committing the half that had arrived
+//! when its turn was asked. A send never overtakes an earlier one from its
+//! sender to its recipient; others may overtake it, so which sends a
+//! nearly full mailbox refuses follows the batches, not strictly their
+//! arrival.
 //!
 //! The accepted sends are inserted by one statement. Should it fail, they
 //! are inserted again one by one, each in its own savepoint, so that a
@@ -185,10 +186,11 @@ impl Waiting {
             let Ok(job) = self.queue.try_recv() else {
                 break;
             };
-            if !held.contains(&job.pair()) && fits(&job) {
+            let pair = job.pair();
+            if !held.contains(&pair) && fits(&job) {
                 joining.push(job);
             } else {
-                held.insert(job.pair());
+                held.insert(pair);
                 self.held_over.push_back(job);
             }
         }
@@ -722,17 +724,12 @@ mod tests {
         }
     }
 
-    fn pairs(jobs: &[Job]) -> Vec<(UserId, String)> {
-        jobs.iter()
-            .map(|job| match job.pair() {
-                (sender, Recipient::Name(name)) => (sender, name),
-                (sender, Recipient::Id(id)) => (sender, id.to_string()),
-            })
-            .collect()
+    fn pairs(jobs: &[Job]) -> Vec<(UserId, Recipient)> {
+        jobs.iter().map(Job::pair).collect()
     }
 
-    fn pair(sender: UserId, name: &str) -> (UserId, String) {
-        (sender, name.to_owned())
+    fn pair(sender: UserId, name: &str) -> (UserId, Recipient) {
+        (sender, Recipient::Name(name.to_owned()))
     }
 
     #[tokio::test]
