@@ -130,25 +130,6 @@ impl Transaction {
     pub(super) async fn commit(&self) -> Result<(), StoreError> {
         self.commit_with(&[], async { Ok(()) }).await?
     }
-
-    /// Run `statements` in a savepoint sent ahead of them. Should they
-    /// fail, the transaction goes on without their changes and their
-    /// error is returned.
-    pub(super) async fn savepoint_with<T>(
-        &self,
-        statements: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let savepoint = async { Ok(self.client().batch_execute("SAVEPOINT step").await?) };
-        match tokio::try_join!(biased; savepoint, statements) {
-            Ok(((), value)) => Ok(value),
-            Err(error) => {
-                self.client()
-                    .batch_execute("ROLLBACK TO SAVEPOINT step")
-                    .await?;
-                Err(error)
-            }
-        }
-    }
 }
 
 impl Drop for Transaction {

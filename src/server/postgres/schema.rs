@@ -3,8 +3,9 @@
 //! first while the others wait on an advisory lock.
 //!
 //! The tables mirror the SQLite ones (`super::super::sqlite::schema`),
-//! with BIGINT ids and times, BYTEA keys and envelopes, and the queue
-//! totals kept by statement-level triggers. `users.name_key` is the
+//! with BIGINT ids and times, BYTEA keys and envelopes, the queue totals
+//! kept by statement-level triggers, and no foreign keys on `messages`
+//! (the second migration says why). `users.name_key` is the
 //! canonical (lower-case) name, unique and compared byte for byte
 //! (`COLLATE "C"`), which also lets the `#`-prefixed names of deleted
 //! accounts be found through its index.
@@ -183,6 +184,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         key_pem TEXT NOT NULL,
         created_at BIGINT NOT NULL
     );
+    "#,
+    // No foreign keys on `messages`: each cost a lookup and a row lock per
+    // message queued, most of the insert's work. The send batch's locks
+    // keep the rule instead: it share-locks the account rows of its
+    // recipients and senders, and an account's row is deleted only while
+    // no batch holds it and no message from it is queued
+    // (`queries::delete_unreferenced_accounts`).
+    r#"
+    ALTER TABLE messages
+        DROP CONSTRAINT messages_recipient_id_fkey,
+        DROP CONSTRAINT messages_sender_id_fkey;
     "#,
 ];
 

@@ -325,8 +325,8 @@ fn queued_bodies(store: &PgStore, recipient: &User) -> Vec<String> {
 }
 
 #[test]
-fn a_failed_send_rolls_back_alone() {
-    let database = database!("a_failed_send_rolls_back_alone");
+fn a_send_from_an_account_that_does_not_exist_fails_alone() {
+    let database = database!("a_send_from_an_account_that_does_not_exist_fails_alone");
     let store = Arc::new(database.open());
     let [alice, john, carol] = ["Alice", "John", "Carol"].map(|name| user(&*store, name));
     // While a batch for Carol waits for her queue, which another server
@@ -349,7 +349,7 @@ fn a_failed_send_rolls_back_alone() {
     ));
     let outcomes = sends.map(|send| runtime.block_on(send));
     assert!(matches!(outcomes[0], Ok(Some((_, Enqueued::Queued(_))))));
-    assert!(matches!(outcomes[1], Err(StoreError::Postgres(_))));
+    assert!(matches!(outcomes[1], Err(StoreError::NotCommitted(_))));
     assert!(matches!(outcomes[2], Ok(Some((_, Enqueued::Queued(_))))));
     assert_eq!(
         store.writer_commits() - before,
@@ -458,6 +458,61 @@ fn an_unregistered_account_goes_with_its_last_message() {
     store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
     assert_eq!(rows("SELECT count(*) FROM users"), 1);
     assert_eq!(rows("SELECT count(*) FROM sender_totals"), 0);
+}
+
+/// A deleted account's row stays while a batch queues a message from it,
+/// even if no other message from it is left when the deleted accounts are
+/// cleaned up: its reader is shown who sent it.
+#[test]
+fn a_deleted_account_stays_while_a_batch_queues_its_message() {
+    let database = database!("a_deleted_account_stays_while_a_batch_queues_its_message");
+    let store = Arc::new(database.open());
+    let [alice, john, carol] = ["Alice", "John", "Carol"].map(|name| user(&*store, name));
+    let Enqueued::Queued(to_carol) = store
+        .enqueue(carol.id, alice.id, b"to carol".to_vec(), ROOMY)
+        .unwrap()
+    else {
+        panic!("queued")
+    };
+    store.unregister(alice.id).unwrap();
+    // Her last send, from a connection still open, waits in a batch for
+    // John's queue while the clean-up finds nothing else of hers queued.
+    let held = HeldQueue::take(&database, &john);
+    let last = send(&store, &alice, &john, "sent as she left");
+    until_a_batch_waits(&database);
+    store.ack(carol.id, &[to_carol]).unwrap();
+    let cleanup = std::thread::spawn({
+        let store = Arc::clone(&store);
+        move || store.expire(unix_now(), MAX_MESSAGE_AGE)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cleanup.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    held.release();
+    cleanup.join().unwrap().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Ok(Some((_, Enqueued::Queued(id)))) = runtime.block_on(last) else {
+        panic!("her send was queued")
+    };
+    let page = Page {
+        after: 0,
+        limit: 10,
+        max_bytes: 100_000,
+    };
+    let queued = store.fetch(john.id, page).unwrap();
+    assert_eq!(queued.len(), 1, "John sees her message");
+    assert_eq!((queued[0].id, &queued[0].sender[..]), (id, "Alice"));
+    // Once John has read it, her row goes.
+    store.ack(john.id, &[id]).unwrap();
+    store.expire(unix_now(), MAX_MESSAGE_AGE).unwrap();
+    assert_eq!(
+        database.count(&format!(
+            "SELECT count(*) FROM users WHERE id = {}",
+            alice.id
+        )),
+        0
+    );
 }
 
 #[test]

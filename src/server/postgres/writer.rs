@@ -2,11 +2,12 @@
 //! store's runtime, which takes all the sends waiting, queues them in one
 //! transaction, commits once and only then answers each caller; no thread
 //! waits meanwhile. So N concurrent sends cost one commit (one WAL flush)
-//! and two or three round trips, not N of each, and none is acknowledged
+//! and two round trips, not N of each, and none is acknowledged
 //! before its commit.
 //!
-//! The batch first locks the recipients' account rows (`FOR SHARE`, so an
-//! account deleted meanwhile is no longer found) and then their queue
+//! The batch first locks the account rows of its recipients and senders
+//! (`FOR SHARE`, so an account deleted meanwhile is no longer found, and
+//! none is deleted before the commit) and then the recipients' queue
 //! totals (`FOR UPDATE`), both in ascending id as `queries` requires. With
 //! the totals locked until the commit, no other transaction on any server
 //! can queue for these recipients or delete their messages meanwhile, so
@@ -27,10 +28,13 @@
 //! nearly full mailbox refuses follows the batches, not strictly their
 //! arrival.
 //!
-//! The accepted sends are inserted by one statement. Should it fail, they
-//! are inserted again one by one, each in its own savepoint, so that a
-//! send that fails fails alone; a batch that loses a deadlock or
-//! serialization conflict is run again whole; a commit that fails fails
+//! Those locks are also what keeps every message naming accounts that
+//! exist: `messages` has no foreign keys on PostgreSQL, whose checks cost
+//! a lookup and a row lock per message (see the schema). So nothing in
+//! the insert can fail one send alone: a send from an account that is
+//! gone is answered so before it, and the accepted sends are inserted by
+//! one statement sent with the COMMIT. A batch that loses a deadlock or
+//! serialization conflict is run again whole; any other failure fails
 //! every send in the batch.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -39,10 +43,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use super::arrivals;
-use super::is_retryable;
 use super::pipeline::{self, Transaction};
 use super::queries::{self, sql_int};
 use crate::server::metrics::BatchSizes;
@@ -294,18 +297,15 @@ async fn commit_with_retries(
     .await
 }
 
-/// The batch in `tx`, which it begins and commits, in flights of
+/// The batch in `tx`, which it begins and commits, in two flights of
 /// statements sent together (`pipeline`): BEGIN with the locks and the
-/// senders' shares; then, for one send, its insert with the COMMIT; for
-/// more, a savepoint with their insert, and the COMMIT. Once the first
+/// senders' shares; then the insert with the COMMIT. Once the first
 /// flight has returned, the sends from `waiting` that need nothing more
 /// join the batch.
 ///
-/// Every send is first decided on the running totals and the accepted
-/// ones are inserted by one statement; should that fail (a sender deleted
-/// meanwhile, say), the sends are run again one by one, each in its own
-/// savepoint, so that only the failing one fails. The other servers hear
-/// of the recipients when it commits (`origin` names this one).
+/// Every send is decided on the running totals and the accepted ones are
+/// inserted together; the other servers hear of the recipients when they
+/// commit (`origin` names this one).
 async fn run_batch(
     tx: &Transaction,
     batch: &mut Vec<Job>,
@@ -319,18 +319,18 @@ async fn run_batch(
             // Sent together, locks in the order `queries` requires.
             tokio::try_join!(biased;
                 generic_plans(client),
-                lock_recipients(client, &recipients),
+                lock_accounts(client, &recipients),
                 queries::lock_queues(client, &recipients.names, &recipients.ids),
                 sender_usage(client, &recipients),
             )
         })
         .await?;
-    let mut totals = Totals {
+    let mut running = Totals {
         queues: HashMap::new(),
         shares,
     };
     for row in queues {
-        totals.queues.insert(row.try_get(0)?, usage_from(&row, 1)?);
+        running.queues.insert(row.try_get(0)?, usage_from(&row, 1)?);
     }
     let senders: HashSet<UserId> = recipients.senders.into_iter().collect();
     let joining = waiting
@@ -342,7 +342,6 @@ async fn run_batch(
     batch.extend(joining);
     let batch = &batch[..];
 
-    let mut running = totals.clone();
     let decisions: Vec<Decision<'_>> = batch
         .iter()
         .map(|job| running.decide(job, &accounts))
@@ -355,97 +354,42 @@ async fn run_batch(
             _ => None,
         })
         .collect();
-    if accepted.len() <= 1 {
-        // One insert at most, sent with the COMMIT: should it fail, it
-        // fails alone, and the COMMIT rolls the transaction back.
-        return match tx
-            .commit_with(&[INSERT], insert_chunk(client, &accepted, origin))
-            .await?
-        {
-            Ok(ids) => Ok(outcomes(decisions, ids)),
-            Err(error) if is_retryable(&error) => Err(error),
-            Err(error) => {
-                let mut error = Some(error);
-                Ok(decisions
-                    .into_iter()
-                    .map(|decision| match decision {
-                        Decision::Insert(_) => Err(error.take().expect("one insert")),
-                        other => other.outcome(&mut std::iter::empty()),
-                    })
-                    .collect())
-            }
-        };
-    }
-    let outcomes = match tx
-        .savepoint_with(insert_all(client, &accepted, origin))
-        .await
-    {
-        Ok(ids) => outcomes(decisions, ids),
-        // Another transaction's conflict: run the whole batch again.
-        Err(error) if is_retryable(&error) => return Err(error),
-        Err(error) => {
-            warn!(%error, "a batch of sends failed; queueing them one by one");
-            one_by_one(tx, batch, &accounts, totals, origin).await?
-        }
-    };
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-/// The callers' answers to `decisions`, the inserted sends taking `ids` in
-/// order.
-fn outcomes(decisions: Vec<Decision<'_>>, ids: Vec<u64>) -> Vec<Outcome> {
+    let ids = insert_and_commit(tx, &accepted, origin).await?;
     let mut ids = ids.into_iter();
-    decisions
+    Ok(decisions
         .into_iter()
         .map(|decision| decision.outcome(&mut ids))
-        .collect()
-}
-
-/// The sends of a batch whose joint insert failed, each in a savepoint.
-async fn one_by_one(
-    tx: &Transaction,
-    batch: &[Job],
-    accounts: &Accounts,
-    mut totals: Totals,
-    origin: &Origin,
-) -> Result<Vec<Outcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        let user = match totals.decide(job, accounts) {
-            Decision::Insert(user) => user,
-            decision => {
-                outcomes.push(decision.outcome(&mut std::iter::empty()));
-                continue;
-            }
-        };
-        let send = [(user.id, job)];
-        match tx
-            .savepoint_with(insert_chunk(tx.client(), &send, origin))
-            .await
-        {
-            Ok(ids) => outcomes.push(Decision::Insert(user).outcome(&mut ids.into_iter())),
-            Err(error) if is_retryable(&error) => return Err(error),
-            Err(error) => {
-                totals.uncount(user.id, job);
-                outcomes.push(Err(error));
-            }
-        }
-    }
-    Ok(outcomes)
+        .collect())
 }
 
 /// Most envelope bytes one insert statement carries.
 const MAX_INSERT_BYTES: usize = 8 << 20;
 
 /// Insert the envelopes, in order, in as few statements as their size
-/// allows; their ids, in the same order.
-async fn insert_all(
-    client: &impl GenericClient,
+/// allows, the last sent with the COMMIT; their ids, in the same order.
+async fn insert_and_commit(
+    tx: &Transaction,
     sends: &[(UserId, &Job)],
     origin: &Origin,
 ) -> Result<Vec<u64>, StoreError> {
+    let client = tx.client();
+    let mut statements = by_statement(sends);
+    let last = statements.pop().unwrap_or_default();
     let mut ids = Vec::with_capacity(sends.len());
+    for chunk in statements {
+        ids.extend(insert_chunk(client, chunk, origin).await?);
+    }
+    ids.extend(
+        tx.commit_with(&[INSERT], insert_chunk(client, last, origin))
+            .await??,
+    );
+    Ok(ids)
+}
+
+/// The sends in runs of at most [`MAX_INSERT_BYTES`] of envelopes (or one
+/// send), in order: one insert statement each.
+fn by_statement<'a, 'j>(sends: &'a [(UserId, &'j Job)]) -> Vec<&'a [(UserId, &'j Job)]> {
+    let mut statements = Vec::new();
     let mut rest = sends;
     while !rest.is_empty() {
         let mut bytes = 0;
@@ -457,11 +401,11 @@ async fn insert_all(
             })
             .count()
             .max(1);
-        let (chunk, later) = rest.split_at(count);
+        let (statement, later) = rest.split_at(count);
+        statements.push(statement);
         rest = later;
-        ids.extend(insert_chunk(client, chunk, origin).await?);
     }
-    Ok(ids)
+    statements
 }
 
 /// Inserts envelopes and leaves the other servers a hint for each
@@ -524,7 +468,7 @@ async fn insert_chunk(
 
 /// The queue totals of the batch's recipients and its senders' shares of
 /// them, kept up to date as sends are accepted.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct Totals {
     queues: HashMap<UserId, Usage>,
     shares: HashMap<(UserId, UserId), Usage>,
@@ -534,6 +478,8 @@ struct Totals {
 enum Decision<'a> {
     /// No such recipient.
     Unknown,
+    /// The sender's account no longer exists.
+    SenderGone,
     /// Refused by the quota or the sender's share.
     Refused(&'a User, Enqueued),
     /// To be inserted.
@@ -545,6 +491,9 @@ impl Decision<'_> {
     fn outcome(self, ids: &mut impl Iterator<Item = u64>) -> Outcome {
         match self {
             Decision::Unknown => Ok(None),
+            Decision::SenderGone => Err(StoreError::NotCommitted(
+                "the sending account no longer exists".into(),
+            )),
             Decision::Refused(user, refusal) => Ok(Some((user.clone(), refusal))),
             Decision::Insert(user) => {
                 let id = ids
@@ -562,6 +511,9 @@ impl Totals {
         let Some(user) = accounts.find(&job.recipient) else {
             return Decision::Unknown;
         };
+        if !accounts.locked.contains(&job.sender) {
+            return Decision::SenderGone;
+        }
         let len = job.envelope.len() as u64;
         let queue = self.queues.entry(user.id).or_default();
         if queue.exceeds_with(len, job.quota) {
@@ -577,23 +529,14 @@ impl Totals {
         }
         Decision::Insert(user)
     }
-
-    /// Take back a send [`Totals::decide`] counted but that failed.
-    fn uncount(&mut self, recipient: UserId, job: &Job) {
-        let len = job.envelope.len() as u64;
-        let queue = self.queues.entry(recipient).or_default();
-        let share = self.shares.entry((recipient, job.sender)).or_default();
-        for usage in [queue, share] {
-            usage.messages -= 1;
-            usage.bytes -= len;
-        }
-    }
 }
 
-/// The batch's recipients, locked.
+/// The batch's accounts, locked: its recipients, found by name or id,
+/// and every account row it locked, its senders' that exist among them.
 struct Accounts {
     by_name: HashMap<String, UserId>,
     by_id: HashMap<UserId, User>,
+    locked: HashSet<UserId>,
 }
 
 impl Accounts {
@@ -645,27 +588,32 @@ async fn generic_plans(client: &impl GenericClient) -> Result<(), StoreError> {
         .await?)
 }
 
-/// Find and share-lock the accounts the batch sends to, in ascending id.
-async fn lock_recipients(
+/// Find and share-lock the accounts the batch sends to and from, in
+/// ascending id.
+async fn lock_accounts(
     client: &impl GenericClient,
     recipients: &Recipients,
 ) -> Result<Accounts, StoreError> {
     let rows = queries::rows(
         client,
-        "SELECT id, name, public_key, name_key FROM users
-         WHERE name_key = ANY($1) OR id = ANY($2)
+        "SELECT id, name, public_key, name_key, name_key = ANY($1) OR id = ANY($2) FROM users
+         WHERE name_key = ANY($1) OR id = ANY($2) OR id = ANY($3)
          ORDER BY id FOR SHARE",
-        &[&recipients.names, &recipients.ids],
+        &[&recipients.names, &recipients.ids, &recipients.senders],
     )
     .await?;
     let mut accounts = Accounts {
         by_name: HashMap::new(),
         by_id: HashMap::new(),
+        locked: HashSet::new(),
     };
     for row in &rows {
         let user = queries::user_from_row(row)?;
-        accounts.by_name.insert(row.try_get(3)?, user.id);
-        accounts.by_id.insert(user.id, user);
+        accounts.locked.insert(user.id);
+        if row.try_get(4)? {
+            accounts.by_name.insert(row.try_get(3)?, user.id);
+            accounts.by_id.insert(user.id, user);
+        }
     }
     Ok(accounts)
 }

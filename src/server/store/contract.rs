@@ -112,6 +112,7 @@ contract!(
     concurrent_sends_never_pass_the_quota,
     a_send_finds_its_recipient_by_name_in_any_case,
     an_unregistered_account_frees_its_name_and_keeps_its_sent_messages,
+    a_send_from_an_account_gone_fails_and_queues_nothing,
     accounts_and_totals_count_what_is_stored;
     two_processes:
     sessions_ended_by_another_process_are_journalled_for_this_one,
@@ -848,6 +849,26 @@ fn an_unregistered_account_frees_its_name_and_keeps_its_sent_messages(shared: &A
             .unwrap()
             .is_empty()
     );
+}
+
+fn a_send_from_an_account_gone_fails_and_queues_nothing(shared: &Arc<dyn Store>) {
+    let store = shared.as_ref();
+    let alice = user(store, "Alice");
+    let john = user(store, "John");
+    // Nothing from Alice is queued, so her account's row goes at once.
+    store.unregister(alice.id).unwrap();
+    let sends =
+        vec![Arc::clone(shared).enqueue_for("John".into(), alice.id, b"hi".to_vec(), ROOMY)];
+    let outcome = run_all(sends).pop().unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert!(
+        store
+            .fetch(john.id, page(0, 10, 1 << 20))
+            .unwrap()
+            .is_empty()
+    );
+    let stats = store.stats(unix_now()).unwrap();
+    assert_eq!((stats.queued_messages, stats.queued_bytes), (0, 0));
 }
 
 fn accounts_and_totals_count_what_is_stored(store: &Arc<dyn Store>) {

@@ -82,26 +82,6 @@ fn a_statement_failing_before_the_commit_rolls_everything_back() {
 }
 
 #[test]
-fn a_failed_savepoint_leaves_the_rest_of_the_transaction() {
-    let database = database!("failed_savepoint");
-    let store = store_with_table(&database);
-    let outcome = store.block_on(async {
-        let tx = begun_with_a_row(&store).await;
-        let client = tx.client();
-        let failed = tx
-            .savepoint_with(async {
-                execute(client, "INSERT INTO t VALUES (2)", &[]).await?;
-                execute(client, "INSERT INTO t VALUES (1 / 0)", &[]).await
-            })
-            .await;
-        tx.commit().await.unwrap();
-        failed
-    });
-    assert!(outcome.is_err());
-    assert_eq!(database.text("SELECT string_agg(x::text, ',') FROM t"), "1");
-}
-
-#[test]
 fn a_transaction_dropped_before_its_end_takes_its_connection_away() {
     let database = database!("dropped_transaction");
     let store = store_with_table(&database);

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::messages::lock_queues;
 use super::prekeys::{publish_prekeys, rotations};
 use super::sessions::{Revoked, record_revocation};
-use super::{execute, row, sql_int};
+use super::{execute, row, rows, sql_int};
 use crate::server::store::{
     Origin, Prekeys, RegisterOutcome, RotateOutcome, RotationStep, StoreError, TokenHash, User,
     UserId, rotation_step,
@@ -228,14 +228,31 @@ pub(in crate::server::postgres) async fn unregister(
 /// Delete the rows of deleted accounts whose messages are all gone; each
 /// pair of a recipient and a sender with messages queued has a row in
 /// `sender_totals`.
+///
+/// The rows are locked first, skipping those a send batch holds (it is
+/// queueing a message from that account: the row stays), and checked by
+/// a second statement, whose snapshot sees what every batch that held
+/// one of them committed; no batch can take them from then on.
 pub(in crate::server::postgres) async fn delete_unreferenced_accounts(
     client: &impl GenericClient,
 ) -> Result<u64, StoreError> {
+    let locked: Vec<UserId> = rows(
+        client,
+        "SELECT id FROM users WHERE name_key LIKE '#%' ORDER BY id FOR UPDATE SKIP LOCKED",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| row.try_get(0))
+    .collect::<Result<_, _>>()?;
+    if locked.is_empty() {
+        return Ok(0);
+    }
     execute(
         client,
-        "DELETE FROM users WHERE name_key LIKE '#%'
+        "DELETE FROM users WHERE id = ANY($1)
          AND NOT EXISTS (SELECT 1 FROM sender_totals WHERE sender_id = users.id)",
-        &[],
+        &[&locked],
     )
     .await
 }
