@@ -190,11 +190,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // keep the rule instead: it share-locks the account rows of its
     // recipients and senders, and an account's row is deleted only while
     // no batch holds it and no message from it is queued
-    // (`queries::delete_unreferenced_accounts`).
+    // (`queries::delete_unreferenced_accounts`, which asks
+    // `sender_totals`). Nothing else looks messages up by sender, so the
+    // index that served the sender key's checks goes too.
     r#"
     ALTER TABLE messages
         DROP CONSTRAINT messages_recipient_id_fkey,
         DROP CONSTRAINT messages_sender_id_fkey;
+    DROP INDEX messages_by_sender;
     "#,
 ];
 

@@ -229,16 +229,19 @@ pub(in crate::server::postgres) async fn unregister(
 /// pair of a recipient and a sender with messages queued has a row in
 /// `sender_totals`.
 ///
-/// The rows are locked first, skipping those a send batch holds (it is
-/// queueing a message from that account: the row stays), and checked by
-/// a second statement, whose snapshot sees what every batch that held
-/// one of them committed; no batch can take them from then on.
+/// The rows that look unreferenced are locked first, skipping those a
+/// send batch holds (it is queueing a message from that account: the row
+/// stays), and checked again by a second statement, whose snapshot sees
+/// what every batch that held one of them committed; no batch can take
+/// them from then on.
 pub(in crate::server::postgres) async fn delete_unreferenced_accounts(
     client: &impl GenericClient,
 ) -> Result<u64, StoreError> {
     let locked: Vec<UserId> = rows(
         client,
-        "SELECT id FROM users WHERE name_key LIKE '#%' ORDER BY id FOR UPDATE SKIP LOCKED",
+        "SELECT id FROM users WHERE name_key LIKE '#%'
+         AND NOT EXISTS (SELECT 1 FROM sender_totals WHERE sender_id = users.id)
+         ORDER BY id FOR UPDATE SKIP LOCKED",
         &[],
     )
     .await?
