@@ -405,6 +405,63 @@ fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
     assert_eq!(store.writer_commits() - before, 2);
 }
 
+/// A batch whose envelopes are more than one insert statement carries is
+/// inserted by several, in order, and committed once.
+#[test]
+fn a_batch_larger_than_one_statement_is_committed_once_in_order() {
+    let database = database!("a_batch_larger_than_one_statement_is_committed_once_in_order");
+    let store = Arc::new(database.open());
+    let [alice, john] = ["Alice", "John"].map(|name| user(&*store, name));
+    let quota = Quota {
+        max_messages: 1000,
+        max_bytes: 1 << 30,
+        sender_share: 100,
+    };
+    let submit = |envelope: Vec<u8>| {
+        Arc::clone(&store).enqueue_for("John".into(), alice.id, envelope, quota)
+    };
+    let held = HeldQueue::take(&database, &john);
+    let before = store.writer_commits();
+    let mut sends = vec![submit(vec![0; 10])];
+    until_a_batch_waits(&database);
+    // 12 MiB more join it: two statements' worth with the first.
+    sends.extend((1..=4).map(|n| submit(vec![n; 3 << 20])));
+    held.release();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ids: Vec<u64> = sends
+        .into_iter()
+        .map(|send| match runtime.block_on(send) {
+            Ok(Some((_, Enqueued::Queued(id)))) => id,
+            other => panic!("queued: {other:?}"),
+        })
+        .collect();
+    assert!(ids.is_sorted(), "{ids:?}");
+    assert_eq!(store.writer_commits() - before, 1);
+    let page = Page {
+        after: 0,
+        limit: 10,
+        max_bytes: 1 << 30,
+    };
+    let stored: Vec<(u64, u8, usize)> = store
+        .fetch(john.id, page)
+        .unwrap()
+        .into_iter()
+        .map(|message| (message.id, message.envelope[0], message.envelope.len()))
+        .collect();
+    let expected: Vec<(u64, u8, usize)> = ids
+        .iter()
+        .zip([
+            (0, 10),
+            (1, 3 << 20),
+            (2, 3 << 20),
+            (3, 3 << 20),
+            (4, 3 << 20),
+        ])
+        .map(|(id, (first, len))| (*id, first, len))
+        .collect();
+    assert_eq!(stored, expected);
+}
+
 #[test]
 fn the_store_works_from_another_runtimes_blocking_threads() {
     let database = database!("the_store_works_from_another_runtimes_blocking_threads");
