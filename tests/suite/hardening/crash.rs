@@ -93,6 +93,10 @@ impl Load<'_> {
     fn successes(&self) -> usize {
         self.successes.load(Ordering::SeqCst)
     }
+
+    fn failures(&self) -> usize {
+        self.failures.load(Ordering::SeqCst)
+    }
 }
 
 /// Sets its flag when dropped, also while unwinding.
@@ -151,7 +155,13 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
             wait_until("creates before the kill", || {
                 load.successes() >= before + burst
             });
+            let failed = load.failures();
             kill_9(pid);
+            // The server stays dead until a create has run into it, so
+            // that the kill is sure to have cost some create its answer.
+            wait_until("a create to fail against the dead server", || {
+                load.failures() > failed
+            });
             let server = load.world.server.start_again();
             pid = server.pid();
             restarted = Some(server);
@@ -162,10 +172,6 @@ fn creates_acknowledged_before_a_kill_9_are_delivered_exactly_once() {
         });
         restarted.expect("at least one kill")
     });
-    assert!(
-        load.failures.load(Ordering::SeqCst) > 0,
-        "some create ran into a dead server"
-    );
     let succeeded = load.succeeded.into_inner().unwrap();
     world.server = last;
 
