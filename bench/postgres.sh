@@ -15,7 +15,8 @@
 # database, and prints medians and ratios: one-shot create (with the mean
 # time of each request on each server, from their own metrics), the time
 # from a send's acknowledgement to a waiting reader's answer on another
-# server, and persistent sends through one and two servers. The
+# server, and persistent sends through one and two servers (with how busy
+# the machine's cores were meanwhile). The
 # persistent jobs come last: they queue and delete hundreds of thousands
 # of messages, and PostgreSQL's autovacuum then works for a while after
 # them, which the one-shot jobs would measure too.
@@ -141,7 +142,7 @@ echo "msgr $($MSGR_BIN --version | cut -d' ' -f2): SQLite on port $SQLITE_PORT, 
 echo
 
 wants() { [[ " $JOBS " == *" $1 "* ]]; }
-single=(- - -) spread=(- - -) create_sqlite=- create_pg=- wake_sqlite=- wake_same=- wake_across=-
+single=(- - -) spread=(- - -) busy_single=(- - -) busy_spread=(- - -) create_sqlite=- create_pg=- wake_sqlite=- wake_same=- wake_across=-
 breakdown=''
 
 # --- 1. one-shot create ----------------------------------------------------------
@@ -188,23 +189,35 @@ if wants wake; then
 fi
 
 # --- 3. persistent sends: SQLite, PostgreSQL through one server, through two ---
-load_rate() { "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" | sed -n 's/.* rate=\([0-9]*\) msg\/s.*/\1/p'; }
+# load_run ARGS: "RATE BUSY", the rate of one persistent load (msg/s) and
+# how busy the machine's cores were meanwhile (%, as the load generator
+# reports it: near 100 the machine is the limit, well below something
+# waits, a lock or a round trip).
+load_run() {
+  "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" |
+    sed -n 's/.* rate=\([0-9]*\) msg\/s.* cores_busy=\([0-9]*\)%.*/\1 \2/p'
+}
 # persistent RECIPIENTS: median rates on SQLite, through one PostgreSQL
-# server and through two, into sqlite_rate, one_rate and two_rate
+# server and through two, into rates, and the median busy shares of the
+# machine's CPU time during each, into busy
 persistent() {
-  local sqlite=() one=() two=()
+  local sqlite=() one=() two=() sqlite_busy=() one_busy=() two_busy=() run
   for _ in $(seq "$ROUNDS"); do
-    sqlite+=("$(load_rate --recipients "$1" --server "localhost:$SQLITE_PORT")")
-    one+=("$(load_rate --recipients "$1" --server "localhost:$PG_A")")
-    two+=("$(load_rate --recipients "$1" --server "localhost:$PG_A" --server "localhost:$PG_B")")
+    read -ra run <<<"$(load_run --recipients "$1" --server "localhost:$SQLITE_PORT")"
+    sqlite+=("${run[0]}"); sqlite_busy+=("${run[1]}")
+    read -ra run <<<"$(load_run --recipients "$1" --server "localhost:$PG_A")"
+    one+=("${run[0]}"); one_busy+=("${run[1]}")
+    read -ra run <<<"$(load_run --recipients "$1" --server "localhost:$PG_A" --server "localhost:$PG_B")"
+    two+=("${run[0]}"); two_busy+=("${run[1]}")
   done
-  sqlite_rate=$(median_of "${sqlite[@]}"); one_rate=$(median_of "${one[@]}"); two_rate=$(median_of "${two[@]}")
+  rates=("$(median_of "${sqlite[@]}")" "$(median_of "${one[@]}")" "$(median_of "${two[@]}")")
+  busy=("$(median_of "${sqlite_busy[@]}")" "$(median_of "${one_busy[@]}")" "$(median_of "${two_busy[@]}")")
 }
 if wants persistent; then
   persistent 1
-  single=("$sqlite_rate" "$one_rate" "$two_rate")
+  single=("${rates[@]}") busy_single=("${busy[@]}")
   persistent "$RECIPIENTS"
-  spread=("$sqlite_rate" "$one_rate" "$two_rate")
+  spread=("${rates[@]}") busy_spread=("${busy[@]}")
 fi
 
 cat <<REPORT
@@ -217,6 +230,14 @@ cat <<REPORT
 | one-shot create, median wall | $create_sqlite ms | $create_pg ms | $(ratio "$create_pg" "$create_sqlite") |
 | waiting reader woken, acknowledgement to answer, p50 (same server) | $wake_sqlite ms | $wake_same ms | |
 | the same, reader on the other server | | $wake_across ms | |
+
+How busy the machine's cores were during the persistent loads (median
+share of CPU time not idle, every process counted; from /proc/stat):
+
+| persistent sends | SQLite | PostgreSQL, one server | PostgreSQL, two servers |
+| --- | --- | --- | --- |
+| to one recipient | ${busy_single[0]} % | ${busy_single[1]} % | ${busy_single[2]} % |
+| spread over $RECIPIENTS recipients | ${busy_spread[0]} % | ${busy_spread[1]} % | ${busy_spread[2]} % |
 
 Mean time of each request of the one-shot creates, on the server:
 

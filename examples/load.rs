@@ -16,6 +16,11 @@
 //! Given several `--server`s (servers sharing one database), the clients
 //! are spread over them in turn.
 //!
+//! On Linux it also reports how busy the machine's cores were while it
+//! ran (`cores_busy`, the share of all CPU time not idle, from
+//! `/proc/stat`, whoever spent it): near 100 % the machine is the limit,
+//! well below it something waits.
+//!
 //! It registers its own sender and recipients (`--recipients`, one by
 //! default) with random names, so it can run against any server. Envelopes are sealed once up front (a pool
 //! reused round-robin) so the figures measure the server and transport,
@@ -134,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         servers.join(" and ")
     );
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    let stopwatch = Stopwatch::start();
     let workers: Vec<_> = (0..options.clients)
         .map(|client| {
             let (server, sender, mailboxes, next) = (
@@ -167,8 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies.extend(result.latencies);
         acknowledged.extend(result.ids);
     }
-    let elapsed = started.elapsed();
-    report(&options, elapsed, &mut latencies);
+    report(&options, &stopwatch, &mut latencies);
 
     if !options.no_verify {
         verify_exactly_once(&options, &recipients, &acknowledged)?;
@@ -357,7 +361,50 @@ fn create_account(server: &ServerAddr, name: &str) -> Result<Account, Box<dyn st
     })
 }
 
-fn report(options: &Options, elapsed: Duration, latencies: &mut [Duration]) {
+/// The machine's CPU time so far, from the first line of `/proc/stat`:
+/// (busy, total) in clock ticks, busy being all but idle and I/O wait.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = fields.iter().sum();
+    let waiting = fields.get(3)? + fields.get(4)?;
+    Some((total - waiting, total))
+}
+
+/// When a run began, by the clock and by the machine's CPU time.
+struct Stopwatch {
+    started: Instant,
+    cpu: Option<(u64, u64)>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            cpu: cpu_ticks(),
+        }
+    }
+
+    /// The share (%) of the machine's CPU time since the start that was
+    /// busy; `None` where `/proc/stat` cannot be read.
+    fn cores_busy(&self) -> Option<f64> {
+        let ((busy_then, total_then), (busy_now, total_now)) = (self.cpu?, cpu_ticks()?);
+        let total = total_now.checked_sub(total_then).filter(|&t| t > 0)?;
+        Some(100.0 * busy_now.saturating_sub(busy_then) as f64 / total as f64)
+    }
+}
+
+fn report(options: &Options, stopwatch: &Stopwatch, latencies: &mut [Duration]) {
+    let elapsed = stopwatch.started.elapsed();
+    let cores_busy = stopwatch
+        .cores_busy()
+        .map_or_else(|| "-".to_owned(), |busy| format!("{busy:.0}%"));
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
@@ -370,7 +417,7 @@ fn report(options: &Options, elapsed: Duration, latencies: &mut [Duration]) {
         Mode::Persistent => options.window,
     };
     println!(
-        "mode={:?} clients={} window={window} messages={} seconds={:.3} rate={:.0} msg/s p50={:.3} ms p99={:.3} ms",
+        "mode={:?} clients={} window={window} messages={} seconds={:.3} rate={:.0} msg/s p50={:.3} ms p99={:.3} ms cores_busy={cores_busy}",
         options.mode,
         options.clients,
         latencies.len(),
@@ -462,7 +509,7 @@ fn wake(
     let mut sending = authenticated(sending_to, sender)?;
     let mut reading = authenticated(reading_from, recipient)?;
     let mut latencies = Vec::with_capacity(options.messages as usize);
-    let started = Instant::now();
+    let stopwatch = Stopwatch::start();
     for n in 0..options.messages {
         reading.write_request(&Request::Fetch {
             after: 0,
@@ -487,6 +534,6 @@ fn wake(
             ids: messages.iter().map(|message| message.id).collect(),
         })?;
     }
-    report(options, started.elapsed(), &mut latencies);
+    report(options, &stopwatch, &mut latencies);
     Ok(())
 }
