@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::testing::TestDatabase;
 use super::*;
 use crate::server::store::EndedSession;
-use crate::server::store::fixtures::{ROOMY, on_threads};
+use crate::server::store::fixtures::{ROOMY, on_threads, page, queue};
 use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now, username};
 
 /// A database for the calling test, or return (skipped) without one.
@@ -437,13 +437,8 @@ fn a_batch_larger_than_one_statement_is_committed_once_in_order() {
         .collect();
     assert!(ids.is_sorted(), "{ids:?}");
     assert_eq!(store.writer_commits() - before, 1);
-    let page = Page {
-        after: 0,
-        limit: 10,
-        max_bytes: 1 << 30,
-    };
     let stored: Vec<(u64, u8, usize)> = store
-        .fetch(john.id, page)
+        .fetch(john.id, page(0, 10, 1 << 30))
         .unwrap()
         .into_iter()
         .map(|message| (message.id, message.envelope[0], message.envelope.len()))
@@ -525,12 +520,7 @@ fn a_deleted_account_stays_while_a_batch_queues_its_message() {
     let database = database!("a_deleted_account_stays_while_a_batch_queues_its_message");
     let store = Arc::new(database.open());
     let [alice, john, carol] = ["Alice", "John", "Carol"].map(|name| user(&*store, name));
-    let Enqueued::Queued(to_carol) = store
-        .enqueue(carol.id, alice.id, b"to carol".to_vec(), ROOMY)
-        .unwrap()
-    else {
-        panic!("queued")
-    };
+    let to_carol = queue(&*store, &carol, &alice, b"to carol");
     store.unregister(alice.id).unwrap();
     // Her last send, from a connection still open, waits in a batch for
     // John's queue while the clean-up finds nothing else of hers queued.
@@ -552,12 +542,7 @@ fn a_deleted_account_stays_while_a_batch_queues_its_message() {
     let Ok(Some((_, Enqueued::Queued(id)))) = runtime.block_on(last) else {
         panic!("her send was queued")
     };
-    let page = Page {
-        after: 0,
-        limit: 10,
-        max_bytes: 100_000,
-    };
-    let queued = store.fetch(john.id, page).unwrap();
+    let queued = store.fetch(john.id, page(0, 10, 100_000)).unwrap();
     assert_eq!(queued.len(), 1, "John sees her message");
     assert_eq!((queued[0].id, &queued[0].sender[..]), (id, "Alice"));
     // Once John has read it, her row goes.
