@@ -311,13 +311,8 @@ fn send(
 
 /// The bodies queued for `recipient`, in order.
 fn queued_bodies(store: &PgStore, recipient: &User) -> Vec<String> {
-    let page = Page {
-        after: 0,
-        limit: 100,
-        max_bytes: 100_000,
-    };
     store
-        .fetch(recipient.id, page)
+        .fetch(recipient.id, page(0, 100, 100_000))
         .unwrap()
         .into_iter()
         .map(|message| String::from_utf8(message.envelope).unwrap())

@@ -69,6 +69,7 @@ pub(super) type Outcome = Result<Option<(User, Enqueued)>, StoreError>;
 
 /// One send waiting for its batch.
 struct Job {
+    /// Whom it is for, a name in canonical form.
     recipient: Recipient,
     sender: UserId,
     envelope: Vec<u8>,
@@ -77,13 +78,31 @@ struct Job {
 }
 
 impl Job {
-    /// Its sender and recipient, the name in canonical form.
-    fn pair(&self) -> (UserId, Recipient) {
-        let recipient = match &self.recipient {
-            Recipient::Name(name) => Recipient::Name(canonical_name(name)),
-            Recipient::Id(id) => Recipient::Id(*id),
+    /// A send to `recipient` (a name in any letter case), answered through
+    /// `reply`.
+    fn new(
+        recipient: Recipient,
+        sender: UserId,
+        envelope: Vec<u8>,
+        quota: Quota,
+        reply: oneshot::Sender<Outcome>,
+    ) -> Self {
+        let recipient = match recipient {
+            Recipient::Name(name) => Recipient::Name(canonical_name(&name)),
+            id @ Recipient::Id(_) => id,
         };
-        (self.sender, recipient)
+        Self {
+            recipient,
+            sender,
+            envelope,
+            quota,
+            reply,
+        }
+    }
+
+    /// Its sender and recipient.
+    fn pair(&self) -> (UserId, Recipient) {
+        (self.sender, self.recipient.clone())
     }
 }
 
@@ -122,13 +141,7 @@ impl Writer {
         quota: Quota,
     ) -> impl Future<Output = Outcome> + Send + 'static {
         let (reply, outcome) = oneshot::channel();
-        let job = Job {
-            recipient,
-            sender,
-            envelope,
-            quota,
-            reply,
-        };
+        let job = Job::new(recipient, sender, envelope, quota, reply);
         // If the task has stopped, the job and its reply are dropped here
         // and the caller learns it from the closed channel.
         let _ = self.jobs.send(job);
@@ -542,7 +555,7 @@ struct Accounts {
 impl Accounts {
     fn find(&self, recipient: &Recipient) -> Option<&User> {
         let id = match recipient {
-            Recipient::Name(name) => self.by_name.get(&canonical_name(name))?,
+            Recipient::Name(name) => self.by_name.get(name)?,
             Recipient::Id(id) => id,
         };
         self.by_id.get(id)
@@ -568,7 +581,7 @@ impl Recipients {
         };
         for job in batch {
             match &job.recipient {
-                Recipient::Name(name) => recipients.names.push(canonical_name(name)),
+                Recipient::Name(name) => recipients.names.push(name.clone()),
                 Recipient::Id(id) => recipients.ids.push(*id),
             }
             recipients.senders.push(job.sender);
@@ -663,13 +676,13 @@ mod tests {
 
     /// A send from `sender` to `recipient` whose answer nobody awaits.
     fn job(sender: UserId, recipient: &str) -> Job {
-        Job {
-            recipient: Recipient::Name(recipient.into()),
+        Job::new(
+            Recipient::Name(recipient.into()),
             sender,
-            envelope: Vec::new(),
-            quota: ROOMY,
-            reply: oneshot::channel().0,
-        }
+            Vec::new(),
+            ROOMY,
+            oneshot::channel().0,
+        )
     }
 
     fn pairs(jobs: &[Job]) -> Vec<(UserId, Recipient)> {
