@@ -27,6 +27,9 @@
 //! - **Durability**: every connection runs with `synchronous_commit=on`,
 //!   whatever the server's default, so an acknowledged change has reached
 //!   the database's write-ahead log on disk.
+//! - **A frozen server** (stopped, or cut off from the network, in the
+//!   middle of a transaction) holds the rows it locked for at most
+//!   [`IDLE_IN_TRANSACTION_TIMEOUT`]: PostgreSQL then ends its session.
 //! - **Schema**: versioned migrations applied at start under an advisory
 //!   lock (`schema`).
 //! - **Free space** cannot be told from here ([`Store::free_space`] is
@@ -76,6 +79,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an operation waits for a free connection before failing.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long PostgreSQL lets a session of the store sit idle inside a
+/// transaction before ending it, which rolls the transaction back. The
+/// store's transactions wait for nothing but the database between their
+/// statements, so only a server that froze or lost its network in the
+/// middle of one comes near this; ending its session frees the rows it
+/// locked, which would otherwise stall the other servers' sends to those
+/// recipients until the database noticed the connection was dead (hours,
+/// with TCP's default keepalive).
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Threads of the store's own runtime: they only shuttle bytes between
 /// the connections and the callers, whose threads do the waiting. One is
@@ -136,10 +149,15 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("msgr");
         }
-        // An acknowledged write must be on disk, whatever the default.
+        // An acknowledged write must be on disk, whatever the default; and
+        // a frozen server's session must not hold its locks for long.
+        let settings = format!(
+            "-c synchronous_commit=on -c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        );
         let options = match config.get_options() {
-            Some(options) => format!("{options} -c synchronous_commit=on"),
-            None => "-c synchronous_commit=on".to_owned(),
+            Some(options) => format!("{options} {settings}"),
+            None => settings,
         };
         config.options(options);
         let target = describe_target(&config);

@@ -37,6 +37,11 @@ impl PgStore {
         self.block_on(async {
             let mut client = self.pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(StoreError::from)?;
+            // The copy reads its source between statements, which may take
+            // longer than a server's transactions ever wait for anything.
+            tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+                .await
+                .map_err(StoreError::from)?;
             refuse_unless_empty(&tx).await?;
             let mut copied = copy_accounts(&tx, source).await?;
             copied.messages = copy_messages(&tx, source).await?;

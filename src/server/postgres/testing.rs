@@ -95,6 +95,22 @@ impl TestDatabase {
         run_on(&self.config(), sql);
     }
 
+    /// A connection of its own to this test's database, with none of the
+    /// store's settings, kept open until dropped: with any transaction its
+    /// statements leave open, and the locks that holds.
+    pub fn session(&self) -> Session {
+        let runtime = test_runtime();
+        let config = self.config();
+        let client = runtime.block_on(async move {
+            let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|error| {
+                panic!("cannot connect to the test server ({URL_VARIABLE}): {error}")
+            });
+            tokio::spawn(connection);
+            client
+        });
+        Session { client, runtime }
+    }
+
     /// The first column of the one row `sql` returns, as text.
     pub fn text(&self, sql: &str) -> String {
         self.first_column(sql)
@@ -117,6 +133,23 @@ impl TestDatabase {
             let row = client.query_one(&sql, &[]).await.expect(&sql);
             row.get::<_, T>(0)
         })
+    }
+}
+
+/// A connection to a test database ([`TestDatabase::session`]); dropping
+/// it closes the connection, which rolls back a transaction left open.
+pub struct Session {
+    client: tokio_postgres::Client,
+    /// Drives the connection while a statement runs.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Session {
+    /// Run `sql` (constant test SQL, any number of statements).
+    pub fn execute(&self, sql: &str) {
+        self.runtime
+            .block_on(self.client.batch_execute(sql))
+            .expect(sql);
     }
 }
 
@@ -166,9 +199,12 @@ fn run_on(config: &Config, sql: &str) {
 }
 
 fn block_on<T>(future: impl Future<Output = T>) -> T {
+    test_runtime().block_on(future)
+}
+
+fn test_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a test runtime")
-        .block_on(future)
 }

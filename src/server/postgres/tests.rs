@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::testing::TestDatabase;
+use super::testing::{Session, TestDatabase};
 use super::*;
 use crate::server::store::EndedSession;
 use crate::server::store::fixtures::{ROOMY, on_threads, page, queue};
@@ -259,27 +259,20 @@ fn concurrent_sends_share_commits() {
 
 /// Another server's transaction holding a recipient's queue totals, as
 /// its own batch for them would, until released.
-struct HeldQueue {
-    server: PgStore,
-    client: deadpool_postgres::Object,
-}
+struct HeldQueue(Session);
 
 impl HeldQueue {
     fn take(database: &TestDatabase, recipient: &User) -> Self {
-        let server = database.open();
-        let client = server.block_on(server.pool.get()).unwrap();
-        let lock = format!(
+        let session = database.session();
+        session.execute(&format!(
             "BEGIN; SELECT 1 FROM queue_totals WHERE recipient_id = {} FOR UPDATE",
             recipient.id
-        );
-        server.block_on(client.batch_execute(&lock)).unwrap();
-        Self { server, client }
+        ));
+        Self(session)
     }
 
     fn release(self) {
-        self.server
-            .block_on(self.client.batch_execute("ROLLBACK"))
-            .unwrap();
+        self.0.execute("ROLLBACK");
     }
 }
 

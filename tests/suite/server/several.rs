@@ -1,9 +1,10 @@
 //! Several servers on one PostgreSQL database behind a load balancer
 //! (`common::cluster`): one certificate for all, any account served by
 //! any server, a read waiting on one woken by a send through another, a
-//! logout through one honoured by the other, and a server killed under
-//! load losing nothing acknowledged; and the servers riding out a
-//! restart of the database. These need a PostgreSQL server
+//! logout through one honoured by the other, a server killed under load
+//! losing nothing acknowledged, and a server frozen in the middle of a
+//! commit holding the other up for seconds only; and the servers riding
+//! out a restart of the database. These need a PostgreSQL server
 //! (`MSGR_TEST_DATABASE_URL`; for the restart, one of its own) and are
 //! skipped, saying so, without one.
 
@@ -12,10 +13,10 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::TestDatabase;
 use crate::common::client::json_lines;
 use crate::common::cluster::Cluster;
 use crate::common::raw::Client;
+use crate::common::{TestDatabase, eventually};
 use msgr::wire::protocol::{Request, Response};
 
 /// Two servers on a new database, or return (skipped) without one.
@@ -173,24 +174,124 @@ fn a_server_killed_under_load_loses_no_acknowledged_message() {
     assert_bob_reads_each_once(&cluster, &acknowledged);
 }
 
+#[test]
+fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
+    let cluster = cluster!("a_server_frozen_in_a_commit");
+    cluster.register("Alice");
+    cluster.register("Bob");
+    // Alice's session and Bob's key first, so that her creates below only
+    // send.
+    let first = "before the freeze".to_owned();
+    cluster
+        .msgr("Alice")
+        .args(["create", "Bob", &first])
+        .assert()
+        .success();
+    let database = cluster.node(0).database.clone().unwrap();
+    let in_state = |condition: &str| {
+        database.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'msgr' AND {condition}"
+        )) > 0
+    };
+
+    // Another session holds Bob's queue until the first server's batch for
+    // him waits for it; the server is frozen (SIGSTOP), and then the batch
+    // gets Bob's queue, and holds it.
+    let blocker = database.session();
+    blocker.execute(
+        "BEGIN; SELECT 1 FROM queue_totals
+         WHERE recipient_id = (SELECT id FROM users WHERE name_key = 'bob') FOR UPDATE",
+    );
+    cluster.balancer.prefer(0);
+    let frozen_send = cluster
+        .msgr_process("Alice")
+        .args(["create", "Bob", "through the frozen server"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a_minute = Duration::from_secs(60);
+    eventually("the first server's batch to wait", a_minute, || {
+        in_state("wait_event_type = 'Lock'")
+    });
+    cluster.node(0).signal("STOP");
+    blocker.execute("ROLLBACK");
+    eventually(
+        "the frozen server's batch to hold Bob's queue",
+        a_minute,
+        || in_state("state = 'idle in transaction'"),
+    );
+
+    // A send to Bob through the other server goes through within seconds,
+    // long before the client's patience (or TCP's) runs out.
+    cluster.balancer.prefer(1);
+    let through_the_other = "through the other server".to_owned();
+    let started = Instant::now();
+    cluster
+        .msgr("Alice")
+        .args(["--timeout", "20", "create", "Bob", &through_the_other])
+        .assert()
+        .success();
+    let held_up = started.elapsed();
+    assert!(held_up < Duration::from_secs(15), "held up for {held_up:?}");
+
+    // Thawed, the first server tells its client that nothing was done, and
+    // serves again.
+    cluster.node(0).signal("CONT");
+    let output = frozen_send.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).as_ref()
+        ),
+        (
+            Some(3),
+            "msgr: the server cannot reach its database now and did nothing; \
+             try again in a moment\n"
+        )
+    );
+    cluster.balancer.prefer(0);
+    let handed = cluster.balancer.handed(0);
+    let after = "after the thaw".to_owned();
+    cluster
+        .msgr("Alice")
+        .args(["create", "Bob", &after])
+        .assert()
+        .success();
+    assert!(
+        cluster.balancer.handed(0) > handed,
+        "the thawed server served"
+    );
+
+    let expected = [first, through_the_other, after].map(|body| (body, 1));
+    assert_eq!(bob_reads(&cluster), BTreeMap::from(expected));
+}
+
 /// Bob's `read` shows each of `bodies` once, and nothing twice.
 fn assert_bob_reads_each_once(cluster: &Cluster, bodies: &[String]) {
+    let shown = bob_reads(cluster);
+    for body in bodies {
+        assert_eq!(shown.get(body), Some(&1), "{body} shown once");
+    }
+    assert!(shown.values().all(|&count| count == 1), "{shown:?}");
+}
+
+/// What Bob's `read` shows: each body, and how many times.
+fn bob_reads(cluster: &Cluster) -> BTreeMap<String, usize> {
     let output = cluster
         .msgr("Bob")
         .args(["--json", "read"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    let mut shown: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shown = BTreeMap::new();
     for message in json_lines(&output.stdout) {
         *shown
             .entry(message["body"].as_str().unwrap().to_owned())
             .or_default() += 1;
     }
-    for body in bodies {
-        assert_eq!(shown.get(body), Some(&1), "{body} shown once");
-    }
-    assert!(shown.values().all(|&count| count == 1), "{shown:?}");
+    shown
 }
 
 /// A PostgreSQL server the test may stop and start, and the command that

@@ -1,10 +1,14 @@
 //! A populated SQLite store copied into PostgreSQL and used there: every
 //! account, session, message, prekey, rotation, quota and the certificate
 //! as they were, and new ids beyond the copied ones; a database with an
-//! account, or a copy that fails part-way, left as it was.
+//! account, or a copy that fails part-way, left as it was; and a source
+//! read slowly.
+
+use std::time::Duration;
 
 use super::*;
 use crate::server::Store;
+use crate::server::postgres::IDLE_IN_TRANSACTION_TIMEOUT;
 use crate::server::postgres::testing::TestDatabase;
 use crate::server::sqlite::{Export, SqliteStore};
 use crate::server::store::fixtures::*;
@@ -218,10 +222,11 @@ fn a_database_with_an_account_is_refused_and_left_alone() {
     assert!(pg.kept_certificate().unwrap().is_none());
 }
 
-/// The SQLite store's export, failing when the messages are read.
-struct FailingOnMessages(Export);
+/// The SQLite store's export, running `before` each time before the
+/// messages are read.
+struct BeforeMessages<F>(Export, F);
 
-impl Source for FailingOnMessages {
+impl<F: FnMut() -> Result<(), StoreError>> Source for BeforeMessages<F> {
     fn accounts_after(
         &mut self,
         after: UserId,
@@ -232,11 +237,12 @@ impl Source for FailingOnMessages {
 
     fn messages_after(
         &mut self,
-        _: i64,
-        _: usize,
-        _: usize,
+        after: i64,
+        limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        Err(StoreError::Corrupt("a test's failure".into()))
+        (self.1)()?;
+        self.0.messages_after(after, limit, max_bytes)
     }
 
     fn last_message_id(&mut self) -> Result<i64, StoreError> {
@@ -252,7 +258,9 @@ fn a_copy_that_fails_part_way_leaves_nothing() {
     let source = populated();
     let pg = database.open();
     let certificate = tls::generate().unwrap();
-    let mut failing = FailingOnMessages(source.store.export().unwrap());
+    let mut failing = BeforeMessages(source.store.export().unwrap(), || {
+        Err(StoreError::Corrupt("a test's failure".into()))
+    });
     let failed = pg.import(&mut failing, Some(&certificate));
     assert!(matches!(failed, Err(CopyError::Source(_))), "{failed:?}");
     for table in ["users", "sessions", "queue_totals", "one_time_prekeys"] {
@@ -265,4 +273,24 @@ fn a_copy_that_fails_part_way_leaves_nothing() {
         .import(&mut source.store.export().unwrap(), None)
         .unwrap();
     assert_eq!(copied.messages, 4);
+}
+
+#[test]
+fn a_copy_may_read_its_source_for_longer_than_a_server_may_sit_in_a_transaction() {
+    let Some(database) = TestDatabase::create("a_copy_may_read_its_source_slowly") else {
+        return;
+    };
+    let source = populated();
+    let pg = database.open();
+    let mut pauses = 1;
+    let mut slow = BeforeMessages(source.store.export().unwrap(), || {
+        if pauses > 0 {
+            pauses -= 1;
+            std::thread::sleep(IDLE_IN_TRANSACTION_TIMEOUT + Duration::from_secs(1));
+        }
+        Ok(())
+    });
+    let copied = pg.import(&mut slow, None).unwrap();
+    assert_eq!(copied.messages, 4);
+    assert_eq!(database.count("SELECT count(*) FROM messages"), 4);
 }
