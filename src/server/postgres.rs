@@ -28,8 +28,9 @@
 //!   whatever the server's default, so an acknowledged change has reached
 //!   the database's write-ahead log on disk.
 //! - **A frozen server** (stopped, or cut off from the network, in the
-//!   middle of a transaction) holds the rows it locked for at most
-//!   [`IDLE_IN_TRANSACTION_TIMEOUT`]: PostgreSQL then ends its session.
+//!   middle of a transaction) holds the rows it locked for 5 seconds at
+//!   most: every connection runs with `idle_in_transaction_session_timeout`,
+//!   and PostgreSQL then ends its session.
 //! - **Schema**: versioned migrations applied at start under an advisory
 //!   lock (`schema`).
 //! - **Free space** cannot be told from here ([`Store::free_space`] is
