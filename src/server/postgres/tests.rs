@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::testing::{Session, TestDatabase};
 use super::*;
 use crate::server::store::EndedSession;
-use crate::server::store::fixtures::{ROOMY, on_threads, page, queue};
-use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now, username};
+use crate::server::store::fixtures::{ROOMY, on_threads, page, queue, user};
+use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now};
 
 /// A database for the calling test, or return (skipped) without one.
 macro_rules! database {
@@ -20,16 +20,6 @@ macro_rules! database {
             None => return,
         }
     };
-}
-
-fn user(store: &dyn Store, name: &str) -> User {
-    match store
-        .register(&username(name), name.as_bytes(), &Prekeys::default(), 3)
-        .unwrap()
-    {
-        RegisterOutcome::Created(user) => user,
-        other => panic!("registering {name}: {other:?}"),
-    }
 }
 
 fn setup_error(result: Result<PgStore, StoreError>) -> String {
