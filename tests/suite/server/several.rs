@@ -1,21 +1,23 @@
 //! Several servers on one PostgreSQL database behind a load balancer
 //! (`common::cluster`): one certificate for all, any account served by
-//! any server, a read waiting on one woken by a send through another, a
-//! logout through one honoured by the other, a server killed under load
-//! losing nothing acknowledged, and a server frozen in the middle of a
-//! commit holding the other up for seconds only; and the servers riding
-//! out a restart of the database. These need a PostgreSQL server
+//! any server, a read waiting on one woken by a send through another,
+//! waiting reads holding no connection to the database, a logout through
+//! one honoured by the other, a server killed under load losing nothing
+//! acknowledged, and a server frozen in the middle of a commit holding
+//! the other up for seconds only; and the servers riding out a restart
+//! of the database. These need a PostgreSQL server
 //! (`MSGR_TEST_DATABASE_URL`; for the restart, one of its own) and are
 //! skipped, saying so, without one.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::client::json_lines;
 use crate::common::cluster::Cluster;
-use crate::common::raw::Client;
+use crate::common::raw::{Client, tcp_from};
 use crate::common::{TestDatabase, eventually};
 use msgr::wire::protocol::{Request, Response};
 
@@ -95,6 +97,61 @@ fn assert_a_send_wakes_a_read_waiting_on_the_other_server(cluster: &Cluster, bod
     // Without the hint, the waiting read would only look again after
     // five seconds.
     assert!(woken < Duration::from_secs(4), "woken after {woken:?}");
+}
+
+#[test]
+fn waiting_reads_hold_no_database_connection() {
+    // More than the connections a server opens to the database.
+    const WAITING: usize = 20;
+    let cluster = cluster!("waiting_reads_hold_no_connection");
+    cluster.register("Alice");
+    cluster.register("Bob");
+    cluster.msgr("Bob").arg("login").assert().success();
+    let token = (cluster.world).stored_token_at("Bob", cluster.balancer.port);
+    let elsewhere: IpAddr = "127.0.0.2".parse().unwrap();
+    let mut readers: Vec<Client> = (0..WAITING)
+        .map(|_| {
+            let tcp = tcp_from(elsewhere, &cluster.node(0).addr);
+            let mut reader = Client::over(tcp).greet();
+            let answer = reader.request(&Request::Authenticate {
+                user: "Bob".into(),
+                token: token.clone(),
+            });
+            assert!(
+                matches!(answer, Response::Authenticated { .. }),
+                "{answer:?}"
+            );
+            let wait = Request::Fetch {
+                after: 0,
+                limit: 10,
+                wait_ms: 30_000,
+            };
+            reader.send_raw(&wait.to_frame());
+            reader
+        })
+        .collect();
+    for reader in &mut readers {
+        assert!(reader.stays_silent_for(Duration::from_millis(100)));
+    }
+
+    // Alice's send, through the same server, needs a connection to the
+    // database: to look Bob up, and to queue the message.
+    cluster.balancer.prefer(0);
+    let started = Instant::now();
+    cluster
+        .msgr("Alice")
+        .args(["--timeout", "20", "create", "Bob", "for every reader"])
+        .assert()
+        .success();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "the send took {took:?}");
+    for reader in &mut readers {
+        let answer = reader.response();
+        assert!(
+            matches!(&answer, Response::Messages { messages } if messages.len() == 1),
+            "{answer:?}"
+        );
+    }
 }
 
 #[test]
