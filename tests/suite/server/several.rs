@@ -1,11 +1,12 @@
 //! Several servers on one PostgreSQL database behind a load balancer
 //! (`common::cluster`): one certificate for all, any account served by
-//! any server, a read waiting on one woken by a send through another,
-//! waiting reads holding no connection to the database, a logout through
-//! one honoured by the other, a server killed under load losing nothing
-//! acknowledged, and a server frozen in the middle of a commit holding
-//! the other up for seconds only; and the servers riding out a restart
-//! of the database. These need a PostgreSQL server
+//! any server, a read waiting on one woken by a send through another
+//! (or, its hint lost, by its own look every few seconds), waiting reads
+//! holding no connection to the database, a logout through one honoured
+//! by the other, a server killed under load losing nothing acknowledged,
+//! and a server frozen in the middle of a commit holding the other up for
+//! seconds only; and the servers riding out a restart of the database.
+//! These need a PostgreSQL server
 //! (`MSGR_TEST_DATABASE_URL`; for the restart, one of its own) and are
 //! skipped, saying so, without one.
 
@@ -152,6 +153,49 @@ fn waiting_reads_hold_no_database_connection() {
             "{answer:?}"
         );
     }
+}
+
+#[test]
+fn a_waiting_read_finds_a_message_whose_hint_was_lost() {
+    let cluster = cluster!("a_waiting_read_finds_a_message_unhinted");
+    cluster.register("Alice");
+    cluster.register("Bob");
+    cluster.msgr("Bob").arg("login").assert().success();
+    let mut reader = Client::greeted(cluster.node(0));
+    let answer = reader.request(&Request::Authenticate {
+        user: "Bob".into(),
+        token: (cluster.world).stored_token_at("Bob", cluster.balancer.port),
+    });
+    assert!(
+        matches!(answer, Response::Authenticated { .. }),
+        "{answer:?}"
+    );
+    let wait = Request::Fetch {
+        after: 0,
+        limit: 10,
+        wait_ms: 30_000,
+    };
+    reader.send_raw(&wait.to_frame());
+    assert!(reader.stays_silent_for(Duration::from_millis(200)));
+
+    // A message queued with no hint to any server, as when the hint was
+    // sent while their listening connections were down.
+    let database = cluster.node(0).database.clone().unwrap();
+    let started = Instant::now();
+    database.execute(
+        "INSERT INTO messages (recipient_id, sender_id, envelope, received_at)
+         SELECT b.id, a.id, '\\x00', extract(epoch FROM now())::bigint
+         FROM users AS a, users AS b
+         WHERE a.name_key = 'alice' AND b.name_key = 'bob'",
+    );
+    let answer = reader.response();
+    assert!(
+        matches!(&answer, Response::Messages { messages } if messages.len() == 1),
+        "{answer:?}"
+    );
+    // Found by the read's own look every 5 seconds.
+    let found = started.elapsed();
+    assert!(found < Duration::from_secs(8), "found after {found:?}");
 }
 
 #[test]
