@@ -52,6 +52,33 @@ fn a_url_must_name_postgresql() {
 }
 
 #[test]
+fn a_dead_database_host_is_given_up_on_unless_the_url_says_otherwise() {
+    let settings = |url: &str| {
+        let config = parse_url(url).unwrap();
+        (
+            config.get_tcp_user_timeout().copied(),
+            config.get_keepalives_idle(),
+            config.get_keepalives_interval(),
+            config.get_dbname().map(str::to_owned),
+        )
+    };
+    let secs = Duration::from_secs;
+    let msgr = Some("msgr".to_owned());
+    assert_eq!(
+        settings("postgresql://msgr@db/msgr"),
+        (Some(secs(30)), secs(60), Some(secs(10)), msgr.clone())
+    );
+    assert_eq!(
+        settings("postgres://msgr@db?dbname=msgr&sslmode=disable"),
+        (Some(secs(30)), secs(60), Some(secs(10)), msgr.clone())
+    );
+    assert_eq!(
+        settings("postgresql://msgr@db/msgr?keepalives_idle=600&tcp_user_timeout=5"),
+        (Some(secs(5)), secs(600), Some(secs(10)), msgr)
+    );
+}
+
+#[test]
 fn tls_is_refused_rather_than_downgraded() {
     let message = setup_error(PgStore::open(
         "postgresql://msgr@127.0.0.1:1/msgr?sslmode=require",
