@@ -28,9 +28,13 @@
 //!   whatever the server's default, so an acknowledged change has reached
 //!   the database's write-ahead log on disk.
 //! - **A frozen server** (stopped, or cut off from the network, in the
-//!   middle of a transaction) holds the rows it locked for 5 seconds at
-//!   most: every connection runs with `idle_in_transaction_session_timeout`,
-//!   and PostgreSQL then ends its session.
+//!   middle of a transaction) holds the rows it locked for about 5 seconds
+//!   after the database last answered it: every connection runs with
+//!   `idle_in_transaction_session_timeout`, and PostgreSQL then ends its
+//!   session.
+//! - **A vanished database host** is given up on within about a minute
+//!   and a half of use: the TCP settings a URL leaves unset get msgr's
+//!   (`parse_url`).
 //! - **Schema**: versioned migrations applied at start under an advisory
 //!   lock (`schema`).
 //! - **Free space** cannot be told from here ([`Store::free_space`] is
@@ -87,15 +91,16 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// statements, so only a server that froze or lost its network in the
 /// middle of one comes near this; ending its session frees the rows it
 /// locked, which would otherwise stall the other servers' sends to those
-/// recipients until the database noticed the connection was dead (hours,
-/// with TCP's default keepalive).
+/// recipients until the connection closed: never, for a stopped process
+/// (its system still answers TCP's probes), and after hours for a
+/// vanished one.
 const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Threads of the store's own runtime: they only shuttle bytes between
 /// the connections and the callers, whose threads do the waiting. One is
 /// ample (about 5 µs of its time per send, so some 180,000 sends a second)
 /// and leaves the cores to the server's own threads and the database's: a
-/// second made two servers sharing a two-core machine 4–5 % slower.
+/// second made two servers sharing a two-core machine 3–5 % slower.
 const RUNTIME_THREADS: usize = 1;
 
 /// [`Store`] on a PostgreSQL database.
@@ -294,34 +299,50 @@ impl Drop for PgStore {
     }
 }
 
-/// Settings every URL gets ahead of its own, which win: give up on a
-/// connection whose data goes unacknowledged for 30 seconds, and probe one
-/// left idle for a minute (the listening one, say) every 10 seconds, so
-/// that a database host gone without a word (its power lost, its network
-/// cut) is noticed within about a minute of use, rather than in the
-/// minutes to hours TCP's defaults take. The driver reads them in seconds.
-const URL_DEFAULTS: &str = "tcp_user_timeout=30&keepalives_idle=60&keepalives_interval=10";
+/// How long data sent to the database may go unacknowledged before the
+/// connection is given up on (on Linux, which the driver sets it on).
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 
-/// Check the URL's scheme and parse it, with [`URL_DEFAULTS`] ahead of its
-/// own settings, without repeating the URL (which may hold a password) in
-/// the error.
+/// How long a connection may sit idle before TCP probes it, and how often
+/// it probes then, up to [`KEEPALIVE_PROBES`] times.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Check the URL's scheme and parse it, without repeating the URL (which
+/// may hold a password) in the error. The TCP settings the URL leaves
+/// unset get msgr's: a database host gone without a word (its power lost,
+/// its network cut) is then given up on within about a minute and a half
+/// of use, where TCP's defaults take from a quarter of an hour (data in
+/// flight) to over two hours (an idle connection, such as the one hints
+/// arrive on).
 fn parse_url(url: &str) -> Result<Config, StoreError> {
     if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
         return Err(StoreError::Setup(
             "the database URL must start with postgresql:// or postgres://".into(),
         ));
     }
-    // The driver applies a URL's settings in order, so the later win.
-    let url = match url.split_once('?') {
-        Some((base, settings)) => format!("{base}?{URL_DEFAULTS}&{settings}"),
-        None => format!("{url}?{URL_DEFAULTS}"),
-    };
-    Config::from_str(&url).map_err(|error| {
+    let mut config = Config::from_str(url).map_err(|error| {
         StoreError::Setup(format!(
             "the database URL is not valid: {}",
             postgres_error_text(&error)
         ))
-    })
+    })?;
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(UNACKNOWLEDGED_LIMIT);
+    }
+    // The driver's own default idle time is the one a URL cannot be told
+    // apart from; it is TCP's two hours.
+    if config.get_keepalives_idle() == Config::new().get_keepalives_idle() {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVE_PROBES);
+    }
+    Ok(config)
 }
 
 /// `user@host:port/database`, for messages; never the password.

@@ -59,7 +59,7 @@ impl StoreError {
             Self::Postgres(error) => {
                 let lost = std::error::Error::source(error)
                     .is_some_and(|cause| cause.is::<std::io::Error>());
-                error.is_closed() || lost || error.as_db_error().is_some_and(is_shutdown)
+                error.is_closed() || lost || error.as_db_error().is_some_and(ended_the_session)
             }
             _ => false,
         }
@@ -67,11 +67,15 @@ impl StoreError {
 }
 
 /// Whether PostgreSQL ended the session as it shuts down or restarts
-/// (class 57, "operator intervention", such as `57P01`) or lost the
-/// connection (class 08).
-fn is_shutdown(error: &tokio_postgres::error::DbError) -> bool {
+/// (class 57, "operator intervention", such as `57P01`), lost the
+/// connection (class 08), or ended a session left idle inside a
+/// transaction too long (`25P03`: this server froze in the middle of one,
+/// which was rolled back).
+fn ended_the_session(error: &tokio_postgres::error::DbError) -> bool {
     let class = &error.code().code()[..2];
-    class == "57" || class == "08"
+    class == "57"
+        || class == "08"
+        || *error.code() == tokio_postgres::error::SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
 }
 
 /// A PostgreSQL error with its cause: the driver's own text names only

@@ -37,9 +37,11 @@ impl PgStore {
         self.block_on(async {
             let mut client = self.pool.get().await.map_err(pool_error)?;
             let tx = client.transaction().await.map_err(StoreError::from)?;
-            // The copy reads its source between statements, which may take
-            // longer than a server's transactions ever wait for anything.
-            tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            // The copy reads a page of its source between statements, which
+            // may take longer than a server's transactions ever wait for
+            // anything; but a copy stopped half-way (suspended at a
+            // terminal, say) must not hold the tables it locked for ever.
+            tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = '5min'")
                 .await
                 .map_err(StoreError::from)?;
             refuse_unless_empty(&tx).await?;

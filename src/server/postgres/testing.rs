@@ -20,6 +20,10 @@ pub const URL_VARIABLE: &str = "MSGR_TEST_DATABASE_URL";
 /// Set to `1` to fail, not skip, when there is no server.
 pub const REQUIRE_VARIABLE: &str = "MSGR_REQUIRE_POSTGRES";
 
+/// Connections a store opens to the database at most, besides the one
+/// hints arrive on.
+pub const POOL_SIZE: usize = super::POOL_SIZE;
+
 /// A database made for one test, dropped (with any connection still
 /// open to it) when this is.
 pub struct TestDatabase {
@@ -100,15 +104,22 @@ impl TestDatabase {
     /// statements leave open, and the locks that holds.
     pub fn session(&self) -> Session {
         let runtime = test_runtime();
-        let config = self.config();
-        let client = runtime.block_on(async move {
-            let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|error| {
-                panic!("cannot connect to the test server ({URL_VARIABLE}): {error}")
-            });
-            tokio::spawn(connection);
-            client
-        });
+        let client = runtime.block_on(connect(self.config()));
         Session { client, runtime }
+    }
+
+    /// A [`TestDatabase::session`] holding the queue totals of the
+    /// account `name_key` (its canonical name), as a server's batch for it
+    /// would, until it is rolled back or dropped.
+    pub fn hold_queue(&self, name_key: &str) -> Session {
+        let session = self.session();
+        // Test names are letters and digits only, safe to splice.
+        session.execute(&format!(
+            "BEGIN; SELECT 1 FROM queue_totals
+             WHERE recipient_id = (SELECT id FROM users WHERE name_key = '{name_key}')
+             FOR UPDATE"
+        ));
+        session
     }
 
     /// The first column of the one row `sql` returns, as text.
@@ -128,8 +139,7 @@ impl TestDatabase {
     {
         let (config, sql) = (self.config(), sql.to_owned());
         block_on(async move {
-            let (client, connection) = config.connect(NoTls).await.expect("connect");
-            tokio::spawn(connection);
+            let client = connect(config).await;
             let row = client.query_one(&sql, &[]).await.expect(&sql);
             row.get::<_, T>(0)
         })
@@ -190,12 +200,18 @@ fn unique_name(test: &str) -> String {
 fn run_on(config: &Config, sql: &str) {
     let (config, sql) = (config.clone(), sql.to_owned());
     block_on(async move {
-        let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|error| {
-            panic!("cannot connect to the test server ({URL_VARIABLE}): {error}")
-        });
-        tokio::spawn(connection);
+        let client = connect(config).await;
         client.batch_execute(&sql).await.expect(&sql);
     });
+}
+
+/// A connection made with `config`, driven by the current runtime.
+async fn connect(config: Config) -> tokio_postgres::Client {
+    let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|error| {
+        panic!("cannot connect to the test server ({URL_VARIABLE}): {error}")
+    });
+    tokio::spawn(connection);
+    client
 }
 
 fn block_on<T>(future: impl Future<Output = T>) -> T {

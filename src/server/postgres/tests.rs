@@ -10,7 +10,7 @@ use super::testing::{Session, TestDatabase};
 use super::*;
 use crate::server::store::EndedSession;
 use crate::server::store::fixtures::{ROOMY, on_threads, page, queue, user};
-use crate::wire::protocol::{MAX_MESSAGE_AGE, unix_now};
+use crate::wire::protocol::{MAX_MESSAGE_AGE, canonical_name, unix_now};
 
 /// A database for the calling test, or return (skipped) without one.
 macro_rules! database {
@@ -59,23 +59,44 @@ fn a_dead_database_host_is_given_up_on_unless_the_url_says_otherwise() {
             config.get_tcp_user_timeout().copied(),
             config.get_keepalives_idle(),
             config.get_keepalives_interval(),
-            config.get_dbname().map(str::to_owned),
+            config.get_keepalives_retries(),
         )
     };
     let secs = Duration::from_secs;
-    let msgr = Some("msgr".to_owned());
-    assert_eq!(
-        settings("postgresql://msgr@db/msgr"),
-        (Some(secs(30)), secs(60), Some(secs(10)), msgr.clone())
-    );
+    let msgr = (Some(secs(30)), secs(60), Some(secs(10)), Some(3));
+    assert_eq!(settings("postgresql://msgr@db/msgr"), msgr);
     assert_eq!(
         settings("postgres://msgr@db?dbname=msgr&sslmode=disable"),
-        (Some(secs(30)), secs(60), Some(secs(10)), msgr.clone())
+        msgr
     );
     assert_eq!(
         settings("postgresql://msgr@db/msgr?keepalives_idle=600&tcp_user_timeout=5"),
-        (Some(secs(5)), secs(600), Some(secs(10)), msgr)
+        (Some(secs(5)), secs(600), Some(secs(10)), Some(3))
     );
+    // A password may hold what a query would start with.
+    let config = parse_url("postgresql://msgr:pa?ss@db/msgr?keepalives_retries=9").unwrap();
+    assert_eq!(config.get_password(), Some(&b"pa?ss"[..]));
+    assert_eq!(config.get_dbname(), Some("msgr"));
+    assert_eq!(config.get_keepalives_retries(), Some(9));
+}
+
+#[test]
+fn errors_that_end_the_session_are_told_apart_as_the_database_out_of_reach() {
+    let database = database!("errors_that_end_the_session");
+    let store = database.open();
+    let unavailable = |code: &str| {
+        let raise = format!("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '{code}'; END $$");
+        let failed = store.read(async |client| Ok(client.batch_execute(&raise).await?));
+        failed.unwrap_err().is_unavailable()
+    };
+    // Shut down, connection lost, idle in a transaction too long.
+    for ended in ["57P01", "08006", "25P03"] {
+        assert!(unavailable(ended), "{ended}");
+    }
+    // A unique key, a deadlock, a transaction already failed.
+    for other in ["23505", "40P01", "25P02"] {
+        assert!(!unavailable(other), "{other}");
+    }
 }
 
 #[test]
@@ -280,12 +301,7 @@ struct HeldQueue(Session);
 
 impl HeldQueue {
     fn take(database: &TestDatabase, recipient: &User) -> Self {
-        let session = database.session();
-        session.execute(&format!(
-            "BEGIN; SELECT 1 FROM queue_totals WHERE recipient_id = {} FOR UPDATE",
-            recipient.id
-        ));
-        Self(session)
+        Self(database.hold_queue(&canonical_name(recipient.name.as_str())))
     }
 
     fn release(self) {

@@ -11,7 +11,7 @@
 //! skipped, saying so, without one.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, TcpStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use crate::common::client::json_lines;
 use crate::common::cluster::Cluster;
 use crate::common::raw::{Client, tcp_from};
 use crate::common::{TestDatabase, eventually};
+use msgr::server::postgres::testing::POOL_SIZE;
 use msgr::wire::protocol::{Request, Response};
 
 /// Two servers on a new database, or return (skipped) without one.
@@ -102,42 +103,20 @@ fn assert_a_send_wakes_a_read_waiting_on_the_other_server(cluster: &Cluster, bod
 
 #[test]
 fn waiting_reads_hold_no_database_connection() {
-    // More than the connections a server opens to the database.
-    const WAITING: usize = 20;
     let cluster = cluster!("waiting_reads_hold_no_connection");
     cluster.register("Alice");
     cluster.register("Bob");
     cluster.msgr("Bob").arg("login").assert().success();
-    let token = (cluster.world).stored_token_at("Bob", cluster.balancer.port);
     let elsewhere: IpAddr = "127.0.0.2".parse().unwrap();
-    let mut readers: Vec<Client> = (0..WAITING)
-        .map(|_| {
-            let tcp = tcp_from(elsewhere, &cluster.node(0).addr);
-            let mut reader = Client::over(tcp).greet();
-            let answer = reader.request(&Request::Authenticate {
-                user: "Bob".into(),
-                token: token.clone(),
-            });
-            assert!(
-                matches!(answer, Response::Authenticated { .. }),
-                "{answer:?}"
-            );
-            let wait = Request::Fetch {
-                after: 0,
-                limit: 10,
-                wait_ms: 30_000,
-            };
-            reader.send_raw(&wait.to_frame());
-            reader
-        })
+    // More than the connections a server opens to the database.
+    let mut readers: Vec<Client> = (0..POOL_SIZE + 4)
+        .map(|_| waiting_read(&cluster, tcp_from(elsewhere, &cluster.node(0).addr)))
         .collect();
-    for reader in &mut readers {
-        assert!(reader.stays_silent_for(Duration::from_millis(100)));
-    }
 
     // Alice's send, through the same server, needs a connection to the
     // database: to look Bob up, and to queue the message.
     cluster.balancer.prefer(0);
+    let handed = cluster.balancer.handed(0);
     let started = Instant::now();
     cluster
         .msgr("Alice")
@@ -146,6 +125,10 @@ fn waiting_reads_hold_no_database_connection() {
         .success();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "the send took {took:?}");
+    assert!(
+        cluster.balancer.handed(0) > handed,
+        "sent through the first"
+    );
     for reader in &mut readers {
         let answer = reader.response();
         assert!(
@@ -161,22 +144,8 @@ fn a_waiting_read_finds_a_message_whose_hint_was_lost() {
     cluster.register("Alice");
     cluster.register("Bob");
     cluster.msgr("Bob").arg("login").assert().success();
-    let mut reader = Client::greeted(cluster.node(0));
-    let answer = reader.request(&Request::Authenticate {
-        user: "Bob".into(),
-        token: (cluster.world).stored_token_at("Bob", cluster.balancer.port),
-    });
-    assert!(
-        matches!(answer, Response::Authenticated { .. }),
-        "{answer:?}"
-    );
-    let wait = Request::Fetch {
-        after: 0,
-        limit: 10,
-        wait_ms: 30_000,
-    };
-    reader.send_raw(&wait.to_frame());
-    assert!(reader.stays_silent_for(Duration::from_millis(200)));
+    let first = TcpStream::connect(&cluster.node(0).addr).unwrap();
+    let mut reader = waiting_read(&cluster, first);
 
     // A message queued with no hint to any server, as when the hint was
     // sent while their listening connections were down.
@@ -289,25 +258,29 @@ fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
         .assert()
         .success();
     let database = cluster.node(0).database.clone().unwrap();
+    // Neither the session asking nor (by then) the one holding the queue
+    // is in either state: only a server's are.
     let in_state = |condition: &str| {
         database.count(&format!(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name = 'msgr' AND {condition}"
+             WHERE datname = current_database() AND {condition}"
         )) > 0
     };
 
     // Another session holds Bob's queue until the first server's batch for
     // him waits for it; the server is frozen (SIGSTOP), and then the batch
     // gets Bob's queue, and holds it.
-    let blocker = database.session();
-    blocker.execute(
-        "BEGIN; SELECT 1 FROM queue_totals
-         WHERE recipient_id = (SELECT id FROM users WHERE name_key = 'bob') FOR UPDATE",
-    );
+    let blocker = database.hold_queue("bob");
     cluster.balancer.prefer(0);
     let frozen_send = cluster
         .msgr_process("Alice")
-        .args(["create", "Bob", "through the frozen server"])
+        .args([
+            "--timeout",
+            "60",
+            "create",
+            "Bob",
+            "through the frozen server",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -367,6 +340,29 @@ fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
 
     let expected = [first, through_the_other, after].map(|body| (body, 1));
     assert_eq!(bob_reads(&cluster), BTreeMap::from(expected));
+}
+
+/// A fetch waiting for Bob's messages on `tcp` (to a server of
+/// `cluster`), with the session his `login` stored, once it is seen to
+/// wait.
+fn waiting_read(cluster: &Cluster, tcp: TcpStream) -> Client {
+    let mut reader = Client::over(tcp).greet();
+    let answer = reader.request(&Request::Authenticate {
+        user: "Bob".into(),
+        token: (cluster.world).stored_token_at("Bob", cluster.balancer.port),
+    });
+    assert!(
+        matches!(answer, Response::Authenticated { .. }),
+        "{answer:?}"
+    );
+    let wait = Request::Fetch {
+        after: 0,
+        limit: 10,
+        wait_ms: 30_000,
+    };
+    reader.send_raw(&wait.to_frame());
+    assert!(reader.stays_silent_for(Duration::from_millis(100)));
+    reader
 }
 
 /// Bob's `read` shows each of `bodies` once, and nothing twice.
