@@ -303,10 +303,14 @@ impl Drop for PgStore {
 /// connection is given up on (on Linux, which the driver sets it on).
 const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(30);
 
-/// How long a connection may sit idle before TCP probes it, and how often
-/// it probes then, up to [`KEEPALIVE_PROBES`] times.
+/// How long a connection may sit idle before TCP probes it.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// How often TCP probes an idle connection then.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Probes left unanswered before TCP gives the connection up (where the
+/// limit on unacknowledged data does not come first).
 const KEEPALIVE_PROBES: u32 = 3;
 
 /// Check the URL's scheme and parse it, without repeating the URL (which

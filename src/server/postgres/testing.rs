@@ -122,6 +122,16 @@ impl TestDatabase {
         session
     }
 
+    /// Whether a session of this test's database (the one asking aside)
+    /// is in the state `condition` says, over `pg_stat_activity`'s columns:
+    /// `"wait_event_type = 'Lock'"`, say.
+    pub fn has_session_where(&self, condition: &str) -> bool {
+        self.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND {condition}"
+        )) > 0
+    }
+
     /// The first column of the one row `sql` returns, as text.
     pub fn text(&self, sql: &str) -> String {
         self.first_column(sql)

@@ -311,10 +311,8 @@ impl HeldQueue {
 
 /// Wait until a transaction of `database` waits for a lock.
 fn until_a_batch_waits(database: &TestDatabase) {
-    let waiting = "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while database.count(waiting) == 0 {
+    while !database.has_session_where("wait_event_type = 'Lock'") {
         assert!(std::time::Instant::now() < deadline, "no batch waited");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

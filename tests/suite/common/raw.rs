@@ -299,6 +299,15 @@ impl Client {
         })
     }
 
+    /// Present `token` for `user` and assert that the server took it.
+    pub fn assert_authenticated(&mut self, user: &str, token: &Base64Bytes) {
+        let answer = self.authenticate(user, token);
+        assert!(
+            matches!(answer, Response::Authenticated { .. }),
+            "{answer:?}"
+        );
+    }
+
     /// Log in as `user`; returns the name as the server stores it.
     pub fn log_in(&mut self, user: &str, key: &PrivateKey) -> String {
         self.login_as(user, key).0

@@ -10,7 +10,6 @@ use std::path::Path;
 use crate::common::client::{json_lines, json_object};
 use crate::common::raw::Client;
 use crate::common::{Server, World, msgr_bare};
-use msgr::wire::protocol::{Request, Response};
 
 /// `msgr admin` on `data_dir`.
 fn admin(data_dir: &Path) -> assert_cmd::Command {
@@ -86,14 +85,7 @@ fn revoked_sessions_stop_the_connections_acting_with_them() {
     world.register("Alice");
     world.msgr("Alice").arg("login").assert().success();
     let mut connection = Client::greeted(&world.server);
-    let answer = connection.request(&Request::Authenticate {
-        user: "Alice".into(),
-        token: world.stored_token("Alice"),
-    });
-    assert!(
-        matches!(answer, Response::Authenticated { .. }),
-        "{answer:?}"
-    );
+    connection.assert_authenticated("Alice", &world.stored_token("Alice"));
     admin_of(&world.server)
         .0
         .args(["revoke-sessions", "alice"])

@@ -173,14 +173,8 @@ fn a_logout_through_one_server_stops_the_session_on_the_other() {
     cluster.register("Alice");
     cluster.msgr("Alice").arg("login").assert().success();
     let mut elsewhere = Client::greeted(cluster.node(1));
-    let answer = elsewhere.request(&Request::Authenticate {
-        user: "Alice".into(),
-        token: (cluster.world).stored_token_at("Alice", cluster.balancer.port),
-    });
-    assert!(
-        matches!(answer, Response::Authenticated { .. }),
-        "{answer:?}"
-    );
+    let token = (cluster.world).stored_token_at("Alice", cluster.balancer.port);
+    elsewhere.assert_authenticated("Alice", &token);
     cluster.balancer.prefer(0);
     let handed = cluster.balancer.handed(0);
     cluster.msgr("Alice").arg("logout").assert().success();
@@ -258,14 +252,6 @@ fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
         .assert()
         .success();
     let database = cluster.node(0).database.clone().unwrap();
-    // Neither the session asking nor (by then) the one holding the queue
-    // is in either state: only a server's are.
-    let in_state = |condition: &str| {
-        database.count(&format!(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND {condition}"
-        )) > 0
-    };
 
     // Another session holds Bob's queue until the first server's batch for
     // him waits for it; the server is frozen (SIGSTOP), and then the batch
@@ -287,14 +273,16 @@ fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
         .unwrap();
     let a_minute = Duration::from_secs(60);
     eventually("the first server's batch to wait", a_minute, || {
-        in_state("wait_event_type = 'Lock'")
+        database.has_session_where("wait_event_type = 'Lock'")
     });
     cluster.node(0).signal("STOP");
     blocker.execute("ROLLBACK");
+    // The session that held the queue is idle outside a transaction now:
+    // only a server's can be in one.
     eventually(
         "the frozen server's batch to hold Bob's queue",
         a_minute,
-        || in_state("state = 'idle in transaction'"),
+        || database.has_session_where("state = 'idle in transaction'"),
     );
 
     // A send to Bob through the other server goes through within seconds,
@@ -347,14 +335,8 @@ fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
 /// wait.
 fn waiting_read(cluster: &Cluster, tcp: TcpStream) -> Client {
     let mut reader = Client::over(tcp).greet();
-    let answer = reader.request(&Request::Authenticate {
-        user: "Bob".into(),
-        token: (cluster.world).stored_token_at("Bob", cluster.balancer.port),
-    });
-    assert!(
-        matches!(answer, Response::Authenticated { .. }),
-        "{answer:?}"
-    );
+    let token = (cluster.world).stored_token_at("Bob", cluster.balancer.port);
+    reader.assert_authenticated("Bob", &token);
     let wait = Request::Fetch {
         after: 0,
         limit: 10,
