@@ -4,7 +4,7 @@
 #
 #   bash bench/postgres.sh            # everything (a few minutes)
 #   RUNS=30 MESSAGES=50000 bash bench/postgres.sh
-#   JOBS=create bash bench/postgres.sh   # some of the jobs: persistent, create, wake
+#   JOBS=create bash bench/postgres.sh   # some of the jobs: persistent, create, wake, nodes
 #
 # Uses the PostgreSQL server in MSGR_BENCH_DATABASE_URL (a user who may
 # create databases; the run makes and drops its own), else makes a
@@ -20,6 +20,13 @@
 # persistent jobs come last: they queue and delete hundreds of thousands
 # of messages, and PostgreSQL's autovacuum then works for a while after
 # them, which the one-shot jobs would measure too.
+#
+# On one machine, two servers share the cores one server had: the second
+# brings none. The nodes job gives each PostgreSQL server a CPU budget of
+# its own (NODE_CORES, a cgroup's CPU quota), as a node on a machine of its
+# own has, and compares two such servers with one; it needs root and a
+# cgroup CPU controller it may write (v2, or v1 at /sys/fs/cgroup/cpu), and
+# says so and skips itself without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +39,10 @@ MESSAGES=${MESSAGES:-100000}
 # (one queue each, as on a server with many users).
 RECIPIENTS=${RECIPIENTS:-16}
 WAKES=${WAKES:-200}
-JOBS=${JOBS:-persistent create wake}
+# Each server's CPU budget in the nodes job, in cores, one set of runs each.
+NODE_CORES=${NODE_CORES:-0.25 0.5 0.75}
+NODE_MESSAGES=${NODE_MESSAGES:-30000}
+JOBS=${JOBS:-persistent create wake nodes}
 OUT=${OUT:-target/bench-postgres}
 BODY='Hello John! How are you?'
 
@@ -55,10 +65,12 @@ chmod 755 "$work"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 pids=()
+cgroups=()
 pg_ctl_cmd=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for group in "${cgroups[@]}"; do rmdir "$group" 2>/dev/null || true; done
   if [ -n "${bench_db:-}" ]; then drop_db; fi
   if [ ${#pg_ctl_cmd[@]} -gt 0 ]; then "${pg_ctl_cmd[@]}" -m immediate stop >/dev/null 2>&1 || true; fi
   rm -rf "$work"
@@ -127,10 +139,12 @@ port_of() { # NAME: wait for the server's address, print its port
 }
 start_server sqlite --data-dir "$work/sqlite" --metrics "127.0.0.1:$SQLITE_METRICS"
 start_server pg-a --database "$DB_URL" --metrics "127.0.0.1:$PG_METRICS"
+PG_A_PID=${pids[-1]}
 SQLITE_PORT=$(port_of sqlite)
 PG_A=$(port_of pg-a)
 # The second after the first has made the tables and the certificate.
 start_server pg-b --database "$DB_URL"
+PG_B_PID=${pids[-1]}
 PG_B=$(port_of pg-b)
 for port in "$SQLITE_PORT" "$PG_A"; do
   M="$MSGR_BIN --server localhost:$port --config-dir $work/client"
@@ -194,7 +208,7 @@ fi
 # reports it: near 100 the machine is the limit, well below something
 # waits, a lock or a round trip).
 load_run() {
-  "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "$MESSAGES" |
+  "$LOAD_BIN" "$@" --mode persistent --clients 8 --window 16 --messages "${messages:-$MESSAGES}" |
     sed -n 's/.* rate=\([0-9]*\) msg\/s.* cores_busy=\([0-9]*\)%.*/\1 \2/p'
 }
 # persistent RECIPIENTS: median rates on SQLite, through one PostgreSQL
@@ -218,6 +232,61 @@ if wants persistent; then
   single=("${rates[@]}") busy_single=("${busy[@]}")
   persistent "$RECIPIENTS"
   spread=("${rates[@]}") busy_spread=("${busy[@]}")
+fi
+
+# --- 4. two nodes against one, each server on a CPU budget of its own ----------
+# cpu_budget_dir NAME: make a cgroup for one server and print its directory,
+# or print nothing if this machine lets us make none
+cpu_budget_dir() {
+  local dir
+  if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || return 0
+    dir=/sys/fs/cgroup/msgr-bench-$$-$1
+  elif [ -w /sys/fs/cgroup/cpu ]; then
+    dir=/sys/fs/cgroup/cpu/msgr-bench-$$-$1
+  else
+    return 0
+  fi
+  mkdir "$dir" 2>/dev/null && echo "$dir"
+}
+# set_budget DIR CORES: limit the cgroup to CORES of CPU time, measured
+# over 10 ms periods (short, so that a server is held back in small steps)
+set_budget() {
+  local quota
+  quota=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * 10000))' "$2")
+  if [ -e "$1/cpu.max" ]; then
+    echo "$quota 10000" >"$1/cpu.max"
+  else
+    echo 10000 >"$1/cpu.cfs_period_us" && echo "$quota" >"$1/cpu.cfs_quota_us"
+  fi
+}
+node_rows=''
+if wants nodes; then
+  node_a=$(cpu_budget_dir a) node_b=$(cpu_budget_dir b)
+  for group in "$node_a" "$node_b"; do if [ -n "$group" ]; then cgroups+=("$group"); fi; done
+  if [ ${#cgroups[@]} -lt 2 ]; then
+    echo "nodes job skipped: it needs root and a cgroup CPU controller it may write (cgroup v2, or v1 at /sys/fs/cgroup/cpu)" >&2
+  else
+    echo "$PG_A_PID" >"$node_a/cgroup.procs"
+    echo "$PG_B_PID" >"$node_b/cgroup.procs"
+    for cores in $NODE_CORES; do
+      set_budget "$node_a" "$cores"; set_budget "$node_b" "$cores"
+      row="| $cores |"
+      for recipients in 1 "$RECIPIENTS"; do
+        one=() two=()
+        for _ in $(seq "$ROUNDS"); do
+          read -ra run <<<"$(messages=$NODE_MESSAGES load_run --recipients "$recipients" --server "localhost:$PG_A")"
+          one+=("${run[0]}")
+          read -ra run <<<"$(messages=$NODE_MESSAGES load_run --recipients "$recipients" --server "localhost:$PG_A" --server "localhost:$PG_B")"
+          two+=("${run[0]}")
+        done
+        one_rate=$(median_of "${one[@]}") two_rate=$(median_of "${two[@]}")
+        row+=" $one_rate msg/s | $two_rate msg/s | $(ratio "$two_rate" "$one_rate") |"
+      done
+      node_rows+="$row
+"
+    done
+  fi
 fi
 
 cat <<REPORT
@@ -244,5 +313,15 @@ Mean time of each request of the one-shot creates, on the server:
 | request | SQLite | PostgreSQL |
 | --- | --- | --- |
 ${breakdown:-| - | - | - |
+}
+
+Two PostgreSQL servers against one, each server held to a CPU budget of
+its own, as on a machine of its own (median of $ROUNDS alternating rounds
+of $NODE_MESSAGES persistent sends; PostgreSQL and the load generator
+share what is left of the $(nproc) cores):
+
+| each server's budget (cores) | to one recipient, one server | two servers | two against one | over $RECIPIENTS recipients, one server | two servers | two against one |
+| --- | --- | --- | --- | --- | --- | --- |
+${node_rows:-| - | - | - | - | - | - | - |
 }
 REPORT
