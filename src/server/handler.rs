@@ -407,14 +407,16 @@ impl<'a> Handler<'a> {
                 "the session token is unknown, expired or not this user's",
             )
         };
-        if token.len() != TOKEN_LEN {
+        // A name no account can have (one holding a NUL byte, which
+        // PostgreSQL refuses in text) has no session either.
+        let (Ok(name), TOKEN_LEN) = (UserName::try_from(name), token.len()) else {
             return Err(failed());
-        }
+        };
         let hash = sha256(token);
         let now = self.context.clock.now();
         let since = self.context.session_ends.now();
         let found = Arc::clone(&self.context.store)
-            .authenticate_for(name, hash, now)
+            .authenticate_for(name.into(), hash, now)
             .await?;
         let Some(Authenticated {
             user,

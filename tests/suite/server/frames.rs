@@ -173,6 +173,27 @@ fn logout_ends_the_session_for_good() {
 }
 
 #[test]
+fn a_name_no_account_can_have_fails_authentication_and_nothing_else() {
+    let (_dir, server) = start_server(&[]);
+    let [alice, ..] = keys();
+    let mut client = Client::greeted(&server);
+    client.register("Alice", alice);
+    let token = client.login("Alice", alice);
+    for name in ["Alice\0", "Al\0ice", "", "#1", &"a".repeat(300)] {
+        let refused = client.authenticate(name, &token);
+        assert_eq!(
+            refused,
+            Response::error(
+                ErrorCode::AuthFailed,
+                "the session token is unknown, expired or not this user's"
+            ),
+            "{name:?}"
+        );
+    }
+    client.assert_authenticated("Alice", &token);
+}
+
+#[test]
 fn an_envelope_must_name_the_authenticated_sender() {
     let (_dir, server) = start_server(&[]);
     let [alice, john, _] = keys();
