@@ -16,10 +16,11 @@
 //!
 //! 1. account rows (`users`), in ascending id: `FOR UPDATE` to delete an
 //!    account, `FOR NO KEY UPDATE` to change its keys, prekey pool or
-//!    sessions, `FOR SHARE` to queue for it or from it (which also
-//!    keeps it from being deleted while the message names it: `messages`
-//!    has no foreign keys here) or to claim one of its prekeys; only the
-//!    clean-up of deleted accounts' rows skips those it finds locked;
+//!    sessions, `FOR SHARE` to claim one of its prekeys, `FOR KEY SHARE`
+//!    to queue for it or from it (which keeps it from being deleted while
+//!    the message names it, as `messages` has no foreign keys here, and
+//!    waits for nothing but a deletion); only the clean-up of deleted
+//!    accounts' rows skips those it finds locked;
 //! 2. queue totals (`queue_totals`), in ascending recipient id, by
 //!    whoever inserts or deletes messages, so a recipient's quota check
 //!    and insert are one step and its messages' ids grow in commit order;

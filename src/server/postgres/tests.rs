@@ -9,7 +9,9 @@ use std::sync::Arc;
 use super::testing::{Session, TestDatabase};
 use super::*;
 use crate::server::store::EndedSession;
-use crate::server::store::fixtures::{ROOMY, on_threads, page, queue, user};
+use crate::server::store::fixtures::{
+    ROOMY, on_threads, one_time, page, queue, rotation, signed, user,
+};
 use crate::wire::protocol::{MAX_MESSAGE_AGE, canonical_name, unix_now};
 
 /// A database for the calling test, or return (skipped) without one.
@@ -422,6 +424,59 @@ fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
         "Alice's later sends joined her first one's batch"
     );
     assert_eq!(store.writer_commits() - before, 2);
+}
+
+/// A batch locks its accounts against deletion only: while it waits for
+/// the locks another server holds (as some batch nearly always does on a
+/// busy mailbox), its sender and recipient can still log in, publish
+/// prekeys and rotate their keys.
+#[test]
+fn a_waiting_batch_keeps_no_one_from_logging_in_or_changing_keys() {
+    let database = database!("a_waiting_batch_keeps_no_one_from_logging_in_or_changing_keys");
+    let store = Arc::new(database.open());
+    let [alice, john] = ["Alice", "John"].map(|name| user(&*store, name));
+    let held = HeldQueue::take(&database, &john);
+    let sent = send(&store, &alice, &john, "hi");
+    until_a_batch_waits(&database);
+    let (done, finished) = std::sync::mpsc::channel();
+    let changes = Arc::clone(&store);
+    let accounts = [alice.clone(), john.clone()];
+    let changing = std::thread::spawn(move || {
+        let now = unix_now();
+        for (n, account) in (1u8..).zip(&accounts) {
+            let key = account.public_key.as_slice();
+            let session = changes.create_session(account.id, key, &[n; 32], now + 60, now);
+            assert_eq!(session.unwrap(), Some(0), "{} logs in", account.name);
+            changes
+                .publish_prekeys(account.id, &one_time(1..3))
+                .unwrap();
+        }
+        let new_key = b"John's new key";
+        let rotated = changes.rotate_key(
+            john.id,
+            &rotation(b"John", new_key, now),
+            &signed(2),
+            &[2; 32],
+        );
+        assert!(
+            matches!(rotated, Ok(RotateOutcome::Rotated(_))),
+            "{rotated:?}"
+        );
+        done.send(()).unwrap();
+    });
+    let unblocked = finished.recv_timeout(std::time::Duration::from_secs(10));
+    held.release();
+    changing.join().expect("the logins and key changes succeed");
+    assert!(
+        unblocked.is_ok(),
+        "the logins and key changes waited for the batch"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert!(matches!(
+        runtime.block_on(sent),
+        Ok(Some((_, Enqueued::Queued(_))))
+    ));
+    assert_eq!(queued_bodies(&store, &john), ["hi"]);
 }
 
 /// A batch whose envelopes are more than one insert statement carries is

@@ -6,14 +6,17 @@
 //! before its commit.
 //!
 //! The batch first locks the account rows of its recipients and senders
-//! (`FOR SHARE`, so an account deleted meanwhile is no longer found, and
-//! none is deleted before the commit) and then the recipients' queue
-//! totals (`FOR UPDATE`), both in ascending id as `queries` requires. With
-//! the totals locked until the commit, no other transaction on any server
-//! can queue for these recipients or delete their messages meanwhile, so
-//! the quota and sender-share checks are made on the batch's own running
-//! totals and hold at the commit, and each recipient's message ids grow in
-//! commit order (a reader paging by id never skips one committed late).
+//! (`FOR KEY SHARE`: none is deleted before the commit, and a recipient
+//! deleted meanwhile is no longer found by its name; their keys, prekeys
+//! and sessions may change meanwhile, so that a busy mailbox, whose row
+//! some server's batch nearly always holds, never keeps its owner from
+//! logging in) and then the recipients' queue totals (`FOR UPDATE`), both
+//! in ascending id as `queries` requires. With the totals locked until
+//! the commit, no other transaction on any server can queue for these
+//! recipients or delete their messages meanwhile, so the quota and
+//! sender-share checks are made on the batch's own running totals and
+//! hold at the commit, and each recipient's message ids grow in commit
+//! order (a reader paging by id never skips one committed late).
 //!
 //! Sends that arrive before a batch's first flight returns join it then,
 //! if it already holds what they need (their recipient locked, their
@@ -601,8 +604,8 @@ async fn generic_plans(client: &impl GenericClient) -> Result<(), StoreError> {
         .await?)
 }
 
-/// Find and share-lock the accounts the batch sends to and from, in
-/// ascending id.
+/// Find the accounts the batch sends to and from and lock them against
+/// deletion, in ascending id.
 async fn lock_accounts(
     client: &impl GenericClient,
     recipients: &Recipients,
@@ -611,7 +614,7 @@ async fn lock_accounts(
         client,
         "SELECT id, name, public_key, name_key, name_key = ANY($1) OR id = ANY($2) FROM users
          WHERE name_key = ANY($1) OR id = ANY($2) OR id = ANY($3)
-         ORDER BY id FOR SHARE",
+         ORDER BY id FOR KEY SHARE",
         &[&recipients.names, &recipients.ids, &recipients.senders],
     )
     .await?;
