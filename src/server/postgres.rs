@@ -165,9 +165,23 @@ impl PgStore {
             Some(options) => format!("{options} {settings}"),
             None => settings,
         };
-        config.options(options);
+        config.options(&options);
         let target = describe_target(&config);
-        let listener_config = config.clone();
+        // The database gives the listener up once what it sends goes
+        // unread as long as msgr gives the database up when what it sends
+        // goes unacknowledged. A frozen server still holds its connections
+        // open, and the hints it leaves unread would otherwise stay in
+        // PostgreSQL's notification queue, whose filling up would fail
+        // every commit that sends hints, on every server.
+        let mut listener_config = config.clone();
+        let unread = config
+            .get_tcp_user_timeout()
+            .copied()
+            .unwrap_or(UNACKNOWLEDGED_LIMIT);
+        listener_config.options(format!(
+            "{options} -c tcp_user_timeout={}",
+            unread.as_millis()
+        ));
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)

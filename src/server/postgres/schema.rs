@@ -201,9 +201,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// Oldest server this schema runs on: transition tables and `EXECUTE
-/// FUNCTION` in triggers need PostgreSQL 11.
-const MIN_SERVER_VERSION: i32 = 110_000;
+/// Oldest server msgr runs on: transition tables and `EXECUTE FUNCTION`
+/// in triggers need PostgreSQL 11, and a session's own `tcp_user_timeout`
+/// (which the hint listener sets) needs 12.
+const MIN_SERVER_VERSION: i32 = 120_000;
 
 /// Refuse a server older than [`MIN_SERVER_VERSION`], saying so.
 pub(super) async fn check_server(client: &ClientWrapper) -> Result<(), StoreError> {
@@ -213,7 +214,7 @@ pub(super) async fn check_server(client: &ClientWrapper) -> Result<(), StoreErro
     let version: i32 = row.try_get(0)?;
     if version < MIN_SERVER_VERSION {
         return Err(StoreError::Setup(format!(
-            "PostgreSQL {} is too old: msgr needs version 11 or later",
+            "PostgreSQL {} is too old: msgr needs version 12 or later",
             version / 10_000
         )));
     }

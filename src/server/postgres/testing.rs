@@ -24,6 +24,9 @@ pub const REQUIRE_VARIABLE: &str = "MSGR_REQUIRE_POSTGRES";
 /// hints arrive on.
 pub const POOL_SIZE: usize = super::POOL_SIZE;
 
+/// The channel servers send each other hints of messages on.
+pub const HINT_CHANNEL: &str = super::arrivals::CHANNEL;
+
 /// A database made for one test, dropped (with any connection still
 /// open to it) when this is.
 pub struct TestDatabase {

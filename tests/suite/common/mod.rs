@@ -138,10 +138,29 @@ impl Server {
         port: u16,
         extra: &[&str],
     ) -> Self {
+        let url = database.url("postgresql");
+        Self::start_on_url(log_dir, database, url, port, extra)
+    }
+
+    /// [`Server::start_shared`] with `setting` (libpq's `name=value`)
+    /// added to the database URL.
+    pub fn start_shared_with(log_dir: &Path, database: &Arc<TestDatabase>, setting: &str) -> Self {
+        let url = database.url("postgresql");
+        let joint = if url.contains('?') { '&' } else { '?' };
+        Self::start_on_url(log_dir, database, format!("{url}{joint}{setting}"), 0, &[])
+    }
+
+    fn start_on_url(
+        log_dir: &Path,
+        database: &Arc<TestDatabase>,
+        url: String,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
         let mut args: Vec<OsString> = ["--bind", "127.0.0.1", "--database"]
             .map(OsString::from)
             .into();
-        args.push(database.url("postgresql").into());
+        args.push(url.into());
         args.extend(extra.iter().map(OsString::from));
         Self::spawn(log_dir, Some(Arc::clone(database)), port, args, "debug").0
     }

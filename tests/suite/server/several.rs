@@ -4,8 +4,9 @@
 //! (or, its hint lost, by its own look every few seconds), waiting reads
 //! holding no connection to the database, a logout through one honoured
 //! by the other, a server killed under load losing nothing acknowledged,
-//! and a server frozen in the middle of a commit holding the other up for
-//! seconds only; and the servers riding out a restart of the database.
+//! a server frozen in the middle of a commit holding the other up for
+//! seconds only, and the hints a frozen server leaves unread dropped; and
+//! the servers riding out a restart of the database.
 //! These need a PostgreSQL server
 //! (`MSGR_TEST_DATABASE_URL`; for the restart, one of its own) and are
 //! skipped, saying so, without one.
@@ -13,14 +14,15 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, TcpStream};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::client::json_lines;
 use crate::common::cluster::Cluster;
 use crate::common::raw::{Client, tcp_from};
-use crate::common::{TestDatabase, eventually};
-use msgr::server::postgres::testing::POOL_SIZE;
+use crate::common::{Server, TestDatabase, eventually};
+use msgr::server::postgres::testing::{HINT_CHANNEL, POOL_SIZE};
 use msgr::wire::protocol::{Request, Response};
 
 /// Two servers on a new database, or return (skipped) without one.
@@ -333,6 +335,45 @@ fn a_server_frozen_in_a_commit_holds_the_other_up_only_briefly() {
 /// A fetch waiting for Bob's messages on `tcp` (to a server of
 /// `cluster`), with the session his `login` stored, once it is seen to
 /// wait.
+#[test]
+fn the_database_gives_up_a_frozen_servers_unread_hints() {
+    let Some(database) = TestDatabase::create("a_frozen_servers_unread_hints") else {
+        return;
+    };
+    let database = Arc::new(database);
+    let dir = tempfile::tempdir().unwrap();
+    // What a server leaves unacknowledged for 2 s (rather than 30) it
+    // gives up on; and the database, what the server leaves unread.
+    let server =
+        Server::start_shared_with(&dir.path().join("frozen"), &database, "tcp_user_timeout=2");
+    let listening = "query LIKE 'LISTEN%'";
+    let a_minute = Duration::from_secs(60);
+    eventually("the server to listen for hints", a_minute, || {
+        database.has_session_where(listening)
+    });
+
+    // Frozen, the server reads nothing. Other servers' hints (here a test
+    // session's, 35 MB of them, more than the sockets' buffers hold) pile
+    // up in PostgreSQL's notification queue, which every server's commits
+    // fail on once it is full, until the database gives the frozen
+    // server's listener up and drops its share of the queue.
+    server.signal("STOP");
+    database.execute(&format!(
+        "SELECT count(*) FROM (SELECT pg_notify('{HINT_CHANNEL}', repeat('x', 7000) || n)
+         FROM generate_series(1, 5000) AS n) AS hints"
+    ));
+    eventually("the frozen server's hints to be dropped", a_minute, || {
+        !database.has_session_where(listening)
+            && database.count("SELECT count(*) WHERE pg_notification_queue_usage() = 0") == 1
+    });
+
+    // Thawed, the server finds its listener gone and listens again.
+    server.signal("CONT");
+    eventually("the thawed server to listen again", a_minute, || {
+        database.has_session_where(listening)
+    });
+}
+
 fn waiting_read(cluster: &Cluster, tcp: TcpStream) -> Client {
     let mut reader = Client::over(tcp).greet();
     let token = (cluster.world).stored_token_at("Bob", cluster.balancer.port);
