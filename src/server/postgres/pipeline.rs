@@ -35,8 +35,12 @@ use tracing::warn;
 use super::{is_retryable, pool_error};
 use crate::server::store::StoreError;
 
-/// How every transaction of the store begins.
+/// How the store's transactions begin.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// How a transaction that only reads begins: one snapshot for all its
+/// statements, taken at the first.
+const BEGIN_READING: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// Runs of a transaction that loses a deadlock or a serialization
 /// conflict before the error is returned.
@@ -98,7 +102,25 @@ impl Transaction {
         &self,
         statements: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let begin = async { Ok(self.client().batch_execute(BEGIN).await?) };
+        self.begin_as(BEGIN, statements).await
+    }
+
+    /// [`Transaction::begin_with`] for statements that only read, which
+    /// then all see the database as it was at the first: no commit in
+    /// between shows in some of them and not in others.
+    pub(super) async fn begin_reading_with<T>(
+        &self,
+        statements: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.begin_as(BEGIN_READING, statements).await
+    }
+
+    async fn begin_as<T>(
+        &self,
+        begin: &str,
+        statements: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let begin = async { Ok(self.client().batch_execute(begin).await?) };
         let ((), value) = tokio::try_join!(biased; begin, statements)?;
         Ok(value)
     }

@@ -312,7 +312,7 @@ impl HeldQueue {
 }
 
 /// Wait until a transaction of `database` waits for a lock.
-fn until_a_batch_waits(database: &TestDatabase) {
+fn until_a_transaction_waits(database: &TestDatabase) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !database.has_session_where("wait_event_type = 'Lock'") {
         assert!(std::time::Instant::now() < deadline, "no batch waited");
@@ -355,7 +355,7 @@ fn a_send_from_an_account_that_does_not_exist_fails_alone() {
     // the one from an account that does not exist fails alone.
     let held = HeldQueue::take(&database, &carol);
     let first = send(&store, &alice, &carol, "first");
-    until_a_batch_waits(&database);
+    until_a_transaction_waits(&database);
     let ghost = User {
         id: 999_999,
         ..alice.clone()
@@ -400,7 +400,7 @@ fn sends_arriving_while_a_batch_waits_for_its_locks_join_it() {
     let held = HeldQueue::take(&database, &john);
     let before = store.writer_commits();
     let mut sends = vec![send(&store, &alice, &john, "first")];
-    until_a_batch_waits(&database);
+    until_a_transaction_waits(&database);
     sends.push(send(&store, &bob, &john, "from another sender"));
     sends.push(send(&store, &alice, &carol, "to another recipient"));
     sends.extend((2..=4).map(|n| send(&store, &alice, &john, &format!("number {n}"))));
@@ -437,7 +437,7 @@ fn a_waiting_batch_keeps_no_one_from_logging_in_or_changing_keys() {
     let [alice, john] = ["Alice", "John"].map(|name| user(&*store, name));
     let held = HeldQueue::take(&database, &john);
     let sent = send(&store, &alice, &john, "hi");
-    until_a_batch_waits(&database);
+    until_a_transaction_waits(&database);
     let (done, finished) = std::sync::mpsc::channel();
     let changes = Arc::clone(&store);
     let accounts = [alice.clone(), john.clone()];
@@ -479,6 +479,48 @@ fn a_waiting_batch_keeps_no_one_from_logging_in_or_changing_keys() {
     assert_eq!(queued_bodies(&store, &john), ["hi"]);
 }
 
+/// A key lookup without a claim reads the account, its signed prekey and
+/// its rotations as of one moment: a rotation that commits while the
+/// lookup runs shows in all of them or in none, never the old key with
+/// the new key's signed prekey (which the sender would take for a forgery).
+#[test]
+fn a_key_lookup_sees_a_rotation_in_all_its_reads_or_in_none() {
+    let database = database!("a_key_lookup_sees_a_rotation_in_all_its_reads_or_in_none");
+    let store = Arc::new(database.open());
+    user(&*store, "John");
+    let key_and_prekey =
+        |bundle: KeyBundle| (bundle.user.public_key, bundle.signed_prekey.unwrap().id);
+    // Its statements prepared on the connection, the lookup waits only
+    // where it reads the table held below.
+    assert_eq!(
+        key_and_prekey(store.key_bundle("John", false).unwrap().unwrap()),
+        (b"John".to_vec(), 1)
+    );
+
+    // A rotation's transaction holds the signed prekeys: the lookup reads
+    // John's account, then waits to read his signed prekey, while the
+    // rotation replaces both and commits.
+    let rotation = database.session();
+    rotation.execute("BEGIN; LOCK TABLE signed_prekeys IN ACCESS EXCLUSIVE MODE");
+    let lookup = Arc::clone(&store).key_bundle_for("John".into(), false);
+    until_a_transaction_waits(&database);
+    rotation.execute(
+        "UPDATE users SET public_key = 'new key' WHERE name_key = 'john';
+         UPDATE signed_prekeys SET id = 2
+         WHERE user_id = (SELECT id FROM users WHERE name_key = 'john');
+         COMMIT",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let looked_up = runtime.block_on(lookup).unwrap().unwrap();
+    assert_eq!(
+        key_and_prekey(looked_up),
+        (b"John".to_vec(), 1),
+        "as before the rotation"
+    );
+    let after = store.key_bundle("John", false).unwrap().unwrap();
+    assert_eq!(key_and_prekey(after), (b"new key".to_vec(), 2));
+}
+
 /// A batch whose envelopes are more than one insert statement carries is
 /// inserted by several, in order, and committed once.
 #[test]
@@ -497,7 +539,7 @@ fn a_batch_larger_than_one_statement_is_committed_once_in_order() {
     let held = HeldQueue::take(&database, &john);
     let before = store.writer_commits();
     let mut sends = vec![submit(vec![0; 10])];
-    until_a_batch_waits(&database);
+    until_a_transaction_waits(&database);
     // 12 MiB more join it: two statements' worth with the first.
     sends.extend((1..=4).map(|n| submit(vec![n; 3 << 20])));
     held.release();
@@ -600,7 +642,7 @@ fn a_deleted_account_stays_while_a_batch_queues_its_message() {
     // John's queue while the clean-up finds nothing else of hers queued.
     let held = HeldQueue::take(&database, &john);
     let last = send(&store, &alice, &john, "sent as she left");
-    until_a_batch_waits(&database);
+    until_a_transaction_waits(&database);
     store.ack(carol.id, &[to_carol]).unwrap();
     let cleanup = std::thread::spawn({
         let store = Arc::clone(&store);

@@ -1,6 +1,7 @@
 //! A few read-only connections, so lookups and `fetch`es run beside the
 //! writer: with write-ahead logging a reader sees the last commit and never
-//! waits for the one in progress.
+//! waits for the one in progress, and a read's statements share one
+//! snapshot.
 
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -58,7 +59,18 @@ impl Readers {
             readers: self,
             conn: Some(conn),
         };
-        read(lease.conn.as_ref().expect("held until dropped"))
+        // One transaction, so that every statement of the read sees the
+        // database as of its first: a commit in between (a key rotation,
+        // say, between an account's key and its signed prekey) shows in
+        // all of them or in none.
+        let snapshot = lease
+            .conn
+            .as_ref()
+            .expect("held until dropped")
+            .unchecked_transaction()?;
+        let value = read(&snapshot)?;
+        snapshot.commit()?;
+        Ok(value)
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Connection>> {

@@ -17,6 +17,33 @@ fn inspect(dir: &tempfile::TempDir) -> Connection {
     Connection::open(dir.path().join(DB_FILE)).unwrap()
 }
 
+/// A read's statements see the database as of one moment, so that a key
+/// lookup never mixes an account's key with the signed prekey of a
+/// rotation committed between them.
+#[test]
+fn a_read_sees_one_moment() {
+    let (dir, store) = open();
+    let john = user(&store, "John");
+    let (before, after) = store
+        .readers
+        .read(|conn| {
+            let before = queries::find_user(conn, "John")?;
+            // Another connection's commit in between.
+            inspect(&dir)
+                .execute(
+                    "UPDATE users SET public_key = X'00' WHERE id = ?1",
+                    [john.id],
+                )
+                .unwrap();
+            Ok((before, queries::find_user(conn, "John")?))
+        })
+        .unwrap();
+    assert_eq!(before, Some(john.clone()));
+    assert_eq!(after, Some(john));
+    let now = store.find_user("John").unwrap().unwrap();
+    assert_eq!(now.public_key, [0]);
+}
+
 #[test]
 fn expired_sessions_are_pruned() {
     let (dir, store) = open();

@@ -121,12 +121,14 @@ pub(in crate::server::postgres) fn usable_since(now: u64) -> i64 {
 
 /// The named account with its signed prekey and key rotations and, with
 /// `claim`, its lowest-numbered usable one-time prekey, deleted here; in
-/// one flight of statements. A claim shares the account's lock (so it
-/// waits for a publication in progress, and no rotation lands between the
-/// reads), and the statements run in one transaction, which `tx` begins
-/// and commits; two claims skip each other's prekey rather than wait, so
-/// neither gets the same prekey nor comes back empty while the pool holds
-/// another.
+/// one flight of statements, in one transaction, which `tx` begins and
+/// commits. A claim shares the account's lock (so it waits for a
+/// publication in progress, and no rotation lands between the reads); two
+/// claims skip each other's prekey rather than wait, so neither gets the
+/// same prekey nor comes back empty while the pool holds another. Without
+/// a claim, the reads share one snapshot instead, so that a rotation
+/// committed meanwhile shows in all of them or in none: never the old key
+/// with the new key's signed prekey.
 pub(in crate::server::postgres) async fn key_bundle(
     tx: &Transaction,
     name: &str,
@@ -177,9 +179,11 @@ pub(in crate::server::postgres) async fn key_bundle(
             rows(client, ROTATIONS, by_name),
         )
     };
-    let (user, one_time_prekey, signed_prekey, rotations) = tx
-        .begin_with(tx.commit_with(prepared, statements))
-        .await??;
+    let flight = tx.commit_with(prepared, statements);
+    let (user, one_time_prekey, signed_prekey, rotations) = match claim {
+        true => tx.begin_with(flight).await??,
+        false => tx.begin_reading_with(flight).await??,
+    };
     let Some(user) = user else {
         return Ok(None);
     };
