@@ -128,8 +128,10 @@ impl Transaction {
     /// End the transaction, sending COMMIT right behind the requests
     /// `statements` sends when first polled, once the texts in `prepared`
     /// (every statement among them) are prepared on the connection.
-    /// Returns the statements' outcome; if that is an error, the COMMIT
-    /// rolled the transaction back. The outer error is the COMMIT's own.
+    /// Returns the statements' outcome; if that is an error the database
+    /// returned, the COMMIT rolled the transaction back, but one that the
+    /// statements' own code makes of what came back (a check of the rows)
+    /// leaves the COMMIT to commit. The outer error is the COMMIT's own.
     pub(super) async fn commit_with<T>(
         &self,
         prepared: &[&str],
