@@ -315,7 +315,10 @@ impl HeldQueue {
 fn until_a_transaction_waits(database: &TestDatabase) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !database.has_session_where("wait_event_type = 'Lock'") {
-        assert!(std::time::Instant::now() < deadline, "no batch waited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transaction waited"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -500,11 +503,11 @@ fn a_key_lookup_sees_a_rotation_in_all_its_reads_or_in_none() {
     // A rotation's transaction holds the signed prekeys: the lookup reads
     // John's account, then waits to read his signed prekey, while the
     // rotation replaces both and commits.
-    let rotation = database.session();
-    rotation.execute("BEGIN; LOCK TABLE signed_prekeys IN ACCESS EXCLUSIVE MODE");
+    let rotating = database.session();
+    rotating.execute("BEGIN; LOCK TABLE signed_prekeys IN ACCESS EXCLUSIVE MODE");
     let lookup = Arc::clone(&store).key_bundle_for("John".into(), false);
     until_a_transaction_waits(&database);
-    rotation.execute(
+    rotating.execute(
         "UPDATE users SET public_key = 'new key' WHERE name_key = 'john';
          UPDATE signed_prekeys SET id = 2
          WHERE user_id = (SELECT id FROM users WHERE name_key = 'john');
