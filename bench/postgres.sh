@@ -247,10 +247,11 @@ cpu_budget_dir() {
   else
     return 0
   fi
-  mkdir "$dir" 2>/dev/null && echo "$dir"
+  if mkdir "$dir" 2>/dev/null; then echo "$dir"; fi
 }
 # set_budget DIR CORES: limit the cgroup to CORES of CPU time, measured
-# over 10 ms periods (short, so that a server is held back in small steps)
+# over 10 ms periods (short, so that a server is held back in small steps);
+# fails if the system refuses (a quota under 1 ms, say: CORES below 0.1)
 set_budget() {
   local quota
   quota=$(python3 -c 'import sys; print(round(float(sys.argv[1]) * 10000))' "$2")
@@ -266,11 +267,14 @@ if wants nodes; then
   for group in "$node_a" "$node_b"; do if [ -n "$group" ]; then cgroups+=("$group"); fi; done
   if [ ${#cgroups[@]} -lt 2 ]; then
     echo "nodes job skipped: it needs root and a cgroup CPU controller it may write (cgroup v2, or v1 at /sys/fs/cgroup/cpu)" >&2
+  elif ! { echo "$PG_A_PID" >"$node_a/cgroup.procs" && echo "$PG_B_PID" >"$node_b/cgroup.procs"; } 2>/dev/null; then
+    echo "nodes job skipped: the servers could not be moved into their cgroups" >&2
   else
-    echo "$PG_A_PID" >"$node_a/cgroup.procs"
-    echo "$PG_B_PID" >"$node_b/cgroup.procs"
     for cores in $NODE_CORES; do
-      set_budget "$node_a" "$cores"; set_budget "$node_b" "$cores"
+      if ! { set_budget "$node_a" "$cores" && set_budget "$node_b" "$cores"; } 2>/dev/null; then
+        echo "nodes job stopped: the system refused a budget of $cores cores (0.1 is the least)" >&2
+        break
+      fi
       row="| $cores |"
       for recipients in 1 "$RECIPIENTS"; do
         one=() two=()

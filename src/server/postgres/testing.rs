@@ -10,6 +10,7 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tokio_postgres::config::Host;
 use tokio_postgres::{Config, NoTls};
 
 use super::PgStore;
@@ -100,6 +101,15 @@ impl TestDatabase {
     /// Run `sql` (constant test SQL) on this test's database.
     pub fn execute(&self, sql: &str) {
         run_on(&self.config(), sql);
+    }
+
+    /// Whether the server is reached over TCP, rather than a Unix socket.
+    pub fn over_tcp(&self) -> bool {
+        !self
+            .server
+            .get_hosts()
+            .iter()
+            .any(|host| matches!(host, Host::Unix(_)))
     }
 
     /// A connection of its own to this test's database, with none of the
