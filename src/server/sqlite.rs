@@ -151,7 +151,7 @@ impl Store for SqliteStore {
                 .write(move |conn| queries::key_bundle(conn, &name, true))
         } else {
             self.readers
-                .read(|conn| queries::key_bundle(conn, name, false))
+                .read_at_one_moment(|conn| queries::key_bundle(conn, name, false))
         }
     }
 
@@ -210,7 +210,8 @@ impl Store for SqliteStore {
     }
 
     fn stats(&self, now: u64) -> Result<StoreStats, StoreError> {
-        self.readers.read(|conn| queries::stats(conn, now))
+        self.readers
+            .read_at_one_moment(|conn| queries::stats(conn, now))
     }
 
     /// The writer commits (its thread runs and is not stuck behind a disk

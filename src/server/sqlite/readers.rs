@@ -1,7 +1,7 @@
 //! A few read-only connections, so lookups and `fetch`es run beside the
 //! writer: with write-ahead logging a reader sees the last commit and never
-//! waits for the one in progress, and a read's statements share one
-//! snapshot.
+//! waits for the one in progress; a read of several statements can have
+//! them share one snapshot.
 
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -59,18 +59,24 @@ impl Readers {
             readers: self,
             conn: Some(conn),
         };
-        // One transaction, so that every statement of the read sees the
-        // database as of its first: a commit in between (a key rotation,
-        // say, between an account's key and its signed prekey) shows in
-        // all of them or in none.
-        let snapshot = lease
-            .conn
-            .as_ref()
-            .expect("held until dropped")
-            .unchecked_transaction()?;
-        let value = read(&snapshot)?;
-        snapshot.commit()?;
-        Ok(value)
+        read(lease.conn.as_ref().expect("held until dropped"))
+    }
+
+    /// [`Readers::read`] for a read of several statements, run in one
+    /// transaction so that all of them see the database as of the first:
+    /// a commit in between (a key rotation, say, between an account's key
+    /// and its signed prekey) shows in all of them or in none. A read of
+    /// one statement needs no transaction for that.
+    pub(super) fn read_at_one_moment<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(|conn| {
+            let snapshot = conn.unchecked_transaction()?;
+            let value = read(&snapshot)?;
+            snapshot.commit()?;
+            Ok(value)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Connection>> {

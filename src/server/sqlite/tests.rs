@@ -17,16 +17,16 @@ fn inspect(dir: &tempfile::TempDir) -> Connection {
     Connection::open(dir.path().join(DB_FILE)).unwrap()
 }
 
-/// A read's statements see the database as of one moment, so that a key
-/// lookup never mixes an account's key with the signed prekey of a
-/// rotation committed between them.
+/// A read of several statements sees the database as of one moment, so
+/// that a key lookup never mixes an account's key with the signed prekey
+/// of a rotation committed between them.
 #[test]
 fn a_read_sees_one_moment() {
     let (dir, store) = open();
     let john = user(&store, "John");
     let (before, after) = store
         .readers
-        .read(|conn| {
+        .read_at_one_moment(|conn| {
             let before = queries::find_user(conn, "John")?;
             // Another connection's commit in between.
             inspect(&dir)
